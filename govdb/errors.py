@@ -1,0 +1,70 @@
+"""Every error govdb raises on purpose.
+
+GovdbError                   base: catch this to handle any govdb failure
+├── ConfigError              a store URL, home folder or option cannot be used
+├── RuleFileError            one or more rule files are invalid (every problem, with file and field)
+├── InputFileError           an input file cannot be read at all (rows that fail go to quarantine)
+├── NotFoundError            a person, form, programme, task or unit does not exist
+├── StateError               an action does not fit the current state (task already decided, ...)
+├── JurisdictionError        an actor decided or read outside their jurisdiction (invariant 5)
+└── AccessDeniedError        a department may not read what it asked for (invariant 6)
+
+Messages say what happened, show the bad value and say how to fix it; the CLI prints them as they
+are, so they are written for the person at the terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class GovdbError(Exception):
+    """Base of every govdb error."""
+
+
+class ConfigError(GovdbError):
+    """A store URL, home folder or option cannot be used."""
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One problem in one rule file: where (file, dotted field path) and what."""
+
+    file: Path
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else str(self.file)
+        return f"{where}: {self.message}"
+
+
+class RuleFileError(GovdbError):
+    """Rule files failed to load; `problems` lists every problem found in one pass."""
+
+    def __init__(self, problems: Sequence[RuleProblem]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in rule files:\n{lines}")
+
+
+class InputFileError(GovdbError):
+    """An input file cannot be read at all (missing, unknown format, no header)."""
+
+
+class NotFoundError(GovdbError):
+    """A named thing does not exist."""
+
+
+class StateError(GovdbError):
+    """An action does not fit the current state."""
+
+
+class JurisdictionError(GovdbError):
+    """An actor acted outside their jurisdiction."""
+
+
+class AccessDeniedError(GovdbError):
+    """A department asked for data its access policy does not grant."""

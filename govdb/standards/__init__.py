@@ -1,0 +1,87 @@
+"""Data elements (数据元): identifiers, names, dates, phones and divisions, as polars expressions.
+
+`standardize(frame)` adds, for each standard column present, `<column>_std` and `<column>_issues`
+(reason codes joined by ';', empty when clean). It never drops a row and never raises on text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from govdb.standards.dates import standardize_date
+from govdb.standards.ids import age_at, standardize_id
+from govdb.standards.issues import REASONS, issue, join_issues, severity
+from govdb.standards.names import standardize_gender, standardize_name
+from govdb.standards.phones import standardize_phone
+
+STANDARD_COLUMNS = ("name", "gender", "id_number", "birth_date", "phone", "address", "division_code")
+
+__all__ = ["REASONS", "STANDARD_COLUMNS", "age_at", "severity", "standardize"]
+
+
+def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.DataFrame:
+    """The frame with `<column>_std` / `<column>_issues` for every standard column it has."""
+    today = today or dt.date.today()
+    present = set(frame.columns)
+    exprs: list[pl.Expr] = []
+    if "name" in present:
+        exprs += standardize_name("name")
+    if "gender" in present:
+        exprs += standardize_gender("gender")
+    if "id_number" in present:
+        exprs += standardize_id("id_number", today=today)
+    if "birth_date" in present:
+        exprs += standardize_date("birth_date", today=today)
+    if "phone" in present:
+        exprs += standardize_phone("phone")
+    if "address" in present:
+        text = pl.col("address").cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
+        exprs += [pl.when(text == "").then(None).otherwise(text).alias("address_std"), pl.lit("").alias("address_issues")]
+    if "division_code" in present:
+        code = pl.col("division_code").cast(pl.String).str.normalize("NFKC").str.strip_chars()
+        known = code.is_in(_known_codes())
+        exprs += [
+            pl.when(known).then(code).otherwise(None).alias("division_code_std"),
+            join_issues([issue(code.is_not_null() & (code != "") & ~known, "division_unknown")]).alias(
+                "division_code_issues"
+            ),
+        ]
+    out = frame.with_columns(exprs)
+    return _cross_checks(out)
+
+
+def _known_codes() -> pl.Series:
+    from govdb.standards.divisions import division_table
+
+    return division_table().get_column("code")
+
+
+def _cross_checks(frame: pl.DataFrame) -> pl.DataFrame:
+    """Fill gender and birth date from a valid ID; flag disagreements with the written values."""
+    if "id_number_std" not in frame.columns:
+        return frame
+    updates: list[pl.Expr] = []
+    if "gender_std" in frame.columns:
+        mismatch = issue(pl.col("gender_std").is_not_null() & (pl.col("gender_std") != pl.col("id_gender")), "gender_mismatch")
+        updates += [
+            join_issues([pl.when(pl.col("gender_issues") != "").then(pl.col("gender_issues")), mismatch]).alias("gender_issues"),
+            pl.coalesce("id_gender", "gender_std").alias("gender_std"),
+        ]
+    else:
+        updates.append(pl.col("id_gender").alias("gender_std"))
+    if "birth_date_std" in frame.columns:
+        mismatch = issue(
+            pl.col("birth_date_std").is_not_null() & (pl.col("birth_date_std") != pl.col("id_birth_date")),
+            "birth_date_mismatch",
+        )
+        updates += [
+            join_issues([pl.when(pl.col("birth_date_issues") != "").then(pl.col("birth_date_issues")), mismatch]).alias(
+                "birth_date_issues"
+            ),
+            pl.coalesce("id_birth_date", "birth_date_std").alias("birth_date_std"),
+        ]
+    else:
+        updates.append(pl.col("id_birth_date").alias("birth_date_std"))
+    return frame.with_columns(updates).drop("id_gender", "id_birth_date")

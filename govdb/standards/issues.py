@@ -1,0 +1,48 @@
+"""Reason codes that standards attach to values, with their severity.
+
+An error means the value cannot be trusted for linkage or promotion; a warning means it was
+repaired or is unusual but usable; info records a repair worth knowing about.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+
+Severity = Literal["error", "warning", "info"]
+
+REASONS: dict[str, tuple[Severity, str]] = {
+    "id_format": ("error", "not 15 or 18 digits (the last may be X)"),
+    "id_checksum": ("error", "the GB 11643 check digit does not match"),
+    "id_birth_date": ("error", "the birth date inside the ID number is not a real date"),
+    "id_birth_future": ("error", "the birth date inside the ID number is in the future"),
+    "id_upgraded_15": ("info", "a 15-digit ID number was upgraded to 18 digits"),
+    "id_region_unknown": ("warning", "the region code is not in the division table"),
+    "date_invalid": ("error", "not a date in any format people write"),
+    "date_future": ("error", "the date is in the future"),
+    "phone_invalid": ("error", "not a mobile (11 digits from 1) or a landline with area code"),
+    "name_empty": ("error", "the name is empty"),
+    "name_has_digits": ("error", "the name contains digits"),
+    "name_pinyin": ("warning", "the name is written in latin letters (pinyin)"),
+    "gender_invalid": ("error", "gender is not 男/女/M/F/1/2"),
+    "gender_mismatch": ("warning", "gender disagrees with digit 17 of the ID number"),
+    "birth_date_mismatch": ("warning", "birth date disagrees with the ID number"),
+    "division_unknown": ("error", "the division code is not in the division table"),
+    "required_missing": ("error", "a field the service requires is empty"),
+}
+
+
+def severity(reason: str) -> Severity:
+    """Severity of a reason code; unknown codes are errors so they are never ignored."""
+    return REASONS.get(reason, ("error", ""))[0]
+
+
+def issue(condition: pl.Expr, reason: str) -> pl.Expr:
+    """The reason code where `condition` holds, else null (a null condition is not an issue)."""
+    return pl.when(condition.fill_null(False)).then(pl.lit(reason))
+
+
+def join_issues(parts: list[pl.Expr]) -> pl.Expr:
+    """Reason codes of one value joined by ';' (empty string when clean)."""
+    return pl.concat_str(parts, separator=";", ignore_nulls=True).fill_null("")

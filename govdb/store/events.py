@@ -1,0 +1,137 @@
+"""Event store (业务动态数据库) tables: everything captured while services are delivered.
+
+Unverified by definition. Serving code (prefill, profiles, master queries) never imports this
+module (invariant 2); proactive programmes and analytics may, and label what they use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from govdb.store.master import utcnow
+
+
+class EventModel(SQLModel, registry=registry()):
+    """Base of event-store tables (separate metadata)."""
+
+
+class IngestBatch(EventModel, table=True):
+    """One ingest of one file or frame, with its counts."""
+
+    batch_id: str = Field(primary_key=True, max_length=36)
+    source_system: str = Field(max_length=128)
+    source_file: str | None = Field(default=None, max_length=512)
+    file_sha256: str | None = Field(default=None, max_length=64)
+    encoding: str | None = Field(default=None, max_length=32)
+    read: int = 0
+    stored: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Event(EventModel, table=True):
+    """One record as received. `raw` is never modified; `standardized` is derived from it."""
+
+    __table_args__ = (
+        UniqueConstraint("source_system", "source_key", name="uq_event_source_key"),
+        Index("ix_event_status", "status"),
+    )
+
+    event_id: int | None = Field(default=None, primary_key=True)
+    source_system: str = Field(max_length=128)
+    source_key: str = Field(max_length=128)
+    batch_id: str = Field(max_length=36, index=True)
+    source_file: str | None = Field(default=None, max_length=512)
+    source_line: int | None = None
+    service_code: str | None = Field(default=None, max_length=64)
+    department: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=32)
+    occurred_at: dt.datetime | None = None
+    received_at: dt.datetime = Field(default_factory=utcnow)
+    division_code: str | None = Field(default=None, max_length=12, index=True)
+    raw: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    standardized: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="received", max_length=16)
+
+
+class Quarantine(EventModel, table=True):
+    """A row that could not be read, with its line number and reason (nothing silently dropped)."""
+
+    __table_args__ = (UniqueConstraint("source_system", "file_sha256", "line", name="uq_quarantine_line"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: str = Field(max_length=36, index=True)
+    source_system: str = Field(max_length=128)
+    source_file: str | None = Field(default=None, max_length=512)
+    file_sha256: str = Field(max_length=64)
+    line: int
+    raw_text: str
+    reason: str
+    received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Link(EventModel, table=True):
+    """A link from an event to a master entity (or to nobody), with its explanation."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="event.event_id", index=True)
+    entity_kind: str = Field(max_length=16)
+    entity_id: str | None = Field(default=None, max_length=32)
+    score: float
+    decision: str = Field(max_length=16)  # "match" / "review" / "new"
+    explanation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Proposal(EventModel, table=True):
+    """A change an event proposes for master data, and where it stands on its route of checks."""
+
+    proposal_id: str = Field(primary_key=True, max_length=36)
+    event_id: int = Field(foreign_key="event.event_id", index=True)
+    change: str = Field(max_length=64)  # route name: new_person, update_person, credential, ...
+    entity_kind: str = Field(max_length=16)
+    entity_id: str | None = Field(default=None, max_length=32)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    division_code: str | None = Field(default=None, max_length=12)
+    source: str = Field(max_length=128)
+    department: str | None = Field(default=None, max_length=64)
+    state: str = Field(default="pending", max_length=16, index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Task(EventModel, table=True):
+    """One check at one level for one proposal, assigned to the unit whose jurisdiction covers it."""
+
+    __table_args__ = (UniqueConstraint("proposal_id", "step", name="uq_task_step"),)
+
+    task_id: int | None = Field(default=None, primary_key=True)
+    proposal_id: str = Field(foreign_key="proposal.proposal_id", index=True, max_length=36)
+    step: int
+    level: str = Field(max_length=16)
+    department: str | None = Field(default=None, max_length=64)
+    unit_id: str = Field(max_length=64, index=True)
+    state: str = Field(default="waiting", max_length=16, index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    decided_at: dt.datetime | None = None
+
+
+class Decision(EventModel, table=True):
+    """What a person (or an auto-pass rule) decided on a task."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.task_id", index=True)
+    outcome: str = Field(max_length=16)  # approve / reject / amend / return
+    actor_id: str | None = Field(default=None, max_length=64)
+    unit_id: str = Field(max_length=64)
+    rule: str | None = Field(default=None, max_length=64)
+    reason: str | None = None
+    amendments: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    decided_at: dt.datetime = Field(default_factory=utcnow)

@@ -1,0 +1,199 @@
+"""Master store (基础主数据库) tables: verified people, enterprises, places and their lineage.
+
+These tables have their own metadata, so they can never be created in (or joined with) the event
+store by accident. Nothing outside promote.py and bulk loads writes person, enterprise, place or
+credential rows (invariant 1).
+
+Times are timezone-aware UTC datetimes (sqlmodel's UTCDateTime); dates are calendar dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    """Record time, aware UTC: read back the same from SQLite and PostgreSQL."""
+    return dt.datetime.now(dt.UTC)
+
+
+class MasterModel(SQLModel, registry=registry()):
+    """Base of master-store tables (separate metadata)."""
+
+
+class Person(MasterModel, table=True):
+    """One natural person (自然人), identified by a verified resident ID number."""
+
+    person_id: str = Field(primary_key=True, max_length=32)
+    id_number: str = Field(index=True, unique=True, max_length=18)
+    name: str = Field(max_length=64)
+    gender: str | None = Field(default=None, max_length=1)  # "M" / "F"
+    birth_date: dt.date | None = Field(default=None, index=True)
+    phone: str | None = Field(default=None, max_length=32)
+    address: str | None = Field(default=None, max_length=256)
+    division_code: str | None = Field(default=None, index=True, max_length=12)
+    death_date: dt.date | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Enterprise(MasterModel, table=True):
+    """One legal person (法人), identified by its unified social credit code."""
+
+    enterprise_id: str = Field(primary_key=True, max_length=32)
+    uscc: str = Field(index=True, unique=True, max_length=18)
+    name: str = Field(max_length=256)
+    legal_representative: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=256)
+    division_code: str | None = Field(default=None, index=True, max_length=12)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Place(MasterModel, table=True):
+    """A place (空间地理): a building, dwelling or plot, placed in a division."""
+
+    place_id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=32)
+    address: str = Field(max_length=256)
+    division_code: str | None = Field(default=None, index=True, max_length=12)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Credential(MasterModel, table=True):
+    """A card or certificate held by a person (disability certificate, senior transit card, ...)."""
+
+    __table_args__ = (UniqueConstraint("kind", "number", name="uq_credential_kind_number"),)
+
+    credential_id: str = Field(primary_key=True, max_length=32)
+    person_id: str = Field(foreign_key="person.person_id", index=True, max_length=32)
+    kind: str = Field(max_length=64, index=True)
+    number: str = Field(max_length=64)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    issuer: str | None = Field(default=None, max_length=64)
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class FieldHistory(MasterModel, table=True):
+    """Lineage of one field value (invariant 4): where it came from, who checked it, when valid."""
+
+    __table_args__ = (Index("ix_field_history_entity", "entity_kind", "entity_id", "field"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entity_kind: str = Field(max_length=16)
+    entity_id: str = Field(max_length=32)
+    field: str = Field(max_length=64)
+    value: str | None = Field(default=None)
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    recorded_at: dt.datetime = Field(default_factory=utcnow)
+    source: str = Field(max_length=128)
+    proposal_id: str | None = Field(default=None, max_length=36, index=True)
+    bulk_load_id: str | None = Field(default=None, max_length=36)
+    event_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    checks: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Promotion(MasterModel, table=True):
+    """One applied proposal; the unique proposal id makes promotion idempotent across stores."""
+
+    proposal_id: str = Field(primary_key=True, max_length=36)
+    entity_kind: str = Field(max_length=16)
+    entity_id: str = Field(max_length=32)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    applied_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class BulkLoad(MasterModel, table=True):
+    """An authoritative bulk load (e.g. the public-security population register) and its source."""
+
+    load_id: str = Field(primary_key=True, max_length=36)
+    source: str = Field(max_length=128)
+    entity_kind: str = Field(max_length=16)
+    rows: int
+    loaded_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Conflict(MasterModel, table=True):
+    """A verified value that disagrees with a more trusted master value (比对), for its owner."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: str = Field(max_length=36, index=True)
+    entity_kind: str = Field(max_length=16)
+    entity_id: str = Field(max_length=32)
+    field: str = Field(max_length=64)
+    master_value: str | None = None
+    master_source: str = Field(max_length=128)
+    proposed_value: str | None = None
+    proposed_source: str = Field(max_length=128)
+    owner_department: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="open", max_length=16)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class AuditLog(MasterModel, table=True):
+    """Append-only, hash-chained record of every read of personal master data (invariant 6)."""
+
+    seq: int = Field(primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow)
+    actor_id: str = Field(max_length=64)
+    unit_id: str = Field(max_length=64)
+    department: str | None = Field(default=None, max_length=64)
+    purpose: str = Field(max_length=256)
+    action: str = Field(max_length=32)
+    subject_kind: str = Field(max_length=16)
+    subject_id: str = Field(max_length=32)
+    fields: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    masked: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class Division(MasterModel, table=True):
+    """An administrative division the deployment serves (a subtree of the shipped table)."""
+
+    code: str = Field(primary_key=True, max_length=12)
+    name: str = Field(max_length=64)
+    level: int
+    parent_code: str | None = Field(default=None, index=True, max_length=12)
+    scheme: str = Field(max_length=8)  # "mca" (民政部区划代码) or "nbs" (统计用区划代码)
+
+
+class OrgUnit(MasterModel, table=True):
+    """A checking unit: a village/residents' committee, a street/township office or a department.
+
+    `division_code` is the jurisdiction: the unit covers every record whose division code starts
+    with it (village: 12 digits, street: 9, department: its county's 6).
+    """
+
+    unit_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=128)
+    level: str = Field(max_length=16)  # "village" / "street" / "department"
+    division_code: str = Field(max_length=12, index=True)
+    department: str | None = Field(default=None, max_length=64)
+
+
+class Issuance(MasterModel, table=True):
+    """The ledger of a proactive programme: one row per person per programme cycle."""
+
+    __table_args__ = (UniqueConstraint("programme", "cycle", "person_id", name="uq_issuance_once"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme: str = Field(max_length=64, index=True)
+    cycle: str = Field(max_length=32)
+    person_id: str = Field(foreign_key="person.person_id", max_length=32)
+    run_id: str = Field(max_length=36)
+    as_of: dt.date
+    delivery: str = Field(max_length=16)  # "home" / "pickup"
+    status: str = Field(default="offered", max_length=16)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    unverified_inputs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)

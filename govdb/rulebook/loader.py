@@ -1,0 +1,241 @@
+"""Load rules/ into a Rulebook: every file validated, every problem reported in one error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from govdb.errors import RuleFileError, RuleProblem
+from govdb.rulebook import registry
+from govdb.rulebook.models import (
+    MASTER_FIELDS,
+    RULE_KINDS,
+    AccessRules,
+    BlockRef,
+    ColumnRules,
+    FormRules,
+    ProgrammeRules,
+    RuleFile,
+    SurvivorshipRules,
+    VerificationRules,
+)
+
+
+def default_rules_dir() -> Path:
+    """GOVDB_RULES, else the rules shipped with govdb (the repository's rules/ folder).
+
+    An installed wheel carries rules/ as the package govdb._rules; a source checkout (or an
+    editable install imported from the checkout) reads rules/ beside the package.
+    """
+    if env := os.environ.get("GOVDB_RULES"):
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "rules"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("govdb._rules")))
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    """Every rule govdb runs on, validated."""
+
+    root: Path
+    columns: ColumnRules
+    verification: VerificationRules
+    access: AccessRules
+    survivorship: SurvivorshipRules
+    forms: dict[str, FormRules] = field(default_factory=dict)
+    programmes: dict[str, ProgrammeRules] = field(default_factory=dict)
+
+    def column_aliases(self) -> dict[str, str]:
+        """Header as written -> standard column name (standard names map to themselves)."""
+        mapping = {std: std for std in self.columns.aliases}
+        for std, names in self.columns.aliases.items():
+            mapping.update({name: std for name in names})
+        return mapping
+
+
+def load_rulebook(root: str | Path | None = None) -> Rulebook:
+    """Load and check every *.yaml under `root`; raise RuleFileError listing every problem."""
+    root = Path(root) if root is not None else default_rules_dir()
+    problems: list[RuleProblem] = []
+    if not root.is_dir():
+        raise RuleFileError([RuleProblem(root, "", "rules folder not found; pass --rules DIR or set GOVDB_RULES")])
+    loaded: list[tuple[Path, RuleFile]] = []
+    for path in sorted(root.rglob("*.yaml")):
+        model = _load_file(path, problems)
+        if model is not None:
+            loaded.append((path, model))
+    book = _assemble(root, loaded, problems)
+    if problems or book is None:
+        raise RuleFileError(problems)
+    return book
+
+
+def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        problems.append(RuleProblem(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    except UnicodeDecodeError:
+        problems.append(RuleProblem(path, "", "not UTF-8 text; save the rule file as UTF-8"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(RuleProblem(path, "", "a rule file is a mapping with `kind` and `version`"))
+        return None
+    kind = data.get("kind")
+    model_type = RULE_KINDS.get(kind) if isinstance(kind, str) else None
+    if model_type is None:
+        problems.append(RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(RULE_KINDS)}"))
+        return None
+    try:
+        model = model_type.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(path, exc))
+        return None
+    _check_blocks(path, model, problems)
+    return model
+
+
+def _pydantic_problems(path: Path, exc: ValidationError, prefix: str = "") -> Iterable[RuleProblem]:
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        value = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err["input"], dict) else ""
+        yield RuleProblem(path, f"{prefix}{loc}", f"{err['msg']}{value}")
+
+
+def _block_refs(model: RuleFile) -> Iterable[tuple[str, registry.BlockKind, BlockRef]]:
+    if isinstance(model, ProgrammeRules):
+        for i, ref in enumerate(model.eligibility):
+            yield f"eligibility.{i}", "eligibility", ref
+        for i, ref in enumerate(model.delivery.home_if):
+            yield f"delivery.home_if.{i}", "eligibility", ref
+    elif isinstance(model, VerificationRules):
+        for name, route in model.routes.items():
+            for i, step in enumerate(route.steps):
+                for j, ref in enumerate(step.auto_pass):
+                    yield f"routes.{name}.steps.{i}.auto_pass.{j}", "auto_pass", ref
+    elif isinstance(model, AccessRules):
+        for dept, policy in model.departments.items():
+            for fld, ref in policy.masked.items():
+                yield f"departments.{dept}.masked.{fld}", "mask", ref
+
+
+def _check_blocks(path: Path, model: RuleFile, problems: list[RuleProblem]) -> None:
+    for where, kind, ref in _block_refs(model):
+        block = registry.get(kind, ref.block)
+        if block is None:
+            known = ", ".join(b.name for b in registry.blocks(kind))
+            problems.append(RuleProblem(path, f"{where}.block", f"no {kind} block named {ref.block!r}; known: {known}"))
+            continue
+        try:
+            block.params.model_validate(ref.params)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(path, exc, prefix=f"{where}.params."))
+
+
+def _assemble(root: Path, loaded: list[tuple[Path, RuleFile]], problems: list[RuleProblem]) -> Rulebook | None:
+    singles: dict[type[BaseModel], tuple[Path, RuleFile]] = {}
+    forms: dict[str, FormRules] = {}
+    programmes: dict[str, ProgrammeRules] = {}
+    for path, model in loaded:
+        if isinstance(model, FormRules):
+            if model.code in forms:
+                problems.append(RuleProblem(path, "code", f"form code {model.code!r} is defined twice"))
+            forms[model.code] = model
+        elif isinstance(model, ProgrammeRules):
+            if model.name in programmes:
+                problems.append(RuleProblem(path, "name", f"programme {model.name!r} is defined twice"))
+            programmes[model.name] = model
+        elif type(model) in singles:
+            problems.append(RuleProblem(path, "kind", f"a second {model.kind!r} file; the first is {singles[type(model)][0]}"))
+        else:
+            singles[type(model)] = (path, model)
+    for needed in (ColumnRules, VerificationRules, AccessRules, SurvivorshipRules):
+        if needed not in singles:
+            kind = needed.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+            problems.append(RuleProblem(root, "", f"no rule file of kind {kind!r}"))
+    if problems:
+        return None
+    verification = singles[VerificationRules][1]
+    access = singles[AccessRules][1]
+    assert isinstance(verification, VerificationRules) and isinstance(access, AccessRules)
+    _cross_check(singles, forms, programmes, problems, {id(model): path for path, model in loaded})
+    if problems:
+        return None
+    return Rulebook(
+        root=root,
+        columns=singles[ColumnRules][1],  # type: ignore[arg-type]
+        verification=verification,
+        access=access,
+        survivorship=singles[SurvivorshipRules][1],  # type: ignore[arg-type]
+        forms=forms,
+        programmes=programmes,
+    )
+
+
+def _cross_check(
+    singles: dict[type[BaseModel], tuple[Path, Any]],
+    forms: dict[str, FormRules],
+    programmes: dict[str, ProgrammeRules],
+    problems: list[RuleProblem],
+    paths: dict[int, Path],
+) -> None:
+    """References between files: departments, routes and master fields must exist."""
+    vpath, verification = singles[VerificationRules]
+    apath, access = singles[AccessRules]
+    departments = set(verification.departments)
+    for name, route in verification.routes.items():
+        for i, step in enumerate(route.steps):
+            if step.department and step.department not in departments:
+                problems.append(RuleProblem(vpath, f"routes.{name}.steps.{i}.department",
+                                            f"unknown department {step.department!r}; define it under departments"))
+    for code, service in verification.services.items():
+        for attr in ("route", "update_route"):
+            route = getattr(service, attr)
+            if route and route not in verification.routes:
+                problems.append(RuleProblem(vpath, f"services.{code}.{attr}", f"unknown route {route!r}"))
+    for dept in access.departments:
+        if dept not in departments:
+            problems.append(RuleProblem(apath, f"departments.{dept}", f"unknown department {dept!r}"))
+    for dept, policy in access.departments.items():
+        for i, fld in enumerate(policy.fields):
+            if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
+                problems.append(RuleProblem(apath, f"departments.{dept}.fields.{i}", f"unknown master field {fld!r}"))
+    for form in forms.values():
+        path = paths[id(form)]
+        if form.department not in access.departments:
+            problems.append(RuleProblem(path, "department", f"department {form.department!r} has no access policy"))
+        names = {f.name for f in form.fields}
+        for i, fld in enumerate(form.fields):
+            if fld.source and not _valid_source(fld.source):
+                problems.append(RuleProblem(path, f"fields.{i}.source",
+                                            f"unknown source {fld.source!r}; use person.<field> or credential.<kind>.<field>"))
+        for i, doc in enumerate(form.documents):
+            for j, fld_name in enumerate(doc.satisfied_by):
+                if fld_name not in names:
+                    problems.append(RuleProblem(path, f"documents.{i}.satisfied_by.{j}", f"no form field {fld_name!r}"))
+    for programme in programmes.values():
+        if programme.department not in departments:
+            problems.append(RuleProblem(paths[id(programme)], "department", f"unknown department {programme.department!r}"))
+
+
+def _valid_source(source: str) -> bool:
+    parts = source.split(".")
+    if parts[0] == "person":
+        return len(parts) == 2 and parts[1] in MASTER_FIELDS["person"]
+    if parts[0] == "credential":
+        return len(parts) == 3 and parts[2] in ("number", "valid_from", "valid_to", "issuer") or (
+            len(parts) == 4 and parts[2] == "attributes"
+        )
+    return False

@@ -1,0 +1,176 @@
+"""Pydantic models of the rule files in rules/: strict, closed, one model per `kind`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Level = Literal["village", "street", "department"]
+MASTER_FIELDS = {
+    "person": ("person_id", "id_number", "name", "gender", "birth_date", "age", "phone", "address", "division_code",
+               "village", "township", "county"),
+}
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are not coerced between types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RuleFile(Strict):
+    """Fields every rule file has."""
+
+    kind: str
+    version: int = Field(ge=1)
+    description: str = ""
+
+
+# --- standards -------------------------------------------------------------------------------
+
+
+class ColumnRules(RuleFile):
+    """Headers people use for each standard column (姓名 -> name)."""
+
+    kind: Literal["columns"]
+    aliases: dict[str, list[str]]
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+class Department(Strict):
+    name: str
+    owns: list[str] = []
+
+
+class BlockRef(Strict):
+    """A registered building block and its params."""
+
+    block: str
+    params: dict[str, Any] = {}
+
+
+class Step(Strict):
+    level: Level
+    department: str | None = None
+    auto_pass: list[BlockRef] = []
+
+    @model_validator(mode="after")
+    def _department_level_names_department(self) -> Step:
+        if self.level == "department" and not self.department:
+            raise ValueError("a department step must name its department")
+        if self.level != "department" and self.department:
+            raise ValueError(f"only a department step names a department, not a {self.level} step")
+        return self
+
+
+class Route(Strict):
+    title: str
+    steps: list[Step] = Field(min_length=1)
+
+
+class Service(Strict):
+    """What an event of one service code proposes for master data, and by which route.
+
+    A person service proposes a new person (`route`) or, when the person is already in master,
+    an update of the fields that differ (`update_route`); a credential service proposes a card or
+    certificate of `credential_kind` for a master person.
+    """
+
+    title: str
+    change: Literal["person", "credential"]
+    route: str
+    update_route: str | None = None
+    credential_kind: str | None = None
+    credential_number: str | None = None
+    attributes: list[str] = []
+    required: list[str] = []
+
+    @model_validator(mode="after")
+    def _credential_names_its_kind(self) -> Service:
+        if self.change == "credential" and not (self.credential_kind and self.credential_number):
+            raise ValueError("a credential service names credential_kind and credential_number (its column)")
+        return self
+
+
+class VerificationRules(RuleFile):
+    kind: Literal["verification"]
+    departments: dict[str, Department]
+    routes: dict[str, Route]
+    services: dict[str, Service]
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+class FormField(Strict):
+    name: str
+    label: str
+    source: str | None = None
+    locked: bool = True
+    required: bool = False
+
+
+class Document(Strict):
+    name: str
+    satisfied_by: list[str] = Field(min_length=1)
+
+
+class FormRules(RuleFile):
+    kind: Literal["form"]
+    code: str
+    title: str
+    department: str
+    purpose: str
+    fields: list[FormField] = Field(min_length=1)
+    documents: list[Document] = []
+
+
+class Delivery(Strict):
+    home_if: list[BlockRef] = []
+    default: Literal["pickup", "home", "mail"] = "pickup"
+
+
+class ProgrammeRules(RuleFile):
+    kind: Literal["programme"]
+    name: str
+    title: str
+    department: str
+    cycle: Literal["once", "yearly"]
+    eligibility: list[BlockRef] = Field(min_length=1)
+    delivery: Delivery = Delivery()
+
+
+class FieldAccess(Strict):
+    fields: list[str]
+    masked: dict[str, BlockRef] = {}
+    purposes: list[str] = Field(min_length=1)
+
+
+class AccessRules(RuleFile):
+    kind: Literal["access"]
+    departments: dict[str, FieldAccess]
+
+
+class FieldTrust(Strict):
+    owner: str
+    trust: dict[str, int]
+
+
+class SurvivorshipRules(RuleFile):
+    kind: Literal["survivorship"]
+    entity: Literal["person"]
+    default_trust: int = 1
+    fields: dict[str, FieldTrust]
+
+
+RULE_KINDS: dict[str, type[RuleFile]] = {
+    "columns": ColumnRules,
+    "verification": VerificationRules,
+    "form": FormRules,
+    "programme": ProgrammeRules,
+    "access": AccessRules,
+    "survivorship": SurvivorshipRules,
+}

@@ -1,0 +1,63 @@
+"""Read helpers shared by serving code: master only, never the event store (invariant 2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from govdb.errors import NotFoundError
+from govdb.standards.divisions import ancestors, is_known
+from govdb.store.master import Credential, FieldHistory, Person
+
+
+def person_by_id_number(ms: Session, id_number: str) -> Person:
+    cleaned = "".join(unicodedata.normalize("NFKC", id_number).split()).replace("-", "").upper()
+    person = ms.exec(select(Person).where(Person.id_number == cleaned)).first()
+    if person is None:
+        raise NotFoundError(f"no person with ID number {cleaned!r} in the master store")
+    return person
+
+
+def age_on(birth: dt.date | None, on: dt.date) -> int | None:
+    if birth is None:
+        return None
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def division_names(code: str | None) -> dict[str, str]:
+    """village / township / county names of a division code."""
+    if not code or not is_known(code):
+        return {}
+    names = {1: "province", 2: "city", 3: "county", 4: "township", 5: "village"}
+    return {names[d.level]: d.name for d in ancestors(code)}
+
+
+def current_lineage(ms: Session, kind: str, entity_id: str) -> dict[str, FieldHistory]:
+    """The current (valid_to is null) lineage row of each field of one entity."""
+    rows = ms.exec(
+        select(FieldHistory)
+        .where(FieldHistory.entity_kind == kind, FieldHistory.entity_id == entity_id, col(FieldHistory.valid_to).is_(None))
+        .order_by(col(FieldHistory.id))
+    ).all()
+    return {row.field: row for row in rows}
+
+
+def credentials_of(ms: Session, person_id: str, kind: str | None = None) -> list[Credential]:
+    query = select(Credential).where(Credential.person_id == person_id)
+    if kind:
+        query = query.where(Credential.kind == kind)
+    return list(ms.exec(query.order_by(col(Credential.created_at))).all())
+
+
+def person_values(person: Person, today: dt.date) -> dict[str, Any]:
+    """Stored and derived person fields (age, village, township, county)."""
+    values: dict[str, Any] = person.model_dump()
+    values["age"] = age_on(person.birth_date, today)
+    values.update(division_names(person.division_code))
+    return values
+
+
+DERIVED_FROM = {"age": "birth_date", "village": "division_code", "township": "division_code", "county": "division_code"}

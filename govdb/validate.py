@@ -1,0 +1,190 @@
+"""Standardize and validate events: pandera schemas built from the rules, failures as data.
+
+Validation never drops a row: an invalid event stays in the event store with its quality flags
+(reason codes), and the ValidationReport lists every failure as a polars frame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+from pandera.errors import SchemaErrors
+from sqlalchemy import Engine, select, update
+
+from govdb.rulebook.loader import Rulebook
+from govdb.standards import STANDARD_COLUMNS, severity, standardize
+from govdb.store.events import Event
+
+FAILURE_SCHEMA = {
+    "row_id": pl.Int64,
+    "column": pl.String,
+    "check": pl.String,
+    "reason": pl.String,
+    "severity": pl.String,
+    "value": pl.String,
+}
+CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Failures of one validation run: one row per (row, column, reason)."""
+
+    rows: int
+    failures: pl.DataFrame
+
+    @property
+    def error_rows(self) -> int:
+        return self.failures.filter(pl.col("severity") == "error").get_column("row_id").n_unique()
+
+    def by_reason(self) -> pl.DataFrame:
+        return self.failures.group_by("column", "reason", "severity").len().sort("len", descending=True)
+
+
+def _issue_failures(frame: pl.DataFrame, row_id: str) -> pl.DataFrame:
+    parts = []
+    for column in STANDARD_COLUMNS:
+        if f"{column}_issues" not in frame.columns:
+            continue
+        parts.append(
+            frame.select(
+                pl.col(row_id).cast(pl.Int64).alias("row_id"),
+                pl.lit(column).alias("column"),
+                pl.lit("standard").alias("check"),
+                pl.col(f"{column}_issues").str.split(";").alias("reason"),
+                pl.col(column).cast(pl.String).alias("value"),
+            )
+            .explode("reason")
+            .filter(pl.col("reason") != "")
+        )
+    if not parts:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    failures = pl.concat(parts)
+    return failures.with_columns(
+        pl.col("reason").map_elements(severity, return_dtype=pl.String).alias("severity")
+    ).select(list(FAILURE_SCHEMA))
+
+
+def _checked_column(name: str) -> str:
+    """Standard columns are checked after standardizing; other columns as received."""
+    return f"{name}_std" if name in STANDARD_COLUMNS else name
+
+
+def required_schema(required: list[str]) -> pa.DataFrameSchema:
+    """A pandera schema: each required column is present and not null (standard ones once standardized)."""
+    return pa.DataFrameSchema(
+        {_checked_column(name): pa.Column(nullable=False, required=True) for name in required},
+        name="required fields",
+    )
+
+
+def _required_failures(frame: pl.DataFrame, required: list[str], row_id: str) -> pl.DataFrame:
+    for name in required:
+        column = _checked_column(name)
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.String).alias(column))
+        elif name not in STANDARD_COLUMNS:
+            frame = frame.with_columns(pl.when(pl.col(column).str.strip_chars() != "").then(pl.col(column)).alias(column))
+    if not required or frame.is_empty():
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    try:
+        required_schema(required).validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases.filter(pl.col("index").is_not_null())
+        ids = frame.get_column(row_id)
+        return cases.select(
+            pl.col("index").map_elements(lambda i: ids[int(i)], return_dtype=pl.Int64).alias("row_id"),
+            pl.col("column").str.replace(r"_std$", ""),
+            pl.col("check").cast(pl.String),
+            pl.lit("required_missing").alias("reason"),
+            pl.lit("error").alias("severity"),
+            pl.col("failure_case").cast(pl.String).alias("value"),
+        )
+    return pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def validate_frame(
+    frame: pl.DataFrame, *, required: list[str] | None = None, row_id: str = "row_id", today: dt.date | None = None
+) -> tuple[pl.DataFrame, ValidationReport]:
+    """Standardize a frame of standard columns and report every failure; no row is dropped."""
+    if row_id not in frame.columns:
+        frame = frame.with_row_index(row_id, offset=1)
+    std = standardize(frame, today=today)
+    failures = pl.concat([_issue_failures(std, row_id), _required_failures(std, required or [], row_id)])
+    return std, ValidationReport(rows=frame.height, failures=failures.sort("row_id", "column"))
+
+
+def events_frame(rows: list[tuple[int, str | None, dict[str, Any]]], aliases: dict[str, str]) -> pl.DataFrame:
+    """Raw payloads -> one frame of standard columns (as strings), through the header aliases."""
+    records = []
+    for event_id, service, raw in rows:
+        record: dict[str, Any] = {"event_id": event_id, "service_code": service}
+        for key, value in raw.items():
+            std = aliases.get(str(key).strip())
+            if std and value is not None and record.get(std) in (None, ""):
+                record[std] = str(value)
+        records.append(record)
+    columns = sorted({k for r in records for k in r} - {"event_id", "service_code"})
+    schema = {"event_id": pl.Int64, "service_code": pl.String, **dict.fromkeys(columns, pl.String)}
+    return pl.DataFrame(records, schema=schema)
+
+
+def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None = None) -> ValidationReport:
+    """Standardize and validate every received event; write standardized fields and quality flags."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    aliases = rules.column_aliases()
+    with engine.connect() as conn:
+        rows = [
+            (r.event_id, r.service_code, r.raw)
+            for r in conn.execute(
+                select(table.c.event_id, table.c.service_code, table.c.raw).where(table.c.status == "received")
+            )
+        ]
+    if not rows:
+        return ValidationReport(0, pl.DataFrame(schema=FAILURE_SCHEMA))
+    frame = events_frame(rows, aliases)
+    std_parts, failures = [], []
+    for (service,), group in frame.group_by("service_code", maintain_order=True):
+        svc = rules.verification.services.get(str(service)) if service else None
+        std, report = validate_frame(group, required=svc.required if svc else [], row_id="event_id", today=today)
+        std_parts.append(std)
+        failures.append(report.failures)
+    std = pl.concat(std_parts, how="diagonal_relaxed")
+    report = ValidationReport(len(rows), pl.concat(failures).sort("row_id", "column"))
+    flags = report.failures.group_by("row_id").agg(pl.col("reason").unique().sort())
+    flag_map = dict(flags.iter_rows())
+    errors = set(report.failures.filter(pl.col("severity") == "error").get_column("row_id").to_list())
+    std_columns = [c for c in std.columns if c.endswith("_std")] + [
+        c for c in std.columns if c in ("certificate_number", "disability_category", "disability_grade")
+    ]
+    out = std.select("event_id", *std_columns).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+    updates = [
+        {
+            "b_event_id": rec["event_id"],
+            "standardized": {k.removesuffix("_std"): v for k, v in rec.items() if k != "event_id" and v is not None},
+            "quality_flags": flag_map.get(rec["event_id"], []),
+            "division_code": rec.get("division_code_std"),
+            "status": "invalid" if rec["event_id"] in errors else "standardized",
+        }
+        for rec in out.iter_rows(named=True)
+    ]
+    from sqlalchemy import bindparam
+
+    statement = (
+        update(table)
+        .where(table.c.event_id == bindparam("b_event_id"))
+        .values(
+            standardized=bindparam("standardized"),
+            quality_flags=bindparam("quality_flags"),
+            division_code=bindparam("division_code"),
+            status=bindparam("status"),
+        )
+    )
+    with engine.begin() as conn:
+        for start in range(0, len(updates), CHUNK):
+            conn.execute(statement, updates[start : start + CHUNK])
+    return report

@@ -1,0 +1,42 @@
+"""Actors and their units: who is deciding or reading, and where their jurisdiction ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from govdb.errors import NotFoundError
+from govdb.store.master import OrgUnit
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A person acting for a unit: `Actor("li.ming", "village:440605011001")`."""
+
+    actor_id: str
+    unit_id: str
+
+
+@dataclass(frozen=True)
+class ResolvedActor:
+    """An actor with their unit's level, jurisdiction (division code prefix) and department."""
+
+    actor_id: str
+    unit_id: str
+    unit_name: str
+    level: str
+    division_code: str
+    department: str | None
+
+
+def resolve(session: Session, actor: Actor) -> ResolvedActor:
+    """Look the actor's unit up in the master store's org units."""
+    unit = session.get(OrgUnit, actor.unit_id)
+    if unit is None:
+        raise NotFoundError(
+            f"unit {actor.unit_id!r} of actor {actor.actor_id!r} is not registered; "
+            "list units with `govdb units` (ids look like village:<12-digit code>, street:<9-digit code>, "
+            "department:<name>:<county code>)"
+        )
+    return ResolvedActor(actor.actor_id, unit.unit_id, unit.name, unit.level, unit.division_code, unit.department)

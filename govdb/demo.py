@@ -146,42 +146,45 @@ def make_disability_records(people: pl.DataFrame, path: Path, *, seed: int, toda
 
 
 def run_demo(home: str | Path, *, people: int = 300, seed: int = 7, today: dt.date | None = None) -> DemoReport:
-    """Build the district in `home` (replacing an earlier demo there) and run every stage once."""
+    """Build the district in SQLite stores in `home` (replacing an earlier demo there) and run it."""
     home = Path(home)
-    today = today or dt.date.today()
     home.mkdir(parents=True, exist_ok=True)
     for stale in home.glob("govdb.*.sqlite*"):
         stale.unlink()
-    db = GovDB.open(home)
-    try:
-        district = db.serve_district(COUNTY)
-        register = make_people(people, seed=seed, today=today)
-        db.load_people(register, source="public_security")
-        hall, cdpf = home / "hall_registrations.csv", home / "cdpf_certificates.csv"
-        make_hall_events(register, hall, seed=seed, today=today)
-        make_disability_records(register, cdpf, seed=seed, today=today)
-        ingests = [
-            db.ingest(hall, source="hall-window-system", key_column="受理编号", occurred_at_column="办理时间",
-                      service_code="hall.resident_registration", department="service_hall", channel="window"),
-            db.ingest(cdpf, source="cdpf-certificate-system", key_column="记录编号", occurred_at_column="办证日期",
-                      service_code="cdpf.disability_certificate", department="disabled_federation", channel="system"),
-        ]
-        reingest = db.ingest(hall, source="hall-window-system", key_column="受理编号", occurred_at_column="办理时间",
-                             service_code="hall.resident_registration", department="service_hall", channel="window")
-        process = db.process(today=today)
-        refused = _refused_attempt(db)
-        decisions, rejected = _decide_all(db)
-        promote = db.promote()
-        senior = _senior_with_certificate(db, today)
-        prefill = db.prefill("senior_transit_card", id_number=senior,
-                             actor=Actor("transport.clerk", f"department:transport:{COUNTY}"), today=today)
-        first = db.run_programme("senior_transit_card", as_of=today)
-        second = db.run_programme("senior_transit_card", as_of=today)
-        return DemoReport(home, district, register.height, ingests, reingest, process, decisions,
-                          process.proposals.auto_approved, rejected, refused, promote, prefill, first, second,
-                          db.counts())
-    finally:
-        db.close()
+    with GovDB.open(home) as db:
+        return run_demo_on(db, home, people=people, seed=seed, today=today)
+
+
+def run_demo_on(db: GovDB, folder: Path, *, people: int = 300, seed: int = 7, today: dt.date | None = None
+                ) -> DemoReport:
+    """Run every stage once on empty stores; the input files are written to `folder`."""
+    today = today or dt.date.today()
+    district = db.serve_district(COUNTY)
+    register = make_people(people, seed=seed, today=today)
+    db.load_people(register, source="public_security")
+    hall, cdpf = folder / "hall_registrations.csv", folder / "cdpf_certificates.csv"
+    make_hall_events(register, hall, seed=seed, today=today)
+    make_disability_records(register, cdpf, seed=seed, today=today)
+    hall_options = {"source": "hall-window-system", "key_column": "受理编号", "occurred_at_column": "办理时间",
+                    "service_code": "hall.resident_registration", "department": "service_hall", "channel": "window"}
+    ingests = [
+        db.ingest(hall, **hall_options),
+        db.ingest(cdpf, source="cdpf-certificate-system", key_column="记录编号", occurred_at_column="办证日期",
+                  service_code="cdpf.disability_certificate", department="disabled_federation", channel="system"),
+    ]
+    reingest = db.ingest(hall, **hall_options)
+    process = db.process(today=today)
+    refused = _refused_attempt(db)
+    decisions, rejected = _decide_all(db)
+    promote = db.promote()
+    senior = _senior_with_certificate(db, today)
+    prefill = db.prefill("senior_transit_card", id_number=senior,
+                         actor=Actor("transport.clerk", f"department:transport:{COUNTY}"), today=today)
+    first = db.run_programme("senior_transit_card", as_of=today)
+    second = db.run_programme("senior_transit_card", as_of=today)
+    return DemoReport(folder, district, register.height, ingests, reingest, process, decisions,
+                      process.proposals.auto_approved, rejected, refused, promote, prefill, first, second,
+                      db.counts())
 
 
 def _refused_attempt(db: GovDB) -> str:

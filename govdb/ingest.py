@@ -35,7 +35,7 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".xlsx": "xlsx", ".parqu
            ".ndjson": "jsonl"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class QuarantinedRow:
     line: int
     reason: str

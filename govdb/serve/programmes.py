@@ -83,7 +83,7 @@ def has_credential(pop: Population, params: CredentialParams) -> Selection:
     for name, allowed in params.attributes.items():
         creds = creds.filter(pl.col("attributes").str.json_path_match(f"$.{name}").is_in(allowed))
     mask = pop.people.get_column("person_id").is_in(creds.get_column("person_id").implode())
-    described = ", ".join(f"{k} in {v}" for k, v in params.attributes.items())
+    described = ", ".join("/".join(v) for v in params.attributes.values())
     return mask, f"holds a {params.kind}" + (f" ({described})" if described else "")
 
 

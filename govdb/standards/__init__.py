@@ -30,8 +30,6 @@ def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.Data
         exprs += standardize_name("name")
     if "gender" in present:
         exprs += standardize_gender("gender")
-    if "id_number" in present:
-        exprs += standardize_id("id_number", today=today)
     if "birth_date" in present:
         exprs += standardize_date("birth_date", today=today)
     if "phone" in present:
@@ -41,15 +39,17 @@ def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.Data
         exprs += [pl.when(text == "").then(None).otherwise(text).alias("address_std"), pl.lit("").alias("address_issues")]
     if "division_code" in present:
         code = pl.col("division_code").cast(pl.String).str.normalize("NFKC").str.strip_chars()
-        known = code.is_in(_known_codes())
+        known = code.is_in(_known_codes().implode())
         exprs += [
             pl.when(known).then(code).otherwise(None).alias("division_code_std"),
             join_issues([issue(code.is_not_null() & (code != "") & ~known, "division_unknown")]).alias(
                 "division_code_issues"
             ),
         ]
-    out = frame.with_columns(exprs)
-    return _cross_checks(out)
+    lazy = frame.lazy().with_columns(exprs)
+    if "id_number" in present:
+        lazy = standardize_id(lazy, "id_number", today=today)
+    return _cross_checks(lazy.collect())
 
 
 def _known_codes() -> pl.Series:

@@ -45,32 +45,37 @@ def upgrade_15(normalized: pl.Expr) -> pl.Expr:
     )
 
 
-def standardize_id(column: str, *, today: dt.date) -> list[pl.Expr]:
-    """`<column>_std`, `<column>_issues`, plus `id_gender` and `id_birth_date` derived from it."""
-    raw = pl.col(column)
-    norm = normalize(raw)
-    upgraded = upgrade_15(norm)
-    shaped = upgraded.str.contains(r"^\d{17}[\dX]$").fill_null(False)
-    checksum_ok = upgraded.str.slice(17, 1) == check_digit(upgraded.str.slice(0, 17))
-    birth = upgraded.str.slice(6, 8).str.strptime(pl.Date, "%Y%m%d", strict=False)
-    present = norm.is_not_null() & (norm != "")
+def standardize_id(frame: pl.LazyFrame, column: str, *, today: dt.date) -> pl.LazyFrame:
+    """Add `<column>_std`, `<column>_issues`, `id_gender` and `id_birth_date`.
+
+    Computed in stages over named helper columns: nesting the expressions instead repeats the
+    17-term checksum inside every condition and makes polars' planner slow.
+    """
+    norm, up, check, birth = "_id_norm", "_id_up", "_id_check", "_id_birth"
+    frame = frame.with_columns(normalize(pl.col(column)).alias(norm))
+    frame = frame.with_columns(upgrade_15(pl.col(norm)).alias(up))
+    frame = frame.with_columns(
+        check_digit(pl.col(up).str.slice(0, 17)).alias(check),
+        pl.col(up).str.slice(6, 8).str.strptime(pl.Date, "%Y%m%d", strict=False).alias(birth),
+    )
+    shaped = pl.col(up).str.contains(r"^\d{17}[\dX]$").fill_null(False)
+    checksum_ok = (pl.col(up).str.slice(17, 1) == pl.col(check)).fill_null(False)
+    present = pl.col(norm).is_not_null() & (pl.col(norm) != "")
     issues = [
         issue(present & ~shaped, "id_format"),
         issue(shaped & ~checksum_ok, "id_checksum"),
-        issue(shaped & birth.is_null(), "id_birth_date"),
-        issue(shaped & (birth > pl.lit(today)), "id_birth_future"),
-        issue(present & norm.str.contains(r"^\d{15}$"), "id_upgraded_15"),
+        issue(shaped & pl.col(birth).is_null(), "id_birth_date"),
+        issue(shaped & (pl.col(birth) > pl.lit(today)), "id_birth_future"),
+        issue(present & pl.col(norm).str.contains(r"^\d{15}$"), "id_upgraded_15"),
     ]
-    valid = shaped & checksum_ok.fill_null(False) & birth.is_not_null() & (birth <= pl.lit(today))
-    return [
-        pl.when(valid).then(upgraded).otherwise(None).alias(f"{column}_std"),
+    valid = shaped & checksum_ok & pl.col(birth).is_not_null() & (pl.col(birth) <= pl.lit(today))
+    odd = pl.col(up).str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1
+    return frame.with_columns(
+        pl.when(valid).then(pl.col(up)).otherwise(None).alias(f"{column}_std"),
         join_issues(issues).alias(f"{column}_issues"),
-        pl.when(valid)
-        .then(pl.when(upgraded.str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1).then(pl.lit("M")).otherwise(pl.lit("F")))
-        .otherwise(None)
-        .alias("id_gender"),
-        pl.when(valid).then(birth).otherwise(None).alias("id_birth_date"),
-    ]
+        pl.when(valid).then(pl.when(odd).then(pl.lit("M")).otherwise(pl.lit("F"))).alias("id_gender"),
+        pl.when(valid).then(pl.col(birth)).alias("id_birth_date"),
+    ).drop(norm, up, check, birth)
 
 
 def age_at(birth_date: pl.Expr, at: dt.date) -> pl.Expr:

@@ -19,6 +19,7 @@ def standardize_name(column: str) -> list[pl.Expr]:
         pl.when(latin)
         .then(text.str.replace_all(r"\s+", " ").str.to_titlecase())
         .otherwise(text.str.replace_all(r"\s+", ""))
+        .str.normalize("NFKC")  # removing spaces can join a base letter and a combining mark
     )
     empty = raw.is_not_null() & (cleaned == "")
     return [

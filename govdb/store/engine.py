@@ -93,6 +93,7 @@ def migrate(engine: Engine, store: StoreName) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(MIGRATIONS / store / "versions"))
     config.attributes["store"] = store
     with engine.begin() as connection:

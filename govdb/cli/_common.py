@@ -1,0 +1,54 @@
+"""What every command shares: opening the stores from global options, actors, error handling."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from govdb.api import GovDB
+from govdb.cli import _render
+from govdb.errors import GovdbError, RuleFileError
+from govdb.verify import Actor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Options:
+    home: Path | None = None
+    rules: Path | None = None
+
+    def open(self) -> GovDB:
+        return GovDB.open(self.home, rules=self.rules)
+
+
+def options(ctx: typer.Context) -> Options:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Options) else Options()
+
+
+def reports_errors(function: F) -> F:
+    """A GovdbError becomes one red line on stderr and exit code 1 (2 for rule files), no traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except GovdbError as exc:
+            _render.error(str(exc))
+            raise typer.Exit(2 if isinstance(exc, RuleFileError) else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_actor(text: str) -> Actor:
+    """ACTOR@UNIT, e.g. li.ming@village:440605011001."""
+    actor, sep, unit = text.partition("@")
+    if not sep or not actor or not unit:
+        raise typer.BadParameter(f"{text!r} is not ACTOR@UNIT, e.g. li.ming@village:440605011001")
+    return Actor(actor, unit)

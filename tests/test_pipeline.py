@@ -1,0 +1,172 @@
+"""The whole data path on both backends, and the invariants of DESIGN.md that it touches."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, col, select
+
+import govdb.promote
+from govdb import AccessDeniedError, Actor, GovDB, JurisdictionError, StateError
+from govdb.access import verify_audit_chain
+from govdb.demo import COUNTY, DemoReport, run_demo_on
+from govdb.store.events import Proposal
+from govdb.store.master import AuditLog, Credential, FieldHistory, Issuance, Person, Promotion
+
+from .conftest import TODAY
+
+PACKAGE = Path(__file__).resolve().parents[1] / "govdb"
+
+
+@pytest.fixture
+def demo(db: GovDB, tmp_path: Path) -> DemoReport:
+    return run_demo_on(db, tmp_path, people=150, seed=3, today=TODAY)
+
+
+def test_demo_runs_every_stage(db: GovDB, demo: DemoReport) -> None:
+    assert demo.ingests[0].quarantined == 1 and demo.ingests[0].duplicate == 1
+    assert demo.reingest.stored == 0
+    assert demo.process.validation.error_rows == 2  # the wrong check digit and the impossible date
+    assert demo.promote.promoted > 0 and demo.promote.people_created > 0 and demo.promote.credentials > 0
+    assert len(demo.rejected) == 1 and "outside that jurisdiction" in demo.refused
+    assert all(f.source for f in demo.prefill.fields if f.value is not None)
+    assert demo.first_run.issued > 0 and demo.first_run.home_delivery > 0
+    assert (demo.second_run.issued, demo.second_run.already_issued) == (0, demo.first_run.issued)
+
+
+def test_home_delivery_follows_mobility_certificates(db: GovDB, demo: DemoReport) -> None:
+    with Session(db.master) as ms:
+        ledger = ms.exec(select(Issuance)).all()
+        certs = {c.person_id: c.attributes for c in ms.exec(select(Credential)).all()}
+        people = {p.person_id: p for p in ms.exec(select(Person)).all()}
+    for row in ledger:
+        cert = certs.get(row.person_id, {})
+        walks = not (cert.get("disability_category") == "肢体" and cert.get("disability_grade") in ("一级", "二级"))
+        assert row.delivery == ("pickup" if walks else "home")
+        born = people[row.person_id].birth_date
+        assert born is not None and born <= TODAY.replace(year=TODAY.year - 60)
+
+
+def test_master_changes_only_by_promotion_or_bulk_load(db: GovDB, demo: DemoReport) -> None:
+    """Invariant 1 and 4: every master value has lineage to a promotion or a recorded bulk load."""
+    with Session(db.master) as ms:
+        promoted = set(ms.exec(select(Promotion.proposal_id)).all())
+        history = ms.exec(select(FieldHistory)).all()
+        people = ms.exec(select(Person)).all()
+    assert all(h.proposal_id in promoted or h.bulk_load_id for h in history)
+    by_person = {h.entity_id for h in history if h.entity_kind == "person"}
+    assert {p.person_id for p in people} <= by_person
+    verified = [h for h in history if h.proposal_id and h.entity_kind == "person" and h.field == "id_number"]
+    assert verified, "new people were promoted"
+    levels = [c["level"] for c in verified[0].checks]
+    assert levels == ["village", "street", "department"]
+    assert all(c["actor"] and c["unit"] for c in verified[0].checks) and verified[0].event_ids
+
+
+def test_serving_code_never_imports_the_event_store() -> None:
+    """Invariant 2: prefill, profiles and programmes read master only."""
+    for path in [*sorted((PACKAGE / "serve").glob("*.py")), PACKAGE / "access.py"]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
+        assert not {m for m in imported if m and ("store.events" in m or m.startswith("govdb.ingest"))}, path
+
+
+def test_promotion_completes_after_a_crash_between_the_two_stores(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _processed_and_approved(db, tmp_path)
+    original = govdb.promote._mark_promoted
+    calls = {"n": 0}
+
+    def crash(events, ids):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        raise RuntimeError("power cut after the master commit")
+
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", crash)
+    with pytest.raises(RuntimeError):
+        db.promote()
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", original)
+    with Session(db.master) as ms:
+        applied = len(ms.exec(select(Promotion)).all())
+        people_before = len(ms.exec(select(Person)).all())
+    assert applied == run > 0
+    report = db.promote()
+    assert (report.promoted, report.completed_after_crash) == (0, run)
+    with Session(db.master) as ms:
+        assert len(ms.exec(select(Person)).all()) == people_before
+    with Session(db.events) as es:
+        states = set(es.exec(select(Proposal.state).where(col(Proposal.state) != "rejected")).all())
+    assert states == {"promoted"}
+
+
+def _processed_and_approved(db: GovDB, folder: Path) -> int:
+    from govdb.demo import make_hall_events, make_people
+
+    register = make_people(60, seed=1, today=TODAY)
+    db.load_people(register, source="public_security")
+    make_hall_events(register, folder / "hall.csv", seed=1, today=TODAY)
+    db.ingest(folder / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration",
+              department="service_hall")
+    db.process(today=TODAY)
+    approved = 0
+    while tasks := db.tasks():
+        for task in tasks:
+            db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
+    with Session(db.events) as es:
+        approved = len(es.exec(select(Proposal).where(Proposal.state == "approved")).all())
+    return approved
+
+
+def test_jurisdiction_is_enforced_at_every_level(db: GovDB, tmp_path: Path) -> None:
+    """Invariant 5."""
+    from govdb.demo import make_hall_events, make_people
+
+    register = make_people(40, seed=2, today=TODAY)
+    db.load_people(register, source="public_security")
+    make_hall_events(register, tmp_path / "hall.csv", seed=2, today=TODAY)
+    db.ingest(tmp_path / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration")
+    db.process(today=TODAY)
+    task = next(t for t in db.tasks() if t.change == "new_person")
+    village = task.unit_id.split(":")[1]
+    other_street = next(u.unit_id for u in db.units("street") if not village.startswith(u.division_code))
+    with pytest.raises(JurisdictionError, match="needs a village unit"):
+        db.decide(task.task_id, Actor("s", f"street:{village[:9]}"), "approve")
+    with pytest.raises(StateError, match="needs a reason"):
+        db.decide(task.task_id, Actor("v", task.unit_id), "reject")
+    db.decide(task.task_id, Actor("v", task.unit_id), "approve")
+    with pytest.raises(StateError, match="is approved, not open"):
+        db.decide(task.task_id, Actor("v", task.unit_id), "approve")
+    street_task = next(t for t in db.tasks() if t.proposal_id == task.proposal_id)
+    with pytest.raises(JurisdictionError, match="outside that jurisdiction"):
+        db.decide(street_task.task_id, Actor("s", other_street), "approve")
+    db.decide(street_task.task_id, Actor("s", f"street:{village[:9]}"), "approve")
+    dept_task = next(t for t in db.tasks() if t.proposal_id == task.proposal_id)
+    with pytest.raises(JurisdictionError, match="belongs to 'public_security'"):
+        db.decide(dept_task.task_id, Actor("d", f"department:civil_affairs:{COUNTY}"), "approve")
+    result = db.decide(dept_task.task_id, Actor("d", f"department:public_security:{COUNTY}"), "approve")
+    assert result.proposal_state == "approved"
+
+
+def test_reads_are_audited_masked_and_chained(db: GovDB, demo: DemoReport) -> None:
+    """Invariant 6."""
+    senior = next(f.value for f in demo.prefill.fields if f.name == "id_number")
+    civil = Actor("ca", f"department:civil_affairs:{COUNTY}")
+    housing = db.prefill("public_rental_housing", id_number=senior, actor=civil, today=TODAY)
+    id_field = next(f for f in housing.fields if f.name == "id_number")
+    assert id_field.masked and id_field.value.startswith("440605") and "*" in id_field.value and not id_field.locked
+    assert next(f for f in housing.fields if f.name == "disability_number").value
+    with pytest.raises(AccessDeniedError, match="may not read personal data for purpose"):
+        db.prefill("public_rental_housing", id_number=senior, actor=Actor("t", f"department:transport:{COUNTY}"))
+    with Session(db.master) as ms:
+        assert verify_audit_chain(ms) == 2
+        entry = ms.exec(select(AuditLog).order_by(col(AuditLog.seq).desc())).first()
+        assert entry is not None and entry.purpose == "public_rental_housing" and entry.masked == ["id_number", "phone"]
+        entry.purpose = "curiosity"
+        ms.add(entry)
+        ms.commit()
+        with pytest.raises(AccessDeniedError, match="broken at entry 2"):
+            verify_audit_chain(ms)

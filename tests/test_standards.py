@@ -1,0 +1,105 @@
+import datetime as dt
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from govdb.standards import standardize
+from govdb.standards.divisions import ancestors, covers, find_by_name, lookup, significant_prefix
+from govdb.standards.ids import CHECK_CHARS, WEIGHTS, make_id
+
+TODAY = dt.date(2026, 11, 23)
+
+
+def with_check(first17: str) -> str:
+    return first17 + CHECK_CHARS[sum(int(c) * w for c, w in zip(first17, WEIGHTS, strict=True)) % 11]
+
+
+def std(column: str, values: list[object]) -> pl.DataFrame:
+    return standardize(pl.DataFrame({column: pl.Series(values, dtype=pl.String)}), today=TODAY)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "issues"),
+    [
+        ("11010519491231002X", "11010519491231002X", ""),
+        ("11010519491231002x", "11010519491231002X", ""),
+        ("１１０１０５１９４９１２３１００２Ｘ", "11010519491231002X", ""),
+        (" 110105-19491231-002X ", "11010519491231002X", ""),
+        ("110105491231002", "11010519491231002X", "id_upgraded_15"),
+        ("110105194912310021", None, "id_checksum"),
+        (with_check("11010519491331002"), None, "id_birth_date"),
+        (make_id("440605", dt.date(2030, 1, 1), 11), None, "id_birth_future"),
+        (make_id("330114", dt.date(1990, 5, 6), 11), make_id("330114", dt.date(1990, 5, 6), 11), ""),
+        ("12345", None, "id_format"),
+    ],
+)
+def test_resident_id_known_answers(raw: str, expected: str | None, issues: str) -> None:
+    out = std("id_number", [raw])
+    assert out["id_number_std"][0] == expected
+    assert out["id_number_issues"][0] == issues
+
+
+def test_id_gives_gender_and_birth_date() -> None:
+    out = std("id_number", ["11010519491231002X", make_id("440605", dt.date(1960, 3, 4), 13)])
+    assert out["gender_std"].to_list() == ["F", "M"]
+    assert out["birth_date_std"].to_list() == [dt.date(1949, 12, 31), dt.date(1960, 3, 4)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1990-01-02", dt.date(1990, 1, 2)), ("1990/1/2", dt.date(1990, 1, 2)), ("1990.1.2", dt.date(1990, 1, 2)),
+     ("19900102", dt.date(1990, 1, 2)), ("1990年1月2日", dt.date(1990, 1, 2)), ("32875", dt.date(1990, 1, 2)),
+     ("1990-01-02 08:30:00", dt.date(1990, 1, 2))],
+)
+def test_dates_as_people_write_them(raw: str, expected: dt.date) -> None:
+    assert std("birth_date", [raw])["birth_date_std"][0] == expected
+
+
+def test_impossible_and_future_dates_are_errors() -> None:
+    out = std("birth_date", ["1990-02-30", "2099-01-01", "yesterday"])
+    assert out["birth_date_std"].to_list() == [None, None, None]
+    assert out["birth_date_issues"].to_list() == ["date_invalid", "date_future", "date_invalid"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("+86 138-0013-8000", "13800138000"), ("008613800138000", "13800138000"), ("１３８００１３８０００", "13800138000"),
+     ("0757-86281234", "0757-86281234"), ("(010)12345678", "010-12345678"), ("12345", None)],
+)
+def test_phones(raw: str, expected: str | None) -> None:
+    assert std("phone", [raw])["phone_std"][0] == expected
+
+
+def test_names() -> None:
+    out = std("name", [" 张 伟 ", "阿依古丽•买买提", "zhang  wei", ""])
+    assert out["name_std"].to_list() == ["张伟", "阿依古丽·买买提", "Zhang Wei", None]
+    assert out["name_issues"].to_list() == ["", "", "name_pinyin", "name_empty"]
+
+
+def test_divisions_lookups_and_schemes() -> None:
+    assert lookup("440605").name == "南海区"
+    assert lookup("440605011").scheme == "nbs" and lookup("440605001").scheme == "mca"  # 桂城街道 in both schemes
+    chain = [d.name for d in ancestors("440605011001")]
+    assert chain[1:] == ["桂城街道", "南海区", "佛山市", "广东省"]
+    assert {d.parent_code for d in find_by_name("朝阳区")} == {"110000", "220100"}  # Beijing, Changchun
+    assert significant_prefix("440600") == "4406" and significant_prefix("440605011000") == "440605011"
+    assert covers("440605011", "440605011001") and not covers("440605121", "440605011001")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(max_size=24), min_size=1, max_size=8))
+def test_standardize_never_raises_and_is_idempotent(values: list[str]) -> None:
+    frame = pl.DataFrame({c: values for c in ("name", "id_number", "phone", "birth_date")})
+    first = standardize(frame, today=TODAY)
+    again = standardize(
+        first.select(
+            pl.col("name_std").alias("name"), pl.col("id_number_std").alias("id_number"),
+            pl.col("phone_std").alias("phone"),
+        ),
+        today=TODAY,
+    )
+    assert again["name_std"].to_list() == first["name_std"].to_list()
+    assert again["id_number_std"].to_list() == first["id_number_std"].to_list()
+    assert again["phone_std"].to_list() == first["phone_std"].to_list()

@@ -36,7 +36,11 @@ def keep_ends(value: str, params: KeepEnds) -> str:
     """Show the first `head` and last `tail` characters, star the rest (440605********123X)."""
     if len(value) <= params.head + params.tail:
         return "*" * len(value)
-    return value[: params.head] + "*" * (len(value) - params.head - params.tail) + value[len(value) - params.tail :]
+    return (
+        value[: params.head]
+        + "*" * (len(value) - params.head - params.tail)
+        + value[len(value) - params.tail :]
+    )
 
 
 @registry.register("mask", "hide")
@@ -73,7 +77,8 @@ def authorize(rules: Rulebook, actor: ResolvedActor, purpose: str) -> Grant:
     policy = rules.access.departments.get(department or "")
     if policy is None:
         raise AccessDeniedError(
-            f"unit {actor.unit_id!r} (department {department!r}) has no access policy for personal master data; "
+            f"unit {actor.unit_id!r} (department {department!r}) has no access policy "
+            "for personal master data; "
             "add one to the access rules"
         )
     if purpose not in policy.purposes:
@@ -149,7 +154,9 @@ def verify_audit_chain(session: Session) -> int:
     count = 0
     for entry in session.exec(select(AuditLog).order_by(AuditLog.seq)):  # type: ignore[arg-type]
         if entry.prev_hash != prev or entry.hash != _entry_hash(prev, _body(entry)):
-            raise AccessDeniedError(f"the audit log is broken at entry {entry.seq}: it was changed after it was written")
+            raise AccessDeniedError(
+                f"the audit log is broken at entry {entry.seq}: it was changed after it was written"
+            )
         prev = entry.hash
         count += 1
     return count

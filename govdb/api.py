@@ -1,13 +1,13 @@
 """GovDB: one object holding both stores and the rulebook; each method delegates to one stage.
 
-    from govdb import open_db, Actor
-    db = open_db("govdb-data")                 # two SQLite files, or GOVDB_MASTER_URL/GOVDB_EVENTS_URL
-    db.serve_district("440605")                # divisions and checking units of 南海区
-    db.ingest("hall.csv", source="hall", service_code="hall.resident_registration")
-    db.process()                               # standardize, validate, link, propose, open tasks
-    db.decide(task_id, Actor("li", "village:440605011001"), "approve")
-    db.promote()
-    db.prefill("senior_transit_card", id_number="...", actor=Actor("wang", "department:transport:440605"))
+from govdb import open_db, Actor
+db = open_db("govdb-data")                 # two SQLite files, or GOVDB_MASTER_URL/GOVDB_EVENTS_URL
+db.serve_district("440605")                # divisions and checking units of 南海区
+db.ingest("hall.csv", source="hall", service_code="hall.resident_registration")
+db.process()                               # standardize, validate, link, propose, open tasks
+db.decide(task_id, Actor("li", "village:440605011001"), "approve")
+db.promote()
+db.prefill("senior_transit_card", id_number="...", actor=Actor("wang", "department:transport:440605"))
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from govdb import promote as promote_stage
 from govdb import validate as validate_stage
 from govdb.errors import ConfigError
 from govdb.rulebook import Rulebook, load_rulebook
-from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.serve import programmes as programme_stage
+from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.standards import divisions
 from govdb.store.engine import StoreConfig, make_engine, migrate
 from govdb.store.master import BulkLoad, Division, OrgUnit
@@ -78,7 +78,10 @@ class GovDB:
         rules: str | Path | Rulebook | None = None,
         create: bool = True,
     ) -> GovDB:
-        """Open (and by default create or migrate) both stores; rules default to GOVDB_RULES or the shipped ones."""
+        """Open (and by default create or migrate) both stores.
+
+        Rules default to GOVDB_RULES, else the shipped ones.
+        """
         config = StoreConfig.resolve(home, master_url=master_url, events_url=events_url)
         book = rules if isinstance(rules, Rulebook) else load_rulebook(rules)
         return cls(config, book, create=create)
@@ -110,7 +113,8 @@ class GovDB:
         county = divisions.lookup(county_code)
         if county.level != 3:
             raise ConfigError(
-                f"{county_code} is {county.name}, a level-{county.level} division; serve a county-level code (6 digits)"
+                f"{county_code} is {county.name}, a level-{county.level} division; "
+                "serve a county-level code (6 digits)"
             )
         tree = divisions.subtree(county.code, scheme="nbs")
         rows = [r for r in tree.iter_rows(named=True) if r["level"] >= 3]
@@ -118,33 +122,76 @@ class GovDB:
         units: list[dict[str, Any]] = []
         for r in rows:
             if r["level"] == 5:
-                units.append({"unit_id": f"village:{r['code']}", "name": r["name"], "level": "village",
-                              "division_code": r["code"], "department": None})
+                units.append(
+                    {
+                        "unit_id": f"village:{r['code']}",
+                        "name": r["name"],
+                        "level": "village",
+                        "division_code": r["code"],
+                        "department": None,
+                    }
+                )
             elif r["level"] == 4:
-                units.append({"unit_id": f"street:{r['code']}", "name": r["name"], "level": "street",
-                              "division_code": r["code"], "department": None})
+                units.append(
+                    {
+                        "unit_id": f"street:{r['code']}",
+                        "name": r["name"],
+                        "level": "street",
+                        "division_code": r["code"],
+                        "department": None,
+                    }
+                )
         for dept, spec in self.rules.verification.departments.items():
-            units.append({"unit_id": f"department:{dept}:{county.code}", "name": f"{county.name}{spec.name}",
-                          "level": "department", "division_code": county.code, "department": dept})
+            units.append(
+                {
+                    "unit_id": f"department:{dept}:{county.code}",
+                    "name": f"{county.name}{spec.name}",
+                    "level": "department",
+                    "division_code": county.code,
+                    "department": dept,
+                }
+            )
         division_table = Division.__table__  # type: ignore[attr-defined]
         unit_table = OrgUnit.__table__  # type: ignore[attr-defined]
         with self.master.begin() as conn:
             conn.execute(delete(division_table).where(division_table.c.code.startswith(prefix)))
-            conn.execute(insert(division_table), [
-                {"code": r["code"], "name": r["name"], "level": r["level"], "parent_code": r["parent_code"],
-                 "scheme": r["scheme"]} for r in rows
-            ])
+            conn.execute(
+                insert(division_table),
+                [
+                    {
+                        "code": r["code"],
+                        "name": r["name"],
+                        "level": r["level"],
+                        "parent_code": r["parent_code"],
+                        "scheme": r["scheme"],
+                    }
+                    for r in rows
+                ],
+            )
             known = set(conn.execute(select(unit_table.c.unit_id)).scalars())
             fresh = [u for u in units if u["unit_id"] not in known]
             if fresh:
                 conn.execute(insert(unit_table), fresh)
-            conn.execute(insert(BulkLoad.__table__), [{  # type: ignore[attr-defined]
-                "load_id": str(uuid.uuid4()), "entity_kind": "division", "rows": len(rows),
-                "source": f"govdb division table {divisions.division_metadata()['version']}",
-                "loaded_at": dt.datetime.now(dt.UTC)}])
-        return DistrictReport(county.code, county.name, len(rows), sum(u["level"] == "village" for u in units),
-                              sum(u["level"] == "street" for u in units),
-                              sum(u["level"] == "department" for u in units))
+            conn.execute(
+                insert(BulkLoad.__table__),
+                [
+                    {  # type: ignore[attr-defined]
+                        "load_id": str(uuid.uuid4()),
+                        "entity_kind": "division",
+                        "rows": len(rows),
+                        "source": f"govdb division table {divisions.division_metadata()['version']}",
+                        "loaded_at": dt.datetime.now(dt.UTC),
+                    }
+                ],
+            )
+        return DistrictReport(
+            county.code,
+            county.name,
+            len(rows),
+            sum(u["level"] == "village" for u in units),
+            sum(u["level"] == "street" for u in units),
+            sum(u["level"] == "department" for u in units),
+        )
 
     def units(self, level: str | None = None) -> list[OrgUnit]:
         with Session(self.master) as ms:
@@ -172,12 +219,21 @@ class GovDB:
         proposals = propose_events(self.events, self.master, self.rules)
         return ProcessReport(validation, proposals)
 
-    def tasks(self, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200) -> list[TaskView]:
+    def tasks(
+        self, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
+    ) -> list[TaskView]:
         with Session(self.events) as es:
             return list_tasks(es, unit_id=unit_id, state=state, limit=limit)
 
-    def decide(self, task_id: int, actor: Actor, outcome: Outcome, *, reason: str | None = None,
-               amendments: dict[str, Any] | None = None) -> DecisionResult:
+    def decide(
+        self,
+        task_id: int,
+        actor: Actor,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        amendments: dict[str, Any] | None = None,
+    ) -> DecisionResult:
         """Decide one open task as `actor` (refused outside the actor's jurisdiction)."""
         with Session(self.master) as ms:
             who = resolve(ms, actor)
@@ -190,11 +246,14 @@ class GovDB:
         """Apply approved proposals to master (idempotent; completes a crashed run)."""
         return promote_stage.promote_approved(self.events, self.master, self.rules)
 
-    def prefill(self, form: str, *, id_number: str, actor: Actor, today: dt.date | None = None
-                ) -> PrefillResult:
+    def prefill(
+        self, form: str, *, id_number: str, actor: Actor, today: dt.date | None = None
+    ) -> PrefillResult:
         return prefill_form(self.master, self.rules, form, id_number=id_number, actor=actor, today=today)
 
-    def run_programme(self, name: str, *, as_of: dt.date, dry_run: bool = False) -> programme_stage.ProgrammeRun:
+    def run_programme(
+        self, name: str, *, as_of: dt.date, dry_run: bool = False
+    ) -> programme_stage.ProgrammeRun:
         return programme_stage.run_programme(self.master, self.rules, name, as_of=as_of, dry_run=dry_run)
 
     # --- counts for reports ------------------------------------------------------------------
@@ -205,9 +264,10 @@ class GovDB:
         from govdb.store import master as ma
 
         out: dict[str, int] = {}
-        for engine, tables in ((self.master, (ma.Person, ma.Credential, ma.FieldHistory, ma.Conflict, ma.Issuance,
-                                              ma.AuditLog)),
-                               (self.events, (ev.Event, ev.Quarantine, ev.Proposal, ev.Task))):
+        for engine, tables in (
+            (self.master, (ma.Person, ma.Credential, ma.FieldHistory, ma.Conflict, ma.Issuance, ma.AuditLog)),
+            (self.events, (ev.Event, ev.Quarantine, ev.Proposal, ev.Task)),
+        ):
             with engine.connect() as conn:
                 for model in tables:
                     t = model.__table__  # type: ignore[attr-defined]
@@ -218,4 +278,3 @@ class GovDB:
 def open_db(home: str | Path | None = None, **options: Any) -> GovDB:
     """Shorthand for GovDB.open."""
     return GovDB.open(home, **options)
-

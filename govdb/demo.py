@@ -31,7 +31,17 @@ COUNTY = "440605"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗梁宋郑谢韩唐冯邓曹彭曾肖田潘袁蔡单欧阳"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉梅建国志红文斌德辉佳怡子涵浩然"
 ROADS = ["桂澜路", "南海大道", "海八路", "佛平路", "南桂路", "灯湖东路", "千灯湖路", "狮山大道"]
-HALL_HEADER = ["受理编号", "姓名", "性别", "身份证号", "出生日期", "联系电话", "居住地址", "村居代码", "办理时间"]
+HALL_HEADER = [
+    "受理编号",
+    "姓名",
+    "性别",
+    "身份证号",
+    "出生日期",
+    "联系电话",
+    "居住地址",
+    "村居代码",
+    "办理时间",
+]
 CDPF_HEADER = ["记录编号", "姓名", "身份证号", "残疾人证号", "残疾类别", "残疾等级", "办证日期"]
 
 
@@ -61,6 +71,11 @@ def _name(rng: random.Random) -> str:
     return surname + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
 
 
+def _short(village: str) -> str:
+    """朗沙社区居委会 -> 朗沙社区, 某某村委会 -> 某某村: how people write their village."""
+    return village.removesuffix("居委会").removesuffix("委会")
+
+
 def _phone(rng: random.Random) -> str:
     return f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
 
@@ -85,12 +100,18 @@ def make_people(n: int, *, seed: int, today: dt.date) -> pl.DataFrame:
             continue
         used.add(id_number)
         code, vname, town = rng.choice(villages)
-        rows.append({
-            "id_number": id_number, "name": _name(rng), "gender": gender, "birth_date": birth,
-            "phone": _phone(rng), "division_code": code,
-            "address": f"广东省佛山市南海区{towns[town]}{vname.removesuffix('居委会').removesuffix('委会')}"
-                       f"{rng.choice(ROADS)}{rng.randrange(1, 300)}号",
-        })
+        rows.append(
+            {
+                "id_number": id_number,
+                "name": _name(rng),
+                "gender": gender,
+                "birth_date": birth,
+                "phone": _phone(rng),
+                "division_code": code,
+                "address": f"广东省佛山市南海区{towns[town]}{_short(vname)}"
+                f"{rng.choice(ROADS)}{rng.randrange(1, 300)}号",
+            }
+        )
     return pl.DataFrame(rows)
 
 
@@ -112,19 +133,62 @@ def make_hall_events(people: pl.DataFrame, path: Path, *, seed: int, today: dt.d
     for i in range(n):  # newcomers registering in the district
         birth = today - dt.timedelta(days=rng.randrange(20 * 365, 70 * 365))
         id_number = make_id("440106", birth, rng.randrange(0, 999))
-        rows.append([f"SL{i:05d}", _name(rng), rng.choice("男女"), id_number, f"{birth:%Y/%m/%d}",
-                     _phone(rng), f"南海区桂城街道{rng.choice(ROADS)}{rng.randrange(1, 99)}号", rng.choice(villages),
-                     f"{stamp:%Y-%m-%d %H:%M}"])
+        rows.append(
+            [
+                f"SL{i:05d}",
+                _name(rng),
+                rng.choice("男女"),
+                id_number,
+                f"{birth:%Y/%m/%d}",
+                _phone(rng),
+                f"南海区桂城街道{rng.choice(ROADS)}{rng.randrange(1, 99)}号",
+                rng.choice(villages),
+                f"{stamp:%Y-%m-%d %H:%M}",
+            ]
+        )
     movers = people.sample(n=min(n, people.height), seed=seed)
     for j, p in enumerate(movers.iter_rows(named=True)):  # residents reporting a new address
-        rows.append([f"SL{n + j:05d}", p["name"], "男" if p["gender"] == "M" else "女", p["id_number"],
-                     f"{p['birth_date']:%Y年%m月%d日}", p["phone"], f"{p['address'].split('号')[0]}号之{j + 1}",
-                     p["division_code"], f"{stamp:%Y-%m-%d %H:%M}"])
+        rows.append(
+            [
+                f"SL{n + j:05d}",
+                p["name"],
+                "男" if p["gender"] == "M" else "女",
+                p["id_number"],
+                f"{p['birth_date']:%Y年%m月%d日}",
+                p["phone"],
+                f"{p['address'].split('号')[0]}号之{j + 1}",
+                p["division_code"],
+                f"{stamp:%Y-%m-%d %H:%M}",
+            ]
+        )
     # Errors people make: a wrong check digit, an impossible birth date, a missing village.
     bad_id = rows[0][3][:-1] + ("0" if rows[0][3][-1] != "0" else "1")
-    rows.append(["SL90001", "陈错号", "男", bad_id, "1980-01-01", "13800000000", "桂城", villages[0], f"{stamp:%Y-%m-%d}"])
-    rows.append(["SL90002", "林日期", "女", "440605199002301234", "1990-02-30", "0757-8628123", "桂城", villages[0],
-                 f"{stamp:%Y-%m-%d}"])
+    rows.append(
+        [
+            "SL90001",
+            "陈错号",
+            "男",
+            bad_id,
+            "1980-01-01",
+            "13800000000",
+            "桂城",
+            villages[0],
+            f"{stamp:%Y-%m-%d}",
+        ]
+    )
+    rows.append(
+        [
+            "SL90002",
+            "林日期",
+            "女",
+            "440605199002301234",
+            "1990-02-30",
+            "0757-8628123",
+            "桂城",
+            villages[0],
+            f"{stamp:%Y-%m-%d}",
+        ]
+    )
     rows.append(rows[n + 1])  # the same registration sent twice
     unreadable = "SL90003,坏行,男,只有四列\r\n"  # too few fields: quarantined with its line number
     _write_csv(path, HALL_HEADER, rows, "gbk", extra=unreadable)
@@ -140,12 +204,23 @@ def make_disability_records(people: pl.DataFrame, path: Path, *, seed: int, toda
     for i, p in enumerate(chosen.iter_rows(named=True)):
         category = "肢体" if i % 2 == 0 else rng.choice(["视力", "听力", "言语", "智力"])
         grade = ["一级", "二级", "三级", "四级"][i % 4 if category != "肢体" else rng.choice((0, 1, 2))]
-        rows.append([f"CDPF{i:05d}", p["name"], p["id_number"], f"{p['id_number']}{i % 7 + 1}{rng.randrange(1, 5)}",
-                     category, grade, f"{today - dt.timedelta(days=rng.randrange(30, 3000)):%Y-%m-%d}"])
+        rows.append(
+            [
+                f"CDPF{i:05d}",
+                p["name"],
+                p["id_number"],
+                f"{p['id_number']}{i % 7 + 1}{rng.randrange(1, 5)}",
+                category,
+                grade,
+                f"{today - dt.timedelta(days=rng.randrange(30, 3000)):%Y-%m-%d}",
+            ]
+        )
     _write_csv(path, CDPF_HEADER, rows, "utf-8-sig")
 
 
-def run_demo(home: str | Path, *, people: int = 300, seed: int = 7, today: dt.date | None = None) -> DemoReport:
+def run_demo(
+    home: str | Path, *, people: int = 300, seed: int = 7, today: dt.date | None = None
+) -> DemoReport:
     """Build the district in SQLite stores in `home` (replacing an earlier demo there) and run it."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -155,8 +230,9 @@ def run_demo(home: str | Path, *, people: int = 300, seed: int = 7, today: dt.da
         return run_demo_on(db, home, people=people, seed=seed, today=today)
 
 
-def run_demo_on(db: GovDB, folder: Path, *, people: int = 300, seed: int = 7, today: dt.date | None = None
-                ) -> DemoReport:
+def run_demo_on(
+    db: GovDB, folder: Path, *, people: int = 300, seed: int = 7, today: dt.date | None = None
+) -> DemoReport:
     """Run every stage once on empty stores; the input files are written to `folder`."""
     today = today or dt.date.today()
     district = db.serve_district(COUNTY)
@@ -165,12 +241,25 @@ def run_demo_on(db: GovDB, folder: Path, *, people: int = 300, seed: int = 7, to
     hall, cdpf = folder / "hall_registrations.csv", folder / "cdpf_certificates.csv"
     make_hall_events(register, hall, seed=seed, today=today)
     make_disability_records(register, cdpf, seed=seed, today=today)
-    hall_options = {"source": "hall-window-system", "key_column": "受理编号", "occurred_at_column": "办理时间",
-                    "service_code": "hall.resident_registration", "department": "service_hall", "channel": "window"}
+    hall_options = {
+        "source": "hall-window-system",
+        "key_column": "受理编号",
+        "occurred_at_column": "办理时间",
+        "service_code": "hall.resident_registration",
+        "department": "service_hall",
+        "channel": "window",
+    }
     ingests = [
         db.ingest(hall, **hall_options),
-        db.ingest(cdpf, source="cdpf-certificate-system", key_column="记录编号", occurred_at_column="办证日期",
-                  service_code="cdpf.disability_certificate", department="disabled_federation", channel="system"),
+        db.ingest(
+            cdpf,
+            source="cdpf-certificate-system",
+            key_column="记录编号",
+            occurred_at_column="办证日期",
+            service_code="cdpf.disability_certificate",
+            department="disabled_federation",
+            channel="system",
+        ),
     ]
     reingest = db.ingest(hall, **hall_options)
     process = db.process(today=today)
@@ -178,13 +267,31 @@ def run_demo_on(db: GovDB, folder: Path, *, people: int = 300, seed: int = 7, to
     decisions, rejected = _decide_all(db)
     promote = db.promote()
     senior = _senior_with_certificate(db, today)
-    prefill = db.prefill("senior_transit_card", id_number=senior,
-                         actor=Actor("transport.clerk", f"department:transport:{COUNTY}"), today=today)
+    prefill = db.prefill(
+        "senior_transit_card",
+        id_number=senior,
+        actor=Actor("transport.clerk", f"department:transport:{COUNTY}"),
+        today=today,
+    )
     first = db.run_programme("senior_transit_card", as_of=today)
     second = db.run_programme("senior_transit_card", as_of=today)
-    return DemoReport(folder, district, register.height, ingests, reingest, process, decisions,
-                      process.proposals.auto_approved, rejected, refused, promote, prefill, first, second,
-                      db.counts())
+    return DemoReport(
+        folder,
+        district,
+        register.height,
+        ingests,
+        reingest,
+        process,
+        decisions,
+        process.proposals.auto_approved,
+        rejected,
+        refused,
+        promote,
+        prefill,
+        first,
+        second,
+        db.counts(),
+    )
 
 
 def _refused_attempt(db: GovDB) -> str:
@@ -224,7 +331,9 @@ def _senior_with_certificate(db: GovDB, today: dt.date) -> str:
     from govdb.store.master import Credential, Person
 
     with Session(db.master) as ms:
-        rows = ms.exec(select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)).all()
+        rows = ms.exec(
+            select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)
+        ).all()
     limit = today.replace(year=today.year - 60)
     seniors = [(p, c) for p, c in rows if p.birth_date and p.birth_date <= limit]
     walking = [p for p, c in seniors if c.attributes.get("disability_category") == "肢体"]

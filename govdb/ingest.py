@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,15 @@ from govdb.store.master import utcnow
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
 CHUNK = 5000
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".xlsx": "xlsx", ".parquet": "parquet", ".jsonl": "jsonl",
-           ".ndjson": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".xlsx": "xlsx",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -83,14 +91,18 @@ def detect_encoding(data: bytes) -> str:
     return "utf-8" if utf8_bad <= gb_bad else "gb18030"
 
 
+_BAD_BYTES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of undecodable bytes
+
+
 def _has_bad_bytes(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return _BAD_BYTES.search(text) is not None
 
 
 def _read_delimited(data: bytes, delimiter: str) -> _Rows:
     encoding = detect_encoding(data)
     text = data.decode(encoding, errors="surrogateescape")
     rows = _Rows(encoding)
+    any_bad = _has_bad_bytes(text)
     lines = text.splitlines(keepends=True)
     reader = csv.reader(lines, delimiter=delimiter)
     header: list[str] | None = None
@@ -101,7 +113,9 @@ def _read_delimited(data: bytes, delimiter: str) -> _Rows:
             break
         except csv.Error as exc:
             line = reader.line_num
-            rows.bad.append((line, lines[line - 1].rstrip("\r\n") if line <= len(lines) else "", f"unreadable CSV: {exc}"))
+            rows.bad.append(
+                (line, lines[line - 1].rstrip("\r\n") if line <= len(lines) else "", f"unreadable CSV: {exc}")
+            )
             continue
         line = reader.line_num
         if not record or all(not cell.strip() for cell in record):
@@ -109,15 +123,20 @@ def _read_delimited(data: bytes, delimiter: str) -> _Rows:
         if header is None:
             header = [h.strip() for h in record]
             if _has_bad_bytes("".join(header)):
-                raise InputFileError(f"the header line has bytes that are not valid {encoding}; save the file as UTF-8")
+                raise InputFileError(
+                    f"the header line has bytes that are not valid {encoding}; save the file as UTF-8"
+                )
             continue
         if len(record) != len(header):
             rows.bad.append(
-                (line, delimiter.join(record), f"expected {len(header)} fields as in the header, found {len(record)}")
+                (
+                    line,
+                    delimiter.join(record),
+                    f"expected {len(header)} fields as in the header, found {len(record)}",
+                )
             )
             continue
-        joined = "".join(record)
-        if _has_bad_bytes(joined):
+        if any_bad and _has_bad_bytes("".join(record)):
             raw = delimiter.join(record).encode("utf-8", errors="surrogateescape").decode("latin-1")
             rows.bad.append((line, raw, f"bytes that are not valid {encoding} text"))
             continue
@@ -134,8 +153,13 @@ def _read_jsonl(data: bytes) -> _Rows:
         if not line.strip():
             continue
         if _has_bad_bytes(line):
-            rows.bad.append((line_no, line.encode("utf-8", "surrogateescape").decode("latin-1"),
-                             f"bytes that are not valid {encoding} text"))
+            rows.bad.append(
+                (
+                    line_no,
+                    line.encode("utf-8", "surrogateescape").decode("latin-1"),
+                    f"bytes that are not valid {encoding} text",
+                )
+            )
             continue
         try:
             value = json.loads(line)
@@ -143,7 +167,9 @@ def _read_jsonl(data: bytes) -> _Rows:
             rows.bad.append((line_no, line, f"not valid JSON: {exc.msg} at column {exc.colno}"))
             continue
         if not isinstance(value, dict):
-            rows.bad.append((line_no, line, f"a JSON Lines row must be an object, got {type(value).__name__}"))
+            rows.bad.append(
+                (line_no, line, f"a JSON Lines row must be an object, got {type(value).__name__}")
+            )
             continue
         rows.good.append((line_no, value))
     return rows
@@ -191,7 +217,9 @@ def read_file(path: Path) -> tuple[_Rows, bytes]:
 
 def content_key(payload: dict[str, Any]) -> str:
     """A stable key for a row without one: the SHA-256 of its canonical JSON."""
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def insert_ignoring_duplicates(engine: Engine, table: Table) -> Any:
@@ -245,7 +273,13 @@ def ingest_rows(
         if key_column:
             value = payload.get(key_column)
             if value is None or str(value).strip() == "":
-                bad.append((line, json.dumps(payload, ensure_ascii=False, default=str), f"key column {key_column!r} is empty"))
+                bad.append(
+                    (
+                        line,
+                        json.dumps(payload, ensure_ascii=False, default=str),
+                        f"key column {key_column!r} is empty",
+                    )
+                )
                 continue
             key = str(value).strip()
         else:
@@ -262,7 +296,9 @@ def ingest_rows(
             chunk = keys[start : start + CHUNK]
             existing.update(
                 conn.execute(
-                    select(table.c.source_key).where(table.c.source_system == source, table.c.source_key.in_(chunk))
+                    select(table.c.source_key).where(
+                        table.c.source_system == source, table.c.source_key.in_(chunk)
+                    )
                 ).scalars()
             )
     new = [k for k in keys if k not in existing]
@@ -274,18 +310,39 @@ def ingest_rows(
     with engine.begin() as conn:
         conn.execute(
             insert(IngestBatch.__table__),  # type: ignore[attr-defined]
-            [{"batch_id": batch_id, "source_system": source, "source_file": source_file, "file_sha256": file_digest,
-              "encoding": rows.encoding, "read": report.read, "stored": 0, "duplicate": 0, "quarantined": 0,
-              "received_at": received}],
+            [
+                {
+                    "batch_id": batch_id,
+                    "source_system": source,
+                    "source_file": source_file,
+                    "file_sha256": file_digest,
+                    "encoding": rows.encoding,
+                    "read": report.read,
+                    "stored": 0,
+                    "duplicate": 0,
+                    "quarantined": 0,
+                    "received_at": received,
+                }
+            ],
         )
         statement = insert_ignoring_duplicates(engine, table)
         for start in range(0, len(new), CHUNK):
             batch = [
                 {
-                    "source_system": source, "source_key": key, "batch_id": batch_id, "source_file": source_file,
-                    "source_line": keyed[key][0], "service_code": service_code, "department": department,
-                    "channel": channel, "occurred_at": occurred[start + i], "received_at": received,
-                    "raw": keyed[key][1], "standardized": None, "quality_flags": [], "status": "received",
+                    "source_system": source,
+                    "source_key": key,
+                    "batch_id": batch_id,
+                    "source_file": source_file,
+                    "source_line": keyed[key][0],
+                    "service_code": service_code,
+                    "department": department,
+                    "channel": channel,
+                    "occurred_at": occurred[start + i],
+                    "received_at": received,
+                    "raw": keyed[key][1],
+                    "standardized": None,
+                    "quality_flags": [],
+                    "status": "received",
                     "division_code": None,
                 }
                 for i, key in enumerate(new[start : start + CHUNK])
@@ -296,8 +353,19 @@ def ingest_rows(
         if bad:
             conn.execute(
                 insert_ignoring_duplicates(engine, Quarantine.__table__),  # type: ignore[attr-defined]
-                [{"batch_id": batch_id, "source_system": source, "source_file": source_file, "file_sha256": file_digest,
-                  "line": line, "raw_text": text, "reason": reason, "received_at": received} for line, text, reason in bad],
+                [
+                    {
+                        "batch_id": batch_id,
+                        "source_system": source,
+                        "source_file": source_file,
+                        "file_sha256": file_digest,
+                        "line": line,
+                        "raw_text": text,
+                        "reason": reason,
+                        "received_at": received,
+                    }
+                    for line, text, reason in bad
+                ],
             )
         report.stored = len(new)
         report.quarantined = len(bad)
@@ -314,8 +382,14 @@ def ingest_file(engine: Engine, path: str | Path, *, source: str, **options: Any
     """Ingest one CSV/TSV, XLSX, Parquet or JSON Lines file (see `ingest_rows` for options)."""
     path = Path(path)
     rows, data = read_file(path)
-    return ingest_rows(engine, rows, source=source, source_file=str(path), file_digest=hashlib.sha256(data).hexdigest(),
-                       **options)
+    return ingest_rows(
+        engine,
+        rows,
+        source=source,
+        source_file=str(path),
+        file_digest=hashlib.sha256(data).hexdigest(),
+        **options,
+    )
 
 
 def ingest_frame(engine: Engine, frame: pl.DataFrame, *, source: str, **options: Any) -> IngestReport:

@@ -45,8 +45,16 @@ def _checks(es: Session, proposal_id: str) -> list[dict[str, Any]]:
         .order_by(col(Decision.id))
     ).all()
     return [
-        {"level": t.level, "department": t.department, "unit": d.unit_id, "actor": d.actor_id, "rule": d.rule,
-         "outcome": d.outcome, "at": d.decided_at.isoformat(), "amendments": d.amendments or None}
+        {
+            "level": t.level,
+            "department": t.department,
+            "unit": d.unit_id,
+            "actor": d.actor_id,
+            "rule": d.rule,
+            "outcome": d.outcome,
+            "at": d.decided_at.isoformat(),
+            "amendments": d.amendments or None,
+        }
         for t, d in rows
     ]
 
@@ -72,19 +80,39 @@ class _Promoter:
 
     def current(self, kind: str, entity_id: str, field_name: str) -> FieldHistory | None:
         return self.ms.exec(
-            select(FieldHistory).where(
-                FieldHistory.entity_kind == kind, FieldHistory.entity_id == entity_id,
-                FieldHistory.field == field_name, col(FieldHistory.valid_to).is_(None),
-            ).order_by(col(FieldHistory.id).desc())
+            select(FieldHistory)
+            .where(
+                FieldHistory.entity_kind == kind,
+                FieldHistory.entity_id == entity_id,
+                FieldHistory.field == field_name,
+                col(FieldHistory.valid_to).is_(None),
+            )
+            .order_by(col(FieldHistory.id).desc())
         ).first()
 
-    def history(self, proposal: Proposal, kind: str, entity_id: str, field_name: str, value: Any,
-                valid_from: dt.date, checks: list[dict[str, Any]]) -> None:
-        self.ms.add(FieldHistory(
-            entity_kind=kind, entity_id=entity_id, field=field_name, value=None if value is None else str(value),
-            valid_from=valid_from, source=proposal.department or proposal.source, proposal_id=proposal.proposal_id,
-            event_ids=[proposal.event_id], checks=checks,
-        ))
+    def history(
+        self,
+        proposal: Proposal,
+        kind: str,
+        entity_id: str,
+        field_name: str,
+        value: Any,
+        valid_from: dt.date,
+        checks: list[dict[str, Any]],
+    ) -> None:
+        self.ms.add(
+            FieldHistory(
+                entity_kind=kind,
+                entity_id=entity_id,
+                field=field_name,
+                value=None if value is None else str(value),
+                valid_from=valid_from,
+                source=proposal.department or proposal.source,
+                proposal_id=proposal.proposal_id,
+                event_ids=[proposal.event_id],
+                checks=checks,
+            )
+        )
 
     def apply(self, proposal: Proposal, valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
         if proposal.entity_kind == "credential":
@@ -97,8 +125,10 @@ class _Promoter:
         if person is None and payload.get("id_number"):
             person = self.ms.exec(select(Person).where(Person.id_number == payload["id_number"])).first()
         if person is None:
-            person = Person(person_id=f"P{uuid.uuid4().hex[:15].upper()}",
-                            **{k: _to_column(k, v) for k, v in payload.items()})
+            person = Person(
+                person_id=f"P{uuid.uuid4().hex[:15].upper()}",
+                **{k: _to_column(k, v) for k, v in payload.items()},
+            )
             self.ms.add(person)
             self.ms.flush()
             for name, value in payload.items():
@@ -114,11 +144,19 @@ class _Promoter:
             current = self.current("person", person.person_id, name)
             if old is not None and current and self.trust(name, current.source) > self.trust(name, source):
                 rule = self.survivorship.fields.get(name)
-                self.ms.add(Conflict(
-                    proposal_id=proposal.proposal_id, entity_kind="person", entity_id=person.person_id, field=name,
-                    master_value=old_text, master_source=current.source, proposed_value=str(value),
-                    proposed_source=source, owner_department=rule.owner if rule else None,
-                ))
+                self.ms.add(
+                    Conflict(
+                        proposal_id=proposal.proposal_id,
+                        entity_kind="person",
+                        entity_id=person.person_id,
+                        field=name,
+                        master_value=old_text,
+                        master_source=current.source,
+                        proposed_value=str(value),
+                        proposed_source=source,
+                        owner_department=rule.owner if rule else None,
+                    )
+                )
                 self.report.conflicts += 1
                 continue
             if current:
@@ -132,13 +170,19 @@ class _Promoter:
     def _credential(self, proposal: Proposal, valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
         payload = proposal.payload
         existing = self.ms.exec(
-            select(Credential).where(Credential.kind == payload["kind"], Credential.number == payload["number"])
+            select(Credential).where(
+                Credential.kind == payload["kind"], Credential.number == payload["number"]
+            )
         ).first()
         if existing is None:
             existing = Credential(
-                credential_id=f"C{uuid.uuid4().hex[:15].upper()}", person_id=proposal.entity_id or "",
-                kind=payload["kind"], number=payload["number"], attributes=payload.get("attributes", {}),
-                issuer=proposal.department, valid_from=valid_from,
+                credential_id=f"C{uuid.uuid4().hex[:15].upper()}",
+                person_id=proposal.entity_id or "",
+                kind=payload["kind"],
+                number=payload["number"],
+                attributes=payload.get("attributes", {}),
+                issuer=proposal.department,
+                valid_from=valid_from,
             )
             self.ms.add(existing)
         else:
@@ -154,23 +198,35 @@ def _mark_promoted(events: Engine, proposal_ids: list[str]) -> None:
     proposals = Proposal.__table__  # type: ignore[attr-defined]
     event_table = Event.__table__  # type: ignore[attr-defined]
     with events.begin() as conn:
-        conn.execute(update(proposals).where(proposals.c.proposal_id.in_(proposal_ids))
-                     .values(state="promoted", updated_at=utcnow()))
+        conn.execute(
+            update(proposals)
+            .where(proposals.c.proposal_id.in_(proposal_ids))
+            .values(state="promoted", updated_at=utcnow())
+        )
         event_ids = select(proposals.c.event_id).where(proposals.c.proposal_id.in_(proposal_ids))
-        conn.execute(update(event_table).where(event_table.c.event_id.in_(event_ids)).values(status="promoted"))
+        conn.execute(
+            update(event_table).where(event_table.c.event_id.in_(event_ids)).values(status="promoted")
+        )
 
 
 def promote_approved(events: Engine, master: Engine, rules: Rulebook) -> PromoteReport:
     """Apply every approved proposal to master, then mark it promoted in the event store."""
     report = PromoteReport()
     with Session(events) as es:
-        approved = list(es.exec(select(Proposal).where(Proposal.state == "approved").order_by(col(Proposal.created_at))))
+        approved = list(
+            es.exec(select(Proposal).where(Proposal.state == "approved").order_by(col(Proposal.created_at)))
+        )
         for start in range(0, len(approved), CHUNK):
             chunk = approved[start : start + CHUNK]
             done_ids: list[str] = []
             with Session(master) as ms:
-                already = set(ms.exec(select(Promotion.proposal_id).where(
-                    col(Promotion.proposal_id).in_([p.proposal_id for p in chunk]))).all())
+                already = set(
+                    ms.exec(
+                        select(Promotion.proposal_id).where(
+                            col(Promotion.proposal_id).in_([p.proposal_id for p in chunk])
+                        )
+                    ).all()
+                )
                 promoter = _Promoter(ms, rules, report)
                 for proposal in chunk:
                     done_ids.append(proposal.proposal_id)
@@ -178,10 +234,16 @@ def promote_approved(events: Engine, master: Engine, rules: Rulebook) -> Promote
                         report.completed_after_crash += 1
                         continue
                     event = es.get(Event, proposal.event_id)
-                    valid_from = (event.occurred_at.date() if event and event.occurred_at else dt.date.today())
+                    valid_from = event.occurred_at.date() if event and event.occurred_at else dt.date.today()
                     entity_id = promoter.apply(proposal, valid_from, _checks(es, proposal.proposal_id))
-                    ms.add(Promotion(proposal_id=proposal.proposal_id, entity_kind=proposal.entity_kind,
-                                     entity_id=entity_id, changes=proposal.payload))
+                    ms.add(
+                        Promotion(
+                            proposal_id=proposal.proposal_id,
+                            entity_kind=proposal.entity_kind,
+                            entity_id=entity_id,
+                            changes=proposal.payload,
+                        )
+                    )
                     report.promoted += 1
                     report.promoted_ids.append(proposal.proposal_id)
                 ms.commit()
@@ -189,7 +251,9 @@ def promote_approved(events: Engine, master: Engine, rules: Rulebook) -> Promote
     return report
 
 
-def bulk_load_people(master: Engine, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None) -> str:
+def bulk_load_people(
+    master: Engine, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None
+) -> str:
     """Load people from an authoritative register (e.g. the population register), recording the source.
 
     Every row needs a valid id_number and a name; ID numbers already in master are skipped.
@@ -197,7 +261,9 @@ def bulk_load_people(master: Engine, people: pl.DataFrame, *, source: str, valid
     """
     missing = {"id_number", "name"} - set(people.columns)
     if missing:
-        raise InputFileError(f"a bulk load of people needs columns {sorted(missing)}; it has {people.columns}")
+        raise InputFileError(
+            f"a bulk load of people needs columns {sorted(missing)}; it has {people.columns}"
+        )
     load_id = str(uuid.uuid4())
     valid_from = valid_from or dt.date.today()
     columns = [c for c in PERSON_COLUMNS if c in people.columns]
@@ -206,7 +272,9 @@ def bulk_load_people(master: Engine, people: pl.DataFrame, *, source: str, valid
         known = set()
         ids = frame.get_column("id_number").to_list()
         for start in range(0, len(ids), 5000):
-            known.update(ms.exec(select(Person.id_number).where(col(Person.id_number).in_(ids[start : start + 5000]))))
+            known.update(
+                ms.exec(select(Person.id_number).where(col(Person.id_number).in_(ids[start : start + 5000])))
+            )
         frame = frame.filter(~pl.col("id_number").is_in(list(known)))
         frame = frame.with_columns(
             pl.Series("person_id", [f"P{uuid.uuid4().hex[:15].upper()}" for _ in range(frame.height)])
@@ -214,11 +282,23 @@ def bulk_load_people(master: Engine, people: pl.DataFrame, *, source: str, valid
         now = utcnow()
         rows = [{**r, "created_at": now, "updated_at": now} for r in frame.iter_rows(named=True)]
         history = [
-            {"entity_kind": "person", "entity_id": r["person_id"], "field": c,
-             "value": None if r[c] is None else str(r[c]), "valid_from": valid_from, "valid_to": None,
-             "recorded_at": now, "source": source, "proposal_id": None, "bulk_load_id": load_id,
-             "event_ids": [], "checks": [{"level": "authoritative", "source": source, "at": now.isoformat()}]}
-            for r in rows for c in columns if r[c] is not None
+            {
+                "entity_kind": "person",
+                "entity_id": r["person_id"],
+                "field": c,
+                "value": None if r[c] is None else str(r[c]),
+                "valid_from": valid_from,
+                "valid_to": None,
+                "recorded_at": now,
+                "source": source,
+                "proposal_id": None,
+                "bulk_load_id": load_id,
+                "event_ids": [],
+                "checks": [{"level": "authoritative", "source": source, "at": now.isoformat()}],
+            }
+            for r in rows
+            for c in columns
+            if r[c] is not None
         ]
         ms.add(BulkLoad(load_id=load_id, source=source, entity_kind="person", rows=len(rows)))
         ms.flush()

@@ -88,7 +88,9 @@ def _required_failures(frame: pl.DataFrame, required: list[str], row_id: str) ->
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, pl.String).alias(column))
         elif name not in STANDARD_COLUMNS:
-            frame = frame.with_columns(pl.when(pl.col(column).str.strip_chars() != "").then(pl.col(column)).alias(column))
+            frame = frame.with_columns(
+                pl.when(pl.col(column).str.strip_chars() != "").then(pl.col(column)).alias(column)
+            )
     if not required or frame.is_empty():
         return pl.DataFrame(schema=FAILURE_SCHEMA)
     try:
@@ -108,7 +110,11 @@ def _required_failures(frame: pl.DataFrame, required: list[str], row_id: str) ->
 
 
 def validate_frame(
-    frame: pl.DataFrame, *, required: list[str] | None = None, row_id: str = "row_id", today: dt.date | None = None
+    frame: pl.DataFrame,
+    *,
+    required: list[str] | None = None,
+    row_id: str = "row_id",
+    today: dt.date | None = None,
 ) -> tuple[pl.DataFrame, ValidationReport]:
     """Standardize a frame of standard columns and report every failure; no row is dropped."""
     if row_id not in frame.columns:
@@ -141,7 +147,9 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
         rows = [
             (r.event_id, r.service_code, r.raw)
             for r in conn.execute(
-                select(table.c.event_id, table.c.service_code, table.c.raw).where(table.c.status == "received")
+                select(table.c.event_id, table.c.service_code, table.c.raw).where(
+                    table.c.status == "received"
+                )
             )
         ]
     if not rows:
@@ -150,7 +158,9 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
     std_parts, failures = [], []
     for (service,), group in frame.group_by("service_code", maintain_order=True):
         svc = rules.verification.services.get(str(service)) if service else None
-        std, report = validate_frame(group, required=svc.required if svc else [], row_id="event_id", today=today)
+        std, report = validate_frame(
+            group, required=svc.required if svc else [], row_id="event_id", today=today
+        )
         std_parts.append(std)
         failures.append(report.failures)
     std = pl.concat(std_parts, how="diagonal_relaxed")
@@ -165,7 +175,9 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
     updates = [
         {
             "b_event_id": rec["event_id"],
-            "standardized": {k.removesuffix("_std"): v for k, v in rec.items() if k != "event_id" and v is not None},
+            "standardized": {
+                k.removesuffix("_std"): v for k, v in rec.items() if k != "event_id" and v is not None
+            },
             "quality_flags": flag_map.get(rec["event_id"], []),
             "division_code": rec.get("division_code_std"),
             "status": "invalid" if rec["event_id"] in errors else "standardized",

@@ -23,14 +23,21 @@ def test_gbk_file_is_detected_and_raw_kept(db: GovDB, tmp_path: Path) -> None:
     report = db.ingest(path, source="hall", key_column="受理编号")
     assert (report.encoding, report.read, report.stored, report.quarantined) == ("gb18030", 2, 2, 0)
     stored = events(db)
-    assert stored[0].raw == {"受理编号": "SL1", "姓名": "张伟", "身份证号": "11010519491231002X", "联系电话": "13800138000"}
+    assert stored[0].raw == {
+        "受理编号": "SL1",
+        "姓名": "张伟",
+        "身份证号": "11010519491231002X",
+        "联系电话": "13800138000",
+    }
     assert [e.source_line for e in stored] == [2, 3]
 
 
 def test_unreadable_rows_are_quarantined_and_the_rest_ingested(db: GovDB, tmp_path: Path) -> None:
     path = tmp_path / "hall.csv"
-    bad_bytes = "SL3,王".encode() + b"\xff\xfe" + ",1,2\r\n".encode()
-    path.write_bytes(HEADER.encode() + ROWS[0].encode() + "SL9,只有,三列\r\n".encode() + bad_bytes + ROWS[1].encode())
+    bad_bytes = "SL3,王".encode() + b"\xff\xfe" + b",1,2\r\n"
+    path.write_bytes(
+        HEADER.encode() + ROWS[0].encode() + "SL9,只有,三列\r\n".encode() + bad_bytes + ROWS[1].encode()
+    )
     report = db.ingest(path, source="hall", key_column="受理编号")
     assert (report.read, report.stored, report.quarantined) == (4, 2, 2)
     assert [(q.line, q.reason.split(" ")[0]) for q in report.quarantine] == [(3, "expected"), (4, "bytes")]
@@ -51,7 +58,9 @@ def test_same_file_twice_stores_nothing_new(db: GovDB, tmp_path: Path) -> None:
 
 def test_jsonl_xlsx_parquet(db: GovDB, tmp_path: Path) -> None:
     jsonl = tmp_path / "calls.jsonl"
-    jsonl.write_text(json.dumps({"id": 1, "姓名": "张伟"}, ensure_ascii=False) + "\n{broken\n[1,2]\n", encoding="utf-8")
+    jsonl.write_text(
+        json.dumps({"id": 1, "姓名": "张伟"}, ensure_ascii=False) + "\n{broken\n[1,2]\n", encoding="utf-8"
+    )
     report = db.ingest(jsonl, source="hotline", key_column="id")
     assert (report.stored, report.quarantined) == (1, 2)
     assert [q.line for q in report.quarantine] == [2, 3]
@@ -69,7 +78,7 @@ def test_clear_errors_for_unusable_files(db: GovDB, tmp_path: Path) -> None:
         db.ingest(tmp_path / "missing.csv", source="x")
     odd = tmp_path / "data.doc"
     odd.write_text("x")
-    with pytest.raises(InputFileError, match="unknown extension '.doc'"):
+    with pytest.raises(InputFileError, match=r"unknown extension '\.doc'"):
         db.ingest(odd, source="x")
     path = tmp_path / "hall.csv"
     path.write_text(HEADER + ROWS[0], encoding="utf-8")

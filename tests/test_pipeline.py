@@ -43,7 +43,9 @@ def test_home_delivery_follows_mobility_certificates(db: GovDB, demo: DemoReport
         people = {p.person_id: p for p in ms.exec(select(Person)).all()}
     for row in ledger:
         cert = certs.get(row.person_id, {})
-        walks = not (cert.get("disability_category") == "肢体" and cert.get("disability_grade") in ("一级", "二级"))
+        walks = not (
+            cert.get("disability_category") == "肢体" and cert.get("disability_grade") in ("一级", "二级")
+        )
         assert row.delivery == ("pickup" if walks else "home")
         born = people[row.person_id].birth_date
         assert born is not None and born <= TODAY.replace(year=TODAY.year - 60)
@@ -109,8 +111,13 @@ def _processed_and_approved(db: GovDB, folder: Path) -> int:
     register = make_people(60, seed=1, today=TODAY)
     db.load_people(register, source="public_security")
     make_hall_events(register, folder / "hall.csv", seed=1, today=TODAY)
-    db.ingest(folder / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration",
-              department="service_hall")
+    db.ingest(
+        folder / "hall.csv",
+        source="hall",
+        key_column="受理编号",
+        service_code="hall.resident_registration",
+        department="service_hall",
+    )
     db.process(today=TODAY)
     approved = 0
     while tasks := db.tasks():
@@ -128,7 +135,9 @@ def test_jurisdiction_is_enforced_at_every_level(db: GovDB, tmp_path: Path) -> N
     register = make_people(40, seed=2, today=TODAY)
     db.load_people(register, source="public_security")
     make_hall_events(register, tmp_path / "hall.csv", seed=2, today=TODAY)
-    db.ingest(tmp_path / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration")
+    db.ingest(
+        tmp_path / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration"
+    )
     db.process(today=TODAY)
     task = next(t for t in db.tasks() if t.change == "new_person")
     village = task.unit_id.split(":")[1]
@@ -157,14 +166,25 @@ def test_reads_are_audited_masked_and_chained(db: GovDB, demo: DemoReport) -> No
     civil = Actor("ca", f"department:civil_affairs:{COUNTY}")
     housing = db.prefill("public_rental_housing", id_number=senior, actor=civil, today=TODAY)
     id_field = next(f for f in housing.fields if f.name == "id_number")
-    assert id_field.masked and id_field.value.startswith("440605") and "*" in id_field.value and not id_field.locked
+    assert (
+        id_field.masked
+        and id_field.value.startswith("440605")
+        and "*" in id_field.value
+        and not id_field.locked
+    )
     assert next(f for f in housing.fields if f.name == "disability_number").value
     with pytest.raises(AccessDeniedError, match="may not read personal data for purpose"):
-        db.prefill("public_rental_housing", id_number=senior, actor=Actor("t", f"department:transport:{COUNTY}"))
+        db.prefill(
+            "public_rental_housing", id_number=senior, actor=Actor("t", f"department:transport:{COUNTY}")
+        )
     with Session(db.master) as ms:
         assert verify_audit_chain(ms) == 2
         entry = ms.exec(select(AuditLog).order_by(col(AuditLog.seq).desc())).first()
-        assert entry is not None and entry.purpose == "public_rental_housing" and entry.masked == ["id_number", "phone"]
+        assert (
+            entry is not None
+            and entry.purpose == "public_rental_housing"
+            and entry.masked == ["id_number", "phone"]
+        )
         entry.purpose = "curiosity"
         ms.add(entry)
         ms.commit()

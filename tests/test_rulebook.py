@@ -16,7 +16,11 @@ def test_every_rules_file_loads() -> None:
     assert set(book.forms) == {"senior_transit_card", "public_rental_housing"}
     assert len(book.forms["public_rental_housing"].fields) >= 10
     assert book.programmes["senior_transit_card"].eligibility[2].params == {"years": 60}
-    assert [s.level for s in book.verification.routes["new_person"].steps] == ["village", "street", "department"]
+    assert [s.level for s in book.verification.routes["new_person"].steps] == [
+        "village",
+        "street",
+        "department",
+    ]
 
 
 def test_registry_names_every_block_used() -> None:
@@ -28,10 +32,16 @@ def test_bad_files_fail_at_load_with_file_and_field_all_in_one_report(tmp_path: 
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     prog = rules / "programmes" / "senior_transit_card.yaml"
-    prog.write_text(prog.read_text(encoding="utf-8").replace("years: 60", "years: sixty")
-                    .replace("block: alive", "block: alive_and_well"), encoding="utf-8")
+    prog.write_text(
+        prog.read_text(encoding="utf-8")
+        .replace("years: 60", "years: sixty")
+        .replace("block: alive", "block: alive_and_well"),
+        encoding="utf-8",
+    )
     form = rules / "forms" / "senior_transit_card.yaml"
-    form.write_text(form.read_text(encoding="utf-8").replace("person.name}", "person.nickname}"), encoding="utf-8")
+    form.write_text(
+        form.read_text(encoding="utf-8").replace("person.name}", "person.nickname}"), encoding="utf-8"
+    )
     (rules / "forms" / "broken.yaml").write_text("kind: form\nversion: 1\n  bad: [", encoding="utf-8")
     with pytest.raises(RuleFileError) as info:
         load_rulebook(rules)
@@ -46,9 +56,12 @@ def test_unknown_key_and_missing_department(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     routes = rules / "verification" / "routes.yaml"
-    routes.write_text(routes.read_text(encoding="utf-8").replace("department: public_security}",
-                                                                 "department: police, colour: red}"),
-                      encoding="utf-8")
+    routes.write_text(
+        routes.read_text(encoding="utf-8").replace(
+            "department: public_security}", "department: police, colour: red}"
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(RuleFileError) as info:
         load_rulebook(rules)
     assert "routes.yaml: routes.new_person.steps.2.colour" in str(info.value)

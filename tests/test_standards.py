@@ -49,9 +49,15 @@ def test_id_gives_gender_and_birth_date() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1990-01-02", dt.date(1990, 1, 2)), ("1990/1/2", dt.date(1990, 1, 2)), ("1990.1.2", dt.date(1990, 1, 2)),
-     ("19900102", dt.date(1990, 1, 2)), ("1990年1月2日", dt.date(1990, 1, 2)), ("32875", dt.date(1990, 1, 2)),
-     ("1990-01-02 08:30:00", dt.date(1990, 1, 2))],
+    [
+        ("1990-01-02", dt.date(1990, 1, 2)),
+        ("1990/1/2", dt.date(1990, 1, 2)),
+        ("1990.1.2", dt.date(1990, 1, 2)),
+        ("19900102", dt.date(1990, 1, 2)),
+        ("1990年1月2日", dt.date(1990, 1, 2)),
+        ("32875", dt.date(1990, 1, 2)),
+        ("1990-01-02 08:30:00", dt.date(1990, 1, 2)),
+    ],
 )
 def test_dates_as_people_write_them(raw: str, expected: dt.date) -> None:
     assert std("birth_date", [raw])["birth_date_std"][0] == expected
@@ -65,8 +71,14 @@ def test_impossible_and_future_dates_are_errors() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("+86 138-0013-8000", "13800138000"), ("008613800138000", "13800138000"), ("１３８００１３８０００", "13800138000"),
-     ("0757-86281234", "0757-86281234"), ("(010)12345678", "010-12345678"), ("12345", None)],
+    [
+        ("+86 138-0013-8000", "13800138000"),
+        ("008613800138000", "13800138000"),
+        ("１３８００１３８０００", "13800138000"),
+        ("0757-86281234", "0757-86281234"),
+        ("(010)12345678", "010-12345678"),
+        ("12345", None),
+    ],
 )
 def test_phones(raw: str, expected: str | None) -> None:
     assert std("phone", [raw])["phone_std"][0] == expected
@@ -80,7 +92,9 @@ def test_names() -> None:
 
 def test_divisions_lookups_and_schemes() -> None:
     assert lookup("440605").name == "南海区"
-    assert lookup("440605011").scheme == "nbs" and lookup("440605001").scheme == "mca"  # 桂城街道 in both schemes
+    assert (
+        lookup("440605011").scheme == "nbs" and lookup("440605001").scheme == "mca"
+    )  # 桂城街道 in both schemes
     chain = [d.name for d in ancestors("440605011001")]
     assert chain[1:] == ["桂城街道", "南海区", "佛山市", "广东省"]
     assert {d.parent_code for d in find_by_name("朝阳区")} == {"110000", "220100"}  # Beijing, Changchun
@@ -95,7 +109,8 @@ def test_standardize_never_raises_and_is_idempotent(values: list[str]) -> None:
     first = standardize(frame, today=TODAY)
     again = standardize(
         first.select(
-            pl.col("name_std").alias("name"), pl.col("id_number_std").alias("id_number"),
+            pl.col("name_std").alias("name"),
+            pl.col("id_number_std").alias("id_number"),
             pl.col("phone_std").alias("phone"),
         ),
         today=TODAY,

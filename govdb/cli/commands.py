@@ -12,15 +12,22 @@ from govdb.cli import _render
 from govdb.cli._common import Options, options, parse_actor, reports_errors
 from govdb.verify.tasks import Outcome
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__ and "govdb: verified master data and "
-                  "unverified event data for service halls.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__ and "govdb: verified master data and unverified event data for service halls.",
+)
 tasks_app = typer.Typer(no_args_is_help=True, help="Verification tasks: list and decide.")
 programme_app = typer.Typer(no_args_is_help=True, help="Proactive programmes: run over master data.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(programme_app, name="programme")
 
-HomeOption = Annotated[Path | None, typer.Option("--home", envvar="GOVDB_HOME", help="Folder of the SQLite stores.")]
-RulesOption = Annotated[Path | None, typer.Option("--rules", envvar="GOVDB_RULES", help="Folder of rule files.")]
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", envvar="GOVDB_HOME", help="Folder of the SQLite stores.")
+]
+RulesOption = Annotated[
+    Path | None, typer.Option("--rules", envvar="GOVDB_RULES", help="Folder of rule files.")
+]
 
 
 @app.callback()
@@ -43,8 +50,14 @@ def init(
         facts: dict[str, Any] = {"master store": db.config.master_url, "event store": db.config.events_url}
         if district:
             report = db.serve_district(district)
-            facts.update({"district": f"{report.county_name} ({report.county_code})", "villages": report.villages,
-                          "streets": report.streets, "departments": report.departments})
+            facts.update(
+                {
+                    "district": f"{report.county_name} ({report.county_code})",
+                    "villages": report.villages,
+                    "streets": report.streets,
+                    "departments": report.departments,
+                }
+            )
         _render.facts("govdb init", facts)
 
 
@@ -55,7 +68,9 @@ def ingest(
     file: Annotated[Path, typer.Argument(help="CSV, TSV, XLSX, Parquet or JSON Lines file.")],
     source: Annotated[str, typer.Option(help="Source system the file came from.")],
     key: Annotated[str | None, typer.Option(help="Column holding the source's own record key.")] = None,
-    service: Annotated[str | None, typer.Option(help="Service code, e.g. hall.resident_registration.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Service code, e.g. hall.resident_registration.")
+    ] = None,
     department: Annotated[str | None, typer.Option(help="Department whose system produced the file.")] = None,
     channel: Annotated[str | None, typer.Option(help="Channel: window, online, hotline, system...")] = None,
     occurred_at: Annotated[str | None, typer.Option(help="Column holding when the service happened.")] = None,
@@ -65,12 +80,30 @@ def ingest(
     Example: govdb ingest hall.csv --source hall-window --key 受理编号 --service hall.resident_registration
     """
     with options(ctx).open() as db, _render.progress(f"ingest {file.name}") as step:
-        report = db.ingest(file, source=source, key_column=key, service_code=service, department=department,
-                           channel=channel, occurred_at_column=occurred_at, progress=step)
-    _render.facts(f"ingest {file}", {"encoding": report.encoding, "read": report.read, "stored": report.stored,
-                                      "duplicate": report.duplicate, "quarantined": report.quarantined})
+        report = db.ingest(
+            file,
+            source=source,
+            key_column=key,
+            service_code=service,
+            department=department,
+            channel=channel,
+            occurred_at_column=occurred_at,
+            progress=step,
+        )
+    _render.facts(
+        f"ingest {file}",
+        {
+            "encoding": report.encoding,
+            "read": report.read,
+            "stored": report.stored,
+            "duplicate": report.duplicate,
+            "quarantined": report.quarantined,
+        },
+    )
     if report.quarantine:
-        _render.table("quarantined rows", ["line", "reason"], [(q.line, q.reason) for q in report.quarantine[:50]])
+        _render.table(
+            "quarantined rows", ["line", "reason"], [(q.line, q.reason) for q in report.quarantine[:50]]
+        )
 
 
 @app.command()
@@ -83,11 +116,20 @@ def process(ctx: typer.Context) -> None:
     with options(ctx).open() as db:
         report = db.process()
     p = report.proposals
-    _render.facts("process", {"events validated": report.validation.rows,
-                              "events with errors": report.validation.error_rows, "linked to master": p.linked,
-                              "new people": p.new_people, "unchanged": p.unchanged, "unlinked": p.unlinked,
-                              "proposals": p.proposals, "auto-approved": p.auto_approved,
-                              "unroutable": p.unroutable})
+    _render.facts(
+        "process",
+        {
+            "events validated": report.validation.rows,
+            "events with errors": report.validation.error_rows,
+            "linked to master": p.linked,
+            "new people": p.new_people,
+            "unchanged": p.unchanged,
+            "unlinked": p.unlinked,
+            "proposals": p.proposals,
+            "auto-approved": p.auto_approved,
+            "unroutable": p.unroutable,
+        },
+    )
     reasons = report.validation.by_reason()
     if reasons.height:
         _render.table("quality issues", reasons.columns, reasons.rows())
@@ -107,9 +149,23 @@ def tasks_list(
     """
     with options(ctx).open() as db:
         tasks = db.tasks(unit_id=unit, state=None if state == "all" else state, limit=limit)
-    _render.table("tasks", ["task", "level", "unit", "state", "change", "division", "name", "id number"],
-                  [(t.task_id, t.level, t.unit_id, t.state, t.change, t.division_code, t.payload.get("name"),
-                    t.payload.get("id_number")) for t in tasks])
+    _render.table(
+        "tasks",
+        ["task", "level", "unit", "state", "change", "division", "name", "id number"],
+        [
+            (
+                t.task_id,
+                t.level,
+                t.unit_id,
+                t.state,
+                t.change,
+                t.division_code,
+                t.payload.get("name"),
+                t.payload.get("id_number"),
+            )
+            for t in tasks
+        ],
+    )
 
 
 @tasks_app.command("decide")
@@ -137,9 +193,15 @@ def tasks_decide(
     with options(ctx).open() as db:
         out: Outcome = outcome  # type: ignore[assignment]
         result = db.decide(task, parse_actor(actor), out, reason=reason, amendments=amendments or None)
-    _render.facts(f"task {task}", {"outcome": result.outcome, "task": result.task_state,
-                                   "proposal": f"{result.proposal_id} ({result.proposal_state})",
-                                   "next task": result.next_task_id})
+    _render.facts(
+        f"task {task}",
+        {
+            "outcome": result.outcome,
+            "task": result.task_state,
+            "proposal": f"{result.proposal_id} ({result.proposal_state})",
+            "next task": result.next_task_id,
+        },
+    )
 
 
 @app.command()
@@ -151,9 +213,17 @@ def promote(ctx: typer.Context) -> None:
     """
     with options(ctx).open() as db:
         r = db.promote()
-    _render.facts("promote", {"promoted": r.promoted, "people created": r.people_created,
-                              "fields updated": r.fields_updated, "credentials": r.credentials,
-                              "conflicts for owners": r.conflicts, "completed after a crash": r.completed_after_crash})
+    _render.facts(
+        "promote",
+        {
+            "promoted": r.promoted,
+            "people created": r.people_created,
+            "fields updated": r.fields_updated,
+            "credentials": r.credentials,
+            "conflicts for owners": r.conflicts,
+            "completed after a crash": r.completed_after_crash,
+        },
+    )
 
 
 @app.command()
@@ -166,7 +236,8 @@ def prefill(
 ) -> None:
     """Fill FORM from master data only, each field with its source and verification (audited).
 
-    Example: govdb prefill senior_transit_card --person 440605196001011234 --actor wang@department:transport:440605
+    Example: govdb prefill senior_transit_card --person 440605196001011234
+    --actor wang@department:transport:440605
     """
     with options(ctx).open() as db:
         result = db.prefill(form, id_number=person, actor=parse_actor(actor))
@@ -174,13 +245,25 @@ def prefill(
 
 
 def render_prefill(result: Any) -> None:
-    _render.table(f"{result.title} ({result.form}) for {result.person_id}",
-                  ["field", "value", "source", "verified by", "date", "locked"],
-                  [(f.label, ("(masked) " if f.masked else "") + ("" if f.value is None else str(f.value)),
-                    f.source, "; ".join(f.verified_by), f.verified_at, "yes" if f.locked else "")
-                   for f in result.fields])
+    _render.table(
+        f"{result.title} ({result.form}) for {result.person_id}",
+        ["field", "value", "source", "verified by", "date", "locked"],
+        [
+            (
+                f.label,
+                ("(masked) " if f.masked else "") + ("" if f.value is None else str(f.value)),
+                f.source,
+                "; ".join(f.verified_by),
+                f.verified_at,
+                "yes" if f.locked else "",
+            )
+            for f in result.fields
+        ],
+    )
     _render.line(f"documents no longer needed: {', '.join(result.documents_waived) or 'none'}")
-    _render.line(f"still to fill in: {', '.join(result.missing) or 'nothing'}   (audit entry {result.audit_seq})")
+    _render.line(
+        f"still to fill in: {', '.join(result.missing) or 'nothing'}   (audit entry {result.audit_seq})"
+    )
 
 
 @programme_app.command("run")
@@ -188,8 +271,12 @@ def render_prefill(result: Any) -> None:
 def programme_run(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Programme name, e.g. senior_transit_card.")],
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Date of eligibility (YYYY-MM-DD); default today.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Select without recording in the ledger.")] = False,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date of eligibility (YYYY-MM-DD); default today.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Select without recording in the ledger.")
+    ] = False,
 ) -> None:
     """Select everyone newly eligible, decide delivery, and record them in the issuance ledger.
 
@@ -205,21 +292,34 @@ def programme_run(
 
 
 def render_programme(run: Any, limit: int = 10) -> None:
-    _render.facts(f"programme {run.programme} as of {run.as_of}",
-                  {"eligible": run.eligible, "issued now": run.issued, "issued before": run.already_issued,
-                   "home deliveries": run.home_delivery})
+    _render.facts(
+        f"programme {run.programme} as of {run.as_of}",
+        {
+            "eligible": run.eligible,
+            "issued now": run.issued,
+            "issued before": run.already_issued,
+            "home deliveries": run.home_delivery,
+        },
+    )
     home = [s for s in run.selected if s["delivery"] == "home"][:limit]
     if home:
-        _render.table("home deliveries", ["person", "name", "born", "address", "why"],
-                      [(s["person_id"], s["name"], s["birth_date"], s["address"], "; ".join(s["reasons"]))
-                       for s in home])
+        _render.table(
+            "home deliveries",
+            ["person", "name", "born", "address", "why"],
+            [
+                (s["person_id"], s["name"], s["birth_date"], s["address"], "; ".join(s["reasons"]))
+                for s in home
+            ],
+        )
 
 
 @app.command()
 @reports_errors
 def demo(
     ctx: typer.Context,
-    people: Annotated[int, typer.Option(min=20, max=200_000, help="Residents in the synthetic district.")] = 300,
+    people: Annotated[
+        int, typer.Option(min=20, max=200_000, help="Residents in the synthetic district.")
+    ] = 300,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Run the whole data path on a synthetic district (南海区) in --home (default ./govdb-data).
@@ -231,27 +331,56 @@ def demo(
     home = options(ctx).home or Path("govdb-data")
     with _render.err.status("running the demo..."):
         r = run_demo(home, people=people, seed=seed)
-    _render.facts("1. district and population register", {
-        "district": f"{r.district.county_name} ({r.district.county_code})",
-        "checking units": f"{r.district.villages} villages, {r.district.streets} streets, "
-                          f"{r.district.departments} departments",
-        "people loaded (public_security register)": r.people_loaded})
-    _render.table("2. ingest", ["file", "encoding", "read", "stored", "duplicate", "quarantined"],
-                  [(Path(i.source_file or "").name, i.encoding, i.read, i.stored, i.duplicate, i.quarantined)
-                   for i in [*r.ingests, r.reingest]])
+    _render.facts(
+        "1. district and population register",
+        {
+            "district": f"{r.district.county_name} ({r.district.county_code})",
+            "checking units": f"{r.district.villages} villages, {r.district.streets} streets, "
+            f"{r.district.departments} departments",
+            "people loaded (public_security register)": r.people_loaded,
+        },
+    )
+    _render.table(
+        "2. ingest",
+        ["file", "encoding", "read", "stored", "duplicate", "quarantined"],
+        [
+            (Path(i.source_file or "").name, i.encoding, i.read, i.stored, i.duplicate, i.quarantined)
+            for i in [*r.ingests, r.reingest]
+        ],
+    )
     for i in r.ingests:
         for q in i.quarantine:
             _render.line(f"   quarantined: {Path(i.source_file or '').name} line {q.line}: {q.reason}")
     p = r.process.proposals
-    _render.facts("3. process", {"events": r.process.validation.rows,
-                                 "events with errors (kept, flagged)": r.process.validation.error_rows,
-                                 "linked to master": p.linked, "new people proposed": p.new_people,
-                                 "proposals": p.proposals, "auto-approved (from the owner's own system)": p.auto_approved})
-    _render.facts("4. verification", {"decisions by village, street and department actors": r.decisions,
-                                      "rejected": "; ".join(r.rejected), "refused": r.refused})
-    _render.facts("5. promote", {"promoted": r.promote.promoted, "people created": r.promote.people_created,
-                                 "fields updated": r.promote.fields_updated, "credentials": r.promote.credentials,
-                                 "conflicts": r.promote.conflicts})
+    _render.facts(
+        "3. process",
+        {
+            "events": r.process.validation.rows,
+            "events with errors (kept, flagged)": r.process.validation.error_rows,
+            "linked to master": p.linked,
+            "new people proposed": p.new_people,
+            "proposals": p.proposals,
+            "auto-approved (from the owner's own system)": p.auto_approved,
+        },
+    )
+    _render.facts(
+        "4. verification",
+        {
+            "decisions by village, street and department actors": r.decisions,
+            "rejected": "; ".join(r.rejected),
+            "refused": r.refused,
+        },
+    )
+    _render.facts(
+        "5. promote",
+        {
+            "promoted": r.promote.promoted,
+            "people created": r.promote.people_created,
+            "fields updated": r.promote.fields_updated,
+            "credentials": r.promote.credentials,
+            "conflicts": r.promote.conflicts,
+        },
+    )
     _render.line("6. prefill")
     render_prefill(r.prefill)
     _render.line("7. proactive programme, first run")

@@ -67,14 +67,24 @@ def link_records(master: Engine, records: list[tuple[int, dict[str, Any]]]) -> L
         if person is None:
             report.new += 1
             report.results.append(
-                LinkResult(event_id, None, "new", 0.0, {"id_number": {"level": "valid, not in master", "rule": "new"}})
+                LinkResult(
+                    event_id,
+                    None,
+                    "new",
+                    0.0,
+                    {"id_number": {"level": "valid, not in master", "rule": "new"}},
+                )
             )
         else:
             report.linked += 1
             report.results.append(
                 LinkResult(
-                    event_id, person["person_id"], "match", 1.0,
-                    {"id_number": {"level": "exact", "rule": "valid ID equal on both sides"}}, person,
+                    event_id,
+                    person["person_id"],
+                    "match",
+                    1.0,
+                    {"id_number": {"level": "exact", "rule": "valid ID equal on both sides"}},
+                    person,
                 )
             )
     return report

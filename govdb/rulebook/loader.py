@@ -67,7 +67,9 @@ def load_rulebook(root: str | Path | None = None) -> Rulebook:
     root = Path(root) if root is not None else default_rules_dir()
     problems: list[RuleProblem] = []
     if not root.is_dir():
-        raise RuleFileError([RuleProblem(root, "", "rules folder not found; pass --rules DIR or set GOVDB_RULES")])
+        raise RuleFileError(
+            [RuleProblem(root, "", "rules folder not found; pass --rules DIR or set GOVDB_RULES")]
+        )
     loaded: list[tuple[Path, RuleFile]] = []
     for path in sorted(root.rglob("*.yaml")):
         model = _load_file(path, problems)
@@ -96,7 +98,9 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
     kind = data.get("kind")
     model_type = RULE_KINDS.get(kind) if isinstance(kind, str) else None
     if model_type is None:
-        problems.append(RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(RULE_KINDS)}"))
+        problems.append(
+            RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(RULE_KINDS)}")
+        )
         return None
     try:
         model = model_type.model_validate(data)
@@ -110,7 +114,11 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
 def _pydantic_problems(path: Path, exc: ValidationError, prefix: str = "") -> Iterable[RuleProblem]:
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"])
-        value = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err["input"], dict) else ""
+        value = (
+            f" (got {err['input']!r})"
+            if err["type"] not in ("missing",) and not isinstance(err["input"], dict)
+            else ""
+        )
         yield RuleProblem(path, f"{prefix}{loc}", f"{err['msg']}{value}")
 
 
@@ -136,7 +144,9 @@ def _check_blocks(path: Path, model: RuleFile, problems: list[RuleProblem]) -> N
         block = registry.get(kind, ref.block)
         if block is None:
             known = ", ".join(b.name for b in registry.blocks(kind))
-            problems.append(RuleProblem(path, f"{where}.block", f"no {kind} block named {ref.block!r}; known: {known}"))
+            problems.append(
+                RuleProblem(path, f"{where}.block", f"no {kind} block named {ref.block!r}; known: {known}")
+            )
             continue
         try:
             block.params.model_validate(ref.params)
@@ -144,7 +154,9 @@ def _check_blocks(path: Path, model: RuleFile, problems: list[RuleProblem]) -> N
             problems.extend(_pydantic_problems(path, exc, prefix=f"{where}.params."))
 
 
-def _assemble(root: Path, loaded: list[tuple[Path, RuleFile]], problems: list[RuleProblem]) -> Rulebook | None:
+def _assemble(
+    root: Path, loaded: list[tuple[Path, RuleFile]], problems: list[RuleProblem]
+) -> Rulebook | None:
     singles: dict[type[BaseModel], tuple[Path, RuleFile]] = {}
     forms: dict[str, FormRules] = {}
     programmes: dict[str, ProgrammeRules] = {}
@@ -158,7 +170,11 @@ def _assemble(root: Path, loaded: list[tuple[Path, RuleFile]], problems: list[Ru
                 problems.append(RuleProblem(path, "name", f"programme {model.name!r} is defined twice"))
             programmes[model.name] = model
         elif type(model) in singles:
-            problems.append(RuleProblem(path, "kind", f"a second {model.kind!r} file; the first is {singles[type(model)][0]}"))
+            problems.append(
+                RuleProblem(
+                    path, "kind", f"a second {model.kind!r} file; the first is {singles[type(model)][0]}"
+                )
+            )
         else:
             singles[type(model)] = (path, model)
     for needed in (ColumnRules, VerificationRules, AccessRules, SurvivorshipRules):
@@ -198,8 +214,13 @@ def _cross_check(
     for name, route in verification.routes.items():
         for i, step in enumerate(route.steps):
             if step.department and step.department not in departments:
-                problems.append(RuleProblem(vpath, f"routes.{name}.steps.{i}.department",
-                                            f"unknown department {step.department!r}; define it under departments"))
+                problems.append(
+                    RuleProblem(
+                        vpath,
+                        f"routes.{name}.steps.{i}.department",
+                        f"unknown department {step.department!r}; define it under departments",
+                    )
+                )
     for code, service in verification.services.items():
         for attr in ("route", "update_route"):
             route = getattr(service, attr)
@@ -211,23 +232,38 @@ def _cross_check(
     for dept, policy in access.departments.items():
         for i, fld in enumerate(policy.fields):
             if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
-                problems.append(RuleProblem(apath, f"departments.{dept}.fields.{i}", f"unknown master field {fld!r}"))
+                problems.append(
+                    RuleProblem(apath, f"departments.{dept}.fields.{i}", f"unknown master field {fld!r}")
+                )
     for form in forms.values():
         path = paths[id(form)]
         if form.department not in access.departments:
-            problems.append(RuleProblem(path, "department", f"department {form.department!r} has no access policy"))
+            problems.append(
+                RuleProblem(path, "department", f"department {form.department!r} has no access policy")
+            )
         names = {f.name for f in form.fields}
         for i, fld in enumerate(form.fields):
             if fld.source and not _valid_source(fld.source):
-                problems.append(RuleProblem(path, f"fields.{i}.source",
-                                            f"unknown source {fld.source!r}; use person.<field> or credential.<kind>.<field>"))
+                problems.append(
+                    RuleProblem(
+                        path,
+                        f"fields.{i}.source",
+                        f"unknown source {fld.source!r}; use person.<field> or credential.<kind>.<field>",
+                    )
+                )
         for i, doc in enumerate(form.documents):
             for j, fld_name in enumerate(doc.satisfied_by):
                 if fld_name not in names:
-                    problems.append(RuleProblem(path, f"documents.{i}.satisfied_by.{j}", f"no form field {fld_name!r}"))
+                    problems.append(
+                        RuleProblem(path, f"documents.{i}.satisfied_by.{j}", f"no form field {fld_name!r}")
+                    )
     for programme in programmes.values():
         if programme.department not in departments:
-            problems.append(RuleProblem(paths[id(programme)], "department", f"unknown department {programme.department!r}"))
+            problems.append(
+                RuleProblem(
+                    paths[id(programme)], "department", f"unknown department {programme.department!r}"
+                )
+            )
 
 
 def _valid_source(source: str) -> bool:
@@ -235,7 +271,7 @@ def _valid_source(source: str) -> bool:
     if parts[0] == "person":
         return len(parts) == 2 and parts[1] in MASTER_FIELDS["person"]
     if parts[0] == "credential":
-        return len(parts) == 3 and parts[2] in ("number", "valid_from", "valid_to", "issuer") or (
+        return (len(parts) == 3 and parts[2] in ("number", "valid_from", "valid_to", "issuer")) or (
             len(parts) == 4 and parts[2] == "attributes"
         )
     return False

@@ -8,8 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Level = Literal["village", "street", "department"]
 MASTER_FIELDS = {
-    "person": ("person_id", "id_number", "name", "gender", "birth_date", "age", "phone", "address", "division_code",
-               "village", "township", "county"),
+    "person": (
+        "person_id",
+        "id_number",
+        "name",
+        "gender",
+        "birth_date",
+        "age",
+        "phone",
+        "address",
+        "division_code",
+        "village",
+        "township",
+        "county",
+    ),
 }
 
 

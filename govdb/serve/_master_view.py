@@ -39,7 +39,11 @@ def current_lineage(ms: Session, kind: str, entity_id: str) -> dict[str, FieldHi
     """The current (valid_to is null) lineage row of each field of one entity."""
     rows = ms.exec(
         select(FieldHistory)
-        .where(FieldHistory.entity_kind == kind, FieldHistory.entity_id == entity_id, col(FieldHistory.valid_to).is_(None))
+        .where(
+            FieldHistory.entity_kind == kind,
+            FieldHistory.entity_id == entity_id,
+            col(FieldHistory.valid_to).is_(None),
+        )
         .order_by(col(FieldHistory.id))
     ).all()
     return {row.field: row for row in rows}
@@ -60,4 +64,9 @@ def person_values(person: Person, today: dt.date) -> dict[str, Any]:
     return values
 
 
-DERIVED_FROM = {"age": "birth_date", "village": "division_code", "township": "division_code", "county": "division_code"}
+DERIVED_FROM = {
+    "age": "birth_date",
+    "village": "division_code",
+    "township": "division_code",
+    "county": "division_code",
+}

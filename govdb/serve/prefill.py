@@ -64,8 +64,15 @@ def _verification(row: FieldHistory | None) -> tuple[str | None, list[str], dt.d
     return row.source, steps, row.recorded_at.date()
 
 
-def prefill_form(master: Engine, rules: Rulebook, form_code: str, *, id_number: str, actor: Actor,
-            today: dt.date | None = None) -> PrefillResult:
+def prefill_form(
+    master: Engine,
+    rules: Rulebook,
+    form_code: str,
+    *,
+    id_number: str,
+    actor: Actor,
+    today: dt.date | None = None,
+) -> PrefillResult:
     """The form `form_code` filled for the person with `id_number`, as `actor` may see it."""
     form = rules.forms.get(form_code)
     if form is None:
@@ -92,7 +99,9 @@ def prefill_form(master: Engine, rules: Rulebook, form_code: str, *, id_number: 
                 creds = credentials_of(ms, person.person_id, kind)
                 if creds:
                     cred = creds[-1]
-                    value = cred.attributes.get(path[1]) if path[0] == "attributes" else getattr(cred, path[0])
+                    value = (
+                        cred.attributes.get(path[1]) if path[0] == "attributes" else getattr(cred, path[0])
+                    )
                     row = current_lineage(ms, "credential", cred.credential_id).get(path[-1])
             masked = False
             if not allowed:
@@ -106,18 +115,43 @@ def prefill_form(master: Engine, rules: Rulebook, form_code: str, *, id_number: 
             source, steps, when = _verification(row) if value is not None else (None, [], None)
             if isinstance(value, dt.date):
                 value = value.isoformat()
-            fields.append(PrefilledField(spec.name, spec.label, value, source, steps, when,
-                                         locked=spec.locked and value is not None and not masked and bool(steps),
-                                         masked=masked, required=spec.required))
-        entry = audit(ms, who, purpose=form.purpose, action=f"prefill:{form.code}", subject_kind="person",
-                      subject_id=person.person_id, fields=read, masked=masked_names)
+            fields.append(
+                PrefilledField(
+                    spec.name,
+                    spec.label,
+                    value,
+                    source,
+                    steps,
+                    when,
+                    locked=spec.locked and value is not None and not masked and bool(steps),
+                    masked=masked,
+                    required=spec.required,
+                )
+            )
+        entry = audit(
+            ms,
+            who,
+            purpose=form.purpose,
+            action=f"prefill:{form.code}",
+            subject_kind="person",
+            subject_id=person.person_id,
+            fields=read,
+            masked=masked_names,
+        )
         ms.commit()
         by_name = {f.name: f for f in fields}
-        waived = [d.name for d in form.documents
-                  if all(by_name[n].value is not None and by_name[n].verified_by for n in d.satisfied_by)]
+        waived = [
+            d.name
+            for d in form.documents
+            if all(by_name[n].value is not None and by_name[n].verified_by for n in d.satisfied_by)
+        ]
         return PrefillResult(
-            form=form.code, title=form.title, person_id=person.person_id, fields=fields,
+            form=form.code,
+            title=form.title,
+            person_id=person.person_id,
+            fields=fields,
             missing=[f.label for f in fields if f.value is None],
-            documents_waived=waived, documents_needed=[d.name for d in form.documents if d.name not in waived],
+            documents_waived=waived,
+            documents_needed=[d.name for d in form.documents if d.name not in waived],
             audit_seq=entry.seq,
         )

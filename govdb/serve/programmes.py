@@ -63,7 +63,9 @@ class AgeParams(BaseModel):
 @registry.register("eligibility", "age_at_least", AgeParams)
 def age_at_least(pop: Population, params: AgeParams) -> Selection:
     """Aged at least `years` on the as-of date."""
-    mask = pop.people.select((age_at(pl.col("birth_date"), pop.as_of) >= params.years).fill_null(False)).to_series()
+    mask = pop.people.select(
+        (age_at(pl.col("birth_date"), pop.as_of) >= params.years).fill_null(False)
+    ).to_series()
     return mask, f"aged {params.years} or over on {pop.as_of.isoformat()}"
 
 
@@ -77,8 +79,7 @@ class CredentialParams(BaseModel):
 def has_credential(pop: Population, params: CredentialParams) -> Selection:
     """Holds a valid credential of `kind` whose attributes take one of the listed values."""
     creds = pop.credentials.filter(
-        (pl.col("kind") == params.kind)
-        & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pop.as_of))
+        (pl.col("kind") == params.kind) & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pop.as_of))
     )
     for name, allowed in params.attributes.items():
         creds = creds.filter(pl.col("attributes").str.json_path_match(f"$.{name}").is_in(allowed))
@@ -105,17 +106,40 @@ class ProgrammeRun:
 def _population(master: Engine, as_of: dt.date) -> Population:
     with master.connect() as conn:
         people = pl.DataFrame(
-            [dict(r) for r in conn.execute(select(
-                Person.__table__.c.person_id, Person.__table__.c.name, Person.__table__.c.birth_date,  # type: ignore[attr-defined]
-                Person.__table__.c.death_date, Person.__table__.c.division_code,  # type: ignore[attr-defined]
-                Person.__table__.c.address)).mappings()],  # type: ignore[attr-defined]
-            schema={"person_id": pl.String, "name": pl.String, "birth_date": pl.Date, "death_date": pl.Date,
-                    "division_code": pl.String, "address": pl.String},
+            [
+                dict(r)
+                for r in conn.execute(
+                    select(
+                        Person.__table__.c.person_id,
+                        Person.__table__.c.name,
+                        Person.__table__.c.birth_date,  # type: ignore[attr-defined]
+                        Person.__table__.c.death_date,
+                        Person.__table__.c.division_code,  # type: ignore[attr-defined]
+                        Person.__table__.c.address,
+                    )
+                ).mappings()
+            ],  # type: ignore[attr-defined]
+            schema={
+                "person_id": pl.String,
+                "name": pl.String,
+                "birth_date": pl.Date,
+                "death_date": pl.Date,
+                "division_code": pl.String,
+                "address": pl.String,
+            },
         )
         creds = pl.DataFrame(
-            [{**r, "attributes": json.dumps(r["attributes"], ensure_ascii=False)} for r in conn.execute(select(
-                Credential.__table__.c.person_id, Credential.__table__.c.kind,  # type: ignore[attr-defined]
-                Credential.__table__.c.attributes, Credential.__table__.c.valid_to)).mappings()],  # type: ignore[attr-defined]
+            [
+                {**r, "attributes": json.dumps(r["attributes"], ensure_ascii=False)}
+                for r in conn.execute(
+                    select(
+                        Credential.__table__.c.person_id,
+                        Credential.__table__.c.kind,  # type: ignore[attr-defined]
+                        Credential.__table__.c.attributes,
+                        Credential.__table__.c.valid_to,
+                    )
+                ).mappings()
+            ],  # type: ignore[attr-defined]
             schema={"person_id": pl.String, "kind": pl.String, "attributes": pl.String, "valid_to": pl.Date},
         )
         served = list(conn.execute(select(Division.__table__.c.code)).scalars())  # type: ignore[attr-defined]
@@ -134,7 +158,9 @@ def _apply(pop: Population, refs: list[Any]) -> tuple[pl.Series, list[str]]:
     return mask, reasons
 
 
-def run_programme(master: Engine, rules: Rulebook, name: str, *, as_of: dt.date, dry_run: bool = False) -> ProgrammeRun:
+def run_programme(
+    master: Engine, rules: Rulebook, name: str, *, as_of: dt.date, dry_run: bool = False
+) -> ProgrammeRun:
     """Select, decide delivery and record in the ledger everyone newly eligible at `as_of`."""
     programme = rules.programmes.get(name)
     if programme is None:
@@ -143,51 +169,93 @@ def run_programme(master: Engine, rules: Rulebook, name: str, *, as_of: dt.date,
     cycle = "once" if programme.cycle == "once" else str(as_of.year)
     eligible_mask, reasons = _apply(pop, programme.eligibility)
     home_mask, home_reasons = (
-        _apply(pop, programme.delivery.home_if) if programme.delivery.home_if else (pl.Series([False] * pop.people.height), [])
+        _apply(pop, programme.delivery.home_if)
+        if programme.delivery.home_if
+        else (pl.Series([False] * pop.people.height), [])
     )
-    chosen = pop.people.with_columns(eligible_mask.alias("eligible"), (home_mask & bool(home_reasons)).alias("home"))
+    chosen = pop.people.with_columns(
+        eligible_mask.alias("eligible"), (home_mask & bool(home_reasons)).alias("home")
+    )
     chosen = chosen.filter(pl.col("eligible"))
     table = Issuance.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
-        done = set(conn.execute(select(table.c.person_id).where(table.c.programme == name, table.c.cycle == cycle)).scalars())
+        done = set(
+            conn.execute(
+                select(table.c.person_id).where(table.c.programme == name, table.c.cycle == cycle)
+            ).scalars()
+        )
     new = chosen.filter(~pl.col("person_id").is_in(list(done)))
     run_id = str(uuid.uuid4())
     default = programme.delivery.default
     selected = [
-        {"person_id": r["person_id"], "name": r["name"], "birth_date": r["birth_date"],
-         "division_code": r["division_code"], "address": r["address"],
-         "delivery": "home" if r["home"] else default,
-         "reasons": reasons + (home_reasons if r["home"] else [])}
+        {
+            "person_id": r["person_id"],
+            "name": r["name"],
+            "birth_date": r["birth_date"],
+            "division_code": r["division_code"],
+            "address": r["address"],
+            "delivery": "home" if r["home"] else default,
+            "reasons": reasons + (home_reasons if r["home"] else []),
+        }
         for r in new.iter_rows(named=True)
     ]
     if selected and not dry_run:
         now = utcnow()
         with master.begin() as conn:
-            conn.execute(insert(table), [
-                {"programme": name, "cycle": cycle, "person_id": s["person_id"], "run_id": run_id, "as_of": as_of,
-                 "delivery": s["delivery"], "status": "offered", "reasons": s["reasons"], "unverified_inputs": [],
-                 "created_at": now, "updated_at": now}
-                for s in selected
-            ])
+            conn.execute(
+                insert(table),
+                [
+                    {
+                        "programme": name,
+                        "cycle": cycle,
+                        "person_id": s["person_id"],
+                        "run_id": run_id,
+                        "as_of": as_of,
+                        "delivery": s["delivery"],
+                        "status": "offered",
+                        "reasons": s["reasons"],
+                        "unverified_inputs": [],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for s in selected
+                ],
+            )
     return ProgrammeRun(
-        programme=name, run_id=run_id, as_of=as_of, cycle=cycle, eligible=chosen.height,
-        issued=0 if dry_run else len(selected), already_issued=chosen.height - new.height,
-        home_delivery=sum(s["delivery"] == "home" for s in selected), selected=selected,
+        programme=name,
+        run_id=run_id,
+        as_of=as_of,
+        cycle=cycle,
+        eligible=chosen.height,
+        issued=0 if dry_run else len(selected),
+        already_issued=chosen.height - new.height,
+        home_delivery=sum(s["delivery"] == "home" for s in selected),
+        selected=selected,
     )
 
 
-TRANSITIONS = {"offered": {"accepted", "declined"}, "accepted": {"delivered"}, "declined": set(), "delivered": set()}
+TRANSITIONS = {
+    "offered": {"accepted", "declined"},
+    "accepted": {"delivered"},
+    "declined": set(),
+    "delivered": set(),
+}
 
 
 def update_issuance(master: Engine, programme: str, person_id: str, status: str) -> None:
     """Move one ledger row along offered -> accepted / declined -> delivered."""
     table = Issuance.__table__  # type: ignore[attr-defined]
     with master.begin() as conn:
-        row = conn.execute(select(table.c.id, table.c.status).where(
-            table.c.programme == programme, table.c.person_id == person_id).order_by(table.c.id.desc())).first()
+        row = conn.execute(
+            select(table.c.id, table.c.status)
+            .where(table.c.programme == programme, table.c.person_id == person_id)
+            .order_by(table.c.id.desc())
+        ).first()
         if row is None:
             raise NotFoundError(f"person {person_id!r} has no issuance in programme {programme!r}")
         if status not in TRANSITIONS.get(row.status, set()):
-            raise StateError(f"an issuance that is {row.status!r} cannot become {status!r}; "
-                             f"allowed: {sorted(TRANSITIONS.get(row.status, set())) or 'none'}")
+            raise StateError(
+                f"an issuance that is {row.status!r} cannot become {status!r}; "
+                f"allowed: {sorted(TRANSITIONS.get(row.status, set())) or 'none'}"
+            )
         conn.execute(update(table).where(table.c.id == row.id).values(status=status, updated_at=utcnow()))

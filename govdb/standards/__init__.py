@@ -36,7 +36,10 @@ def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.Data
         exprs += standardize_phone("phone")
     if "address" in present:
         text = pl.col("address").cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
-        exprs += [pl.when(text == "").then(None).otherwise(text).alias("address_std"), pl.lit("").alias("address_issues")]
+        exprs += [
+            pl.when(text == "").then(None).otherwise(text).alias("address_std"),
+            pl.lit("").alias("address_issues"),
+        ]
     if "division_code" in present:
         code = pl.col("division_code").cast(pl.String).str.normalize("NFKC").str.strip_chars()
         known = code.is_in(_known_codes().implode())
@@ -64,9 +67,14 @@ def _cross_checks(frame: pl.DataFrame) -> pl.DataFrame:
         return frame
     updates: list[pl.Expr] = []
     if "gender_std" in frame.columns:
-        mismatch = issue(pl.col("gender_std").is_not_null() & (pl.col("gender_std") != pl.col("id_gender")), "gender_mismatch")
+        mismatch = issue(
+            pl.col("gender_std").is_not_null() & (pl.col("gender_std") != pl.col("id_gender")),
+            "gender_mismatch",
+        )
         updates += [
-            join_issues([pl.when(pl.col("gender_issues") != "").then(pl.col("gender_issues")), mismatch]).alias("gender_issues"),
+            join_issues(
+                [pl.when(pl.col("gender_issues") != "").then(pl.col("gender_issues")), mismatch]
+            ).alias("gender_issues"),
             pl.coalesce("id_gender", "gender_std").alias("gender_std"),
         ]
     else:
@@ -77,9 +85,9 @@ def _cross_checks(frame: pl.DataFrame) -> pl.DataFrame:
             "birth_date_mismatch",
         )
         updates += [
-            join_issues([pl.when(pl.col("birth_date_issues") != "").then(pl.col("birth_date_issues")), mismatch]).alias(
-                "birth_date_issues"
-            ),
+            join_issues(
+                [pl.when(pl.col("birth_date_issues") != "").then(pl.col("birth_date_issues")), mismatch]
+            ).alias("birth_date_issues"),
             pl.coalesce("id_birth_date", "birth_date_std").alias("birth_date_std"),
         ]
     else:

@@ -28,7 +28,9 @@ def parse_date(text: pl.Expr) -> pl.Expr:
         .otherwise(None)
     )
     return pl.coalesce(
-        pl.when(s.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$")).then(s.str.strptime(pl.Date, "%Y-%m-%d", strict=False)),
+        pl.when(s.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$")).then(
+            s.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+        ),
         pl.when(s.str.contains(r"^\d{8}$")).then(s.str.strptime(pl.Date, "%Y%m%d", strict=False)),
         from_serial,
     )
@@ -41,6 +43,7 @@ def standardize_date(column: str, *, today: dt.date) -> list[pl.Expr]:
     present = raw.is_not_null() & (raw.str.strip_chars() != "")
     return [
         pl.when(parsed <= pl.lit(today)).then(parsed).otherwise(None).alias(f"{column}_std"),
-        join_issues([issue(present & parsed.is_null(), "date_invalid"), issue(parsed > pl.lit(today), "date_future")])
-        .alias(f"{column}_issues"),
+        join_issues(
+            [issue(present & parsed.is_null(), "date_invalid"), issue(parsed > pl.lit(today), "date_future")]
+        ).alias(f"{column}_issues"),
     ]

@@ -50,7 +50,10 @@ def division_metadata() -> dict[str, Any]:
 def _by_code() -> dict[str, DivisionInfo]:
     # NBS rows first, so an MCA row of the same code (levels 1-3 are shared) wins.
     table = division_table().sort("scheme", descending=True)
-    return {row[0]: DivisionInfo(*row) for row in table.select("code", "name", "level", "parent_code", "scheme").iter_rows()}
+    return {
+        row[0]: DivisionInfo(*row)
+        for row in table.select("code", "name", "level", "parent_code", "scheme").iter_rows()
+    }
 
 
 def significant_prefix(code: str) -> str:
@@ -106,16 +109,22 @@ def children(code: str, *, scheme: str | None = None) -> list[DivisionInfo]:
     rows = division_table().filter(pl.col("parent_code") == parent)
     if scheme:
         rows = rows.filter(pl.col("scheme") == scheme)
-    return [DivisionInfo(*r) for r in rows.select("code", "name", "level", "parent_code", "scheme").iter_rows()]
+    return [
+        DivisionInfo(*r) for r in rows.select("code", "name", "level", "parent_code", "scheme").iter_rows()
+    ]
 
 
 def subtree(code: str, *, scheme: str = "nbs") -> pl.DataFrame:
     """Every division under `code` in one scheme (plus the division itself)."""
     prefix = significant_prefix(lookup(code).code)
     table = division_table()
-    return table.filter(
-        pl.col("code").str.starts_with(prefix) & ((pl.col("scheme") == scheme) | (pl.col("level") <= 3))
-    ).unique("code", keep="first").sort("code")
+    return (
+        table.filter(
+            pl.col("code").str.starts_with(prefix) & ((pl.col("scheme") == scheme) | (pl.col("level") <= 3))
+        )
+        .unique("code", keep="first")
+        .sort("code")
+    )
 
 
 def find_by_name(name: str, *, level: int | None = None) -> list[DivisionInfo]:
@@ -123,7 +132,9 @@ def find_by_name(name: str, *, level: int | None = None) -> list[DivisionInfo]:
     rows = division_table().filter(pl.col("name") == name)
     if level is not None:
         rows = rows.filter(pl.col("level") == level)
-    return [DivisionInfo(*r) for r in rows.select("code", "name", "level", "parent_code", "scheme").iter_rows()]
+    return [
+        DivisionInfo(*r) for r in rows.select("code", "name", "level", "parent_code", "scheme").iter_rows()
+    ]
 
 
 def covers(unit_code: str, record_code: str | None) -> bool:

@@ -132,7 +132,10 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
         },
         "counts": {
             f"{scheme}_level_{level}": n
-            for scheme, level, n in table.group_by("scheme", "level").len().sort("scheme", "level").iter_rows()
+            for scheme, level, n in table.group_by("scheme", "level")
+            .len()
+            .sort("scheme", "level")
+            .iter_rows()
         },
         "crosswalk": dict(crosswalk.group_by("status").len().sort("status").iter_rows()),
     }
@@ -141,7 +144,9 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--from", dest="source", type=Path, help="folder with the unpacked packages")
     parser.add_argument("--out", type=Path, default=DATA)
     args = parser.parse_args()

@@ -18,12 +18,7 @@ CHECK_CHARS = "10X98765432"
 
 def normalize(text: pl.Expr) -> pl.Expr:
     """NFKC (full-width digits), drop spaces and dashes, upper-case x."""
-    return (
-        text.cast(pl.String)
-        .str.normalize("NFKC")
-        .str.replace_all(r"[\s\-_]", "")
-        .str.to_uppercase()
-    )
+    return text.cast(pl.String).str.normalize("NFKC").str.replace_all(r"[\s\-_]", "").str.to_uppercase()
 
 
 def check_digit(first17: pl.Expr) -> pl.Expr:
@@ -31,7 +26,9 @@ def check_digit(first17: pl.Expr) -> pl.Expr:
     total = pl.sum_horizontal(
         [first17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)]
     )
-    any_bad = pl.any_horizontal([first17.str.slice(i, 1).cast(pl.Int32, strict=False).is_null() for i in range(17)])
+    any_bad = pl.any_horizontal(
+        [first17.str.slice(i, 1).cast(pl.Int32, strict=False).is_null() for i in range(17)]
+    )
     return pl.when(any_bad).then(None).otherwise(pl.lit(CHECK_CHARS).str.slice(total % 11, 1))
 
 

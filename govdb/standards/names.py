@@ -25,7 +25,11 @@ def standardize_name(column: str) -> list[pl.Expr]:
     return [
         pl.when(cleaned == "").then(None).otherwise(cleaned).alias(f"{column}_std"),
         join_issues(
-            [issue(empty, "name_empty"), issue(text.str.contains(r"\d"), "name_has_digits"), issue(latin, "name_pinyin")]
+            [
+                issue(empty, "name_empty"),
+                issue(text.str.contains(r"\d"), "name_has_digits"),
+                issue(latin, "name_pinyin"),
+            ]
         ).alias(f"{column}_issues"),
     ]
 

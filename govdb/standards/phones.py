@@ -19,6 +19,13 @@ def standardize_phone(column: str) -> list[pl.Expr]:
     formatted_landline = digits.str.slice(0, area_len) + pl.lit("-") + digits.str.slice(area_len)
     present = raw.is_not_null() & (raw.str.strip_chars() != "")
     return [
-        pl.when(mobile).then(digits).when(landline).then(formatted_landline).otherwise(None).alias(f"{column}_std"),
-        join_issues([issue(present & ~(mobile | landline).fill_null(False), "phone_invalid")]).alias(f"{column}_issues"),
+        pl.when(mobile)
+        .then(digits)
+        .when(landline)
+        .then(formatted_landline)
+        .otherwise(None)
+        .alias(f"{column}_std"),
+        join_issues([issue(present & ~(mobile | landline).fill_null(False), "phone_invalid")]).alias(
+            f"{column}_issues"
+        ),
     ]

@@ -80,8 +80,10 @@ def make_engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ModuleNotFoundError) as exc:
-        hint = "install the pg extra: pip install 'govdb[pg]'" if "psycopg" in str(exc) else (
-            "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB"
+        hint = (
+            "install the pg extra: pip install 'govdb[pg]'"
+            if "psycopg" in str(exc)
+            else ("use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB")
         )
         raise ConfigError(f"cannot use store URL {url!r}: {exc}; {hint}") from exc
 

@@ -39,4 +39,6 @@ def resolve(session: Session, actor: Actor) -> ResolvedActor:
             "list units with `govdb units` (ids look like village:<12-digit code>, street:<9-digit code>, "
             "department:<name>:<county code>)"
         )
-    return ResolvedActor(actor.actor_id, unit.unit_id, unit.name, unit.level, unit.division_code, unit.department)
+    return ResolvedActor(
+        actor.actor_id, unit.unit_id, unit.name, unit.level, unit.division_code, unit.department
+    )

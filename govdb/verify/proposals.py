@@ -36,7 +36,9 @@ def _as_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _person_change(service: Service, rec: dict[str, Any], link: LinkResult) -> tuple[str | None, dict[str, Any]]:
+def _person_change(
+    service: Service, rec: dict[str, Any], link: LinkResult
+) -> tuple[str | None, dict[str, Any]]:
     """(route, payload) for a person event: all fields when new, the differing ones when known."""
     fields = {k: rec[k] for k in PERSON_FIELDS if rec.get(k) not in (None, "")}
     if link.master is None:
@@ -57,7 +59,9 @@ def propose_events(events: Engine, master: Engine, rules: Rulebook) -> ProposeRe
     """Link every standardized event, record its link, and propose its change for verification."""
     report = ProposeReport()
     with Session(events) as es, Session(master) as ms:
-        pending = es.exec(select(Event).where(Event.status == "standardized").order_by(col(Event.event_id))).all()
+        pending = es.exec(
+            select(Event).where(Event.status == "standardized").order_by(col(Event.event_id))
+        ).all()
         report.events = len(pending)
         if not pending:
             return report
@@ -68,8 +72,16 @@ def propose_events(events: Engine, master: Engine, rules: Rulebook) -> ProposeRe
             event = by_id[link.event_id]
             rec = event.standardized or {}
             service = rules.verification.services.get(event.service_code or "")
-            es.add(Link(event_id=link.event_id, entity_kind="person", entity_id=link.person_id, score=link.score,
-                        decision=link.decision, explanation=link.explanation))
+            es.add(
+                Link(
+                    event_id=link.event_id,
+                    entity_kind="person",
+                    entity_id=link.person_id,
+                    score=link.score,
+                    decision=link.decision,
+                    explanation=link.explanation,
+                )
+            )
             if service is None:
                 event.status, event.quality_flags = "unlinked", [*event.quality_flags, "unknown_service"]
                 report.unlinked += 1
@@ -92,10 +104,15 @@ def propose_events(events: Engine, master: Engine, rules: Rulebook) -> ProposeRe
                 continue
             report.new_people += link.person_id is None
             proposal = Proposal(
-                proposal_id=str(uuid.uuid4()), event_id=link.event_id, change=route_name,
+                proposal_id=str(uuid.uuid4()),
+                event_id=link.event_id,
+                change=route_name,
                 entity_kind="person" if service.change == "person" else "credential",
-                entity_id=link.person_id, payload=payload, division_code=division,
-                source=event.source_system, department=event.department,
+                entity_id=link.person_id,
+                payload=payload,
+                division_code=division,
+                source=event.source_system,
+                department=event.department,
             )
             es.add(proposal)
             route = rules.verification.routes[route_name]
@@ -103,11 +120,17 @@ def propose_events(events: Engine, master: Engine, rules: Rulebook) -> ProposeRe
             event.status = "proposed"
             report.proposals += 1
             if any(unit is None for unit in assigned):
-                missing = [s.level + (f":{s.department}" if s.department else "")
-                           for s, u in zip(route.steps, assigned, strict=True) if u is None]
+                missing = [
+                    s.level + (f":{s.department}" if s.department else "")
+                    for s, u in zip(route.steps, assigned, strict=True)
+                    if u is None
+                ]
                 proposal.state = "unroutable"
                 event.quality_flags = [*event.quality_flags, "no_unit_for_division"]
-                proposal.payload = {**payload, "_unroutable": f"no unit registered for {missing} in {division}"}
+                proposal.payload = {
+                    **payload,
+                    "_unroutable": f"no unit registered for {missing} in {division}",
+                }
                 report.unroutable += 1
                 continue
             es.flush()

@@ -50,7 +50,8 @@ class UnitIndex:
         if step.level == "street":
             return self._street.get(code[:9]) if len(code) >= 9 else None
         candidates = [
-            u for u in self._department.get(step.department or "", [])
+            u
+            for u in self._department.get(step.department or "", [])
             if code.startswith(significant_prefix(u.division_code))
         ]
         # The most local unit wins (a county office before a city one).

@@ -84,7 +84,9 @@ def _auto_pass(session: Session, proposal: Proposal, event: Event, route: Route)
         for ref in step.auto_pass:
             block = registry.get("auto_pass", ref.block)
             assert block is not None  # checked when the rules were loaded
-            if block.function(AutoPassContext(proposal, event, step), block.params.model_validate(ref.params)):
+            if block.function(
+                AutoPassContext(proposal, event, step), block.params.model_validate(ref.params)
+            ):
                 passed_by = ref.block
                 break
         if passed_by is None:
@@ -95,7 +97,9 @@ def _auto_pass(session: Session, proposal: Proposal, event: Event, route: Route)
 
 
 def _tasks_of(session: Session, proposal_id: str) -> list[Task]:
-    return list(session.exec(select(Task).where(Task.proposal_id == proposal_id).order_by(col(Task.step))).all())
+    return list(
+        session.exec(select(Task).where(Task.proposal_id == proposal_id).order_by(col(Task.step))).all()
+    )
 
 
 def _open_next(session: Session, proposal: Proposal, tasks: list[Task], step: int) -> Task | None:
@@ -119,8 +123,17 @@ def list_tasks(
     query = query.order_by(col(Task.task_id)).limit(limit)
     return [
         TaskView(
-            task.task_id or 0, task.proposal_id, task.step, task.level, task.department, task.unit_id, task.state,
-            proposal.change, proposal.division_code, proposal.payload, task.created_at,
+            task.task_id or 0,
+            task.proposal_id,
+            task.step,
+            task.level,
+            task.department,
+            task.unit_id,
+            task.state,
+            proposal.change,
+            proposal.division_code,
+            proposal.payload,
+            task.created_at,
         )
         for task, proposal in session.exec(query).all()
     ]
@@ -141,7 +154,8 @@ def check_jurisdiction(actor: ResolvedActor, task: Task, proposal: Proposal) -> 
         )
     if not covers(actor.division_code, proposal.division_code):
         raise JurisdictionError(
-            f"actor {actor.actor_id!r} of {actor.unit_id!r} (jurisdiction {actor.division_code}) may not decide {where}: "
+            f"actor {actor.actor_id!r} of {actor.unit_id!r} (jurisdiction {actor.division_code}) "
+            f"may not decide {where}: "
             f"the record is outside that jurisdiction; the task is assigned to {task.unit_id!r}"
         )
 
@@ -163,7 +177,9 @@ def decide(
     proposal = session.get(Proposal, task.proposal_id)
     assert proposal is not None
     if task.state != "open":
-        raise StateError(f"task {task_id} is {task.state}, not open; only the open step of a route can be decided")
+        raise StateError(
+            f"task {task_id} is {task.state}, not open; only the open step of a route can be decided"
+        )
     check_jurisdiction(actor, task, proposal)
     if outcome in ("reject", "return") and not (reason and reason.strip()):
         raise StateError(f"a {outcome} needs a reason (--reason) so the record's owner knows what to fix")
@@ -172,11 +188,19 @@ def decide(
     if amendments:
         unknown = set(amendments) - set(proposal.payload)
         if unknown:
-            raise StateError(f"cannot amend {sorted(unknown)}: the proposal has fields {sorted(proposal.payload)}")
+            raise StateError(
+                f"cannot amend {sorted(unknown)}: the proposal has fields {sorted(proposal.payload)}"
+            )
     now = utcnow()
     session.add(
-        Decision(task_id=task_id, outcome=outcome, actor_id=actor.actor_id, unit_id=actor.unit_id, reason=reason,
-                 amendments=amendments or {})
+        Decision(
+            task_id=task_id,
+            outcome=outcome,
+            actor_id=actor.actor_id,
+            unit_id=actor.unit_id,
+            reason=reason,
+            amendments=amendments or {},
+        )
     )
     tasks = _tasks_of(session, proposal.proposal_id)
     next_task: Task | None = None
@@ -207,5 +231,11 @@ def decide(
             next_task = previous
     proposal.updated_at = now
     session.flush()
-    return DecisionResult(task_id, outcome, task.state, proposal.proposal_id, proposal.state,
-                          next_task.task_id if next_task else None)
+    return DecisionResult(
+        task_id,
+        outcome,
+        task.state,
+        proposal.proposal_id,
+        proposal.state,
+        next_task.task_id if next_task else None,
+    )

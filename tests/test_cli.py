@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from govdb.cli import app
+from govdb.cli.commands import programme_app, tasks_app
+
+runner = CliRunner()
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("cli") / "home"
+    result = run("--home", str(home), "demo", "--people", "120")
+    assert result.exit_code == 0, result.output
+    assert "promoted" in result.output and "home deliveries" in result.output
+    assert "issued now      │ 0" in result.output  # the second run
+    return home
+
+
+def test_demo_then_stage_commands(demo_home: Path) -> None:
+    result = run("--home", str(demo_home), "tasks", "list", "--state", "all", "--limit", "5")
+    assert result.exit_code == 0 and "village" in result.output
+    result = run(
+        "--home",
+        str(demo_home),
+        "programme",
+        "run",
+        "senior_transit_card",
+        "--as-of",
+        "2030-01-01",
+        "--dry-run",
+    )
+    assert result.exit_code == 0 and "eligible" in result.output
+    result = run("--home", str(demo_home), "promote")
+    assert result.exit_code == 0 and "promoted" in result.output
+
+
+def test_ingest_and_process_from_the_command_line(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    assert run("--home", home, "init", "--district", "440605").exit_code == 0
+    data = tmp_path / "hall.csv"
+    data.write_bytes(
+        "编号,姓名,身份证号,村居代码\r\nA1,张伟,11010519491231002X,440605011001\r\nA2,坏\r\n".encode("gbk")
+    )
+    result = run(
+        "--home",
+        home,
+        "ingest",
+        str(data),
+        "--source",
+        "hall",
+        "--key",
+        "编号",
+        "--service",
+        "hall.resident_registration",
+    )
+    assert result.exit_code == 0 and "quarantined" in result.output and "expected 4 fields" in result.output
+    result = run("--home", home, "process")
+    assert result.exit_code == 0 and "proposals" in result.output
+
+
+def test_user_errors_are_one_clear_line_without_traceback(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    result = run("--home", home, "ingest", str(tmp_path / "nope.csv"), "--source", "x")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+    result = run(
+        "--home",
+        home,
+        "prefill",
+        "senior_transit_card",
+        "--person",
+        "11010519491231002X",
+        "--actor",
+        "wang@department:transport:440605",
+    )
+    assert result.exit_code == 1 and "is not registered" in result.output
+    result = run("--home", home, "tasks", "decide", "1", "approve", "--actor", "nobody")
+    assert result.exit_code == 2 and "ACTOR@UNIT" in result.output
+    result = run("--home", home, "--rules", str(tmp_path), "process")
+    assert result.exit_code == 2 and "no rule file of kind" in result.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for sub in (app, tasks_app, programme_app):
+        for command in sub.registered_commands:
+            doc = command.callback.__doc__ or ""
+            assert "Example:" in doc, command.callback.__name__

@@ -28,9 +28,19 @@ def make_file(path: Path, rows: int, seed: int = 1) -> None:
     body = []
     for i in range(rows):
         birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 30000))
-        body.append([f"SL{i:08d}", "张伟", "男", make_id("440605", birth, rng.randrange(1000)), f"{birth:%Y/%m/%d}",
-                     f"138{rng.randrange(10**8):08d}", f"南海区桂城街道南海大道{i % 300}号", "440605011001",
-                     "2026-11-23 09:00"])
+        body.append(
+            [
+                f"SL{i:08d}",
+                "张伟",
+                "男",
+                make_id("440605", birth, rng.randrange(1000)),
+                f"{birth:%Y/%m/%d}",
+                f"138{rng.randrange(10**8):08d}",
+                f"南海区桂城街道南海大道{i % 300}号",
+                "440605011001",
+                "2026-11-23 09:00",
+            ]
+        )
     _write_csv(path, HALL_HEADER, body, "gbk")
 
 

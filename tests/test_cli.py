@@ -16,7 +16,7 @@ def run(*args: str):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("cli") / "home"
-    result = run("--home", str(home), "demo", "--people", "120")
+    result = run("demo", "--home", str(home), "--people", "120")
     assert result.exit_code == 0, result.output
     assert "promoted" in result.output and "home deliveries" in result.output
     assert "issued now      │ 0" in result.output  # the second run

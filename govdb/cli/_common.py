@@ -27,9 +27,11 @@ class Options:
         return GovDB.open(self.home, rules=self.rules)
 
 
-def options(ctx: typer.Context) -> Options:
+def options(ctx: typer.Context, home: Path | None = None) -> Options:
+    """The global options, with a command's own --home winning over the global one."""
     obj = ctx.find_root().obj
-    return obj if isinstance(obj, Options) else Options()
+    base = obj if isinstance(obj, Options) else Options()
+    return Options(home or base.home, base.rules)
 
 
 def reports_errors(function: F) -> F:

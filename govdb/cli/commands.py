@@ -41,12 +41,13 @@ def root(ctx: typer.Context, home: HomeOption = None, rules: RulesOption = None)
 def init(
     ctx: typer.Context,
     district: Annotated[str | None, typer.Option(help="County code to serve, e.g. 440605 (南海区).")] = None,
+    home: HomeOption = None,
 ) -> None:
     """Create or migrate both stores; with --district, register its divisions and checking units.
 
     Example: govdb init --district 440605
     """
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         facts: dict[str, Any] = {"master store": db.config.master_url, "event store": db.config.events_url}
         if district:
             report = db.serve_district(district)
@@ -74,12 +75,13 @@ def ingest(
     department: Annotated[str | None, typer.Option(help="Department whose system produced the file.")] = None,
     channel: Annotated[str | None, typer.Option(help="Channel: window, online, hotline, system...")] = None,
     occurred_at: Annotated[str | None, typer.Option(help="Column holding when the service happened.")] = None,
+    home: HomeOption = None,
 ) -> None:
     """Store every row of FILE as an event (raw kept; repeats stored once; bad rows quarantined).
 
     Example: govdb ingest hall.csv --source hall-window --key 受理编号 --service hall.resident_registration
     """
-    with options(ctx).open() as db, _render.progress(f"ingest {file.name}") as step:
+    with options(ctx, home).open() as db, _render.progress(f"ingest {file.name}") as step:
         report = db.ingest(
             file,
             source=source,
@@ -108,12 +110,12 @@ def ingest(
 
 @app.command()
 @reports_errors
-def process(ctx: typer.Context) -> None:
+def process(ctx: typer.Context, home: HomeOption = None) -> None:
     """Standardize and validate received events, link them to master, propose changes, open tasks.
 
     Example: govdb process
     """
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         report = db.process()
     p = report.proposals
     _render.facts(
@@ -142,12 +144,13 @@ def tasks_list(
     unit: Annotated[str | None, typer.Option(help="Only this unit's tasks.")] = None,
     state: Annotated[str, typer.Option(help="open, waiting, approved, rejected, returned, or all.")] = "open",
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    home: HomeOption = None,
 ) -> None:
     """List verification tasks (open ones by default), oldest first.
 
     Example: govdb tasks list --unit village:440605011001
     """
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         tasks = db.tasks(unit_id=unit, state=None if state == "all" else state, limit=limit)
     _render.table(
         "tasks",
@@ -177,6 +180,7 @@ def tasks_decide(
     actor: Annotated[str, typer.Option(help="ACTOR@UNIT, e.g. li.ming@village:440605011001.")],
     reason: Annotated[str | None, typer.Option(help="Why (required to reject or return).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="field=value, to amend.")] = None,
+    home: HomeOption = None,
 ) -> None:
     """Decide one open task; refused outside the actor's jurisdiction.
 
@@ -190,7 +194,7 @@ def tasks_decide(
         if not sep:
             raise typer.BadParameter(f"{item!r} is not field=value", param_hint="--set")
         amendments[name] = value
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         out: Outcome = outcome  # type: ignore[assignment]
         result = db.decide(task, parse_actor(actor), out, reason=reason, amendments=amendments or None)
     _render.facts(
@@ -206,12 +210,12 @@ def tasks_decide(
 
 @app.command()
 @reports_errors
-def promote(ctx: typer.Context) -> None:
+def promote(ctx: typer.Context, home: HomeOption = None) -> None:
     """Apply approved proposals to master data (idempotent; completes an interrupted run).
 
     Example: govdb promote
     """
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         r = db.promote()
     _render.facts(
         "promote",
@@ -233,13 +237,14 @@ def prefill(
     form: Annotated[str, typer.Argument(help="Form code, e.g. senior_transit_card.")],
     person: Annotated[str, typer.Option(help="The applicant's resident ID number.")],
     actor: Annotated[str, typer.Option(help="ACTOR@UNIT of the department filling the form.")],
+    home: HomeOption = None,
 ) -> None:
     """Fill FORM from master data only, each field with its source and verification (audited).
 
     Example: govdb prefill senior_transit_card --person 440605196001011234
     --actor wang@department:transport:440605
     """
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         result = db.prefill(form, id_number=person, actor=parse_actor(actor))
     render_prefill(result)
 
@@ -277,6 +282,7 @@ def programme_run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Select without recording in the ledger.")
     ] = False,
+    home: HomeOption = None,
 ) -> None:
     """Select everyone newly eligible, decide delivery, and record them in the issuance ledger.
 
@@ -286,7 +292,7 @@ def programme_run(
         day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     except ValueError:
         raise typer.BadParameter(f"{as_of!r} is not a date like 2026-12-31", param_hint="--as-of") from None
-    with options(ctx).open() as db:
+    with options(ctx, home).open() as db:
         run = db.run_programme(name, as_of=day, dry_run=dry_run)
     render_programme(run)
 
@@ -321,6 +327,7 @@ def demo(
         int, typer.Option(min=20, max=200_000, help="Residents in the synthetic district.")
     ] = 300,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    home: HomeOption = None,
 ) -> None:
     """Run the whole data path on a synthetic district (南海区) in --home (default ./govdb-data).
 
@@ -328,7 +335,7 @@ def demo(
     """
     from govdb.demo import run_demo
 
-    home = options(ctx).home or Path("govdb-data")
+    home = options(ctx, home).home or Path("govdb-data")
     with _render.err.status("running the demo..."):
         r = run_demo(home, people=people, seed=seed)
     _render.facts(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,10 @@ def default_rules_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2] / "rules"
     if checkout.is_dir():
         return checkout
-    return Path(str(resources.files("govdb._rules")))
+    spec = importlib.util.find_spec("govdb._rules")  # a data-only namespace package in the wheel
+    if spec is None or not spec.submodule_search_locations:
+        return checkout
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @dataclass(frozen=True)

@@ -325,17 +325,20 @@ def _decide_all(db: GovDB) -> tuple[int, list[str]]:
 
 
 def _senior_with_certificate(db: GovDB, today: dt.date) -> str:
-    """The ID number of a resident aged 60+ holding a physical-disability certificate."""
-    from sqlmodel import Session, select
+    """The ID number of a resident aged 60+ with a disability certificate, preferring one whose
+    record also passed village and street checks (so the prefilled form shows both lineages)."""
+    from sqlmodel import Session, col, select
 
-    from govdb.store.master import Credential, Person
+    from govdb.store.master import Credential, FieldHistory, Person
 
     with Session(db.master) as ms:
-        rows = ms.exec(
-            select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)
-        ).all()
+        rows = ms.exec(select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)).all()
+        checked = set(ms.exec(select(FieldHistory.entity_id).where(col(FieldHistory.proposal_id).is_not(None))).all())
     limit = today.replace(year=today.year - 60)
-    seniors = [(p, c) for p, c in rows if p.birth_date and p.birth_date <= limit]
-    walking = [p for p, c in seniors if c.attributes.get("disability_category") == "肢体"]
-    chosen = (walking or [p for p, _ in seniors] or [p for p, _ in rows])[0]
-    return chosen.id_number
+
+    def rank(pair: tuple[Person, Credential]) -> tuple[bool, bool, bool]:
+        person, cert = pair
+        senior = bool(person.birth_date and person.birth_date <= limit)
+        return senior, person.person_id in checked, cert.attributes.get("disability_category") == "肢体"
+
+    return max(rows, key=rank)[0].id_number

@@ -190,3 +190,82 @@ def test_reads_are_audited_masked_and_chained(db: GovDB, demo: DemoReport) -> No
         ms.commit()
         with pytest.raises(AccessDeniedError, match="broken at entry 2"):
             verify_audit_chain(ms)
+
+
+def test_amend_records_the_new_value_and_return_reopens_the_previous_level(db: GovDB, tmp_path: Path) -> None:
+    from govdb.demo import make_hall_events, make_people
+    from govdb.store.events import Decision
+
+    register = make_people(40, seed=4, today=TODAY)
+    db.load_people(register, source="public_security")
+    make_hall_events(register, tmp_path / "hall.csv", seed=4, today=TODAY)
+    db.ingest(tmp_path / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration",
+              department="service_hall")
+    db.process(today=TODAY)
+    task = next(t for t in db.tasks() if t.change == "update_person")
+    village = Actor("v", task.unit_id)
+    street = Actor("s", f"street:{task.unit_id.split(':')[1][:9]}")
+    db.decide(task.task_id, village, "amend", amendments={"address": "桂城街道南海大道1号"})
+    street_task = next(t for t in db.tasks() if t.proposal_id == task.proposal_id)
+    returned = db.decide(street_task.task_id, street, "return", reason="门牌号不全")
+    assert returned.next_task_id == task.task_id and returned.proposal_state == "pending"
+    db.decide(task.task_id, village, "approve")
+    street_task = next(t for t in db.tasks() if t.proposal_id == task.proposal_id)
+    assert db.decide(street_task.task_id, street, "approve").proposal_state == "approved"
+    db.promote()
+    person_id = next(p.entity_id for p in _proposals(db) if p.proposal_id == task.proposal_id)
+    with Session(db.master) as ms:
+        person = ms.get(Person, person_id)
+        history = ms.exec(
+            select(FieldHistory).where(FieldHistory.entity_id == person_id, FieldHistory.field == "address")
+        ).all()
+    assert person is not None and person.address == "桂城街道南海大道1号"
+    current = next(h for h in history if h.valid_to is None)
+    assert [c["outcome"] for c in current.checks] == ["amend", "return", "approve", "approve"]
+    assert current.checks[0]["amendments"] == {"address": "桂城街道南海大道1号"}
+    assert any(h.valid_to is not None and h.bulk_load_id for h in history)  # the old address, closed
+    with Session(db.events) as es:
+        assert len(es.exec(select(Decision)).all()) >= 4
+
+
+def _proposals(db: GovDB) -> list[Proposal]:
+    with Session(db.events) as es:
+        return list(es.exec(select(Proposal)).all())
+
+
+def test_issuance_lifecycle(db: GovDB, demo: DemoReport) -> None:
+    from govdb.serve import update_issuance
+
+    person = demo.first_run.selected[0]["person_id"]
+    update_issuance(db.master, "senior_transit_card", person, "accepted")
+    update_issuance(db.master, "senior_transit_card", person, "delivered")
+    with pytest.raises(StateError, match="cannot become 'declined'"):
+        update_issuance(db.master, "senior_transit_card", person, "declined")
+    with Session(db.master) as ms:
+        row = ms.exec(select(Issuance).where(Issuance.person_id == person)).one()
+    assert row.status == "delivered" and "aged 60 or over" in " ".join(row.reasons)
+
+
+def test_a_less_trusted_value_becomes_a_conflict_for_the_owner(db: GovDB) -> None:
+    import polars as pl
+
+    from govdb.demo import make_people
+    from govdb.store.master import Conflict
+
+    register = make_people(5, seed=9, today=TODAY)
+    db.load_people(register, source="public_security")
+    person = register.row(0, named=True)
+    window = pl.DataFrame({"编号": ["K1"], "姓名": ["改名字"], "身份证号": [person["id_number"]],
+                           "村居代码": [person["division_code"]]})
+    db.ingest_frame(window, source="hall", key_column="编号", service_code="hall.resident_registration",
+                    department="service_hall")
+    db.process(today=TODAY)
+    while tasks := db.tasks():
+        for task in tasks:
+            db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
+    assert db.promote().conflicts == 1
+    with Session(db.master) as ms:
+        conflict = ms.exec(select(Conflict)).one()
+        kept = ms.exec(select(Person).where(Person.id_number == person["id_number"])).one()
+    assert (conflict.field, conflict.proposed_value, conflict.owner_department) == ("name", "改名字", "public_security")
+    assert kept.name == person["name"]

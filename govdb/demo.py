@@ -332,8 +332,12 @@ def _senior_with_certificate(db: GovDB, today: dt.date) -> str:
     from govdb.store.master import Credential, FieldHistory, Person
 
     with Session(db.master) as ms:
-        rows = ms.exec(select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)).all()
-        checked = set(ms.exec(select(FieldHistory.entity_id).where(col(FieldHistory.proposal_id).is_not(None))).all())
+        rows = ms.exec(
+            select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)
+        ).all()
+        checked = set(
+            ms.exec(select(FieldHistory.entity_id).where(col(FieldHistory.proposal_id).is_not(None))).all()
+        )
     limit = today.replace(year=today.year - 60)
 
     def rank(pair: tuple[Person, Credential]) -> tuple[bool, bool, bool]:

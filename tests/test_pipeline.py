@@ -199,8 +199,13 @@ def test_amend_records_the_new_value_and_return_reopens_the_previous_level(db: G
     register = make_people(40, seed=4, today=TODAY)
     db.load_people(register, source="public_security")
     make_hall_events(register, tmp_path / "hall.csv", seed=4, today=TODAY)
-    db.ingest(tmp_path / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration",
-              department="service_hall")
+    db.ingest(
+        tmp_path / "hall.csv",
+        source="hall",
+        key_column="受理编号",
+        service_code="hall.resident_registration",
+        department="service_hall",
+    )
     db.process(today=TODAY)
     task = next(t for t in db.tasks() if t.change == "update_person")
     village = Actor("v", task.unit_id)
@@ -255,10 +260,21 @@ def test_a_less_trusted_value_becomes_a_conflict_for_the_owner(db: GovDB) -> Non
     register = make_people(5, seed=9, today=TODAY)
     db.load_people(register, source="public_security")
     person = register.row(0, named=True)
-    window = pl.DataFrame({"编号": ["K1"], "姓名": ["改名字"], "身份证号": [person["id_number"]],
-                           "村居代码": [person["division_code"]]})
-    db.ingest_frame(window, source="hall", key_column="编号", service_code="hall.resident_registration",
-                    department="service_hall")
+    window = pl.DataFrame(
+        {
+            "编号": ["K1"],
+            "姓名": ["改名字"],
+            "身份证号": [person["id_number"]],
+            "村居代码": [person["division_code"]],
+        }
+    )
+    db.ingest_frame(
+        window,
+        source="hall",
+        key_column="编号",
+        service_code="hall.resident_registration",
+        department="service_hall",
+    )
     db.process(today=TODAY)
     while tasks := db.tasks():
         for task in tasks:
@@ -267,5 +283,9 @@ def test_a_less_trusted_value_becomes_a_conflict_for_the_owner(db: GovDB) -> Non
     with Session(db.master) as ms:
         conflict = ms.exec(select(Conflict)).one()
         kept = ms.exec(select(Person).where(Person.id_number == person["id_number"])).one()
-    assert (conflict.field, conflict.proposed_value, conflict.owner_department) == ("name", "改名字", "public_security")
+    assert (conflict.field, conflict.proposed_value, conflict.owner_department) == (
+        "name",
+        "改名字",
+        "public_security",
+    )
     assert kept.name == person["name"]

@@ -118,3 +118,36 @@ def test_standardize_never_raises_and_is_idempotent(values: list[str]) -> None:
     assert again["name_std"].to_list() == first["name_std"].to_list()
     assert again["id_number_std"].to_list() == first["id_number_std"].to_list()
     assert again["phone_std"].to_list() == first["phone_std"].to_list()
+
+
+def test_region_code_that_never_existed_is_a_warning_not_an_error() -> None:
+    out = std("id_number", [make_id("990101", dt.date(1980, 1, 1), 12), make_id("440605", dt.date(1990, 1, 1), 12),
+                            make_id("440682", dt.date(1990, 1, 1), 12)])  # 440682: abolished 南海市
+    assert out["id_number_std"].to_list()[0] is not None
+    assert out["id_number_issues"].to_list() == ["id_region_unknown", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "issues"),
+    [
+        ("91110000600037341L", "91110000600037341L", ""),
+        ("914403001922038216", "914403001922038216", ""),
+        ("9133 0100 7161 0585 2f", "91330100716105852F", ""),
+        ("９１１１００００６０００３７３４１Ｌ", "91110000600037341L", ""),
+        ("91440605123456780L", "91440605123456780L", "uscc_org_code"),
+        ("91110000600037341M", None, "uscc_checksum"),
+        ("9111000060003734IL", None, "uscc_format"),
+    ],
+)
+def test_uscc_known_answers(raw: str, expected: str | None, issues: str) -> None:
+    out = std("uscc", [raw])
+    assert (out["uscc_std"][0], out["uscc_issues"][0]) == (expected, issues)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="0123456789ABCDEFGHJKLMNPQRTUWXY", min_size=17, max_size=17))
+def test_uscc_check_digit_agrees_with_stdnum(body: str) -> None:
+    from stdnum.cn import uscc
+
+    code = body + uscc.calc_check_digit(body)
+    assert std("uscc", [code])["uscc_std"][0] == (code if uscc.is_valid(code) else None)

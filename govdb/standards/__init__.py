@@ -11,12 +11,14 @@ import datetime as dt
 import polars as pl
 
 from govdb.standards.dates import standardize_date
+from govdb.standards.divisions import region_codes
 from govdb.standards.ids import age_at, standardize_id
 from govdb.standards.issues import REASONS, issue, join_issues, severity
 from govdb.standards.names import standardize_gender, standardize_name
 from govdb.standards.phones import standardize_phone
+from govdb.standards.uscc import standardize_uscc
 
-STANDARD_COLUMNS = ("name", "gender", "id_number", "birth_date", "phone", "address", "division_code")
+STANDARD_COLUMNS = ("name", "gender", "id_number", "birth_date", "phone", "address", "division_code", "uscc")
 
 __all__ = ["REASONS", "STANDARD_COLUMNS", "age_at", "severity", "standardize"]
 
@@ -51,7 +53,9 @@ def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.Data
         ]
     lazy = frame.lazy().with_columns(exprs)
     if "id_number" in present:
-        lazy = standardize_id(lazy, "id_number", today=today)
+        lazy = standardize_id(lazy, "id_number", today=today, known_regions=region_codes())
+    if "uscc" in present:
+        lazy = standardize_uscc(lazy, "uscc")
     return _cross_checks(lazy.collect())
 
 

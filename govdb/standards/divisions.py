@@ -40,6 +40,12 @@ def division_table() -> pl.DataFrame:
 
 
 @functools.cache
+def region_codes() -> pl.Series:
+    """Every 6-digit region code that ever existed (current, 2023 statistical, historical)."""
+    return pl.read_parquet(DATA / "region_codes.parquet").get_column("code")
+
+
+@functools.cache
 def division_metadata() -> dict[str, Any]:
     """Version, sources and counts of the shipped table."""
     meta: dict[str, Any] = json.loads((DATA / "divisions.meta.json").read_text(encoding="utf-8"))

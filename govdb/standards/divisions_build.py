@@ -47,6 +47,20 @@ def fetch(into: Path) -> None:
     subprocess.run(["tar", "xzf", tgz.name], cwd=into, check=True)
 
 
+def historical_region_codes() -> list[str]:
+    """Six-digit codes that ever existed (1980-), from python-stdnum's loc.dat (Wikipedia-derived)."""
+    import stdnum.cn
+
+    codes: list[str] = []
+    province = ""
+    for line in (Path(stdnum.cn.__file__).parent / "loc.dat").read_text(encoding="utf-8").splitlines():
+        if line[:2].isdigit():
+            province = line[:2]
+        elif line.startswith("  ") and line[2:6].isdigit() and province:
+            codes.append(province + line[2:6])
+    return codes
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -104,7 +118,17 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
         )
         .sort("county_code", "name")
     )
+    region_codes = (
+        pl.concat([
+            mca_rows.filter(pl.col("level") <= 3).select("code"),
+            villages.select(pl.col("areaCode").alias("code")),
+            pl.DataFrame({"code": historical_region_codes()}),
+        ])
+        .unique()
+        .sort("code")
+    )
     out.mkdir(parents=True, exist_ok=True)
+    region_codes.write_parquet(out / "region_codes.parquet", compression="zstd")
     table.write_parquet(out / "divisions.parquet", compression="zstd", compression_level=19)
     crosswalk.write_parquet(out / "township_crosswalk.parquet", compression="zstd", compression_level=19)
     meta: dict[str, object] = {
@@ -136,6 +160,10 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
             .len()
             .sort("scheme", "level")
             .iter_rows()
+        },
+        "region_codes": {
+            "rows": region_codes.height,
+            "sources": "MCA levels 1-3 (2025-12-31), NBS 2023 county codes, python-stdnum loc.dat (historical)",
         },
         "crosswalk": dict(crosswalk.group_by("status").len().sort("status").iter_rows()),
     }

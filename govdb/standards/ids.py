@@ -42,7 +42,9 @@ def upgrade_15(normalized: pl.Expr) -> pl.Expr:
     )
 
 
-def standardize_id(frame: pl.LazyFrame, column: str, *, today: dt.date) -> pl.LazyFrame:
+def standardize_id(
+    frame: pl.LazyFrame, column: str, *, today: dt.date, known_regions: pl.Series | None = None
+) -> pl.LazyFrame:
     """Add `<column>_std`, `<column>_issues`, `id_gender` and `id_birth_date`.
 
     Computed in stages over named helper columns: nesting the expressions instead repeats the
@@ -65,6 +67,9 @@ def standardize_id(frame: pl.LazyFrame, column: str, *, today: dt.date) -> pl.La
         issue(shaped & (pl.col(birth) > pl.lit(today)), "id_birth_future"),
         issue(present & pl.col(norm).str.contains(r"^\d{15}$"), "id_upgraded_15"),
     ]
+    if known_regions is not None:
+        # A region code that never existed is a warning: the ID may still be genuine.
+        issues.append(issue(shaped & ~pl.col(up).str.slice(0, 6).is_in(known_regions.implode()), "id_region_unknown"))
     valid = shaped & checksum_ok & pl.col(birth).is_not_null() & (pl.col(birth) <= pl.lit(today))
     odd = pl.col(up).str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1
     return frame.with_columns(

@@ -168,22 +168,38 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
     flags = report.failures.group_by("row_id").agg(pl.col("reason").unique().sort())
     flag_map = dict(flags.iter_rows())
     errors = set(report.failures.filter(pl.col("severity") == "error").get_column("row_id").to_list())
-    std_columns = [c for c in std.columns if c.endswith("_std")] + [
-        c for c in std.columns if c in ("certificate_number", "disability_category", "disability_grade")
+    # The record's place: the division code column, else the code parsed from the address.
+    places = [c for c in ("division_code_std", "address_division_code") if c in std.columns]
+    if "division_code_std" not in std.columns and "division_code" in std.columns:
+        places.append("division_code")
+    std = std.with_columns(
+        (pl.coalesce(places) if places else pl.lit(None, pl.String)).alias("_division"),
+    )
+    keep = [c for c in std.columns if c.endswith("_std") and c != "division_code_std"]
+    keep += [
+        c
+        for c in ("name_pinyin", "certificate_number", "disability_category", "disability_grade")
+        if c in std.columns
     ]
-    out = std.select("event_id", *std_columns).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
-    updates = [
-        {
-            "b_event_id": rec["event_id"],
-            "standardized": {
-                k.removesuffix("_std"): v for k, v in rec.items() if k != "event_id" and v is not None
-            },
-            "quality_flags": flag_map.get(rec["event_id"], []),
-            "division_code": rec.get("division_code_std"),
-            "status": "invalid" if rec["event_id"] in errors else "standardized",
+    out = std.select("event_id", "_division", *keep).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+    updates = []
+    for rec in out.iter_rows(named=True):
+        fields = {
+            k.removesuffix("_std"): v
+            for k, v in rec.items()
+            if k not in ("event_id", "_division") and v is not None
         }
-        for rec in out.iter_rows(named=True)
-    ]
+        if rec["_division"]:
+            fields["division_code"] = rec["_division"]
+        updates.append(
+            {
+                "b_event_id": rec["event_id"],
+                "standardized": fields,
+                "quality_flags": flag_map.get(rec["event_id"], []),
+                "division_code": rec["_division"],
+                "status": "invalid" if rec["event_id"] in errors else "standardized",
+            }
+        )
     from sqlalchemy import bindparam
 
     statement = (

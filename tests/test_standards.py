@@ -121,8 +121,14 @@ def test_standardize_never_raises_and_is_idempotent(values: list[str]) -> None:
 
 
 def test_region_code_that_never_existed_is_a_warning_not_an_error() -> None:
-    out = std("id_number", [make_id("990101", dt.date(1980, 1, 1), 12), make_id("440605", dt.date(1990, 1, 1), 12),
-                            make_id("440682", dt.date(1990, 1, 1), 12)])  # 440682: abolished 南海市
+    out = std(
+        "id_number",
+        [
+            make_id("990101", dt.date(1980, 1, 1), 12),
+            make_id("440605", dt.date(1990, 1, 1), 12),
+            make_id("440682", dt.date(1990, 1, 1), 12),
+        ],
+    )  # 440682: abolished 南海市
     assert out["id_number_std"].to_list()[0] is not None
     assert out["id_number_issues"].to_list() == ["id_region_unknown", "", ""]
 
@@ -145,9 +151,32 @@ def test_uscc_known_answers(raw: str, expected: str | None, issues: str) -> None
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet="0123456789ABCDEFGHJKLMNPQRTUWXY", min_size=17, max_size=17))
-def test_uscc_check_digit_agrees_with_stdnum(body: str) -> None:
+@given(
+    st.text(alphabet="0123456789", min_size=8, max_size=8),
+    st.text(alphabet="0123456789ABCDEFGHJKLMNPQRTUWXY", min_size=9, max_size=9),
+)
+def test_uscc_check_digit_agrees_with_stdnum(head: str, tail: str) -> None:
+    """stdnum wants 8 leading digits (stricter than GB 32100, which allows Y, N... first)."""
     from stdnum.cn import uscc
 
+    body = head + tail
     code = body + uscc.calc_check_digit(body)
     assert std("uscc", [code])["uscc_std"][0] == (code if uscc.is_valid(code) else None)
+
+
+def test_name_pinyin_uses_the_surname_table() -> None:
+    out = std(
+        "name",
+        ["单田芳", "曾国藩", "解缙", "区志华", "欧阳娜娜", "尉迟恭", "张玮", "Zhang Wei", "阿依古丽·买买提"],
+    )
+    assert out["name_pinyin"].to_list() == [
+        "shan tian fang",
+        "zeng guo fan",
+        "xie jin",
+        "ou zhi hua",
+        "ou yang na na",
+        "yu chi gong",
+        "zhang wei",
+        "zhang wei",
+        "a yi gu li mai mai ti",
+    ]

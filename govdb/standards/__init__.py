@@ -10,11 +10,12 @@ import datetime as dt
 
 import polars as pl
 
+from govdb.standards.addresses import parse_addresses
 from govdb.standards.dates import standardize_date
 from govdb.standards.divisions import region_codes
 from govdb.standards.ids import age_at, standardize_id
 from govdb.standards.issues import REASONS, issue, join_issues, severity
-from govdb.standards.names import standardize_gender, standardize_name
+from govdb.standards.names import name_pinyin, standardize_gender, standardize_name
 from govdb.standards.phones import standardize_phone
 from govdb.standards.uscc import standardize_uscc
 
@@ -23,7 +24,9 @@ STANDARD_COLUMNS = ("name", "gender", "id_number", "birth_date", "phone", "addre
 __all__ = ["REASONS", "STANDARD_COLUMNS", "age_at", "severity", "standardize"]
 
 
-def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.DataFrame:
+def standardize(
+    frame: pl.DataFrame, *, today: dt.date | None = None, address_hint: str | None = None
+) -> pl.DataFrame:
     """The frame with `<column>_std` / `<column>_issues` for every standard column it has."""
     today = today or dt.date.today()
     present = set(frame.columns)
@@ -56,7 +59,37 @@ def standardize(frame: pl.DataFrame, *, today: dt.date | None = None) -> pl.Data
         lazy = standardize_id(lazy, "id_number", today=today, known_regions=region_codes())
     if "uscc" in present:
         lazy = standardize_uscc(lazy, "uscc")
-    return _cross_checks(lazy.collect())
+    if "name" in present:
+        lazy = name_pinyin(lazy)
+    out = lazy.collect()
+    if "address" in present:
+        out = _addresses(out, address_hint)
+    return _cross_checks(out)
+
+
+def _addresses(frame: pl.DataFrame, hint: str | None) -> pl.DataFrame:
+    """address_std, address_issues and the parsed division columns (address_division_code when the
+    frame already has a division_code column of its own)."""
+    text = pl.col("address").cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
+    parsed = parse_addresses(frame.get_column("address"), hint=hint)
+    code_name = "address_division_code" if "division_code" in frame.columns else "division_code"
+    return frame.with_columns(
+        pl.when(text == "").then(None).otherwise(text).alias("address_std"),
+        join_issues(
+            [
+                issue(parsed.get_column("address_status") == "ambiguous", "address_ambiguous"),
+                issue(
+                    (parsed.get_column("address_status") == "unresolved") & (text.fill_null("") != ""),
+                    "address_unresolved",
+                ),
+            ]
+        ).alias("address_issues"),
+        parsed.get_column("division_code").alias(code_name),
+        parsed.get_column("division_level"),
+        parsed.get_column("address_rest"),
+        parsed.get_column("address_status"),
+        parsed.get_column("address_confidence"),
+    )
 
 
 def _known_codes() -> pl.Series:

@@ -119,11 +119,13 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
         .sort("county_code", "name")
     )
     region_codes = (
-        pl.concat([
-            mca_rows.filter(pl.col("level") <= 3).select("code"),
-            villages.select(pl.col("areaCode").alias("code")),
-            pl.DataFrame({"code": historical_region_codes()}),
-        ])
+        pl.concat(
+            [
+                mca_rows.filter(pl.col("level") <= 3).select("code"),
+                villages.select(pl.col("areaCode").alias("code")),
+                pl.DataFrame({"code": historical_region_codes()}),
+            ]
+        )
         .unique()
         .sort("code")
     )
@@ -163,7 +165,8 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
         },
         "region_codes": {
             "rows": region_codes.height,
-            "sources": "MCA levels 1-3 (2025-12-31), NBS 2023 county codes, python-stdnum loc.dat (historical)",
+            "sources": "MCA levels 1-3 (2025-12-31), NBS 2023 county codes, "
+            "python-stdnum loc.dat (historical)",
         },
         "crosswalk": dict(crosswalk.group_by("status").len().sort("status").iter_rows()),
     }

@@ -69,7 +69,9 @@ def standardize_id(
     ]
     if known_regions is not None:
         # A region code that never existed is a warning: the ID may still be genuine.
-        issues.append(issue(shaped & ~pl.col(up).str.slice(0, 6).is_in(known_regions.implode()), "id_region_unknown"))
+        issues.append(
+            issue(shaped & ~pl.col(up).str.slice(0, 6).is_in(known_regions.implode()), "id_region_unknown")
+        )
     valid = shaped & checksum_ok & pl.col(birth).is_not_null() & (pl.col(birth) <= pl.lit(today))
     odd = pl.col(up).str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1
     return frame.with_columns(

@@ -32,6 +32,8 @@ REASONS: dict[str, tuple[Severity, str]] = {
     "gender_mismatch": ("warning", "gender disagrees with digit 17 of the ID number"),
     "birth_date_mismatch": ("warning", "birth date disagrees with the ID number"),
     "division_unknown": ("error", "the division code is not in the division table"),
+    "address_ambiguous": ("warning", "the address fits several places; give the district or a hint"),
+    "address_unresolved": ("warning", "no division name was found in the address"),
     "required_missing": ("error", "a field the service requires is empty"),
 }
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import unicodedata
+
 import polars as pl
 
 from govdb.standards.issues import issue, join_issues
@@ -46,3 +49,100 @@ def standardize_gender(column: str) -> list[pl.Expr]:
         mapped.alias(f"{column}_std"),
         join_issues([issue(present & mapped.is_null(), "gender_invalid")]).alias(f"{column}_issues"),
     ]
+
+
+# Surnames whose reading differs from the character's most common one (pypinyin has no surname
+# mode). Compound surnames are read as a whole.
+SURNAME_READINGS: dict[str, str] = {
+    "单": "shan",
+    "曾": "zeng",
+    "解": "xie",
+    "仇": "qiu",
+    "区": "ou",
+    "查": "zha",
+    "朴": "piao",
+    "缪": "miao",
+    "种": "chong",
+    "员": "yun",
+    "秘": "bi",
+    "覃": "qin",
+    "盖": "ge",
+    "乐": "yue",
+    "翟": "zhai",
+    "折": "she",
+    "召": "shao",
+    "句": "gou",
+    "能": "nai",
+    "隗": "wei",
+    "郇": "huan",
+    "眭": "sui",
+    "繁": "po",
+    "宿": "su",
+    "万": "wan",
+    "重": "chong",
+    "薄": "bo",
+    "卜": "bu",
+    "贾": "jia",
+    "石": "shi",
+    "沈": "shen",
+    "任": "ren",
+    "尉迟": "yu chi",
+    "万俟": "mo qi",
+    "单于": "chan yu",
+    "澹台": "tan tai",
+    "长孙": "zhang sun",
+    "令狐": "ling hu",
+    "欧阳": "ou yang",
+    "司马": "si ma",
+    "诸葛": "zhu ge",
+    "上官": "shang guan",
+}
+
+
+@functools.cache
+def char_readings() -> dict[str, str]:
+    """Han character -> its most common toneless reading (ü written v), from pypinyin's table."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    readings = {}
+    for codepoint, values in pinyin_dict.items():
+        first = values.split(",")[0].replace("ü", "v")
+        readings[chr(codepoint)] = "".join(
+            c for c in unicodedata.normalize("NFD", first) if not unicodedata.combining(c)
+        )
+    return readings
+
+
+def name_pinyin(frame: pl.LazyFrame, column: str = "name_std", out: str = "name_pinyin") -> pl.LazyFrame:
+    """Add `out`: the name's toneless pinyin, syllables separated by spaces (latin names lower-cased).
+
+    Computed once per distinct name, character by character through a lookup table, with the
+    surname table applied to the first one or two characters.
+    """
+    compound = {k: v for k, v in SURNAME_READINGS.items() if len(k) == 2}
+    single = {k: v for k, v in SURNAME_READINGS.items() if len(k) == 1}
+    names = frame.select(pl.col(column).unique().alias("_n")).drop_nulls()
+    latin = pl.col("_n").str.contains(r"^[A-Za-z][A-Za-z\s'\-]*$")
+    head2 = pl.col("_n").str.slice(0, 2).replace_strict(compound, default=None, return_dtype=pl.String)
+    head1 = pl.col("_n").str.slice(0, 1).replace_strict(single, default=None, return_dtype=pl.String)
+    names = names.with_columns(
+        pl.coalesce(head2, head1).alias("_head"),
+        pl.when(head2.is_not_null()).then(2).when(head1.is_not_null()).then(1).otherwise(0).alias("_skip"),
+    )
+    rest = (
+        names.filter(~latin)
+        .select("_n", pl.col("_n").str.slice(pl.col("_skip")).str.split("").alias("_c"))
+        .explode("_c")
+        .filter(pl.col("_c").is_not_null() & (pl.col("_c") != "") & (pl.col("_c") != "·"))
+        .with_columns(pl.col("_c").replace_strict(char_readings(), default=pl.col("_c").str.to_lowercase()))
+        .group_by("_n", maintain_order=True)
+        .agg(pl.col("_c").str.join(" ").alias("_rest"))
+    )
+    table = names.join(rest, on="_n", how="left").select(
+        "_n",
+        pl.when(latin)
+        .then(pl.col("_n").str.to_lowercase())
+        .otherwise(pl.concat_str([pl.col("_head"), pl.col("_rest")], separator=" ", ignore_nulls=True))
+        .alias(out),
+    )
+    return frame.join(table, left_on=column, right_on="_n", how="left", maintain_order="left")

@@ -27,17 +27,24 @@ def standardize_uscc(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
     norm, check, org = "_uscc_norm", "_uscc_check", "_uscc_org"
     values = {c: i for i, c in enumerate(ALPHABET)}
     frame = frame.with_columns(
-        pl.col(column).cast(pl.String).str.normalize("NFKC").str.replace_all(r"[\s\-]", "").str.to_uppercase().alias(norm)
+        pl.col(column)
+        .cast(pl.String)
+        .str.normalize("NFKC")
+        .str.replace_all(r"[\s\-]", "")
+        .str.to_uppercase()
+        .alias(norm)
     )
     text = pl.col(norm)
     total = pl.sum_horizontal([_char_value(text, i, values) * w for i, w in enumerate(WEIGHTS)])
-    org_total = pl.sum_horizontal([_char_value(text, 8 + i, ORG_VALUES) * w for i, w in enumerate(ORG_WEIGHTS)])
+    org_total = pl.sum_horizontal(
+        [_char_value(text, 8 + i, ORG_VALUES) * w for i, w in enumerate(ORG_WEIGHTS)]
+    )
     org_check = (11 - org_total % 11) % 11
     frame = frame.with_columns(
         pl.lit(ALPHABET).str.slice((31 - total % 31) % 31, 1).alias(check),
         pl.when(org_check == 10).then(pl.lit("X")).otherwise(org_check.cast(pl.String)).alias(org),
     )
-    shaped = text.str.contains(f"^[0-9A-HJ-NPQRTUWXY]{{2}}\\d{{6}}[0-9A-HJ-NPQRTUWXY]{{10}}$").fill_null(False)
+    shaped = text.str.contains(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$").fill_null(False)
     check_ok = (text.str.slice(17, 1) == pl.col(check)).fill_null(False)
     present = text.is_not_null() & (text != "")
     return frame.with_columns(

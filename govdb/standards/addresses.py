@@ -1,0 +1,323 @@
+"""Addresses -> division codes down to village level, the remaining text, a confidence and a status.
+
+Every division name in the shipped table, with the short forms people write (广东 for 广东省, 南海
+for 南海区, 桂城 for 桂城街道, 花苑社区 for 花苑社区居委会), goes into one Aho-Corasick automaton
+(polars' `str.extract_many` / `str.find_many`), which finds every name in every address in one
+pass. Each match is a candidate division; a candidate is supported by the other matches that are
+its ancestors (and by an optional hint, such as the service hall's county). The best-supported,
+deepest candidate wins; when candidates in different places are equally supported the address is
+honestly `ambiguous` (朝阳区 alone is in Beijing and in Changchun). Townships and villages must be
+supported by a matched ancestor or the hint: their short names are too common to trust alone.
+Work is done once per distinct address.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import polars as pl
+
+from govdb.standards.divisions import division_table
+
+# Suffixes people leave out, longest first, per level.
+_SUFFIXES = {
+    1: ("维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市"),
+    2: ("自治州", "地区", "盟", "市"),
+    3: ("自治县", "自治旗", "林区", "新区", "区", "县", "市", "旗"),
+    4: ("街道办事处", "街道", "镇", "乡"),
+}
+_VILLAGE_FORMS = (
+    ("社区居民委员会", "社区"),
+    ("居民委员会", ""),
+    ("村民委员会", "村"),
+    ("社区居委会", "社区"),
+    ("居委会", ""),
+    ("村委会", "村"),
+    ("委会", ""),
+)
+_ETHNIC = re.compile(
+    r"(蒙古|藏|回|维吾尔|苗|彝|壮|布依|朝鲜|满|侗|瑶|白|土家|哈尼|哈萨克|傣|黎|傈僳|佤|畲|高山|拉祜|水|东乡|"
+    r"纳西|景颇|柯尔克孜|土|达斡尔|仫佬|羌|布朗|撒拉|毛南|仡佬|锡伯|阿昌|普米|塔吉克|怒|乌孜别克|俄罗斯|鄂温克|"
+    r"德昂|保安|裕固|京|塔塔尔|独龙|鄂伦春|赫哲|门巴|珞巴|基诺|各)+族$"
+)
+_CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+(?=[号栋幢座楼层室单元弄巷])")
+STATUS = ("ok", "ambiguous", "unresolved")
+
+
+def _short_forms(name: str, level: int) -> list[str]:
+    forms = {name}
+    for suffix in _SUFFIXES.get(level, ()):
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            short = name[: -len(suffix)]
+            forms.add(short)
+            if level in (2, 3) and suffix.startswith("自治"):
+                stripped = _ETHNIC.sub("", short)
+                if len(stripped) >= 2:
+                    forms.add(stripped)
+            break
+    if level == 5:
+        for suffix, keep in _VILLAGE_FORMS:
+            if name.endswith(suffix) and len(name) - len(suffix) + len(keep) >= 2:
+                forms.add(name[: -len(suffix)] + keep)
+                break
+    return sorted(forms)
+
+
+@functools.cache
+def gazetteer() -> pl.DataFrame:
+    """alias -> (code, level): every division name and short form, levels 1-3 MCA, 4-5 NBS."""
+    table = division_table()
+    usable = table.filter(
+        ((pl.col("scheme") == "mca") & (pl.col("level") <= 3))
+        | ((pl.col("scheme") == "nbs") & (pl.col("level") >= 4))
+    ).filter(~pl.col("name").is_in(["市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"]))
+    rows = [
+        (alias, code, level)
+        for code, name, level in usable.select("code", "name", "level").iter_rows()
+        for alias in _short_forms(name, level)
+    ]
+    generic = ["街道", "社区", "城区", "新区", "开发区", "工业园区", "镇区", "居委会", "村委会"]
+    return (
+        pl.DataFrame(rows, schema={"alias": pl.String, "code": pl.String, "level": pl.Int8}, orient="row")
+        .filter(~pl.col("alias").is_in(generic) & (pl.col("alias").str.len_chars() >= 2))
+        .unique()
+    )
+
+
+@functools.cache
+def _upper_gazetteer() -> pl.DataFrame:
+    return gazetteer().filter(pl.col("level") <= 4)
+
+
+@functools.cache
+def _upper_patterns() -> list[str]:
+    return _upper_gazetteer().get_column("alias").unique().sort().to_list()
+
+
+def _match(distinct: pl.DataFrame, names: pl.DataFrame, patterns: list[str]) -> pl.DataFrame:
+    """Every (address, alias, start, end, code, level) where a division name occurs in an address."""
+    if not patterns or distinct.is_empty():
+        return pl.DataFrame(
+            schema={
+                "address": pl.String,
+                "alias": pl.String,
+                "start": pl.Int64,
+                "end": pl.Int64,
+                "code": pl.String,
+                "level": pl.Int8,
+            }
+        )
+    return (
+        distinct.lazy()
+        .with_columns(
+            pl.col("address").str.extract_many(patterns, overlapping=True).alias("alias"),
+            pl.col("address").str.find_many(patterns, overlapping=True).alias("start"),
+        )
+        .explode("alias", "start")
+        .drop_nulls("alias")
+        .with_columns(
+            pl.col("start").cast(pl.Int64), (pl.col("start") + pl.col("alias").str.len_bytes()).alias("end")
+        )
+        .join(names.lazy(), on="alias")
+        .select("address", "alias", "start", "end", "code", "level")
+        .collect()
+    )
+
+
+def _prefix(code: pl.Expr, level: pl.Expr) -> pl.Expr:
+    """The significant prefix of a code at its level (44, 4406, 440605, 440605011, 440605011001)."""
+    width = (
+        pl.when(level == 1).then(2).when(level == 2).then(4).when(level == 3).then(6).when(level == 4).then(9)
+    )
+    return code.str.slice(0, width.otherwise(12))
+
+
+def _chinese_number(text: str) -> str:
+    value, section = 0, 0
+    units = {"十": 10, "百": 100, "千": 1000}
+    if all(ch in _CN_DIGITS for ch in text):  # 一二三 read digit by digit
+        return "".join(str(_CN_DIGITS[ch]) for ch in text)
+    digit = 0
+    for ch in text:
+        if ch in _CN_DIGITS:
+            digit = _CN_DIGITS[ch]
+        else:
+            section += (digit or 1) * units[ch]
+            digit = 0
+    value = section + digit
+    return str(value)
+
+
+def _arabic_numbers(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return _CN_NUMBER.sub(lambda m: _chinese_number(m.group(0)), text)
+
+
+def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.DataFrame:
+    """One row per input address: division_code, division_level, address_rest, address_status,
+    address_confidence, and the province/city/county/township/village codes of the match.
+
+    `hint` is a division code known to contain the address (the service hall's county); it
+    supports candidates under it and so resolves names that exist in several places.
+    """
+    text = addresses.cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
+    distinct = pl.DataFrame({"address": text}).unique().drop_nulls().filter(pl.col("address") != "")
+    upper = _match(distinct, _upper_gazetteer(), _upper_patterns())
+    # Villages are matched only under the counties found in pass one: few patterns, few false hits.
+    counties = upper.filter(pl.col("level") == 3).get_column("code").unique()
+    if hint:
+        counties = pl.concat([counties, pl.Series([hint[:6]])]).unique()
+    villages = gazetteer().filter(
+        (pl.col("level") == 5) & pl.col("code").str.slice(0, 6).is_in(counties.implode())
+    )
+    lower = _match(distinct, villages, villages.get_column("alias").unique().to_list())
+    spans = pl.concat([upper, lower]).with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix"))
+    # A name inside a longer name is not a match (朝阳 inside 朝阳区, 山市 inside 佛山市): keep
+    # the spans not covered by an earlier-starting or longer one.
+    kept = (
+        spans.select("address", "start", "end")
+        .unique()
+        .sort("address", "start", "end", descending=[False, False, True])
+        .with_columns(pl.col("end").cum_max().shift(1).over("address").alias("covered_to"))
+        .filter(pl.col("covered_to").is_null() | (pl.col("covered_to") < pl.col("end")))
+        .drop("covered_to")
+    )
+    found = (
+        spans.join(kept, on=["address", "start", "end"], how="semi")
+        # The same text naming a county and a village means the county.
+        .filter(pl.col("level") == pl.col("level").min().over("address", "start", "end"))
+        .sort("end", descending=True)
+        .group_by("address", "code", "level", "prefix")
+        .agg(pl.col("end").max(), pl.col("start").min(), pl.col("alias").first())
+        .lazy()
+    )
+    pairs = (
+        found.join(found, on="address", suffix="_a")
+        .filter(
+            (pl.col("level_a") < pl.col("level"))
+            & pl.col("prefix").str.starts_with(pl.col("prefix_a"))
+            & (pl.col("end_a") <= pl.col("start"))
+        )
+        .group_by("address", "code")
+        .agg(pl.col("level_a").n_unique().alias("support"), pl.col("end_a").max().alias("end_a"))
+    )
+    scored = found.join(pairs, on=["address", "code"], how="left").with_columns(
+        pl.col("support").fill_null(0),
+        pl.max_horizontal("end", pl.col("end_a").fill_null(0)).alias("chain_end"),
+    )
+    if hint:
+        hint_prefix = hint.rstrip("0") if len(hint) == 6 else hint
+        hint_levels = {2: 1, 4: 2, 6: 3, 9: 4, 12: 5}.get(len(hint_prefix), 0)
+        in_hint = pl.col("prefix").str.starts_with(hint_prefix)
+        # The hint counts as matched ancestors at its own levels; below them only its subtree is kept.
+        scored = scored.filter(in_hint | (pl.col("level") <= 3)).with_columns(
+            pl.when(in_hint)
+            .then(pl.col("support") + hint_levels)
+            .otherwise(pl.col("support"))
+            .alias("support")
+        )
+    # Townships and villages need a matched (or hinted) ancestor.
+    scored = scored.filter((pl.col("level") <= 3) | (pl.col("support") > 0))
+    ranked = scored.with_columns(
+        (pl.col("support") * 10 + pl.col("level")).alias("score"),
+    ).with_columns(pl.col("score").max().over("address").alias("best"))
+    top = ranked.filter(pl.col("score") == pl.col("best"))
+    winners = top.group_by("address").agg(
+        pl.col("code").first(),
+        pl.col("level").first(),
+        pl.col("support").first(),
+        pl.col("chain_end").first(),
+        pl.col("alias").first(),
+        pl.col("code").n_unique().alias("tied"),
+    )
+    result = (
+        distinct.lazy()
+        .join(winners, on="address", how="left")
+        .with_columns(
+            pl.when(pl.col("code").is_null())
+            .then(pl.lit("unresolved"))
+            .when(pl.col("tied") > 1)
+            .then(pl.lit("ambiguous"))
+            .otherwise(pl.lit("ok"))
+            .alias("address_status")
+        )
+        .with_columns(
+            pl.when(pl.col("address_status") == "ok").then(pl.col("code")).alias("division_code"),
+            pl.when(pl.col("address_status") == "ok").then(pl.col("level")).alias("division_level"),
+            pl.when(pl.col("address_status") == "ok")
+            .then(((pl.col("support") + 1) / pl.col("level").cast(pl.Float64)).clip(upper_bound=1.0))
+            .otherwise(0.0)
+            .alias("address_confidence"),
+            # The text after the last name of the chosen chain (byte offsets -> via the bytes).
+            pl.when(pl.col("address_status") == "ok")
+            .then(pl.col("address").cast(pl.Binary).bin.slice(pl.col("chain_end")).cast(pl.String))
+            .otherwise(pl.col("address"))
+            .alias("address_rest"),
+        )
+        .collect()
+    )
+    result = _arabic_house_numbers(result).with_columns(
+        *_levels(pl.col("division_code"), pl.col("division_level"))
+    )
+    lookup = result.select(
+        "address",
+        "division_code",
+        "division_level",
+        "address_rest",
+        "address_status",
+        "address_confidence",
+        "province_code",
+        "city_code",
+        "county_code",
+        "township_code",
+        "village_code",
+    )
+    frame = pl.DataFrame({"address": text})
+    out = frame.join(lookup, on="address", how="left", maintain_order="left").drop("address")
+    return out.with_columns(
+        pl.col("address_status").fill_null("unresolved"), pl.col("address_confidence").fill_null(0.0)
+    )
+
+
+def _arabic_house_numbers(result: pl.DataFrame) -> pl.DataFrame:
+    """一百二十三号 -> 123号 in the remainder; Python only for the few rows with Chinese numerals."""
+    has = (
+        pl.col("address_rest")
+        .str.contains("[零〇一二两三四五六七八九十百千]+[号栋幢座楼层室单元弄巷]")
+        .fill_null(False)
+    )
+    fixed = result.filter(has).with_columns(
+        pl.col("address_rest").map_elements(_arabic_numbers, return_dtype=pl.String)
+    )
+    if fixed.is_empty():
+        return result
+    return result.update(fixed.select("address", "address_rest"), on="address")
+
+
+def _levels(code: pl.Expr, level: pl.Expr) -> list[pl.Expr]:
+    def at(lvl: int, expr: pl.Expr) -> pl.Expr:
+        return pl.when(level >= lvl).then(expr)
+
+    return [
+        at(1, code.str.slice(0, 2) + "0000").alias("province_code"),
+        at(2, code.str.slice(0, 4) + "00").alias("city_code"),
+        at(3, code.str.slice(0, 6)).alias("county_code"),
+        at(4, code.str.slice(0, 9)).alias("township_code"),
+        at(5, code).alias("village_code"),
+    ]

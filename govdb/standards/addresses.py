@@ -131,7 +131,8 @@ def _match(distinct: pl.DataFrame, names: pl.DataFrame, patterns: list[str]) -> 
         .explode("alias", "start")
         .drop_nulls("alias")
         .with_columns(
-            pl.col("start").cast(pl.Int64), (pl.col("start") + pl.col("alias").str.len_bytes()).alias("end")
+            pl.col("start").cast(pl.Int64),
+            (pl.col("start").cast(pl.Int64) + pl.col("alias").str.len_bytes().cast(pl.Int64)).alias("end"),
         )
         .join(names.lazy(), on="alias")
         .select("address", "alias", "start", "end", "code", "level")
@@ -202,9 +203,10 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
         spans.join(kept, on=["address", "start", "end"], how="semi")
         # The same text naming a county and a village means the county.
         .filter(pl.col("level") == pl.col("level").min().over("address", "start", "end"))
-        .sort("end", descending=True)
+        # A division named twice counts where it is first named (南海区 ... 南海大道).
+        .sort("start")
         .group_by("address", "code", "level", "prefix")
-        .agg(pl.col("end").max(), pl.col("start").min(), pl.col("alias").first())
+        .agg(pl.col("end").first(), pl.col("start").first(), pl.col("alias").first())
         .lazy()
     )
     pairs = (
@@ -215,11 +217,17 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
             & (pl.col("end_a") <= pl.col("start"))
         )
         .group_by("address", "code")
-        .agg(pl.col("level_a").n_unique().alias("support"), pl.col("end_a").max().alias("end_a"))
+        .agg(
+            pl.col("level_a").n_unique().alias("support"),
+            pl.col("level_a").max().alias("nearest"),
+            pl.col("end_a").max().alias("end_a"),
+        )
     )
     scored = found.join(pairs, on=["address", "code"], how="left").with_columns(
         pl.col("support").fill_null(0),
+        pl.col("nearest").fill_null(0),
         pl.max_horizontal("end", pl.col("end_a").fill_null(0)).alias("chain_end"),
+        pl.lit(False).alias("hinted"),
     )
     if hint:
         hint_prefix = hint.rstrip("0") if len(hint) == 6 else hint
@@ -230,10 +238,18 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
             pl.when(in_hint)
             .then(pl.col("support") + hint_levels)
             .otherwise(pl.col("support"))
-            .alias("support")
+            .alias("support"),
+            in_hint.alias("hinted"),
         )
-    # Townships and villages need a matched (or hinted) ancestor.
-    scored = scored.filter((pl.col("level") <= 3) | (pl.col("support") > 0))
+    # Township and village names are too common to trust alone: they need their county (or, in a
+    # city without counties such as 东莞, their city) before them, or the hint.
+    countyless = pl.col("code").str.slice(4, 2) == "00"
+    scored = scored.filter(
+        (pl.col("level") <= 3)
+        | pl.col("hinted")
+        | (pl.col("nearest") >= 3)
+        | (countyless & (pl.col("nearest") >= 2))
+    )
     ranked = scored.with_columns(
         (pl.col("support") * 10 + pl.col("level")).alias("score"),
     ).with_columns(pl.col("score").max().over("address").alias("best"))

@@ -53,9 +53,10 @@ def division_metadata() -> dict[str, Any]:
 
 
 @functools.cache
-def _by_code() -> dict[str, DivisionInfo]:
-    # NBS rows first, so an MCA row of the same code (levels 1-3 are shared) wins.
-    table = division_table().sort("scheme", descending=True)
+def _by_code(scheme: str) -> dict[str, DivisionInfo]:
+    # Levels 1-3 exist only as MCA rows; a 9-digit code may mean different townships in the two
+    # schemes (510115004 is 涌泉街道 for MCA, 天府街道 for NBS), so the preferred scheme wins.
+    table = division_table().sort(pl.col("scheme") == scheme)
     return {
         row[0]: DivisionInfo(*row)
         for row in table.select("code", "name", "level", "parent_code", "scheme").iter_rows()
@@ -77,9 +78,14 @@ def significant_prefix(code: str) -> str:
     return code
 
 
-def lookup(code: str) -> DivisionInfo:
-    """The division with this code (6-, 9- or 12-digit; 12-digit padded forms are accepted)."""
-    info = _by_code().get(code) or _by_code().get(_pad(significant_prefix(code)))
+def lookup(code: str, *, scheme: str = "nbs") -> DivisionInfo:
+    """The division with this code (6-, 9- or 12-digit; 12-digit padded forms are accepted).
+
+    Townships are read in `scheme` when both schemes have the code: NBS by default, the scheme
+    of record division codes in govdb (village codes hang off NBS townships).
+    """
+    table = _by_code(scheme)
+    info = table.get(code) or table.get(_pad(significant_prefix(code)))
     if info is None:
         raise NotFoundError(
             f"division code {code!r} is not in the division table ({division_metadata()['version']}); "

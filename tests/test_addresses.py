@@ -1,0 +1,105 @@
+"""Known answers: addresses as people write them -> the division they name (checked by name)."""
+
+import polars as pl
+import pytest
+
+from govdb.standards.addresses import parse_addresses
+from govdb.standards.divisions import ancestors
+
+# (address, hint, expected): expected is "ambiguous", "unresolved", or the names of the deepest
+# division found and its ancestors, deepest first (as many as the case needs).
+CASES = [
+    ("广东省佛山市南海区桂城街道南海大道123号", None, ("桂城街道", "南海区", "佛山市")),
+    ("广东佛山南海桂城", None, ("桂城街道", "南海区")),
+    ("佛山市南海区狮山镇", None, ("狮山镇", "南海区")),
+    ("南海区大沥镇", None, ("大沥镇", "南海区")),
+    ("广东省佛山市南海区狮山镇朗沙社区南桂路178号", None, ("朗沙社区居委会", "狮山镇", "南海区")),
+    ("桂城街道花苑社区３栋", "440605", ("花苑社区居委会", "桂城街道")),
+    ("桂城", "440605", ("桂城街道", "南海区")),
+    ("北京市朝阳区望京街道阜通东大街6号", None, ("望京街道", "朝阳区")),
+    ("北京朝阳区", None, ("朝阳区", "北京市")),
+    ("吉林省长春市朝阳区", None, ("朝阳区", "长春市")),
+    ("朝阳区", None, "ambiguous"),
+    ("朝阳区", "110000", ("朝阳区", "北京市")),
+    ("朝阳区", "220100", ("朝阳区", "长春市")),
+    ("长安区", None, "ambiguous"),
+    ("石家庄长安区", None, ("长安区", "石家庄市")),
+    ("西安市长安区", None, ("长安区", "西安市")),
+    ("鼓楼区", None, "ambiguous"),
+    ("南京市鼓楼区", None, ("鼓楼区", "南京市")),
+    ("福州鼓楼区", None, ("鼓楼区", "福州市")),
+    ("湖南长沙芙蓉区", None, ("芙蓉区", "长沙市")),
+    ("湖南省长沙市岳麓区", None, ("岳麓区", "长沙市")),
+    ("上海浦东新区张江镇", None, ("张江镇", "浦东新区")),
+    ("上海市黄浦区南京东路街道", None, ("南京东路街道", "黄浦区")),
+    ("杭州市钱塘区下沙街道", None, ("下沙街道", "钱塘区")),
+    ("浙江杭州西湖区", None, ("西湖区", "杭州市")),
+    ("济南市莱芜区", None, ("莱芜区", "济南市")),
+    ("莱芜区", None, ("莱芜区",)),
+    ("贵州省六盘水市盘州市", None, ("盘州市", "六盘水市")),
+    ("广东省东莞市虎门镇", None, ("虎门镇", "东莞市")),
+    ("东莞虎门", None, ("虎门镇", "东莞市")),
+    ("海南省儋州市那大镇", None, ("那大镇", "儋州市")),
+    ("广东省深圳市南山区粤海街道", None, ("粤海街道", "南山区", "深圳市")),
+    ("深圳南山粤海街道科技园", None, ("粤海街道", "南山区")),
+    ("广州市天河区", None, ("天河区", "广州市")),
+    ("广州天河", None, ("天河区", "广州市")),
+    ("四川省成都市武侯区", None, ("武侯区", "成都市")),
+    ("成都武侯区", None, ("武侯区", "成都市")),
+    ("新疆维吾尔自治区乌鲁木齐市天山区", None, ("天山区", "乌鲁木齐市")),
+    ("新疆乌鲁木齐天山区", None, ("天山区", "乌鲁木齐市")),
+    ("内蒙古呼和浩特市回民区", None, ("回民区", "呼和浩特市")),
+    ("广西南宁市青秀区", None, ("青秀区", "南宁市")),
+    ("西藏拉萨市城关区", None, ("城关区", "拉萨市")),
+    ("宁夏银川市兴庆区", None, ("兴庆区", "银川市")),
+    ("延边朝鲜族自治州延吉市", None, ("延吉市", "延边朝鲜族自治州")),
+    ("吉林延边延吉", None, ("延吉市", "延边朝鲜族自治州")),
+    ("云南省西双版纳傣族自治州景洪市", None, ("景洪市", "西双版纳傣族自治州")),
+    ("天津市和平区", None, ("和平区", "天津市")),
+    ("重庆市万州区", None, ("万州区", "重庆市")),
+    ("湖北省武汉市武昌区", None, ("武昌区", "武汉市")),
+    ("武汉洪山区", None, ("洪山区", "武汉市")),
+    ("江苏苏州工业园区", None, ("苏州市",)),
+    ("浙江省杭州市江干区", None, ("杭州市",)),  # 江干区 was abolished in 2021; not invented
+    ("成都高新区天府大道", None, ("成都市",)),
+    ("河南省郑州市金水区", None, ("金水区", "郑州市")),
+    ("郑州金水区", None, ("金水区", "郑州市")),
+    ("山东青岛市南区", None, ("市南区", "青岛市")),
+    ("辽宁省沈阳市和平区", None, ("和平区", "沈阳市")),
+    ("随便写写", None, "unresolved"),
+    ("幸福路12号", None, "unresolved"),
+    ("", None, "unresolved"),
+]
+
+
+@pytest.mark.parametrize(("address", "hint", "expected"), CASES, ids=[c[0] or "empty" for c in CASES])
+def test_address_known_answers(address: str, hint: str | None, expected: object) -> None:
+    row = parse_addresses(pl.Series([address]), hint=hint).row(0, named=True)
+    if isinstance(expected, str):
+        assert row["address_status"] == expected, row
+        assert row["division_code"] is None
+        return
+    assert row["address_status"] == "ok", row
+    names = [d.name for d in ancestors(row["division_code"])]
+    assert tuple(names[: len(expected)]) == expected, (names, row)
+
+
+def test_enough_known_answers() -> None:
+    assert len(CASES) >= 50
+
+
+def test_remainder_confidence_and_house_numbers() -> None:
+    rows = parse_addresses(
+        pl.Series(["广东省佛山市南海区桂城街道南海大道一百二十三号", "桂城街道花苑社区３栋", "湖南长沙芙蓉区"]),
+        hint="440605",
+    ).to_dicts()
+    assert rows[0]["address_rest"] == "南海大道123号" and rows[0]["address_confidence"] > 0.5
+    assert rows[1]["address_rest"] == "3栋" and rows[1]["division_level"] == 5
+    assert rows[2]["address_status"] == "ok"  # outside the hint, but a complete chain
+
+
+def test_levels_are_split_out() -> None:
+    row = parse_addresses(pl.Series(["广东省佛山市南海区狮山镇朗沙社区"])).row(0, named=True)
+    assert row["division_code"].startswith("440605124")
+    assert (row["province_code"], row["city_code"], row["county_code"]) == ("440000", "440600", "440605")
+    assert row["township_code"] == row["division_code"][:9] and row["village_code"] == row["division_code"]

@@ -165,7 +165,9 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
         failures.append(report.failures)
     std = pl.concat(std_parts, how="diagonal_relaxed")
     report = ValidationReport(len(rows), pl.concat(failures).sort("row_id", "column"))
-    flags = report.failures.group_by("row_id").agg(pl.col("reason").unique().sort())
+    flags = report.failures.group_by("row_id").agg(
+        pl.concat_str("column", pl.lit(":"), "reason").unique().sort().alias("flags")
+    )
     flag_map = dict(flags.iter_rows())
     errors = set(report.failures.filter(pl.col("severity") == "error").get_column("row_id").to_list())
     # The record's place: the division code column, else the code parsed from the address.
@@ -216,3 +218,44 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
         for start in range(0, len(updates), CHUNK):
             conn.execute(statement, updates[start : start + CHUNK])
     return report
+
+
+def quality(engine: Engine) -> pl.DataFrame:
+    """Per source system and field: events, events with an error on that field, and the rate.
+
+    Read from the event store's quality flags (`field:reason`), so it covers every event ever
+    processed, including invalid ones.
+    """
+    table = Event.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.source_system, table.c.quality_flags, table.c.status)).all()
+    events = pl.DataFrame(
+        [(r[0], r[1] or [], r[2]) for r in rows],
+        schema={"source": pl.String, "flags": pl.List(pl.String), "status": pl.String},
+        orient="row",
+    )
+    totals = events.group_by("source").agg(
+        pl.len().alias("events"), (pl.col("status") == "invalid").sum().alias("invalid")
+    )
+    flagged = (
+        events.with_row_index("event")
+        .explode("flags")
+        .drop_nulls("flags")
+        .filter(pl.col("flags").str.contains(":"))
+        .with_columns(
+            pl.col("flags").str.split_exact(":", 1).struct.rename_fields(["field", "reason"]).alias("f")
+        )
+        .unnest("f")
+        .with_columns(pl.col("reason").map_elements(severity, return_dtype=pl.String).alias("severity"))
+    )
+    per_field = flagged.group_by("source", "field").agg(
+        pl.col("event").filter(pl.col("severity") == "error").n_unique().alias("errors"),
+        pl.col("event").filter(pl.col("severity") == "warning").n_unique().alias("warnings"),
+        pl.col("reason").filter(pl.col("severity") == "error").unique().sort().str.join(";").alias("reasons"),
+    )
+    return (
+        per_field.join(totals, on="source")
+        .with_columns((pl.col("errors") / pl.col("events")).round(4).alias("error_rate"))
+        .select("source", "field", "events", "errors", "warnings", "error_rate", "reasons")
+        .sort("source", "error_rate", descending=[False, True])
+    )

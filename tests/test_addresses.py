@@ -90,7 +90,9 @@ def test_enough_known_answers() -> None:
 
 def test_remainder_confidence_and_house_numbers() -> None:
     rows = parse_addresses(
-        pl.Series(["广东省佛山市南海区桂城街道南海大道一百二十三号", "桂城街道花苑社区３栋", "湖南长沙芙蓉区"]),
+        pl.Series(
+            ["广东省佛山市南海区桂城街道南海大道一百二十三号", "桂城街道花苑社区３栋", "湖南长沙芙蓉区"]
+        ),
         hint="440605",
     ).to_dicts()
     assert rows[0]["address_rest"] == "南海大道123号" and rows[0]["address_confidence"] > 0.5

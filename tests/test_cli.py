@@ -92,3 +92,54 @@ def test_every_command_has_help_with_an_example() -> None:
         for command in sub.registered_commands:
             doc = command.callback.__doc__ or ""
             assert "Example:" in doc, command.callback.__name__
+
+
+def test_standardize_file_keeps_columns_and_adds_std_and_issues(tmp_path: Path) -> None:
+    import polars as pl
+
+    source = tmp_path / "people.csv"
+    source.write_bytes(
+        (
+            "姓名,id_number,phone,address,uscc,备注\r\n"
+            "张 伟,11010519491231002x,+86 138 0013 8000,广东佛山南海桂城南海大道1号,91110000600037341L,甲\r\n"
+            "李娜,123,1,朝阳区,bad,乙\r\n"
+        ).encode("gbk")
+    )
+    for out in (tmp_path / "out.csv", tmp_path / "out.parquet"):
+        result = run("standardize", str(source), "--out", str(out), "--map", "姓名=name")
+        assert result.exit_code == 0, result.output
+        frame = pl.read_csv(out, infer_schema=False) if out.suffix == ".csv" else pl.read_parquet(out)
+        assert {
+            "name",
+            "备注",
+            "name_std",
+            "name_issues",
+            "name_pinyin",
+            "id_number_std",
+            "id_number_issues",
+            "division_code",
+            "division_level",
+            "address_rest",
+            "address_status",
+            "uscc_std",
+        } <= set(frame.columns)
+        first, second = frame.to_dicts()
+        assert (first["name_std"], first["name_pinyin"], first["id_number_std"]) == (
+            "张伟",
+            "zhang wei",
+            "11010519491231002X",
+        )
+        assert (first["division_code"], first["address_rest"], first["address_status"]) == (
+            "440605011",
+            "南海大道1号",
+            "ok",
+        )
+        assert second["id_number_issues"] == "id_format" and second["address_status"] == "ambiguous"
+    result = run("standardize", str(source), "--out", str(tmp_path / "x.txt"))
+    assert result.exit_code == 1 and ".csv or .parquet" in result.output
+
+
+def test_quality_reports_error_rates_per_source_and_field(demo_home: Path) -> None:
+    result = run("quality", "--home", str(demo_home))
+    assert result.exit_code == 0
+    assert "data quality by source and field" in result.output and "id_number" in result.output

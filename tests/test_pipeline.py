@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import polars as pl
 import pytest
 from sqlmodel import Session, col, select
 
@@ -289,3 +290,14 @@ def test_a_less_trusted_value_becomes_a_conflict_for_the_owner(db: GovDB) -> Non
         "public_security",
     )
     assert kept.name == person["name"]
+
+
+def test_quality_counts_errors_per_source_and_field(db: GovDB, demo: DemoReport) -> None:
+    from govdb.validate import quality
+
+    frame = quality(db.events)
+    hall = {r["field"]: r for r in frame.filter(pl.col("source") == "hall-window-system").to_dicts()}
+    assert hall["id_number"]["errors"] == 2 and hall["id_number"]["events"] == demo.ingests[0].stored
+    assert "id_checksum" in hall["id_number"]["reasons"]
+    assert hall["birth_date"]["errors"] == 1
+    assert frame.filter(pl.col("source") == "cdpf-certificate-system").get_column("errors").sum() == 0

@@ -395,3 +395,53 @@ def demo(
     _render.line("8. proactive programme, second run (issues nothing twice)")
     render_programme(r.second_run, limit=0)
     _render.line(f"stores in {r.home}: " + ", ".join(f"{k} {v}" for k, v in r.counts.items()))
+
+
+@app.command()
+@reports_errors
+def standardize(
+    file: Annotated[Path, typer.Argument(help="CSV, TSV, XLSX, Parquet or JSON Lines file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="header=standard column, e.g. 姓名=name.")
+    ] = None,
+    hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
+) -> None:
+    """Standardize a file's standard columns (name, id_number, birth_date, phone, address, uscc...).
+
+    Example: govdb standardize people.csv --out people.std.parquet --map 姓名=name --hint 440605
+    """
+    from govdb.standards.files import standardize_file
+
+    rename = {}
+    for item in map_ or []:
+        column, sep, standard = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not header=column", param_hint="--map")
+        rename[column] = standard
+    with _render.err.status(f"standardizing {file.name}..."):
+        report = standardize_file(file, out, rename=rename, address_hint=hint)
+    _render.facts(
+        f"standardize {file} -> {out}",
+        {
+            "rows": report.rows,
+            "unreadable rows (not written)": report.unreadable,
+            "standard columns": ", ".join(report.columns),
+        },
+    )
+    if report.issues.height:
+        _render.table("issues", report.issues.columns, report.issues.rows())
+
+
+@app.command()
+@reports_errors
+def quality(ctx: typer.Context, home: HomeOption = None) -> None:
+    """Error rates per source system and field, from the event store's quality flags.
+
+    Example: govdb quality
+    """
+    from govdb.validate import quality as quality_report
+
+    with options(ctx, home).open() as db:
+        frame = quality_report(db.events)
+    _render.table("data quality by source and field", frame.columns, frame.rows())

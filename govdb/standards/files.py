@@ -1,0 +1,85 @@
+"""File mode of the standards: read any supported file, standardize its standard columns, write it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from govdb.errors import InputFileError
+from govdb.ingest import read_file
+from govdb.standards import STANDARD_COLUMNS, standardize
+
+OUTPUT_FORMATS = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class StandardizeFileReport:
+    rows: int
+    unreadable: int
+    columns: list[str]
+    issues: pl.DataFrame  # column, reason, rows
+
+
+def standardize_file(
+    source: Path,
+    out: Path,
+    *,
+    rename: dict[str, str] | None = None,
+    address_hint: str | None = None,
+    today: dt.date | None = None,
+) -> StandardizeFileReport:
+    """Keep every input column; add `<column>_std` and `<column>_issues` for each standard column.
+
+    Rows the reader cannot parse are not written (there is no value to standardize); their count
+    is reported. `rename` maps input headers to standard names (姓名=name).
+    """
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise InputFileError(
+            f"cannot write {str(out)!r}: use an output name ending in {' or '.join(OUTPUT_FORMATS)}"
+        )
+    rows, _ = read_file(source)
+    records = [payload for _, payload in rows.good]
+    if not records:
+        raise InputFileError(f"{source}: no readable rows")
+    columns = list(records[0])
+    frame = pl.DataFrame(
+        {c: [None if r.get(c) is None else str(r.get(c)) for r in records] for c in columns},
+        schema=dict.fromkeys(columns, pl.String),
+    )
+    rename = rename or {}
+    unknown = [c for c in rename if c not in frame.columns]
+    if unknown:
+        raise InputFileError(
+            f"{source}: --map names columns {unknown} that are not in the header {frame.columns}"
+        )
+    bad_targets = [t for t in rename.values() if t not in STANDARD_COLUMNS]
+    if bad_targets:
+        raise InputFileError(
+            f"--map targets {bad_targets} are not standard columns; use {list(STANDARD_COLUMNS)}"
+        )
+    frame = frame.rename(rename)
+    std = standardize(frame, today=today, address_hint=address_hint)
+    present = [c for c in STANDARD_COLUMNS if c in frame.columns]
+    issues = (
+        pl.concat(
+            [
+                std.select(pl.lit(c).alias("column"), pl.col(f"{c}_issues").str.split(";").alias("reason"))
+                for c in present
+                if f"{c}_issues" in std.columns
+            ]
+            or [pl.DataFrame(schema={"column": pl.String, "reason": pl.List(pl.String)})]
+        )
+        .explode("reason")
+        .filter(pl.col("reason") != "")
+        .group_by("column", "reason")
+        .len("rows")
+        .sort("rows", descending=True)
+    )
+    if out.suffix.lower() == ".csv":
+        std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d")).write_csv(out)
+    else:
+        std.write_parquet(out)
+    return StandardizeFileReport(std.height, len(rows.bad), present, issues)

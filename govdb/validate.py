@@ -115,11 +115,12 @@ def validate_frame(
     required: list[str] | None = None,
     row_id: str = "row_id",
     today: dt.date | None = None,
+    address_hint: str | None = None,
 ) -> tuple[pl.DataFrame, ValidationReport]:
     """Standardize a frame of standard columns and report every failure; no row is dropped."""
     if row_id not in frame.columns:
         frame = frame.with_row_index(row_id, offset=1)
-    std = standardize(frame, today=today)
+    std = standardize(frame, today=today, address_hint=address_hint)
     failures = pl.concat([_issue_failures(std, row_id), _required_failures(std, required or [], row_id)])
     return std, ValidationReport(rows=frame.height, failures=failures.sort("row_id", "column"))
 

@@ -101,7 +101,7 @@ def gazetteer() -> pl.DataFrame:
 
 @functools.cache
 def _upper_gazetteer() -> pl.DataFrame:
-    return gazetteer().filter(pl.col("level") <= 4)
+    return gazetteer().filter(pl.col("level") <= 3)
 
 
 @functools.cache
@@ -180,15 +180,8 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     text = addresses.cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
     distinct = pl.DataFrame({"address": text}).unique().drop_nulls().filter(pl.col("address") != "")
     upper = _match(distinct, _upper_gazetteer(), _upper_patterns())
-    # Villages are matched only under the counties found in pass one: few patterns, few false hits.
-    counties = upper.filter(pl.col("level") == 3).get_column("code").unique()
-    if hint:
-        counties = pl.concat([counties, pl.Series([hint[:6]])]).unique()
-    villages = gazetteer().filter(
-        (pl.col("level") == 5) & pl.col("code").str.slice(0, 6).is_in(counties.implode())
-    )
-    lower = _match(distinct, villages, villages.get_column("alias").unique().to_list())
-    spans = pl.concat([upper, lower]).with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix"))
+    upper = pl.concat([upper, _townships(distinct, upper, hint)])
+    spans = upper.with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix"))
     # A name inside a longer name is not a match (朝阳 inside 朝阳区, 山市 inside 佛山市): keep
     # the spans not covered by an earlier-starting or longer one.
     kept = (
@@ -209,13 +202,21 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
         .agg(pl.col("end").first(), pl.col("start").first(), pl.col("alias").first())
         .lazy()
     )
-    pairs = (
-        found.join(found, on="address", suffix="_a")
-        .filter(
-            (pl.col("level_a") < pl.col("level"))
-            & pl.col("prefix").str.starts_with(pl.col("prefix_a"))
-            & (pl.col("end_a") <= pl.col("start"))
+    # Support: ancestors named before the candidate, found level by level with equi-joins.
+    supports = []
+    for level, width in ((1, 2), (2, 4), (3, 6), (4, 9)):
+        ancestors = found.filter(pl.col("level") == level).select(
+            "address", pl.col("prefix").alias("key"), pl.col("end").alias("end_a")
         )
+        supports.append(
+            found.filter(pl.col("level") > level)
+            .select("address", "code", "start", pl.col("code").str.slice(0, width).alias("key"))
+            .join(ancestors, on=["address", "key"])
+            .filter(pl.col("end_a") <= pl.col("start"))
+            .select("address", "code", pl.lit(level, pl.Int8).alias("level_a"), "end_a")
+        )
+    pairs = (
+        pl.concat(supports)
         .group_by("address", "code")
         .agg(
             pl.col("level_a").n_unique().alias("support"),
@@ -288,7 +289,7 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
         )
         .collect()
     )
-    result = _arabic_house_numbers(result).with_columns(
+    result = _arabic_house_numbers(_villages(result)).with_columns(
         *_levels(pl.col("division_code"), pl.col("division_level"))
     )
     lookup = result.select(
@@ -309,6 +310,141 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     return out.with_columns(
         pl.col("address_status").fill_null("unresolved"), pl.col("address_confidence").fill_null(0.0)
     )
+
+
+@functools.cache
+def _countyless_cities() -> pl.Series:
+    """Cities whose townships hang directly under them (东莞 441900, 中山 442000, 儋州 460400...)."""
+    table = division_table()
+    with_counties = table.filter(pl.col("level") == 3).get_column("code").str.slice(0, 4).unique()
+    towns = table.filter(pl.col("level") == 4).get_column("code").str.slice(0, 6)
+    return towns.filter(
+        towns.str.ends_with("00") & ~towns.str.slice(0, 4).is_in(with_counties.implode())
+    ).unique()
+
+
+@functools.cache
+def _township_names() -> pl.DataFrame:
+    """alias -> township code, keyed by its county (or, for cities without counties, its city)."""
+    return (
+        gazetteer()
+        .filter(pl.col("level") == 4)
+        .select("alias", "code", "level", pl.col("code").str.slice(0, 6).alias("parent"))
+    )
+
+
+def _leading(frame: pl.DataFrame, text: pl.Expr, max_chars: int) -> pl.DataFrame:
+    """One row per k = 2..max_chars with `head`, the first k characters of `text`."""
+    return (
+        frame.with_columns(text.alias("_text"), pl.int_ranges(2, max_chars + 1).alias("k"))
+        .explode("k")
+        .with_columns(pl.col("_text").str.slice(0, pl.col("k")).alias("head"))
+        .filter(pl.col("head").str.len_chars() == pl.col("k"))
+        .drop("_text")
+    )
+
+
+def _townships(distinct: pl.DataFrame, upper: pl.DataFrame, hint: str | None) -> pl.DataFrame:
+    """Township spans: a township named right after a matched county (or a city without counties),
+    or, with a hint, at the start of the address. Looked up by (parent, leading characters), so
+    road names such as 和平路 never meet the 41k township names."""
+    parents = (
+        upper.filter((pl.col("level") == 3) | pl.col("code").is_in(_countyless_cities().implode()))
+        .select("address", pl.col("code").alias("parent"), pl.col("end").alias("start"))
+        .unique()
+    )
+    if hint:
+        parents = pl.concat(
+            [
+                parents,
+                distinct.select(
+                    "address", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")
+                ),
+            ]
+        )
+    if parents.is_empty():
+        return upper.clear()
+    rest = pl.col("address").cast(pl.Binary).bin.slice(pl.col("start")).cast(pl.String)
+    heads = _leading(parents, rest, MAX_TOWNSHIP_CHARS)
+    return (
+        heads.join(_township_names(), left_on=["parent", "head"], right_on=["parent", "alias"])
+        .select(
+            "address",
+            pl.col("head").alias("alias"),
+            "start",
+            (pl.col("start") + pl.col("head").str.len_bytes().cast(pl.Int64)).alias("end"),
+            "code",
+            "level",
+        )
+        .unique()
+    )
+
+
+MAX_TOWNSHIP_CHARS = 10
+
+
+@functools.cache
+def _village_names() -> pl.DataFrame:
+    """alias -> village code, keyed by its township and county for the second pass."""
+    return (
+        gazetteer()
+        .filter(pl.col("level") == 5)
+        .select(
+            "alias",
+            pl.col("code").alias("village"),
+            pl.col("code").str.slice(0, 9).alias("township"),
+            pl.col("code").str.slice(0, 6).alias("county"),
+        )
+    )
+
+
+MAX_VILLAGE_CHARS = 12
+
+
+def _villages(result: pl.DataFrame) -> pl.DataFrame:
+    """Second pass: a village named right after its township (or county) in the remaining text.
+
+    Looked up by (parent, leading characters) with an equi-join, so the 600k village names never
+    go through the automaton and a common village name elsewhere in the text is never a match.
+    """
+    parents = result.filter((pl.col("address_status") == "ok") & pl.col("division_level").is_in([3, 4]))
+    if parents.is_empty():
+        return result
+    heads = _leading(
+        parents.select("address", "division_code", "division_level", "address_rest"),
+        pl.col("address_rest"),
+        MAX_VILLAGE_CHARS,
+    ).rename({"head": "alias"})
+    names = _village_names()
+    hits = pl.concat(
+        [
+            heads.filter(pl.col("division_level") == 4)
+            .join(names, left_on=["division_code", "alias"], right_on=["township", "alias"])
+            .select("address", "k", "alias", "village"),
+            heads.filter(pl.col("division_level") == 3)
+            .join(names, left_on=["division_code", "alias"], right_on=["county", "alias"])
+            .select("address", "k", "alias", "village"),
+        ]
+    )
+    # The longest name wins; two villages of that name under the parent leave the parent.
+    best = (
+        hits.filter(pl.col("k") == pl.col("k").max().over("address"))
+        .group_by("address")
+        .agg(pl.col("village").first(), pl.col("village").n_unique().alias("n"), pl.col("alias").first())
+        .filter(pl.col("n") == 1)
+    )
+    if best.is_empty():
+        return result
+    update = result.join(best, on="address").select(
+        "address",
+        pl.col("village").alias("division_code"),
+        pl.lit(5, pl.Int8).alias("division_level"),
+        pl.col("address_rest").str.slice(pl.col("alias").str.len_chars()).alias("address_rest"),
+        ((pl.col("address_confidence") * pl.col("division_level") + 1) / 5)
+        .clip(upper_bound=1.0)
+        .alias("address_confidence"),
+    )
+    return result.update(update, on="address")
 
 
 def _arabic_house_numbers(result: pl.DataFrame) -> pl.DataFrame:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func
 from sqlmodel import Session, select
 
 from govdb.errors import AccessDeniedError
@@ -161,6 +160,3 @@ def verify_audit_chain(session: Session) -> int:
         count += 1
     return count
 
-
-def audit_count(session: Session) -> int:
-    return int(session.exec(select(func.count()).select_from(AuditLog)).one())

@@ -23,7 +23,6 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
 
 from govdb.errors import InputFileError
 from govdb.standards.dates import parse_date
@@ -398,12 +397,3 @@ def ingest_frame(engine: Engine, frame: pl.DataFrame, *, source: str, **options:
     digest = hashlib.sha256(frame.write_json().encode()).hexdigest()
     return ingest_rows(engine, rows, source=source, source_file=None, file_digest=digest, **options)
 
-
-def quarantined(session: Session, *, batch_id: str | None = None) -> list[Quarantine]:
-    """Quarantined rows, newest batch first."""
-    from sqlmodel import col, select
-
-    query = select(Quarantine).order_by(col(Quarantine.id).desc())
-    if batch_id:
-        query = query.where(Quarantine.batch_id == batch_id)
-    return list(session.exec(query).all())

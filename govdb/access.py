@@ -159,4 +159,3 @@ def verify_audit_chain(session: Session) -> int:
         prev = entry.hash
         count += 1
     return count
-

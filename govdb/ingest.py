@@ -396,4 +396,3 @@ def ingest_frame(engine: Engine, frame: pl.DataFrame, *, source: str, **options:
     rows = _frame_rows(frame, first_line=1)
     digest = hashlib.sha256(frame.write_json().encode()).hexdigest()
     return ingest_rows(engine, rows, source=source, source_file=None, file_digest=digest, **options)
-

@@ -114,7 +114,7 @@ def _match(distinct: pl.DataFrame, names: pl.DataFrame, patterns: list[str]) -> 
     if not patterns or distinct.is_empty():
         return pl.DataFrame(
             schema={
-                "address": pl.String,
+                "aid": pl.UInt32,
                 "alias": pl.String,
                 "start": pl.Int64,
                 "end": pl.Int64,
@@ -135,7 +135,7 @@ def _match(distinct: pl.DataFrame, names: pl.DataFrame, patterns: list[str]) -> 
             (pl.col("start").cast(pl.Int64) + pl.col("alias").str.len_bytes().cast(pl.Int64)).alias("end"),
         )
         .join(names.lazy(), on="alias")
-        .select("address", "alias", "start", "end", "code", "level")
+        .select("aid", "alias", "start", "end", "code", "level")
         .collect()
     )
 
@@ -178,53 +178,68 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     supports candidates under it and so resolves names that exist in several places.
     """
     text = addresses.cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
-    distinct = pl.DataFrame({"address": text}).unique().drop_nulls().filter(pl.col("address") != "")
+    distinct = (
+        pl.DataFrame({"address": text})
+        .unique()
+        .drop_nulls()
+        .filter(pl.col("address") != "")
+        .with_row_index("aid")
+    )
     upper = _match(distinct, _upper_gazetteer(), _upper_patterns())
     upper = pl.concat([upper, _townships(distinct, upper, hint)])
     spans = upper.with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix"))
     # A name inside a longer name is not a match (朝阳 inside 朝阳区, 山市 inside 佛山市): keep
     # the spans not covered by an earlier-starting or longer one.
+    # Sorted by (address, start, longest first), a span is covered when an earlier one in the same
+    # address reaches at least as far; aid and end share one integer so one cum_max does it.
     kept = (
-        spans.select("address", "start", "end")
+        spans.select("aid", "start", "end")
         .unique()
-        .sort("address", "start", "end", descending=[False, False, True])
-        .with_columns(pl.col("end").cum_max().shift(1).over("address").alias("covered_to"))
-        .filter(pl.col("covered_to").is_null() | (pl.col("covered_to") < pl.col("end")))
-        .drop("covered_to")
+        .sort("aid", "start", "end", descending=[False, False, True])
+        .with_columns(
+            (pl.col("aid").cast(pl.Int64) * (1 << 32) + pl.col("end")).cum_max().shift(1).alias("reach")
+        )
+        .filter(
+            pl.col("reach").is_null()
+            | (pl.col("reach") // (1 << 32) != pl.col("aid").cast(pl.Int64))
+            | (pl.col("reach") % (1 << 32) < pl.col("end"))
+        )
+        .drop("reach")
     )
+    spans = spans.join(kept, on=["aid", "start", "end"], how="semi")
+    # The same text naming a county and a village means the county.
+    top_level = spans.group_by("aid", "start", "end").agg(pl.col("level").min())
     found = (
-        spans.join(kept, on=["address", "start", "end"], how="semi")
-        # The same text naming a county and a village means the county.
-        .filter(pl.col("level") == pl.col("level").min().over("address", "start", "end"))
+        spans.join(top_level, on=["aid", "start", "end", "level"], how="semi")
         # A division named twice counts where it is first named (南海区 ... 南海大道).
         .sort("start")
-        .group_by("address", "code", "level", "prefix")
-        .agg(pl.col("end").first(), pl.col("start").first(), pl.col("alias").first())
+        .unique(["aid", "code"], keep="first", maintain_order=False)
+        .select("aid", "code", "level", "prefix", "end", "start", "alias")
         .lazy()
     )
     # Support: ancestors named before the candidate, found level by level with equi-joins.
     supports = []
     for level, width in ((1, 2), (2, 4), (3, 6), (4, 9)):
         ancestors = found.filter(pl.col("level") == level).select(
-            "address", pl.col("prefix").alias("key"), pl.col("end").alias("end_a")
+            "aid", pl.col("prefix").alias("key"), pl.col("end").alias("end_a")
         )
         supports.append(
             found.filter(pl.col("level") > level)
-            .select("address", "code", "start", pl.col("code").str.slice(0, width).alias("key"))
-            .join(ancestors, on=["address", "key"])
+            .select("aid", "code", "start", pl.col("code").str.slice(0, width).alias("key"))
+            .join(ancestors, on=["aid", "key"])
             .filter(pl.col("end_a") <= pl.col("start"))
-            .select("address", "code", pl.lit(level, pl.Int8).alias("level_a"), "end_a")
+            .select("aid", "code", pl.lit(level, pl.Int8).alias("level_a"), "end_a")
         )
     pairs = (
         pl.concat(supports)
-        .group_by("address", "code")
+        .group_by("aid", "code")
         .agg(
             pl.col("level_a").n_unique().alias("support"),
             pl.col("level_a").max().alias("nearest"),
             pl.col("end_a").max().alias("end_a"),
         )
     )
-    scored = found.join(pairs, on=["address", "code"], how="left").with_columns(
+    scored = found.join(pairs, on=["aid", "code"], how="left").with_columns(
         pl.col("support").fill_null(0),
         pl.col("nearest").fill_null(0),
         pl.max_horizontal("end", pl.col("end_a").fill_null(0)).alias("chain_end"),
@@ -253,9 +268,9 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     )
     ranked = scored.with_columns(
         (pl.col("support") * 10 + pl.col("level")).alias("score"),
-    ).with_columns(pl.col("score").max().over("address").alias("best"))
+    ).with_columns(pl.col("score").max().over("aid").alias("best"))
     top = ranked.filter(pl.col("score") == pl.col("best"))
-    winners = top.group_by("address").agg(
+    winners = top.group_by("aid").agg(
         pl.col("code").first(),
         pl.col("level").first(),
         pl.col("support").first(),
@@ -265,7 +280,7 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     )
     result = (
         distinct.lazy()
-        .join(winners, on="address", how="left")
+        .join(winners, on="aid", how="left")
         .with_columns(
             pl.when(pl.col("code").is_null())
             .then(pl.lit("unresolved"))
@@ -329,18 +344,25 @@ def _township_names() -> pl.DataFrame:
     return (
         gazetteer()
         .filter(pl.col("level") == 4)
-        .select("alias", "code", "level", pl.col("code").str.slice(0, 6).alias("parent"))
+        .select(
+            "alias",
+            "code",
+            "level",
+            pl.col("code").str.slice(0, 6).alias("parent"),
+            pl.col("alias").str.slice(0, 2).alias("first2"),
+        )
     )
 
 
-def _leading(frame: pl.DataFrame, text: pl.Expr, max_chars: int) -> pl.DataFrame:
-    """One row per k = 2..max_chars with `head`, the first k characters of `text`."""
-    return (
-        frame.with_columns(text.alias("_text"), pl.int_ranges(2, max_chars + 1).alias("k"))
-        .explode("k")
-        .with_columns(pl.col("_text").str.slice(0, pl.col("k")).alias("head"))
-        .filter(pl.col("head").str.len_chars() == pl.col("k"))
-        .drop("_text")
+def _names_at_start(frame: pl.DataFrame, text: str, names: pl.DataFrame, parent: str) -> pl.DataFrame:
+    """Rows of `frame` joined with the `names` under `frame[parent]` that `text` starts with.
+
+    Joined on (parent, first two characters), then checked with one vectorised starts_with: no
+    row per candidate length, and only the few names sharing the first two characters meet.
+    """
+    keyed = frame.with_columns(pl.col(text).str.slice(0, 2).alias("first2"))
+    return keyed.join(names, left_on=[parent, "first2"], right_on=["parent", "first2"]).filter(
+        pl.col(text).str.starts_with(pl.col("alias"))
     )
 
 
@@ -350,37 +372,33 @@ def _townships(distinct: pl.DataFrame, upper: pl.DataFrame, hint: str | None) ->
     road names such as 和平路 never meet the 41k township names."""
     parents = (
         upper.filter((pl.col("level") == 3) | pl.col("code").is_in(_countyless_cities().implode()))
-        .select("address", pl.col("code").alias("parent"), pl.col("end").alias("start"))
+        .select("aid", pl.col("code").alias("parent"), pl.col("end").alias("start"))
         .unique()
     )
     if hint:
         parents = pl.concat(
             [
                 parents,
-                distinct.select(
-                    "address", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")
-                ),
+                distinct.select("aid", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")),
             ]
         )
     if parents.is_empty():
         return upper.clear()
-    rest = pl.col("address").cast(pl.Binary).bin.slice(pl.col("start")).cast(pl.String)
-    heads = _leading(parents, rest, MAX_TOWNSHIP_CHARS)
+    parents = parents.join(distinct.select("aid", "address"), on="aid").with_columns(
+        pl.col("address").cast(pl.Binary).bin.slice(pl.col("start")).cast(pl.String).alias("rest")
+    )
     return (
-        heads.join(_township_names(), left_on=["parent", "head"], right_on=["parent", "alias"])
+        _names_at_start(parents, "rest", _township_names(), "parent")
         .select(
-            "address",
-            pl.col("head").alias("alias"),
+            "aid",
+            "alias",
             "start",
-            (pl.col("start") + pl.col("head").str.len_bytes().cast(pl.Int64)).alias("end"),
+            (pl.col("start") + pl.col("alias").str.len_bytes().cast(pl.Int64)).alias("end"),
             "code",
             "level",
         )
         .unique()
     )
-
-
-MAX_TOWNSHIP_CHARS = 10
 
 
 @functools.cache
@@ -394,49 +412,44 @@ def _village_names() -> pl.DataFrame:
             pl.col("code").alias("village"),
             pl.col("code").str.slice(0, 9).alias("township"),
             pl.col("code").str.slice(0, 6).alias("county"),
+            pl.col("alias").str.slice(0, 2).alias("first2"),
         )
     )
-
-
-MAX_VILLAGE_CHARS = 12
 
 
 def _villages(result: pl.DataFrame) -> pl.DataFrame:
     """Second pass: a village named right after its township (or county) in the remaining text.
 
-    Looked up by (parent, leading characters) with an equi-join, so the 600k village names never
-    go through the automaton and a common village name elsewhere in the text is never a match.
+    Looked up under the parent (see `_names_at_start`), so the 600k village names never go
+    through the automaton and a common village name elsewhere in the text is never a match.
     """
     parents = result.filter((pl.col("address_status") == "ok") & pl.col("division_level").is_in([3, 4]))
     if parents.is_empty():
         return result
-    heads = _leading(
-        parents.select("address", "division_code", "division_level", "address_rest"),
-        pl.col("address_rest"),
-        MAX_VILLAGE_CHARS,
-    ).rename({"head": "alias"})
+    heads = parents.select("aid", "division_code", "division_level", "address_rest")
     names = _village_names()
     hits = pl.concat(
         [
-            heads.filter(pl.col("division_level") == 4)
-            .join(names, left_on=["division_code", "alias"], right_on=["township", "alias"])
-            .select("address", "k", "alias", "village"),
-            heads.filter(pl.col("division_level") == 3)
-            .join(names, left_on=["division_code", "alias"], right_on=["county", "alias"])
-            .select("address", "k", "alias", "village"),
+            _names_at_start(
+                heads.filter(pl.col("division_level") == level),
+                "address_rest",
+                names.rename({key: "parent"}).drop(other),
+                "division_code",
+            ).select("aid", pl.col("alias").str.len_chars().alias("k"), "alias", "village")
+            for level, key, other in ((4, "township", "county"), (3, "county", "township"))
         ]
     )
     # The longest name wins; two villages of that name under the parent leave the parent.
     best = (
-        hits.filter(pl.col("k") == pl.col("k").max().over("address"))
-        .group_by("address")
+        hits.filter(pl.col("k") == pl.col("k").max().over("aid"))
+        .group_by("aid")
         .agg(pl.col("village").first(), pl.col("village").n_unique().alias("n"), pl.col("alias").first())
         .filter(pl.col("n") == 1)
     )
     if best.is_empty():
         return result
-    update = result.join(best, on="address").select(
-        "address",
+    update = result.join(best, on="aid").select(
+        "aid",
         pl.col("village").alias("division_code"),
         pl.lit(5, pl.Int8).alias("division_level"),
         pl.col("address_rest").str.slice(pl.col("alias").str.len_chars()).alias("address_rest"),
@@ -444,7 +457,7 @@ def _villages(result: pl.DataFrame) -> pl.DataFrame:
         .clip(upper_bound=1.0)
         .alias("address_confidence"),
     )
-    return result.update(update, on="address")
+    return result.update(update, on="aid")
 
 
 def _arabic_house_numbers(result: pl.DataFrame) -> pl.DataFrame:
@@ -459,7 +472,7 @@ def _arabic_house_numbers(result: pl.DataFrame) -> pl.DataFrame:
     )
     if fixed.is_empty():
         return result
-    return result.update(fixed.select("address", "address_rest"), on="address")
+    return result.update(fixed.select("aid", "address_rest"), on="aid")
 
 
 def _levels(code: pl.Expr, level: pl.Expr) -> list[pl.Expr]:

@@ -180,3 +180,20 @@ def test_name_pinyin_uses_the_surname_table() -> None:
         "zhang wei",
         "a yi gu li mai mai ti",
     ]
+
+
+def test_division_children_and_crosswalk() -> None:
+    from govdb.standards.divisions import DATA, children
+
+    towns = {d.name for d in children("440605", scheme="nbs")}
+    assert {"桂城街道", "狮山镇", "大沥镇"} <= towns
+    assert all(d.level == 5 for d in children("440605011"))
+    crosswalk = pl.read_parquet(DATA / "township_crosswalk.parquet")
+    guicheng = crosswalk.filter((pl.col("county_code") == "440605") & (pl.col("name") == "桂城街道")).row(
+        0, named=True
+    )
+    assert (guicheng["mca_code"], guicheng["nbs_code"], guicheng["status"]) == (
+        "440605001",
+        "440605011",
+        "differs",
+    )

@@ -12,7 +12,12 @@ EXCEL_EPOCH = dt.date(1899, 12, 30)
 
 
 def parse_date(text: pl.Expr) -> pl.Expr:
-    """The date a text means, or null; time parts after the date are ignored."""
+    """The date a text means, or null; time parts after the date are ignored.
+
+    Every written form is first rewritten to Y-M-D (年月日, slashes and dots become dashes; eight
+    digits get dashes), so one strptime parses them all; five-digit Excel serials are counted
+    from 1899-12-30.
+    """
     s = (
         text.cast(pl.String)
         .str.normalize("NFKC")
@@ -20,19 +25,15 @@ def parse_date(text: pl.Expr) -> pl.Expr:
         .str.replace(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
         .str.replace_all(r"[年月/.]", "-")
         .str.replace(r"日$", "")
+        .str.replace(r"^(\d{4})(\d{2})(\d{2})$", "${1}-${2}-${3}")
     )
     serial = s.cast(pl.Int64, strict=False)
-    from_serial = (
-        pl.when(s.str.contains(r"^\d{5}$") & serial.is_between(1, 80000))
-        .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=serial))
-        .otherwise(None)
-    )
-    return pl.coalesce(
-        pl.when(s.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$")).then(
-            s.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
-        ),
-        pl.when(s.str.contains(r"^\d{8}$")).then(s.str.strptime(pl.Date, "%Y%m%d", strict=False)),
-        from_serial,
+    from_serial = pl.lit(EXCEL_EPOCH) + pl.duration(days=serial)
+    return (
+        pl.when(s.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$"))
+        .then(s.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
+        .when(s.str.contains(r"^\d{5}$") & serial.is_between(1, 80000))
+        .then(from_serial)
     )
 
 

@@ -16,7 +16,7 @@ from pandera.errors import SchemaErrors
 from sqlalchemy import Engine, select, update
 
 from govdb.rulebook.loader import Rulebook
-from govdb.standards import STANDARD_COLUMNS, severity, standardize
+from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
 from govdb.store.events import Event
 
 FAILURE_SCHEMA = {
@@ -51,7 +51,8 @@ def _issue_failures(frame: pl.DataFrame, row_id: str) -> pl.DataFrame:
         if f"{column}_issues" not in frame.columns:
             continue
         parts.append(
-            frame.select(
+            frame.filter(pl.col(f"{column}_issues") != "")
+            .select(
                 pl.col(row_id).cast(pl.Int64).alias("row_id"),
                 pl.lit(column).alias("column"),
                 pl.lit("standard").alias("check"),
@@ -64,9 +65,14 @@ def _issue_failures(frame: pl.DataFrame, row_id: str) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=FAILURE_SCHEMA)
     failures = pl.concat(parts)
-    return failures.with_columns(
-        pl.col("reason").map_elements(severity, return_dtype=pl.String).alias("severity")
-    ).select(list(FAILURE_SCHEMA))
+    return failures.with_columns(_severity(pl.col("reason")).alias("severity")).select(list(FAILURE_SCHEMA))
+
+
+def _severity(reason: pl.Expr) -> pl.Expr:
+    """Severity of reason codes, vectorised; unknown codes are errors."""
+    return reason.replace_strict(
+        {code: level for code, (level, _) in REASONS.items()}, default="error", return_dtype=pl.String
+    )
 
 
 def _checked_column(name: str) -> str:
@@ -247,7 +253,7 @@ def quality(engine: Engine) -> pl.DataFrame:
             pl.col("flags").str.split_exact(":", 1).struct.rename_fields(["field", "reason"]).alias("f")
         )
         .unnest("f")
-        .with_columns(pl.col("reason").map_elements(severity, return_dtype=pl.String).alias("severity"))
+        .with_columns(_severity(pl.col("reason")).alias("severity"))
     )
     per_field = flagged.group_by("source", "field").agg(
         pl.col("event").filter(pl.col("severity") == "error").n_unique().alias("errors"),

@@ -56,7 +56,6 @@ _CN_DIGITS = {
     "九": 9,
 }
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+(?=[号栋幢座楼层室单元弄巷])")
-STATUS = ("ok", "ambiguous", "unresolved")
 
 
 def _short_forms(name: str, level: int) -> list[str]:
@@ -149,7 +148,7 @@ def _prefix(code: pl.Expr, level: pl.Expr) -> pl.Expr:
 
 
 def _chinese_number(text: str) -> str:
-    value, section = 0, 0
+    section = 0
     units = {"十": 10, "百": 100, "千": 1000}
     if all(ch in _CN_DIGITS for ch in text):  # 一二三 read digit by digit
         return "".join(str(_CN_DIGITS[ch]) for ch in text)

@@ -105,3 +105,12 @@ def test_levels_are_split_out() -> None:
     assert row["division_code"].startswith("440605124")
     assert (row["province_code"], row["city_code"], row["county_code"]) == ("440000", "440600", "440605")
     assert row["township_code"] == row["division_code"][:9] and row["village_code"] == row["division_code"]
+
+
+def test_chunked_parsing_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from govdb.standards import addresses
+
+    series = pl.Series([c[0] for c in CASES] * 2)
+    whole = parse_addresses(series)
+    monkeypatch.setattr(addresses, "CHUNK", 7)
+    assert parse_addresses(series).equals(whole)

@@ -177,13 +177,26 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     supports candidates under it and so resolves names that exist in several places.
     """
     text = addresses.cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
-    distinct = (
-        pl.DataFrame({"address": text})
-        .unique()
-        .drop_nulls()
-        .filter(pl.col("address") != "")
-        .with_row_index("aid")
+    distinct = pl.DataFrame({"address": text}).unique().drop_nulls().filter(pl.col("address") != "")
+    # Chunks keep the intermediate frames (about seven name matches per address) cache-sized.
+    lookup = pl.concat(
+        [
+            _parse_distinct(distinct.slice(start, CHUNK).with_row_index("aid"), hint)
+            for start in range(0, max(distinct.height, 1), CHUNK)
+        ]
     )
+    frame = pl.DataFrame({"address": text})
+    out = frame.join(lookup, on="address", how="left", maintain_order="left").drop("address")
+    return out.with_columns(
+        pl.col("address_status").fill_null("unresolved"), pl.col("address_confidence").fill_null(0.0)
+    )
+
+
+CHUNK = 200_000
+
+
+def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
+    """Parse distinct addresses (columns aid, address) into one lookup row each."""
     upper = _match(distinct, _upper_gazetteer(), _upper_patterns())
     upper = pl.concat([upper, _townships(distinct, upper, hint)])
     spans = upper.with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix"))
@@ -306,7 +319,7 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     result = _arabic_house_numbers(_villages(result)).with_columns(
         *_levels(pl.col("division_code"), pl.col("division_level"))
     )
-    lookup = result.select(
+    return result.select(
         "address",
         "division_code",
         "division_level",
@@ -318,11 +331,6 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
         "county_code",
         "township_code",
         "village_code",
-    )
-    frame = pl.DataFrame({"address": text})
-    out = frame.join(lookup, on="address", how="left", maintain_order="left").drop("address")
-    return out.with_columns(
-        pl.col("address_status").fill_null("unresolved"), pl.col("address_confidence").fill_null(0.0)
     )
 
 

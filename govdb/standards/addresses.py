@@ -18,7 +18,7 @@ import re
 
 import polars as pl
 
-from govdb.standards.divisions import division_table
+from govdb.standards.divisions import DATA, division_table
 
 # Suffixes people leave out, longest first, per level.
 _SUFFIXES = {
@@ -85,9 +85,15 @@ def gazetteer() -> pl.DataFrame:
         ((pl.col("scheme") == "mca") & (pl.col("level") <= 3))
         | ((pl.col("scheme") == "nbs") & (pl.col("level") >= 4))
     ).filter(~pl.col("name").is_in(["市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"]))
+    # Names of abolished or renamed counties lead to the county that took them over
+    # (江干区 -> 上城区, 南海市 -> 南海区), from the shipped change history.
+    history = pl.read_parquet(DATA / "historical_names.parquet").select(
+        "code", "name", pl.lit(3, pl.Int8).alias("level")
+    )
+    entries = pl.concat([usable.select("code", "name", pl.col("level").cast(pl.Int8)), history])
     rows = [
         (alias, code, level)
-        for code, name, level in usable.select("code", "name", "level").iter_rows()
+        for code, name, level in entries.iter_rows()
         for alias in _short_forms(name, level)
     ]
     generic = ["街道", "社区", "城区", "新区", "开发区", "工业园区", "镇区", "居委会", "村委会"]

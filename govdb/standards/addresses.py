@@ -394,10 +394,12 @@ def _townships(distinct: pl.DataFrame, upper: pl.DataFrame, hint: str | None) ->
         .unique()
     )
     if hint:
+        # The hinted county stands in for a county the address does not name.
+        unnamed = distinct.join(parents, on="aid", how="anti")
         parents = pl.concat(
             [
                 parents,
-                distinct.select("aid", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")),
+                unnamed.select("aid", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")),
             ]
         )
     if parents.is_empty():

@@ -105,7 +105,7 @@ def test_divisions_lookups_and_schemes() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.text(max_size=24), min_size=1, max_size=8))
 def test_standardize_never_raises_and_is_idempotent(values: list[str]) -> None:
-    frame = pl.DataFrame({c: values for c in ("name", "id_number", "phone", "birth_date")})
+    frame = pl.DataFrame({c: values for c in ("name", "id_number", "phone", "birth_date", "address", "uscc")})
     first = standardize(frame, today=TODAY)
     again = standardize(
         first.select(
@@ -197,3 +197,11 @@ def test_division_children_and_crosswalk() -> None:
         "440605011",
         "differs",
     )
+
+
+def test_age_at_a_date_counts_the_birthday() -> None:
+    from govdb.standards.ids import age_at
+
+    births = pl.DataFrame({"b": [dt.date(1966, 11, 23), dt.date(1966, 11, 24), dt.date(2000, 2, 29)]})
+    ages = births.select(age_at(pl.col("b"), dt.date(2026, 11, 23))).to_series().to_list()
+    assert ages == [60, 59, 26]

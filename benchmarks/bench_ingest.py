@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from govdb.demo import HALL_HEADER, _write_csv
+from govdb.demo import HALL_HEADER, write_csv
 from govdb.ingest import ingest_file
 from govdb.standards.ids import make_id
 from govdb.store.engine import make_engine, migrate
@@ -41,7 +41,7 @@ def make_file(path: Path, rows: int, seed: int = 1) -> None:
                 "2026-11-23 09:00",
             ]
         )
-    _write_csv(path, HALL_HEADER, body, "gbk")
+    write_csv(path, HALL_HEADER, body, "gbk")
 
 
 def once(path: Path, folder: Path) -> tuple[float, float]:

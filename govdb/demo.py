@@ -115,7 +115,8 @@ def make_people(n: int, *, seed: int, today: dt.date) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[str]], encoding: str, extra: str = "") -> None:
+def write_csv(path: Path, header: list[str], rows: list[list[str]], encoding: str, extra: str = "") -> None:
+    """Write rows as an exporting hall system would: CRLF lines, the given encoding, `extra` appended."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
@@ -191,7 +192,7 @@ def make_hall_events(people: pl.DataFrame, path: Path, *, seed: int, today: dt.d
     )
     rows.append(rows[n + 1])  # the same registration sent twice
     unreadable = "SL90003,坏行,男,只有四列\r\n"  # too few fields: quarantined with its line number
-    _write_csv(path, HALL_HEADER, rows, "gbk", extra=unreadable)
+    write_csv(path, HALL_HEADER, rows, "gbk", extra=unreadable)
 
 
 def make_disability_records(people: pl.DataFrame, path: Path, *, seed: int, today: dt.date) -> None:
@@ -215,7 +216,7 @@ def make_disability_records(people: pl.DataFrame, path: Path, *, seed: int, toda
                 f"{today - dt.timedelta(days=rng.randrange(30, 3000)):%Y-%m-%d}",
             ]
         )
-    _write_csv(path, CDPF_HEADER, rows, "utf-8-sig")
+    write_csv(path, CDPF_HEADER, rows, "utf-8-sig")
 
 
 def run_demo(

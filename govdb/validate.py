@@ -13,7 +13,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from govdb.rulebook.loader import Rulebook
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
@@ -209,8 +209,6 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
                 "status": "invalid" if rec["event_id"] in errors else "standardized",
             }
         )
-    from sqlalchemy import bindparam
-
     statement = (
         update(table)
         .where(table.c.event_id == bindparam("b_event_id"))

@@ -193,6 +193,13 @@ class GovDB:
             sum(u["level"] == "department" for u in units),
         )
 
+    def served_county(self) -> str | None:
+        """The county this deployment serves, when it serves exactly one (a hint for addresses)."""
+        table = Division.__table__  # type: ignore[attr-defined]
+        with self.master.connect() as conn:
+            counties = list(conn.execute(select(table.c.code).where(table.c.level == 3)).scalars())
+        return counties[0] if len(counties) == 1 else None
+
     def units(self, level: str | None = None) -> list[OrgUnit]:
         with Session(self.master) as ms:
             query = select(OrgUnit).order_by(OrgUnit.unit_id)  # type: ignore[arg-type]
@@ -215,7 +222,9 @@ class GovDB:
 
     def process(self, *, today: dt.date | None = None) -> ProcessReport:
         """Standardize and validate received events, link them, propose changes and open tasks."""
-        validation = validate_stage.standardize_events(self.events, self.rules, today=today)
+        validation = validate_stage.standardize_events(
+            self.events, self.rules, today=today, address_hint=self.served_county()
+        )
         proposals = propose_events(self.events, self.master, self.rules)
         return ProcessReport(validation, proposals)
 

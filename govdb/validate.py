@@ -146,8 +146,13 @@ def events_frame(rows: list[tuple[int, str | None, dict[str, Any]]], aliases: di
     return pl.DataFrame(records, schema=schema)
 
 
-def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None = None) -> ValidationReport:
-    """Standardize and validate every received event; write standardized fields and quality flags."""
+def standardize_events(
+    engine: Engine, rules: Rulebook, *, today: dt.date | None = None, address_hint: str | None = None
+) -> ValidationReport:
+    """Standardize and validate every received event; write standardized fields and quality flags.
+
+    `address_hint` (the served county) places addresses that name only a street or a community.
+    """
     table = Event.__table__  # type: ignore[attr-defined]
     aliases = rules.column_aliases()
     with engine.connect() as conn:
@@ -166,7 +171,11 @@ def standardize_events(engine: Engine, rules: Rulebook, *, today: dt.date | None
     for (service,), group in frame.group_by("service_code", maintain_order=True):
         svc = rules.verification.services.get(str(service)) if service else None
         std, report = validate_frame(
-            group, required=svc.required if svc else [], row_id="event_id", today=today
+            group,
+            address_hint=address_hint,
+            required=svc.required if svc else [],
+            row_id="event_id",
+            today=today,
         )
         std_parts.append(std)
         failures.append(report.failures)

@@ -301,3 +301,24 @@ def test_quality_counts_errors_per_source_and_field(db: GovDB, demo: DemoReport)
     assert "id_checksum" in hall["id_number"]["reasons"]
     assert hall["birth_date"]["errors"] == 1
     assert frame.filter(pl.col("source") == "cdpf-certificate-system").get_column("errors").sum() == 0
+
+
+def test_an_address_without_a_village_code_is_placed_and_routed(db: GovDB) -> None:
+    from govdb.demo import make_people
+    from govdb.standards.ids import make_id
+
+    assert db.served_county() == COUNTY
+    window = pl.DataFrame(
+        {
+            "受理编号": ["A1"],
+            "姓名": ["陈新来"],
+            "身份证号": [make_id("440106", TODAY.replace(year=1990), 21)],
+            "居住地址": ["桂城街道花苑社区３栋１０１"],  # no county: the served county is the hint
+        }
+    )
+    db.load_people(make_people(3, seed=1, today=TODAY), source="public_security")
+    db.ingest_frame(window, source="hall", key_column="受理编号", service_code="hall.resident_registration")
+    report = db.process(today=TODAY)
+    assert report.proposals.proposals == 1 and report.proposals.unroutable == 0
+    task = db.tasks()[0]
+    assert task.unit_id == "village:440605011005" and task.division_code == "440605011005"

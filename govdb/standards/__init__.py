@@ -73,7 +73,17 @@ def _addresses(frame: pl.DataFrame, hint: str | None) -> pl.DataFrame:
     text = pl.col("address").cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
     parsed = parse_addresses(frame.get_column("address"), hint=hint)
     code_name = "address_division_code" if "division_code" in frame.columns else "division_code"
+    placed = (
+        []
+        if code_name != "division_code"
+        else [
+            # No division code column: the address is where the record is.
+            parsed.get_column("division_code").alias("division_code_std"),
+            pl.lit("").alias("division_code_issues"),
+        ]
+    )
     return frame.with_columns(
+        *placed,
         pl.when(text == "").then(None).otherwise(text).alias("address_std"),
         join_issues(
             [

@@ -106,20 +106,25 @@ def test_promotion_completes_after_a_crash_between_the_two_stores(
     assert states == {"promoted"}
 
 
-def _processed_and_approved(db: GovDB, folder: Path) -> int:
+def _hall_scenario(db: GovDB, folder: Path, *, people: int, seed: int, department: str | None = None) -> None:
+    """A loaded register, a day of hall registrations ingested, and the events processed."""
     from govdb.demo import make_hall_events, make_people
 
-    register = make_people(60, seed=1, today=TODAY)
+    register = make_people(people, seed=seed, today=TODAY)
     db.load_people(register, source="public_security")
-    make_hall_events(register, folder / "hall.csv", seed=1, today=TODAY)
+    make_hall_events(register, folder / "hall.csv", seed=seed, today=TODAY)
     db.ingest(
         folder / "hall.csv",
         source="hall",
         key_column="受理编号",
         service_code="hall.resident_registration",
-        department="service_hall",
+        department=department,
     )
     db.process(today=TODAY)
+
+
+def _processed_and_approved(db: GovDB, folder: Path) -> int:
+    _hall_scenario(db, folder, people=60, seed=1, department="service_hall")
     approved = 0
     while tasks := db.tasks():
         for task in tasks:
@@ -131,15 +136,7 @@ def _processed_and_approved(db: GovDB, folder: Path) -> int:
 
 def test_jurisdiction_is_enforced_at_every_level(db: GovDB, tmp_path: Path) -> None:
     """Invariant 5."""
-    from govdb.demo import make_hall_events, make_people
-
-    register = make_people(40, seed=2, today=TODAY)
-    db.load_people(register, source="public_security")
-    make_hall_events(register, tmp_path / "hall.csv", seed=2, today=TODAY)
-    db.ingest(
-        tmp_path / "hall.csv", source="hall", key_column="受理编号", service_code="hall.resident_registration"
-    )
-    db.process(today=TODAY)
+    _hall_scenario(db, tmp_path, people=40, seed=2)
     task = next(t for t in db.tasks() if t.change == "new_person")
     village = task.unit_id.split(":")[1]
     other_street = next(u.unit_id for u in db.units("street") if not village.startswith(u.division_code))
@@ -194,20 +191,9 @@ def test_reads_are_audited_masked_and_chained(db: GovDB, demo: DemoReport) -> No
 
 
 def test_amend_records_the_new_value_and_return_reopens_the_previous_level(db: GovDB, tmp_path: Path) -> None:
-    from govdb.demo import make_hall_events, make_people
     from govdb.store.events import Decision
 
-    register = make_people(40, seed=4, today=TODAY)
-    db.load_people(register, source="public_security")
-    make_hall_events(register, tmp_path / "hall.csv", seed=4, today=TODAY)
-    db.ingest(
-        tmp_path / "hall.csv",
-        source="hall",
-        key_column="受理编号",
-        service_code="hall.resident_registration",
-        department="service_hall",
-    )
-    db.process(today=TODAY)
+    _hall_scenario(db, tmp_path, people=40, seed=4, department="service_hall")
     task = next(t for t in db.tasks() if t.change == "update_person")
     village = Actor("v", task.unit_id)
     street = Actor("s", f"street:{task.unit_id.split(':')[1][:9]}")

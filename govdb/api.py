@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import sqlmodel
 from sqlalchemy import Engine, delete, func, insert, select
 from sqlmodel import Session
 
@@ -201,11 +202,12 @@ class GovDB:
         return counties[0] if len(counties) == 1 else None
 
     def units(self, level: str | None = None) -> list[OrgUnit]:
+        """Registered checking units (optionally of one level), by id."""
         with Session(self.master) as ms:
-            query = select(OrgUnit).order_by(OrgUnit.unit_id)  # type: ignore[arg-type]
+            query = sqlmodel.select(OrgUnit).order_by(sqlmodel.col(OrgUnit.unit_id))
             if level:
-                query = query.where(OrgUnit.level == level)  # type: ignore[arg-type]
-            return list(ms.exec(query).scalars())  # type: ignore[call-overload]
+                query = query.where(OrgUnit.level == level)
+            return list(ms.exec(query).all())
 
     def load_people(self, people: pl.DataFrame, *, source: str) -> str:
         """Authoritative bulk load of people (e.g. the population register); returns the load id."""

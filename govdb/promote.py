@@ -20,7 +20,16 @@ from sqlmodel import Session, col, select
 from govdb.errors import InputFileError
 from govdb.rulebook.loader import Rulebook
 from govdb.store.events import Decision, Event, Proposal, Task
-from govdb.store.master import BulkLoad, Conflict, Credential, FieldHistory, Person, Promotion, utcnow
+from govdb.store.master import (
+    BulkLoad,
+    Conflict,
+    Credential,
+    FieldHistory,
+    Person,
+    Promotion,
+    current_lineage,
+    utcnow,
+)
 
 CHUNK = 500
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
@@ -78,18 +87,6 @@ class _Promoter:
             return self.survivorship.default_trust
         return rule.trust.get(source, self.survivorship.default_trust)
 
-    def current(self, kind: str, entity_id: str, field_name: str) -> FieldHistory | None:
-        return self.ms.exec(
-            select(FieldHistory)
-            .where(
-                FieldHistory.entity_kind == kind,
-                FieldHistory.entity_id == entity_id,
-                FieldHistory.field == field_name,
-                col(FieldHistory.valid_to).is_(None),
-            )
-            .order_by(col(FieldHistory.id).desc())
-        ).first()
-
     def history(
         self,
         proposal: Proposal,
@@ -136,12 +133,13 @@ class _Promoter:
             self.report.people_created += 1
             return person.person_id
         source = proposal.department or proposal.source
+        lineage = current_lineage(self.ms, "person", person.person_id)
         for name, value in payload.items():
             old = getattr(person, name)
             old_text = None if old is None else str(old)
             if old_text == str(value):
                 continue
-            current = self.current("person", person.person_id, name)
+            current = lineage.get(name)
             if old is not None and current and self.trust(name, current.source) > self.trust(name, source):
                 rule = self.survivorship.fields.get(name)
                 self.ms.add(

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from govdb.errors import NotFoundError
 from govdb.standards.divisions import ancestors, is_known
-from govdb.store.master import Credential, FieldHistory, Person
+from govdb.store.master import Credential, Person
 
 
 def person_by_id_number(ms: Session, id_number: str) -> Person:
@@ -33,20 +33,6 @@ def division_names(code: str | None) -> dict[str, str]:
         return {}
     names = {1: "province", 2: "city", 3: "county", 4: "township", 5: "village"}
     return {names[d.level]: d.name for d in ancestors(code)}
-
-
-def current_lineage(ms: Session, kind: str, entity_id: str) -> dict[str, FieldHistory]:
-    """The current (valid_to is null) lineage row of each field of one entity."""
-    rows = ms.exec(
-        select(FieldHistory)
-        .where(
-            FieldHistory.entity_kind == kind,
-            FieldHistory.entity_id == entity_id,
-            col(FieldHistory.valid_to).is_(None),
-        )
-        .order_by(col(FieldHistory.id))
-    ).all()
-    return {row.field: row for row in rows}
 
 
 def credentials_of(ms: Session, person_id: str, kind: str | None = None) -> list[Credential]:

@@ -19,11 +19,10 @@ from govdb.rulebook.loader import Rulebook
 from govdb.serve._master_view import (
     DERIVED_FROM,
     credentials_of,
-    current_lineage,
     person_by_id_number,
     person_values,
 )
-from govdb.store.master import FieldHistory
+from govdb.store.master import Credential, FieldHistory, current_lineage
 from govdb.verify.actors import Actor, resolve
 
 
@@ -86,6 +85,7 @@ def prefill_form(
         lineage = current_lineage(ms, "person", person.person_id)
         fields: list[PrefilledField] = []
         read, masked_names = [], []
+        latest: dict[str, tuple[Credential, dict[str, FieldHistory]] | None] = {}
         for spec in form.fields:
             value, row, allowed = None, None, True
             if spec.source and spec.source.startswith("person."):
@@ -96,13 +96,19 @@ def prefill_form(
             elif spec.source and spec.source.startswith("credential."):
                 _, kind, *path = spec.source.split(".")
                 allowed = grant.allows(f"credential.{kind}")
-                creds = credentials_of(ms, person.person_id, kind)
-                if creds:
-                    cred = creds[-1]
+                if kind not in latest:  # one read per credential kind, however many fields use it
+                    creds = credentials_of(ms, person.person_id, kind)
+                    latest[kind] = (
+                        (creds[-1], current_lineage(ms, "credential", creds[-1].credential_id))
+                        if creds
+                        else None
+                    )
+                if latest[kind] is not None:
+                    cred, cred_lineage = latest[kind]
                     value = (
                         cred.attributes.get(path[1]) if path[0] == "attributes" else getattr(cred, path[0])
                     )
-                    row = current_lineage(ms, "credential", cred.credential_id).get(path[-1])
+                    row = cred_lineage.get(path[-1])
             masked = False
             if not allowed:
                 value, masked = None, True

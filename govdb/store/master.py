@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 
 def utcnow() -> dt.datetime:
@@ -197,3 +197,17 @@ class Issuance(MasterModel, table=True):
     unverified_inputs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+def current_lineage(ms: Session, kind: str, entity_id: str) -> dict[str, FieldHistory]:
+    """The current (valid_to is null) lineage row of each field of one entity."""
+    rows = ms.exec(
+        select(FieldHistory)
+        .where(
+            FieldHistory.entity_kind == kind,
+            FieldHistory.entity_id == entity_id,
+            col(FieldHistory.valid_to).is_(None),
+        )
+        .order_by(col(FieldHistory.id))
+    ).all()
+    return {row.field: row for row in rows}

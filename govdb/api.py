@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from sqlmodel import Session
 
 from govdb import ingest as ingest_stage
+from govdb import link as link_stage
 from govdb import promote as promote_stage
 from govdb import validate as validate_stage
 from govdb.errors import ConfigError
@@ -66,6 +67,7 @@ class GovDB:
         self.rules = rules
         self.master: Engine = make_engine(config.master_url)
         self.events: Engine = make_engine(config.events_url)
+        self._model: link_stage.LinkModel | None = None
         if create:
             self.init()
 
@@ -210,8 +212,49 @@ class GovDB:
             return list(ms.exec(query).all())
 
     def load_people(self, people: pl.DataFrame, *, source: str) -> str:
-        """Authoritative bulk load of people (e.g. the population register); returns the load id."""
-        return promote_stage.bulk_load_people(self.master, people, source=source)
+        """Authoritative bulk load of people (e.g. the population register); returns the load id.
+        The new people's blocking keys are indexed for linkage."""
+        load_id = promote_stage.bulk_load_people(self.master, people, source=source)
+        link_stage.refresh_link_keys(
+            self.master, self.rules.matching["person"], missing_only=True, address_hint=self.served_county()
+        )
+        self._model = None
+        return load_id
+
+    # --- linkage -----------------------------------------------------------------------------
+
+    def linkage_model(self) -> link_stage.LinkModel:
+        """The stored (trained) person model, else one with the rules' m and master's u."""
+        if self._model is None:
+            self._model = link_stage.stored_model(self.master) or link_stage.default_model(
+                self.master, self.rules.matching["person"], address_hint=self.served_county()
+            )
+        return self._model
+
+    def train_linker(self, events: pl.DataFrame, *, id_column: str = "event_id") -> link_stage.LinkModel:
+        """Estimate u, m (EM) and the prior from these records against master, and store the model
+        so `process` and `link_one` use it."""
+        matching = self.rules.matching["person"]
+        with self.master.connect() as conn:
+            people = link_stage.read_people(conn)
+        out = link_stage.link_frames(
+            events, people, matching, event_id=id_column, address_hint=self.served_county()
+        )
+        link_stage.store_model(self.master, out.model)
+        self._model = out.model
+        return out.model
+
+    def link_one(self, record: dict[str, Any], *, today: dt.date | None = None) -> link_stage.LinkResult:
+        """Link one record (standard fields as written) against master, through the indexed
+        blocking keys, with the same model and rules as batch runs."""
+        return link_stage.link_one(
+            self.master,
+            record,
+            self.rules.matching["person"],
+            self.linkage_model(),
+            today=today,
+            address_hint=self.served_county(),
+        )
 
     # --- the data path -----------------------------------------------------------------------
 
@@ -227,7 +270,9 @@ class GovDB:
         validation = validate_stage.standardize_events(
             self.events, self.rules, today=today, address_hint=self.served_county()
         )
-        proposals = propose_events(self.events, self.master, self.rules)
+        proposals = propose_events(
+            self.events, self.master, self.rules, self.linkage_model, address_hint=self.served_county()
+        )
         return ProcessReport(validation, proposals)
 
     def tasks(
@@ -254,8 +299,17 @@ class GovDB:
         return result
 
     def promote(self) -> promote_stage.PromoteReport:
-        """Apply approved proposals to master (idempotent; completes a crashed run)."""
-        return promote_stage.promote_approved(self.events, self.master, self.rules)
+        """Apply approved proposals to master (idempotent; completes a crashed run), and re-index
+        the blocking keys of the people it touched."""
+        report = promote_stage.promote_approved(self.events, self.master, self.rules)
+        if report.promoted:
+            link_stage.refresh_link_keys(
+                self.master,
+                self.rules.matching["person"],
+                report.person_ids,
+                address_hint=self.served_county(),
+            )
+        return report
 
     def prefill(
         self, form: str, *, id_number: str, actor: Actor, today: dt.date | None = None

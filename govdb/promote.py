@@ -44,6 +44,7 @@ class PromoteReport:
     conflicts: int = 0
     completed_after_crash: int = 0
     promoted_ids: list[str] = field(default_factory=list)
+    person_ids: list[str] = field(default_factory=list)  # people created or changed
 
 
 def _checks(es: Session, proposal_id: str) -> list[dict[str, Any]]:
@@ -212,7 +213,11 @@ def promote_approved(events: Engine, master: Engine, rules: Rulebook) -> Promote
     report = PromoteReport()
     with Session(events) as es:
         approved = list(
-            es.exec(select(Proposal).where(Proposal.state == "approved").order_by(col(Proposal.created_at)))
+            es.exec(
+                select(Proposal)
+                .where(Proposal.state == "approved", Proposal.change != "confirm_identity")
+                .order_by(col(Proposal.created_at))
+            )
         )
         for start in range(0, len(approved), CHUNK):
             chunk = approved[start : start + CHUNK]
@@ -234,6 +239,8 @@ def promote_approved(events: Engine, master: Engine, rules: Rulebook) -> Promote
                     event = es.get(Event, proposal.event_id)
                     valid_from = event.occurred_at.date() if event and event.occurred_at else dt.date.today()
                     entity_id = promoter.apply(proposal, valid_from, _checks(es, proposal.proposal_id))
+                    if proposal.entity_kind == "person":
+                        report.person_ids.append(entity_id)
                     ms.add(
                         Promotion(
                             proposal_id=proposal.proposal_id,

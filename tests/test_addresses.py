@@ -117,3 +117,10 @@ def test_chunked_parsing_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch)
     whole = parse_addresses(series)
     monkeypatch.setattr(addresses, "CHUNK", 7)
     assert parse_addresses(series).equals(whole)
+
+
+def test_a_hint_does_not_hide_places_whose_county_the_address_names() -> None:
+    text = "山东省济宁市汶上县寅寺镇草桥南村委会233号"
+    assert parse_addresses(pl.Series([text]), hint="440605").get_column("division_code").to_list() == [
+        parse_addresses(pl.Series([text])).get_column("division_code")[0]
+    ]

@@ -143,3 +143,67 @@ def test_quality_reports_error_rates_per_source_and_field(demo_home: Path) -> No
     result = run("quality", "--home", str(demo_home))
     assert result.exit_code == 0
     assert "data quality by source and field" in result.output and "id_number" in result.output
+
+
+def test_link_and_dedupe_files(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    import polars as pl
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import linkgen
+
+    master, events, truth = linkgen.generate(3000, 1500, "easy", seed=4)
+    # Events as a GBK CSV with Chinese headers, master as Parquet.
+    events_csv = tmp_path / "hall.csv"
+    events_csv.write_bytes(
+        events.rename({"event_id": "受理编号", "name": "姓名"}).write_csv().encode("gb18030")
+    )
+    master.write_parquet(tmp_path / "master.parquet")
+    out = tmp_path / "links.csv"
+    model = tmp_path / "model.json"
+    args = ["link", str(events_csv), "--master", str(tmp_path / "master.parquet"), "--out", str(out)]
+    result = run(*args, "--map", "受理编号=event_id", "--map", "姓名=name", "--save-model", str(model))
+    assert result.exit_code == 0, result.output
+    assert "decision: match" in result.output and "candidate pairs" in result.output
+    links = pl.read_csv(out, infer_schema=False)
+    assert links.columns == [
+        "event_id",
+        "person_id",
+        "match_probability",
+        "match_weight",
+        "decision",
+        "explanation",
+    ]
+    assert links.height == events.height
+    joined = links.filter(pl.col("decision") == "match").join(truth, on="event_id", suffix="_true")
+    assert (joined.get_column("person_id") == joined.get_column("person_id_true")).mean() > 0.99
+    assert {"name", "id_number", "birth_date", "phone", "address", "gender"} <= set(
+        json.loads(links.get_column("explanation")[0])
+    )
+    # A saved model scores a new run without training, to the same links.
+    again = tmp_path / "again.parquet"
+    args = ["link", str(events_csv), "--master", str(tmp_path / "master.parquet"), "--out", str(again)]
+    result = run(*args, "--map", "受理编号=event_id", "--map", "姓名=name", "--model", str(model))
+    assert result.exit_code == 0 and "train" not in result.output
+    assert pl.read_parquet(again).get_column("decision").to_list() == links.get_column("decision").to_list()
+
+    result = run(
+        "dedupe", str(events_csv), "--out", str(tmp_path / "c.csv"), "--id", "受理编号", "--map", "姓名=name"
+    )
+    assert result.exit_code == 0 and "people (clusters)" in result.output
+    clusters = pl.read_csv(tmp_path / "c.csv", infer_schema=False)
+    assert clusters.columns == ["受理编号", "cluster_id", "cluster_size"] and clusters.height == events.height
+
+    bad = run(
+        "link",
+        str(events_csv),
+        "--master",
+        str(tmp_path / "master.parquet"),
+        "--out",
+        str(tmp_path / "x.txt"),
+    )
+    assert bad.exit_code == 1 and "x.txt" in bad.output and ".csv or .parquet" in bad.output
+    bad = run("link", str(events_csv), "--master", str(tmp_path / "master.parquet"), "--out", str(out))
+    assert bad.exit_code == 1 and "no 'event_id' column" in bad.output

@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_every_rules_file_loads() -> None:
     book = load_rulebook(REPO / "rules")
     files = sorted(p.name for p in (REPO / "rules").rglob("*.yaml"))
-    assert len(files) == 7
+    assert len(files) == 8
+    matching = book.matching["person"]
+    assert ["id_number"] in matching.blocking.rules and matching.bands.review < matching.bands.match
     assert set(book.forms) == {"senior_transit_card", "public_rental_housing"}
     assert len(book.forms["public_rental_housing"].fields) >= 10
     assert book.programmes["senior_transit_card"].eligibility[2].params == {"years": 60}
@@ -21,6 +23,38 @@ def test_every_rules_file_loads() -> None:
         "street",
         "department",
     ]
+
+
+def test_matching_rules_reject_unknown_keys_methods_and_bands_out_of_order(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    person = rules / "matching" / "person.yaml"
+    person.write_text(
+        person.read_text(encoding="utf-8")
+        .replace("- [phone]", "- [phone_number]")
+        .replace("method: gender", "method: sex")
+        .replace("review: 0.5", "review: 0.99"),
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_rulebook(rules)
+    text = str(info.value)
+    assert "person.yaml" in text
+    assert "blocking.rules.2.0" in text and "phone_number" in text
+    assert "comparisons.3.method" in text and "sex" in text
+    assert "review (0.99) must not be above match" in text
+
+
+def test_a_single_matching_file_loads_alone_and_names_its_problems(tmp_path: Path) -> None:
+    from govdb.rulebook import load_matching
+
+    assert load_matching(REPO / "rules" / "matching" / "person.yaml").entity == "person"
+    bad = tmp_path / "m.yaml"
+    bad.write_text("kind: form\nversion: 1\n", encoding="utf-8")
+    with pytest.raises(RuleFileError, match=r"m\.yaml"):
+        load_matching(bad)
+    with pytest.raises(RuleFileError, match="not found"):
+        load_matching(tmp_path / "missing.yaml")
 
 
 def test_registry_names_every_block_used() -> None:

@@ -124,6 +124,7 @@ def process(ctx: typer.Context, home: HomeOption = None) -> None:
             "events validated": report.validation.rows,
             "events with errors": report.validation.error_rows,
             "linked to master": p.linked,
+            "identity reviews": p.identity_reviews,
             "new people": p.new_people,
             "unchanged": p.unchanged,
             "unlinked": p.unlinked,
@@ -365,6 +366,7 @@ def demo(
             "events": r.process.validation.rows,
             "events with errors (kept, flagged)": r.process.validation.error_rows,
             "linked to master": p.linked,
+            "identity reviews": p.identity_reviews,
             "new people proposed": p.new_people,
             "proposals": p.proposals,
             "auto-approved (from the owner's own system)": p.auto_approved,
@@ -431,6 +433,122 @@ def standardize(
     )
     if report.issues.height:
         _render.table("issues", report.issues.columns, report.issues.rows())
+
+
+MapOption = Annotated[
+    list[str] | None, typer.Option("--map", help="column=field, e.g. 姓名=name or 编号=event_id.")
+]
+
+
+def _mapping(items: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for item in items or []:
+        column, sep, target = item.partition("=")
+        if not sep or not column or not target:
+            raise typer.BadParameter(f"{item!r} is not column=field", param_hint="--map")
+        mapping[column] = target
+    return mapping
+
+
+def _matching(ctx: typer.Context, rules_file: Path | None) -> Any:
+    from govdb.rulebook import load_matching, load_rulebook
+
+    if rules_file is not None:
+        return load_matching(rules_file)
+    return load_rulebook(options(ctx).rules).matching["person"]
+
+
+@app.command()
+@reports_errors
+def link(
+    ctx: typer.Context,
+    events: Annotated[Path, typer.Argument(help="Events file, .csv or .parquet, with an event_id column.")],
+    master: Annotated[Path, typer.Option("--master", help="Master people file, .csv or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Links file to write, .csv or .parquet.")],
+    rules_file: Annotated[
+        Path | None,
+        typer.Option("--rules", help="A matching rule file (default rules/matching/person.yaml)."),
+    ] = None,
+    map_: MapOption = None,
+    event_id: Annotated[str, typer.Option(help="Id column of the events file.")] = "event_id",
+    master_id: Annotated[str, typer.Option(help="Id column of the master file.")] = "person_id",
+    model: Annotated[
+        Path | None, typer.Option(help="Score with this saved model instead of training.")
+    ] = None,
+    save_model: Annotated[Path | None, typer.Option(help="Write the trained model (JSON) here.")] = None,
+    hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
+) -> None:
+    """Link every event to a master person: one row per event with person_id (empty when none),
+    match_probability, match_weight, decision (match / review / new) and explanation.
+
+    Example: govdb link hall.csv --master people.parquet --out links.parquet --map 姓名=name
+    """
+    from govdb.link.files import link_files
+    from govdb.link.model import LinkModel
+
+    matching = _matching(ctx, rules_file)
+    given = LinkModel.load(model) if model else None
+    with _render.err.status(f"linking {events.name} to {master.name}..."):
+        report, result = link_files(
+            events, master, out, matching, mapping=_mapping(map_), event_id=event_id, master_id=master_id,
+            model=given, address_hint=hint,
+        )  # fmt: skip
+    if save_model:
+        result.model.save(save_model)
+    _render.facts(
+        f"link {events} -> {out}",
+        {
+            "events": report.events,
+            "master people": report.master,
+            "candidate pairs": report.candidates,
+            **{f"decision: {k}": v for k, v in sorted(report.decisions.items())},
+            "seconds": " ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()),
+            **({"model saved to": str(save_model)} if save_model else {}),
+        },
+    )
+    for skipped in report.skipped[:10]:
+        _render.err.print(
+            f"[yellow]warning:[/] blocking rule {skipped.rule}: value {skipped.value!r} is shared by "
+            f"{skipped.left_rows} events and {skipped.right_rows} master people; not used to find candidates"
+        )
+
+
+@app.command()
+@reports_errors
+def dedupe(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Records file, .csv or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Clusters file to write, .csv or .parquet.")],
+    rules_file: Annotated[Path | None, typer.Option("--rules", help="A matching rule file.")] = None,
+    map_: MapOption = None,
+    id_column: Annotated[str, typer.Option("--id", help="Id column of the file.")] = "record_id",
+    hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
+) -> None:
+    """Cluster the records of one file that describe the same person (cluster_id, cluster_size).
+
+    Example: govdb dedupe registrations.csv --out clusters.csv --id 编号
+    """
+    from govdb.link.files import dedupe_file
+
+    with _render.err.status(f"deduplicating {file.name}..."):
+        result = dedupe_file(
+            file,
+            out,
+            _matching(ctx, rules_file),
+            mapping=_mapping(map_),
+            id_column=id_column,
+            address_hint=hint,
+        )
+    clusters = result.clusters
+    _render.facts(
+        f"dedupe {file} -> {out}",
+        {
+            "records": clusters.height,
+            "people (clusters)": clusters.get_column("cluster_id").n_unique(),
+            "records in clusters of 2 or more": int((clusters.get_column("cluster_size") > 1).sum()),
+            "matched pairs": result.pairs.height,
+        },
+    )
 
 
 @app.command()

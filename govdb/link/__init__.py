@@ -1,5 +1,37 @@
-"""Record linkage: which master person each event is about."""
+"""Record linkage: which master person each record is about (Fellegi-Sunter, batch and online).
 
-from govdb.link.batch import LinkReport, LinkResult, link_records
+features (prepare both sides) -> blocking (candidate pairs) -> comparisons (levels) -> model (m, u,
+prior, weights) -> batch (files and frames) / online (one record against the master store) ->
+clusters (records of one person within a file).
+"""
 
-__all__ = ["LinkReport", "LinkResult", "link_records"]
+from govdb.link.batch import LinkOutput, link_frames, link_prepared
+from govdb.link.clusters import DedupeOutput, dedupe_frame
+from govdb.link.model import LinkModel
+from govdb.link.online import (
+    LinkResult,
+    default_model,
+    link_against_master,
+    link_one,
+    read_people,
+    refresh_link_keys,
+    store_model,
+    stored_model,
+)
+
+__all__ = [
+    "DedupeOutput",
+    "LinkModel",
+    "LinkOutput",
+    "LinkResult",
+    "dedupe_frame",
+    "default_model",
+    "link_against_master",
+    "link_frames",
+    "link_one",
+    "link_prepared",
+    "read_people",
+    "refresh_link_keys",
+    "store_model",
+    "stored_model",
+]

@@ -1,90 +1,406 @@
-"""Link standardized events to master people.
+"""Batch linkage: every event against every master person that blocking makes a candidate.
 
-This first model uses only the hard rule that decides most service-hall records: a valid
-resident ID equal on both sides is the same person; a record whose valid ID is not in master is
-someone new. Every link keeps its explanation.
+prepare both sides -> block -> (train: u from frequencies and random pairs, m by EM, the prior) ->
+score the candidate pairs in chunks (hard rules first) -> the best candidate of each event and a
+decision by the rules' bands -> an explanation of each comparison's level and weight.
+Memory stays bounded: a chunk of pairs is gathered, scored and reduced to four numbers per pair.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Engine, select
+import numpy as np
+import polars as pl
 
-from govdb.store.master import Person
+from govdb.link.blocking import SkippedKey, block
+from govdb.link.comparisons import COMPARISONS
+from govdb.link.features import prepare
+from govdb.link.model import (
+    ComparisonParams,
+    LinkModel,
+    estimate_prior,
+    estimate_u,
+    expectation_maximisation,
+    gather_pairs,
+    patterns,
+    term_frequency_tables,
+    training_fields,
+)
+from govdb.rulebook.models import MatchingRules
 
-CHUNK = 5000
-PERSON_FIELDS = ("name", "id_number", "gender", "birth_date", "phone", "address", "division_code")
-
-
-@dataclass(frozen=True)
-class LinkResult:
-    """The person an event is about (None: nobody in master), with why."""
-
-    event_id: int
-    person_id: str | None
-    decision: str  # "match" / "new" / "unlinkable"
-    score: float
-    explanation: dict[str, Any]
-    master: dict[str, Any] | None = None
+CHUNK_PAIRS = 1_000_000
+HARD_SAME, HARD_NONE, HARD_DIFFERENT = 1, 0, -1
+OUTPUT_COLUMNS = ("match_probability", "match_weight", "decision", "explanation")
 
 
 @dataclass
-class LinkReport:
-    linked: int = 0
-    new: int = 0
-    unlinkable: int = 0
-    results: list[LinkResult] = field(default_factory=list)
+class LinkOutput:
+    """One row per left record (event_id / person_id or rid / match, plus why), and what it took."""
+
+    links: pl.DataFrame
+    model: LinkModel
+    candidates: int = 0
+    skipped: list[SkippedKey] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.links.get_column("decision").value_counts().iter_rows())
 
 
-def master_people_by_id(master: Engine, id_numbers: list[str]) -> dict[str, dict[str, Any]]:
-    """Master people (as dicts of standard fields) for these ID numbers, fetched in chunks."""
-    table = Person.__table__  # type: ignore[attr-defined]
-    found: dict[str, dict[str, Any]] = {}
-    with master.connect() as conn:
-        for start in range(0, len(id_numbers), CHUNK):
-            chunk = id_numbers[start : start + CHUNK]
-            for row in conn.execute(select(table).where(table.c.id_number.in_(chunk))).mappings():
-                found[row["id_number"]] = dict(row)
-    return found
+def model_columns(model: LinkModel, rules: MatchingRules) -> list[str]:
+    cols = [c for params in model.comparisons for c in params.comparison.columns]
+    if rules.hard_rules:
+        cols.append("id_number")
+    return list(dict.fromkeys(cols))
 
 
-def link_records(master: Engine, records: list[tuple[int, dict[str, Any]]]) -> LinkReport:
-    """Link (event_id, standardized fields) pairs against the master store."""
-    ids = sorted({r["id_number"] for _, r in records if r.get("id_number")})
-    people = master_people_by_id(master, ids)
-    report = LinkReport()
-    for event_id, rec in records:
-        id_number = rec.get("id_number")
-        if not id_number:
-            report.unlinkable += 1
-            report.results.append(
-                LinkResult(event_id, None, "unlinkable", 0.0, {"id_number": {"level": "missing or invalid"}})
-            )
+# --- training ---------------------------------------------------------------------------------
+
+
+def train_model(
+    left: pl.DataFrame, right: pl.DataFrame, rules: MatchingRules, *, same_frame: bool = False
+) -> LinkModel:
+    """u, m and term frequencies from these prepared frames; the prior is set by `fit_prior`."""
+    spec = [(c.field, c.method) for c in rules.comparisons]
+    u = estimate_u(
+        left,
+        right,
+        spec,
+        sample_pairs=rules.training.u_sample_pairs,
+        seed=rules.training.seed,
+        same_frame=same_frame,
+    )
+    m_start = {f: np.array(COMPARISONS[method].m_start) for f, method in spec}
+    fields = {f: f for f, _ in spec}
+    estimates: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    passes = []
+    rng = np.random.default_rng(rules.training.seed)
+    for keys in rules.training.em_blocking:
+        active = training_fields(keys, fields)
+        pairs = _candidate_positions(left, right, [keys], rules.blocking.max_block, same_frame).pairs
+        if pairs.height > rules.training.max_pairs:
+            pairs = pairs[rng.choice(pairs.height, rules.training.max_pairs, replace=False)]
+        if pairs.height == 0 or not active:
+            passes.append({"blocking": keys, "pairs": 0})
             continue
-        person = people.get(id_number)
-        if person is None:
-            report.new += 1
-            report.results.append(
-                LinkResult(
-                    event_id,
-                    None,
-                    "new",
-                    0.0,
-                    {"id_number": {"level": "valid, not in master", "rule": "new"}},
-                )
+        methods = {f: m for f, m in spec if f in active}
+        gathered = gather_pairs(
+            left,
+            right,
+            pairs.get_column("left_id").to_numpy(),
+            pairs.get_column("right_id").to_numpy(),
+            [c for method in methods.values() for c in COMPARISONS[method].columns],
+        )
+        codes = {f: COMPARISONS[method].compute(gathered) for f, method in methods.items()}
+        pattern_codes, counts = patterns(codes)
+        result = expectation_maximisation(
+            pattern_codes,
+            counts,
+            {f: m_start[f] for f in active},
+            {f: u[f] for f in active},
+            max_iterations=rules.training.max_iterations,
+        )
+        for f in active:
+            estimates[f].append(result.m[f])
+        passes.append(
+            {
+                "blocking": keys,
+                "pairs": result.pairs,
+                "iterations": result.iterations,
+                "proportion_matched": round(result.proportion_matched, 4),
+            }
+        )
+    # EM's m blended 99:1 with the rules' defaults, so a level no training match happened to land
+    # on (a surname typo, say) keeps a finite weight instead of an arbitrarily large negative one.
+    comparisons = [
+        ComparisonParams(
+            c.field,
+            c.method,
+            0.99 * np.mean(estimates[c.field], axis=0) + 0.01 * m_start[c.field]
+            if estimates[c.field]
+            else m_start[c.field],
+            u[c.field],
+            c.tf_adjust,
+        )
+        for c in rules.comparisons
+    ]
+    tf, floors = term_frequency_tables(rules, right)
+    trained = {"left_rows": left.height, "right_rows": right.height, "em_passes": passes, "tf_floor": floors}
+    untrained = [f for f, found in estimates.items() if not found]
+    if untrained:
+        trained["m_from_rules"] = untrained
+    return LinkModel(comparisons, prior=1e-6, tf=tf, trained_on=trained)
+
+
+def fit_prior(model: LinkModel, codes: dict[str, np.ndarray], total_pairs: float) -> None:
+    model.prior = estimate_prior(codes, model.comparisons, total_pairs)
+    model.trained_on["prior_from_pairs"] = len(next(iter(codes.values())))
+
+
+# --- blocking and scoring -----------------------------------------------------------------------
+
+
+def _candidate_positions(
+    left: pl.DataFrame, right: pl.DataFrame, rules: list[list[str]], max_block: int, same_frame: bool
+):
+    blocking = block(
+        left.with_row_index("_pos"),
+        right.with_row_index("_pos"),
+        rules,
+        left_id="_pos",
+        right_id="_pos",
+        max_block=max_block,
+    )
+    if same_frame:
+        blocking.pairs = blocking.pairs.filter(pl.col("left_id") < pl.col("right_id"))
+    return blocking
+
+
+def _hard(pairs: pl.DataFrame, rules: MatchingRules) -> np.ndarray:
+    if not rules.hard_rules:
+        return np.zeros(pairs.height, dtype=np.int8)
+    left, right = pairs.get_column("id_number_l"), pairs.get_column("id_number_r")
+    both = (left.is_not_null() & right.is_not_null()).to_numpy()
+    equal = (left == right).fill_null(False).to_numpy()
+    hard = np.zeros(pairs.height, dtype=np.int8)
+    if "same_valid_id" in rules.hard_rules:
+        hard[both & equal] = HARD_SAME
+    if "different_valid_ids" in rules.hard_rules:
+        hard[both & ~equal] = HARD_DIFFERENT
+    return hard
+
+
+def score_pairs(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    pairs: pl.DataFrame,
+    model: LinkModel,
+    rules: MatchingRules,
+    *,
+    chunk: int = CHUNK_PAIRS,
+) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+    """(left_pos, right_pos, rule, hard, match_weight) per pair, and every pair's level codes."""
+    columns = model_columns(model, rules)
+    parts, codes = [], []
+    for start in range(0, pairs.height, chunk):
+        part = pairs.slice(start, chunk)
+        gathered = gather_pairs(
+            left,
+            right,
+            part.get_column("left_id").to_numpy(),
+            part.get_column("right_id").to_numpy(),
+            columns,
+        )
+        part_codes = model.codes(gathered)
+        codes.append(part_codes)
+        parts.append(
+            part.select(
+                (pl.int_range(pl.len(), dtype=pl.Int64) + start).alias("pair"),
+                pl.col("left_id").alias("left_pos"),
+                pl.col("right_id").alias("right_pos"),
+                "rule",
+                pl.Series("hard", _hard(gathered, rules)),
+                pl.Series("match_weight", model.total_weight(gathered, part_codes)),
             )
-        else:
-            report.linked += 1
-            report.results.append(
-                LinkResult(
-                    event_id,
-                    person["person_id"],
-                    "match",
-                    1.0,
-                    {"id_number": {"level": "exact", "rule": "valid ID equal on both sides"}},
-                    person,
-                )
-            )
-    return report
+        )
+    if not parts:
+        empty = pl.DataFrame(
+            schema={
+                "pair": pl.Int64,
+                "left_pos": pl.UInt32,
+                "right_pos": pl.UInt32,
+                "rule": pl.String,
+                "hard": pl.Int8,
+                "match_weight": pl.Float64,
+            }
+        )
+        return empty, {c.field: np.zeros(0, dtype=np.int8) for c in model.comparisons}
+    all_codes = {f: np.concatenate([c[f] for c in codes]) for f in codes[0]}
+    return pl.concat(parts), all_codes
+
+
+def decide(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    scored: pl.DataFrame,
+    codes: dict[str, np.ndarray],
+    model: LinkModel,
+    rules: MatchingRules,
+    *,
+    left_id: str,
+    right_id: str,
+) -> pl.DataFrame:
+    """The best candidate of every left record, its decision, and the explanation (from the level
+    codes scoring already computed: nothing is compared twice)."""
+    ranked = (
+        scored.filter(pl.col("hard") != HARD_DIFFERENT)
+        .sort(["left_pos", "hard", "match_weight"], descending=[False, True, True])
+        .group_by("left_pos", maintain_order=True)
+        .head(2)
+        .with_columns(pl.int_range(pl.len()).over("left_pos").alias("_rank"))
+    )
+    best = ranked.filter(pl.col("_rank") == 0).drop("_rank")
+    runner = ranked.filter(pl.col("_rank") == 1).select(
+        "left_pos",
+        pl.col("right_pos").alias("runner_pos"),
+        pl.col("match_weight").alias("runner_weight"),
+    )
+    best = best.join(runner, on="left_pos", how="left")
+    tf_columns = [p.comparison.tf_column for p in model.comparisons if p.tf_adjust and p.comparison.tf_column]
+    gathered = gather_pairs(
+        left,
+        right,
+        best.get_column("left_pos").to_numpy(),
+        best.get_column("right_pos").to_numpy(),
+        [c for c in tf_columns if c],
+    )
+    chosen_pairs = best.get_column("pair").to_numpy()
+    detail = model.score(gathered, {f: c[chosen_pairs] for f, c in codes.items()})
+    weight = best.get_column("match_weight").to_numpy()
+    runner_weight = best.get_column("runner_weight").fill_null(-1e3).to_numpy()
+    probability = 1.0 / (1.0 + np.exp2(-weight))
+    runner_p = 1.0 / (1.0 + np.exp2(-runner_weight))
+    # If exactly one of the two best candidates is the person, how likely is it the best one?
+    # Twins and household members that both look right leave this near 0.5: a reviewer decides.
+    share = 1.0 / (1.0 + np.exp2(np.clip(runner_weight - weight, -1e3, 1e3)))
+    hard = best.get_column("hard").to_numpy()
+    probability = np.where(hard == HARD_SAME, 1.0, probability)
+    bands = rules.bands
+    decision = np.select(
+        [
+            hard == HARD_SAME,
+            (probability >= bands.match) & (runner_p >= bands.review) & (share < bands.match),
+            probability >= bands.match,
+            probability >= bands.review,
+        ],
+        ["match", "review", "match", "review"],
+        default="new",
+    )
+    fields = [c.field for c in model.comparisons]
+    right_ids = right.get_column("rid")
+    chosen = pl.concat(
+        [
+            best.select(
+                "left_pos",
+                "rule",
+                "hard",
+                pl.Series("candidate", right_ids.gather(best.get_column("right_pos")), dtype=pl.String),
+                pl.Series("match_probability", np.round(probability, 6)),
+                pl.col("match_weight").round(3),
+                pl.Series("decision", decision, dtype=pl.String),
+                pl.Series("runner_up", right_ids.gather(best.get_column("runner_pos")), dtype=pl.String),
+                pl.Series("runner_up_probability", np.round(runner_p, 6)),
+            ),
+            detail.select(
+                [c for c in detail.columns if c.endswith(("_level", "_weight")) and c != "match_weight"]
+            ),
+        ],
+        how="horizontal",
+    ).with_columns(
+        pl.when(pl.col("runner_up").is_not_null())
+        .then(pl.col("runner_up_probability"))
+        .alias("runner_up_probability")
+    )
+    explanation = pl.struct(
+        pl.col("candidate"),
+        pl.col("rule").alias("blocking"),
+        pl.when(pl.col("hard") == HARD_SAME).then(pl.lit("same_valid_id")).alias("hard_rule"),
+        *(
+            pl.struct(pl.col(f"{f}_level").alias("level"), pl.col(f"{f}_weight").alias("weight")).alias(f)
+            for f in fields
+        ),
+        pl.col("runner_up"),
+        pl.col("runner_up_probability"),
+    ).struct.json_encode()
+    return (
+        left.select(pl.col("rid").alias(left_id))
+        .with_row_index("left_pos")
+        .join(
+            chosen.select(
+                "left_pos",
+                pl.when(pl.col("decision") == "new")
+                .then(None)
+                .otherwise(pl.col("candidate"))
+                .alias(right_id),
+                "match_probability",
+                "match_weight",
+                "decision",
+                explanation.alias("explanation"),
+            ),
+            on="left_pos",
+            how="left",
+        )
+        .with_columns(
+            pl.col("match_probability").fill_null(0.0),
+            pl.col("decision").fill_null("new"),
+            pl.col("explanation").fill_null('{"candidates":0}'),
+        )
+        .drop("left_pos")
+    )
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def link_prepared(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    rules: MatchingRules,
+    *,
+    model: LinkModel | None = None,
+    left_id: str = "event_id",
+    right_id: str = "person_id",
+) -> LinkOutput:
+    """Link prepared frames (see `features.prepare`); train a model first when none is given."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    blocking = _candidate_positions(left, right, rules.blocking.rules, rules.blocking.max_block, False)
+    seconds["block"] = time.perf_counter() - started
+    if model is None:
+        started = time.perf_counter()
+        model = train_model(left, right, rules)
+        seconds["train"] = time.perf_counter() - started
+        fit = True
+    else:
+        fit = False
+    started = time.perf_counter()
+    scored, codes = score_pairs(left, right, blocking.pairs, model, rules)
+    if fit:
+        before = model.prior_weight()
+        fit_prior(model, codes, float(left.height) * float(right.height))
+        scored = scored.with_columns(pl.col("match_weight") + (model.prior_weight() - before))
+    seconds["score"] = time.perf_counter() - started
+    started = time.perf_counter()
+    links = decide(left, right, scored, codes, model, rules, left_id=left_id, right_id=right_id)
+    seconds["decide"] = time.perf_counter() - started
+    return LinkOutput(links, model, blocking.pairs.height, blocking.skipped, seconds)
+
+
+def link_frames(
+    events: pl.DataFrame,
+    master: pl.DataFrame,
+    rules: MatchingRules,
+    *,
+    event_id: str = "event_id",
+    master_id: str = "person_id",
+    mapping: Mapping[str, str] | None = None,
+    model: LinkModel | None = None,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+) -> LinkOutput:
+    """Events and master people as people wrote them -> one link row per event."""
+    started = time.perf_counter()
+    left = prepare(
+        events, id_column=event_id, today=today, address_hint=address_hint, mapping=mapping, source="events"
+    )
+    right = prepare(
+        master, id_column=master_id, today=today, address_hint=address_hint, mapping=mapping, source="master"
+    )
+    prepared = time.perf_counter() - started
+    out = link_prepared(left, right, rules, model=model, left_id=event_id, right_id=master_id)
+    out.seconds = {"prepare": prepared, **out.seconds}
+    return out

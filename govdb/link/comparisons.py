@@ -1,65 +1,107 @@
 """Comparisons as ordered, labelled levels, computed on whole columns of candidate pairs.
 
-Each function takes the left and right values of N candidate pairs and returns N level labels,
-most similar first in each function's `LEVELS`. String similarity comes from rapidfuzz's
-`process.cpdist` (pairwise, all cores); nothing loops over pairs in Python. These are the
-building blocks of the Fellegi-Sunter model: every level gets its own m and u probabilities.
+A comparison reads feature columns of both records of N candidate pairs (`<column>_l` and
+`<column>_r` in one pairs frame) and gives each pair one level, most similar first; `null` (either
+side missing) is always last and carries no evidence. Every level gets its own m and u probability
+in the Fellegi-Sunter model. String similarity comes from rapidfuzz's `process.cpdist` (pairwise,
+all cores) and the rest from polars and numpy expressions: nothing loops over pairs in Python.
+
+Comparisons are registered by method name; rules/matching files name them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from rapidfuzz import process
-from rapidfuzz.distance import OSA, Hamming, JaroWinkler
+from rapidfuzz.distance import OSA, Hamming, Indel, JaroWinkler
 
-NAME_LEVELS = ("exact", "homophone", "similar", "surname_only", "different", "null")
-ID_LEVELS = ("exact", "one_digit", "transposed", "different", "null")
-DATE_LEVELS = ("exact", "day_month_swapped", "one_part", "different", "null")
-PHONE_LEVELS = ("exact", "one_digit", "different", "null")
+NULL = "null"
+PARALLEL_FROM = 10_000
 
 
-def _pairs(left: pl.Series, right: pl.Series) -> tuple[list[str], list[str], np.ndarray]:
-    """Both sides as lists (nulls as ""), and where either side is missing."""
-    missing = (left.is_null() | right.is_null() | (left == "") | (right == "")).fill_null(True).to_numpy()
-    return left.fill_null("").to_list(), right.fill_null("").to_list(), missing
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison method: its levels, the feature columns it reads, and default m per level."""
+
+    method: str
+    levels: tuple[str, ...]  # most similar first; the last is always "null"
+    columns: tuple[str, ...]
+    compute: Callable[[pl.DataFrame], np.ndarray]  # pairs frame -> level index per pair (int8)
+    m_start: tuple[float, ...]  # starting m of each non-null level (sums to 1)
+    tf_column: str | None = None  # exact-level weights adjusted by this column's value frequency
+
+    def labels(self, codes: np.ndarray) -> pl.Series:
+        return pl.Series(np.asarray(self.levels, dtype=object)[codes], dtype=pl.String)
+
+
+COMPARISONS: dict[str, Comparison] = {}
+
+
+def _register(comparison: Comparison) -> Comparison:
+    assert comparison.levels[-1] == NULL and len(comparison.m_start) == len(comparison.levels) - 1
+    COMPARISONS[comparison.method] = comparison
+    return comparison
+
+
+def compare(pairs: pl.DataFrame, method: str) -> pl.Series:
+    """Level labels of every pair under `method` (for tests and explanations)."""
+    comparison = COMPARISONS[method]
+    return comparison.labels(comparison.compute(pairs))
+
+
+def _sides(pairs: pl.DataFrame, column: str) -> tuple[pl.Series, pl.Series]:
+    return pairs.get_column(f"{column}_l"), pairs.get_column(f"{column}_r")
+
+
+def _missing(left: pl.Series, right: pl.Series) -> np.ndarray:
+    if left.dtype == pl.String:
+        return (left.is_null() | right.is_null() | (left == "") | (right == "")).fill_null(True).to_numpy()
+    return (left.is_null() | right.is_null()).to_numpy()
 
 
 def _equal(left: pl.Series, right: pl.Series) -> np.ndarray:
     return (left == right).fill_null(False).to_numpy()
 
 
-def _labels(choices: list[tuple[np.ndarray, str]], default: str) -> pl.Series:
-    """The label of the first condition that holds for each pair (np.select), else `default`."""
-    return pl.Series(
-        np.select([c for c, _ in choices], [label for _, label in choices], default=default), dtype=pl.String
-    )
+def _distance(left: pl.Series, right: pl.Series, scorer: Callable[..., float]) -> np.ndarray:
+    """A rapidfuzz scorer over aligned pairs (nulls as "")."""
+    a, b = left.fill_null("").to_list(), right.fill_null("").to_list()
+    # Threads pay off on whole columns; for an online lookup's handful of pairs they only cost.
+    workers = -1 if len(a) > PARALLEL_FROM else 1
+    return process.cpdist(a, b, scorer=scorer, workers=workers) if a else np.zeros(0)
 
 
-def compare_names(
-    left: pl.Series, right: pl.Series, left_pinyin: pl.Series, right_pinyin: pl.Series
-) -> pl.Series:
-    """Names by characters and by pinyin.
+def _select(levels: tuple[str, ...], choices: list[tuple[np.ndarray, str]], default: str) -> np.ndarray:
+    """Index of the first level whose condition holds for each pair, else `default` (np.select)."""
+    index = {label: i for i, label in enumerate(levels)}
+    return np.select(
+        [c for c, _ in choices], [index[label] for _, label in choices], default=index[default]
+    ).astype(np.int8)
 
-    exact: same characters; homophone: same pinyin (张伟/张玮, 王小明/王晓明, a name written in
+
+NAME_LEVELS = ("exact", "variant", "homophone", "similar", "surname_only", "different", NULL)
+
+
+def _names(pairs: pl.DataFrame) -> np.ndarray:
+    """exact: same characters; variant: same after folding traditional and look-alike characters
+    (張偉/张伟, 王丽/玉丽); homophone: same pinyin (张伟/张玮, 王小明/王晓明, a name written in
     pinyin); similar: same surname reading and pinyin Jaro-Winkler >= 0.9 (王建国/王建军);
-    surname_only: same surname reading, given names unlike; different; null.
-    """
-    _, _, missing = _pairs(left, right)
-    pa, pb, _ = _pairs(left_pinyin, right_pinyin)
-    exact = _equal(left, right)
-    same_pinyin = _equal(left_pinyin, right_pinyin)
-    jw = process.cpdist(pa, pb, scorer=JaroWinkler.normalized_similarity, workers=-1) if pa else np.zeros(0)
-    surname = (
-        left_pinyin.fill_null("").str.split(" ").list.first()
-        == right_pinyin.fill_null("").str.split(" ").list.first()
-    )
-    same_surname = surname.fill_null(False).to_numpy()
-    return _labels(
+    surname_only: same surname reading, given names unlike; different."""
+    name_l, name_r = _sides(pairs, "name")
+    pinyin_l, pinyin_r = _sides(pairs, "name_pinyin")
+    jw = _distance(pinyin_l, pinyin_r, JaroWinkler.normalized_similarity)
+    same_surname = _equal(*_sides(pairs, "surname_pinyin"))
+    return _select(
+        NAME_LEVELS,
         [
-            (missing, "null"),
-            (exact, "exact"),
-            (same_pinyin, "homophone"),
+            (_missing(name_l, name_r), NULL),
+            (_equal(name_l, name_r), "exact"),
+            (_equal(*_sides(pairs, "name_folded")), "variant"),
+            (_equal(pinyin_l, pinyin_r), "homophone"),
             (same_surname & (jw >= 0.9), "similar"),
             (same_surname, "surname_only"),
         ],
@@ -67,16 +109,32 @@ def compare_names(
     )
 
 
-def compare_ids(left: pl.Series, right: pl.Series) -> pl.Series:
-    """Resident ID numbers: exact, one digit wrong, two adjacent digits transposed, different."""
-    a, b, missing = _pairs(left, right)
-    hamming = process.cpdist(a, b, scorer=Hamming.distance, workers=-1) if a else np.zeros(0)
-    osa = process.cpdist(a, b, scorer=OSA.distance, workers=-1) if a else np.zeros(0)
+_register(
+    Comparison(
+        "chinese_name",
+        NAME_LEVELS,
+        ("name", "name_folded", "name_pinyin", "surname_pinyin"),
+        _names,
+        (0.85, 0.02, 0.05, 0.03, 0.03, 0.02),
+        tf_column="name",
+    )
+)
+
+ID_LEVELS = ("exact", "one_digit", "transposed", "different", NULL)
+
+
+def _ids(pairs: pl.DataFrame) -> np.ndarray:
+    """Resident ID numbers as written (cleaned, 15 digits upgraded): exact, one digit wrong, two
+    adjacent digits transposed, different."""
+    left, right = _sides(pairs, "id_text")
+    hamming = _distance(left, right, Hamming.distance)
+    osa = _distance(left, right, OSA.distance)
     same_length = _equal(left.str.len_chars(), right.str.len_chars())
-    return _labels(
+    return _select(
+        ID_LEVELS,
         [
-            (missing, "null"),
-            (hamming == 0, "exact"),
+            (_missing(left, right), NULL),
+            (_equal(left, right), "exact"),
             (same_length & (hamming == 1), "one_digit"),
             (same_length & (osa == 1), "transposed"),
         ],
@@ -84,34 +142,117 @@ def compare_ids(left: pl.Series, right: pl.Series) -> pl.Series:
     )
 
 
-def compare_dates(left: pl.Series, right: pl.Series) -> pl.Series:
+_register(Comparison("id_number", ID_LEVELS, ("id_text",), _ids, (0.95, 0.02, 0.01, 0.02)))
+
+DATE_LEVELS = ("exact", "day_month_swapped", "one_part", "different", NULL)
+
+
+def _dates(pairs: pl.DataFrame) -> np.ndarray:
     """Birth dates: exact, day and month swapped, one of year/month/day wrong, different."""
-    frame = pl.DataFrame({"l": left.cast(pl.Date), "r": right.cast(pl.Date)})
-    parts = frame.select(
-        (pl.col("l").dt.year() == pl.col("r").dt.year()).alias("y"),
-        (pl.col("l").dt.month() == pl.col("r").dt.month()).alias("m"),
-        (pl.col("l").dt.day() == pl.col("r").dt.day()).alias("d"),
-        (
-            (pl.col("l").dt.year() == pl.col("r").dt.year())
-            & (pl.col("l").dt.month() == pl.col("r").dt.day())
-            & (pl.col("l").dt.day() == pl.col("r").dt.month())
-        ).alias("swap"),
-        (pl.col("l").is_null() | pl.col("r").is_null()).alias("missing"),
-    )
-    y, m, d, swap, missing = (parts.get_column(c).fill_null(False).to_numpy() for c in parts.columns)
-    matches = y.astype(int) + m.astype(int) + d.astype(int)
-    return _labels(
-        [(missing, "null"), (matches == 3, "exact"), (swap, "day_month_swapped"), (matches == 2, "one_part")],
+    left, right = (s.cast(pl.Date) for s in _sides(pairs, "birth_date"))
+    y = _equal(left.dt.year(), right.dt.year())
+    m = _equal(left.dt.month(), right.dt.month())
+    d = _equal(left.dt.day(), right.dt.day())
+    swap = y & _equal(left.dt.month(), right.dt.day()) & _equal(left.dt.day(), right.dt.month())
+    matches = y.astype(np.int8) + m.astype(np.int8) + d.astype(np.int8)
+    return _select(
+        DATE_LEVELS,
+        [
+            (_missing(left, right), NULL),
+            (matches == 3, "exact"),
+            (swap, "day_month_swapped"),
+            (matches == 2, "one_part"),
+        ],
         "different",
     )
 
 
-def compare_phones(left: pl.Series, right: pl.Series) -> pl.Series:
-    """Phones: exact, one digit wrong, different."""
-    a, b, missing = _pairs(left, right)
-    hamming = process.cpdist(a, b, scorer=Hamming.distance, workers=-1) if a else np.zeros(0)
+_register(Comparison("date", DATE_LEVELS, ("birth_date",), _dates, (0.93, 0.01, 0.04, 0.02)))
+
+PHONE_LEVELS = ("exact", "one_digit", "different", NULL)
+
+
+def _phones(pairs: pl.DataFrame) -> np.ndarray:
+    """Phones: exact, one digit wrong, different (people change numbers: weak evidence against)."""
+    left, right = _sides(pairs, "phone")
+    hamming = _distance(left, right, Hamming.distance)
     same_length = _equal(left.str.len_chars(), right.str.len_chars())
-    return _labels(
-        [(missing, "null"), (hamming == 0, "exact"), (same_length & (hamming == 1), "one_digit")],
+    return _select(
+        PHONE_LEVELS,
+        [
+            (_missing(left, right), NULL),
+            (_equal(left, right), "exact"),
+            (same_length & (hamming == 1), "one_digit"),
+        ],
         "different",
     )
+
+
+_register(Comparison("phone", PHONE_LEVELS, ("phone",), _phones, (0.7, 0.02, 0.28)))
+
+ADDRESS_LEVELS = ("exact", "same_place", "same_village", "same_township", "same_county", "different", NULL)
+
+
+def _addresses(pairs: pl.DataFrame) -> np.ndarray:
+    """Addresses: the same text; the same place (division codes agree as deep as both go, at least to
+    the county, and the rest of the text is similar: 夏西村12号 / 夏西村委会12号); the same village,
+    township or county; different."""
+    text_l, text_r = _sides(pairs, "address")
+    code_l, code_r = _sides(pairs, "division_code")
+    rest_l, rest_r = _sides(pairs, "address_rest")
+    len_l, len_r = code_l.str.len_chars().fill_null(0), code_r.str.len_chars().fill_null(0)
+
+    def same_prefix(n: int) -> np.ndarray:
+        return (
+            _equal(code_l.str.slice(0, n), code_r.str.slice(0, n))
+            & (len_l >= n).to_numpy()
+            & (len_r >= n).to_numpy()
+        )
+
+    shallow = np.minimum(len_l.to_numpy(), len_r.to_numpy())
+    agree_as_deep_as_both = (
+        pl.DataFrame({"l": code_l, "r": code_r, "n": shallow})
+        .select(
+            (pl.col("l").str.slice(0, pl.col("n")) == pl.col("r").str.slice(0, pl.col("n")))
+            & (pl.col("n") >= 6)
+        )
+        .to_series()
+        .fill_null(False)
+        .to_numpy()
+    )
+    rest_similarity = _distance(rest_l, rest_r, Indel.normalized_similarity)
+    return _select(
+        ADDRESS_LEVELS,
+        [
+            (_missing(text_l, text_r), NULL),
+            (_equal(text_l, text_r), "exact"),
+            (agree_as_deep_as_both & (rest_similarity >= 0.8) & ~_missing(rest_l, rest_r), "same_place"),
+            (same_prefix(12), "same_village"),
+            (same_prefix(9), "same_township"),
+            (same_prefix(6), "same_county"),
+        ],
+        "different",
+    )
+
+
+_register(
+    Comparison(
+        "address",
+        ADDRESS_LEVELS,
+        ("address", "division_code", "address_rest"),
+        _addresses,
+        (0.45, 0.15, 0.1, 0.1, 0.1, 0.1),
+    )
+)
+
+GENDER_LEVELS = ("exact", "different", NULL)
+
+
+def _genders(pairs: pl.DataFrame) -> np.ndarray:
+    left, right = _sides(pairs, "gender")
+    return _select(
+        GENDER_LEVELS, [(_missing(left, right), NULL), (_equal(left, right), "exact")], "different"
+    )
+
+
+_register(Comparison("gender", GENDER_LEVELS, ("gender",), _genders, (0.98, 0.02)))

@@ -21,6 +21,7 @@ from govdb.rulebook.models import (
     BlockRef,
     ColumnRules,
     FormRules,
+    MatchingRules,
     ProgrammeRules,
     RuleFile,
     SurvivorshipRules,
@@ -56,6 +57,7 @@ class Rulebook:
     survivorship: SurvivorshipRules
     forms: dict[str, FormRules] = field(default_factory=dict)
     programmes: dict[str, ProgrammeRules] = field(default_factory=dict)
+    matching: dict[str, MatchingRules] = field(default_factory=dict)
 
     def column_aliases(self) -> dict[str, str]:
         """Header as written -> standard column name (standard names map to themselves)."""
@@ -82,6 +84,21 @@ def load_rulebook(root: str | Path | None = None) -> Rulebook:
     if problems or book is None:
         raise RuleFileError(problems)
     return book
+
+
+def load_matching(path: str | Path) -> MatchingRules:
+    """One matching rule file (for `govdb link --rules FILE`), checked like the whole rulebook."""
+    path = Path(path)
+    problems: list[RuleProblem] = []
+    if not path.is_file():
+        raise RuleFileError([RuleProblem(path, "", "matching rule file not found")])
+    model = _load_file(path, problems)
+    if model is not None and not isinstance(model, MatchingRules):
+        problems.append(RuleProblem(path, "kind", f"expected kind 'matching', got {model.kind!r}"))
+    if problems or model is None:
+        raise RuleFileError(problems)
+    assert isinstance(model, MatchingRules)
+    return model
 
 
 def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
@@ -163,6 +180,7 @@ def _assemble(
     singles: dict[type[BaseModel], tuple[Path, RuleFile]] = {}
     forms: dict[str, FormRules] = {}
     programmes: dict[str, ProgrammeRules] = {}
+    matching: dict[str, MatchingRules] = {}
     for path, model in loaded:
         if isinstance(model, FormRules):
             if model.code in forms:
@@ -172,6 +190,12 @@ def _assemble(
             if model.name in programmes:
                 problems.append(RuleProblem(path, "name", f"programme {model.name!r} is defined twice"))
             programmes[model.name] = model
+        elif isinstance(model, MatchingRules):
+            if model.entity in matching:
+                problems.append(
+                    RuleProblem(path, "entity", f"matching for {model.entity!r} is defined twice")
+                )
+            matching[model.entity] = model
         elif type(model) in singles:
             problems.append(
                 RuleProblem(
@@ -180,6 +204,8 @@ def _assemble(
             )
         else:
             singles[type(model)] = (path, model)
+    if "person" not in matching:
+        problems.append(RuleProblem(root, "", "no rule file of kind 'matching' for entity 'person'"))
     for needed in (ColumnRules, VerificationRules, AccessRules, SurvivorshipRules):
         if needed not in singles:
             kind = needed.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -200,6 +226,7 @@ def _assemble(
         survivorship=singles[SurvivorshipRules][1],  # type: ignore[arg-type]
         forms=forms,
         programmes=programmes,
+        matching=matching,
     )
 
 

@@ -178,7 +178,85 @@ class SurvivorshipRules(RuleFile):
     fields: dict[str, FieldTrust]
 
 
+# --- matching --------------------------------------------------------------------------------
+
+BlockingKey = Literal[
+    "id_number",
+    "id_region",
+    "birth_date",
+    "birth_year",
+    "phone",
+    "surname",
+    "surname_pinyin",
+    "given_name",
+    "name_pinyin",
+    "name_folded",
+    "village_code",
+    "township_code",
+]
+PersonField = Literal["name", "gender", "birth_date", "id_number", "phone", "address"]
+ComparisonMethod = Literal["chinese_name", "id_number", "date", "phone", "address", "gender"]
+HardRule = Literal["same_valid_id", "different_valid_ids"]
+
+
+class Blocking(Strict):
+    """Candidate pairs: records equal on every key of at least one rule."""
+
+    rules: list[list[BlockingKey]] = Field(min_length=1)
+    max_block: int = Field(default=1000, ge=2)
+
+
+class ComparisonRule(Strict):
+    field: PersonField
+    method: ComparisonMethod
+    tf_adjust: bool = False
+
+
+class Bands(Strict):
+    """Decision by match probability: match at or above `match`, review at or above `review`,
+    else new. A best candidate whose runner-up is also in the match band goes to review."""
+
+    match: float = Field(gt=0, lt=1)
+    review: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _review_below_match(self) -> Bands:
+        if self.review > self.match:
+            raise ValueError(f"review ({self.review}) must not be above match ({self.match})")
+        return self
+
+
+class Training(Strict):
+    """How m and u are estimated: EM passes blocked on these keys, on at most `max_pairs` pairs
+    each; u from `u_sample_pairs` random pairs (exact levels from value frequencies)."""
+
+    em_blocking: list[list[BlockingKey]] = Field(min_length=1)
+    max_pairs: int = Field(default=1_000_000, ge=1000)
+    u_sample_pairs: int = Field(default=1_000_000, ge=1000)
+    max_iterations: int = Field(default=50, ge=1)
+    seed: int = 42
+
+
+class MatchingRules(RuleFile):
+    kind: Literal["matching"]
+    entity: Literal["person"]
+    blocking: Blocking
+    comparisons: list[ComparisonRule] = Field(min_length=1)
+    hard_rules: list[HardRule] = []
+    bands: Bands
+    training: Training
+
+    @model_validator(mode="after")
+    def _fields_once(self) -> MatchingRules:
+        fields = [c.field for c in self.comparisons]
+        twice = sorted({f for f in fields if fields.count(f) > 1})
+        if twice:
+            raise ValueError(f"fields compared twice: {twice}; keep one comparison per field")
+        return self
+
+
 RULE_KINDS: dict[str, type[RuleFile]] = {
+    "matching": MatchingRules,
     "columns": ColumnRules,
     "verification": VerificationRules,
     "form": FormRules,

@@ -272,8 +272,9 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         hint_prefix = hint.rstrip("0") if len(hint) == 6 else hint
         hint_levels = {2: 1, 4: 2, 6: 3, 9: 4, 12: 5}.get(len(hint_prefix), 0)
         in_hint = pl.col("prefix").str.starts_with(hint_prefix)
-        # The hint counts as matched ancestors at its own levels; below them only its subtree is kept.
-        scored = scored.filter(in_hint | (pl.col("level") <= 3)).with_columns(
+        # The hint counts as matched ancestors at its own levels. Places outside it stay candidates
+        # when the address names their own county (a resident of another province).
+        scored = scored.with_columns(
             pl.when(in_hint)
             .then(pl.col("support") + hint_levels)
             .otherwise(pl.col("support"))

@@ -113,6 +113,14 @@ def char_readings() -> dict[str, str]:
     return readings
 
 
+@functools.cache
+def reading_table() -> pl.DataFrame:
+    """char_readings as a frame (_c, _reading), joined rather than passed as a literal mapping,
+    so a one-record lookup does not rebuild a 40,000-entry table."""
+    readings = char_readings()
+    return pl.DataFrame({"_c": list(readings), "_reading": list(readings.values())})
+
+
 def name_pinyin(frame: pl.LazyFrame, column: str = "name_std", out: str = "name_pinyin") -> pl.LazyFrame:
     """Add `out`: the name's toneless pinyin, syllables separated by spaces (latin names lower-cased).
 
@@ -134,7 +142,8 @@ def name_pinyin(frame: pl.LazyFrame, column: str = "name_std", out: str = "name_
         .select("_n", pl.col("_n").str.slice(pl.col("_skip")).str.split("").alias("_c"))
         .explode("_c")
         .filter(pl.col("_c").is_not_null() & (pl.col("_c") != "") & (pl.col("_c") != "·"))
-        .with_columns(pl.col("_c").replace_strict(char_readings(), default=pl.col("_c").str.to_lowercase()))
+        .join(reading_table().lazy(), on="_c", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_reading", pl.col("_c").str.to_lowercase()).alias("_c"))
         .group_by("_n", maintain_order=True)
         .agg(pl.col("_c").str.join(" ").alias("_rest"))
     )

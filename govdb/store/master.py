@@ -42,6 +42,31 @@ class Person(MasterModel, table=True):
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
+class LinkKey(MasterModel, table=True):
+    """A blocking key of a master person ("surname_pinyin+birth_date=zhang|1990-01-02"), indexed so
+    one incoming record finds its candidates without scanning master (see govdb.link.online)."""
+
+    key: str = Field(primary_key=True, max_length=192)
+    person_id: str = Field(primary_key=True, max_length=32, index=True)
+
+
+class LinkFeatures(MasterModel, table=True):
+    """A master person's linkage features (govdb.link.features.prepare), kept with the keys so an
+    online lookup compares candidates without standardizing them again."""
+
+    person_id: str = Field(primary_key=True, max_length=32)
+    features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class LinkageModel(MasterModel, table=True):
+    """The trained linkage model of an entity kind (m, u, prior, term frequencies), so every
+    process run and every `link_one` call scores with the same numbers."""
+
+    entity_kind: str = Field(primary_key=True, max_length=16)
+    trained_at: dt.datetime = Field(default_factory=utcnow)
+    model: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
 class Enterprise(MasterModel, table=True):
     """One legal person (法人), identified by its unified social credit code."""
 

@@ -1,34 +1,63 @@
 import datetime as dt
 
 import polars as pl
+import pytest
 
-from govdb.link.comparisons import compare_dates, compare_ids, compare_names, compare_phones
-from govdb.standards import standardize
+from govdb.link.comparisons import COMPARISONS, compare
+from govdb.link.features import prepare
+
+TODAY = dt.date(2026, 11, 23)
 
 
-def names(pairs: list[tuple[str, str]]) -> list[str]:
-    left = standardize(pl.DataFrame({"name": [a for a, _ in pairs]}))
-    right = standardize(pl.DataFrame({"name": [b for _, b in pairs]}))
-    return compare_names(
-        left["name_std"], right["name_std"], left["name_pinyin"], right["name_pinyin"]
-    ).to_list()
+def pairs(field_values: list[tuple[dict, dict]]) -> pl.DataFrame:
+    """A pairs frame from (left record, right record) written as people write them."""
+    left = prepare(
+        pl.DataFrame([{"rid": str(i), **a} for i, (a, _) in enumerate(field_values)]),
+        id_column="rid",
+        today=TODAY,
+    )
+    right = prepare(
+        pl.DataFrame([{"rid": str(i), **b} for i, (_, b) in enumerate(field_values)]),
+        id_column="rid",
+        today=TODAY,
+    )
+    return pl.concat(
+        [
+            left.rename({c: f"{c}_l" for c in left.columns}),
+            right.rename({c: f"{c}_r" for c in right.columns}),
+        ],
+        how="horizontal",
+    )
+
+
+def levels(method: str, field: str, values: list[tuple[str | None, str | None]]) -> list[str]:
+    return compare(pairs([({field: a}, {field: b}) for a, b in values]), method).to_list()
 
 
 def test_name_levels_on_known_pairs() -> None:
-    assert names(
+    assert levels(
+        "chinese_name",
+        "name",
         [
             ("张伟", "张伟"),
+            ("張偉", "张伟"),  # traditional characters
+            ("王丽", "玉丽"),  # look-alike characters from a poor scan
             ("张伟", "张玮"),  # homophone typo
             ("王小明", "王晓明"),
             ("欧阳娜娜", "欧阳那那"),
             ("Zhang Wei", "张伟"),  # written in pinyin
+            ("Ouyang Nana", "欧阳娜娜"),  # compound surname in pinyin
             ("王建国", "王建军"),
             ("张伟", "张三"),
             ("张伟", "李伟"),  # different people
             ("张伟", ""),
-        ]
+            (None, "张伟"),
+        ],
     ) == [
         "exact",
+        "variant",
+        "variant",
+        "homophone",
         "homophone",
         "homophone",
         "homophone",
@@ -37,30 +66,82 @@ def test_name_levels_on_known_pairs() -> None:
         "surname_only",
         "different",
         "null",
+        "null",
     ]
 
 
 def test_id_levels() -> None:
     base = "11010519491231002X"
-    left = pl.Series([base, base, base, base, None])
-    right = pl.Series([base, "11010519491231003X", "11010519491213002X", "440605199001011234", base])
-    assert compare_ids(left, right).to_list() == ["exact", "one_digit", "transposed", "different", "null"]
+    assert levels(
+        "id_number",
+        "id_number",
+        [
+            (base, base),
+            (base, "110105491231002"),  # the same ID in its 15-digit form
+            (base, "11010519491231003X"),
+            (base, "11010519491213002X"),
+            (base, "440605199001011234"),
+            (None, base),
+        ],
+    ) == ["exact", "exact", "one_digit", "transposed", "different", "null"]
 
 
-def test_date_levels() -> None:
-    d = dt.date
-    left = pl.Series([d(1990, 3, 4), d(1990, 3, 4), d(1990, 3, 4), d(1990, 3, 4), None])
-    right = pl.Series([d(1990, 3, 4), d(1990, 4, 3), d(1991, 3, 4), d(1985, 7, 9), d(1990, 3, 4)])
-    assert compare_dates(left, right).to_list() == [
+def test_date_levels_accept_every_written_form() -> None:
+    assert levels(
+        "date",
+        "birth_date",
+        [
+            ("1990-03-04", "1990年3月4日"),
+            ("1990/3/4", "19900403"),
+            ("1990-03-04", "1991-03-04"),
+            ("1990-03-04", "1985-07-09"),
+            (None, "1990-03-04"),
+        ],
+    ) == ["exact", "day_month_swapped", "one_part", "different", "null"]
+
+
+def test_phone_levels() -> None:
+    assert levels(
+        "phone",
+        "phone",
+        [
+            ("13800138000", "+86 138 0013 8000"),
+            ("13800138000", "13800138001"),
+            ("13800138000", "13912345678"),
+            (None, "13800138000"),
+        ],
+    ) == ["exact", "one_digit", "different", "null"]
+
+
+def test_address_levels_go_down_the_division_tree() -> None:
+    full = "广东省佛山市南海区桂城街道夏西社区居民委员会12号"
+    assert levels(
+        "address",
+        "address",
+        [
+            (full, full),
+            (full, "南海区桂城街道夏西社区居民委员会12号"),  # abbreviated: same place
+            (full, "广东省佛山市南海区桂城街道夏西社区居民委员会88号"),  # same village, other house
+            (full, "广东省佛山市南海区桂城街道东二社区居民委员会3号"),  # same street
+            (full, "广东省佛山市南海区大沥镇盐步社区居民委员会3号"),  # same county
+            (full, "北京市朝阳区望京街道花家地社区居民委员会1号"),
+            (full, None),
+        ],
+    ) == ["exact", "same_place", "same_village", "same_township", "same_county", "different", "null"]
+
+
+def test_gender_levels() -> None:
+    assert levels("gender", "gender", [("男", "M"), ("女", "男"), (None, "女")]) == [
         "exact",
-        "day_month_swapped",
-        "one_part",
         "different",
         "null",
     ]
 
 
-def test_phone_levels() -> None:
-    left = pl.Series(["13800138000", "13800138000", "13800138000", None])
-    right = pl.Series(["13800138000", "13800138001", "13912345678", "13800138000"])
-    assert compare_phones(left, right).to_list() == ["exact", "one_digit", "different", "null"]
+@pytest.mark.parametrize("method", sorted(COMPARISONS))
+def test_every_comparison_handles_an_all_null_batch_and_an_empty_one(method: str) -> None:
+    comparison = COMPARISONS[method]
+    frame = pairs([({"name": None}, {"name": None})])
+    assert compare(frame, method).to_list() == ["null"]
+    assert compare(frame.head(0), method).to_list() == []
+    assert abs(sum(comparison.m_start) - 1) < 1e-9

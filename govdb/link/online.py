@@ -1,0 +1,267 @@
+"""Linkage against the master store: one record (a service-hall lookup) or a batch of events.
+
+Every master person's blocking keys live in the indexed `linkkey` table (one row per rule and
+person: "surname_pinyin+birth_date=zhang|1990-01-02"). A record's own keys are looked up there,
+the candidate people read by primary key, and the pair scored by the same model, rules and code as
+a batch run: `link_one` and `govdb link` give the same decision for the same record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sqlalchemy import Connection, Engine, delete, func, insert, select
+
+from govdb.errors import StateError
+from govdb.link.batch import link_prepared
+from govdb.link.blocking import rule_name
+from govdb.link.comparisons import COMPARISONS
+from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
+from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
+from govdb.rulebook.models import MatchingRules
+from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person, utcnow
+
+CHUNK = 5000
+MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """The master person a record is about (None: nobody), the decision, and why."""
+
+    record_id: str
+    person_id: str | None
+    decision: str  # "match" / "review" / "new"
+    match_probability: float
+    match_weight: float | None
+    explanation: dict[str, Any]
+    master: dict[str, Any] | None = None
+
+
+def key_strings(prepared: pl.DataFrame, rules: MatchingRules) -> pl.DataFrame:
+    """(rid, key) for every blocking rule whose key columns are all present on a record."""
+    parts = []
+    for keys in rules.blocking.rules:
+        parts.append(
+            prepared.select(
+                "rid",
+                pl.concat_str(
+                    [
+                        pl.lit(rule_name(keys) + "="),
+                        pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|"),
+                    ]
+                ).alias("key"),
+            ).drop_nulls("key")
+        )
+    return pl.concat(parts) if parts else pl.DataFrame(schema={"rid": pl.String, "key": pl.String})
+
+
+def read_people(conn: Connection, person_ids: Iterable[str] | None = None) -> pl.DataFrame:
+    """Master people (the columns linkage reads), all of them or these ids."""
+    table = Person.__table__  # type: ignore[attr-defined]
+    columns = [table.c[c] for c in MASTER_COLUMNS]
+    schema = {c: (pl.Date if c == "birth_date" else pl.String) for c in MASTER_COLUMNS}
+    if person_ids is None:
+        rows = conn.execute(select(*columns)).all()
+        return pl.DataFrame(rows, schema=schema, orient="row")
+    ids = list(person_ids)
+    rows = []
+    for start in range(0, len(ids), CHUNK):
+        rows += conn.execute(select(*columns).where(table.c.person_id.in_(ids[start : start + CHUNK]))).all()
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def refresh_link_keys(
+    master: Engine,
+    rules: MatchingRules,
+    person_ids: Iterable[str] | None = None,
+    *,
+    missing_only: bool = False,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+) -> int:
+    """(Re)write the blocking keys of these people (all when None, or only people without keys
+    when `missing_only`); returns the key rows written."""
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    person = Person.__table__  # type: ignore[attr-defined]
+    with master.begin() as conn:
+        if missing_only:
+            without_keys = select(person.c.person_id).where(
+                ~person.c.person_id.in_(select(table.c.person_id))
+            )
+            person_ids = list(conn.execute(without_keys).scalars())
+        elif person_ids is None:
+            conn.execute(delete(table))
+        else:
+            person_ids = list(person_ids)
+            for start in range(0, len(person_ids), CHUNK):
+                conn.execute(delete(table).where(table.c.person_id.in_(person_ids[start : start + CHUNK])))
+        people = read_people(conn, person_ids)
+        if people.height == 0:
+            return 0
+        prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
+        keys = key_strings(prepared, rules).unique()
+        rows = keys.select("key", pl.col("rid").alias("person_id")).to_dicts()
+        for start in range(0, len(rows), 50_000):
+            conn.execute(insert(table), rows[start : start + 50_000])
+        _store_features(conn, prepared)
+        return len(rows)
+
+
+def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
+    table = LinkFeatures.__table__  # type: ignore[attr-defined]
+    ids = prepared.get_column("rid").to_list()
+    for start in range(0, len(ids), CHUNK):
+        conn.execute(delete(table).where(table.c.person_id.in_(ids[start : start + CHUNK])))
+    values = prepared.with_columns(pl.col("birth_date").cast(pl.String)).to_dicts()
+    rows = [{"person_id": v["rid"], "features": v} for v in values]
+    for start in range(0, len(rows), 50_000):
+        conn.execute(insert(table), rows[start : start + 50_000])
+
+
+def read_features(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
+    """Stored linkage features of these people (the frame `prepare` made when they were keyed)."""
+    table = LinkFeatures.__table__  # type: ignore[attr-defined]
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(person_ids), CHUNK):
+        chunk = person_ids[start : start + CHUNK]
+        rows += [r for (r,) in conn.execute(select(table.c.features).where(table.c.person_id.in_(chunk)))]
+    schema = {k: (pl.String() if k == "birth_date" else v) for k, v in FEATURE_SCHEMA.items()}
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    return frame.with_columns(pl.col("birth_date").str.to_date())
+
+
+def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> list[str]:
+    """People sharing any of these keys, skipping key values shared by more than `max_block`."""
+    if not keys:
+        return []
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    usable: list[str] = []
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        counts = conn.execute(
+            select(table.c.key, func.count()).where(table.c.key.in_(chunk)).group_by(table.c.key)
+        ).all()
+        usable += [key for key, n in counts if n <= max_block]
+    found: set[str] = set()
+    for start in range(0, len(usable), CHUNK):
+        found.update(
+            conn.execute(
+                select(table.c.person_id).where(table.c.key.in_(usable[start : start + CHUNK]))
+            ).scalars()
+        )
+    return sorted(found)
+
+
+def stored_model(master: Engine, entity_kind: str = "person") -> LinkModel | None:
+    with master.connect() as conn:
+        row = conn.execute(
+            select(LinkageModel.__table__.c.model).where(  # type: ignore[attr-defined]
+                LinkageModel.__table__.c.entity_kind == entity_kind  # type: ignore[attr-defined]
+            )
+        ).scalar_one_or_none()
+    return None if row is None else LinkModel.from_dict(row, f"stored {entity_kind} linkage model")
+
+
+def store_model(master: Engine, model: LinkModel, entity_kind: str = "person") -> None:
+    table = LinkageModel.__table__  # type: ignore[attr-defined]
+    with master.begin() as conn:
+        conn.execute(delete(table).where(table.c.entity_kind == entity_kind))
+        conn.execute(
+            insert(table), [{"entity_kind": entity_kind, "trained_at": utcnow(), "model": model.to_dict()}]
+        )
+
+
+def default_model(
+    master: Engine, rules: MatchingRules, *, today: dt.date | None = None, address_hint: str | None = None
+) -> LinkModel:
+    """A model before any training: m from the comparisons' defaults, u and term frequencies from
+    master itself, and a prior of one match per record (1 / people in master)."""
+    with master.connect() as conn:
+        people = read_people(conn)
+    if people.height < 2:
+        raise StateError(
+            f"the master store holds {people.height} people; load the population register before linking"
+        )
+    prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
+    spec = [(c.field, c.method) for c in rules.comparisons]
+    u = estimate_u(
+        prepared, prepared, spec, sample_pairs=min(rules.training.u_sample_pairs, 200_000), same_frame=True
+    )
+    comparisons = [
+        ComparisonParams(c.field, c.method, np.array(COMPARISONS[c.method].m_start), u[c.field], c.tf_adjust)
+        for c in rules.comparisons
+    ]
+    tf, floors = term_frequency_tables(rules, prepared)
+    trained = {
+        "right_rows": people.height,
+        "m_from_rules": [c.field for c in rules.comparisons],
+        "tf_floor": floors,
+    }
+    return LinkModel(comparisons, prior=1.0 / people.height, tf=tf, trained_on=trained)
+
+
+def link_against_master(
+    master: Engine,
+    records: pl.DataFrame,
+    rules: MatchingRules,
+    model: LinkModel | Callable[[], LinkModel],
+    *,
+    id_column: str = "event_id",
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+) -> list[LinkResult]:
+    """Link records (standard fields as written) against the master store through its link keys.
+    `model` may be a factory, called only when some record has candidates."""
+    left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
+    keys = key_strings(left, rules).get_column("key").unique().to_list()
+    with master.connect() as conn:
+        candidates = candidate_ids(conn, keys, rules.blocking.max_block)
+        right = read_features(conn, candidates)
+        if right.height == 0:  # nobody to compare with: every record is someone new
+            return [
+                LinkResult(rid, None, "new", 0.0, None, {"candidates": 0}) for rid in left.get_column("rid")
+            ]
+        if not isinstance(model, LinkModel):
+            model = model()
+        out = link_prepared(left, right, rules, model=model, left_id="rid", right_id="person_id")
+        chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
+        by_id = {row["person_id"]: row for row in read_people(conn, chosen).to_dicts()}
+    return [
+        LinkResult(
+            row["rid"],
+            row["person_id"],
+            row["decision"],
+            row["match_probability"],
+            row["match_weight"],
+            json.loads(row["explanation"]),
+            by_id.get(row["person_id"]) if row["person_id"] else None,
+        )
+        for row in out.links.iter_rows(named=True)
+    ]
+
+
+def link_one(
+    master: Engine,
+    record: Mapping[str, Any],
+    rules: MatchingRules,
+    model: LinkModel,
+    *,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+) -> LinkResult:
+    """One record (name, id_number, birth_date, gender, phone, address as written) -> its link."""
+    fields = {k: (None if record.get(k) in (None, "") else str(record[k])) for k in PERSON_FIELDS}
+    frame = pl.DataFrame(
+        [{"rid": str(record.get("event_id", "record")), **fields}],
+        schema={"rid": pl.String, **{k: pl.String for k in PERSON_FIELDS}},
+    )
+    return link_against_master(
+        master, frame, rules, model, id_column="rid", today=today, address_hint=address_hint
+    )[0]

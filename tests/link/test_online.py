@@ -1,0 +1,107 @@
+"""Online linkage against the master store, on both backends: the same decisions as batch, keys
+kept current by bulk loads and promotion, and review-band links routed to the village."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import polars as pl
+from sqlmodel import Session, select
+
+from govdb import Actor, GovDB
+from govdb.demo import make_people
+from govdb.link import link_frames, read_people
+from govdb.rulebook.models import Bands
+from govdb.store.events import Proposal
+from govdb.store.master import LinkKey, Person
+
+from ..conftest import REPO, TODAY
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import linkgen
+
+
+def test_link_one_gives_the_same_decision_as_batch(db: GovDB) -> None:
+    master, events, _ = linkgen.generate(1500, 300, "hard", seed=5)
+    db.load_people(master.drop("person_id"), source="population_register")
+    with db.master.connect() as conn:
+        people = read_people(conn)
+    model = db.linkage_model()
+    batch = link_frames(
+        events, people, db.rules.matching["person"], model=model, today=TODAY, address_hint=db.served_county()
+    ).links
+    assert set(batch.get_column("decision")) >= {"match", "new"}
+    for row in events.head(120).iter_rows(named=True):
+        online = db.link_one(row, today=TODAY)
+        expected = batch.row(by_predicate=pl.col("event_id") == row["event_id"], named=True)
+        assert (online.person_id, online.decision) == (expected["person_id"], expected["decision"]), row
+        assert abs(online.match_probability - expected["match_probability"]) < 1e-9
+
+
+def test_keys_follow_bulk_loads_and_promotions(db: GovDB) -> None:
+    register = make_people(30, seed=12, today=TODAY)
+    db.load_people(register, source="population_register")
+    rules = db.rules.matching["person"]
+    with Session(db.master) as ms:
+        keyed = set(ms.exec(select(LinkKey.person_id)).all())
+        people = ms.exec(select(Person)).all()
+    assert keyed == {p.person_id for p in people}
+    newcomer = make_people(31, seed=13, today=TODAY).row(30, named=True)
+    window = pl.DataFrame(
+        {
+            "编号": ["N1"],
+            "姓名": [newcomer["name"]],
+            "身份证号": [newcomer["id_number"]],
+            "村居代码": [newcomer["division_code"]],
+            "出生日期": [newcomer["birth_date"].isoformat()],
+        }
+    )
+    db.ingest_frame(window, source="hall", key_column="编号", service_code="hall.resident_registration")
+    db.process(today=TODAY)
+    while tasks := db.tasks():
+        for task in tasks:
+            db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
+    assert db.promote().people_created == 1
+    # Found online by name and birth date alone, through keys written at promotion.
+    found = db.link_one({"name": newcomer["name"], "birth_date": str(newcomer["birth_date"])}, today=TODAY)
+    assert found.decision in ("match", "review") and found.master is not None
+    assert found.master["id_number"] == newcomer["id_number"]
+    assert len(rules.blocking.rules) >= 2
+
+
+def test_a_review_band_link_becomes_an_identity_check_for_the_village(db: GovDB) -> None:
+    register = make_people(40, seed=21, today=TODAY)
+    db.load_people(register, source="population_register")
+    person = register.row(3, named=True)
+    # Demand near certainty for a match, so a record without an ID lands in review.
+    matching = db.rules.matching["person"].model_copy(update={"bands": Bands(match=1 - 1e-12, review=0.5)})
+    db.rules = dataclasses.replace(db.rules, matching={"person": matching})
+    window = pl.DataFrame(
+        {
+            "编号": ["C1"],
+            "姓名": [person["name"]],
+            "出生日期": [person["birth_date"].isoformat()],
+            "村居代码": [person["division_code"]],
+            "手机号": ["13999999999"],
+        }
+    )
+    db.ingest_frame(window, source="hall", key_column="编号", service_code="hall.contact_update")
+    first = db.process(today=TODAY).proposals
+    assert (first.identity_reviews, first.proposals) == (1, 0)
+    [task] = db.tasks()
+    assert task.unit_id == f"village:{person['division_code']}"
+    with Session(db.events) as es:
+        review = es.exec(select(Proposal).where(Proposal.change == "confirm_identity")).one()
+    with Session(db.master) as ms:
+        candidate = ms.get(Person, review.entity_id)
+    assert candidate is not None and candidate.id_number == person["id_number"]
+    db.decide(task.task_id, Actor("li", task.unit_id), "approve")
+    assert db.promote().promoted == 0  # an identity check changes no master data
+    second = db.process(today=TODAY).proposals
+    assert (second.linked, second.proposals) == (1, 1)
+    with Session(db.events) as es:
+        update = es.exec(select(Proposal).where(Proposal.change == "update_person")).one()
+        review = es.exec(select(Proposal).where(Proposal.change == "confirm_identity")).one()
+    assert update.entity_id == candidate.person_id and update.payload.get("phone") == "13999999999"
+    assert review.state == "resolved"

@@ -1,4 +1,8 @@
-"""A service-hall backend: register what the window clerk captured, then prefill a form.
+"""A service-hall backend: find a walk-in applicant in master, register what the window clerk
+captured, then prefill a form.
+
+An applicant without their ID card is found by name, birth date and address (`link_one`, through
+the master store's indexed blocking keys); the explanation says why.
 
 The registration goes to the event store (unverified); the form is filled from master only, so
 the clerk sees which fields are government-verified (locked) and which papers are no longer needed.
@@ -25,6 +29,18 @@ def main(home: Path) -> dict[str, object]:
         people = make_people(50, seed=11, today=dt.date.today())
         db.load_people(people, source="public_security")
         applicant = people.row(0, named=True)
+        # No ID card today: the clerk types the name in traditional characters and the birth date.
+        found = db.link_one(
+            {
+                "name": applicant["name"].replace("张", "張").replace("陈", "陳").replace("刘", "劉"),
+                "birth_date": applicant["birth_date"].strftime("%Y年%m月%d日"),
+                "address": applicant["address"],
+            }
+        )
+        print(f"{found.decision}: {found.person_id} ({found.match_probability:.4f})")
+        for field, why in found.explanation.items():
+            if isinstance(why, dict):
+                print(f"  {field:<10} {why['level']:<14} {why['weight']:+.2f}")
         window = pl.DataFrame(
             {
                 "受理编号": ["W0001"],
@@ -50,7 +66,13 @@ def main(home: Path) -> dict[str, object]:
             lock = "locked" if field.locked else "editable"
             print(f"{field.label:<12} {field.value!s:<30} {lock:<8} {field.source or ''}")
         print("no longer needed:", ", ".join(form.documents_waived))
-        return {"stored": stored.stored, "locked": sum(f.locked for f in form.fields)}
+        return {
+            "stored": stored.stored,
+            "locked": sum(f.locked for f in form.fields),
+            "identified": int(
+                found.decision == "match" and found.master["id_number"] == applicant["id_number"]
+            ),
+        }
 
 
 if __name__ == "__main__":

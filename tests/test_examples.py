@@ -16,7 +16,7 @@ def test_example_runs(path: Path, tmp_path: Path) -> None:
     if path.stem == "senior_transit_card":
         assert result["issued"] > 0 and result["home"] > 0 and result["second"] == 0
     if path.stem == "service_hall_backend":
-        assert result["stored"] == 1 and result["locked"] >= 5
+        assert result["stored"] == 1 and result["locked"] >= 5 and result["identified"] == 1
     if path.stem == "reconciliation_job":
         assert result["proposals"] > 0 and result["open_tasks"] > 0
 

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_every_rules_file_loads() -> None:
     book = load_rulebook(REPO / "rules")
     files = sorted(p.name for p in (REPO / "rules").rglob("*.yaml"))
-    assert len(files) == 8
+    assert len(files) == 9 and set(book.matching) == {"person", "enterprise"}
     matching = book.matching["person"]
     assert ["id_number"] in matching.blocking.rules and matching.bands.review < matching.bands.match
     assert set(book.forms) == {"senior_transit_card", "public_rental_housing"}
@@ -99,3 +99,19 @@ def test_unknown_key_and_missing_department(tmp_path: Path) -> None:
     with pytest.raises(RuleFileError) as info:
         load_rulebook(rules)
     assert "routes.yaml: routes.new_person.steps.2.colour" in str(info.value)
+
+
+def test_matching_rules_name_only_keys_and_fields_their_entity_has(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    enterprise = rules / "matching" / "enterprise.yaml"
+    enterprise.write_text(
+        enterprise.read_text(encoding="utf-8")
+        .replace("- [phone]", "- [birth_date]")
+        .replace("{field: phone, method: phone}", "{field: gender, method: gender}"),
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_rulebook(rules)
+    text = str(info.value)
+    assert "enterprise.yaml" in text and "enterprise records have no fields ['gender']" in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import polars as pl
 
 from govdb.link.blocking import SkippedKey, block
 from govdb.link.comparisons import COMPARISONS
-from govdb.link.features import prepare
+from govdb.link.features import preparer
 from govdb.link.model import (
     ComparisonParams,
     LinkModel,
@@ -31,6 +32,7 @@ from govdb.link.model import (
     training_fields,
 )
 from govdb.rulebook.models import MatchingRules
+from govdb.standards.addresses import gazetteer
 
 CHUNK_PAIRS = 1_000_000
 HARD_SAME, HARD_NONE, HARD_DIFFERENT = 1, 0, -1
@@ -54,7 +56,7 @@ class LinkOutput:
 def model_columns(model: LinkModel, rules: MatchingRules) -> list[str]:
     cols = [c for params in model.comparisons for c in params.comparison.columns]
     if rules.hard_rules:
-        cols.append("id_number")
+        cols.append(preparer(rules.entity)[1])
     return list(dict.fromkeys(cols))
 
 
@@ -62,9 +64,17 @@ def model_columns(model: LinkModel, rules: MatchingRules) -> list[str]:
 
 
 def train_model(
-    left: pl.DataFrame, right: pl.DataFrame, rules: MatchingRules, *, same_frame: bool = False
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    rules: MatchingRules,
+    *,
+    same_frame: bool = False,
+    compared: Compared | None = None,
 ) -> LinkModel:
-    """u, m and term frequencies from these prepared frames; the prior is set by `fit_prior`."""
+    """u, m and term frequencies from these prepared frames; the prior is set by `fit_prior`.
+
+    With `compared` (the candidate pairs already compared), a training rule that blocking covers
+    takes its pairs and their levels from there instead of joining and comparing again."""
     spec = [(c.field, c.method) for c in rules.comparisons]
     u = estimate_u(
         left,
@@ -81,21 +91,19 @@ def train_model(
     rng = np.random.default_rng(rules.training.seed)
     for keys in rules.training.em_blocking:
         active = training_fields(keys, fields)
-        pairs = _candidate_positions(left, right, [keys], rules.blocking.max_block, same_frame).pairs
-        if pairs.height > rules.training.max_pairs:
-            pairs = pairs[rng.choice(pairs.height, rules.training.max_pairs, replace=False)]
-        if pairs.height == 0 or not active:
+        if not active:
             passes.append({"blocking": keys, "pairs": 0})
             continue
-        methods = {f: m for f, m in spec if f in active}
-        gathered = gather_pairs(
-            left,
-            right,
-            pairs.get_column("left_id").to_numpy(),
-            pairs.get_column("right_id").to_numpy(),
-            [c for method in methods.values() for c in COMPARISONS[method].columns],
-        )
-        codes = {f: COMPARISONS[method].compute(gathered) for f, method in methods.items()}
+        if compared is not None and tuple(keys) in compared.agree:
+            chosen = np.flatnonzero(compared.agree[tuple(keys)])
+            if len(chosen) > rules.training.max_pairs:
+                chosen = rng.choice(chosen, rules.training.max_pairs, replace=False)
+            codes = {f: compared.codes[f][chosen] for f in active}
+        else:
+            codes = _training_codes(left, right, rules, keys, active, same_frame, rng)
+        if len(next(iter(codes.values()))) == 0:
+            passes.append({"blocking": keys, "pairs": 0})
+            continue
         pattern_codes, counts = patterns(codes)
         result = expectation_maximisation(
             pattern_codes,
@@ -136,6 +144,30 @@ def train_model(
     return LinkModel(comparisons, prior=1e-6, tf=tf, trained_on=trained)
 
 
+def _training_codes(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    rules: MatchingRules,
+    keys: list[str],
+    active: list[str],
+    same_frame: bool,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Level codes of the pairs one training rule blocks (sampled down to `max_pairs`)."""
+    pairs = _candidate_positions(left, right, [keys], rules.blocking.max_block, same_frame).pairs
+    if pairs.height > rules.training.max_pairs:
+        pairs = pairs[rng.choice(pairs.height, rules.training.max_pairs, replace=False)]
+    methods = {c.field: c.method for c in rules.comparisons if c.field in active}
+    gathered = gather_pairs(
+        left,
+        right,
+        pairs.get_column("left_id").to_numpy(),
+        pairs.get_column("right_id").to_numpy(),
+        [c for method in methods.values() for c in COMPARISONS[method].columns],
+    )
+    return {f: COMPARISONS[method].compute(gathered) for f, method in methods.items()}
+
+
 def fit_prior(model: LinkModel, codes: dict[str, np.ndarray], total_pairs: float) -> None:
     model.prior = estimate_prior(codes, model.comparisons, total_pairs)
     model.trained_on["prior_from_pairs"] = len(next(iter(codes.values())))
@@ -163,7 +195,8 @@ def _candidate_positions(
 def _hard(pairs: pl.DataFrame, rules: MatchingRules) -> np.ndarray:
     if not rules.hard_rules:
         return np.zeros(pairs.height, dtype=np.int8)
-    left, right = pairs.get_column("id_number_l"), pairs.get_column("id_number_r")
+    identifier = preparer(rules.entity)[1]
+    left, right = pairs.get_column(f"{identifier}_l"), pairs.get_column(f"{identifier}_r")
     both = (left.is_not_null() & right.is_not_null()).to_numpy()
     equal = (left == right).fill_null(False).to_numpy()
     hard = np.zeros(pairs.height, dtype=np.int8)
@@ -174,18 +207,40 @@ def _hard(pairs: pl.DataFrame, rules: MatchingRules) -> np.ndarray:
     return hard
 
 
-def score_pairs(
+@dataclass
+class Compared:
+    """Candidate pairs (pair, left_pos, right_pos, rule, hard), every pair's level code under every
+    comparison, and, per training rule that blocking covers, which pairs agree on its keys."""
+
+    pairs: pl.DataFrame
+    codes: dict[str, np.ndarray]
+    agree: dict[tuple[str, ...], np.ndarray]
+
+
+def covered_training_rules(rules: MatchingRules) -> list[tuple[str, ...]]:
+    """Training rules whose pairs are all candidates: their keys include some blocking rule's."""
+    return [
+        tuple(keys)
+        for keys in rules.training.em_blocking
+        if any(set(b) <= set(keys) for b in rules.blocking.rules)
+    ]
+
+
+def compare_pairs(
     left: pl.DataFrame,
     right: pl.DataFrame,
     pairs: pl.DataFrame,
-    model: LinkModel,
     rules: MatchingRules,
     *,
     chunk: int = CHUNK_PAIRS,
-) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
-    """(left_pos, right_pos, rule, hard, match_weight) per pair, and every pair's level codes."""
-    columns = model_columns(model, rules)
-    parts, codes = [], []
+) -> Compared:
+    """Compare candidate pairs chunk by chunk: levels do not depend on m and u, so this runs once,
+    before training, and both training and scoring read it."""
+    identifier = preparer(rules.entity)[1]
+    training = covered_training_rules(rules)
+    columns = [c for rule in rules.comparisons for c in COMPARISONS[rule.method].columns]
+    columns += [identifier, *(k for keys in training for k in keys)]
+    parts, codes, agree = [], [], []
     for start in range(0, pairs.height, chunk):
         part = pairs.slice(start, chunk)
         gathered = gather_pairs(
@@ -193,10 +248,22 @@ def score_pairs(
             right,
             part.get_column("left_id").to_numpy(),
             part.get_column("right_id").to_numpy(),
-            columns,
+            list(dict.fromkeys(columns)),
         )
-        part_codes = model.codes(gathered)
-        codes.append(part_codes)
+        codes.append({rule.field: COMPARISONS[rule.method].compute(gathered) for rule in rules.comparisons})
+        agree.append(
+            {
+                keys: np.logical_and.reduce(
+                    [
+                        (gathered.get_column(f"{k}_l") == gathered.get_column(f"{k}_r"))
+                        .fill_null(False)
+                        .to_numpy()
+                        for k in keys
+                    ]
+                )
+                for keys in training
+            }
+        )
         parts.append(
             part.select(
                 (pl.int_range(pl.len(), dtype=pl.Int64) + start).alias("pair"),
@@ -204,7 +271,6 @@ def score_pairs(
                 pl.col("right_id").alias("right_pos"),
                 "rule",
                 pl.Series("hard", _hard(gathered, rules)),
-                pl.Series("match_weight", model.total_weight(gathered, part_codes)),
             )
         )
     if not parts:
@@ -215,12 +281,30 @@ def score_pairs(
                 "right_pos": pl.UInt32,
                 "rule": pl.String,
                 "hard": pl.Int8,
-                "match_weight": pl.Float64,
             }
         )
-        return empty, {c.field: np.zeros(0, dtype=np.int8) for c in model.comparisons}
-    all_codes = {f: np.concatenate([c[f] for c in codes]) for f in codes[0]}
-    return pl.concat(parts), all_codes
+        return Compared(
+            empty,
+            {c.field: np.zeros(0, dtype=np.int8) for c in rules.comparisons},
+            {k: np.zeros(0, bool) for k in training},
+        )
+    return Compared(
+        pl.concat(parts),
+        {f: np.concatenate([c[f] for c in codes]) for f in codes[0]},
+        {k: np.concatenate([a[k] for a in agree]) for k in training},
+    )
+
+
+def weigh(model: LinkModel, right: pl.DataFrame, compared: Compared) -> pl.DataFrame:
+    """The compared pairs with their match weight under `model`."""
+    tf_columns = [p.comparison.tf_column for p in model.comparisons if p.tf_adjust and p.comparison.tf_column]
+    positions = compared.pairs.get_column("right_pos")
+    values = pl.DataFrame(
+        {f"{c}_r": right.get_column(c).gather(positions) for c in dict.fromkeys(tf_columns) if c}
+    )
+    if values.width == 0:
+        values = pl.DataFrame({"_n": np.zeros(compared.pairs.height)})
+    return compared.pairs.with_columns(pl.Series("match_weight", model.total_weight(values, compared.codes)))
 
 
 def decide(
@@ -236,9 +320,16 @@ def decide(
 ) -> pl.DataFrame:
     """The best candidate of every left record, its decision, and the explanation (from the level
     codes scoring already computed: nothing is compared twice)."""
+    # Ties (household members who look alike) break on the candidate's id, so a batch run and an
+    # online lookup, which see the candidates in different orders, choose the same one.
+    candidates = scored.filter(pl.col("hard") != HARD_DIFFERENT)
+    candidates = candidates.with_columns(
+        right.get_column("rid").gather(candidates.get_column("right_pos")).alias("_right_id")
+    )
     ranked = (
-        scored.filter(pl.col("hard") != HARD_DIFFERENT)
-        .sort(["left_pos", "hard", "match_weight"], descending=[False, True, True])
+        candidates.sort(
+            ["left_pos", "hard", "match_weight", "_right_id"], descending=[False, True, True, False]
+        )
         .group_by("left_pos", maintain_order=True)
         .head(2)
         .with_columns(pl.int_range(pl.len()).over("left_pos").alias("_rank"))
@@ -360,22 +451,17 @@ def link_prepared(
     started = time.perf_counter()
     blocking = _candidate_positions(left, right, rules.blocking.rules, rules.blocking.max_block, False)
     seconds["block"] = time.perf_counter() - started
+    started = time.perf_counter()
+    compared = compare_pairs(left, right, blocking.pairs, rules)
+    seconds["compare"] = time.perf_counter() - started
     if model is None:
         started = time.perf_counter()
-        model = train_model(left, right, rules)
+        model = train_model(left, right, rules, compared=compared)
+        fit_prior(model, compared.codes, float(left.height) * float(right.height))
         seconds["train"] = time.perf_counter() - started
-        fit = True
-    else:
-        fit = False
     started = time.perf_counter()
-    scored, codes = score_pairs(left, right, blocking.pairs, model, rules)
-    if fit:
-        before = model.prior_weight()
-        fit_prior(model, codes, float(left.height) * float(right.height))
-        scored = scored.with_columns(pl.col("match_weight") + (model.prior_weight() - before))
-    seconds["score"] = time.perf_counter() - started
-    started = time.perf_counter()
-    links = decide(left, right, scored, codes, model, rules, left_id=left_id, right_id=right_id)
+    scored = weigh(model, right, compared)
+    links = decide(left, right, scored, compared.codes, model, rules, left_id=left_id, right_id=right_id)
     seconds["decide"] = time.perf_counter() - started
     return LinkOutput(links, model, blocking.pairs.height, blocking.skipped, seconds)
 
@@ -394,12 +480,29 @@ def link_frames(
 ) -> LinkOutput:
     """Events and master people as people wrote them -> one link row per event."""
     started = time.perf_counter()
-    left = prepare(
-        events, id_column=event_id, today=today, address_hint=address_hint, mapping=mapping, source="events"
-    )
-    right = prepare(
-        master, id_column=master_id, today=today, address_hint=address_hint, mapping=mapping, source="master"
-    )
+    # The two sides are independent and polars releases the GIL: prepare them side by side.
+    prepare = preparer(rules.entity)[0]
+    gazetteer()  # built once here, not by both threads at once
+    with ThreadPoolExecutor(2) as pool:
+        left_job = pool.submit(
+            prepare,
+            events,
+            id_column=event_id,
+            today=today,
+            address_hint=address_hint,
+            mapping=mapping,
+            source="events",
+        )
+        right_job = pool.submit(
+            prepare,
+            master,
+            id_column=master_id,
+            today=today,
+            address_hint=address_hint,
+            mapping=mapping,
+            source="master",
+        )
+        left, right = left_job.result(), right_job.result()
     prepared = time.perf_counter() - started
     out = link_prepared(left, right, rules, model=model, left_id=event_id, right_id=master_id)
     out.seconds = {"prepare": prepared, **out.seconds}

@@ -18,11 +18,12 @@ from govdb.link.batch import (
     HARD_DIFFERENT,
     HARD_SAME,
     _candidate_positions,
+    compare_pairs,
     fit_prior,
-    score_pairs,
     train_model,
+    weigh,
 )
-from govdb.link.features import prepare
+from govdb.link.features import preparer
 from govdb.link.model import LinkModel
 from govdb.rulebook.models import MatchingRules
 
@@ -64,18 +65,15 @@ def dedupe_frame(
     address_hint: str | None = None,
 ) -> DedupeOutput:
     """Cluster the records of one file that describe the same person."""
-    frame = prepare(
+    frame = preparer(rules.entity)[0](
         records, id_column=id_column, today=today, address_hint=address_hint, mapping=mapping, source="file"
     )
     blocking = _candidate_positions(frame, frame, rules.blocking.rules, rules.blocking.max_block, True)
+    compared = compare_pairs(frame, frame, blocking.pairs, rules)
     if model is None:
-        model = train_model(frame, frame, rules, same_frame=True)
-        scored, codes = score_pairs(frame, frame, blocking.pairs, model, rules)
-        before = model.prior_weight()
-        fit_prior(model, codes, frame.height * (frame.height - 1) / 2)
-        scored = scored.with_columns(pl.col("match_weight") + (model.prior_weight() - before))
-    else:
-        scored, _ = score_pairs(frame, frame, blocking.pairs, model, rules)
+        model = train_model(frame, frame, rules, same_frame=True, compared=compared)
+        fit_prior(model, compared.codes, frame.height * (frame.height - 1) / 2)
+    scored = weigh(model, frame, compared)
     probability = 1.0 / (1.0 + np.exp2(-scored.get_column("match_weight").to_numpy()))
     hard = scored.get_column("hard").to_numpy()
     matched = (hard == HARD_SAME) | ((hard != HARD_DIFFERENT) & (probability >= rules.bands.match))

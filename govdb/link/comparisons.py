@@ -86,47 +86,65 @@ def _select(levels: tuple[str, ...], choices: list[tuple[np.ndarray, str]], defa
 NAME_LEVELS = ("exact", "variant", "homophone", "similar", "surname_only", "different", NULL)
 
 
-def _names(pairs: pl.DataFrame) -> np.ndarray:
-    """exact: same characters; variant: same after folding traditional and look-alike characters
+def _names_on(prefix: str) -> Callable[[pl.DataFrame], np.ndarray]:
+    """Personal names in columns `<prefix>name`, `<prefix>name_folded`, ...
+
+    exact: same characters; variant: same after folding traditional and look-alike characters
     (張偉/张伟, 王丽/玉丽); homophone: same pinyin (张伟/张玮, 王小明/王晓明, a name written in
     pinyin); similar: same surname reading and pinyin Jaro-Winkler >= 0.9 (王建国/王建军);
     surname_only: same surname reading, given names unlike; different."""
-    name_l, name_r = _sides(pairs, "name")
-    pinyin_l, pinyin_r = _sides(pairs, "name_pinyin")
-    jw = _distance(pinyin_l, pinyin_r, JaroWinkler.normalized_similarity)
-    same_surname = _equal(*_sides(pairs, "surname_pinyin"))
-    return _select(
-        NAME_LEVELS,
-        [
-            (_missing(name_l, name_r), NULL),
-            (_equal(name_l, name_r), "exact"),
-            (_equal(*_sides(pairs, "name_folded")), "variant"),
-            (_equal(pinyin_l, pinyin_r), "homophone"),
-            (same_surname & (jw >= 0.9), "similar"),
-            (same_surname, "surname_only"),
-        ],
-        "different",
-    )
+
+    def names(pairs: pl.DataFrame) -> np.ndarray:
+        name_l, name_r = _sides(pairs, f"{prefix}name")
+        pinyin_l, pinyin_r = _sides(pairs, f"{prefix}name_pinyin")
+        jw = _distance(pinyin_l, pinyin_r, JaroWinkler.normalized_similarity)
+        same_surname = _equal(*_sides(pairs, f"{prefix}surname_pinyin"))
+        return _select(
+            NAME_LEVELS,
+            [
+                (_missing(name_l, name_r), NULL),
+                (_equal(name_l, name_r), "exact"),
+                (_equal(*_sides(pairs, f"{prefix}name_folded")), "variant"),
+                (_equal(pinyin_l, pinyin_r), "homophone"),
+                (same_surname & (jw >= 0.9), "similar"),
+                (same_surname, "surname_only"),
+            ],
+            "different",
+        )
+
+    return names
 
 
+NAME_COLUMNS = ("name", "name_folded", "name_pinyin", "surname_pinyin")
 _register(
     Comparison(
-        "chinese_name",
+        "chinese_name", NAME_LEVELS, NAME_COLUMNS, _names_on(""), (0.85, 0.02, 0.05, 0.03, 0.03, 0.02), "name"
+    )
+)
+_register(
+    Comparison(
+        "representative_name",
         NAME_LEVELS,
-        ("name", "name_folded", "name_pinyin", "surname_pinyin"),
-        _names,
-        (0.85, 0.02, 0.05, 0.03, 0.03, 0.02),
-        tf_column="name",
+        tuple(f"rep_{c}" for c in NAME_COLUMNS),
+        _names_on("rep_"),
+        (0.8, 0.02, 0.05, 0.03, 0.03, 0.07),
     )
 )
 
 ID_LEVELS = ("exact", "one_digit", "transposed", "different", NULL)
 
 
-def _ids(pairs: pl.DataFrame) -> np.ndarray:
-    """Resident ID numbers as written (cleaned, 15 digits upgraded): exact, one digit wrong, two
-    adjacent digits transposed, different."""
-    left, right = _sides(pairs, "id_text")
+def _codes_on(column: str) -> Callable[[pl.DataFrame], np.ndarray]:
+    """Identifiers as written (resident IDs cleaned with 15 digits upgraded; USCCs cleaned): exact,
+    one character wrong, two adjacent characters transposed, different."""
+
+    def codes(pairs: pl.DataFrame) -> np.ndarray:
+        return _identifiers(*_sides(pairs, column))
+
+    return codes
+
+
+def _identifiers(left: pl.Series, right: pl.Series) -> np.ndarray:
     hamming = _distance(left, right, Hamming.distance)
     osa = _distance(left, right, OSA.distance)
     same_length = _equal(left.str.len_chars(), right.str.len_chars())
@@ -142,7 +160,40 @@ def _ids(pairs: pl.DataFrame) -> np.ndarray:
     )
 
 
-_register(Comparison("id_number", ID_LEVELS, ("id_text",), _ids, (0.95, 0.02, 0.01, 0.02)))
+_register(Comparison("id_number", ID_LEVELS, ("id_text",), _codes_on("id_text"), (0.95, 0.02, 0.01, 0.02)))
+_register(Comparison("uscc", ID_LEVELS, ("uscc_text",), _codes_on("uscc_text"), (0.95, 0.02, 0.01, 0.02)))
+
+ENTERPRISE_NAME_LEVELS = ("exact", "same_core", "similar", "different", NULL)
+
+
+def _enterprise_names(pairs: pl.DataFrame) -> np.ndarray:
+    """Enterprise names: exact; the same once the legal form and the leading place names are set
+    aside (佛山市南海区华强五金有限公司 / 华强五金有限责任公司); similar cores (Indel >= 0.8); different."""
+    name_l, name_r = _sides(pairs, "name")
+    core_l, core_r = _sides(pairs, "name_core")
+    similarity = _distance(core_l, core_r, Indel.normalized_similarity)
+    return _select(
+        ENTERPRISE_NAME_LEVELS,
+        [
+            (_missing(name_l, name_r), NULL),
+            (_equal(name_l, name_r), "exact"),
+            (_equal(core_l, core_r), "same_core"),
+            (similarity >= 0.8, "similar"),
+        ],
+        "different",
+    )
+
+
+_register(
+    Comparison(
+        "enterprise_name",
+        ENTERPRISE_NAME_LEVELS,
+        ("name", "name_core"),
+        _enterprise_names,
+        (0.7, 0.2, 0.07, 0.03),
+        tf_column="name",
+    )
+)
 
 DATE_LEVELS = ("exact", "day_month_swapped", "one_part", "different", NULL)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 
@@ -63,6 +64,18 @@ FEATURE_SCHEMA: dict[str, pl.DataType] = {
     "township_code": pl.String(),
 }
 
+ENTERPRISE_FIELDS = ("name", "uscc", "legal_representative", "phone", "address")
+ENTERPRISE_KEYS: dict[str, tuple[str, ...]] = {
+    "uscc": ("uscc",),
+    "name_core": ("name",),
+    "rep_name_pinyin": ("legal_representative",),
+    "county_code": ("address",),
+    "phone": ("phone",),
+}
+# Legal forms and leading place names set aside to compare the distinctive part of a name.
+LEGAL_FORMS = r"(股份有限公司|有限责任公司|有限公司|合伙企业\(有限合伙\)|合伙企业|个人独资企业)$"
+PLACE_PREFIX = r"^(.{2,7}?(省|自治区))?(.{2,6}?(市|自治州|地区|盟))?(.{2,6}?(区|县|市|旗))?"
+
 COMPOUND_SURNAMES = tuple(k for k in SURNAME_READINGS if len(k) == 2)
 LATIN = r"^[A-Za-z][A-Za-z\s'\-]*$"
 
@@ -82,27 +95,8 @@ def prepare(
     null features; other columns are ignored. A `division_code` column, when present (master data
     carries one), is preferred to the code parsed from the address.
     """
-    if mapping:
-        unknown = [col for col in mapping if col not in frame.columns]
-        if unknown:
-            raise InputFileError(
-                f"{source}: --map names columns {unknown} that the file does not have; "
-                f"its columns are {frame.columns}"
-            )
-        frame = frame.rename(dict(mapping))
-    if id_column not in frame.columns:
-        raise InputFileError(
-            f"{source}: no {id_column!r} column; its columns are {frame.columns}. "
-            f"Name the record id column (or map one with --map COLUMN={id_column})"
-        )
-    fields = [f for f in (*PERSON_FIELDS, "division_code") if f in frame.columns]
-    base = frame.select(
-        pl.col(id_column).cast(pl.String).alias("rid"),
-        *(pl.col(f).cast(pl.String) if f != "birth_date" else pl.col(f) for f in fields),
-    )
-    if base.get_column("rid").null_count():
-        row = base.get_column("rid").is_null().arg_true()[0]
-        raise InputFileError(f"{source}: row {row + 1} has an empty {id_column!r}; every record needs an id")
+    frame = _renamed(frame, mapping, source)
+    base = _ids_column(frame, id_column, source, (*PERSON_FIELDS, "division_code"))
     columns = {f: f in base.columns for f in (*PERSON_FIELDS, "division_code")}
     # Row-level: IDs (their birth date and gender win over the written ones, as in standardize),
     # phones and addresses (parsed once per distinct address inside).
@@ -149,6 +143,120 @@ def prepare(
         col("name_folded"),
     )
     return out.with_columns(*_derived()).cast(FEATURE_SCHEMA)  # type: ignore[arg-type]
+
+
+def prepare_enterprises(
+    frame: pl.DataFrame,
+    *,
+    id_column: str,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    source: str = "input",
+) -> pl.DataFrame:
+    """Enterprise records -> `rid` and the features enterprise matching uses: the USCC (checked, and
+    as written), the name and its distinctive core, the legal representative's name features,
+    phone and address."""
+    frame = _renamed(frame, mapping, source)
+    base = _ids_column(frame, id_column, source, ENTERPRISE_FIELDS)
+    present = [f for f in ("uscc", "phone", "address", "division_code") if f in base.columns]
+    std = standardize(base.select("rid", *present), today=today, address_hint=address_hint)
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(name) if name in std.columns else pl.lit(None, pl.String).alias(name)
+
+    name = (
+        base.get_column("name").cast(pl.String).str.normalize("NFKC").str.replace_all(r"[\s\"'“”]", "")
+        if "name" in base.columns
+        else pl.Series("name", [None] * base.height, dtype=pl.String)
+    ).replace("", None)
+    reps = (
+        _names(base.get_column("legal_representative").rename("name"), today).select(
+            pl.col("name").alias("legal_representative"),
+            pl.col("name_std").alias("rep_name"),
+            *(
+                pl.col(c).alias(f"rep_{c}")
+                for c in ("name_pinyin", "surname", "given_name", "surname_pinyin", "name_folded")
+            ),
+        )
+        if "legal_representative" in base.columns
+        else None
+    )
+    division = (
+        pl.coalesce(col("division_code_std"), col("address_division_code"))
+        if "address_division_code" in std.columns
+        else col("division_code_std")
+    )
+    out = std.select(
+        "rid",
+        col("uscc_std").alias("uscc"),
+        (
+            col("uscc").str.normalize("NFKC").str.replace_all(r"[\s\-]", "").str.to_uppercase()
+            if "uscc" in std.columns
+            else col("uscc")
+        )
+        .replace("", None)
+        .alias("uscc_text"),
+        col("phone_std").alias("phone"),
+        col("address_std").alias("address"),
+        division.alias("division_code"),
+        col("address_rest"),
+    ).with_columns(
+        name.alias("name"),
+        name.str.replace(LEGAL_FORMS, "").str.replace(PLACE_PREFIX, "").replace("", None).alias("name_core"),
+    )
+    if reps is not None:
+        out = (
+            out.with_columns(base.get_column("legal_representative").alias("legal_representative"))
+            .join(reps, on="legal_representative", how="left", maintain_order="left")
+            .drop("legal_representative")
+        )
+    else:
+        out = out.with_columns(
+            pl.lit(None, pl.String).alias(f"rep_{c}")
+            for c in ("name", "name_pinyin", "surname", "given_name", "surname_pinyin", "name_folded")
+        )
+    code = pl.col("division_code")
+    return out.with_columns(
+        code.str.slice(0, 6).alias("county_code"),
+        pl.when(code.str.len_chars() == 12).then(code).alias("village_code"),
+        pl.when(code.str.len_chars() >= 9).then(code.str.slice(0, 9)).alias("township_code"),
+    )
+
+
+def preparer(entity: str) -> tuple[Any, str]:
+    """The prepare function of an entity's records and its identifier feature (hard rules)."""
+    return (prepare_enterprises, "uscc") if entity == "enterprise" else (prepare, "id_number")
+
+
+def _renamed(frame: pl.DataFrame, mapping: Mapping[str, str] | None, source: str) -> pl.DataFrame:
+    if not mapping:
+        return frame
+    unknown = [col for col in mapping if col not in frame.columns]
+    if unknown:
+        raise InputFileError(
+            f"{source}: --map names columns {unknown} that the file does not have; "
+            f"its columns are {frame.columns}"
+        )
+    return frame.rename(dict(mapping))
+
+
+def _ids_column(frame: pl.DataFrame, id_column: str, source: str, fields: tuple[str, ...]) -> pl.DataFrame:
+    """`rid` (the record id as text, required on every row) and the standard fields present."""
+    if id_column not in frame.columns:
+        raise InputFileError(
+            f"{source}: no {id_column!r} column; its columns are {frame.columns}. "
+            f"Name the record id column (or map one with --map COLUMN={id_column})"
+        )
+    present = [f for f in fields if f in frame.columns]
+    base = frame.select(
+        pl.col(id_column).cast(pl.String).alias("rid"),
+        *(pl.col(f).cast(pl.String) if f != "birth_date" else pl.col(f) for f in present),
+    )
+    if base.get_column("rid").null_count():
+        row = base.get_column("rid").is_null().arg_true()[0]
+        raise InputFileError(f"{source}: row {row + 1} has an empty {id_column!r}; every record needs an id")
+    return base
 
 
 def _distinct_standardized(values: pl.Series, out_col: str, today: dt.date | None) -> pl.DataFrame:

@@ -30,7 +30,7 @@ import polars as pl
 
 from govdb.errors import ConfigError, InputFileError
 from govdb.link.comparisons import COMPARISONS, Comparison
-from govdb.link.features import BLOCKING_KEYS
+from govdb.link.features import BLOCKING_KEYS, ENTERPRISE_KEYS
 
 U_FLOOR = 1e-9
 M_FLOOR = 1e-6
@@ -238,6 +238,9 @@ EXACT_COLUMN = {
     "phone": "phone",
     "address": "address",
     "gender": "gender",
+    "uscc": "uscc_text",
+    "enterprise_name": "name",
+    "representative_name": "rep_name",
 }
 
 
@@ -364,10 +367,11 @@ def expectation_maximisation(
 def training_fields(keys: Sequence[str], comparison_fields: dict[str, str]) -> list[str]:
     """Comparisons (by field) a training pass blocked on `keys` can estimate: those of fields the
     keys are not derived from."""
+    known = {**BLOCKING_KEYS, **ENTERPRISE_KEYS}
     for key in keys:
-        if key not in BLOCKING_KEYS:
-            raise ConfigError(f"unknown blocking key {key!r}; known: {sorted(BLOCKING_KEYS)}")
-    blocked = {f for key in keys for f in BLOCKING_KEYS[key]}
+        if key not in known:
+            raise ConfigError(f"unknown blocking key {key!r}; known: {sorted(known)}")
+    blocked = {f for key in keys for f in known[key]}
     return [name for name, field_ in comparison_fields.items() if field_ not in blocked]
 
 

@@ -193,9 +193,39 @@ BlockingKey = Literal[
     "name_folded",
     "village_code",
     "township_code",
+    "uscc",
+    "name_core",
+    "rep_name_pinyin",
+    "county_code",
 ]
-PersonField = Literal["name", "gender", "birth_date", "id_number", "phone", "address"]
-ComparisonMethod = Literal["chinese_name", "id_number", "date", "phone", "address", "gender"]
+RecordField = Literal[
+    "name", "gender", "birth_date", "id_number", "phone", "address", "uscc", "legal_representative"
+]
+ComparisonMethod = Literal[
+    "chinese_name",
+    "id_number",
+    "date",
+    "phone",
+    "address",
+    "gender",
+    "uscc",
+    "enterprise_name",
+    "representative_name",
+]
+# What each entity's records carry: the blocking keys and fields its matching rules may name.
+ENTITY_KEYS = {
+    "person": {
+        "id_number", "id_region", "birth_date", "birth_year", "phone", "surname", "surname_pinyin",
+        "given_name", "name_pinyin", "name_folded", "village_code", "township_code",
+    },
+    "enterprise": {
+        "uscc", "name_core", "rep_name_pinyin", "county_code", "phone", "village_code", "township_code",
+    },
+}  # fmt: skip
+ENTITY_FIELDS = {
+    "person": {"name", "gender", "birth_date", "id_number", "phone", "address"},
+    "enterprise": {"name", "uscc", "legal_representative", "phone", "address"},
+}
 HardRule = Literal["same_valid_id", "different_valid_ids"]
 
 
@@ -207,7 +237,7 @@ class Blocking(Strict):
 
 
 class ComparisonRule(Strict):
-    field: PersonField
+    field: RecordField
     method: ComparisonMethod
     tf_adjust: bool = False
 
@@ -239,7 +269,7 @@ class Training(Strict):
 
 class MatchingRules(RuleFile):
     kind: Literal["matching"]
-    entity: Literal["person"]
+    entity: Literal["person", "enterprise"]
     blocking: Blocking
     comparisons: list[ComparisonRule] = Field(min_length=1)
     hard_rules: list[HardRule] = []
@@ -247,11 +277,21 @@ class MatchingRules(RuleFile):
     training: Training
 
     @model_validator(mode="after")
-    def _fields_once(self) -> MatchingRules:
+    def _fields_once_and_of_the_entity(self) -> MatchingRules:
         fields = [c.field for c in self.comparisons]
         twice = sorted({f for f in fields if fields.count(f) > 1})
         if twice:
             raise ValueError(f"fields compared twice: {twice}; keep one comparison per field")
+        foreign = sorted(set(fields) - ENTITY_FIELDS[self.entity])
+        if foreign:
+            raise ValueError(
+                f"{self.entity} records have no fields {foreign}; use {sorted(ENTITY_FIELDS[self.entity])}"
+            )
+        keys = {k for rule in (*self.blocking.rules, *self.training.em_blocking) for k in rule}
+        unknown = sorted(keys - ENTITY_KEYS[self.entity])
+        if unknown:
+            known = sorted(ENTITY_KEYS[self.entity])
+            raise ValueError(f"{self.entity} records have no blocking keys {unknown}; use {known}")
         return self
 
 

@@ -4,13 +4,14 @@ import polars as pl
 import pytest
 
 from govdb.link.comparisons import COMPARISONS, compare
-from govdb.link.features import prepare
+from govdb.link.features import preparer
 
 TODAY = dt.date(2026, 11, 23)
 
 
-def pairs(field_values: list[tuple[dict, dict]]) -> pl.DataFrame:
+def pairs(field_values: list[tuple[dict, dict]], entity: str = "person") -> pl.DataFrame:
     """A pairs frame from (left record, right record) written as people write them."""
+    prepare = preparer(entity)[0]
     left = prepare(
         pl.DataFrame([{"rid": str(i), **a} for i, (a, _) in enumerate(field_values)]),
         id_column="rid",
@@ -141,7 +142,24 @@ def test_gender_levels() -> None:
 @pytest.mark.parametrize("method", sorted(COMPARISONS))
 def test_every_comparison_handles_an_all_null_batch_and_an_empty_one(method: str) -> None:
     comparison = COMPARISONS[method]
-    frame = pairs([({"name": None}, {"name": None})])
+    entity = "enterprise" if method in ("uscc", "enterprise_name", "representative_name") else "person"
+    frame = pairs([({"name": None}, {"name": None})], entity)
     assert compare(frame, method).to_list() == ["null"]
     assert compare(frame.head(0), method).to_list() == []
     assert abs(sum(comparison.m_start) - 1) < 1e-9
+
+
+def test_enterprise_levels() -> None:
+    names = [
+        ("佛山市南海区华强五金有限公司", "佛山市南海区华强五金有限公司"),
+        ("佛山市南海区华强五金有限公司", "华强五金有限责任公司"),
+        ("华强五金交电有限公司", "华强五金交店有限公司"),
+        ("华强五金有限公司", "宏达建材有限公司"),
+    ]
+    frame = pairs([({"name": a}, {"name": b}) for a, b in names], "enterprise")
+    assert compare(frame, "enterprise_name").to_list() == ["exact", "same_core", "similar", "different"]
+    code = "91440605MA4UH8XW3B"
+    frame = pairs(
+        [({"uscc": code}, {"uscc": b}) for b in (code.lower(), code[:-1] + "C", None)], "enterprise"
+    )
+    assert compare(frame, "uscc").to_list() == ["exact", "one_digit", "null"]

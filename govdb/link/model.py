@@ -123,6 +123,13 @@ class LinkModel:
         adjusted = np.log2(max(params.m[0], M_FLOOR) / np.maximum(u_tf, U_FLOOR))
         return np.where(exact, adjusted, weight)
 
+    def tf_lookup(self, field_name: str) -> dict[str, float]:
+        """The term-frequency table of a field as a dict (built once, for one-record scoring)."""
+        cache = self.__dict__.setdefault("_tf_dicts", {})
+        if field_name not in cache:
+            cache[field_name] = dict(self.tf[field_name].iter_rows())
+        return cache[field_name]
+
     def tf_floor(self, field_name: str) -> float:
         """The u of a value the frequency table does not list (seen once)."""
         return float(self.trained_on.get("tf_floor", {}).get(field_name, U_FLOOR))

@@ -19,6 +19,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from govdb.errors import StateError
+from govdb.link import record as one
 from govdb.link.batch import link_prepared
 from govdb.link.blocking import rule_name
 from govdb.link.comparisons import COMPARISONS
@@ -137,8 +138,9 @@ def read_features(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
     return frame.with_columns(pl.col("birth_date").str.to_date())
 
 
-def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> list[str]:
-    """People sharing any of these keys, skipping key values shared by more than `max_block`."""
+def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:
+    """(key, person_id) for people sharing any of these keys, skipping key values shared by more
+    than `max_block` people (as batch blocking does)."""
     if not keys:
         return []
     table = LinkKey.__table__  # type: ignore[attr-defined]
@@ -149,14 +151,18 @@ def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> list[str
             select(table.c.key, func.count()).where(table.c.key.in_(chunk)).group_by(table.c.key)
         ).all()
         usable += [key for key, n in counts if n <= max_block]
-    found: set[str] = set()
+    found: list[tuple[str, str]] = []
     for start in range(0, len(usable), CHUNK):
-        found.update(
-            conn.execute(
-                select(table.c.person_id).where(table.c.key.in_(usable[start : start + CHUNK]))
-            ).scalars()
-        )
-    return sorted(found)
+        rows = conn.execute(
+            select(table.c.key, table.c.person_id).where(table.c.key.in_(usable[start : start + CHUNK]))
+        ).all()
+        found += [(key, person_id) for key, person_id in rows]
+    return found
+
+
+def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> list[str]:
+    """People sharing any of these keys, skipping key values shared by more than `max_block`."""
+    return sorted({person_id for _, person_id in candidate_keys(conn, keys, max_block)})
 
 
 def stored_model(master: Engine, entity_kind: str = "person") -> LinkModel | None:
@@ -256,7 +262,51 @@ def link_one(
     today: dt.date | None = None,
     address_hint: str | None = None,
 ) -> LinkResult:
-    """One record (name, id_number, birth_date, gender, phone, address as written) -> its link."""
+    """One record (name, id_number, birth_date, gender, phone, address as written) -> its link.
+
+    Runs the one-record twins of the batch steps (govdb.link.record): the same features, levels,
+    weights, ranking and bands, without a polars pipeline per call."""
+    methods = {c.method for c in rules.comparisons}
+    if rules.entity != "person" or not methods <= one.ONE_RECORD_METHODS:
+        return _link_one_vectorised(master, record, rules, model, today=today, address_hint=address_hint)
+    feats = one.features(record, today=today or dt.date.today(), address_hint=address_hint)
+    keys: dict[str, str] = {}  # key -> the blocking rule it belongs to, first rule first
+    for keys_of_rule in rules.blocking.rules:
+        values = [feats.get(k) for k in keys_of_rule]
+        if all(v is not None for v in values):
+            text = "|".join(v.isoformat() if isinstance(v, dt.date) else str(v) for v in values)
+            keys.setdefault(f"{rule_name(keys_of_rule)}={text}", rule_name(keys_of_rule))
+    with master.connect() as conn:
+        found = candidate_keys(conn, list(keys), rules.blocking.max_block)
+        rule_of: dict[str, str] = {}
+        order = {rule_name(r): i for i, r in enumerate(rules.blocking.rules)}
+        for key, person_id in found:
+            rule = keys[key]
+            if person_id not in rule_of or order[rule] < order[rule_of[person_id]]:
+                rule_of[person_id] = rule
+        stored = read_features(conn, sorted(rule_of)).to_dicts() if rule_of else []
+        result = one.best_link(feats, [(c, rule_of[c["rid"]]) for c in stored], model, rules)
+        people = read_people(conn, [result["person_id"]]).to_dicts() if result["person_id"] else []
+    return LinkResult(
+        feats["rid"],
+        result["person_id"],
+        result["decision"],
+        result["match_probability"],
+        result["match_weight"],
+        result["explanation"],
+        people[0] if people else None,
+    )
+
+
+def _link_one_vectorised(
+    master: Engine,
+    record: Mapping[str, Any],
+    rules: MatchingRules,
+    model: LinkModel,
+    *,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+) -> LinkResult:
     fields = {k: (None if record.get(k) in (None, "") else str(record[k])) for k in PERSON_FIELDS}
     frame = pl.DataFrame(
         [{"rid": str(record.get("event_id", "record")), **fields}],

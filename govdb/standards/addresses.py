@@ -464,7 +464,11 @@ def _villages(result: pl.DataFrame) -> pl.DataFrame:
     best = (
         hits.filter(pl.col("k") == pl.col("k").max().over("aid"))
         .group_by("aid")
-        .agg(pl.col("village").first(), pl.col("village").n_unique().alias("n"), pl.col("alias").first())
+        .agg(
+            pl.col("village").first(),
+            pl.col("village").n_unique().alias("n"),
+            pl.col("alias").first().alias("village_alias"),
+        )
         .filter(pl.col("n") == 1)
     )
     if best.is_empty():
@@ -473,7 +477,7 @@ def _villages(result: pl.DataFrame) -> pl.DataFrame:
         "aid",
         pl.col("village").alias("division_code"),
         pl.lit(5, pl.Int8).alias("division_level"),
-        pl.col("address_rest").str.slice(pl.col("alias").str.len_chars()).alias("address_rest"),
+        pl.col("address_rest").str.slice(pl.col("village_alias").str.len_chars()).alias("address_rest"),
         ((pl.col("address_confidence") * pl.col("division_level") + 1) / 5)
         .clip(upper_bound=1.0)
         .alias("address_confidence"),

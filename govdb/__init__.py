@@ -1,7 +1,8 @@
 """govdb: verified master data and unverified event data for Chinese local-government service halls.
 
 The public API: open both stores with `open_db`, then ingest -> process -> decide -> promote ->
-prefill / run programmes. Every error govdb raises on purpose is a `GovdbError`.
+prefill / run programmes; `GovDB.link_one` finds the master person a record is about, and
+`link_frames` / `dedupe_frame` link whole files. Every error govdb raises on purpose is a `GovdbError`.
 """
 
 from govdb.api import DistrictReport, GovDB, ProcessReport, open_db
@@ -16,6 +17,7 @@ from govdb.errors import (
     StateError,
 )
 from govdb.ingest import IngestReport
+from govdb.link import DedupeOutput, LinkModel, LinkOutput, LinkResult, dedupe_frame, link_frames
 from govdb.promote import PromoteReport
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import PrefilledField, PrefillResult, ProgrammeRun
@@ -27,12 +29,16 @@ __all__ = [
     "Actor",
     "ConfigError",
     "DecisionResult",
+    "DedupeOutput",
     "DistrictReport",
     "GovDB",
     "GovdbError",
     "IngestReport",
     "InputFileError",
     "JurisdictionError",
+    "LinkModel",
+    "LinkOutput",
+    "LinkResult",
     "NotFoundError",
     "PrefillResult",
     "PrefilledField",
@@ -44,6 +50,8 @@ __all__ = [
     "StateError",
     "TaskView",
     "ValidationReport",
+    "dedupe_frame",
+    "link_frames",
     "load_rulebook",
     "open_db",
 ]

@@ -35,6 +35,13 @@ class Blocking:
     skipped: list[SkippedKey] = field(default_factory=list)
 
 
+def _usable(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Rows whose keys are all present (an empty text is no key)."""
+    frame = frame.drop_nulls(keys)
+    texts = [k for k in keys if frame.schema[k] == pl.String]
+    return frame.filter(pl.all_horizontal(pl.col(k) != "" for k in texts)) if texts else frame
+
+
 def rule_name(keys: Sequence[str]) -> str:
     return "+".join(keys)
 
@@ -60,16 +67,8 @@ def block(
                 f"blocking rule {name!r} needs columns {missing} on both sides; standardize the files first "
                 "or drop the rule"
             )
-        lhs = (
-            left.select(left_id, *keys)
-            .drop_nulls(keys)
-            .filter(pl.all_horizontal(pl.col(k).cast(pl.String) != "" for k in keys))
-        )
-        rhs = (
-            right.select(right_id, *keys)
-            .drop_nulls(keys)
-            .filter(pl.all_horizontal(pl.col(k).cast(pl.String) != "" for k in keys))
-        )
+        lhs = _usable(left.select(left_id, *keys), keys)
+        rhs = _usable(right.select(right_id, *keys), keys)
         sizes = (
             lhs.group_by(keys)
             .len("left_rows")

@@ -19,7 +19,7 @@ import polars as pl
 from govdb.errors import InputFileError
 from govdb.standards import standardize
 from govdb.standards.hanzi import fold_names
-from govdb.standards.ids import normalize, upgrade_15
+from govdb.standards.ids import normalize
 from govdb.standards.names import SURNAME_READINGS
 
 PERSON_FIELDS = ("name", "gender", "birth_date", "id_number", "phone", "address")
@@ -130,7 +130,12 @@ def prepare(
         col("gender_std").alias("gender"),
         col("birth_date_std", pl.Date).alias("birth_date"),
         col("id_number_std").alias("id_number"),
-        (upgrade_15(normalize(col("id_number"))) if columns["id_number"] else pl.lit(None, pl.String))
+        # The valid ID (15 digits upgraded), else the ID as written, cleaned: typos stay comparable.
+        (
+            pl.coalesce(col("id_number_std"), normalize(col("id_number")))
+            if columns["id_number"]
+            else pl.lit(None, pl.String)
+        )
         .replace("", None)
         .alias("id_text"),
         col("phone_std").alias("phone"),

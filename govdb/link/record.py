@@ -40,7 +40,7 @@ def features(record: Mapping[str, Any], *, today: dt.date, address_hint: str | N
         "gender": id_gender or std.gender(raw["gender"]),
         "birth_date": birth,
         "id_number": valid_id,
-        "id_text": std.id_text(raw["id_number"]),
+        "id_text": valid_id or std.id_text(raw["id_number"], today),
         "phone": std.phone(raw["phone"]),
         "address": std.address_text(raw["address"]),
         "division_code": parsed.division_code,

@@ -38,15 +38,21 @@ def _nfkc(text: str) -> str:
 # --- identifiers, dates, phones, genders ---------------------------------------------------------
 
 
-def id_text(raw: str | None) -> str | None:
-    """NFKC, no spaces or dashes, upper case, 15 digits upgraded to 18 (the comparable form)."""
-    if raw is None:
-        return None
-    text = re.sub(r"[\s\-_]", "", _nfkc(str(raw))).upper()
+def _clean_id(raw: str | None) -> str | None:
+    """NFKC, no spaces or dashes, upper case (`ids.normalize`)."""
+    return None if raw is None else re.sub(r"[\s\-_]", "", _nfkc(str(raw))).upper()
+
+
+def _upgraded(text: str) -> str:
     if re.fullmatch(r"\d{15}", text):
         first17 = text[:6] + "19" + text[6:15]
-        text = first17 + _check_digit(first17)
-    return text or None
+        return first17 + _check_digit(first17)
+    return text
+
+
+def id_text(raw: str | None, today: dt.date) -> str | None:
+    """The valid ID (15 digits upgraded), else the ID as written, cleaned (comparable for typos)."""
+    return resident_id(raw, today)[0] or _clean_id(raw) or None
 
 
 def _check_digit(first17: str) -> str:
@@ -62,7 +68,8 @@ def _ymd(text: str, fmt: str) -> dt.date | None:
 
 def resident_id(raw: str | None, today: dt.date) -> tuple[str | None, str | None, dt.date | None]:
     """(valid ID, its gender, its birth date); Nones when the ID is not valid."""
-    text = id_text(raw)
+    cleaned = _clean_id(raw)
+    text = _upgraded(cleaned) if cleaned else None
     if text is None or not re.fullmatch(r"\d{17}[\dX]", text):
         return None, None, None
     birth = _ymd(text[6:14], "%Y%m%d") if text[6:14].isdigit() else None

@@ -36,7 +36,6 @@ from govdb.standards.addresses import gazetteer
 
 CHUNK_PAIRS = 1_000_000
 HARD_SAME, HARD_NONE, HARD_DIFFERENT = 1, 0, -1
-OUTPUT_COLUMNS = ("match_probability", "match_weight", "decision", "explanation")
 
 
 @dataclass
@@ -51,13 +50,6 @@ class LinkOutput:
 
     def counts(self) -> dict[str, int]:
         return dict(self.links.get_column("decision").value_counts().iter_rows())
-
-
-def model_columns(model: LinkModel, rules: MatchingRules) -> list[str]:
-    cols = [c for params in model.comparisons for c in params.comparison.columns]
-    if rules.hard_rules:
-        cols.append(preparer(rules.entity)[1])
-    return list(dict.fromkeys(cols))
 
 
 # --- training ---------------------------------------------------------------------------------

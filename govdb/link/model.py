@@ -407,9 +407,3 @@ def estimate_prior(
             return new_prior
         prior = new_prior
     return prior
-
-
-def level_codes(params: ComparisonParams, labels: Sequence[str]) -> np.ndarray:
-    """Level labels -> indices (for tests and hand-written explanations)."""
-    index = {label: i for i, label in enumerate(params.levels)}
-    return np.array([index[label] for label in labels], dtype=np.int8)

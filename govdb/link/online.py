@@ -1,9 +1,11 @@
 """Linkage against the master store: one record (a service-hall lookup) or a batch of events.
 
 Every master person's blocking keys live in the indexed `linkkey` table (one row per rule and
-person: "surname_pinyin+birth_date=zhang|1990-01-02"). A record's own keys are looked up there,
-the candidate people read by primary key, and the pair scored by the same model, rules and code as
-a batch run: `link_one` and `govdb link` give the same decision for the same record.
+person: "name_pinyin+birth_date=zhangwei|1990-01-02") and their linkage features in `linkfeatures`,
+both written when people are loaded or promoted. A record's own keys are looked up there and the
+candidates' features read by primary key. A batch of events (`govdb process`) is then scored by the
+batch code; one record (`link_one`) by its plain-Python twins (govdb.link.record), which give the
+same decision as `govdb link` for the same record in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from govdb.errors import StateError
+from govdb.errors import ConfigError, StateError
 from govdb.link import record as one
 from govdb.link.batch import link_prepared
 from govdb.link.blocking import rule_name
@@ -268,7 +270,10 @@ def link_one(
     weights, ranking and bands, without a polars pipeline per call."""
     methods = {c.method for c in rules.comparisons}
     if rules.entity != "person" or not methods <= one.ONE_RECORD_METHODS:
-        return _link_one_vectorised(master, record, rules, model, today=today, address_hint=address_hint)
+        raise ConfigError(
+            f"link_one links people against the master store with the comparisons "
+            f"{sorted(one.ONE_RECORD_METHODS)}; these {rules.entity} rules use {sorted(methods)}"
+        )
     feats = one.features(record, today=today or dt.date.today(), address_hint=address_hint)
     keys: dict[str, str] = {}  # key -> the blocking rule it belongs to, first rule first
     for keys_of_rule in rules.blocking.rules:
@@ -296,22 +301,3 @@ def link_one(
         result["explanation"],
         people[0] if people else None,
     )
-
-
-def _link_one_vectorised(
-    master: Engine,
-    record: Mapping[str, Any],
-    rules: MatchingRules,
-    model: LinkModel,
-    *,
-    today: dt.date | None = None,
-    address_hint: str | None = None,
-) -> LinkResult:
-    fields = {k: (None if record.get(k) in (None, "") else str(record[k])) for k in PERSON_FIELDS}
-    frame = pl.DataFrame(
-        [{"rid": str(record.get("event_id", "record")), **fields}],
-        schema={"rid": pl.String, **{k: pl.String for k in PERSON_FIELDS}},
-    )
-    return link_against_master(
-        master, frame, rules, model, id_column="rid", today=today, address_hint=address_hint
-    )[0]

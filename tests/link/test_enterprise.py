@@ -117,3 +117,13 @@ def test_enterprise_records_link_by_code_name_and_representative(rules: Rulebook
     assert branch["enterprise_id"] is None and branch["decision"] == "new"
     typo = json.loads(links.row(by_predicate=pl.col("case_id") == "C1", named=True)["explanation"])
     assert typo["uscc"]["level"] == "one_digit" and typo["name"]["level"] in ("exact", "same_core")
+
+
+def test_link_one_is_for_people(rules: Rulebook) -> None:
+    import pytest
+
+    from govdb.errors import ConfigError
+    from govdb.link.online import link_one
+
+    with pytest.raises(ConfigError, match="link_one links people"):
+        link_one(None, {"name": "华强五金"}, rules.matching["enterprise"], None)  # type: ignore[arg-type]

@@ -128,12 +128,15 @@ def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
         conn.execute(insert(table), rows[start : start + 50_000])
 
 
-def read_features(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
-    """Stored linkage features of these people (the frame `prepare` made when they were keyed)."""
+def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
+    """Stored linkage features of these people, or of everyone (the frame `prepare` made when they
+    were keyed)."""
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
     rows: list[dict[str, Any]] = []
-    for start in range(0, len(person_ids), CHUNK):
-        chunk = person_ids[start : start + CHUNK]
+    if person_ids is None:
+        rows = [r for (r,) in conn.execute(select(table.c.features))]
+    for start in range(0, len(person_ids or []), CHUNK):
+        chunk = (person_ids or [])[start : start + CHUNK]
         rows += [r for (r,) in conn.execute(select(table.c.features).where(table.c.person_id.in_(chunk)))]
     schema = {k: (pl.String() if k == "birth_date" else v) for k, v in FEATURE_SCHEMA.items()}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -191,13 +194,19 @@ def default_model(
 ) -> LinkModel:
     """A model before any training: m from the comparisons' defaults, u and term frequencies from
     master itself, and a prior of one match per record (1 / people in master)."""
+    person = Person.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
-        people = read_people(conn)
-    if people.height < 2:
+        people = int(conn.execute(select(func.count()).select_from(person)).scalar_one())
+        # Keyed people carry their features already; standardize again only if some are not keyed.
+        prepared = read_features(conn)
+        if prepared.height != people:
+            prepared = prepare(
+                read_people(conn), id_column="person_id", today=today, address_hint=address_hint
+            )
+    if people < 2:
         raise StateError(
-            f"the master store holds {people.height} people; load the population register before linking"
+            f"the master store holds {people} people; load the population register before linking"
         )
-    prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
     spec = [(c.field, c.method) for c in rules.comparisons]
     u = estimate_u(
         prepared, prepared, spec, sample_pairs=min(rules.training.u_sample_pairs, 200_000), same_frame=True
@@ -208,11 +217,11 @@ def default_model(
     ]
     tf, floors = term_frequency_tables(rules, prepared)
     trained = {
-        "right_rows": people.height,
+        "right_rows": people,
         "m_from_rules": [c.field for c in rules.comparisons],
         "tf_floor": floors,
     }
-    return LinkModel(comparisons, prior=1.0 / people.height, tf=tf, trained_on=trained)
+    return LinkModel(comparisons, prior=1.0 / people, tf=tf, trained_on=trained)
 
 
 def link_against_master(

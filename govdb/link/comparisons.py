@@ -144,20 +144,19 @@ def _codes_on(column: str) -> Callable[[pl.DataFrame], np.ndarray]:
     return codes
 
 
-def _identifiers(left: pl.Series, right: pl.Series) -> np.ndarray:
+def _identifiers(left: pl.Series, right: pl.Series, levels: tuple[str, ...] = ID_LEVELS) -> np.ndarray:
+    """Codes as text: exact, one character wrong, two adjacent ones transposed (when `levels` has
+    that level), different."""
     hamming = _distance(left, right, Hamming.distance)
-    osa = _distance(left, right, OSA.distance)
     same_length = _equal(left.str.len_chars(), right.str.len_chars())
-    return _select(
-        ID_LEVELS,
-        [
-            (_missing(left, right), NULL),
-            (_equal(left, right), "exact"),
-            (same_length & (hamming == 1), "one_digit"),
-            (same_length & (osa == 1), "transposed"),
-        ],
-        "different",
-    )
+    choices = [
+        (_missing(left, right), NULL),
+        (_equal(left, right), "exact"),
+        (same_length & (hamming == 1), "one_digit"),
+    ]
+    if "transposed" in levels:
+        choices.append((same_length & (_distance(left, right, OSA.distance) == 1), "transposed"))
+    return _select(levels, choices, "different")
 
 
 _register(Comparison("id_number", ID_LEVELS, ("id_text",), _codes_on("id_text"), (0.95, 0.02, 0.01, 0.02)))
@@ -225,18 +224,7 @@ PHONE_LEVELS = ("exact", "one_digit", "different", NULL)
 
 def _phones(pairs: pl.DataFrame) -> np.ndarray:
     """Phones: exact, one digit wrong, different (people change numbers: weak evidence against)."""
-    left, right = _sides(pairs, "phone")
-    hamming = _distance(left, right, Hamming.distance)
-    same_length = _equal(left.str.len_chars(), right.str.len_chars())
-    return _select(
-        PHONE_LEVELS,
-        [
-            (_missing(left, right), NULL),
-            (_equal(left, right), "exact"),
-            (same_length & (hamming == 1), "one_digit"),
-        ],
-        "different",
-    )
+    return _identifiers(*_sides(pairs, "phone"), PHONE_LEVELS)
 
 
 _register(Comparison("phone", PHONE_LEVELS, ("phone",), _phones, (0.7, 0.02, 0.28)))

@@ -20,7 +20,7 @@ from govdb.errors import InputFileError
 from govdb.standards import standardize
 from govdb.standards.hanzi import fold_names
 from govdb.standards.ids import normalize
-from govdb.standards.names import SURNAME_READINGS
+from govdb.standards.names import LATIN_NAME, SURNAME_READINGS
 
 PERSON_FIELDS = ("name", "gender", "birth_date", "id_number", "phone", "address")
 
@@ -77,7 +77,6 @@ LEGAL_FORMS = r"(股份有限公司|有限责任公司|有限公司|合伙企业
 PLACE_PREFIX = r"^(.{2,7}?(省|自治区))?(.{2,6}?(市|自治州|地区|盟))?(.{2,6}?(区|县|市|旗))?"
 
 COMPOUND_SURNAMES = tuple(k for k in SURNAME_READINGS if len(k) == 2)
-LATIN = r"^[A-Za-z][A-Za-z\s'\-]*$"
 
 
 def prepare(
@@ -115,14 +114,8 @@ def prepare(
             )
     std = _cross_check_written(std, columns)
 
-    def col(name: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-        return pl.col(name) if name in std.columns else pl.lit(None, dtype).alias(name)
-
-    division = (
-        pl.coalesce(col("division_code_std"), col("address_division_code"))
-        if "address_division_code" in std.columns
-        else col("division_code_std")
-    )
+    col = _column_or_null(std)
+    division = _division(std)
     out = std.select(
         "rid",
         col("name_std").alias("name"),
@@ -167,8 +160,7 @@ def prepare_enterprises(
     present = [f for f in ("uscc", "phone", "address", "division_code") if f in base.columns]
     std = standardize(base.select("rid", *present), today=today, address_hint=address_hint)
 
-    def col(name: str) -> pl.Expr:
-        return pl.col(name) if name in std.columns else pl.lit(None, pl.String).alias(name)
+    col = _column_or_null(std)
 
     name = (
         base.get_column("name").cast(pl.String).str.normalize("NFKC").str.replace_all(r"[\s\"'“”]", "")
@@ -187,11 +179,7 @@ def prepare_enterprises(
         if "legal_representative" in base.columns
         else None
     )
-    division = (
-        pl.coalesce(col("division_code_std"), col("address_division_code"))
-        if "address_division_code" in std.columns
-        else col("division_code_std")
-    )
+    division = _division(std)
     out = std.select(
         "rid",
         col("uscc_std").alias("uscc"),
@@ -221,12 +209,7 @@ def prepare_enterprises(
             pl.lit(None, pl.String).alias(f"rep_{c}")
             for c in ("name", "name_pinyin", "surname", "given_name", "surname_pinyin", "name_folded")
         )
-    code = pl.col("division_code")
-    return out.with_columns(
-        code.str.slice(0, 6).alias("county_code"),
-        pl.when(code.str.len_chars() == 12).then(code).alias("village_code"),
-        pl.when(code.str.len_chars() >= 9).then(code.str.slice(0, 9)).alias("township_code"),
-    )
+    return out.with_columns(pl.col("division_code").str.slice(0, 6).alias("county_code"), *_place_codes())
 
 
 def preparer(entity: str) -> tuple[Any, str]:
@@ -301,7 +284,7 @@ def _cross_check_written(std: pl.DataFrame, columns: dict[str, bool]) -> pl.Data
 
 
 def _name_parts(name: pl.Expr) -> list[pl.Expr]:
-    latin = name.str.contains(LATIN)
+    latin = name.str.contains(LATIN_NAME)
     compound = name.str.slice(0, 2).is_in(list(COMPOUND_SURNAMES)) & (name.str.len_chars() > 2)
     surname_len = pl.when(compound).then(2).otherwise(1)
     syllables = pl.col("_syllables").str.split(" ")
@@ -325,10 +308,33 @@ def _name_parts(name: pl.Expr) -> list[pl.Expr]:
 
 
 def _derived() -> list[pl.Expr]:
-    code = pl.col("division_code")
     return [
         pl.col("birth_date").dt.year().alias("birth_year"),
         pl.col("id_number").str.slice(0, 6).alias("id_region"),
+        *_place_codes(),
+    ]
+
+
+def _place_codes() -> list[pl.Expr]:
+    """village_code and township_code (blocking keys) from the record's division code."""
+    code = pl.col("division_code")
+    return [
         pl.when(code.str.len_chars() == 12).then(code).alias("village_code"),
         pl.when(code.str.len_chars() >= 9).then(code.str.slice(0, 9)).alias("township_code"),
     ]
+
+
+def _column_or_null(std: pl.DataFrame) -> Any:
+    """col(name, dtype): a column of `std`, or a null column of that name when it is absent."""
+
+    def col(name: str, dtype: pl.DataType = pl.String()) -> pl.Expr:
+        return pl.col(name) if name in std.columns else pl.lit(None, dtype).alias(name)
+
+    return col
+
+
+def _division(std: pl.DataFrame) -> pl.Expr:
+    """The record's own division code, else the one parsed from its address."""
+    if "address_division_code" in std.columns:
+        return pl.coalesce(_column_or_null(std)("division_code_std"), pl.col("address_division_code"))
+    return _column_or_null(std)("division_code_std")

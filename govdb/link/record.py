@@ -103,7 +103,7 @@ def _names(a: Mapping[str, Any], b: Mapping[str, Any], p: str = "") -> str:
     return "surname_only" if same_surname else "different"
 
 
-def _codes(a: str | None, b: str | None) -> str:
+def _codes(a: str | None, b: str | None, transposed: bool = True) -> str:
     if _missing(a, b):
         return "null"
     assert a is not None and b is not None
@@ -111,7 +111,7 @@ def _codes(a: str | None, b: str | None) -> str:
         return "exact"
     if len(a) == len(b) and Hamming.distance(a, b) == 1:
         return "one_digit"
-    if len(a) == len(b) and OSA.distance(a, b) == 1:
+    if transposed and len(a) == len(b) and OSA.distance(a, b) == 1:
         return "transposed"
     return "different"
 
@@ -125,15 +125,6 @@ def _dates(a: dt.date | None, b: dt.date | None) -> str:
     if a.year == b.year and a.month == b.day and a.day == b.month:
         return "day_month_swapped"
     return "one_part" if parts == 2 else "different"
-
-
-def _phones(a: str | None, b: str | None) -> str:
-    if _missing(a, b):
-        return "null"
-    assert a is not None and b is not None
-    if a == b:
-        return "exact"
-    return "one_digit" if len(a) == len(b) and Hamming.distance(a, b) == 1 else "different"
 
 
 def _addresses(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
@@ -168,7 +159,7 @@ def levels(method: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     if method == "date":
         return _dates(a["birth_date"], b["birth_date"])
     if method == "phone":
-        return _phones(a["phone"], b["phone"])
+        return _codes(a["phone"], b["phone"], transposed=False)
     if method == "address":
         return _addresses(a, b)
     if method == "gender":

@@ -10,6 +10,7 @@ import polars as pl
 from govdb.standards.issues import issue, join_issues
 
 MIDDLE_DOTS = r"[·•．・‧∙⋅]"
+LATIN_NAME = r"^[A-Za-z][A-Za-z\s'\-]*$"  # a name written in pinyin or another latin script
 
 
 def standardize_name(column: str) -> list[pl.Expr]:
@@ -17,7 +18,7 @@ def standardize_name(column: str) -> list[pl.Expr]:
     raw = pl.col(column).cast(pl.String)
     text = raw.str.normalize("NFKC").str.strip_chars().str.replace_all(MIDDLE_DOTS, "·")
     text = text.str.replace_all(r"\s*·\s*", "·").str.replace_all(r"^·+|·+$", "")
-    latin = text.str.contains(r"^[A-Za-z][A-Za-z\s'\-]*$")
+    latin = text.str.contains(LATIN_NAME)
     cleaned = (
         pl.when(latin)
         .then(text.str.replace_all(r"\s+", " ").str.to_titlecase())
@@ -130,7 +131,7 @@ def name_pinyin(frame: pl.LazyFrame, column: str = "name_std", out: str = "name_
     compound = {k: v for k, v in SURNAME_READINGS.items() if len(k) == 2}
     single = {k: v for k, v in SURNAME_READINGS.items() if len(k) == 1}
     names = frame.select(pl.col(column).unique().alias("_n")).drop_nulls()
-    latin = pl.col("_n").str.contains(r"^[A-Za-z][A-Za-z\s'\-]*$")
+    latin = pl.col("_n").str.contains(LATIN_NAME)
     head2 = pl.col("_n").str.slice(0, 2).replace_strict(compound, default=None, return_dtype=pl.String)
     head1 = pl.col("_n").str.slice(0, 1).replace_strict(single, default=None, return_dtype=pl.String)
     names = names.with_columns(

@@ -26,9 +26,9 @@ from govdb.standards.addresses import (
 )
 from govdb.standards.dates import EXCEL_EPOCH
 from govdb.standards.ids import CHECK_CHARS, WEIGHTS
-from govdb.standards.names import GENDER_WORDS, MIDDLE_DOTS, SURNAME_READINGS, char_readings
+from govdb.standards.names import GENDER_WORDS, LATIN_NAME, MIDDLE_DOTS, SURNAME_READINGS, char_readings
 
-LATIN = re.compile(r"[A-Za-z][A-Za-z\s'\-]*")
+LATIN = re.compile(LATIN_NAME.strip("^$"))
 
 
 def _nfkc(text: str) -> str:

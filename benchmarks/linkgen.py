@@ -23,7 +23,7 @@ import polars as pl
 
 from govdb.standards.divisions import division_table
 from govdb.standards.hanzi import DATA as HANZI_DATA
-from govdb.standards.ids import check_digit
+from govdb.standards.ids import check_char, digits17
 from govdb.standards.names import char_readings
 
 SURNAMES = list(
@@ -93,7 +93,7 @@ def _villages(rng: np.random.Generator, n: int) -> pl.DataFrame:
 
 def _ids(region: pl.Expr, birth: pl.Expr, seq: pl.Expr) -> pl.Expr:
     first17 = region + birth.dt.strftime("%Y%m%d") + seq.cast(pl.String).str.zfill(3)
-    return first17 + check_digit(first17)
+    return first17 + check_char(digits17(first17))
 
 
 def make_master(n: int, rng: np.random.Generator) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -171,11 +171,12 @@ def _tables() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, lis
     pool = set(GIVEN) | set(SURNAMES) | set("".join(COMPOUND))
     common = set(GIVEN) | set("玮晓那丽莉立力利李理礼黎")
     by_reading: dict[str, list[str]] = {}
-    for char in common | pool:
+    # Sorted: set order changes with each process's string hashing, and the data must not.
+    for char in sorted(common | pool):
         by_reading.setdefault(readings.get(char, char), []).append(char)
     homophones = {
         c: [o for o in by_reading[readings.get(c, c)] if o != c]
-        for c in set(GIVEN)
+        for c in sorted(set(GIVEN))
         if len(by_reading[readings.get(c, c)]) > 1
     }
     lookalike: dict[str, list[str]] = {}

@@ -124,3 +124,64 @@ def test_a_hint_does_not_hide_places_whose_county_the_address_names() -> None:
     assert parse_addresses(pl.Series([text]), hint="440605").get_column("division_code").to_list() == [
         parse_addresses(pl.Series([text])).get_column("division_code")[0]
     ]
+
+
+def test_house_numbers_are_split_off_without_changing_any_answer() -> None:
+    from govdb.standards import addresses
+
+    written = [c[0] for c in CASES] + [
+        "广东省佛山市南海区狮山镇朗沙社区12栋3单元501室",
+        "南海区桂城街道三号楼5室",  # a Chinese house number stays in the head and is converted there
+        "北京市海淀区北三环中路69号院社区3号",  # a village whose name has digits
+        "江西省九江市湖口县流泗镇七四0村12号",  # a village name ending in a digit: kept whole
+        "123号",
+        "佛山市南海区桂城街道A12",
+    ]
+    texts = addresses.normalize_addresses(pl.Series(written))
+    fast = parse_addresses(pl.Series(written))
+    whole = (
+        pl.DataFrame({"address": texts})
+        .join(addresses._lookup(texts, None), on="address", how="left", maintain_order="left")
+        .select(
+            pl.exclude("address", "address_status", "address_confidence"),
+            pl.col("address_status").fill_null("unresolved"),
+            pl.col("address_confidence").fill_null(0.0),
+        )
+        .select(*addresses.PARSED_COLUMNS)
+    )
+    assert fast.equals(whole)
+    assert "七四0" in addresses._names_into_house_numbers()
+    rests = dict(zip(written, fast.get_column("address_rest"), strict=True))
+    assert rests["广东省佛山市南海区狮山镇朗沙社区12栋3单元501室"] == "12栋3单元501室"
+    assert rests["南海区桂城街道三号楼5室"] == "3号楼5室"
+
+
+def test_only_unusual_text_goes_through_nfkc() -> None:
+    from govdb.standards.addresses import normalize_addresses
+
+    raw = pl.Series(["桂城街道花苑社区３栋", "桂城街道 花苑社区\t3栋", "桂城街道花苑社区3栋", None, ""])
+    out = normalize_addresses(raw)
+    assert out.to_list() == ["桂城街道花苑社区3栋", "桂城街道花苑社区3栋", "桂城街道花苑社区3栋", None, ""]
+    assert raw[0] == "桂城街道花苑社区３栋"  # the caller's series is left as it was
+
+
+@pytest.mark.parametrize(
+    ("name", "alias"),
+    [
+        ("广东省", "广东"),
+        ("南海区", "南海"),
+        ("桂城街道", "桂城"),
+        ("凉山彝族自治州", "凉山彝族"),
+        ("凉山彝族自治州", "凉山"),
+        ("新疆维吾尔自治区", "新疆"),
+        ("花苑社区居委会", "花苑社区"),
+        ("夏西村民委员会", "夏西村"),
+    ],
+)
+def test_the_gazetteer_knows_short_forms(name: str, alias: str) -> None:
+    from govdb.standards.addresses import gazetteer
+    from govdb.standards.divisions import find_by_name
+
+    codes = {d.code for d in find_by_name(name)}
+    found = set(gazetteer().filter(pl.col("alias") == alias).get_column("code"))
+    assert codes and codes & found, (name, alias)

@@ -41,6 +41,33 @@ def test_resident_id_known_answers(raw: str, expected: str | None, issues: str) 
     assert out["id_number_issues"][0] == issues
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text("0123456789", min_size=17, max_size=17), min_size=1, max_size=40))
+def test_check_characters_agree_with_the_standard_formula(bodies: list[str]) -> None:
+    from govdb.standards.ids import check_char, digits17
+
+    frame = pl.DataFrame({"first17": bodies}).with_columns(digits17(pl.col("first17")).alias("n"))
+    got = frame.select(check_char(pl.col("n"))).to_series().to_list()
+    assert got == [with_check(b)[-1] for b in bodies]
+
+
+def test_without_issues_the_standardized_values_are_the_same() -> None:
+    frame = pl.DataFrame(
+        {
+            "name": ["张 伟", "Zhang Wei"],
+            "gender": ["男", "x"],
+            "id_number": ["110105491231002", "12345"],
+            "birth_date": ["1949-12-31", "1990/1/2"],
+            "phone": ["+86 138-0013-8000", "12345"],
+            "address": ["广东省佛山市南海区桂城街道南海大道123号", "朝阳区"],
+        }
+    )
+    full = standardize(frame, today=TODAY)
+    lean = standardize(frame, today=TODAY, issues=False)
+    assert not [c for c in lean.columns if c.endswith("_issues")]
+    assert lean.equals(full.select(lean.columns))
+
+
 def test_id_gives_gender_and_birth_date() -> None:
     out = std("id_number", ["11010519491231002X", make_id("440605", dt.date(1960, 3, 4), 13)])
     assert out["gender_std"].to_list() == ["F", "M"]

@@ -318,16 +318,17 @@ def decide(
     candidates = candidates.with_columns(
         right.get_column("rid").gather(candidates.get_column("right_pos")).alias("_right_id")
     )
-    ranked = (
-        candidates.sort(
-            ["left_pos", "hard", "match_weight", "_right_id"], descending=[False, True, True, False]
-        )
-        .group_by("left_pos", maintain_order=True)
-        .head(2)
-        .with_columns(pl.int_range(pl.len()).over("left_pos").alias("_rank"))
+    ranked = candidates.sort(
+        ["left_pos", "hard", "match_weight", "_right_id"], descending=[False, True, True, False]
     )
-    best = ranked.filter(pl.col("_rank") == 0).drop("_rank")
-    runner = ranked.filter(pl.col("_rank") == 1).select(
+    # Sorted by record, a record's best candidate is its first row and the runner-up its second.
+    record = ranked.get_column("left_pos").to_numpy()
+    first = np.ones(len(record), dtype=bool)
+    first[1:] = record[1:] != record[:-1]
+    second = np.zeros(len(record), dtype=bool)
+    second[1:] = first[:-1] & ~first[1:]
+    best = ranked.filter(pl.Series(first))
+    runner = ranked.filter(pl.Series(second)).select(
         "left_pos",
         pl.col("right_pos").alias("runner_pos"),
         pl.col("match_weight").alias("runner_weight"),
@@ -353,16 +354,19 @@ def decide(
     hard = best.get_column("hard").to_numpy()
     probability = np.where(hard == HARD_SAME, 1.0, probability)
     bands = rules.bands
-    decision = np.select(
-        [
-            hard == HARD_SAME,
-            (probability >= bands.match) & (runner_p >= bands.review) & (share < bands.match),
-            probability >= bands.match,
-            probability >= bands.review,
-        ],
-        ["match", "review", "match", "review"],
-        default="new",
-    )
+    decisions = ("match", "review", "new")
+    decision = pl.Series(
+        np.select(
+            [
+                hard == HARD_SAME,
+                (probability >= bands.match) & (runner_p >= bands.review) & (share < bands.match),
+                probability >= bands.match,
+                probability >= bands.review,
+            ],
+            [0, 1, 0, 1],
+            default=2,
+        )
+    ).replace_strict(dict(enumerate(decisions)), return_dtype=pl.String)
     fields = [c.field for c in model.comparisons]
     right_ids = right.get_column("rid")
     chosen = pl.concat(
@@ -374,7 +378,7 @@ def decide(
                 pl.Series("candidate", right_ids.gather(best.get_column("right_pos")), dtype=pl.String),
                 pl.Series("match_probability", np.round(probability, 6)),
                 pl.col("match_weight").round(3),
-                pl.Series("decision", decision, dtype=pl.String),
+                decision.alias("decision"),
                 pl.Series("runner_up", right_ids.gather(best.get_column("runner_pos")), dtype=pl.String),
                 pl.Series("runner_up_probability", np.round(runner_p, 6)),
             ),

@@ -35,11 +35,31 @@ class Blocking:
     skipped: list[SkippedKey] = field(default_factory=list)
 
 
-def _usable(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Rows whose keys are all present (an empty text is no key)."""
-    frame = frame.drop_nulls(keys)
+def _usable(frame: pl.DataFrame, id_column: str, keys: list[str]) -> pl.LazyFrame:
+    """The id and keys of rows whose keys are all present (an empty text is no key)."""
+    rows = frame.lazy().select(id_column, *keys).drop_nulls(keys)
     texts = [k for k in keys if frame.schema[k] == pl.String]
-    return frame.filter(pl.all_horizontal(pl.col(k) != "" for k in texts)) if texts else frame
+    return rows.filter(pl.all_horizontal(pl.col(k) != "" for k in texts)) if texts else rows
+
+
+def _heavy_hashes(rows: pl.LazyFrame, keys: list[str], max_block: int) -> pl.LazyFrame:
+    """64-bit hashes of key values held by more than `max_block` rows: counting hashes is several
+    times faster than grouping text keys, and the few heavy ones are then counted by their keys."""
+    hashes = rows.select(pl.struct(keys).hash().alias("_h"))
+    return hashes.group_by("_h").len("_n").filter(pl.col("_n") > max_block).select("_h")
+
+
+def _too_common(
+    lhs: pl.LazyFrame, rhs: pl.LazyFrame, keys: list[str], max_block: int, suspects: pl.Series
+) -> pl.DataFrame:
+    """Key values on both sides and held by more than `max_block` rows on either (keys, left_rows,
+    right_rows), among the rows whose key hash is a suspect."""
+
+    def rows_of(rows: pl.LazyFrame, name: str) -> pl.LazyFrame:
+        return rows.filter(pl.struct(keys).hash().is_in(suspects.implode())).group_by(keys).len(name)
+
+    sizes = rows_of(lhs, "left_rows").join(rows_of(rhs, "right_rows"), on=keys, how="inner").collect()
+    return sizes.filter((pl.col("left_rows") > max_block) | (pl.col("right_rows") > max_block))
 
 
 def rule_name(keys: Sequence[str]) -> str:
@@ -55,47 +75,57 @@ def block(
     right_id: str,
     max_block: int = 1000,
 ) -> Blocking:
-    """Candidate pairs between `left` and `right` under every rule, deduplicated."""
-    parts: list[pl.DataFrame] = []
-    skipped: list[SkippedKey] = []
-    for order, keys in enumerate(rules):
-        keys = list(keys)
-        name = rule_name(keys)
+    """Candidate pairs between `left` and `right` under every rule, deduplicated.
+
+    Every rule's heavy-value count runs in one `collect_all`, and every rule's join in another, so
+    polars spreads the rules over the cores.
+    """
+    rules = [list(keys) for keys in rules]
+    for keys in rules:
         missing = [k for k in keys if k not in left.columns or k not in right.columns]
         if missing:
             raise ConfigError(
-                f"blocking rule {name!r} needs columns {missing} on both sides; standardize the files first "
-                "or drop the rule"
+                f"blocking rule {rule_name(keys)!r} needs columns {missing} on both sides; standardize the "
+                "files first or drop the rule"
             )
-        lhs = _usable(left.select(left_id, *keys), keys)
-        rhs = _usable(right.select(right_id, *keys), keys)
-        sizes = (
-            lhs.group_by(keys)
-            .len("left_rows")
-            .join(rhs.group_by(keys).len("right_rows"), on=keys, how="inner")
-        )
-        common = sizes.filter((pl.col("left_rows") > max_block) | (pl.col("right_rows") > max_block))
-        for row in common.iter_rows(named=True):
-            value = "|".join(str(row[k]) for k in keys)
-            skipped.append(SkippedKey(name, value, row["left_rows"], row["right_rows"]))
-        if common.height:
-            lhs = lhs.join(common.select(keys), on=keys, how="anti")
-        pairs = lhs.join(rhs, on=keys, how="inner", suffix="_r").select(
-            pl.col(left_id).alias("left_id"),
-            pl.col(right_id if right_id != left_id else f"{right_id}_r").alias("right_id"),
-            pl.lit(order, pl.UInt16).alias("rule_order"),
-        )
-        parts.append(pairs)
-    if not parts:
+    if not rules:
         return Blocking(pl.DataFrame(schema={"left_id": pl.String, "right_id": pl.String, "rule": pl.String}))
+    sides = [(_usable(left, left_id, keys), _usable(right, right_id, keys)) for keys in rules]
+    heavy = pl.collect_all(
+        [
+            _heavy_hashes(rows, keys, max_block)
+            for (lhs, rhs), keys in zip(sides, rules, strict=True)
+            for rows in (lhs, rhs)
+        ]
+    )
+    skipped: list[SkippedKey] = []
+    joins = []
+    for order, ((lhs, rhs), keys) in enumerate(zip(sides, rules, strict=True)):
+        suspects = pl.concat([heavy[2 * order], heavy[2 * order + 1]]).get_column("_h").unique()
+        if suspects.len():
+            common = _too_common(lhs, rhs, keys, max_block, suspects)
+            for row in common.iter_rows(named=True):
+                value = "|".join(str(row[k]) for k in keys)
+                skipped.append(SkippedKey(rule_name(keys), value, row["left_rows"], row["right_rows"]))
+            lhs = lhs.join(common.lazy().select(keys), on=keys, how="anti")
+        joins.append(
+            lhs.join(rhs, on=keys, how="inner", suffix="_r").select(
+                pl.col(left_id).alias("left_id"),
+                pl.col(right_id if right_id != left_id else f"{right_id}_r").alias("right_id"),
+                pl.lit(order, pl.UInt16).alias("rule_order"),
+            )
+        )
     names = pl.DataFrame(
         {"rule_order": list(range(len(rules))), "rule": [rule_name(r) for r in rules]}
     ).with_columns(pl.col("rule_order").cast(pl.UInt16))
+    # The parts come in rule order: the first occurrence of a pair is the first rule that found it.
+    # Joins return rows in no fixed order; sorted, the pairs (and the training sample drawn from
+    # them) are the same on every run.
     union = (
-        pl.concat(parts)
-        .sort("rule_order")
+        pl.concat(pl.collect_all(joins))
         .unique(["left_id", "right_id"], keep="first", maintain_order=True)
-        .join(names, on="rule_order")
+        .sort("left_id", "right_id")
+        .join(names, on="rule_order", maintain_order="left")
         .drop("rule_order")
     )
     return Blocking(union, skipped)

@@ -35,7 +35,7 @@ class Comparison:
     tf_column: str | None = None  # exact-level weights adjusted by this column's value frequency
 
     def labels(self, codes: np.ndarray) -> pl.Series:
-        return pl.Series(np.asarray(self.levels, dtype=object)[codes], dtype=pl.String)
+        return pl.Series(codes).replace_strict(dict(enumerate(self.levels)), return_dtype=pl.String)
 
 
 COMPARISONS: dict[str, Comparison] = {}
@@ -67,12 +67,26 @@ def _equal(left: pl.Series, right: pl.Series) -> np.ndarray:
     return (left == right).fill_null(False).to_numpy()
 
 
-def _distance(left: pl.Series, right: pl.Series, scorer: Callable[..., float]) -> np.ndarray:
-    """A rapidfuzz scorer over aligned pairs (nulls as "")."""
-    a, b = left.fill_null("").to_list(), right.fill_null("").to_list()
+def _distance(
+    left: pl.Series, right: pl.Series, scorer: Callable[..., float], where: np.ndarray, fill: float
+) -> np.ndarray:
+    """A rapidfuzz scorer over the aligned pairs `where` says need it (nulls as ""); `fill` elsewhere.
+
+    Most candidate pairs are settled by equality or a missing value before any distance matters, and
+    handing strings to rapidfuzz costs more than scoring them: only the undecided pairs go.
+    """
+    # float32, as rapidfuzz returns them: a threshold of 0.9 then means what it does for rapidfuzz.
+    out = np.full(len(left), fill, dtype=np.float32)
+    chosen = np.flatnonzero(where)
+    if len(chosen) == 0:
+        return out
+    positions = pl.Series(chosen)
+    a = left.gather(positions).fill_null("").to_list()
+    b = right.gather(positions).fill_null("").to_list()
     # Threads pay off on whole columns; for an online lookup's handful of pairs they only cost.
     workers = -1 if len(a) > PARALLEL_FROM else 1
-    return process.cpdist(a, b, scorer=scorer, workers=workers) if a else np.zeros(0)
+    out[chosen] = process.cpdist(a, b, scorer=scorer, workers=workers)
+    return out
 
 
 def _select(levels: tuple[str, ...], choices: list[tuple[np.ndarray, str]], default: str) -> np.ndarray:
@@ -97,15 +111,19 @@ def _names_on(prefix: str) -> Callable[[pl.DataFrame], np.ndarray]:
     def names(pairs: pl.DataFrame) -> np.ndarray:
         name_l, name_r = _sides(pairs, f"{prefix}name")
         pinyin_l, pinyin_r = _sides(pairs, f"{prefix}name_pinyin")
-        jw = _distance(pinyin_l, pinyin_r, JaroWinkler.normalized_similarity)
+        missing, exact = _missing(name_l, name_r), _equal(name_l, name_r)
+        variant = _equal(*_sides(pairs, f"{prefix}name_folded"))
+        homophone = _equal(pinyin_l, pinyin_r)
         same_surname = _equal(*_sides(pairs, f"{prefix}surname_pinyin"))
+        undecided = same_surname & ~(missing | exact | variant | homophone)
+        jw = _distance(pinyin_l, pinyin_r, JaroWinkler.normalized_similarity, undecided, 0.0)
         return _select(
             NAME_LEVELS,
             [
-                (_missing(name_l, name_r), NULL),
-                (_equal(name_l, name_r), "exact"),
-                (_equal(*_sides(pairs, f"{prefix}name_folded")), "variant"),
-                (_equal(pinyin_l, pinyin_r), "homophone"),
+                (missing, NULL),
+                (exact, "exact"),
+                (variant, "variant"),
+                (homophone, "homophone"),
                 (same_surname & (jw >= 0.9), "similar"),
                 (same_surname, "surname_only"),
             ],
@@ -147,15 +165,13 @@ def _codes_on(column: str) -> Callable[[pl.DataFrame], np.ndarray]:
 def _identifiers(left: pl.Series, right: pl.Series, levels: tuple[str, ...] = ID_LEVELS) -> np.ndarray:
     """Codes as text: exact, one character wrong, two adjacent ones transposed (when `levels` has
     that level), different."""
-    hamming = _distance(left, right, Hamming.distance)
-    same_length = _equal(left.str.len_chars(), right.str.len_chars())
-    choices = [
-        (_missing(left, right), NULL),
-        (_equal(left, right), "exact"),
-        (same_length & (hamming == 1), "one_digit"),
-    ]
+    missing, exact = _missing(left, right), _equal(left, right)
+    undecided = _equal(left.str.len_chars(), right.str.len_chars()) & ~(missing | exact)
+    hamming = _distance(left, right, Hamming.distance, undecided, -1)
+    choices = [(missing, NULL), (exact, "exact"), (hamming == 1, "one_digit")]
     if "transposed" in levels:
-        choices.append((same_length & (_distance(left, right, OSA.distance) == 1), "transposed"))
+        osa = _distance(left, right, OSA.distance, undecided & (hamming != 1), -1)
+        choices.append((osa == 1, "transposed"))
     return _select(levels, choices, "different")
 
 
@@ -170,13 +186,15 @@ def _enterprise_names(pairs: pl.DataFrame) -> np.ndarray:
     aside (佛山市南海区华强五金有限公司 / 华强五金有限责任公司); similar cores (Indel >= 0.8); different."""
     name_l, name_r = _sides(pairs, "name")
     core_l, core_r = _sides(pairs, "name_core")
-    similarity = _distance(core_l, core_r, Indel.normalized_similarity)
+    missing, exact, same_core = _missing(name_l, name_r), _equal(name_l, name_r), _equal(core_l, core_r)
+    undecided = ~(missing | exact | same_core)
+    similarity = _distance(core_l, core_r, Indel.normalized_similarity, undecided, 0.0)
     return _select(
         ENTERPRISE_NAME_LEVELS,
         [
-            (_missing(name_l, name_r), NULL),
-            (_equal(name_l, name_r), "exact"),
-            (_equal(core_l, core_r), "same_core"),
+            (missing, NULL),
+            (exact, "exact"),
+            (same_core, "same_core"),
             (similarity >= 0.8, "similar"),
         ],
         "different",
@@ -259,13 +277,15 @@ def _addresses(pairs: pl.DataFrame) -> np.ndarray:
         .fill_null(False)
         .to_numpy()
     )
-    rest_similarity = _distance(rest_l, rest_r, Indel.normalized_similarity)
+    missing, exact = _missing(text_l, text_r), _equal(text_l, text_r)
+    undecided = agree_as_deep_as_both & ~_missing(rest_l, rest_r) & ~(missing | exact)
+    rest_similarity = _distance(rest_l, rest_r, Indel.normalized_similarity, undecided, 0.0)
     return _select(
         ADDRESS_LEVELS,
         [
-            (_missing(text_l, text_r), NULL),
-            (_equal(text_l, text_r), "exact"),
-            (agree_as_deep_as_both & (rest_similarity >= 0.8) & ~_missing(rest_l, rest_r), "same_place"),
+            (missing, NULL),
+            (exact, "exact"),
+            (undecided & (rest_similarity >= 0.8), "same_place"),
             (same_prefix(12), "same_village"),
             (same_prefix(9), "same_township"),
             (same_prefix(6), "same_county"),

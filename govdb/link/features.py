@@ -100,7 +100,7 @@ def prepare(
     # Row-level: IDs (their birth date and gender win over the written ones, as in standardize),
     # phones and addresses (parsed once per distinct address inside).
     row_level = [f for f in ("id_number", "phone", "address", "division_code") if columns[f]]
-    std = standardize(base.select("rid", *row_level), today=today, address_hint=address_hint)
+    std = standardize(base.select("rid", *row_level), today=today, address_hint=address_hint, issues=False)
     # Names, written dates and genders repeat a lot: standardized once per distinct value.
     if columns["name"]:
         std = std.with_columns(base.get_column("name")).join(
@@ -158,7 +158,7 @@ def prepare_enterprises(
     frame = _renamed(frame, mapping, source)
     base = _ids_column(frame, id_column, source, ENTERPRISE_FIELDS)
     present = [f for f in ("uscc", "phone", "address", "division_code") if f in base.columns]
-    std = standardize(base.select("rid", *present), today=today, address_hint=address_hint)
+    std = standardize(base.select("rid", *present), today=today, address_hint=address_hint, issues=False)
 
     col = _column_or_null(std)
 
@@ -249,12 +249,12 @@ def _ids_column(frame: pl.DataFrame, id_column: str, source: str, fields: tuple[
 
 def _distinct_standardized(values: pl.Series, out_col: str, today: dt.date | None) -> pl.DataFrame:
     distinct = values.unique().drop_nulls().to_frame()
-    return standardize(distinct, today=today).select(values.name, out_col)
+    return standardize(distinct, today=today, issues=False).select(values.name, out_col)
 
 
 def _names(names: pl.Series, today: dt.date | None) -> pl.DataFrame:
     """Per distinct written name: name_std, pinyin (no spaces), surname, given name, folded form."""
-    distinct = standardize(names.unique().drop_nulls().to_frame(), today=today)
+    distinct = standardize(names.unique().drop_nulls().to_frame(), today=today, issues=False)
     distinct = distinct.with_columns(fold_names(distinct.get_column("name_std")).alias("_folded"))
     return (
         distinct.select("name", "name_std", "_folded", pl.col("name_pinyin").alias("_syllables"))

@@ -222,19 +222,27 @@ def gather_pairs(
     return pl.concat([lhs, rhs], how="horizontal")
 
 
+def _present(column: pl.Series) -> pl.Series:
+    """The non-null, non-empty values of a column."""
+    values = column.drop_nulls()
+    return values.filter(values != "") if values.dtype == pl.String else values
+
+
 def value_frequencies(column: pl.Series) -> pl.DataFrame:
     """(value, p) over the non-null, non-empty values of a column."""
-    values = column.drop_nulls()
-    if values.dtype == pl.String:
-        values = values.filter(values != "")
+    values = _present(column)
     counts = values.value_counts(name="n")
-    total = max(values.len(), 1)
-    return counts.select(pl.col(column.name).alias("value"), (pl.col("n") / total).alias("p"))
+    return counts.select(pl.col(column.name).alias("value"), (pl.col("n") / max(values.len(), 1)).alias("p"))
 
 
 def exact_u(left: pl.Series, right: pl.Series) -> float:
-    """P(two random records agree exactly) = sum over values of p_left(v) * p_right(v)."""
-    joined = value_frequencies(left).join(value_frequencies(right), on="value", suffix="_r")
+    """P(two random records agree exactly) = sum over values of p_left(v) * p_right(v).
+
+    Values are counted by their 64-bit hash, several times faster than counting text; two values
+    sharing a hash (odds about n^2 / 2^64) would only nudge an estimate.
+    """
+    hashed = [value_frequencies(_present(side).hash(seed=0).rename("h")) for side in (left, right)]
+    joined = hashed[0].join(hashed[1], on="value", suffix="_r")
     return float((joined.get_column("p") * joined.get_column("p_r")).sum())
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 
 import polars as pl
 
-from govdb.standards.addresses import parse_addresses
+from govdb.standards.addresses import normalize_addresses, parse_normalized
 from govdb.standards.dates import standardize_date
 from govdb.standards.divisions import region_codes
 from govdb.standards.ids import age_at, standardize_id
@@ -25,9 +25,16 @@ __all__ = ["REASONS", "STANDARD_COLUMNS", "age_at", "severity", "standardize"]
 
 
 def standardize(
-    frame: pl.DataFrame, *, today: dt.date | None = None, address_hint: str | None = None
+    frame: pl.DataFrame,
+    *,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+    issues: bool = True,
 ) -> pl.DataFrame:
-    """The frame with `<column>_std` / `<column>_issues` for every standard column it has."""
+    """The frame with `<column>_std` / `<column>_issues` for every standard column it has.
+
+    `issues=False` leaves out the issue columns (linkage reads only the standardized values).
+    """
     today = today or dt.date.today()
     present = set(frame.columns)
     exprs: list[pl.Expr] = []
@@ -39,12 +46,6 @@ def standardize(
         exprs += standardize_date("birth_date", today=today)
     if "phone" in present:
         exprs += standardize_phone("phone")
-    if "address" in present:
-        text = pl.col("address").cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
-        exprs += [
-            pl.when(text == "").then(None).otherwise(text).alias("address_std"),
-            pl.lit("").alias("address_issues"),
-        ]
     if "division_code" in present:
         code = pl.col("division_code").cast(pl.String).str.normalize("NFKC").str.strip_chars()
         known = code.is_in(_known_codes().implode())
@@ -61,17 +62,20 @@ def standardize(
         lazy = standardize_uscc(lazy, "uscc")
     if "name" in present:
         lazy = name_pinyin(lazy)
+    if not issues:
+        lazy = lazy.select(pl.exclude("^.*_issues$"))  # the planner then never computes them
     out = lazy.collect()
     if "address" in present:
-        out = _addresses(out, address_hint)
+        out = _addresses(out, address_hint, issues)
     return _cross_checks(out)
 
 
-def _addresses(frame: pl.DataFrame, hint: str | None) -> pl.DataFrame:
+def _addresses(frame: pl.DataFrame, hint: str | None, issues: bool) -> pl.DataFrame:
     """address_std, address_issues and the parsed division columns (address_division_code when the
     frame already has a division_code column of its own)."""
-    text = pl.col("address").cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
-    parsed = parse_addresses(frame.get_column("address"), hint=hint)
+    normalized = normalize_addresses(frame.get_column("address"))
+    parsed = parse_normalized(normalized, hint=hint)
+    text = pl.lit(normalized)
     code_name = "address_division_code" if "division_code" in frame.columns else "division_code"
     placed = (
         []
@@ -79,21 +83,20 @@ def _addresses(frame: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         else [
             # No division code column: the address is where the record is.
             parsed.get_column("division_code").alias("division_code_std"),
-            pl.lit("").alias("division_code_issues"),
+            *([pl.lit("").alias("division_code_issues")] if issues else []),
         ]
     )
+    found = [
+        issue(parsed.get_column("address_status") == "ambiguous", "address_ambiguous"),
+        issue(
+            (parsed.get_column("address_status") == "unresolved") & (text.fill_null("") != ""),
+            "address_unresolved",
+        ),
+    ]
     return frame.with_columns(
         *placed,
         pl.when(text == "").then(None).otherwise(text).alias("address_std"),
-        join_issues(
-            [
-                issue(parsed.get_column("address_status") == "ambiguous", "address_ambiguous"),
-                issue(
-                    (parsed.get_column("address_status") == "unresolved") & (text.fill_null("") != ""),
-                    "address_unresolved",
-                ),
-            ]
-        ).alias("address_issues"),
+        *([join_issues(found).alias("address_issues")] if issues else []),
         parsed.get_column("division_code").alias(code_name),
         parsed.get_column("division_level"),
         parsed.get_column("address_rest"),
@@ -113,30 +116,18 @@ def _cross_checks(frame: pl.DataFrame) -> pl.DataFrame:
     if "id_number_std" not in frame.columns:
         return frame
     updates: list[pl.Expr] = []
-    if "gender_std" in frame.columns:
-        mismatch = issue(
-            pl.col("gender_std").is_not_null() & (pl.col("gender_std") != pl.col("id_gender")),
-            "gender_mismatch",
-        )
-        updates += [
-            join_issues(
-                [pl.when(pl.col("gender_issues") != "").then(pl.col("gender_issues")), mismatch]
-            ).alias("gender_issues"),
-            pl.coalesce("id_gender", "gender_std").alias("gender_std"),
-        ]
-    else:
-        updates.append(pl.col("id_gender").alias("gender_std"))
-    if "birth_date_std" in frame.columns:
-        mismatch = issue(
-            pl.col("birth_date_std").is_not_null() & (pl.col("birth_date_std") != pl.col("id_birth_date")),
-            "birth_date_mismatch",
-        )
-        updates += [
-            join_issues(
-                [pl.when(pl.col("birth_date_issues") != "").then(pl.col("birth_date_issues")), mismatch]
-            ).alias("birth_date_issues"),
-            pl.coalesce("id_birth_date", "birth_date_std").alias("birth_date_std"),
-        ]
-    else:
-        updates.append(pl.col("id_birth_date").alias("birth_date_std"))
+    for field, from_id in (("gender", "id_gender"), ("birth_date", "id_birth_date")):
+        written = f"{field}_std"
+        if written not in frame.columns:
+            updates.append(pl.col(from_id).alias(written))
+            continue
+        if f"{field}_issues" in frame.columns:
+            mismatch = issue(
+                pl.col(written).is_not_null() & (pl.col(written) != pl.col(from_id)), f"{field}_mismatch"
+            )
+            earlier = pl.col(f"{field}_issues")
+            updates.append(
+                join_issues([pl.when(earlier != "").then(earlier), mismatch]).alias(f"{field}_issues")
+            )
+        updates.append(pl.coalesce(from_id, written).alias(written))
     return frame.with_columns(updates).drop("id_gender", "id_birth_date")

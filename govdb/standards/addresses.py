@@ -58,23 +58,32 @@ _CN_DIGITS = {
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+(?=[号栋幢座楼层室单元弄巷])")
 
 
-def _short_forms(name: str, level: int) -> list[str]:
-    forms = {name}
-    for suffix in _SUFFIXES.get(level, ()):
-        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
-            short = name[: -len(suffix)]
-            forms.add(short)
-            if level in (2, 3) and suffix.startswith("自治"):
-                stripped = _ETHNIC.sub("", short)
-                if len(stripped) >= 2:
-                    forms.add(stripped)
-            break
+def _short_forms(name: pl.Expr, level: int) -> list[pl.Expr]:
+    """The short forms of division names of one level (null where a form does not apply): the name
+    without its level's suffix (the longest that leaves two characters), an autonomous area's name
+    without its ethnic groups too (凉山彝族自治州 -> 凉山彝族, 凉山), a village committee's usual name."""
+    length = name.str.len_chars()
+
+    def cut(suffix: str, keep: str = "") -> pl.Expr:
+        applies = name.str.ends_with(suffix) & (length - len(suffix) + len(keep) >= 2)
+        return pl.when(applies).then(name.str.slice(0, length - len(suffix)) + keep)
+
+    # pl.coalesce takes the first form that applies, in the longest-first order of the suffixes.
+    forms = [name]
+    suffixes = _SUFFIXES.get(level, ())
+    if suffixes:
+        short = pl.coalesce(cut(suffix) for suffix in suffixes)
+        forms.append(short)
+        autonomous = [s for s in suffixes if s.startswith("自治")]
+        if level in (2, 3) and autonomous:
+            ethnic = short.str.replace(_ETHNIC.pattern, "")
+            by_autonomy = name.str.ends_with(autonomous[0])
+            for suffix in autonomous[1:]:
+                by_autonomy = by_autonomy | name.str.ends_with(suffix)
+            forms.append(pl.when(by_autonomy & (ethnic.str.len_chars() >= 2)).then(ethnic))
     if level == 5:
-        for suffix, keep in _VILLAGE_FORMS:
-            if name.endswith(suffix) and len(name) - len(suffix) + len(keep) >= 2:
-                forms.add(name[: -len(suffix)] + keep)
-                break
-    return sorted(forms)
+        forms.append(pl.coalesce(cut(suffix, keep) for suffix, keep in _VILLAGE_FORMS))
+    return forms
 
 
 @functools.cache
@@ -89,12 +98,15 @@ def gazetteer() -> pl.DataFrame:
     schema = {"alias": pl.String, "code": pl.String, "level": pl.Int8}
 
     def aliases(entries: pl.DataFrame) -> pl.DataFrame:
-        rows = [
-            (alias, code, level)
-            for code, name, level in entries.iter_rows()
-            for alias in _short_forms(name, level)
-        ]
-        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        frame = pl.concat(
+            [
+                part.select(
+                    pl.concat_list(_short_forms(pl.col("name"), level)).alias("alias"), "code", "level"
+                )
+                for (level,), part in entries.group_by("level")
+            ]
+        )
+        frame = frame.explode("alias").drop_nulls("alias").select(*schema)
         return frame.filter(~pl.col("alias").is_in(generic) & (pl.col("alias").str.len_chars() >= 2)).unique()
 
     current = aliases(usable.select("code", "name", pl.col("level").cast(pl.Int8)))
@@ -186,20 +198,115 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
 
     `hint` is a division code known to contain the address (the service hall's county); it
     supports candidates under it and so resolves names that exist in several places.
+
+    Addresses are parsed once per distinct head: the address without its house number (see
+    `_split_house_numbers`), so 1M addresses in a few thousand villages are a few thousand parses.
     """
-    text = addresses.cast(pl.String).str.normalize("NFKC").str.replace_all(r"\s+", "")
-    distinct = pl.DataFrame({"address": text}).unique().drop_nulls().filter(pl.col("address") != "")
+    return parse_normalized(normalize_addresses(addresses), hint=hint)
+
+
+# Text made only of these (printable ASCII but the space, and the unified CJK ideographs) is already
+# in NFKC and has no whitespace.
+_NORMAL_TEXT = r"[^\x21-\x7E\x{4E00}-\x{9FFF}]"
+
+
+def normalize_addresses(addresses: pl.Series) -> pl.Series:
+    """NFKC (full-width digits and letters) and no whitespace: the form addresses are parsed in.
+
+    Only the addresses with some other character go through NFKC, a small share in practice.
+    """
+    text = addresses.cast(pl.String)
+    odd = text.str.contains(_NORMAL_TEXT).fill_null(False).arg_true()
+    if odd.is_empty():
+        return text
+    out = text.clone()
+    out.scatter(odd, text.gather(odd).str.normalize("NFKC").str.replace_all(r"\s+", ""))
+    return out
+
+
+def parse_normalized(text: pl.Series, *, hint: str | None = None) -> pl.DataFrame:
+    """`parse_addresses` for addresses already through `normalize_addresses`."""
+    split = _split_house_numbers(pl.DataFrame({"address": text}))
+    lookup = _lookup(split.get_column("head"), hint)
+    out = split.join(lookup, left_on="head", right_on="address", how="left", maintain_order="left")
+    return out.select(
+        pl.exclude("head", "tail", "address_rest", "address_status", "address_confidence"),
+        (pl.col("address_rest") + pl.col("tail")).alias("address_rest"),
+        pl.col("address_status").fill_null("unresolved"),
+        pl.col("address_confidence").fill_null(0.0),
+    ).select(*PARSED_COLUMNS)
+
+
+PARSED_COLUMNS = (
+    "division_code",
+    "division_level",
+    "address_rest",
+    "address_status",
+    "address_confidence",
+    "province_code",
+    "city_code",
+    "county_code",
+    "township_code",
+    "village_code",
+)
+# What a house number is made of: it never starts a division name, and (bar the names in
+# `_names_into_house_numbers`) no division name reaches into it.
+HOUSE_NUMBER_CHARS = r"0-9A-Za-z\-#/号栋幢座楼层室单元弄巷户组"
+HOUSE_NUMBER = f"[0-9][{HOUSE_NUMBER_CHARS}]*$"
+
+
+def _split_house_numbers(frame: pl.DataFrame) -> pl.DataFrame:
+    """`address` -> `head` and `tail`, where tail is the trailing house number (12号, 3栋2单元501室).
+
+    Parsing the head gives the same result as parsing the whole address, with the tail appended to
+    the remaining text: no division name can occur in or reach into the tail (a name would have to
+    end with a house-number character and contain a digit or consist of such characters; the few
+    such names are checked for and their addresses are not split), township and village names are
+    looked up where a parent name ends (inside the head), and Chinese house numbers (三号) are made
+    of characters the tail does not have.
+    """
+    address = pl.col("address")
+    tail = address.str.extract(f"({HOUSE_NUMBER})")
+    unsafe = address.str.contains_any(_names_into_house_numbers()) if _names_into_house_numbers() else False
+    keep_whole = tail.is_null() | (tail.str.len_bytes() == address.str.len_bytes()) | unsafe
+    return frame.with_columns(
+        pl.when(keep_whole)
+        .then(address)
+        .otherwise(address.cast(pl.Binary).bin.slice(0, address.str.len_bytes() - tail.str.len_bytes()))
+        .cast(pl.String)
+        .alias("head"),
+        pl.when(keep_whole).then(pl.lit("")).otherwise(tail).alias("tail"),
+    )
+
+
+@functools.cache
+def _names_into_house_numbers() -> list[str]:
+    """Division names that could reach into a house number: they end with a house-number character
+    and contain a digit or are made only of such characters (七四0)."""
+    chars = HOUSE_NUMBER_CHARS
+    alias = pl.col("alias")
+    return (
+        gazetteer()
+        .filter(
+            alias.str.contains(f"[{chars}]$")
+            & (alias.str.contains("[0-9]") | alias.str.contains(f"^[{chars}]+$"))
+        )
+        .get_column("alias")
+        .unique()
+        .sort()
+        .to_list()
+    )
+
+
+def _lookup(texts: pl.Series, hint: str | None) -> pl.DataFrame:
+    """Distinct non-empty normalized addresses -> one parsed row each, keyed by `address`."""
+    distinct = pl.DataFrame({"address": texts}).unique().drop_nulls().filter(pl.col("address") != "")
     # Chunks keep the intermediate frames (about seven name matches per address) cache-sized.
-    lookup = pl.concat(
+    return pl.concat(
         [
             _parse_distinct(distinct.slice(start, CHUNK).with_row_index("aid"), hint)
             for start in range(0, max(distinct.height, 1), CHUNK)
         ]
-    )
-    frame = pl.DataFrame({"address": text})
-    out = frame.join(lookup, on="address", how="left", maintain_order="left").drop("address")
-    return out.with_columns(
-        pl.col("address_status").fill_null("unresolved"), pl.col("address_confidence").fill_null(0.0)
     )
 
 
@@ -331,19 +438,7 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
     result = _arabic_house_numbers(_villages(result)).with_columns(
         *_levels(pl.col("division_code"), pl.col("division_level"))
     )
-    return result.select(
-        "address",
-        "division_code",
-        "division_level",
-        "address_rest",
-        "address_status",
-        "address_confidence",
-        "province_code",
-        "city_code",
-        "county_code",
-        "township_code",
-        "village_code",
-    )
+    return result.select("address", *PARSED_COLUMNS)
 
 
 @functools.cache

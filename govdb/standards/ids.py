@@ -21,25 +21,19 @@ def normalize(text: pl.Expr) -> pl.Expr:
     return text.cast(pl.String).str.normalize("NFKC").str.replace_all(r"[\s\-_]", "").str.to_uppercase()
 
 
-def check_digit(first17: pl.Expr) -> pl.Expr:
-    """The GB 11643 check character of 17 digits (null when they are not digits)."""
-    total = pl.sum_horizontal(
-        [first17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)]
-    )
-    any_bad = pl.any_horizontal(
-        [first17.str.slice(i, 1).cast(pl.Int32, strict=False).is_null() for i in range(17)]
-    )
-    return pl.when(any_bad).then(None).otherwise(pl.lit(CHECK_CHARS).str.slice(total % 11, 1))
+def check_char(number: pl.Expr) -> pl.Expr:
+    """The GB 11643 check character of 17 digits given as one integer (null stays null).
+
+    Pass a column, not an expression: the digits are taken apart with 17 integer operations, and
+    an expression would be evaluated once for each.
+    """
+    total = pl.sum_horizontal([(number // 10 ** (16 - i)) % 10 * w for i, w in enumerate(WEIGHTS)])
+    return (total % 11).replace_strict(dict(enumerate(CHECK_CHARS)), return_dtype=pl.String)
 
 
-def upgrade_15(normalized: pl.Expr) -> pl.Expr:
-    """15-digit IDs (issued before 1999) to 18 digits: insert the century 19, add a check digit."""
-    first17 = normalized.str.slice(0, 6) + pl.lit("19") + normalized.str.slice(6, 9)
-    return (
-        pl.when(normalized.str.contains(r"^\d{15}$"))
-        .then(first17 + check_digit(first17))
-        .otherwise(normalized)
-    )
+def digits17(text: pl.Expr) -> pl.Expr:
+    """17 digits as an integer, null when the text is not exactly 17 digits."""
+    return pl.when(text.str.contains(r"^\d{17}$")).then(text.str.to_integer(strict=False))
 
 
 def standardize_id(
@@ -50,11 +44,28 @@ def standardize_id(
     Computed in stages over named helper columns: nesting the expressions instead repeats the
     17-term checksum inside every condition and makes polars' planner slow.
     """
-    norm, up, check, birth = "_id_norm", "_id_up", "_id_check", "_id_birth"
+    norm, old17, up, number, check, birth = (
+        "_id_norm",
+        "_id_old17",
+        "_id_up",
+        "_id_num",
+        "_id_check",
+        "_id_birth",
+    )
     frame = frame.with_columns(normalize(pl.col(column)).alias(norm))
-    frame = frame.with_columns(upgrade_15(pl.col(norm)).alias(up))
+    # 15-digit IDs (issued before 1999) become 18 digits: the century 19 goes in, a check digit on.
     frame = frame.with_columns(
-        check_digit(pl.col(up).str.slice(0, 17)).alias(check),
+        pl.when(pl.col(norm).str.contains(r"^\d{15}$"))
+        .then(pl.col(norm).str.slice(0, 6) + pl.lit("19") + pl.col(norm).str.slice(6, 9))
+        .alias(old17)
+    )
+    frame = frame.with_columns(digits17(pl.col(old17)).alias(number))
+    frame = frame.with_columns(
+        pl.coalesce(pl.col(old17) + check_char(pl.col(number)), pl.col(norm)).alias(up)
+    )
+    frame = frame.with_columns(digits17(pl.col(up).str.slice(0, 17)).alias(number))
+    frame = frame.with_columns(
+        check_char(pl.col(number)).alias(check),
         pl.col(up).str.slice(6, 8).str.strptime(pl.Date, "%Y%m%d", strict=False).alias(birth),
     )
     shaped = pl.col(up).str.contains(r"^\d{17}[\dX]$").fill_null(False)
@@ -65,7 +76,7 @@ def standardize_id(
         issue(shaped & ~checksum_ok, "id_checksum"),
         issue(shaped & pl.col(birth).is_null(), "id_birth_date"),
         issue(shaped & (pl.col(birth) > pl.lit(today)), "id_birth_future"),
-        issue(present & pl.col(norm).str.contains(r"^\d{15}$"), "id_upgraded_15"),
+        issue(pl.col(old17).is_not_null(), "id_upgraded_15"),
     ]
     if known_regions is not None:
         # A region code that never existed is a warning: the ID may still be genuine.
@@ -79,7 +90,7 @@ def standardize_id(
         join_issues(issues).alias(f"{column}_issues"),
         pl.when(valid).then(pl.when(odd).then(pl.lit("M")).otherwise(pl.lit("F"))).alias("id_gender"),
         pl.when(valid).then(pl.col(birth)).alias("id_birth_date"),
-    ).drop(norm, up, check, birth)
+    ).drop(norm, old17, up, number, check, birth)
 
 
 def age_at(birth_date: pl.Expr, at: dt.date) -> pl.Expr:

@@ -125,8 +125,9 @@ def reading_table() -> pl.DataFrame:
 def name_pinyin(frame: pl.LazyFrame, column: str = "name_std", out: str = "name_pinyin") -> pl.LazyFrame:
     """Add `out`: the name's toneless pinyin, syllables separated by spaces (latin names lower-cased).
 
-    Computed once per distinct name, character by character through a lookup table, with the
-    surname table applied to the first one or two characters.
+    Computed once per distinct name, character by character through a lookup table (inside each
+    name's list of characters: no explode and regroup), with the surname table applied to the first
+    one or two characters.
     """
     compound = {k: v for k, v in SURNAME_READINGS.items() if len(k) == 2}
     single = {k: v for k, v in SURNAME_READINGS.items() if len(k) == 1}
@@ -138,15 +139,22 @@ def name_pinyin(frame: pl.LazyFrame, column: str = "name_std", out: str = "name_
         pl.coalesce(head2, head1).alias("_head"),
         pl.when(head2.is_not_null()).then(2).when(head1.is_not_null()).then(1).otherwise(0).alias("_skip"),
     )
-    rest = (
-        names.filter(~latin)
-        .select("_n", pl.col("_n").str.slice(pl.col("_skip")).str.split("").alias("_c"))
-        .explode("_c")
-        .filter(pl.col("_c").is_not_null() & (pl.col("_c") != "") & (pl.col("_c") != "·"))
-        .join(reading_table().lazy(), on="_c", how="left", maintain_order="left")
-        .with_columns(pl.coalesce("_reading", pl.col("_c").str.to_lowercase()).alias("_c"))
-        .group_by("_n", maintain_order=True)
-        .agg(pl.col("_c").str.join(" ").alias("_rest"))
+    readings = reading_table()
+    char = pl.element()
+    rest = names.filter(~latin).select(
+        "_n",
+        pl.col("_n")
+        .str.slice(pl.col("_skip"))
+        .str.split("")
+        .list.eval(char.filter((char != "") & (char != "·")))
+        .list.eval(
+            char.replace_strict(
+                readings.get_column("_c"), readings.get_column("_reading"), default=char.str.to_lowercase()
+            )
+        )
+        .list.join(" ")
+        .replace("", None)
+        .alias("_rest"),
     )
     table = names.join(rest, on="_n", how="left").select(
         "_n",

@@ -152,3 +152,28 @@ def test_bad_input_names_the_file_and_the_column(rules: Rulebook, tmp_path: Path
         link_frames(
             events, master.with_columns(pl.Series("person_id", ["P1", None])), rules.matching["person"]
         )
+
+
+def test_the_generator_gives_the_same_records_in_every_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    sizes = ["--master", "800", "--events", "800", "--profile", "hard", "--seed", "3"]
+    for seed in ("1", "2"):
+        subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "linkgen.py"), *sizes, "--out", str(tmp_path / seed)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},  # set order differs between the two
+        )
+    for name in ("master", "events", "truth"):
+        assert pl.read_parquet(tmp_path / "1" / f"{name}.parquet").equals(
+            pl.read_parquet(tmp_path / "2" / f"{name}.parquet")
+        ), name
+
+
+def test_linking_twice_gives_the_same_links(rules: Rulebook, generated) -> None:
+    master, events, _ = generated
+    person = rules.matching["person"]
+    first = link_frames(events, master, person, today=TODAY).links
+    assert first.equals(link_frames(events, master, person, today=TODAY).links)

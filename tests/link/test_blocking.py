@@ -36,6 +36,8 @@ def test_union_of_rules_deduplicated_with_the_first_rule() -> None:
         ("E2", "P3"): "surname+birth_date",
     }
     assert result.skipped == []
+    # Sorted, whatever order the joins returned: the same input gives the same pairs in the same order.
+    assert result.pairs.select("left_id", "right_id").rows() == sorted(pairs)
 
 
 def test_a_key_value_too_common_to_block_on_is_skipped_and_reported() -> None:
@@ -49,3 +51,20 @@ def test_a_key_value_too_common_to_block_on_is_skipped_and_reported() -> None:
 def test_a_rule_on_a_missing_column_is_an_error() -> None:
     with pytest.raises(ConfigError, match="needs columns"):
         block(EVENTS, MASTER, [["village"]], left_id="event_id", right_id="person_id")
+
+
+def test_only_heavy_values_found_on_both_sides_are_skipped() -> None:
+    left = pl.DataFrame(
+        {
+            "id": [f"L{i}" for i in range(8)],
+            "surname": ["wang"] * 4 + ["li"] * 3 + ["zhao"],
+            "birth_date": ["1990-01-01"] * 7 + ["1990-01-01"],
+        }
+    )
+    right = pl.DataFrame(
+        {"id": ["R1", "R2", "R3"], "surname": ["wang", "zhao", "zhao"], "birth_date": ["1990-01-01"] * 3}
+    )
+    result = block(left, right, [["surname", "birth_date"]], left_id="id", right_id="id", max_block=2)
+    # wang is heavy on the left and present on the right: skipped. li is heavy but has no partner.
+    assert [(s.value, s.left_rows, s.right_rows) for s in result.skipped] == [("wang|1990-01-01", 4, 1)]
+    assert sorted(result.pairs.get_column("right_id")) == ["R2", "R3"]

@@ -476,10 +476,11 @@ def link_frames(
 ) -> LinkOutput:
     """Events and master people as people wrote them -> one link row per event."""
     started = time.perf_counter()
-    # The two sides are independent and polars releases the GIL: prepare them side by side.
+    # The two sides are independent and polars releases the GIL: prepare them side by side, and
+    # build the address gazetteer (once; the sides wait for it) while they start on names.
     prepare = preparer(rules.entity)[0]
-    gazetteer()  # built once here, not by both threads at once
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(gazetteer)
         left_job = pool.submit(
             prepare,
             events,

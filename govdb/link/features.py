@@ -97,21 +97,22 @@ def prepare(
     frame = _renamed(frame, mapping, source)
     base = _ids_column(frame, id_column, source, (*PERSON_FIELDS, "division_code"))
     columns = {f: f in base.columns for f in (*PERSON_FIELDS, "division_code")}
+    # Names, written dates and genders repeat a lot: standardized once per distinct value (first,
+    # so a caller can build the address gazetteer meanwhile).
+    distinct = []
+    if columns["name"]:
+        distinct.append(("name", _names(base.get_column("name"), today)))
+    for written, out_col in (("birth_date", "birth_date_std"), ("gender", "gender_std")):
+        if columns[written]:
+            distinct.append((written, _distinct_standardized(base.get_column(written), out_col, today)))
     # Row-level: IDs (their birth date and gender win over the written ones, as in standardize),
     # phones and addresses (parsed once per distinct address inside).
     row_level = [f for f in ("id_number", "phone", "address", "division_code") if columns[f]]
     std = standardize(base.select("rid", *row_level), today=today, address_hint=address_hint, issues=False)
-    # Names, written dates and genders repeat a lot: standardized once per distinct value.
-    if columns["name"]:
-        std = std.with_columns(base.get_column("name")).join(
-            _names(base.get_column("name"), today), on="name", how="left", maintain_order="left"
+    for written, values in distinct:
+        std = std.with_columns(base.get_column(written)).join(
+            values, on=written, how="left", maintain_order="left"
         )
-    for written, out_col in (("birth_date", "birth_date_std"), ("gender", "gender_std")):
-        if columns[written]:
-            values = _distinct_standardized(base.get_column(written), out_col, today)
-            std = std.with_columns(base.get_column(written)).join(
-                values, on=written, how="left", maintain_order="left"
-            )
     std = _cross_check_written(std, columns)
 
     col = _column_or_null(std)

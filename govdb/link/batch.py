@@ -480,7 +480,7 @@ def link_frames(
     # build the address gazetteer (once; the sides wait for it) while they start on names.
     prepare = preparer(rules.entity)[0]
     with ThreadPoolExecutor(3) as pool:
-        pool.submit(gazetteer)
+        pool.submit(gazetteer)  # should it fail, the sides fail on it too and say why
         left_job = pool.submit(
             prepare,
             events,

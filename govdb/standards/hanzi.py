@@ -40,9 +40,9 @@ def fold_names(names: pl.Series) -> pl.Series:
     name and for a million)."""
     folds = fold_table()
     char = pl.element()
-    folded = (
+    return (
         names.str.split("")
         .list.eval(char.replace(folds.get_column("_char"), folds.get_column("_folded")))
         .list.join("")
+        .rename(names.name)
     )
-    return pl.select(pl.when(names.is_not_null()).then(folded)).to_series().rename(names.name)

@@ -21,8 +21,9 @@ import time
 
 import polars as pl
 
-from govdb.standards.addresses import gazetteer, parse_addresses
+from govdb.standards.addresses import parse_addresses
 from govdb.standards.divisions import division_table
+from govdb.standards.gazetteer import gazetteer
 from govdb.standards.ids import make_id
 from govdb.validate import validate_frame
 

@@ -32,7 +32,7 @@ from govdb.link.model import (
     training_fields,
 )
 from govdb.rulebook.models import MatchingRules
-from govdb.standards.addresses import gazetteer
+from govdb.standards.gazetteer import gazetteer
 
 CHUNK_PAIRS = 1_000_000
 HARD_SAME, HARD_NONE, HARD_DIFFERENT = 1, 0, -1

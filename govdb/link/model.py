@@ -241,6 +241,7 @@ def exact_u(left: pl.Series, right: pl.Series) -> float:
     Values are counted by their 64-bit hash, several times faster than counting text; two values
     sharing a hash (odds about n^2 / 2^64) would only nudge an estimate.
     """
+    # Missing values first: a null or an empty text has a hash too and would count as a value.
     hashed = [value_frequencies(_present(side).hash(seed=0).rename("h")) for side in (left, right)]
     joined = hashed[0].join(hashed[1], on="value", suffix="_r")
     return float((joined.get_column("p") * joined.get_column("p_r")).sum())

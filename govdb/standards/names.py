@@ -116,8 +116,8 @@ def char_readings() -> dict[str, str]:
 
 @functools.cache
 def reading_table() -> pl.DataFrame:
-    """char_readings as a frame (_c, _reading), joined rather than passed as a literal mapping,
-    so a one-record lookup does not rebuild a 40,000-entry table."""
+    """char_readings as two columns (_c, _reading), built once and handed to `replace_strict` as
+    Series, so no call rebuilds a 40,000-entry mapping from Python."""
     readings = char_readings()
     return pl.DataFrame({"_c": list(readings), "_reading": list(readings.values())})
 

@@ -57,6 +57,7 @@ class ProcessReport:
 
     validation: validate_stage.ValidationReport
     proposals: ProposeReport
+    retried: int = 0  # events taken again (`retry`) before validation
 
 
 class GovDB:
@@ -265,15 +266,22 @@ class GovDB:
     def ingest_frame(self, frame: pl.DataFrame, *, source: str, **options: Any) -> ingest_stage.IngestReport:
         return ingest_stage.ingest_frame(self.events, frame, source=source, **options)
 
-    def process(self, *, today: dt.date | None = None) -> ProcessReport:
-        """Standardize and validate received events, link them, propose changes and open tasks."""
+    def process(
+        self, *, today: dt.date | None = None, retry: validate_stage.Retry | str | None = None
+    ) -> ProcessReport:
+        """Standardize and validate received events, link them, propose changes and open tasks.
+
+        `retry="invalid"` first moves the events marked invalid back to received (after their data
+        or the rules were fixed), so they are validated again with the others.
+        """
+        retried = validate_stage.retry_events(self.events, retry) if retry is not None else 0
         validation = validate_stage.standardize_events(
             self.events, self.rules, today=today, address_hint=self.served_county()
         )
         proposals = propose_events(
             self.events, self.master, self.rules, self.linkage_model, address_hint=self.served_county()
         )
-        return ProcessReport(validation, proposals)
+        return ProcessReport(validation, proposals, retried)
 
     def tasks(
         self, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200

@@ -2,6 +2,7 @@
 
 GovdbError                   base: catch this to handle any govdb failure
 ├── ConfigError              a store URL, home folder or option cannot be used
+├── StoreError               a store cannot be reached or written (down, read-only, full, refused)
 ├── RuleFileError            one or more rule files are invalid (every problem, with file and field)
 ├── InputFileError           an input file cannot be read at all (rows that fail go to quarantine)
 ├── NotFoundError            a person, form, programme, task or unit does not exist
@@ -26,6 +27,10 @@ class GovdbError(Exception):
 
 class ConfigError(GovdbError):
     """A store URL, home folder or option cannot be used."""
+
+
+class StoreError(GovdbError):
+    """A store cannot be reached or written: the database is down, read-only, full or refused a value."""
 
 
 @dataclass(frozen=True)

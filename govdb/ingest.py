@@ -1,45 +1,43 @@
-"""Files and frames -> event store: raw payload kept as received, idempotent, quarantine for the rest.
+"""Files and frames -> event store: every record kept as received, versioned, counted, or quarantined.
 
-Each row becomes an event keyed by (source system, source key): the value of a key column the
-caller names, else a hash of the row's content, so ingesting the same file twice stores nothing
-new. A row that cannot be read (bad bytes, wrong number of fields, broken JSON, empty key) goes
-to quarantine with its line number and reason; the rest of the file is still ingested.
+A source record is (source system, source key): the value of a key column the caller names, else
+the hash of the record's content. The same key with the same content is stored once (a second
+ingest of a file stores nothing); the same key with other content is stored as the record's next
+version and reported, never dropped. A record that cannot be read goes to quarantine with its line,
+reason, text and exact bytes. For every ingest, read = stored + new_versions + duplicate +
+quarantined.
+
+Ingests of one source are serialized (an advisory lock on PostgreSQL, the write lock on SQLite),
+so concurrent ingests of one file store it once and each report tells what it did.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import hashlib
-import io
 import json
-import re
+import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, Table, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, insert, text
 
-from govdb.errors import InputFileError
-from govdb.standards.dates import parse_date
-from govdb.store.events import Event, IngestBatch, Quarantine
+from govdb.errors import ConfigError, InputFileError
+from govdb.readers import FileRecords, Unreadable, read_records, records_of_frame
+from govdb.standards.dates import parse_datetime
+from govdb.store.bulk import insert_frame, insert_ignoring_duplicates
+from govdb.store.engine import store_errors
+from govdb.store.events import KEY_MAX, SOURCE_MAX, Event, IngestBatch, Quarantine
 from govdb.store.master import utcnow
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
-CHUNK = 5000
-FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".txt": "tsv",
-    ".xlsx": "xlsx",
-    ".parquet": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
+INSERT_CHUNK = 20_000  # events per statement, so progress moves on a large file
+OCCURRED_AT_UNREADABLE = "occurred_at_unreadable"
+INGEST_FLAGS = frozenset({OCCURRED_AT_UNREADABLE})  # quality flags ingest sets; later stages keep them
+_OPTION_LIMITS = {"source": SOURCE_MAX, "service_code": 64, "department": 64, "channel": 32}
 
 
 @dataclass(frozen=True, order=True)
@@ -48,9 +46,18 @@ class QuarantinedRow:
     reason: str
 
 
+@dataclass(frozen=True, order=True)
+class VersionedRow:
+    """A record whose key was known with other content, stored as that key's `version`."""
+
+    line: int
+    key: str
+    version: int
+
+
 @dataclass
 class IngestReport:
-    """What one ingest did: read = stored + duplicate + quarantined."""
+    """What one ingest did: read = stored + new_versions + duplicate + quarantined (blank lines aside)."""
 
     source_system: str
     source_file: str | None
@@ -58,194 +65,252 @@ class IngestReport:
     encoding: str | None
     read: int = 0
     stored: int = 0
+    new_versions: int = 0
     duplicate: int = 0
     quarantined: int = 0
+    blank: int = 0
     quarantine: list[QuarantinedRow] = field(default_factory=list)
+    versions: list[VersionedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Rows:
-    """Rows read from a file: (line, payload) pairs plus unreadable (line, text, reason) triples."""
-
-    encoding: str | None
-    good: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    bad: list[tuple[int, str, str]] = field(default_factory=list)
-
-
-def detect_encoding(data: bytes) -> str:
-    """utf-8-sig (BOM), utf-8, or gb18030 (a superset of GBK and GB2312), whichever decodes cleanly.
-
-    When none does, the one with fewer undecodable lines wins; those lines are quarantined.
-    """
-    if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    utf8_bad = data.decode("utf-8", errors="replace").count("\ufffd")
-    gb_bad = data.decode("gb18030", errors="replace").count("\ufffd")
-    return "utf-8" if utf8_bad <= gb_bad else "gb18030"
-
-
-_BAD_BYTES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of undecodable bytes
-
-
-def _has_bad_bytes(text: str) -> bool:
-    return _BAD_BYTES.search(text) is not None
-
-
-def _read_delimited(data: bytes, delimiter: str) -> _Rows:
-    encoding = detect_encoding(data)
-    text = data.decode(encoding, errors="surrogateescape")
-    rows = _Rows(encoding)
-    any_bad = _has_bad_bytes(text)
-    lines = text.splitlines(keepends=True)
-    reader = csv.reader(lines, delimiter=delimiter)
-    header: list[str] | None = None
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            line = reader.line_num
-            rows.bad.append(
-                (line, lines[line - 1].rstrip("\r\n") if line <= len(lines) else "", f"unreadable CSV: {exc}")
-            )
-            continue
-        line = reader.line_num
-        if not record or all(not cell.strip() for cell in record):
-            continue
-        if header is None:
-            header = [h.strip() for h in record]
-            if _has_bad_bytes("".join(header)):
-                raise InputFileError(
-                    f"the header line has bytes that are not valid {encoding}; save the file as UTF-8"
-                )
-            continue
-        if len(record) != len(header):
-            rows.bad.append(
-                (
-                    line,
-                    delimiter.join(record),
-                    f"expected {len(header)} fields as in the header, found {len(record)}",
-                )
-            )
-            continue
-        if any_bad and _has_bad_bytes("".join(record)):
-            raw = delimiter.join(record).encode("utf-8", errors="surrogateescape").decode("latin-1")
-            rows.bad.append((line, raw, f"bytes that are not valid {encoding} text"))
-            continue
-        rows.good.append((line, dict(zip(header, record, strict=True))))
-    if header is None:
-        raise InputFileError("the file is empty: no header line was found")
-    return rows
-
-
-def _read_jsonl(data: bytes) -> _Rows:
-    encoding = detect_encoding(data)
-    rows = _Rows(encoding)
-    for line_no, line in enumerate(data.decode(encoding, errors="surrogateescape").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if _has_bad_bytes(line):
-            rows.bad.append(
-                (
-                    line_no,
-                    line.encode("utf-8", "surrogateescape").decode("latin-1"),
-                    f"bytes that are not valid {encoding} text",
-                )
-            )
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            rows.bad.append((line_no, line, f"not valid JSON: {exc.msg} at column {exc.colno}"))
-            continue
-        if not isinstance(value, dict):
-            rows.bad.append(
-                (line_no, line, f"a JSON Lines row must be an object, got {type(value).__name__}")
-            )
-            continue
-        rows.good.append((line_no, value))
-    return rows
-
-
-def _frame_rows(frame: pl.DataFrame, first_line: int) -> _Rows:
-    rows = _Rows(None)
-    for offset, record in enumerate(frame.iter_rows(named=True)):
-        rows.good.append((first_line + offset, {k: _jsonable(v) for k, v in record.items()}))
-    return rows
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.date | dt.datetime | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
-
-
-def read_file(path: Path) -> tuple[_Rows, bytes]:
-    """Rows of a file of any supported format, and its bytes (for the file digest)."""
-    if not path.is_file():
-        raise InputFileError(f"input file {str(path)!r} does not exist")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputFileError(
-            f"cannot read {str(path)!r}: unknown extension {path.suffix!r}; use one of {sorted(FORMATS)}"
-        )
-    data = path.read_bytes()
-    try:
-        if fmt in ("csv", "tsv"):
-            return _read_delimited(data, "," if fmt == "csv" else "\t"), data
-        if fmt == "jsonl":
-            return _read_jsonl(data), data
-        if fmt == "xlsx":
-            frame = pl.read_excel(io.BytesIO(data), infer_schema_length=0)
-            return _frame_rows(frame, first_line=2), data
-        return _frame_rows(pl.read_parquet(io.BytesIO(data)), first_line=1), data
-    except InputFileError as exc:
-        raise InputFileError(f"{path}: {exc}") from exc
-    except Exception as exc:  # the format library could not open the file at all
-        raise InputFileError(f"cannot read {str(path)!r} as {fmt}: {exc}") from exc
+def canonical_json(payload: dict[str, Any]) -> str:
+    """The payload as stored and hashed: UTF-8 JSON with sorted keys, so column order does not matter."""
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def content_key(payload: dict[str, Any]) -> str:
-    """A stable key for a row without one: the SHA-256 of its canonical JSON."""
-    return hashlib.sha256(
-        json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str).encode()
-    ).hexdigest()
+    """A stable key for a record without one: the SHA-256 of its canonical JSON."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
-def insert_ignoring_duplicates(engine: Engine, table: Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the engine's dialect."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+# Unicode White_Space: what surrounds a key without being part of it (one set for Python and polars).
+KEY_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
-def _occurred_at(values: Sequence[Any]) -> list[dt.datetime | None]:
-    """Local (Asia/Shanghai) times as people write them -> aware UTC datetimes."""
-    s = pl.Series("t", [None if v is None else str(v) for v in values], dtype=pl.String)
-    frame = pl.DataFrame({"t": s}).select(
-        pl.coalesce(
-            pl.col("t").str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False),
-            pl.col("t").str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False),
-            pl.col("t").str.to_datetime("%Y-%m-%d %H:%M", strict=False),
-            parse_date(pl.col("t")).cast(pl.Datetime("us")),
-        )
-        .dt.replace_time_zone("Asia/Shanghai", ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
+def source_key(value: Any) -> str | None:
+    """The key a record is known by: text without surrounding spaces; 1, "1" and 1.0 are one key."""
+    if value is None or isinstance(value, dict | list):
+        return None if value is None else canonical_json({"k": value})[5:-1]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    key = str(value).strip(KEY_SPACE)
+    return key or None
+
+
+_JSON_ESCAPES = {
+    chr(c): {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}.get(chr(c), f"\\u{c:04x}")
+    for c in range(32)
+}
+
+
+def _json_string(column: pl.Expr, control: bool) -> pl.Expr:
+    """A text column as JSON string literals, exactly as json.dumps(ensure_ascii=False) writes them."""
+    out = column.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    if control:  # rare: only columns holding a control character pay for the 32 replacements
+        for char, escape in _JSON_ESCAPES.items():
+            out = out.str.replace_all(char, escape, literal=True)
+    return pl.lit('"') + out + pl.lit('"')
+
+
+def _canonical_json_column(frame: pl.DataFrame) -> list[str]:
+    """canonical_json of every row of a frame of text columns, computed on whole columns."""
+    if frame.is_empty():
+        return []
+    if not frame.columns:
+        return ["{}"] * frame.height
+    control = frame.select(pl.all().str.contains(r"[\x00-\x1f]").any()).row(0, named=True)
+    parts: list[pl.Expr] = []
+    for n, name in enumerate(sorted(frame.columns)):
+        column = pl.col(name)
+        prefix = ("{" if n == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
+        value = pl.when(column.is_null()).then(pl.lit("null")).otherwise(_json_string(column, control[name]))
+        parts.append(pl.lit(prefix) + value)
+    return frame.select(pl.concat_str([*parts, pl.lit("}")]).alias("json")).to_series().to_list()
+
+
+def _contents(records: FileRecords) -> list[str]:
+    if records.frame is not None:
+        return _canonical_json_column(records.frame)
+    return [canonical_json(payload) for payload in records.payloads]
+
+
+def _keys(records: FileRecords, key_column: str | None, digests: pl.Series) -> pl.Series:
+    if key_column is None:
+        return digests
+    if records.frame is not None:
+        keys = records.frame.get_column(key_column).str.strip_chars(KEY_SPACE)
+        return keys.set(keys == "", None)  # type: ignore[arg-type]
+    return pl.Series([source_key(p.get(key_column)) for p in records.payloads], dtype=pl.String)
+
+
+def _key_records(records: FileRecords, key_column: str | None) -> tuple[pl.DataFrame, list[Unreadable]]:
+    """Readable records as (i, source_key, raw, content_sha256) in file order; those refused for their key."""
+    contents = _contents(records)
+    digests = pl.Series([hashlib.sha256(c.encode()).hexdigest() for c in contents], dtype=pl.String)
+    keyed = pl.DataFrame(
+        {
+            "i": pl.int_range(len(contents), eager=True, dtype=pl.Int64),
+            "source_key": _keys(records, key_column, digests),
+            "raw": pl.Series(contents, dtype=pl.String),
+            "content_sha256": digests,
+        }
     )
-    return frame.get_column("t").to_list()
+    refused = keyed.filter(pl.col("source_key").is_null() | (pl.col("source_key").str.len_chars() > KEY_MAX))
+    bad = []
+    for i, key in refused.select("i", "source_key").iter_rows():
+        problem = (
+            f"key column {key_column!r} is empty"
+            if key is None
+            else f"the key in column {key_column!r} is {len(key)} characters long; at most {KEY_MAX} fit"
+        )
+        bad.append(Unreadable(records.lines[i], *records.as_received(i), problem))
+    if bad:
+        keyed = keyed.join(refused.select("i"), on="i", how="anti", maintain_order="left")
+    return keyed, bad
 
 
-def ingest_rows(
+def _check_options(options: dict[str, str | None]) -> None:
+    for name, value in options.items():
+        if value is None:
+            continue
+        limit = _OPTION_LIMITS[name]
+        if name == "source" and not value.strip():
+            raise ConfigError("the source name is empty; name the source system the data came from")
+        if len(value) > limit:
+            raise ConfigError(
+                f"the {name} {value[:40]!r}... is {len(value)} characters long; at most {limit} fit"
+            )
+        if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+            raise ConfigError(
+                f"the {name} {storable(value)!r} holds a NUL or undecodable bytes; name it in plain text"
+            )
+
+
+def storable(text: str) -> str:
+    """Text a store can hold: undecodable bytes (as in a file name) shown as \\xNN, NUL as \\x00."""
+    return (
+        text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    )
+
+
+def _check_key_column(
+    records: FileRecords, column: str | None, source_file: str | None, role: str = "key"
+) -> None:
+    if not column or not (records.columns or records.payloads):
+        return
+    known = records.columns or list(records.payloads[0])
+    if column in known or (not records.columns and any(column in p for p in records.payloads)):
+        return
+    fix = "leave --key out to key rows by content" if role == "key" else "leave --occurred-at out"
+    raise InputFileError(
+        f"{source_file or 'input'}: {role} column {column!r} is not in the header {known}; "
+        f"name an existing column or {fix}"
+    )
+
+
+def _lock_source(conn: Connection, source: str) -> None:
+    """Serialize ingests of one source until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"govdb.ingest:{source}"})
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _known_versions(conn: Connection, source: str, keys: pl.Series) -> pl.DataFrame:
+    """(source_key, content_sha256, version) of every stored version of these keys; one statement."""
+    schema = {"source_key": pl.String, "content_sha256": pl.String, "version": pl.Int64}
+    distinct = keys.unique().to_list()
+    if not distinct:
+        return pl.DataFrame(schema=schema)
+    if conn.dialect.name == "postgresql":
+        statement = text(
+            "SELECT source_key, content_sha256, version FROM event"
+            " WHERE source_system = :source AND source_key = ANY(:keys)"
+        )
+        values: Any = distinct
+    else:
+        statement = text(
+            "SELECT source_key, content_sha256, version FROM event"
+            " WHERE source_system = :source AND source_key IN (SELECT value FROM json_each(:keys))"
+        )
+        values = json.dumps(distinct, ensure_ascii=False)
+    rows = conn.execute(statement, {"source": source, "keys": values}).all()
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _occurred_at(records: FileRecords, column: str | None, rows: list[int]) -> pl.DataFrame:
+    """occurred_at (Asia/Shanghai local time as people write it -> aware UTC, time of day kept) and
+    quality_flags, which name a time that was given but cannot be read (the event keeps it in raw)."""
+    if column is None:
+        return pl.DataFrame(
+            {
+                "occurred_at": pl.Series([None] * len(rows), dtype=pl.Datetime("us", "UTC")),
+                "quality_flags": "[]",
+            }
+        )
+    frame = pl.DataFrame({"t": records.text_frame().get_column(column).gather(rows)})
+    distinct = frame.unique("t").with_columns(
+        parse_datetime(pl.col("t")).alias("occurred_at")
+    )  # times repeat
+    at = frame.join(distinct, on="t", how="left", nulls_equal=True, maintain_order="left")
+    unreadable = pl.col("occurred_at").is_null() & (pl.col("t").str.strip_chars() != "")
+    return at.select(
+        "occurred_at",
+        pl.when(unreadable)
+        .then(pl.lit('["occurred_at_unreadable"]'))
+        .otherwise(pl.lit("[]"))
+        .alias("quality_flags"),
+    )
+
+
+def _plan(keyed: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
+    """The records to store, each with its version: content not seen before under its key, in file order.
+
+    Content already stored, or met earlier in the file, under the same key is a duplicate; new
+    content under a known key is the key's next version (versions of one key count up without gaps).
+    """
+    fresh = keyed.filter(pl.struct("source_key", "content_sha256").is_first_distinct()).join(
+        known, on=["source_key", "content_sha256"], how="anti", maintain_order="left"
+    )
+    last = known.group_by("source_key").agg(pl.col("version").max().alias("last"))
+    return fresh.join(last, on="source_key", how="left", maintain_order="left").select(
+        "i",
+        "source_key",
+        "raw",
+        "content_sha256",
+        (pl.col("last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("source_key")).alias("version"),
+    )
+
+
+def _reversions(keyed: pl.DataFrame, known: pl.DataFrame, lines: list[int]) -> list[str]:
+    """Records that return to an older stored version of their key: duplicates, but worth a word.
+
+    Versions hold each distinct content once, so A, B, A stores A and B; the steward learns that
+    the source went back to A, which `process` would otherwise not see.
+    """
+    latest = known.group_by("source_key").agg(pl.col("version").max().alias("latest"))
+    back = (
+        keyed.join(known, on=["source_key", "content_sha256"], how="inner", maintain_order="left")
+        .join(latest, on="source_key", maintain_order="left")
+        .filter(pl.col("version") < pl.col("latest"))
+    )
+    return [
+        f"line {lines[i]}: the record {key!r} goes back to its version {version} (version {last} is "
+        "the latest stored); nothing new was stored for it"
+        for i, key, version, last in back.select("i", "source_key", "version", "latest").iter_rows()
+    ]
+
+
+def ingest_records(
     engine: Engine,
-    rows: _Rows,
+    records: FileRecords,
     *,
     source: str,
     source_file: str | None,
@@ -257,56 +322,50 @@ def ingest_rows(
     channel: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Store rows as events in one batch; the core of every ingest."""
+    """Store what a file held as events in one transaction; the core of every ingest."""
+    _check_options(
+        {"source": source, "service_code": service_code, "department": department, "channel": channel}
+    )
+    _check_key_column(records, key_column, source_file)
+    if occurred_at_column:
+        _check_key_column(records, occurred_at_column, source_file, role="occurred-at")
     batch_id = str(uuid.uuid4())
-    report = IngestReport(source, source_file, batch_id, rows.encoding)
-    report.read = len(rows.good) + len(rows.bad)
-    if key_column and rows.good and key_column not in rows.good[0][1]:
-        raise InputFileError(
-            f"{source_file or 'input'}: key column {key_column!r} is not in the header "
-            f"{list(rows.good[0][1])}; name an existing column or leave --key out to key rows by content"
-        )
-    bad = list(rows.bad)
-    keyed: dict[str, tuple[int, dict[str, Any]]] = {}
-    for line, payload in rows.good:
-        if key_column:
-            value = payload.get(key_column)
-            if value is None or str(value).strip() == "":
-                bad.append(
-                    (
-                        line,
-                        json.dumps(payload, ensure_ascii=False, default=str),
-                        f"key column {key_column!r} is empty",
-                    )
-                )
-                continue
-            key = str(value).strip()
-        else:
-            key = content_key(payload)
-        if key in keyed:
-            report.duplicate += 1
-            continue
-        keyed[key] = (line, payload)
-    existing: set[str] = set()
-    keys = list(keyed)
-    table = Event.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
-            existing.update(
-                conn.execute(
-                    select(table.c.source_key).where(
-                        table.c.source_system == source, table.c.source_key.in_(chunk)
-                    )
-                ).scalars()
-            )
-    new = [k for k in keys if k not in existing]
-    report.duplicate += len(existing)
-    occurred: list[dt.datetime | None] = [None] * len(new)
-    if occurred_at_column and new:
-        occurred = _occurred_at([keyed[k][1].get(occurred_at_column) for k in new])
+    report = IngestReport(
+        source, source_file, batch_id, records.encoding, read=records.read, blank=records.blank
+    )
+    report.warnings = list(records.warnings)
+    keyed, refused = _key_records(records, key_column)
+    bad = sorted([*records.bad, *refused], key=lambda u: u.line)
     received = utcnow()
-    with engine.begin() as conn:
+    with store_errors(engine), engine.begin() as conn:
+        _lock_source(conn, source)
+        known = _known_versions(conn, source, keyed.get_column("source_key"))
+        plan = _plan(keyed, known)
+        report.warnings += _reversions(keyed, known, records.lines)
+        chosen = plan.get_column("i").to_list()
+        occurred = _occurred_at(records, occurred_at_column, chosen)
+        lines = pl.Series(records.lines, dtype=pl.Int64)
+        texts = pl.Series(records.texts, dtype=pl.String)
+        events = plan.select(
+            "source_key",
+            "version",
+            "content_sha256",
+            lines.gather(chosen).alias("source_line"),
+            texts.gather(chosen).alias("raw_text"),
+            "raw",
+            occurred.get_column("occurred_at"),
+            occurred.get_column("quality_flags"),
+            pl.lit(received, pl.Datetime("us", "UTC")).alias("received_at"),
+        )
+        constants = {
+            "source_system": source,
+            "batch_id": batch_id,
+            "source_file": source_file,
+            "service_code": service_code,
+            "department": department,
+            "channel": channel,
+            "status": "received",
+        }
         conn.execute(
             insert(IngestBatch.__table__),  # type: ignore[attr-defined]
             [
@@ -315,77 +374,69 @@ def ingest_rows(
                     "source_system": source,
                     "source_file": source_file,
                     "file_sha256": file_digest,
-                    "encoding": rows.encoding,
+                    "encoding": records.encoding,
                     "read": report.read,
-                    "stored": 0,
-                    "duplicate": 0,
-                    "quarantined": 0,
                     "received_at": received,
                 }
             ],
         )
-        statement = insert_ignoring_duplicates(engine, table)
-        for start in range(0, len(new), CHUNK):
-            batch = [
-                {
-                    "source_system": source,
-                    "source_key": key,
-                    "batch_id": batch_id,
-                    "source_file": source_file,
-                    "source_line": keyed[key][0],
-                    "service_code": service_code,
-                    "department": department,
-                    "channel": channel,
-                    "occurred_at": occurred[start + i],
-                    "received_at": received,
-                    "raw": keyed[key][1],
-                    "standardized": None,
-                    "quality_flags": [],
-                    "status": "received",
-                    "division_code": None,
-                }
-                for i, key in enumerate(new[start : start + CHUNK])
-            ]
-            conn.execute(statement, batch)
+        table = Event.__table__  # type: ignore[attr-defined]
+        for start in range(0, events.height, INSERT_CHUNK):
+            insert_frame(conn, table, events.slice(start, INSERT_CHUNK), constants)
             if progress:
-                progress(min(start + CHUNK, len(new)), len(new))
+                progress(min(start + INSERT_CHUNK, events.height), events.height)
         if bad:
             conn.execute(
-                insert_ignoring_duplicates(engine, Quarantine.__table__),  # type: ignore[attr-defined]
+                insert_ignoring_duplicates(conn, Quarantine.__table__),  # type: ignore[attr-defined]
                 [
                     {
                         "batch_id": batch_id,
                         "source_system": source,
                         "source_file": source_file,
                         "file_sha256": file_digest,
-                        "line": line,
-                        "raw_text": text,
-                        "reason": reason,
+                        "line": u.line,
+                        "raw_text": u.text,
+                        "raw_bytes": u.data,
+                        "reason": u.reason,
                         "received_at": received,
                     }
-                    for line, text, reason in bad
+                    for u in bad
                 ],
             )
-        report.stored = len(new)
+        report.versions = [
+            VersionedRow(line, key, version)
+            for line, key, version in events.filter(pl.col("version") > 1)
+            .select("source_line", "source_key", "version")
+            .iter_rows()
+        ]
+        report.new_versions = len(report.versions)
+        report.stored = events.height - report.new_versions
+        report.duplicate = keyed.height - events.height
         report.quarantined = len(bad)
-        report.quarantine = sorted(QuarantinedRow(line, reason) for line, _, reason in bad) if bad else []
+        report.quarantine = [QuarantinedRow(u.line, u.reason) for u in bad]
         conn.execute(
             IngestBatch.__table__.update()  # type: ignore[attr-defined]
             .where(IngestBatch.__table__.c.batch_id == batch_id)  # type: ignore[attr-defined]
-            .values(stored=report.stored, duplicate=report.duplicate, quarantined=report.quarantined)
+            .values(
+                stored=report.stored,
+                new_versions=report.new_versions,
+                duplicate=report.duplicate,
+                quarantined=report.quarantined,
+                blank=report.blank,
+            )
         )
     return report
 
 
 def ingest_file(engine: Engine, path: str | Path, *, source: str, **options: Any) -> IngestReport:
-    """Ingest one CSV/TSV, XLSX, Parquet or JSON Lines file (see `ingest_rows` for options)."""
+    """Ingest one CSV/TSV, XLSX, Parquet or JSON Lines file (see `ingest_records` for options)."""
     path = Path(path)
-    rows, data = read_file(path)
-    return ingest_rows(
+    records, data = read_records(path)
+    return ingest_records(
         engine,
-        rows,
+        records,
         source=source,
-        source_file=str(path),
+        source_file=storable(str(path)),
         file_digest=hashlib.sha256(data).hexdigest(),
         **options,
     )
@@ -393,6 +444,7 @@ def ingest_file(engine: Engine, path: str | Path, *, source: str, **options: Any
 
 def ingest_frame(engine: Engine, frame: pl.DataFrame, *, source: str, **options: Any) -> IngestReport:
     """Ingest an in-memory frame (a service-hall backend's batch); lines are row numbers from 1."""
-    rows = _frame_rows(frame, first_line=1)
-    digest = hashlib.sha256(frame.write_json().encode()).hexdigest()
-    return ingest_rows(engine, rows, source=source, source_file=None, file_digest=digest, **options)
+    records = records_of_frame(frame)
+    held = [*map(canonical_json, records.payloads), *(f"{u.line}:{u.text}" for u in records.bad)]
+    digest = hashlib.sha256("\n".join(held).encode()).hexdigest()  # what the frame held, for quarantine
+    return ingest_records(engine, records, source=source, source_file=None, file_digest=digest, **options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import pandera.polars as pa
@@ -15,7 +16,10 @@ import polars as pl
 from pandera.errors import SchemaErrors
 from sqlalchemy import Engine, bindparam, select, update
 
+from govdb.errors import ConfigError
+from govdb.ingest import INGEST_FLAGS
 from govdb.rulebook.loader import Rulebook
+from govdb.rulebook.models import Service
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
 from govdb.store.events import Event
 
@@ -88,7 +92,96 @@ def required_schema(required: list[str]) -> pa.DataFrameSchema:
     )
 
 
-def _required_failures(frame: pl.DataFrame, required: list[str], row_id: str) -> pl.DataFrame:
+PLACE_LEVELS = {"village": 5, "street": 4}
+
+
+def record_place(frame: pl.DataFrame) -> pl.Expr:
+    """The record's place: the division code it gives (when known), else its address's division.
+
+    After `standardize`, `division_code_std` is the written code, or the address's division
+    when the frame has no division code column at all; `address_division_code` is the address's
+    division beside a division code column (whose cells may be empty in some rows).
+    """
+    places = [c for c in ("division_code_std", "address_division_code") if c in frame.columns]
+    if "division_code_std" not in frame.columns and "division_code" in frame.columns:
+        places.append("division_code")
+    return pl.coalesce(places) if places else pl.lit(None, pl.String)
+
+
+def service_place_level(rules: Rulebook, service: Service | None) -> int | None:
+    """The division level a service's record must be placed at: 5 (a village) when the service
+    requires `division_code` and a route of it has a village step (the village checks it), 4 when
+    a street step is its lowest; None when any known division will do."""
+    if service is None or "division_code" not in service.required:
+        return None
+    routes = [rules.verification.routes.get(name) for name in (service.route, service.update_route) if name]
+    levels = [PLACE_LEVELS[s.level] for r in routes if r for s in r.steps if s.level in PLACE_LEVELS]
+    return max(levels, default=None)
+
+
+def _code_level(code: pl.Expr) -> pl.Expr:
+    """The level a code is significant to (5 village, 4 township, 3 for county codes and above);
+    padded codes (440605011000) count at the level of their significant digits."""
+    length = code.str.len_chars()
+    return (
+        pl.when((length == 12) & ~code.str.ends_with("000"))
+        .then(5)
+        .when(((length == 12) & ~code.str.ends_with("000000")) | ((length == 9) & ~code.str.ends_with("000")))
+        .then(4)
+        .otherwise(3)
+    )
+
+
+def _place_failures(
+    frame: pl.DataFrame, failures: pl.DataFrame, level: int | None, row_id: str
+) -> pl.DataFrame:
+    """The required division's failures: `failures` (the place is missing) with the reason
+    `address_unplaced` where an address was given but could not be placed, and the places above
+    the level the service's checks need."""
+    written = pl.col("address_std") if "address_std" in frame.columns else pl.lit(None, pl.String)
+    address = frame.select(pl.col(row_id).cast(pl.Int64).alias("row_id"), written.alias("address"))
+    missing = (
+        failures.filter(pl.col("column") == "division_code")
+        .join(address, on="row_id", how="left")
+        .select(
+            "row_id",
+            "column",
+            "check",
+            pl.when(pl.col("address").is_not_null())
+            .then(pl.lit("address_unplaced"))
+            .otherwise(pl.col("reason"))
+            .alias("reason"),
+            "severity",
+            pl.coalesce("address", "value").alias("value"),
+        )
+    )
+    parts = [failures.filter(pl.col("column") != "division_code"), missing]
+    if level is not None:
+        place = pl.col("_place")
+        parts.append(
+            frame.with_columns(record_place(frame).alias("_place"))
+            .filter(place.is_not_null() & (_code_level(place) < level))
+            .select(
+                pl.col(row_id).cast(pl.Int64).alias("row_id"),
+                pl.lit("division_code").alias("column"),
+                pl.lit("place_level").alias("check"),
+                pl.lit("division_not_village" if level == 5 else "division_not_street").alias("reason"),
+                pl.lit("error").alias("severity"),
+                place.alias("value"),
+            )
+        )
+    return pl.concat(parts)
+
+
+def _required_failures(
+    frame: pl.DataFrame, required: list[str], row_id: str, level: int | None = None
+) -> pl.DataFrame:
+    """Failures of the required fields. A required `division_code` is the record's place: the
+    division code given, else the division its address was placed at (see `record_place`), at
+    `level` or below when the service's checks start there."""
+    source = frame
+    if "division_code" in required:
+        frame = frame.with_columns(record_place(frame).alias("division_code_std"))
     for name in required:
         column = _checked_column(name)
         if column not in frame.columns:
@@ -99,12 +192,13 @@ def _required_failures(frame: pl.DataFrame, required: list[str], row_id: str) ->
             )
     if not required or frame.is_empty():
         return pl.DataFrame(schema=FAILURE_SCHEMA)
+    failures = pl.DataFrame(schema=FAILURE_SCHEMA)
     try:
         required_schema(required).validate(frame, lazy=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases.filter(pl.col("index").is_not_null())
         ids = frame.get_column(row_id)
-        return cases.select(
+        failures = cases.select(
             pl.col("index").map_elements(lambda i: ids[int(i)], return_dtype=pl.Int64).alias("row_id"),
             pl.col("column").str.replace(r"_std$", ""),
             pl.col("check").cast(pl.String),
@@ -112,7 +206,9 @@ def _required_failures(frame: pl.DataFrame, required: list[str], row_id: str) ->
             pl.lit("error").alias("severity"),
             pl.col("failure_case").cast(pl.String).alias("value"),
         )
-    return pl.DataFrame(schema=FAILURE_SCHEMA)
+    if "division_code" in required:
+        failures = _place_failures(source, failures, level, row_id)
+    return failures.select(list(FAILURE_SCHEMA))
 
 
 def validate_frame(
@@ -122,12 +218,19 @@ def validate_frame(
     row_id: str = "row_id",
     today: dt.date | None = None,
     address_hint: str | None = None,
+    place_level: int | None = None,
 ) -> tuple[pl.DataFrame, ValidationReport]:
-    """Standardize a frame of standard columns and report every failure; no row is dropped."""
+    """Standardize a frame of standard columns and report every failure; no row is dropped.
+
+    A required `division_code` is met by the record's place (the code given, else its address's
+    division), at `place_level` (5 village, 4 township) or below when given.
+    """
     if row_id not in frame.columns:
         frame = frame.with_row_index(row_id, offset=1)
     std = standardize(frame, today=today, address_hint=address_hint)
-    failures = pl.concat([_issue_failures(std, row_id), _required_failures(std, required or [], row_id)])
+    failures = pl.concat(
+        [_issue_failures(std, row_id), _required_failures(std, required or [], row_id, place_level)]
+    )
     return std, ValidationReport(rows=frame.height, failures=failures.sort("row_id", "column"))
 
 
@@ -156,14 +259,15 @@ def standardize_events(
     table = Event.__table__  # type: ignore[attr-defined]
     aliases = rules.column_aliases()
     with engine.connect() as conn:
-        rows = [
-            (r.event_id, r.service_code, r.raw)
-            for r in conn.execute(
-                select(table.c.event_id, table.c.service_code, table.c.raw).where(
-                    table.c.status == "received"
-                )
+        rows, ingest_flags = [], {}
+        for r in conn.execute(
+            select(table.c.event_id, table.c.service_code, table.c.raw, table.c.quality_flags).where(
+                table.c.status == "received"
             )
-        ]
+        ):
+            rows.append((r.event_id, r.service_code, r.raw))
+            # what ingest noticed (an unreadable occurred-at) stays; validation's own flags are redone
+            ingest_flags[r.event_id] = [f for f in r.quality_flags or [] if f in INGEST_FLAGS]
     if not rows:
         return ValidationReport(0, pl.DataFrame(schema=FAILURE_SCHEMA))
     frame = events_frame(rows, aliases)
@@ -176,6 +280,7 @@ def standardize_events(
             required=svc.required if svc else [],
             row_id="event_id",
             today=today,
+            place_level=service_place_level(rules, svc),
         )
         std_parts.append(std)
         failures.append(report.failures)
@@ -187,12 +292,7 @@ def standardize_events(
     flag_map = dict(flags.iter_rows())
     errors = set(report.failures.filter(pl.col("severity") == "error").get_column("row_id").to_list())
     # The record's place: the division code column, else the code parsed from the address.
-    places = [c for c in ("division_code_std", "address_division_code") if c in std.columns]
-    if "division_code_std" not in std.columns and "division_code" in std.columns:
-        places.append("division_code")
-    std = std.with_columns(
-        (pl.coalesce(places) if places else pl.lit(None, pl.String)).alias("_division"),
-    )
+    std = std.with_columns(record_place(std).alias("_division"))
     keep = [c for c in std.columns if c.endswith("_std") and c != "division_code_std"]
     keep += [
         c
@@ -213,7 +313,7 @@ def standardize_events(
             {
                 "b_event_id": rec["event_id"],
                 "standardized": fields,
-                "quality_flags": flag_map.get(rec["event_id"], []),
+                "quality_flags": [*ingest_flags[rec["event_id"]], *flag_map.get(rec["event_id"], [])],
                 "division_code": rec["_division"],
                 "status": "invalid" if rec["event_id"] in errors else "standardized",
             }
@@ -232,6 +332,32 @@ def standardize_events(
         for start in range(0, len(updates), CHUNK):
             conn.execute(statement, updates[start : start + CHUNK])
     return report
+
+
+class Retry(StrEnum):
+    """Events that `process` may take again once their data or the rules are fixed."""
+
+    invalid = "invalid"
+
+
+def retry_events(engine: Engine, status: Retry | str) -> int:
+    """Move every event in `status` (only `invalid` for now) back to `received`, so the next
+    standardization validates it again under the current rules; returns how many moved.
+
+    A checked transition: one conditional UPDATE in one transaction, so under concurrent runs each
+    event moves once, and an event that left that state meanwhile is not touched.
+    """
+    try:
+        state = Retry(status)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Retry)
+        raise ConfigError(f"cannot retry {status!r} events; allowed: {allowed}") from None
+    table = Event.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(table).where(table.c.status == state.value).values(status="received")
+        ).rowcount
+    return int(moved)
 
 
 def quality(engine: Engine) -> pl.DataFrame:

@@ -129,7 +129,7 @@ def test_a_hint_does_not_hide_places_whose_county_the_address_names() -> None:
 def test_house_numbers_are_split_off_without_changing_any_answer() -> None:
     from govdb.standards import addresses
 
-    written = [c[0] for c in CASES] + [
+    written = [c[0] for c in CASES + PLACED_AND_ROADS] + [
         "广东省佛山市南海区狮山镇朗沙社区12栋3单元501室",
         "南海区桂城街道三号楼5室",  # a Chinese house number stays in the head and is converted there
         "北京市海淀区北三环中路69号院社区3号",  # a village whose name has digits
@@ -163,3 +163,85 @@ def test_only_unusual_text_goes_through_nfkc() -> None:
     out = normalize_addresses(raw)
     assert out.to_list() == ["桂城街道花苑社区3栋", "桂城街道花苑社区3栋", "桂城街道花苑社区3栋", None, ""]
     assert raw[0] == "桂城街道花苑社区３栋"  # the caller's series is left as it was
+
+
+# (address, hint, division code, level, remaining text): a division's name inside a road's name, or
+# after the address was already placed lower, is text; what must keep working around that rule.
+PLACED_AND_ROADS = [
+    # A road named after the county, a city, another county or another province, after a village.
+    ("桂城街道桂一社区南海大道218号", "440605", "440605011001", 5, "南海大道218号"),
+    ("桂城街道桂一社区佛山大道8号", "440605", "440605011001", 5, "佛山大道8号"),
+    ("桂城街道桂一社区顺德路8号", "440605", "440605011001", 5, "顺德路8号"),
+    ("桂城街道桂一社区北京路5号", "440605", "440605011001", 5, "北京路5号"),
+    ("南海区桂城街道桂一社区北京路5号", None, "440605011001", 5, "北京路5号"),
+    ("广东省佛山市南海区桂城街道桂一社区广州大道8号", None, "440605011001", 5, "广州大道8号"),
+    ("佛山市南海区桂城街道南海大道北100号", None, "440605011", 4, "南海大道北100号"),
+    # A division named again after a lower level is text too, road word or not.
+    ("南海区桂城街道桂一社区南海区政府旁", None, "440605011001", 5, "南海区政府旁"),
+    # A county name followed by its township, a city by its county or township, a township by its
+    # village, even when the next name starts with a road word (路南区, 道滘镇, 街边社区, 路州村).
+    ("南海区桂城街道桂一社区", None, "440605011001", 5, ""),
+    ("广东佛山南海桂城", None, "440605011", 4, ""),
+    ("唐山市路南区", None, "130202", 3, ""),
+    ("台州路桥区", None, "331004", 3, ""),
+    ("东莞道滘镇", None, "441900124", 4, ""),
+    ("南海区狮山镇街边社区5号", None, "440605124069", 5, "5号"),
+    ("顺德乐从路州村", None, "440606103214", 5, ""),
+    ("广州市越秀区北京街道", None, "440104003", 4, ""),
+    # A street office written with 街 (石牌街 for 石牌街道) is the township, not a road.
+    ("广州市天河区石牌街东城社区", None, "440106006002", 5, ""),
+    ("南海区桂城街桂一社区", None, "440605011001", 5, ""),
+    # A village's bare name followed by a road word is the road's (云山路), the township stays.
+    ("广州市花都区新华街道云山路8号", None, "440114001", 4, "云山路8号"),
+    ("广州市花都区新华街道云山居委会云山路8号", None, "440114001001", 5, "云山路8号"),
+    ("南海区桂城路3号", None, "440605", 3, "桂城路3号"),
+    # A county's name at the start of a village's or township's name (新昌村, 凤凰乡) is no county
+    # unless something supports it: an ancestor named before it (承德兴隆镇), or its child after it.
+    ("兰州市秦川镇新昌村新华路276号", None, "620100", 2, "秦川镇新昌村新华路276号"),
+    ("岳阳市凤凰乡凤凰村", None, "430600", 2, "凤凰乡凤凰村"),
+    ("承德兴隆镇", None, "130822", 3, "镇"),
+    ("南阳镇平县", None, "411324", 3, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("address", "hint", "code", "level", "rest"), PLACED_AND_ROADS, ids=[c[0] for c in PLACED_AND_ROADS]
+)
+def test_names_in_roads_and_after_the_place_are_text(
+    address: str, hint: str | None, code: str, level: int, rest: str
+) -> None:
+    from govdb.standards import record
+
+    row = parse_addresses(pl.Series([address]), hint=hint).row(0, named=True)
+    assert (row["division_code"], row["division_level"], row["address_rest"]) == (code, level, rest), row
+    assert row["address_status"] == "ok"
+    assert record.parse_address(address, hint) == record.ParsedAddress(code, rest)  # the one-record twin
+
+
+def test_the_reported_address_is_placed_at_its_village() -> None:
+    row = parse_addresses(pl.Series(["桂城街道桂一社区南海大道218号"]), hint="440605").row(0, named=True)
+    assert (row["division_code"], row["division_level"], row["address_rest"]) == (
+        "440605011001",
+        5,
+        "南海大道218号",
+    )
+    assert row["county_code"] == "440605" and row["township_code"] == "440605011"
+    assert row["address_confidence"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("address", "hint"),
+    [
+        ("南海大道218号", "440605"),  # the county's name in a road's, and nothing else
+        ("佛山大道100号", None),
+        ("中山路5号", None),
+        ("新昌村5号", None),  # a village's name, not 新昌县
+        ("桂城街道桂一社区南海大道218号", None),  # no county, no hint: the township cannot be trusted
+    ],
+)
+def test_a_name_inside_a_road_or_village_name_places_nothing(address: str, hint: str | None) -> None:
+    from govdb.standards import record
+
+    row = parse_addresses(pl.Series([address]), hint=hint).row(0, named=True)
+    assert (row["address_status"], row["division_code"], row["address_rest"]) == ("unresolved", None, address)
+    assert record.parse_address(address, hint) == record.ParsedAddress(None, address)

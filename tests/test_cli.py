@@ -207,3 +207,33 @@ def test_link_and_dedupe_files(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "x.txt" in bad.output and ".csv or .parquet" in bad.output
     bad = run("link", str(events_csv), "--master", str(tmp_path / "master.parquet"), "--out", str(out))
     assert bad.exit_code == 1 and "no 'event_id' column" in bad.output
+
+
+def test_process_retries_invalid_events(tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    home = str(tmp_path / "home")
+    assert run("--home", home, "init", "--district", "440605").exit_code == 0
+    data = tmp_path / "hall.csv"
+    data.write_bytes("编号,姓名,身份证号,住所\nA1,张伟,11010519491231002X,桂城街道花苑社区3栋\n".encode())
+    service = "hall.resident_registration"
+    args = ["ingest", str(data), "--source", "hall", "--key", "编号", "--service", service]
+    assert run("--home", home, *args).exit_code == 0
+    result = run("--home", home, "process")  # 住所 is no address header in the shipped rules
+    assert result.exit_code == 0 and re.search(r"events with errors\s*│\s*1", result.output)
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "rules", rules)
+    columns = rules / "standards" / "columns.yaml"
+    columns.write_text(
+        columns.read_text(encoding="utf-8").replace("address: [", "address: [住所, "), encoding="utf-8"
+    )
+    result = run("--home", home, "--rules", str(rules), "process", "--retry", "invalid")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"invalid events retried\s*│\s*1", result.output)
+    assert re.search(r"events with errors\s*│\s*0", result.output)
+    assert re.search(r"proposals\s*│\s*1", result.output)
+    result = run("--home", home, "process", "--retry", "invalid")  # nothing left to retry
+    assert result.exit_code == 0 and re.search(r"invalid events retried\s*│\s*0", result.output)
+    bad = runner.invoke(app, ["--home", home, "process", "--retry", "proposed"])
+    assert bad.exit_code == 2 and "Invalid value for '--retry'" in bad.output

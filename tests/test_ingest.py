@@ -84,3 +84,213 @@ def test_clear_errors_for_unusable_files(db: GovDB, tmp_path: Path) -> None:
     path.write_text(HEADER + ROWS[0], encoding="utf-8")
     with pytest.raises(InputFileError, match="key column '编号' is not in the header"):
         db.ingest(path, source="x", key_column="编号")
+
+
+def test_vectorised_canonical_json_equals_json_dumps() -> None:
+    """The whole-column JSON of delimited files is byte for byte what canonical_json writes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from govdb.ingest import _canonical_json_column, canonical_json
+
+    names = st.text(min_size=0, max_size=6)
+    cells = st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(names, min_size=1, max_size=5, unique=True), st.data())
+    def check(columns: list[str], data: st.DataObject) -> None:
+        rows = data.draw(st.lists(st.tuples(*[cells] * len(columns)), min_size=1, max_size=5))
+        frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
+        assert _canonical_json_column(frame) == [canonical_json(r) for r in frame.to_dicts()]
+
+    check()
+
+
+def test_events_of_the_first_schema_migrate_and_stay_duplicates(tmp_path: Path) -> None:
+    """An event store at revision events_0001 upgrades: keys get their content hash, nothing is re-stored."""
+    from sqlalchemy import text
+
+    from govdb.ingest import content_key, ingest_file
+    from govdb.store.engine import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.sqlite'}")
+    migrate(engine, "events", "events_0001")
+    payload = {"受理编号": "SL1", "姓名": "张伟", "身份证号": "11010519491231002X", "联系电话": "13800138000"}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO event (source_system, source_key, batch_id, raw, quality_flags, status,"
+                " received_at) VALUES ('hall', 'SL1', 'b', :raw, '[]', 'received',"
+                " '2026-11-01 00:00:00.000000')"
+            ),
+            {"raw": json.dumps(payload)},
+        )
+    migrate(engine, "events")
+    with engine.connect() as conn:
+        version, digest = conn.execute(text("SELECT version, content_sha256 FROM event")).one()
+    assert (version, digest) == (1, content_key(payload))
+    path = tmp_path / "hall.csv"
+    path.write_text(HEADER + "".join(ROWS), encoding="utf-8")
+    report = ingest_file(engine, path, source="hall", key_column="受理编号")
+    assert (report.duplicate, report.stored, report.new_versions) == (1, 1, 0)
+    engine.dispose()
+
+
+def test_a_store_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """A read-only event store: a StoreError naming the store and what to do, nothing half-written."""
+    from govdb.errors import StoreError
+    from govdb.ingest import ingest_file
+    from govdb.store.engine import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.sqlite'}")
+    migrate(engine, "events")
+    engine.dispose()
+    path = tmp_path / "hall.csv"
+    path.write_text(HEADER + "".join(ROWS), encoding="utf-8")
+    # SQLite's own read-only mode (file modes do not stop root, who runs CI)
+    readonly = make_engine(f"sqlite:///file:{tmp_path / 'events.sqlite'}?mode=ro&uri=true")
+    with pytest.raises(StoreError, match=r"events\.sqlite.*read-?only"):
+        ingest_file(readonly, path, source="hall", key_column="受理编号")
+    readonly.dispose()
+
+
+def test_an_unreachable_server_is_one_clear_error() -> None:
+    from govdb.errors import StoreError
+    from govdb.store.engine import make_engine, migrate
+
+    engine = make_engine("postgresql+psycopg://govdb:secret@127.0.0.1:9/nowhere?connect_timeout=2")
+    with pytest.raises(StoreError) as caught:
+        migrate(engine, "events")
+    message = str(caught.value)
+    assert "secret" not in message and "127.0.0.1:9" in message and "\n" not in message
+
+
+def test_cli_ingest_reports_versions_and_never_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from govdb.cli import app
+
+    home = tmp_path / "home"
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(HEADER + ROWS[0], encoding="utf-8")
+    second.write_text(HEADER + ROWS[0].replace("13800138000", "13900139000"), encoding="utf-8")
+    runner = CliRunner()
+    for path in (first, second):
+        result = runner.invoke(
+            app, ["--home", str(home), "ingest", str(path), "--source", "hall", "--key", "受理编号"]
+        )
+        assert result.exit_code == 0, result.output
+    assert "new versions of known records" in result.output and "SL1" in result.output
+    out = tmp_path / "missing-folder" / "out.csv"
+    result = runner.invoke(app, ["standardize", str(first), "--out", str(out)])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("body", "stored", "quarantined", "reason"),
+    [
+        # a quote that never closes on the last line: not closed by the end of the data
+        ('1,2\n3,"abc\n', 1, 1, "not closed"),
+        ('1,2\n3,"', 1, 1, "not closed"),
+        # a quote that does close, in a record with one field too many: the whole record
+        ('1,"note: see\nnext",extra\n3,4\n', 1, 1, "expected 2 fields"),
+        # the swallowed text passes csv's 128 KiB field limit: still only the bad line
+        ('1,"unclosed\n' + "".join(f"{i},{'x' * 100}\n" for i in range(2, 2000)), 1998, 1, "not closed"),
+    ],
+)
+def test_quotes_never_swallow_or_invent(
+    tmp_path: Path, body: str, stored: int, quarantined: int, reason: str
+) -> None:
+    from govdb.readers import read_records
+
+    path = tmp_path / "q.csv"
+    path.write_text("a,b\n" + body, encoding="utf-8")
+    records, _ = read_records(path)
+    assert (len(records.lines), len(records.bad)) == (stored, quarantined)
+    assert reason in records.bad[0].reason and records.bad[0].line == 2 + (body.startswith("1,2") and 1)
+    assert all(not v.endswith("\n") for p in records.payload_list() for v in p.values())
+
+
+def test_a_field_over_128_kib_is_stored_in_a_quoted_file(tmp_path: Path) -> None:
+    from govdb.readers import read_records
+
+    path = tmp_path / "big.csv"
+    path.write_text(f'a,b\n1,"{"x" * 200_000}"\n', encoding="utf-8")
+    records, _ = read_records(path)
+    assert records.bad == [] and len(records.payload(0)["b"]) == 200_000
+
+
+def test_a_utf8_row_in_a_gbk_file_is_quarantined_not_garbled(tmp_path: Path) -> None:
+    from govdb.readers import read_records
+
+    path = tmp_path / "mixed.csv"
+    gbk = "编号,姓名\n1,张三\n2,李四\n3,王五\n".encode("gbk")
+    path.write_bytes(gbk + "4,赵六\n".encode())
+    records, _ = read_records(path)
+    assert records.encoding == "gb18030" and [p["姓名"] for p in records.payload_list()] == [
+        "张三",
+        "李四",
+        "王五",
+    ]
+    assert [(u.line, u.data) for u in records.bad] == [(5, "4,赵六".encode())]
+
+
+def test_a_workbook_with_two_filled_sheets_is_refused(tmp_path: Path) -> None:
+    import xlsxwriter
+
+    from govdb.readers import read_records
+
+    path = tmp_path / "two.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    book.add_worksheet("一").write_row(0, 0, ["编号", "姓名"])
+    book.add_worksheet("二").write_row(0, 0, ["编号", "姓名"])
+    book.add_worksheet("空")
+    book.close()
+    with pytest.raises(InputFileError, match="2 sheets with data"):
+        read_records(path)
+
+
+def test_an_impossible_time_is_null_and_flagged_and_the_store_stays_readable(
+    db: GovDB, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,t\n1,0001-01-01 00:00\n2,2026/11/15 16:59\n3,\n", encoding="utf-8")
+    report = db.ingest(path, source="hall", key_column="id", occurred_at_column="t")
+    assert report.stored == 3
+    stored = {e.source_key: (e.occurred_at, e.quality_flags) for e in events(db)}
+    assert stored["1"] == (None, ["occurred_at_unreadable"])
+    assert stored["2"][0] is not None and stored["2"][0].hour == 8 and stored["2"][1] == []
+    assert stored["3"] == (None, [])
+    db.process()
+    assert "occurred_at_unreadable" in next(e for e in events(db) if e.source_key == "1").quality_flags
+
+
+def test_going_back_to_an_old_version_is_reported(db: GovDB, tmp_path: Path) -> None:
+    for n, value in enumerate(["A", "B", "A"]):
+        path = tmp_path / f"v{n}.csv"
+        path.write_text(f"id,v\n1,{value}\n", encoding="utf-8")
+        report = db.ingest(path, source="hall", key_column="id")
+    assert (report.duplicate, report.stored, report.new_versions) == (1, 0, 0)
+    assert report.warnings and "goes back to its version 1" in report.warnings[0]
+
+
+def _open_and_ingest(args: tuple[str, str]) -> int:
+    from govdb import open_db
+
+    home, path = args
+    db = open_db(home)
+    try:
+        return db.ingest(path, source="hall", key_column="受理编号").stored
+    finally:
+        db.close()
+
+
+def test_processes_opening_a_new_home_at_once_all_succeed(tmp_path: Path) -> None:
+    """Migrations queue behind each other: four processes create one new store, one stores the file."""
+    import multiprocessing
+
+    path = tmp_path / "hall.csv"
+    path.write_text(HEADER + "".join(ROWS), encoding="utf-8")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        stored = pool.map(_open_and_ingest, [(str(tmp_path / "home"), str(path))] * 4)
+    assert sorted(stored) == [0, 0, 0, 2]

@@ -308,3 +308,114 @@ def test_an_address_without_a_village_code_is_placed_and_routed(db: GovDB) -> No
     assert report.proposals.proposals == 1 and report.proposals.unroutable == 0
     task = db.tasks()[0]
     assert task.unit_id == "village:440605011005" and task.division_code == "440605011005"
+
+
+def _statuses(db: GovDB) -> dict[str, tuple[str, str | None, list[str]]]:
+    from govdb.store.events import Event
+
+    with Session(db.events) as es:
+        return {
+            e.source_key: (e.status, e.division_code, e.quality_flags) for e in es.exec(select(Event)).all()
+        }
+
+
+def test_an_address_placed_to_a_village_meets_the_required_division(db: GovDB) -> None:
+    """Events without a village code column beside events with one: the address's village is the
+    record's division; an address that cannot be placed fails with its own reason."""
+    from govdb.standards.ids import make_id
+
+    service = "hall.resident_registration"
+    coded = pl.DataFrame(
+        {
+            "受理编号": ["C1"],
+            "姓名": ["李四"],
+            "身份证号": [make_id("440106", TODAY.replace(year=1980), 23)],
+            "居住地址": ["桂城街道花苑社区5栋"],
+            "村居代码": ["440605011005"],
+        }
+    )
+    uncoded = pl.DataFrame(
+        {
+            "受理编号": ["A1", "A2", "A3"],
+            "姓名": ["陈新来", "王五", "赵六"],
+            "身份证号": [make_id("440106", TODAY.replace(year=y), 21) for y in (1990, 1985, 1975)],
+            "居住地址": ["桂城街道桂一社区南海大道218号", "火星基地1号", "桂城街道"],
+        }
+    )
+    db.ingest_frame(coded, source="hall", key_column="受理编号", service_code=service)
+    db.ingest_frame(uncoded, source="hall", key_column="受理编号", service_code=service)
+    report = db.process(today=TODAY)
+    failures = {(r["row_id"], r["reason"]) for r in report.validation.failures.to_dicts()}
+    status = _statuses(db)
+    assert status["A1"][:2] == ("proposed", "440605011001")  # placed by its address, at its village
+    assert status["C1"][:2] == ("proposed", "440605011005")
+    assert status["A2"][0] == "invalid" and "division_code:address_unplaced" in status["A2"][2]
+    assert "address:address_unresolved" in status["A2"][2]  # and why it could not be placed
+    # A township is not enough: the route's first check is the village's.
+    assert status["A3"][0] == "invalid" and status["A3"][2] == ["division_code:division_not_village"]
+    assert not any(reason == "required_missing" for _, reason in failures)
+    tasks = {t.division_code: t.unit_id for t in db.tasks()}
+    assert tasks["440605011001"] == "village:440605011001"
+
+
+def _rules_with_alias(tmp_path: Path, column: str, alias: str) -> Path:
+    """A copy of the shipped rules where `column` is also read from the header `alias`."""
+    import shutil
+
+    from .conftest import REPO
+
+    folder = tmp_path / "fixed-rules"
+    shutil.copytree(REPO / "rules", folder)
+    path = folder / "standards" / "columns.yaml"
+    text = path.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.strip().startswith(f"{column}: ["))
+    path.write_text(text.replace(line, line.replace("[", f"[{alias}, ", 1)), encoding="utf-8")
+    return folder
+
+
+def test_invalid_events_are_valid_after_the_rules_are_fixed_and_a_retry(db: GovDB, tmp_path: Path) -> None:
+    from govdb import load_rulebook
+    from govdb.standards.ids import make_id
+
+    window = pl.DataFrame(
+        {
+            "受理编号": ["R1", "R2"],
+            "姓名": ["陈新来", "王五"],
+            "身份证号": [make_id("440106", TODAY.replace(year=y), 21) for y in (1990, 1985)],
+            "住所": ["桂城街道花苑社区3栋", "火星基地1号"],  # a header the rules do not know yet
+        }
+    )
+    db.ingest_frame(window, source="hall", key_column="受理编号", service_code="hall.resident_registration")
+    first = db.process(today=TODAY)
+    assert first.retried == 0 and first.validation.error_rows == 2
+    assert {s[0] for s in _statuses(db).values()} == {"invalid"}
+    # A retry before the fix changes nothing but is harmless: both are validated again, still invalid.
+    again = db.process(today=TODAY, retry="invalid")
+    assert again.retried == 2 and again.validation.error_rows == 2
+    fixed = GovDB.open(
+        master_url=db.config.master_url,
+        events_url=db.config.events_url,
+        rules=load_rulebook(_rules_with_alias(tmp_path, "address", "住所")),
+    )
+    try:
+        report = fixed.process(today=TODAY, retry="invalid")
+        assert report.retried == 2 and report.validation.rows == 2 and report.validation.error_rows == 1
+        status = _statuses(fixed)
+        assert status["R1"][:2] == ("proposed", "440605011005") and status["R1"][2] == []
+        assert status["R2"][0] == "invalid"  # its data is still wrong: retried, and invalid again
+        assert report.proposals.proposals == 1
+        # Only invalid events move: the proposed one stays where it is, and nothing is proposed twice.
+        later = fixed.process(today=TODAY, retry="invalid")
+        assert later.retried == 1 and later.proposals.proposals == 0
+        assert _statuses(fixed)["R1"][0] == "proposed"
+    finally:
+        fixed.close()
+
+
+def test_a_retry_with_nothing_invalid_is_harmless(db: GovDB) -> None:
+    from govdb import ConfigError
+
+    report = db.process(today=TODAY, retry="invalid")
+    assert (report.retried, report.validation.rows, report.proposals.proposals) == (0, 0, 0)
+    with pytest.raises(ConfigError, match="allowed: invalid"):
+        db.process(today=TODAY, retry="proposed")

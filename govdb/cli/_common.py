@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from govdb.api import GovDB
 from govdb.cli import _render
@@ -44,6 +45,13 @@ def reports_errors(function: F) -> F:
         except GovdbError as exc:
             _render.error(str(exc))
             raise typer.Exit(2 if isinstance(exc, RuleFileError) else 1) from None
+        except DBAPIError as exc:  # a store failure the library did not name: still one line
+            _render.error(f"the store failed: {str(exc.orig or exc).strip().splitlines()[0]}")
+            raise typer.Exit(1) from None
+        except OSError as exc:  # a file or folder the command could not use
+            where = f" {exc.filename!r}" if exc.filename else ""
+            _render.error(f"cannot use{where}: {exc.strerror or exc}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -14,12 +15,22 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
+def _plain(value: Any) -> str:
+    """Printable text: undecodable bytes (a file name from another system) shown as \\xNN."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _text(value: Any) -> str:
+    """Printable text with rich markup escaped, so `[1,2]` in a value prints as it is."""
+    return escape(_plain(value))
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=_text(title), title_justify="left")
     for column in columns:
         t.add_column(column)
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*("" if v is None else _text(v) for v in row))
     out.print(t)
 
 
@@ -28,11 +39,15 @@ def facts(title: str, pairs: dict[str, Any]) -> None:
 
 
 def line(text: str) -> None:
-    out.print(text)
+    out.print(_plain(text), markup=False)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {_text(message)}", highlight=False, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {_text(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import typer
 
 from govdb.cli import _render
 from govdb.cli._common import Options, options, parse_actor, reports_errors
+from govdb.validate import Retry
 from govdb.verify.tasks import Outcome
 
 app = typer.Typer(
@@ -98,10 +99,20 @@ def ingest(
             "encoding": report.encoding,
             "read": report.read,
             "stored": report.stored,
+            "new versions": report.new_versions,
             "duplicate": report.duplicate,
             "quarantined": report.quarantined,
+            "blank lines": report.blank,
         },
     )
+    for warning in report.warnings:
+        _render.warning(warning)
+    if report.versions:
+        _render.table(
+            "new versions of known records",
+            ["line", "key", "version"],
+            [(v.line, v.key, v.version) for v in report.versions[:50]],
+        )
     if report.quarantine:
         _render.table(
             "quarantined rows", ["line", "reason"], [(q.line, q.reason) for q in report.quarantine[:50]]
@@ -110,17 +121,25 @@ def ingest(
 
 @app.command()
 @reports_errors
-def process(ctx: typer.Context, home: HomeOption = None) -> None:
+def process(
+    ctx: typer.Context,
+    retry: Annotated[
+        Retry | None,
+        typer.Option(help="Take these events again first: invalid ones, once their data or rules are fixed."),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
     """Standardize and validate received events, link them to master, propose changes, open tasks.
 
-    Example: govdb process
+    Example: govdb process --retry invalid
     """
     with options(ctx, home).open() as db:
-        report = db.process()
+        report = db.process(retry=retry)
     p = report.proposals
     _render.facts(
         "process",
         {
+            **({f"{retry.value} events retried": report.retried} if retry else {}),
             "events validated": report.validation.rows,
             "events with errors": report.validation.error_rows,
             "linked to master": p.linked,
@@ -350,9 +369,17 @@ def demo(
     )
     _render.table(
         "2. ingest",
-        ["file", "encoding", "read", "stored", "duplicate", "quarantined"],
+        ["file", "encoding", "read", "stored", "new versions", "duplicate", "quarantined"],
         [
-            (Path(i.source_file or "").name, i.encoding, i.read, i.stored, i.duplicate, i.quarantined)
+            (
+                Path(i.source_file or "").name,
+                i.encoding,
+                i.read,
+                i.stored,
+                i.new_versions,
+                i.duplicate,
+                i.quarantined,
+            )
             for i in [*r.ingests, r.reingest]
         ],
     )

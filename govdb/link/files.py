@@ -16,12 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from govdb.errors import InputFileError
-from govdb.ingest import detect_encoding
 from govdb.link.batch import LinkOutput, link_frames
 from govdb.link.blocking import SkippedKey
 from govdb.link.clusters import DedupeOutput, dedupe_frame
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
+from govdb.readers import detect_encoding
 from govdb.rulebook.models import MatchingRules
 
 FORMATS = (".csv", ".parquet")
@@ -50,10 +50,15 @@ def write_records(frame: pl.DataFrame, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise InputFileError(f"cannot write {path}: use an output name ending in {' or '.join(FORMATS)}")
-    if suffix == ".parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_csv(path)
+    try:
+        if suffix == ".parquet":
+            frame.write_parquet(path)
+        else:
+            frame.write_csv(path)
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot write {str(path)!r}: {exc.strerror or exc}; choose a writable --out"
+        ) from exc
 
 
 def _mapping_for(frame: pl.DataFrame, mapping: Mapping[str, str]) -> dict[str, str]:

@@ -8,6 +8,10 @@ its ancestors (and by an optional hint, such as the service hall's county). The 
 deepest candidate wins; when candidates in different places are equally supported the address is
 honestly `ambiguous` (朝阳区 alone is in Beijing and in Changchun). Townships and villages must be
 supported by a matched ancestor or the hint: their short names are too common to trust alone.
+A name that is only part of the text is not a candidate: one followed by a road word (南海大道,
+北京路: see `ROAD_SUFFIXES`), one named after a lower-level division was already named (the
+南海 of 桂城街道桂一社区南海大道 is the road's, not the county), and an unsupported one followed by
+a township or village word (the 新昌 of 兰州市秦川镇新昌村: see `PART_SUFFIXES`).
 Work is done once per distinct address.
 """
 
@@ -36,6 +40,17 @@ _CN_DIGITS = {
     "九": 9,
 }
 _CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+(?=[号栋幢座楼层室单元弄巷])")
+
+# Words that make the division name right before them part of a road's name (南海大道, 北京路,
+# 中山街): the name is then text, unless a division under it is named right after it (唐山路南区,
+# 东莞道滘镇, a township followed by its village 路口村).
+ROAD_SUFFIXES = ("大道", "大街", "大马路", "马路", "公路", "路", "街", "道", "巷", "胡同", "弄")
+ROAD_AHEAD = re.compile("|".join(ROAD_SUFFIXES))
+# Words that make a province, city or county name right before them possibly the start of a
+# township's or a village's name (新昌村, 凤凰乡, 张家口社区): with the same exception, such a name
+# is a candidate only when supported (an ancestor named before it, or the hint).
+PART_SUFFIXES = ("镇", "乡", "村", "社区", "居委会")
+PART_AHEAD = re.compile("|".join(PART_SUFFIXES))
 
 
 @functools.cache
@@ -258,12 +273,15 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
     spans = spans.join(kept, on=["aid", "start", "end"], how="semi")
     # The same text naming a county and a village means the county.
     top_level = spans.group_by("aid", "start", "end").agg(pl.col("level").min())
+    named = _names_in_text(
+        distinct, spans, spans.join(top_level, on=["aid", "start", "end", "level"], how="semi")
+    )
     found = (
-        spans.join(top_level, on=["aid", "start", "end", "level"], how="semi")
-        # A division named twice counts where it is first named (南海区 ... 南海大道).
+        named
+        # A division named twice counts where it is first named (南海区 ... 南海区人民政府).
         .sort("start")
         .unique(["aid", "code"], keep="first", maintain_order=False)
-        .select("aid", "code", "level", "prefix", "end", "start", "alias")
+        .select("aid", "code", "level", "prefix", "end", "start", "alias", "part")
         .lazy()
     )
     # Support: ancestors named before the candidate, found level by level with equi-joins.
@@ -315,7 +333,7 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         | pl.col("hinted")
         | (pl.col("nearest") >= 3)
         | (countyless & (pl.col("nearest") >= 2))
-    )
+    ).filter(~pl.col("part") | (pl.col("support") > 0))  # 新昌村 alone is no county
     ranked = scored.with_columns(
         (pl.col("support") * 10 + pl.col("level")).alias("score"),
     ).with_columns(pl.col("score").max().over("aid").alias("best"))
@@ -358,6 +376,101 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         *_levels(pl.col("division_code"), pl.col("division_level"))
     )
     return result.select("address", *PARSED_COLUMNS)
+
+
+def _names_in_text(distinct: pl.DataFrame, spans: pl.DataFrame, top: pl.DataFrame) -> pl.DataFrame:
+    """`top` without the names that are part of the text rather than divisions of the address, and
+    with `part` marking the names that may be the start of a lower-level name.
+
+    A name followed by a road word (`ROAD_SUFFIXES`) is a road's (南海大道, 北京路), unless a
+    division under it is named right after it (唐山路南区; a township and its village 路口村).
+    A province, city or county name followed by a township or village word (`PART_SUFFIXES`) is
+    marked `part`, with the same exception: it stays a candidate only when supported (新昌村 in an
+    address in 兰州 is a village's name, 承德兴隆镇 is in the county 兴隆县).
+    A name after a lower-level division is the text's too: once 桂城街道 is named, the 南海 of
+    南海大道 or the 佛山 of 佛山大道 that follow are not the county or the city again.
+    `spans` are every uncovered name (all levels), `top` those kept at their span's top level.
+    """
+
+    def ahead(words: tuple[str, ...], road: bool) -> pl.LazyFrame:
+        """(aid, end, road): where one of `words` starts in an address (the two lists share no
+        first character, so no position is in both)."""
+        return (
+            distinct.lazy()
+            .select("aid", pl.col("address").str.find_many(list(words), overlapping=True).alias("end"))
+            .explode("end")
+            .drop_nulls("end")
+            .select("aid", pl.col("end").cast(pl.Int64), pl.lit(road).alias("road"))
+            .unique()
+        )
+
+    top = top.with_row_index("row")
+    followed = (
+        top.lazy()
+        .select("row", "aid", "start", "end", "code", "level", "prefix")
+        .join(pl.concat([ahead(ROAD_SUFFIXES, True), ahead(PART_SUFFIXES, False)]), on=["aid", "end"])
+        .filter(pl.col("road") | (pl.col("level") <= 3))
+        .collect()
+    )
+    roads = parts = followed.get_column("row").clear()
+    if not followed.is_empty():
+        children = spans.select("aid", pl.col("start").alias("end"), pl.col("code").alias("child"))
+        named_next = followed.join(children, on=["aid", "end"]).filter(
+            pl.col("child").str.starts_with(pl.col("prefix")) & (pl.col("child") != pl.col("code"))
+        )
+        followed = followed.filter(
+            ~pl.col("row").is_in(named_next.get_column("row").implode())
+            & ~pl.col("row").is_in(_villages_next(distinct, followed).implode())
+        )
+        roads = followed.filter(pl.col("road")).get_column("row")
+        parts = followed.filter(~pl.col("road")).get_column("row")
+    top = top.filter(~pl.col("row").is_in(roads.implode()))
+    # Where each level is passed: the end of the first name of a lower level (deeper division).
+    level = pl.col("level")
+    passed_at = pl.when(level == 1).then("p2").when(level == 2).then("p3").when(level == 3).then("p4")
+    return (
+        top.with_columns(pl.col("end").filter(level >= n).min().over("aid").alias(f"p{n}") for n in (2, 3, 4))
+        .filter(passed_at.is_null() | (pl.col("start") < passed_at))
+        .select(pl.exclude("row", "p2", "p3", "p4"), pl.col("row").is_in(parts.implode()).alias("part"))
+    )
+
+
+def _villages_next(distinct: pl.DataFrame, names: pl.DataFrame) -> pl.Series:
+    """The `row` of the `names` (counties and townships followed by a road or township word) right
+    after which one of their villages is named (大沥镇路口村, 狮山镇街边社区)."""
+    villages = _villages_after_words()
+    parents = names.filter(
+        pl.col("level").is_in([3, 4])
+        & pl.col("code").is_in(
+            pl.concat([villages.get_column("township"), villages.get_column("county")]).implode()
+        )
+    )
+    if parents.is_empty():
+        return names.get_column("row").clear()
+    parents = parents.join(distinct.select("aid", "address"), on="aid").with_columns(
+        pl.col("address").cast(pl.Binary).bin.slice(pl.col("end")).cast(pl.String).alias("after")
+    )
+    return pl.concat(
+        [
+            _names_at_start(
+                parents.filter(pl.col("level") == level),
+                "after",
+                villages.rename({key: "parent"}).drop(other),
+                "code",
+            ).get_column("row")
+            for level, key, other in ((4, "township", "county"), (3, "county", "township"))
+        ]
+    ).unique()
+
+
+@functools.cache
+def _villages_after_words() -> pl.DataFrame:
+    """The village names that may start where a road or township word starts (路口村, 街边社区):
+    those that start with one of the words or are the start of one; a few thousand of 600k."""
+    words = ROAD_SUFFIXES + PART_SUFFIXES
+    starts = sorted({word[:n] for word in words for n in range(2, len(word))})
+    alias = pl.col("alias")
+    return _village_names().filter(alias.str.contains(f"^(?:{'|'.join(words)})") | alias.is_in(starts))
 
 
 @functools.cache
@@ -409,12 +522,12 @@ def _townships(distinct: pl.DataFrame, upper: pl.DataFrame, hint: str | None) ->
         .unique()
     )
     if hint:
-        # The hinted county stands in for a county the address does not name.
-        unnamed = distinct.join(parents, on="aid", how="anti")
+        # The hinted county stands in for a county the address does not start with: also where
+        # a county's name comes later, in a road's (桂城街道桂一社区南海大道).
         parents = pl.concat(
             [
                 parents,
-                unnamed.select("aid", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")),
+                distinct.select("aid", pl.lit(hint[:6]).alias("parent"), pl.lit(0, pl.Int64).alias("start")),
             ]
         )
     if parents.is_empty():
@@ -456,7 +569,8 @@ def _villages(result: pl.DataFrame) -> pl.DataFrame:
     """Second pass: a village named right after its township (or county) in the remaining text.
 
     Looked up under the parent (see `_names_at_start`), so the 600k village names never go
-    through the automaton and a common village name elsewhere in the text is never a match.
+    through the automaton and a common village name elsewhere in the text is never a match. A
+    village name followed by a road word is a road's (城中路), as in the first pass.
     """
     parents = result.filter((pl.col("address_status") == "ok") & pl.col("division_level").is_in([3, 4]))
     if parents.is_empty():
@@ -470,7 +584,13 @@ def _villages(result: pl.DataFrame) -> pl.DataFrame:
                 "address_rest",
                 names.rename({key: "parent"}).drop(other),
                 "division_code",
-            ).select("aid", pl.col("alias").str.len_chars().alias("k"), "alias", "village")
+            )
+            .filter(
+                ~pl.col("address_rest")
+                .str.slice(pl.col("alias").str.len_chars())
+                .str.contains(f"^(?:{ROAD_AHEAD.pattern})")
+            )
+            .select("aid", pl.col("alias").str.len_chars().alias("k"), "alias", "village")
             for level, key, other in ((4, "township", "county"), (3, "county", "township"))
         ]
     )

@@ -37,6 +37,55 @@ def parse_date(text: pl.Expr) -> pl.Expr:
     )
 
 
+def parse_datetime(text: pl.Expr, *, local_zone: str = "Asia/Shanghai") -> pl.Expr:
+    """The instant a text means, as an aware UTC datetime, or null; the time of day is kept.
+
+    Date and time as people write them (2026/11/15 16:59, 2026-11-15T16:59:30.5, 2026年11月15日
+    16时59分, Excel serials with a fraction) are local time in `local_zone`; an explicit offset
+    (+08:00, Z) wins. A date alone is local midnight.
+    """
+    s = (
+        text.cast(pl.String)
+        .str.normalize("NFKC")
+        .str.strip_chars()
+        .str.replace(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?", "${1}-${2}-${3}")
+        .str.replace(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})", "${1}-${2}-${3}")
+        .str.replace(r"^(\d{4})(\d{2})(\d{2})(\D|$)", "${1}-${2}-${3}${4}")
+        .str.replace(
+            r"^(\d{4}-\d{1,2}-\d{1,2})[ T]*(\d{1,2})[时点:](\d{1,2})分?(?::?(\d{1,2}(?:\.\d+)?)秒?)?",
+            "${1} ${2}:${3}:${4}",
+        )
+        .str.replace(r"^(\S+ \d{1,2}:\d{1,2}):(\D|$)", "${1}:00${2}")
+        .str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})[ T]*(\d{1,2})[时点]$", "${1} ${2}:00:00")
+    )
+    offset = s.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
+    aware = s.str.replace(r"Z$", "+00:00").str.to_datetime(
+        "%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_unit="us"
+    )
+    naive = pl.coalesce(
+        s.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
+        s.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us"),
+        _excel_serial_datetime(s),
+        parse_date(s).cast(pl.Datetime("us")),
+    )
+    local = naive.dt.replace_time_zone(
+        local_zone, ambiguous="earliest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
+    instant = pl.when(offset).then(aware.dt.convert_time_zone("UTC")).otherwise(local)
+    # Outside 1900-2199 a time is a typing error, not a service event (and year 1 would read back
+    # as year 0 after the offset of local mean time).
+    return pl.when(instant.dt.year().is_between(1900, 2199)).then(instant)
+
+
+def _excel_serial_datetime(s: pl.Expr) -> pl.Expr:
+    serial = s.cast(pl.Float64, strict=False)
+    ok = s.str.contains(r"^\d{5}\.\d+$") & serial.is_between(1, 80000)
+    start = pl.lit(dt.datetime(EXCEL_EPOCH.year, EXCEL_EPOCH.month, EXCEL_EPOCH.day), pl.Datetime("us"))
+    return pl.when(ok).then(
+        start + pl.duration(microseconds=(serial * 86_400_000_000).round(0).cast(pl.Int64))
+    )
+
+
 def standardize_date(column: str, *, today: dt.date) -> list[pl.Expr]:
     """`<column>_std` (a Date) and `<column>_issues`."""
     raw = pl.col(column).cast(pl.String)

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from govdb.errors import InputFileError
-from govdb.ingest import read_file
+from govdb.readers import read_records
 from govdb.standards import STANDARD_COLUMNS, standardize
 
 OUTPUT_FORMATS = (".csv", ".parquet")
@@ -40,15 +40,10 @@ def standardize_file(
         raise InputFileError(
             f"cannot write {str(out)!r}: use an output name ending in {' or '.join(OUTPUT_FORMATS)}"
         )
-    rows, _ = read_file(source)
-    records = [payload for _, payload in rows.good]
-    if not records:
+    rows, _ = read_records(source)
+    if not rows.lines:
         raise InputFileError(f"{source}: no readable rows")
-    columns = list(records[0])
-    frame = pl.DataFrame(
-        {c: [None if r.get(c) is None else str(r.get(c)) for r in records] for c in columns},
-        schema=dict.fromkeys(columns, pl.String),
-    )
+    frame = rows.text_frame()
     rename = rename or {}
     unknown = [c for c in rename if c not in frame.columns]
     if unknown:
@@ -78,8 +73,13 @@ def standardize_file(
         .len("rows")
         .sort("rows", descending=True)
     )
-    if out.suffix.lower() == ".csv":
-        std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d")).write_csv(out)
-    else:
-        std.write_parquet(out)
+    try:
+        if out.suffix.lower() == ".csv":
+            std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d")).write_csv(out)
+        else:
+            std.write_parquet(out)
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot write {str(out)!r}: {exc.strerror or exc}; choose a writable --out"
+        ) from exc
     return StandardizeFileReport(std.height, len(rows.bad), present, issues)

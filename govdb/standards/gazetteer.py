@@ -1,5 +1,5 @@
 """The gazetteer: every division name with the short forms people write (广东 for 广东省, 南海 for
-南海区, 桂城 for 桂城街道, 花苑社区 for 花苑社区居委会, 凉山 for 凉山彝族自治州), and the names of
+南海区, 桂城 and 桂城街 for 桂城街道, 花苑社区 for 花苑社区居委会, 凉山 for 凉山彝族自治州), and the names of
 abolished or renamed counties, each leading to its division code. The address parser reads it.
 """
 
@@ -39,7 +39,8 @@ _ETHNIC = re.compile(
 def _short_forms(name: pl.Expr, level: int) -> list[pl.Expr]:
     """The short forms of division names of one level (null where a form does not apply): the name
     without its level's suffix (the longest that leaves two characters), an autonomous area's name
-    without its ethnic groups too (凉山彝族自治州 -> 凉山彝族, 凉山), a village committee's usual name."""
+    without its ethnic groups too (凉山彝族自治州 -> 凉山彝族, 凉山), a street office's 街 form
+    (石牌街道 -> 石牌街), a village committee's usual name."""
     length = name.str.len_chars()
 
     def cut(suffix: str, keep: str = "") -> pl.Expr:
@@ -59,6 +60,11 @@ def _short_forms(name: pl.Expr, level: int) -> list[pl.Expr]:
             for suffix in autonomous[1:]:
                 by_autonomy = by_autonomy | name.str.ends_with(suffix)
             forms.append(pl.when(by_autonomy & (ethnic.str.len_chars() >= 2)).then(ethnic))
+    if level == 4:
+        # A street office as people also write it (石牌街 for 石牌街道), so that the 街 is not read
+        # as a road's after the short form (石牌 + 街华师社区).
+        stem = pl.coalesce(cut("街道办事处"), cut("街道"))
+        forms.append(pl.when(~stem.str.ends_with("街")).then(stem + "街"))
     if level == 5:
         forms.append(pl.coalesce(cut(suffix, keep) for suffix, keep in _VILLAGE_FORMS))
     return forms

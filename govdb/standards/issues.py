@@ -35,6 +35,19 @@ REASONS: dict[str, tuple[Severity, str]] = {
     "address_ambiguous": ("warning", "the address fits several places; give the district or a hint"),
     "address_unresolved": ("warning", "no division name was found in the address"),
     "required_missing": ("error", "a field the service requires is empty"),
+    "address_unplaced": (
+        "error",
+        "the service requires the record's division: no division code was given and the address "
+        "could not be placed (its own issue says why)",
+    ),
+    "division_not_village": (
+        "error",
+        "the record's division is above village level, and the service's checks start at the village",
+    ),
+    "division_not_street": (
+        "error",
+        "the record's division is above street/township level, and the service's checks start there",
+    ),
 }
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from govdb.standards.addresses import (
     _CN_NUMBER,
+    PART_AHEAD,
+    ROAD_AHEAD,
     _arabic_numbers,
     _countyless_cities,
     _township_names,
@@ -220,11 +222,11 @@ def parse_address(raw: str | None, hint: str | None = None) -> ParsedAddress:
         for length in range(shortest, min(longest, len(text) - i) + 1):
             for code, level in index.get(text[i : i + length], ()):
                 spans.add((i, i + length, code, level))
-    # Townships right after a county (or a city without counties), or after the hint at the start.
+    # Townships right after a county (or a city without counties), and after the hint at the start.
     countyless = _countyless()
     parents = {(code, end) for start, end, code, level in spans if level == 3 or code in countyless}
-    if hint and not parents:
-        parents = {(hint[:6], 0)}
+    if hint:
+        parents.add((hint[:6], 0))
     townships = _township_index()
     for parent, start in parents:
         rest = text[start:]
@@ -242,14 +244,49 @@ def parse_address(raw: str | None, hint: str | None = None) -> ParsedAddress:
     top_level = {}
     for start, end, _, level in kept:
         top_level[(start, end)] = min(level, top_level.get((start, end), 9))
+    top, parts = _names_in_text(text, kept, [s for s in kept if s[3] == top_level[(s[0], s[1])]])
     found: dict[str, tuple[int, int, int]] = {}  # code -> (start, end, level), first named
-    for start, end, code, level in sorted(kept):
-        if level == top_level[(start, end)] and code not in found:
+    for start, end, code, level in sorted(top):
+        if code not in found:
             found[code] = (start, end, level)
-    return _choose(text, found, hint)
+    part_codes = {code for code, (start, end, level) in found.items() if (start, end, code, level) in parts}
+    return _choose(text, found, hint, part_codes)
 
 
-def _choose(text: str, found: dict[str, tuple[int, int, int]], hint: str | None) -> ParsedAddress:
+Span = tuple[int, int, str, int]  # (start, end, code, level)
+
+
+def _names_in_text(text: str, spans: list[Span], top: list[Span]) -> tuple[list[Span], set[Span]]:
+    """`addresses._names_in_text`: `top` without the names followed by a road word (unless a
+    division under them is named next) and the names after a lower-level division; and the
+    names followed by a township or village word (`part`)."""
+    roads, parts = set(), set()
+    for start, end, code, level in top:
+        road = bool(ROAD_AHEAD.match(text, end))
+        if not (road or (level <= 3 and PART_AHEAD.match(text, end))):
+            continue
+        prefix = _prefix(code, level)
+        if any(s == end and c != code and c.startswith(prefix) for s, _, c, _ in spans):
+            continue
+        if level in (3, 4) and _village_at(text[end:], code, level):
+            continue
+        (roads if road else parts).add((start, end, code, level))
+    top = [s for s in top if s not in roads]
+    passed = {lvl: min((e for _, e, _, lv in top if lv > lvl), default=None) for lvl in (1, 2, 3)}
+    return [s for s in top if (at := passed.get(s[3])) is None or s[0] < at], parts
+
+
+def _village_at(rest: str, code: str, level: int) -> bool:
+    """Whether `rest` starts with the name of a village under `code` (a county or a township)."""
+    return any(
+        rest.startswith(alias) and village[: _WIDTH[level]] == code
+        for alias, village in _village_index().get((code, rest[:2]), ())
+    )
+
+
+def _choose(
+    text: str, found: dict[str, tuple[int, int, int]], hint: str | None, parts: set[str]
+) -> ParsedAddress:
     hint_prefix = (hint.rstrip("0") if len(hint) == 6 else hint) if hint else None
     hint_levels = {2: 1, 4: 2, 6: 3, 9: 4, 12: 5}.get(len(hint_prefix), 0) if hint_prefix else 0
     candidates = []
@@ -267,6 +304,8 @@ def _choose(text: str, found: dict[str, tuple[int, int, int]], hint: str | None)
         if hinted:
             support += hint_levels
         countyless = code[4:6] == "00"
+        if code in parts and support == 0:
+            continue  # 新昌村 alone is no county
         if level <= 3 or hinted or nearest >= 3 or (countyless and nearest >= 2):
             candidates.append((support * 10 + level, code, level, chain_end))
     if not candidates:
@@ -281,7 +320,9 @@ def _choose(text: str, found: dict[str, tuple[int, int, int]], hint: str | None)
         hits = [
             (len(alias), alias, village)
             for alias, village in _village_index().get((code, rest[:2]), ())
-            if rest.startswith(alias) and village[: _WIDTH[level]] == code
+            if rest.startswith(alias)
+            and village[: _WIDTH[level]] == code
+            and not ROAD_AHEAD.match(rest, len(alias))
         ]
         if hits:
             k = max(h[0] for h in hits)

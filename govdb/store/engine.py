@@ -6,16 +6,20 @@ two stores always get two engines, so nothing can join verified and unverified d
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from govdb.errors import ConfigError
+from govdb.errors import ConfigError, StoreError
 
 StoreName = Literal["master", "events"]
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -68,17 +72,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# JSON columns hold readable UTF-8 (张伟, not \u5f20\u4f1f), on SQLite as in PostgreSQL.
+_json_serializer = functools.partial(json.dumps, ensure_ascii=False)
+SQLITE_BUSY_SECONDS = 60  # how long a writer waits for another (ingests of one source queue up)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for one store; SQLite gets WAL, foreign keys and a shared in-memory pool."""
     try:
         if url.startswith("sqlite"):
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-            engine = create_engine(url, **kwargs)
+            engine = create_engine(url, json_serializer=_json_serializer, **kwargs)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=_json_serializer)
     except (ArgumentError, ModuleNotFoundError) as exc:
         hint = (
             "install the pg extra: pip install 'govdb[pg]'"
@@ -88,8 +97,8 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"cannot use store URL {url!r}: {exc}; {hint}") from exc
 
 
-def migrate(engine: Engine, store: StoreName) -> None:
-    """Bring one store's schema to the newest alembic revision (idempotent)."""
+def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
+    """Bring one store's schema to an alembic revision, the newest by default (idempotent)."""
     from alembic import command
     from alembic.config import Config
 
@@ -98,6 +107,43 @@ def migrate(engine: Engine, store: StoreName) -> None:
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(MIGRATIONS / store / "versions"))
     config.attributes["store"] = store
-    with engine.begin() as connection:
+    with store_errors(engine), engine.begin() as connection:
+        # One migration at a time: processes opening a new store together wait, then find it current.
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('govdb.migrate'))"))
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
+
+
+_HINTS = (
+    ("readonly", "the store is read-only: give govdb a writable --home or database user"),
+    ("read-only", "the store is read-only: give govdb a writable --home or database user"),
+    ("disk is full", "the disk is full: free space or move --home"),
+    ("no space", "the disk is full: free space or move the database"),
+    ("database is locked", "another govdb process held the store too long: try again when it is done"),
+    ("connection", "is the database server running and the URL right?"),
+    ("could not connect", "is the database server running and the URL right?"),
+    ("unable to open", "check that the folder exists and is writable"),
+)
+
+
+@contextmanager
+def store_errors(engine: Engine) -> Iterator[None]:
+    """Turn a database failure into one StoreError line naming the store (password hidden) and a hint."""
+    try:
+        yield
+    except Exception as exc:
+        # SQLAlchemy's wrapper, or a driver error it never saw (PostgreSQL's COPY runs on the driver).
+        if isinstance(exc, DBAPIError):
+            cause: BaseException = exc.orig if exc.orig is not None else exc
+        elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
+            cause = exc
+        else:
+            raise
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        lowered = detail.lower()
+        hint = next((h for needle, h in _HINTS if needle in lowered), "see the database's own log")
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"the store {where} failed: {detail}; {hint}") from exc

@@ -9,11 +9,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from govdb.store.master import utcnow
+
+# What a source sent: UTF-8 JSON text on SQLite, JSONB on PostgreSQL so a data steward can query it.
+RawJSON = JSON().with_variant(JSONB(), "postgresql")
+SOURCE_MAX = 128
+KEY_MAX = 256
 
 
 class EventModel(SQLModel, registry=registry()):
@@ -24,38 +30,50 @@ class IngestBatch(EventModel, table=True):
     """One ingest of one file or frame, with its counts."""
 
     batch_id: str = Field(primary_key=True, max_length=36)
-    source_system: str = Field(max_length=128)
-    source_file: str | None = Field(default=None, max_length=512)
+    source_system: str = Field(max_length=SOURCE_MAX)
+    source_file: str | None = Field(default=None, sa_column=Column(Text))
     file_sha256: str | None = Field(default=None, max_length=64)
     encoding: str | None = Field(default=None, max_length=32)
     read: int = 0
     stored: int = 0
+    new_versions: int = 0
     duplicate: int = 0
     quarantined: int = 0
+    blank: int = 0
     received_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class Event(EventModel, table=True):
-    """One record as received. `raw` is never modified; `standardized` is derived from it."""
+    """One version of one source record as received. `raw_text` and `raw` are never modified.
+
+    A source record is (source system, source key); the same key sent again with other content is
+    stored as the next version, identical content is stored once. `raw_text` is the record exactly
+    as the file held it (None for spreadsheets, Parquet and frames); `raw` is its parsed payload;
+    `standardized` is derived from it.
+    """
 
     __table_args__ = (
-        UniqueConstraint("source_system", "source_key", name="uq_event_source_key"),
+        UniqueConstraint("source_system", "source_key", "version", name="uq_event_source_version"),
+        UniqueConstraint("source_system", "source_key", "content_sha256", name="uq_event_source_content"),
         Index("ix_event_status", "status"),
     )
 
     event_id: int | None = Field(default=None, primary_key=True)
-    source_system: str = Field(max_length=128)
-    source_key: str = Field(max_length=128)
+    source_system: str = Field(max_length=SOURCE_MAX)
+    source_key: str = Field(max_length=KEY_MAX)
+    version: int = 1
+    content_sha256: str = Field(max_length=64)
     batch_id: str = Field(max_length=36, index=True)
-    source_file: str | None = Field(default=None, max_length=512)
+    source_file: str | None = Field(default=None, sa_column=Column(Text))
     source_line: int | None = None
+    raw_text: str | None = Field(default=None, sa_column=Column(Text))
     service_code: str | None = Field(default=None, max_length=64)
     department: str | None = Field(default=None, max_length=64)
     channel: str | None = Field(default=None, max_length=32)
     occurred_at: dt.datetime | None = None
     received_at: dt.datetime = Field(default_factory=utcnow)
     division_code: str | None = Field(default=None, max_length=12, index=True)
-    raw: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    raw: dict[str, Any] = Field(sa_column=Column(RawJSON, nullable=False))
     standardized: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="received", max_length=16)
@@ -68,11 +86,12 @@ class Quarantine(EventModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     batch_id: str = Field(max_length=36, index=True)
-    source_system: str = Field(max_length=128)
-    source_file: str | None = Field(default=None, max_length=512)
+    source_system: str = Field(max_length=SOURCE_MAX)
+    source_file: str | None = Field(default=None, sa_column=Column(Text))
     file_sha256: str = Field(max_length=64)
     line: int
-    raw_text: str
+    raw_text: str  # as received where it decodes; undecodable bytes and NUL shown as U+FFFD
+    raw_bytes: bytes | None = Field(default=None, sa_column=Column(LargeBinary))  # exactly as received
     reason: str
     received_at: dt.datetime = Field(default_factory=utcnow)
 

@@ -15,8 +15,9 @@ from govdb.errors import (
     NotFoundError,
     RuleFileError,
     StateError,
+    StoreError,
 )
-from govdb.ingest import IngestReport
+from govdb.ingest import IngestReport, QuarantinedRow, VersionedRow
 from govdb.link import DedupeOutput, LinkModel, LinkOutput, LinkResult, dedupe_frame, link_frames
 from govdb.promote import PromoteReport
 from govdb.rulebook import Rulebook, load_rulebook
@@ -45,11 +46,14 @@ __all__ = [
     "ProcessReport",
     "ProgrammeRun",
     "PromoteReport",
+    "QuarantinedRow",
     "RuleFileError",
     "Rulebook",
     "StateError",
+    "StoreError",
     "TaskView",
     "ValidationReport",
+    "VersionedRow",
     "dedupe_frame",
     "link_frames",
     "load_rulebook",

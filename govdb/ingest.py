@@ -26,7 +26,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, insert, text
 
 from govdb.errors import ConfigError, InputFileError
-from govdb.readers import FileRecords, Unreadable, read_records, records_of_frame
+from govdb.readers import FileRecords, Unreadable, plain_text, read_records, records_of_frame
 from govdb.standards.dates import parse_datetime
 from govdb.store.bulk import insert_frame, insert_ignoring_duplicates
 from govdb.store.engine import store_errors
@@ -189,15 +189,8 @@ def _check_options(options: dict[str, str | None]) -> None:
             )
         if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
             raise ConfigError(
-                f"the {name} {storable(value)!r} holds a NUL or undecodable bytes; name it in plain text"
+                f"the {name} {plain_text(value)!r} holds a NUL or undecodable bytes; name it in plain text"
             )
-
-
-def storable(text: str) -> str:
-    """Text a store can hold: undecodable bytes (as in a file name) shown as \\xNN, NUL as \\x00."""
-    return (
-        text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
-    )
 
 
 def _check_key_column(
@@ -436,7 +429,7 @@ def ingest_file(engine: Engine, path: str | Path, *, source: str, **options: Any
         engine,
         records,
         source=source,
-        source_file=storable(str(path)),
+        source_file=plain_text(str(path)),
         file_digest=hashlib.sha256(data).hexdigest(),
         **options,
     )

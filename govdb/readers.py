@@ -159,6 +159,16 @@ def _decode(data: bytes) -> tuple[str, str, frozenset[int]]:
 _FOREIGN = "a line of UTF-8 text in a file read as GB18030 (it would be stored garbled)"
 
 
+def plain_text(text: str) -> str:
+    """Text any store or terminal can hold: undecodable bytes (a file name from another system, a
+    lone surrogate) shown as \\xNN escapes, NUL as \\x00."""
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
+        data = text.encode("utf-8", "surrogatepass")
+    return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+
 def _raw_bytes(text: str, encoding: str) -> bytes:
     """The exact bytes a decoded text came from (surrogateescape round-trips undecodable bytes)."""
     return text.encode("utf-8" if encoding == "utf-8-sig" else encoding, errors="surrogateescape")

@@ -11,18 +11,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from govdb.readers import plain_text
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
-def _plain(value: Any) -> str:
-    """Printable text: undecodable bytes (a file name from another system) shown as \\xNN."""
-    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _text(value: Any) -> str:
     """Printable text with rich markup escaped, so `[1,2]` in a value prints as it is."""
-    return escape(_plain(value))
+    return escape(plain_text(str(value)))
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -39,7 +36,7 @@ def facts(title: str, pairs: dict[str, Any]) -> None:
 
 
 def line(text: str) -> None:
-    out.print(_plain(text), markup=False)
+    out.print(plain_text(str(text)), markup=False)
 
 
 def error(message: str) -> None:

@@ -153,7 +153,9 @@ def _keys(records: FileRecords, key_column: str | None, digests: pl.Series) -> p
 def _key_records(records: FileRecords, key_column: str | None) -> tuple[pl.DataFrame, list[Unreadable]]:
     """Readable records as (i, source_key, raw, content_sha256) in file order; those refused for their key."""
     contents = _contents(records)
-    digests = pl.Series([hashlib.sha256(c.encode()).hexdigest() for c in contents], dtype=pl.String)
+    # The hash tells contents apart exactly: JSON numbers as written, where the payload has floats.
+    exact = records.exact or contents
+    digests = pl.Series([hashlib.sha256(c.encode()).hexdigest() for c in exact], dtype=pl.String)
     keyed = pl.DataFrame(
         {
             "i": pl.int_range(len(contents), eager=True, dtype=pl.Int64),

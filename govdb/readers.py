@@ -73,6 +73,7 @@ class FileRecords:
     lines: list[int] = field(default_factory=list)
     texts: list[str | None] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
+    exact: list[str] = field(default_factory=list)  # JSON Lines: each record's JSON with numbers as written
     frame: pl.DataFrame | None = None
     bad: list[Unreadable] = field(default_factory=list)
     blank: int = 0
@@ -461,7 +462,12 @@ def _read_jsonl(data: bytes) -> FileRecords:
         value: Any = None
         if reason is None:
             try:
-                value = json.loads(line, object_pairs_hook=_pairs_keeping_repeats)
+                value = json.loads(
+                    line,
+                    object_pairs_hook=_pairs_keeping_repeats,
+                    parse_float=decimal.Decimal,
+                    parse_constant=_JsonConstant,
+                )
             except json.JSONDecodeError as exc:
                 reason = f"not valid JSON: {exc.msg} at column {exc.colno}"
             except RecursionError:
@@ -471,7 +477,10 @@ def _read_jsonl(data: bytes) -> FileRecords:
         if reason is None and not isinstance(value, dict):
             reason = f"a JSON Lines row must be an object, got {type(value).__name__}"
         if reason is None:
-            value = jsonable(value)
+            exact = json.dumps(
+                value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_tagged
+            )
+            value = jsonable(_as_floats(value))
             reason = _payload_problem(value)
         if reason is not None:
             records.bad.append(_unreadable_text(number, line, encoding, reason))
@@ -479,7 +488,37 @@ def _read_jsonl(data: bytes) -> FileRecords:
         records.lines.append(number)
         records.texts.append(line)
         records.payloads.append(value)
+        records.exact.append(exact)
     return records
+
+
+@dataclass(frozen=True)
+class _JsonConstant:
+    """NaN, Infinity or -Infinity as written in JSON (not the strings "NaN"...)."""
+
+    name: str
+
+
+def _tagged(value: Any) -> Any:
+    """Numbers exactly as written, for telling records apart: 0.1000000000000000001 is not 0.1."""
+    if isinstance(value, decimal.Decimal):
+        return {"$number": str(value)}
+    if isinstance(value, _JsonConstant):
+        return {"$number": value.name}
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _as_floats(value: Any) -> Any:
+    """The payload as JSON numbers: exact literals become floats (NaN and Infinity included)."""
+    if isinstance(value, _JsonConstant):
+        return float(value.name)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    return value
 
 
 def _jsonl_problem(line: str, encoding: str) -> str | None:
@@ -622,5 +661,8 @@ def read_records(path: Path) -> tuple[FileRecords, bytes]:
         return _read_parquet(data), data
     except InputFileError as exc:
         raise InputFileError(f"{path}: {exc}") from exc
-    except Exception as exc:  # the format library could not open the file at all
-        raise InputFileError(f"cannot read {str(path)!r} as {fmt}: {exc}") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the format library could not open the file (a Rust panic included)
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputFileError(f"cannot read {str(path)!r} as {fmt}: {detail}") from exc

@@ -237,3 +237,20 @@ def test_process_retries_invalid_events(tmp_path: Path) -> None:
     assert result.exit_code == 0 and re.search(r"invalid events retried\s*│\s*0", result.output)
     bad = runner.invoke(app, ["--home", home, "process", "--retry", "proposed"])
     assert bad.exit_code == 2 and "Invalid value for '--retry'" in bad.output
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import govdb.api
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(govdb.api.GovDB, "ingest", broken)
+    path = tmp_path / "a.csv"
+    path.write_text("a\n1\n", encoding="utf-8")
+    result = run("--home", str(tmp_path / "home"), "ingest", str(path), "--source", "s")
+    assert result.exit_code == 1
+    assert "RuntimeError: boom" in result.output and "second line" not in result.output
+    assert "Traceback" not in result.output

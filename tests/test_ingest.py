@@ -294,3 +294,16 @@ def test_processes_opening_a_new_home_at_once_all_succeed(tmp_path: Path) -> Non
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         stored = pool.map(_open_and_ingest, [(str(tmp_path / "home"), str(path))] * 4)
     assert sorted(stored) == [0, 0, 0, 2]
+
+
+def test_json_numbers_are_told_apart_as_written(db: GovDB, tmp_path: Path) -> None:
+    """0.1000000000000000001 is a change from 0.1, and NaN is not the text "NaN", though both read alike."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        '{"id":1,"x":0.1}\n{"id":1,"x":0.1000000000000000001}\n{"id":2,"x":NaN}\n{"id":2,"x":"NaN"}\n'
+        '{"id":3,"x":1.50}\n{"id":3,"x":1.50}\n',
+        encoding="utf-8",
+    )
+    report = db.ingest(path, source="hotline", key_column="id")
+    assert (report.stored, report.new_versions, report.duplicate) == (3, 2, 1)
+    assert {e.raw_text for e in events(db)} >= {'{"id":1,"x":0.1000000000000000001}', '{"id":2,"x":"NaN"}'}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,16 @@ def reports_errors(function: F) -> F:
         except OSError as exc:  # a file or folder the command could not use
             where = f" {exc.filename!r}" if exc.filename else ""
             _render.error(f"cannot use{where}: {exc.strerror or exc}")
+            raise typer.Exit(1) from None
+        except BaseException as exc:  # a bug: one line for the user, the traceback with GOVDB_DEBUG=1
+            cli_flow = type(exc).__module__.split(".")[0] in ("typer", "click", "_typer")
+            if isinstance(exc, KeyboardInterrupt | SystemExit) or cli_flow or os.environ.get("GOVDB_DEBUG"):
+                raise
+            detail = (str(exc).strip().splitlines() or [""])[0]
+            _render.error(
+                f"govdb failed unexpectedly ({type(exc).__name__}: {detail}); this is a bug in govdb: "
+                "run again with GOVDB_DEBUG=1 for the details and report them"
+            )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -274,26 +274,30 @@ def test_going_back_to_an_old_version_is_reported(db: GovDB, tmp_path: Path) -> 
     assert report.warnings and "goes back to its version 1" in report.warnings[0]
 
 
-def _open_and_ingest(args: tuple[str, str]) -> int:
-    from govdb import open_db
-
-    home, path = args
-    db = open_db(home)
-    try:
-        return db.ingest(path, source="hall", key_column="受理编号").stored
-    finally:
-        db.close()
+_OPEN_AND_INGEST = """
+import sys
+from govdb import open_db
+db = open_db(sys.argv[1])
+print(db.ingest(sys.argv[2], source="hall", key_column="受理编号").stored)
+db.close()
+"""
 
 
 def test_processes_opening_a_new_home_at_once_all_succeed(tmp_path: Path) -> None:
     """Migrations queue behind each other: four processes create one new store, one stores the file."""
-    import multiprocessing
+    import subprocess
+    import sys
 
     path = tmp_path / "hall.csv"
     path.write_text(HEADER + "".join(ROWS), encoding="utf-8")
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        stored = pool.map(_open_and_ingest, [(str(tmp_path / "home"), str(path))] * 4)
-    assert sorted(stored) == [0, 0, 0, 2]
+    command = [sys.executable, "-c", _OPEN_AND_INGEST, str(tmp_path / "home"), str(path)]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        for _ in range(4)
+    ]
+    outcomes = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, [err for _, err in outcomes]
+    assert sorted(int(out) for out, _ in outcomes) == [0, 0, 0, 2]
 
 
 def test_json_numbers_are_told_apart_as_written(db: GovDB, tmp_path: Path) -> None:

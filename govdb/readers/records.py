@@ -1,0 +1,241 @@
+"""What a file held, record by record; encodings decided from evidence; text a store can hold."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+_BAD_BYTES = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of undecodable bytes
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record that could not be read: where, what was received (text and exact bytes), why."""
+
+    line: int
+    text: str
+    data: bytes
+    reason: str
+
+
+@dataclass
+class FileRecords:
+    """What a file held: readable records in file order, unreadable ones, blank lines.
+
+    Delimited files keep their readable records as `frame` (one text column per header name, so
+    ingest and standardize work on whole columns); other formats as `payloads`, one dict each.
+    """
+
+    format: str
+    encoding: str | None
+    columns: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+    exact: list[str] = field(default_factory=list)  # JSON Lines: each record's JSON with numbers as written
+    frame: pl.DataFrame | None = None
+    bad: list[Unreadable] = field(default_factory=list)
+    blank: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        """Records the file held (blank lines are not records)."""
+        return len(self.lines) + len(self.bad)
+
+    def payload(self, i: int) -> dict[str, Any]:
+        return self.frame.row(i, named=True) if self.frame is not None else self.payloads[i]
+
+    def payload_list(self) -> list[dict[str, Any]]:
+        return self.frame.to_dicts() if self.frame is not None else self.payloads
+
+    @property
+    def good(self) -> list[tuple[int, dict[str, Any]]]:
+        return list(zip(self.lines, self.payload_list(), strict=True))
+
+    def as_received(self, i: int) -> tuple[str, bytes]:
+        """Readable record i as text and exact bytes (its JSON where the format has no text)."""
+        text = self.texts[i]
+        if text is None:
+            text = json.dumps(self.payload(i), ensure_ascii=False, sort_keys=True)
+            return text, text.encode()
+        return text, _raw_bytes(text, self.encoding or "utf-8")
+
+    def text_frame(self) -> pl.DataFrame:
+        """Readable records as text columns (values as written; nested values as JSON)."""
+        if self.frame is not None:
+            return self.frame
+        columns = self.columns or list(dict.fromkeys(k for p in self.payloads for k in p))
+        return pl.DataFrame(
+            {c: [_as_text(p.get(c)) for p in self.payloads] for c in columns},
+            schema=dict.fromkeys(columns, pl.String),
+        )
+
+
+def detect_encoding(data: bytes) -> str:
+    """utf-8-sig (BOM), utf-8, or gb18030, decided by which reads more of the file's non-ASCII lines.
+
+    A UTF-8 file with a few GBK rows stays UTF-8 (those rows become unreadable); GBK text is
+    almost never valid UTF-8, so a GBK file has next to no lines that read as UTF-8.
+    """
+    return _detect(data)[0]
+
+
+def _detect(data: bytes) -> tuple[str, frozenset[int]]:
+    """The encoding, and for a GB18030 file the LF-separated lines that are UTF-8 text instead.
+
+    GB18030 decodes almost any bytes, so a UTF-8 row in a GBK file would be stored garbled
+    (赵六 as 璧靛叚) without a word; such rows (valid UTF-8 holding CJK characters) are named here.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig", frozenset()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8", frozenset()
+    # Weigh lines by their non-ASCII content, about two per CJK character either way: a valid
+    # UTF-8 line by its extra bytes, an invalid one by its undecodable bytes. GBK text can form a
+    # short valid UTF-8 sequence by chance (\xce\xb2 reads as β), but never whole lines of it.
+    lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
+    bad = lines.str.count_matches("\ufffd", literal=True)
+    valid = int((lines.str.len_bytes() - lines.str.len_chars()).filter(bad == 0).sum())
+    if valid >= int(bad.sum()):
+        return "utf-8", frozenset()
+    # GB18030 only where it reads more of the file: a stray byte in ASCII text is no evidence for it.
+    if data.decode("gb18030", errors="replace").count("\ufffd") >= int(bad.sum()):
+        return "utf-8", frozenset()
+    utf8_cjk = (bad == 0) & lines.str.contains("[\u0800-\uffff]")
+    return "gb18030", frozenset(utf8_cjk.arg_true().to_list())
+
+
+def _decode(data: bytes) -> tuple[str, str, frozenset[int]]:
+    encoding, foreign = _detect(data)
+    text = data.decode(encoding, errors="surrogateescape")
+    return encoding, text.removeprefix("\ufeff") if encoding == "utf-8-sig" else text, foreign
+
+
+_FOREIGN = "a line of UTF-8 text in a file read as GB18030 (it would be stored garbled)"
+
+
+def plain_text(text: str) -> str:
+    """Text any store or terminal can hold: undecodable bytes (a file name from another system, a
+    lone surrogate) shown as \\xNN escapes, NUL as \\x00."""
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
+        data = text.encode("utf-8", "surrogatepass")
+    return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+
+def _raw_bytes(text: str, encoding: str) -> bytes:
+    """The exact bytes a decoded text came from (surrogateescape round-trips undecodable bytes)."""
+    return text.encode("utf-8" if encoding == "utf-8-sig" else encoding, errors="surrogateescape")
+
+
+def _split_lines(text: str) -> tuple[list[str], str]:
+    """Physical lines without their LF (a CRLF line keeps its CR), broken at LF only; CR-only files at CR."""
+    newline = "\n" if "\n" in text or "\r" not in text else "\r"
+    lines = text.split(newline)
+    if lines and lines[-1] == "":
+        lines.pop()  # the terminator of the last line ends it; it starts no record
+    return lines, newline
+
+
+def unique_names(names: Iterable[str], warnings: list[str]) -> list[str]:
+    """Header names with repeats kept: the second `a` becomes `a_2`, the third `a_3` (never clashing)."""
+    names = list(names)
+    taken = set(names)
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for name in names:
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        if count == 1:
+            out.append(name)
+            continue
+        suffix = count
+        while f"{name}_{suffix}" in taken:
+            suffix += 1
+        renamed = f"{name}_{suffix}"
+        taken.add(renamed)
+        out.append(renamed)
+        warnings.append(f"the header repeats the column {name!r}; copy {count} is kept as {renamed!r}")
+    return out
+
+
+def _unstorable(text: str) -> str | None:
+    """Why a text cannot be stored as it is (bad bytes, NUL), or None."""
+    if _BAD_BYTES.search(text):
+        return "bytes"
+    if "\x00" in text:
+        return "nul"
+    return None
+
+
+def _bad_reason(kind: str, encoding: str) -> str:
+    if kind == "bytes":
+        return f"bytes that are not valid {encoding} text"
+    return "a NUL character (U+0000), which the event store cannot hold as text"
+
+
+def _unreadable_text(line: int, text: str, encoding: str, reason: str) -> Unreadable:
+    shown = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return Unreadable(line, shown, _raw_bytes(text, encoding), reason)
+
+
+def _payload_problem(payload: dict[str, Any]) -> str | None:
+    """Why a parsed payload cannot be stored (escaped NUL or lone surrogate inside), or None."""
+    text = json.dumps(payload, ensure_ascii=False)
+    if "\\u0000" in text:
+        return "a NUL character (U+0000), which the event store cannot hold as text"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (an escaped \\ud800-\\udfff without its pair), which is not text"
+    return None
+
+
+def jsonable(value: Any) -> Any:
+    """A value as plain JSON data: dates as ISO text, decimals and durations as text, NaN as "NaN"."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _iso_duration(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _iso_duration(value: dt.timedelta) -> str:
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    seconds = value.seconds + value.microseconds / 1_000_000
+    return f"{sign}P{value.days}DT{f'{seconds:.6f}'.rstrip('0').rstrip('.')}S"
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)

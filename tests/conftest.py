@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,22 +45,29 @@ def _pg_schemas() -> Iterator[tuple[str, str]]:
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=[pytest.mark.pg])]
 
 
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path, rules: Rulebook) -> Iterator[GovDB]:
-    """An empty GovDB serving 南海区 (440605), on each backend."""
-    if request.param == "postgresql":
+@contextmanager
+def open_backend(backend: str, home: Path, rules: Rulebook) -> Iterator[GovDB]:
+    """An empty GovDB on SQLite in `home`, or on PostgreSQL in two fresh schemas dropped afterwards."""
+    schemas = None
+    if backend == "postgresql":
         if not PG_URL:
             pytest.skip("GOVDB_TEST_PG_URL is not set")
         schemas = _pg_schemas()
         master_url, events_url = next(schemas)
         gov = GovDB.open(master_url=master_url, events_url=events_url, rules=rules)
     else:
-        schemas = None
-        gov = GovDB.open(tmp_path / "home", rules=rules)
-    gov.serve_district("440605")
+        gov = GovDB.open(home, rules=rules)
     try:
         yield gov
     finally:
         gov.close()
         if schemas is not None:
             next(schemas, None)
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path, rules: Rulebook) -> Iterator[GovDB]:
+    """An empty GovDB serving 南海区 (440605), on each backend."""
+    with open_backend(request.param, tmp_path / "home", rules) as gov:
+        gov.serve_district("440605")
+        yield gov

@@ -31,7 +31,7 @@ from sqlalchemy import text
 from govdb import GovDB, GovdbError, InputFileError
 from govdb.rulebook import Rulebook
 
-from .conftest import BACKENDS, PG_URL, _pg_schemas
+from .conftest import BACKENDS, open_backend
 
 sys.path.insert(0, str(Path(__file__).parent))  # spawned processes import the worker by this name
 import ingest_corpus as corpus
@@ -45,21 +45,8 @@ def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, rules: Rulebook
 ) -> Iterator[GovDB]:
     """One empty GovDB per backend for the whole module; tests keep apart by source system."""
-    schemas = None
-    if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("GOVDB_TEST_PG_URL is not set")
-        schemas = _pg_schemas()
-        master_url, events_url = next(schemas)
-        gov = GovDB.open(master_url=master_url, events_url=events_url, rules=rules)
-    else:
-        gov = GovDB.open(tmp_path_factory.mktemp("hostile") / "home", rules=rules)
-    try:
+    with open_backend(request.param, tmp_path_factory.mktemp("hostile") / "home", rules) as gov:
         yield gov
-    finally:
-        gov.close()
-        if schemas is not None:
-            next(schemas, None)
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_a_hint_does_not_hide_places_whose_county_the_address_names() -> None:
 
 
 def test_house_numbers_are_split_off_without_changing_any_answer() -> None:
-    from govdb.standards import addresses
+    from govdb.standards import addresses, house_numbers
 
     written = [c[0] for c in CASES + PLACED_AND_ROADS] + [
         "广东省佛山市南海区狮山镇朗沙社区12栋3单元501室",
@@ -150,7 +150,7 @@ def test_house_numbers_are_split_off_without_changing_any_answer() -> None:
         .select(*addresses.PARSED_COLUMNS)
     )
     assert fast.equals(whole)
-    assert "七四0" in addresses._names_into_house_numbers()
+    assert "七四0" in house_numbers.names_into_house_numbers()
     rests = dict(zip(written, fast.get_column("address_rest"), strict=True))
     assert rests["广东省佛山市南海区狮山镇朗沙社区12栋3单元501室"] == "12栋3单元501室"
     assert rests["南海区桂城街道三号楼5室"] == "3号楼5室"

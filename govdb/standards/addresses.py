@@ -24,22 +24,7 @@ import polars as pl
 
 from govdb.standards.divisions import division_table
 from govdb.standards.gazetteer import gazetteer
-
-_CN_DIGITS = {
-    "零": 0,
-    "〇": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+(?=[号栋幢座楼层室单元弄巷])")
+from govdb.standards.house_numbers import arabic_house_numbers, split_house_numbers
 
 # Words that make the division name right before them part of a road's name (南海大道, 北京路,
 # 中山街): the name is then text, unless a division under it is named right after it (唐山路南区,
@@ -102,28 +87,6 @@ def _prefix(code: pl.Expr, level: pl.Expr) -> pl.Expr:
     return code.str.slice(0, width.otherwise(12))
 
 
-def _chinese_number(text: str) -> str:
-    section = 0
-    units = {"十": 10, "百": 100, "千": 1000}
-    if all(ch in _CN_DIGITS for ch in text):  # 一二三 read digit by digit
-        return "".join(str(_CN_DIGITS[ch]) for ch in text)
-    digit = 0
-    for ch in text:
-        if ch in _CN_DIGITS:
-            digit = _CN_DIGITS[ch]
-        else:
-            section += (digit or 1) * units[ch]
-            digit = 0
-    value = section + digit
-    return str(value)
-
-
-def _arabic_numbers(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return _CN_NUMBER.sub(lambda m: _chinese_number(m.group(0)), text)
-
-
 def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.DataFrame:
     """One row per input address: division_code, division_level, address_rest, address_status,
     address_confidence, and the province/city/county/township/village codes of the match.
@@ -132,7 +95,8 @@ def parse_addresses(addresses: pl.Series, *, hint: str | None = None) -> pl.Data
     supports candidates under it and so resolves names that exist in several places.
 
     Addresses are parsed once per distinct head: the address without its house number (see
-    `_split_house_numbers`), so 1M addresses in a few thousand villages are a few thousand parses.
+    `house_numbers.split_house_numbers`), so 1M addresses in a few thousand villages are a few
+    thousand parses.
     """
     return parse_normalized(normalize_addresses(addresses), hint=hint)
 
@@ -158,7 +122,7 @@ def normalize_addresses(addresses: pl.Series) -> pl.Series:
 
 def parse_normalized(text: pl.Series, *, hint: str | None = None) -> pl.DataFrame:
     """`parse_addresses` for addresses already through `normalize_addresses`."""
-    split = _split_house_numbers(pl.DataFrame({"address": text}))
+    split = split_house_numbers(pl.DataFrame({"address": text}))
     lookup = _lookup(split.get_column("head"), hint)
     out = split.join(lookup, left_on="head", right_on="address", how="left", maintain_order="left")
     return out.select(
@@ -181,57 +145,10 @@ PARSED_COLUMNS = (
     "township_code",
     "village_code",
 )
+
+
 # What a house number is made of: it never starts a division name, and (bar the names in
 # `_names_into_house_numbers`) no division name reaches into it.
-HOUSE_NUMBER_CHARS = r"0-9A-Za-z\-#/号栋幢座楼层室单元弄巷户组"
-HOUSE_NUMBER = f"[0-9][{HOUSE_NUMBER_CHARS}]*$"
-
-
-def _split_house_numbers(frame: pl.DataFrame) -> pl.DataFrame:
-    """`address` -> `head` and `tail`, where tail is the trailing house number (12号, 3栋2单元501室).
-
-    Parsing the head gives the same result as parsing the whole address, with the tail appended to
-    the remaining text: no division name can occur in or reach into the tail (a name would have to
-    end with a house-number character and contain a digit or consist of such characters; the few
-    such names are checked for and their addresses are not split), township and village names are
-    looked up where a parent name ends (inside the head), and Chinese house numbers (三号) are made
-    of characters the tail does not have.
-    """
-    address = pl.col("address")
-    tail = address.str.extract(f"({HOUSE_NUMBER})")
-    reaching = _names_into_house_numbers()
-    unsafe = address.str.contains_any(reaching) if reaching else False
-    keep_whole = tail.is_null() | (tail.str.len_bytes() == address.str.len_bytes()) | unsafe
-    return frame.with_columns(
-        pl.when(keep_whole)
-        .then(address)
-        .otherwise(address.cast(pl.Binary).bin.slice(0, address.str.len_bytes() - tail.str.len_bytes()))
-        .cast(pl.String)
-        .alias("head"),
-        pl.when(keep_whole).then(pl.lit("")).otherwise(tail).alias("tail"),
-    )
-
-
-@functools.cache
-def _names_into_house_numbers() -> list[str]:
-    """Division names that could reach into a house number: they end with a house-number character
-    and contain a digit or are made only of such characters (七四0)."""
-    chars = HOUSE_NUMBER_CHARS
-    alias = pl.col("alias")
-    return (
-        gazetteer()
-        .lazy()
-        .select("alias")
-        .filter(alias.str.contains(f"[{chars}]$"))  # a few hundred of 1.3M: filtered first
-        .filter(alias.str.contains("[0-9]") | alias.str.contains(f"^[{chars}]+$"))
-        .unique()
-        .sort("alias")
-        .collect()
-        .get_column("alias")
-        .to_list()
-    )
-
-
 def _lookup(texts: pl.Series, hint: str | None) -> pl.DataFrame:
     """Distinct non-empty normalized addresses -> one parsed row each, keyed by `address`."""
     distinct = pl.DataFrame({"address": texts}).unique().drop_nulls().filter(pl.col("address") != "")
@@ -372,7 +289,7 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         )
         .collect()
     )
-    result = _arabic_house_numbers(_villages(result)).with_columns(
+    result = arabic_house_numbers(_villages(result)).with_columns(
         *_levels(pl.col("division_code"), pl.col("division_level"))
     )
     return result.select("address", *PARSED_COLUMNS)
@@ -617,21 +534,6 @@ def _villages(result: pl.DataFrame) -> pl.DataFrame:
         .alias("address_confidence"),
     )
     return result.update(update, on="aid")
-
-
-def _arabic_house_numbers(result: pl.DataFrame) -> pl.DataFrame:
-    """一百二十三号 -> 123号 in the remainder; Python only for the few rows with Chinese numerals."""
-    has = (
-        pl.col("address_rest")
-        .str.contains("[零〇一二两三四五六七八九十百千]+[号栋幢座楼层室单元弄巷]")
-        .fill_null(False)
-    )
-    fixed = result.filter(has).with_columns(
-        pl.col("address_rest").map_elements(_arabic_numbers, return_dtype=pl.String)
-    )
-    if fixed.is_empty():
-        return result
-    return result.update(fixed.select("aid", "address_rest"), on="aid")
 
 
 def _levels(code: pl.Expr, level: pl.Expr) -> list[pl.Expr]:

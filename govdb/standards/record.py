@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from govdb.standards.addresses import (
-    _CN_NUMBER,
     PART_AHEAD,
     ROAD_AHEAD,
-    _arabic_numbers,
     _countyless_cities,
     _township_names,
     _upper_gazetteer,
     _village_names,
 )
 from govdb.standards.dates import EXCEL_EPOCH
+from govdb.standards.house_numbers import CN_NUMBER, arabic_numbers
 from govdb.standards.ids import CHECK_CHARS, WEIGHTS
 from govdb.standards.names import GENDER_WORDS, LATIN_NAME, MIDDLE_DOTS, SURNAME_READINGS, char_readings
 
@@ -334,6 +333,6 @@ def _choose(
 
 
 def _house_numbers(parsed: ParsedAddress) -> ParsedAddress:
-    if parsed.rest and _CN_NUMBER.search(parsed.rest):
-        return ParsedAddress(parsed.division_code, _arabic_numbers(parsed.rest))
+    if parsed.rest and CN_NUMBER.search(parsed.rest):
+        return ParsedAddress(parsed.division_code, arabic_numbers(parsed.rest))
     return parsed

@@ -79,11 +79,6 @@ def canonical_json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def content_key(payload: dict[str, Any]) -> str:
-    """A stable key for a record without one: the SHA-256 of its canonical JSON."""
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
-
-
 # Unicode White_Space: what surrounds a key without being part of it (one set for Python and polars).
 KEY_SPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680"

@@ -57,10 +57,6 @@ class FileRecords:
     def payload_list(self) -> list[dict[str, Any]]:
         return self.frame.to_dicts() if self.frame is not None else self.payloads
 
-    @property
-    def good(self) -> list[tuple[int, dict[str, Any]]]:
-        return list(zip(self.lines, self.payload_list(), strict=True))
-
     def as_received(self, i: int) -> tuple[str, bytes]:
         """Readable record i as text and exact bytes (its JSON where the format has no text)."""
         text = self.texts[i]

@@ -7,7 +7,9 @@ cell quoted (the csv module's slower path, which also finds quotes that never cl
 ingests each file into a fresh store in a fresh process, then ingests it again (every row a
 duplicate). With `--baseline DIR` (another govdb checkout, e.g. a `git worktree` of an older commit)
 every repeat runs the baseline right after the current code on the same files, so the ratio of the
-two is measured side by side. Prints medians, rows per second and peak memory (ru_maxrss) per run.
+two is measured side by side. Prints medians, rows per second, CPU seconds of the first ingest
+(user + system, all threads: less sensitive than wall time to other work on a shared machine) and
+peak memory (ru_maxrss) per run.
 """
 
 from __future__ import annotations
@@ -71,15 +73,15 @@ def worker(path: Path, folder: Path) -> None:
     engine = make_engine(f"sqlite:///{folder / 'events.sqlite'}")
     migrate(engine, "events")
     options = {"source": "bench", "key_column": "受理编号", "occurred_at_column": "办理时间"}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     first = ingest_file(engine, path, **options)
-    mid = time.perf_counter()
+    mid, cpu = time.perf_counter(), time.process_time() - cpu
     second = ingest_file(engine, path, **options)
     end = time.perf_counter()
     assert first.stored == first.read and second.stored == 0 and second.duplicate == second.read
     engine.dispose()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"first": mid - start, "again": end - mid, "peak_mb": peak}))
+    print(json.dumps({"first": mid - start, "first_cpu": cpu, "again": end - mid, "peak_mb": peak}))
 
 
 def run(checkout: Path, path: Path, folder: Path) -> dict[str, float]:
@@ -122,10 +124,11 @@ def main() -> None:
     print(f"rows={args.rows} repeat={args.repeat}")
     for (kind, name), runs in results.items():
         first = statistics.median(r["first"] for r in runs)
+        cpu = statistics.median(r.get("first_cpu", float("nan")) for r in runs)
         again = statistics.median(r["again"] for r in runs)
         peak = max(r["peak_mb"] for r in runs)
         print(
-            f"{kind:6} {name:8} first {first:6.2f} s ({args.rows / first:8,.0f} rows/s)  "
+            f"{kind:6} {name:8} first {first:6.2f} s ({args.rows / first:8,.0f} rows/s, cpu {cpu:5.2f} s)  "
             f"again {again:5.2f} s ({args.rows / again:8,.0f} rows/s)  peak {peak:.0f} MB"
         )
     if args.baseline:
@@ -136,6 +139,12 @@ def main() -> None:
             ]
             shown = ", ".join(f"{r:.2f}" for r in ratios)
             print(f"{kind:6} current/baseline first-ingest time per repeat: {shown}")
+            cpu_ratios = [
+                c["first_cpu"] / b["first_cpu"]
+                for c, b in zip(results[(kind, "current")], results[(kind, "baseline")], strict=True)
+            ]
+            shown = ", ".join(f"{r:.2f}" for r in cpu_ratios)
+            print(f"{kind:6} current/baseline first-ingest CPU time per repeat: {shown}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,34 @@ from sqlmodel import Session
 
 from govdb import ingest as ingest_stage
 from govdb import link as link_stage
+from govdb import load as load_stage
 from govdb import promote as promote_stage
 from govdb import validate as validate_stage
-from govdb.errors import ConfigError
+from govdb.errors import ConfigError, StateError
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.standards import divisions
-from govdb.store.engine import StoreConfig, make_engine, migrate
+from govdb.store.engine import StoreConfig, make_engine, migrate, refresh_statistics
+from govdb.store.locks import job_lock, writing
 from govdb.store.master import BulkLoad, Division, OrgUnit
-from govdb.verify import Actor, DecisionResult, TaskView, decide, list_tasks, resolve
+from govdb.store.states import Outcome
+from govdb.verify import (
+    Actor,
+    BatchDecisionReport,
+    DecisionInput,
+    DecisionResult,
+    TaskView,
+    decide_many,
+    list_tasks,
+    resolve,
+)
+from govdb.verify import sources as source_stage
+from govdb.verify.decisions import current_homes
 from govdb.verify.proposals import ProposeReport, propose_events
-from govdb.verify.tasks import Outcome
+
+# Master tables that bulk loads and promotions grow, whose planner statistics must follow.
+MASTER_GROWN = ("person", "linkkey", "linkfeatures", "fieldhistory", "credential", "promotion")
 
 
 @dataclass(frozen=True)
@@ -212,15 +229,43 @@ class GovDB:
                 query = query.where(OrgUnit.level == level)
             return list(ms.exec(query).all())
 
-    def load_people(self, people: pl.DataFrame, *, source: str) -> str:
+    def load_people(self, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None) -> str:
         """Authoritative bulk load of people (e.g. the population register); returns the load id.
-        The new people's blocking keys are indexed for linkage."""
-        load_id = promote_stage.bulk_load_people(self.master, people, source=source)
+        A `person_id` column keeps the register's ids; `valid_from` is the date its values hold
+        from (unknown by default). The new people's blocking keys are indexed for linkage."""
+        load_id = load_stage.bulk_load_people(self.master, people, source=source, valid_from=valid_from)
         link_stage.refresh_link_keys(
             self.master, self.rules.matching["person"], missing_only=True, address_hint=self.served_county()
         )
+        refresh_statistics(self.master, MASTER_GROWN)
         self._model = None
         return load_id
+
+    def load_people_file(
+        self,
+        path: str | Path,
+        *,
+        source: str,
+        valid_from: dt.date | None = None,
+        mapping: dict[str, str] | None = None,
+    ) -> load_stage.LoadReport:
+        """Load a register file (CSV/TSV, XLSX, Parquet, JSON Lines) of people: headers through the
+        rules' aliases (and `mapping`), values standardized, rows without a valid ID number or name
+        refused and reported; then the new people's blocking keys are indexed."""
+        report = load_stage.load_people_file(
+            self.master,
+            Path(path),
+            self.rules.column_aliases(),
+            source=source,
+            valid_from=valid_from,
+            mapping=mapping,
+        )
+        link_stage.refresh_link_keys(
+            self.master, self.rules.matching["person"], missing_only=True, address_hint=self.served_county()
+        )
+        refresh_statistics(self.master, MASTER_GROWN)
+        self._model = None
+        return report
 
     # --- linkage -----------------------------------------------------------------------------
 
@@ -259,64 +304,108 @@ class GovDB:
 
     # --- the data path -----------------------------------------------------------------------
 
-    def ingest(self, path: str | Path, *, source: str, **options: Any) -> ingest_stage.IngestReport:
-        """Ingest a file into the event store (see govdb.ingest.ingest_rows for options)."""
+    def ingest(
+        self, path: str | Path, *, source: str, source_token: str | None = None, **options: Any
+    ) -> ingest_stage.IngestReport:
+        """Ingest a file into the event store (see govdb.ingest.ingest_records for options).
+
+        With `source_token` (issued by `register_source`) the ingest proves it is that registered
+        source; a wrong token is refused. Without one the events are unauthenticated and earn no
+        automatic pass, whatever `department` the caller names."""
+        proven = source_stage.authenticate(self.master, self.rules, source, source_token)
+        if proven:
+            options["authenticated_source"] = proven
         return ingest_stage.ingest_file(self.events, path, source=source, **options)
 
-    def ingest_frame(self, frame: pl.DataFrame, *, source: str, **options: Any) -> ingest_stage.IngestReport:
+    def ingest_frame(
+        self, frame: pl.DataFrame, *, source: str, source_token: str | None = None, **options: Any
+    ) -> ingest_stage.IngestReport:
+        proven = source_stage.authenticate(self.master, self.rules, source, source_token)
+        if proven:
+            options["authenticated_source"] = proven
         return ingest_stage.ingest_frame(self.events, frame, source=source, **options)
 
     def process(
-        self, *, today: dt.date | None = None, retry: validate_stage.Retry | str | None = None
+        self,
+        *,
+        today: dt.date | None = None,
+        retry: validate_stage.Retry | str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> ProcessReport:
         """Standardize and validate received events, link them, propose changes and open tasks.
 
-        `retry="invalid"` first moves the events marked invalid back to received (after their data
-        or the rules were fixed), so they are validated again with the others.
+        One `process` runs at a time per event store (others wait, then find nothing left), so no
+        event is proposed twice. `retry="invalid"` first moves the events marked invalid back to
+        received (after their data or the rules were fixed), so they are validated again.
         """
-        retried = validate_stage.retry_events(self.events, retry) if retry is not None else 0
-        validation = validate_stage.standardize_events(
-            self.events, self.rules, today=today, address_hint=self.served_county()
-        )
-        proposals = propose_events(
-            self.events, self.master, self.rules, self.linkage_model, address_hint=self.served_county()
-        )
+        with job_lock(self.events, "process"):
+            retried = validate_stage.retry_events(self.events, retry) if retry is not None else 0
+            validation = validate_stage.standardize_events(
+                self.events, self.rules, today=today, address_hint=self.served_county()
+            )
+            proposals = propose_events(
+                self.events,
+                self.master,
+                self.rules,
+                self.linkage_model,
+                address_hint=self.served_county(),
+                progress=progress,
+            )
         return ProcessReport(validation, proposals, retried)
 
     def tasks(
         self, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
     ) -> list[TaskView]:
-        with Session(self.events) as es:
-            return list_tasks(es, unit_id=unit_id, state=state, limit=limit)
+        """Tasks in `state` (open by default; None for all), oldest first, optionally of one unit."""
+        with self.events.connect() as conn:
+            return list_tasks(conn, unit_id=unit_id, state=state, limit=limit)
 
     def decide(
         self,
         task_id: int,
         actor: Actor,
-        outcome: Outcome,
+        outcome: Outcome | str,
         *,
         reason: str | None = None,
         amendments: dict[str, Any] | None = None,
     ) -> DecisionResult:
-        """Decide one open task as `actor` (refused outside the actor's jurisdiction)."""
+        """Decide one open task as `actor` (refused outside the actor's jurisdiction, or when the
+        task was decided meanwhile)."""
+        decision = {"task_id": task_id, "outcome": outcome, "reason": reason, "amendments": amendments}
+        return self.decide_many(actor, [decision]).decided[0]
+
+    def decide_many(
+        self,
+        actor: Actor,
+        decisions: Iterable[DecisionInput | dict[str, Any]],
+        *,
+        allow_refusals: bool = False,
+    ) -> BatchDecisionReport:
+        """Decide many tasks as `actor` in one transaction: each decision is checked for state,
+        jurisdiction and amendments. By default one refusal refuses the batch; with
+        `allow_refusals` the refused decisions are listed in the report and the rest recorded."""
+        if decisions is None or isinstance(decisions, (str, bytes, dict)):
+            raise StateError("decisions are a list of mappings such as {'task_id': 12, 'outcome': 'approve'}")
+        batch = list(decisions)
         with Session(self.master) as ms:
             who = resolve(ms, actor)
-        with Session(self.events) as es:
-            result = decide(es, self.rules, who, task_id, outcome, reason=reason, amendments=amendments)
-            es.commit()
-        return result
+            homes = current_homes(ms, self.events, batch)
+        with writing(self.events) as conn:
+            return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)
 
-    def promote(self) -> promote_stage.PromoteReport:
-        """Apply approved proposals to master (idempotent; completes a crashed run), and re-index
-        the blocking keys of the people it touched."""
-        report = promote_stage.promote_approved(self.events, self.master, self.rules)
+    def register_source(self, name: str) -> str:
+        """Issue a new token for a source registered in the rules and return it (shown once; a
+        token issued earlier stops working). An ingest that gives it proves it is that source."""
+        return source_stage.register(self.master, self.rules, name)
+
+    def promote(self, *, progress: Callable[[int, int], None] | None = None) -> promote_stage.PromoteReport:
+        """Apply approved proposals to master and re-index the blocking keys of the people they
+        touched. One `promote` runs at a time; a run completes what a crashed one left."""
+        report = promote_stage.promote_approved(
+            self.events, self.master, self.rules, address_hint=self.served_county(), progress=progress
+        )
         if report.promoted:
-            link_stage.refresh_link_keys(
-                self.master,
-                self.rules.matching["person"],
-                report.person_ids,
-                address_hint=self.served_county(),
-            )
+            refresh_statistics(self.master, MASTER_GROWN)
         return report
 
     def prefill(

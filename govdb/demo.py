@@ -243,7 +243,8 @@ def run_demo_on(
     make_hall_events(register, hall, seed=seed, today=today)
     make_disability_records(register, cdpf, seed=seed, today=today)
     hall_options = {
-        "source": "hall-window-system",
+        "source": "hall_window_system",
+        "source_token": db.register_source("hall_window_system"),
         "key_column": "受理编号",
         "occurred_at_column": "办理时间",
         "service_code": "hall.resident_registration",
@@ -254,7 +255,8 @@ def run_demo_on(
         db.ingest(hall, **hall_options),
         db.ingest(
             cdpf,
-            source="cdpf-certificate-system",
+            source="cdpf_system",
+            source_token=db.register_source("cdpf_system"),
             key_column="记录编号",
             occurred_at_column="办证日期",
             service_code="cdpf.disability_certificate",
@@ -310,18 +312,22 @@ def _refused_attempt(db: GovDB) -> str:
 
 
 def _decide_all(db: GovDB) -> tuple[int, list[str]]:
-    """Demo actors of each unit decide every open task; the first street check rejects."""
+    """Demo actors of each unit decide their open tasks in one batch per unit; the first street
+    check of a new person rejects."""
     decisions, rejected = 0, []
-    while tasks := db.tasks():
+    while tasks := db.tasks(limit=10_000):
+        by_unit: dict[str, list[dict[str, object]]] = {}
         for task in tasks:
-            actor = Actor(f"{task.level}.clerk", task.unit_id)
+            batch = by_unit.setdefault(task.unit_id, [])
             if task.level == "street" and not rejected and task.change == "new_person":
                 reason = "经街道核查，该地址无此人居住"
-                db.decide(task.task_id, actor, "reject", reason=reason)
+                batch.append({"task_id": task.task_id, "outcome": "reject", "reason": reason})
                 rejected.append(f"{task.payload.get('name')} ({task.proposal_id[:8]}): {reason}")
             else:
-                db.decide(task.task_id, actor, "approve")
-            decisions += 1
+                batch.append({"task_id": task.task_id, "outcome": "approve"})
+        for unit_id, batch in by_unit.items():
+            level = unit_id.split(":", 1)[0]
+            decisions += len(db.decide_many(Actor(f"{level}.clerk", unit_id), batch).decided)
     return decisions, rejected
 
 

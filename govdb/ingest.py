@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, insert, text
 from govdb.errors import ConfigError, InputFileError
 from govdb.readers import FileRecords, Unreadable, plain_text, read_records, records_of_frame
 from govdb.standards.dates import parse_datetime
-from govdb.store.bulk import insert_frame, insert_ignoring_duplicates
+from govdb.store.bulk import Constant, insert_frame, insert_ignoring_duplicates
 from govdb.store.engine import store_errors
 from govdb.store.events import KEY_MAX, SOURCE_MAX, Event, IngestBatch, Quarantine
 from govdb.store.master import utcnow
@@ -105,35 +105,56 @@ _JSON_ESCAPES = {
 }
 
 
-def _json_string(column: pl.Expr, control: bool) -> pl.Expr:
-    """A text column as JSON string literals, exactly as json.dumps(ensure_ascii=False) writes them."""
-    out = column.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-    if control:  # rare: only columns holding a control character pay for the 32 replacements
-        for char, escape in _JSON_ESCAPES.items():
-            out = out.str.replace_all(char, escape, literal=True)
+def _json_string(column: pl.Expr, escape: bool, control: bool) -> pl.Expr:
+    """A text column as JSON string literals, exactly as json.dumps(ensure_ascii=False) writes them.
+
+    Only columns holding a backslash, a quote or a control character (`escape`) pay for the
+    replacements, and only those holding a control character (`control`, rare) for all 32 of them.
+    """
+    out = column
+    if escape:
+        out = out.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    if control:
+        for char, escaped in _JSON_ESCAPES.items():
+            out = out.str.replace_all(char, escaped, literal=True)
     return pl.lit('"') + out + pl.lit('"')
 
 
-def _canonical_json_column(frame: pl.DataFrame) -> list[str]:
+def _canonical_json_column(frame: pl.DataFrame) -> pl.Series:
     """canonical_json of every row of a frame of text columns, computed on whole columns."""
     if frame.is_empty():
-        return []
+        return pl.Series("json", [], dtype=pl.String)
     if not frame.columns:
-        return ["{}"] * frame.height
-    control = frame.select(pl.all().str.contains(r"[\x00-\x1f]").any()).row(0, named=True)
+        return pl.Series("json", ["{}"] * frame.height, dtype=pl.String)
+    escape = frame.select(pl.all().str.contains(r'[\x00-\x1f"\\]').any()).row(0, named=True)
+    control = dict.fromkeys(frame.columns, False)
+    if any(escape.values()):
+        control = frame.select(pl.all().str.contains(r"[\x00-\x1f]").any()).row(0, named=True)
+    nulls = frame.null_count().row(0, named=True)
     parts: list[pl.Expr] = []
     for n, name in enumerate(sorted(frame.columns)):
         column = pl.col(name)
         prefix = ("{" if n == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
-        value = pl.when(column.is_null()).then(pl.lit("null")).otherwise(_json_string(column, control[name]))
+        value = _json_string(column, escape[name], control[name])
+        if nulls[name]:
+            value = pl.when(column.is_null()).then(pl.lit("null")).otherwise(value)
         parts.append(pl.lit(prefix) + value)
-    return frame.select(pl.concat_str([*parts, pl.lit("}")]).alias("json")).to_series().to_list()
+    return frame.select(pl.concat_str([*parts, pl.lit("}")]).alias("json")).to_series()
 
 
-def _contents(records: FileRecords) -> list[str]:
+def _contents(records: FileRecords) -> pl.Series:
+    """Every readable record's payload as canonical JSON, kept as one column (never a Python list)."""
     if records.frame is not None:
         return _canonical_json_column(records.frame)
-    return [canonical_json(payload) for payload in records.payloads]
+    return pl.Series("json", [canonical_json(payload) for payload in records.payloads], dtype=pl.String)
+
+
+def _sha256_hex(contents: pl.Series, exact: list[str]) -> pl.Series:
+    """SHA-256 of each record's content as hex: of `exact` where given (JSON Lines numbers as
+    written), else of the canonical JSON, whose UTF-8 bytes come straight from the column."""
+    data = [text.encode() for text in exact] if exact else contents.cast(pl.Binary).to_list()
+    sha256 = hashlib.sha256
+    return pl.Series([sha256(b).hexdigest() for b in data], dtype=pl.String)
 
 
 def _keys(records: FileRecords, key_column: str | None, digests: pl.Series) -> pl.Series:
@@ -149,13 +170,12 @@ def _key_records(records: FileRecords, key_column: str | None) -> tuple[pl.DataF
     """Readable records as (i, source_key, raw, content_sha256) in file order; those refused for their key."""
     contents = _contents(records)
     # The hash tells contents apart exactly: JSON numbers as written, where the payload has floats.
-    exact = records.exact or contents
-    digests = pl.Series([hashlib.sha256(c.encode()).hexdigest() for c in exact], dtype=pl.String)
+    digests = _sha256_hex(contents, records.exact)
     keyed = pl.DataFrame(
         {
             "i": pl.int_range(len(contents), eager=True, dtype=pl.Int64),
             "source_key": _keys(records, key_column, digests),
-            "raw": pl.Series(contents, dtype=pl.String),
+            "raw": contents,
             "content_sha256": digests,
         }
     )
@@ -216,26 +236,34 @@ def _lock_source(conn: Connection, source: str) -> None:
 def _known_versions(conn: Connection, source: str, keys: pl.Series) -> pl.DataFrame:
     """(source_key, content_sha256, version) of every stored version of these keys; one statement."""
     schema = {"source_key": pl.String, "content_sha256": pl.String, "version": pl.Int64}
+    if keys.is_empty() or not _has_events(conn, source):
+        return pl.DataFrame(schema=schema)  # a source's first ingest: nothing to look up
     distinct = keys.unique().to_list()
-    if not distinct:
-        return pl.DataFrame(schema=schema)
+    select = "SELECT source_key, content_sha256, version FROM event WHERE source_system = "
     if conn.dialect.name == "postgresql":
-        statement = text(
-            "SELECT source_key, content_sha256, version FROM event"
-            " WHERE source_system = :source AND source_key = ANY(:keys)"
-        )
+        statement = select + "%s AND source_key = ANY(%s)"
         values: Any = distinct
     else:
-        statement = text(
-            "SELECT source_key, content_sha256, version FROM event"
-            " WHERE source_system = :source AND source_key IN (SELECT value FROM json_each(:keys))"
-        )
+        statement = select + "? AND source_key IN (SELECT value FROM json_each(?))"
         values = json.dumps(distinct, ensure_ascii=False)
-    rows = conn.execute(statement, {"source": source, "keys": values}).all()
+    # The driver's own cursor: a re-ingest of a large file fetches a row per key, and SQLAlchemy's
+    # result rows would cost more than the query.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement, (source, values))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _occurred_at(records: FileRecords, column: str | None, rows: list[int]) -> pl.DataFrame:
+def _has_events(conn: Connection, source: str) -> bool:
+    """Whether the source has stored anything yet (one probe of the unique index on its keys)."""
+    probe = text("SELECT 1 FROM event WHERE source_system = :source LIMIT 1")
+    return conn.execute(probe, {"source": source}).first() is not None
+
+
+def _occurred_at(records: FileRecords, column: str | None, rows: pl.Series) -> pl.DataFrame:
     """occurred_at (Asia/Shanghai local time as people write it -> aware UTC, time of day kept) and
     quality_flags, which name a time that was given but cannot be read (the event keeps it in raw)."""
     if column is None:
@@ -266,15 +294,18 @@ def _plan(keyed: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
     Content already stored, or met earlier in the file, under the same key is a duplicate; new
     content under a known key is the key's next version (versions of one key count up without gaps).
     """
-    fresh = keyed.filter(pl.struct("source_key", "content_sha256").is_first_distinct()).join(
-        known, on=["source_key", "content_sha256"], how="anti", maintain_order="left"
-    )
+    columns = ["i", "source_key", "raw", "content_sha256"]
+    # Keys that occur once in the file (an ID column: the usual case) skip the per-key work.
+    once = keyed.get_column("source_key").n_unique() == keyed.height
+    fresh = keyed if once else keyed.filter(pl.struct("source_key", "content_sha256").is_first_distinct())
+    if known.is_empty():
+        if once:
+            return fresh.select(*columns, pl.lit(1, pl.Int64).alias("version"))
+        return fresh.select(*columns, pl.int_range(1, pl.len() + 1).over("source_key").alias("version"))
+    fresh = fresh.join(known, on=["source_key", "content_sha256"], how="anti", maintain_order="left")
     last = known.group_by("source_key").agg(pl.col("version").max().alias("last"))
     return fresh.join(last, on="source_key", how="left", maintain_order="left").select(
-        "i",
-        "source_key",
-        "raw",
-        "content_sha256",
+        *columns,
         (pl.col("last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("source_key")).alias("version"),
     )
 
@@ -285,6 +316,8 @@ def _reversions(keyed: pl.DataFrame, known: pl.DataFrame, lines: list[int]) -> l
     Versions hold each distinct content once, so A, B, A stores A and B; the steward learns that
     the source went back to A, which `process` would otherwise not see.
     """
+    if known.is_empty() or known.get_column("version").max() == 1:
+        return []  # no key has an older version to go back to
     latest = known.group_by("source_key").agg(pl.col("version").max().alias("latest"))
     back = (
         keyed.join(known, on=["source_key", "content_sha256"], how="inner", maintain_order="left")
@@ -311,8 +344,12 @@ def ingest_records(
     department: str | None = None,
     channel: str | None = None,
     progress: Progress | None = None,
+    authenticated_source: str | None = None,
 ) -> IngestReport:
-    """Store what a file held as events in one transaction; the core of every ingest."""
+    """Store what a file held as events in one transaction; the core of every ingest.
+
+    `authenticated_source` is the registered source the caller proved to be (see
+    govdb.verify.sources); `department` is only what the caller says, and earns nothing."""
     _check_options(
         {"source": source, "service_code": service_code, "department": department, "channel": channel}
     )
@@ -332,22 +369,20 @@ def ingest_records(
         known = _known_versions(conn, source, keyed.get_column("source_key"))
         plan = _plan(keyed, known)
         report.warnings += _reversions(keyed, known, records.lines)
-        chosen = plan.get_column("i").to_list()
+        chosen = plan.get_column("i")
         occurred = _occurred_at(records, occurred_at_column, chosen)
         lines = pl.Series(records.lines, dtype=pl.Int64)
-        texts = pl.Series(records.texts, dtype=pl.String)
         events = plan.select(
             "source_key",
             "version",
             "content_sha256",
             lines.gather(chosen).alias("source_line"),
-            texts.gather(chosen).alias("raw_text"),
+            records.text_series().gather(chosen).alias("raw_text"),
             "raw",
             occurred.get_column("occurred_at"),
             occurred.get_column("quality_flags"),
-            pl.lit(received, pl.Datetime("us", "UTC")).alias("received_at"),
         )
-        constants = {
+        constants: dict[str, Constant] = {
             "source_system": source,
             "batch_id": batch_id,
             "source_file": source_file,
@@ -355,7 +390,16 @@ def ingest_records(
             "department": department,
             "channel": channel,
             "status": "received",
+            "received_at": received,
         }
+        # A column with one value for the whole file (version 1, no quality flag) is written once
+        # in the statement instead of once per row.
+        written = events
+        for name in ("version", "quality_flags"):
+            column = events.get_column(name)
+            if column.len() and column.null_count() == 0 and column.n_unique() == 1:
+                constants[name] = column[0]
+                written = written.drop(name)
         conn.execute(
             insert(IngestBatch.__table__),  # type: ignore[attr-defined]
             [
@@ -366,13 +410,14 @@ def ingest_records(
                     "file_sha256": file_digest,
                     "encoding": records.encoding,
                     "read": report.read,
+                    "authenticated_source": authenticated_source,
                     "received_at": received,
                 }
             ],
         )
         table = Event.__table__  # type: ignore[attr-defined]
         for start in range(0, events.height, INSERT_CHUNK):
-            insert_frame(conn, table, events.slice(start, INSERT_CHUNK), constants)
+            insert_frame(conn, table, written.slice(start, INSERT_CHUNK), constants)
             if progress:
                 progress(min(start + INSERT_CHUNK, events.height), events.height)
         if bad:

@@ -1,38 +1,57 @@
 """Promote approved proposals into master data, with survivorship, conflicts and field lineage.
 
-Promotion spans two databases, so it is idempotent: the master changes and the `promotion` row
-(unique on proposal id) commit in one master transaction; the proposal is then marked promoted in
-the event store. A rerun after a crash in between finds the promotion row and only completes the
-marking. Nothing else writes people or credentials except authoritative bulk loads (invariant 1).
+Set-based, chunk by chunk: the chunk's proposals, checks, event dates and the master rows they
+touch are read in a few statements, the changes are worked out in memory, then written with bulk
+inserts and executemany updates. Promotion spans two databases, so it is idempotent: the master
+changes and the `promotion` rows (unique on proposal id) commit in one master transaction; the
+proposals are then marked promoted in the event store (a checked transition); then the touched
+people's blocking keys are rewritten and their promotions marked `keys_refreshed`. A run after a
+crash at any point completes the marking and the keys. One `promote` runs at a time (a job lock);
+a second waits, then finds nothing left. Nothing else writes people or credentials except
+authoritative bulk loads (invariant 1).
+
+Valid time: each value is valid from its event's date. A change dated before the value master
+holds is kept as a past value (valid until the current one began), never as the current value, so
+history is never inverted (valid_from <= valid_to, also a database constraint).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import polars as pl
-from sqlalchemy import Engine, insert, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
-from govdb.errors import InputFileError
+from govdb.errors import StateError
+from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
 from govdb.store.events import Decision, Event, Proposal, Task
+from govdb.store.locks import job_lock, writing
 from govdb.store.master import (
-    BulkLoad,
     Conflict,
     Credential,
     FieldHistory,
     Person,
     Promotion,
-    current_lineage,
     utcnow,
 )
+from govdb.store.states import EventStatus, ProposalState, move
 
-CHUNK = 500
+CHUNK = 20_000
+IN_CHUNK = 900
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
+PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
+TASK = Task.__table__  # type: ignore[attr-defined]
+DECISION = Decision.__table__  # type: ignore[attr-defined]
+EVENT = Event.__table__  # type: ignore[attr-defined]
+PERSON = Person.__table__  # type: ignore[attr-defined]
+HISTORY = FieldHistory.__table__  # type: ignore[attr-defined]
+CREDENTIAL = Credential.__table__  # type: ignore[attr-defined]
+PROMOTION = Promotion.__table__  # type: ignore[attr-defined]
+CONFLICT = Conflict.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -40,33 +59,24 @@ class PromoteReport:
     promoted: int = 0
     people_created: int = 0
     fields_updated: int = 0
+    past_values: int = 0  # changes dated before the value master holds: kept as history
     credentials: int = 0
     conflicts: int = 0
     completed_after_crash: int = 0
+    keys_refreshed: int = 0  # people whose blocking keys were rewritten
     promoted_ids: list[str] = field(default_factory=list)
     person_ids: list[str] = field(default_factory=list)  # people created or changed
 
 
-def _checks(es: Session, proposal_id: str) -> list[dict[str, Any]]:
-    rows = es.exec(
-        select(Task, Decision)
-        .join(Decision, col(Decision.task_id) == col(Task.task_id))
-        .where(Task.proposal_id == proposal_id)
-        .order_by(col(Decision.id))
-    ).all()
-    return [
-        {
-            "level": t.level,
-            "department": t.department,
-            "unit": d.unit_id,
-            "actor": d.actor_id,
-            "rule": d.rule,
-            "outcome": d.outcome,
-            "at": d.decided_at.isoformat(),
-            "amendments": d.amendments or None,
-        }
-        for t, d in rows
-    ]
+def lineage_source(proposal: dict[str, Any]) -> str:
+    """Who vouches for a value: the department its source proved to be (a registered source's
+    token), else `unproven:<source name>`, which no survivorship rule trusts above the default
+    and no reader can mistake for a department (invariant 9)."""
+    return proposal["department"] or f"unproven:{proposal['source']}"
+
+
+def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[i : i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
 
 
 def _to_column(name: str, value: Any) -> Any:
@@ -75,12 +85,96 @@ def _to_column(name: str, value: Any) -> Any:
     return value
 
 
-class _Promoter:
-    """Applies proposals inside one master session."""
+def _text(value: Any) -> str | None:
+    return None if value is None else (value.isoformat() if isinstance(value, dt.date) else str(value))
 
-    def __init__(self, ms: Session, rules: Rulebook, report: PromoteReport) -> None:
-        self.ms, self.rules, self.report = ms, rules, report
+
+@dataclass
+class _Current:
+    """The current lineage row of one field: stored (id) or written by this chunk (row)."""
+
+    source: str
+    valid_from: dt.date | None
+    id: int | None = None
+    row: dict[str, Any] | None = None
+
+
+class _Chunk:
+    """One chunk's reads of master and the writes it works out."""
+
+    def __init__(self, rules: Rulebook, report: PromoteReport) -> None:
+        self.rules, self.report = rules, report
         self.survivorship = rules.survivorship
+        self.people: dict[str, dict[str, Any]] = {}  # person_id -> row (as it will be)
+        self.by_id_number: dict[str, str] = {}
+        self.new_people: dict[str, dict[str, Any]] = {}
+        self.changed_people: set[str] = set()
+        self.current: dict[tuple[str, str, str], _Current] = {}
+        self.credentials: dict[tuple[str, str], dict[str, Any]] = {}
+        self.new_credentials: dict[str, dict[str, Any]] = {}
+        self.changed_credentials: set[str] = set()
+        self.history: list[dict[str, Any]] = []
+        self.closes: list[dict[str, Any]] = []
+        self.conflicts: list[dict[str, Any]] = []
+        self.promotions: list[dict[str, Any]] = []
+        self.now = utcnow()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def read(self, conn: Connection, proposals: list[dict[str, Any]]) -> None:
+        """Master rows these proposals touch: people (by id and ID number), credentials, lineage."""
+        person_ids = {p["entity_id"] for p in proposals if p["entity_id"]}
+        id_numbers = {
+            p["payload"].get("id_number")
+            for p in proposals
+            if p["entity_kind"] == "person" and p["payload"].get("id_number")
+        }
+        columns = [PERSON.c.person_id, *(PERSON.c[c] for c in PERSON_COLUMNS)]
+        for chunk in _chunks(sorted(person_ids)):
+            for r in conn.execute(select(*columns).where(PERSON.c.person_id.in_(chunk))):
+                self._person_row(dict(r._mapping))
+        for chunk in _chunks(sorted(id_numbers - set(self.by_id_number))):
+            for r in conn.execute(select(*columns).where(PERSON.c.id_number.in_(chunk))):
+                self._person_row(dict(r._mapping))
+        keys = {
+            (p["payload"].get("kind"), p["payload"].get("number"))
+            for p in proposals
+            if p["entity_kind"] == "credential"
+        }
+        numbers = sorted({n for _, n in keys if n})
+        for chunk in _chunks(numbers):
+            for r in conn.execute(select(CREDENTIAL).where(CREDENTIAL.c.number.in_(chunk))):
+                if (r.kind, r.number) in keys:
+                    self.credentials[(r.kind, r.number)] = dict(r._mapping)
+        entities = [("person", pid) for pid in self.people] + [
+            ("credential", c["credential_id"]) for c in self.credentials.values()
+        ]
+        for kind in ("person", "credential"):
+            ids = sorted(e for k, e in entities if k == kind)
+            for chunk in _chunks(ids):
+                rows = conn.execute(
+                    select(
+                        HISTORY.c.id,
+                        HISTORY.c.entity_id,
+                        HISTORY.c.field,
+                        HISTORY.c.source,
+                        HISTORY.c.valid_from,
+                    )
+                    .where(
+                        HISTORY.c.entity_kind == kind,
+                        HISTORY.c.entity_id.in_(chunk),
+                        HISTORY.c.valid_to.is_(None),
+                    )
+                    .order_by(HISTORY.c.id)
+                )
+                for r in rows:
+                    self.current[(kind, r.entity_id, r.field)] = _Current(r.source, r.valid_from, r.id)
+
+    def _person_row(self, row: dict[str, Any]) -> None:
+        self.people[row["person_id"]] = row
+        self.by_id_number[row["id_number"]] = row["person_id"]
+
+    # --- working out ---------------------------------------------------------------------
 
     def trust(self, field_name: str, source: str | None) -> int:
         rule = self.survivorship.fields.get(field_name)
@@ -88,227 +182,401 @@ class _Promoter:
             return self.survivorship.default_trust
         return rule.trust.get(source, self.survivorship.default_trust)
 
-    def history(
+    def _history(
         self,
-        proposal: Proposal,
+        proposal: dict[str, Any],
         kind: str,
         entity_id: str,
-        field_name: str,
+        name: str,
         value: Any,
         valid_from: dt.date,
         checks: list[dict[str, Any]],
-    ) -> None:
-        self.ms.add(
-            FieldHistory(
-                entity_kind=kind,
-                entity_id=entity_id,
-                field=field_name,
-                value=None if value is None else str(value),
-                valid_from=valid_from,
-                source=proposal.department or proposal.source,
-                proposal_id=proposal.proposal_id,
-                event_ids=[proposal.event_id],
-                checks=checks,
-            )
-        )
+        valid_to: dt.date | None = None,
+    ) -> dict[str, Any]:
+        row = {
+            "entity_kind": kind,
+            "entity_id": entity_id,
+            "field": name,
+            "value": _text(value),
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "recorded_at": self.now,
+            "source": lineage_source(proposal),
+            "proposal_id": proposal["proposal_id"],
+            "bulk_load_id": None,
+            "event_ids": [proposal["event_id"]],
+            "checks": checks,
+        }
+        self.history.append(row)
+        return row
 
-    def apply(self, proposal: Proposal, valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
-        if proposal.entity_kind == "credential":
+    def _set(
+        self,
+        proposal: dict[str, Any],
+        kind: str,
+        entity_id: str,
+        name: str,
+        value: Any,
+        valid_from: dt.date,
+        checks: list[dict[str, Any]],
+    ) -> bool:
+        """Make `value` the field's current value from `valid_from`, closing the current one; a
+        value dated before the current one began is kept as a past value instead (False)."""
+        key = (kind, entity_id, name)
+        current = self.current.get(key)
+        if current is not None and current.valid_from is not None and valid_from < current.valid_from:
+            self._history(proposal, kind, entity_id, name, value, valid_from, checks, current.valid_from)
+            self.report.past_values += 1
+            return False
+        if current is not None:
+            if current.row is not None:
+                current.row["valid_to"] = valid_from
+            elif current.id is not None:
+                self.closes.append({"k_id": current.id, "v_valid_to": valid_from})
+        row = self._history(proposal, kind, entity_id, name, value, valid_from, checks)
+        self.current[key] = _Current(row["source"], valid_from, row=row)
+        return True
+
+    def apply(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+        if proposal["entity_kind"] == "credential":
             return self._credential(proposal, valid_from, checks)
         return self._person(proposal, valid_from, checks)
 
-    def _person(self, proposal: Proposal, valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
-        payload = {k: v for k, v in proposal.payload.items() if k in PERSON_COLUMNS}
-        person = self.ms.get(Person, proposal.entity_id) if proposal.entity_id else None
-        if person is None and payload.get("id_number"):
-            person = self.ms.exec(select(Person).where(Person.id_number == payload["id_number"])).first()
-        if person is None:
-            person = Person(
-                person_id=f"P{uuid.uuid4().hex[:15].upper()}",
-                **{k: _to_column(k, v) for k, v in payload.items()},
-            )
-            self.ms.add(person)
-            self.ms.flush()
+    def _person(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+        payload = {k: v for k, v in proposal["payload"].items() if k in PERSON_COLUMNS}
+        person_id = proposal["entity_id"] if proposal["entity_id"] in self.people else None
+        if person_id is None and payload.get("id_number"):
+            person_id = self.by_id_number.get(payload["id_number"])
+        if person_id is None:
+            person_id = f"P{uuid.uuid4().hex[:15].upper()}"
+            row = {"person_id": person_id, **dict.fromkeys(PERSON_COLUMNS)}
+            row.update({k: _to_column(k, v) for k, v in payload.items()})
+            self._person_row(row)
+            self.new_people[person_id] = row
             for name, value in payload.items():
-                self.history(proposal, "person", person.person_id, name, value, valid_from, checks)
+                self._set(proposal, "person", person_id, name, value, valid_from, checks)
             self.report.people_created += 1
-            return person.person_id
-        source = proposal.department or proposal.source
-        lineage = current_lineage(self.ms, "person", person.person_id)
+            return person_id
+        person = self.people[person_id]
+        source = lineage_source(proposal)
         for name, value in payload.items():
-            old = getattr(person, name)
-            old_text = None if old is None else str(old)
-            if old_text == str(value):
+            old_text = _text(person.get(name))
+            if old_text == _text(value):
                 continue
-            current = lineage.get(name)
-            if old is not None and current and self.trust(name, current.source) > self.trust(name, source):
+            current = self.current.get(("person", person_id, name))
+            if (
+                old_text is not None
+                and current
+                and self.trust(name, current.source) > self.trust(name, source)
+            ):
                 rule = self.survivorship.fields.get(name)
-                self.ms.add(
-                    Conflict(
-                        proposal_id=proposal.proposal_id,
-                        entity_kind="person",
-                        entity_id=person.person_id,
-                        field=name,
-                        master_value=old_text,
-                        master_source=current.source,
-                        proposed_value=str(value),
-                        proposed_source=source,
-                        owner_department=rule.owner if rule else None,
-                    )
+                self.conflicts.append(
+                    {
+                        "proposal_id": proposal["proposal_id"],
+                        "entity_kind": "person",
+                        "entity_id": person_id,
+                        "field": name,
+                        "master_value": old_text,
+                        "master_source": current.source,
+                        "proposed_value": _text(value),
+                        "proposed_source": source,
+                        "owner_department": rule.owner if rule else None,
+                        "status": "open",
+                        "created_at": self.now,
+                    }
                 )
                 self.report.conflicts += 1
                 continue
-            if current:
-                current.valid_to = valid_from
-            setattr(person, name, _to_column(name, value))
-            self.history(proposal, "person", person.person_id, name, value, valid_from, checks)
-            self.report.fields_updated += 1
-        person.updated_at = utcnow()
-        return person.person_id
+            if self._set(proposal, "person", person_id, name, value, valid_from, checks):
+                person[name] = _to_column(name, value)
+                if person_id not in self.new_people:
+                    self.changed_people.add(person_id)
+                self.report.fields_updated += 1
+        return person_id
 
-    def _credential(self, proposal: Proposal, valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
-        payload = proposal.payload
-        existing = self.ms.exec(
-            select(Credential).where(
-                Credential.kind == payload["kind"], Credential.number == payload["number"]
-            )
-        ).first()
+    def _credential(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+        payload = proposal["payload"]
+        key = (payload["kind"], payload["number"])
+        existing = self.credentials.get(key)
         if existing is None:
-            existing = Credential(
-                credential_id=f"C{uuid.uuid4().hex[:15].upper()}",
-                person_id=proposal.entity_id or "",
-                kind=payload["kind"],
-                number=payload["number"],
-                attributes=payload.get("attributes", {}),
-                issuer=proposal.department,
-                valid_from=valid_from,
-            )
-            self.ms.add(existing)
-        else:
-            existing.attributes = {**existing.attributes, **payload.get("attributes", {})}
-        self.ms.flush()
-        for name, value in {"number": payload["number"], **payload.get("attributes", {})}.items():
-            self.history(proposal, "credential", existing.credential_id, name, value, valid_from, checks)
-        self.report.credentials += 1
-        return existing.credential_id
-
-
-def _mark_promoted(events: Engine, proposal_ids: list[str]) -> None:
-    proposals = Proposal.__table__  # type: ignore[attr-defined]
-    event_table = Event.__table__  # type: ignore[attr-defined]
-    with events.begin() as conn:
-        conn.execute(
-            update(proposals)
-            .where(proposals.c.proposal_id.in_(proposal_ids))
-            .values(state="promoted", updated_at=utcnow())
-        )
-        event_ids = select(proposals.c.event_id).where(proposals.c.proposal_id.in_(proposal_ids))
-        conn.execute(
-            update(event_table).where(event_table.c.event_id.in_(event_ids)).values(status="promoted")
-        )
-
-
-def promote_approved(events: Engine, master: Engine, rules: Rulebook) -> PromoteReport:
-    """Apply every approved proposal to master, then mark it promoted in the event store."""
-    report = PromoteReport()
-    with Session(events) as es:
-        approved = list(
-            es.exec(
-                select(Proposal)
-                .where(Proposal.state == "approved", Proposal.change != "confirm_identity")
-                .order_by(col(Proposal.created_at))
-            )
-        )
-        for start in range(0, len(approved), CHUNK):
-            chunk = approved[start : start + CHUNK]
-            done_ids: list[str] = []
-            with Session(master) as ms:
-                already = set(
-                    ms.exec(
-                        select(Promotion.proposal_id).where(
-                            col(Promotion.proposal_id).in_([p.proposal_id for p in chunk])
-                        )
-                    ).all()
-                )
-                promoter = _Promoter(ms, rules, report)
-                for proposal in chunk:
-                    done_ids.append(proposal.proposal_id)
-                    if proposal.proposal_id in already:
-                        report.completed_after_crash += 1
-                        continue
-                    event = es.get(Event, proposal.event_id)
-                    valid_from = event.occurred_at.date() if event and event.occurred_at else dt.date.today()
-                    entity_id = promoter.apply(proposal, valid_from, _checks(es, proposal.proposal_id))
-                    if proposal.entity_kind == "person":
-                        report.person_ids.append(entity_id)
-                    ms.add(
-                        Promotion(
-                            proposal_id=proposal.proposal_id,
-                            entity_kind=proposal.entity_kind,
-                            entity_id=entity_id,
-                            changes=proposal.payload,
-                        )
-                    )
-                    report.promoted += 1
-                    report.promoted_ids.append(proposal.proposal_id)
-                ms.commit()
-            _mark_promoted(events, done_ids)
-    return report
-
-
-def bulk_load_people(
-    master: Engine, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None
-) -> str:
-    """Load people from an authoritative register (e.g. the population register), recording the source.
-
-    Every row needs a valid id_number and a name; ID numbers already in master are skipped.
-    Returns the bulk load id, which every field history row of the load carries.
-    """
-    missing = {"id_number", "name"} - set(people.columns)
-    if missing:
-        raise InputFileError(
-            f"a bulk load of people needs columns {sorted(missing)}; it has {people.columns}"
-        )
-    load_id = str(uuid.uuid4())
-    valid_from = valid_from or dt.date.today()
-    columns = [c for c in PERSON_COLUMNS if c in people.columns]
-    frame = people.select(columns).unique("id_number", keep="first")
-    with Session(master) as ms:
-        known = set()
-        ids = frame.get_column("id_number").to_list()
-        for start in range(0, len(ids), 5000):
-            known.update(
-                ms.exec(select(Person.id_number).where(col(Person.id_number).in_(ids[start : start + 5000])))
-            )
-        frame = frame.filter(~pl.col("id_number").is_in(list(known)))
-        frame = frame.with_columns(
-            pl.Series("person_id", [f"P{uuid.uuid4().hex[:15].upper()}" for _ in range(frame.height)])
-        )
-        now = utcnow()
-        rows = [{**r, "created_at": now, "updated_at": now} for r in frame.iter_rows(named=True)]
-        history = [
-            {
-                "entity_kind": "person",
-                "entity_id": r["person_id"],
-                "field": c,
-                "value": None if r[c] is None else str(r[c]),
+            existing = {
+                "credential_id": f"C{uuid.uuid4().hex[:15].upper()}",
+                "person_id": proposal["entity_id"] or "",
+                "kind": payload["kind"],
+                "number": payload["number"],
+                "attributes": payload.get("attributes", {}),
+                "issuer": proposal["department"],
                 "valid_from": valid_from,
                 "valid_to": None,
-                "recorded_at": now,
-                "source": source,
-                "proposal_id": None,
-                "bulk_load_id": load_id,
-                "event_ids": [],
-                "checks": [{"level": "authoritative", "source": source, "at": now.isoformat()}],
+                "created_at": self.now,
             }
-            for r in rows
-            for c in columns
-            if r[c] is not None
-        ]
-        ms.add(BulkLoad(load_id=load_id, source=source, entity_kind="person", rows=len(rows)))
-        ms.flush()
-        if rows:
-            ms.execute(insert(Person.__table__), rows)  # type: ignore[attr-defined]
-            ms.execute(insert(FieldHistory.__table__), history)  # type: ignore[attr-defined]
-        ms.commit()
-    return load_id
+            self.credentials[key] = existing
+            self.new_credentials[existing["credential_id"]] = existing
+        elif existing["person_id"] != proposal["entity_id"]:
+            # The number belongs to someone else in master: the issuing department compares (比对).
+            self.conflicts.append(
+                {
+                    "proposal_id": proposal["proposal_id"],
+                    "entity_kind": "credential",
+                    "entity_id": existing["credential_id"],
+                    "field": "person_id",
+                    "master_value": existing["person_id"],
+                    "master_source": existing.get("issuer") or "master",
+                    "proposed_value": proposal["entity_id"],
+                    "proposed_source": lineage_source(proposal),
+                    "owner_department": proposal["department"],
+                    "status": "open",
+                    "created_at": self.now,
+                }
+            )
+            self.report.conflicts += 1
+            return existing["credential_id"]
+        else:
+            existing["attributes"] = {**existing["attributes"], **payload.get("attributes", {})}
+            if existing["credential_id"] not in self.new_credentials:
+                self.changed_credentials.add(existing["credential_id"])
+        values = {"number": payload["number"], **payload.get("attributes", {})}
+        for name, value in values.items():
+            self._set(proposal, "credential", existing["credential_id"], name, value, valid_from, checks)
+        self.report.credentials += 1
+        return existing["credential_id"]
+
+    # --- writes --------------------------------------------------------------------------
+
+    def write(self, conn: Connection) -> None:
+        if self.new_people:
+            conn.execute(
+                insert(PERSON),
+                [{**r, "created_at": self.now, "updated_at": self.now} for r in self.new_people.values()],
+            )
+        if self.changed_people:
+            conn.execute(
+                update(PERSON)
+                .where(PERSON.c.person_id == bindparam("k_person_id"))
+                .values({**{c: bindparam(f"v_{c}") for c in PERSON_COLUMNS}, "updated_at": self.now}),
+                [
+                    {"k_person_id": pid, **{f"v_{c}": self.people[pid][c] for c in PERSON_COLUMNS}}
+                    for pid in sorted(self.changed_people)
+                ],
+            )
+        if self.closes:
+            closed = conn.execute(
+                update(HISTORY)
+                .where(HISTORY.c.id == bindparam("k_id"), HISTORY.c.valid_to.is_(None))
+                .values(valid_to=bindparam("v_valid_to")),
+                self.closes,
+            ).rowcount
+            if closed != len(self.closes):
+                raise StateError(
+                    f"{len(self.closes) - closed} current lineage row(s) changed while promoting; "
+                    "nothing was written, run `govdb promote` again"
+                )
+        if self.history:
+            conn.execute(insert(HISTORY), self.history)
+        if self.conflicts:
+            conn.execute(insert(CONFLICT), self.conflicts)
+        if self.new_credentials:
+            conn.execute(insert(CREDENTIAL), list(self.new_credentials.values()))
+        if self.changed_credentials:
+            conn.execute(
+                update(CREDENTIAL)
+                .where(CREDENTIAL.c.credential_id == bindparam("k_id"))
+                .values(attributes=bindparam("v_attributes")),
+                [
+                    {"k_id": c["credential_id"], "v_attributes": c["attributes"]}
+                    for c in self.credentials.values()
+                    if c["credential_id"] in self.changed_credentials
+                ],
+            )
+        conn.execute(insert(PROMOTION), self.promotions)
+
+
+def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every decision on each proposal's tasks, in order: the check chain its lineage carries."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for chunk in _chunks(list(proposal_ids)):
+        rows = conn.execute(
+            select(
+                TASK.c.proposal_id,
+                TASK.c.level,
+                TASK.c.department,
+                DECISION.c.unit_id,
+                DECISION.c.actor_id,
+                DECISION.c.rule,
+                DECISION.c.source,
+                DECISION.c.outcome,
+                DECISION.c.decided_at,
+                DECISION.c.amendments,
+            )
+            .join(DECISION, DECISION.c.task_id == TASK.c.task_id)
+            .where(TASK.c.proposal_id.in_(chunk))
+            .order_by(DECISION.c.id)
+        )
+        for r in rows:
+            out.setdefault(r.proposal_id, []).append(
+                {
+                    "level": r.level,
+                    "department": r.department,
+                    "unit": r.unit_id,
+                    "actor": r.actor_id,
+                    "rule": r.rule,
+                    "source": r.source,
+                    "outcome": r.outcome,
+                    "at": r.decided_at.isoformat(),
+                    "amendments": r.amendments or None,
+                }
+            )
+    return out
+
+
+def _event_dates(conn: Connection, event_ids: Sequence[int]) -> dict[int, dt.date]:
+    out: dict[int, dt.date] = {}
+    for chunk in _chunks(sorted(set(event_ids))):
+        for r in conn.execute(
+            select(EVENT.c.event_id, EVENT.c.occurred_at).where(EVENT.c.event_id.in_(chunk))
+        ):
+            if r.occurred_at is not None:
+                out[r.event_id] = r.occurred_at.date()
+    return out
+
+
+def _approved(conn: Connection) -> list[dict[str, Any]]:
+    query = (
+        select(PROPOSAL)
+        .where(PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity")
+        .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
+        .limit(CHUNK)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _mark_promoted(events: Engine, proposals: list[dict[str, Any]]) -> None:
+    """The event store's half: approved -> promoted for the proposals and their events."""
+    now = utcnow()
+    with writing(events) as conn:
+        move(
+            conn,
+            PROPOSAL,
+            "state",
+            ProposalState,
+            ProposalState.approved,
+            ProposalState.promoted,
+            [{"proposal_id": p["proposal_id"]} for p in proposals],
+            key=("proposal_id",),
+            values={"updated_at": now},
+        )
+        move(
+            conn,
+            EVENT,
+            "status",
+            EventStatus,
+            EventStatus.proposed,
+            EventStatus.promoted,
+            [{"event_id": e} for e in sorted({p["event_id"] for p in proposals})],
+            key=("event_id",),
+        )
+
+
+def refresh_pending_keys(master: Engine, rules: Rulebook, *, address_hint: str | None = None) -> int:
+    """Rewrite the blocking keys of every person whose promotion has not had it done (this run's,
+    or a crashed run's), then mark those promotions; returns the people re-keyed."""
+    with master.connect() as conn:
+        pending = conn.execute(
+            select(PROMOTION.c.proposal_id, PROMOTION.c.entity_id).where(
+                PROMOTION.c.keys_refreshed.is_(False), PROMOTION.c.entity_kind == "person"
+            )
+        ).all()
+    if not pending:
+        return 0
+    people = sorted({r.entity_id for r in pending})
+    refresh_link_keys(master, rules.matching["person"], people, address_hint=address_hint)
+    with writing(master) as conn:
+        conn.execute(
+            update(PROMOTION).where(PROMOTION.c.proposal_id == bindparam("k_id")).values(keys_refreshed=True),
+            [{"k_id": r.proposal_id} for r in pending],
+        )
+    return len(people)
+
+
+def promote_approved(
+    events: Engine,
+    master: Engine,
+    rules: Rulebook,
+    *,
+    address_hint: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PromoteReport:
+    """Apply every approved proposal to master, mark it promoted, re-key the people it touched."""
+    report = PromoteReport()
+    with job_lock(events, "promote"):
+        report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
+        with events.connect() as conn:
+            total = conn.execute(
+                select(func.count())
+                .select_from(PROPOSAL)
+                .where(
+                    PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity"
+                )
+            ).scalar_one()
+        done = 0
+        while True:
+            with events.connect() as conn:
+                approved = _approved(conn)
+                if not approved:
+                    return report
+                checks = _checks(conn, [p["proposal_id"] for p in approved])
+                dates = _event_dates(conn, [p["event_id"] for p in approved])
+            _promote_chunk(master, rules, report, approved, checks, dates)
+            _mark_promoted(events, approved)
+            report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
+            done += len(approved)
+            if progress is not None:
+                progress(done, total)
+
+
+def _promote_chunk(
+    master: Engine,
+    rules: Rulebook,
+    report: PromoteReport,
+    approved: list[dict[str, Any]],
+    checks: dict[str, list[dict[str, Any]]],
+    dates: dict[int, dt.date],
+) -> None:
+    """The master half of one chunk, in one transaction (skipping proposals a crashed run applied)."""
+    today = dt.date.today()
+    with writing(master) as conn:
+        already: set[str] = set()
+        for chunk in _chunks([p["proposal_id"] for p in approved]):
+            already.update(
+                conn.execute(
+                    select(PROMOTION.c.proposal_id).where(PROMOTION.c.proposal_id.in_(chunk))
+                ).scalars()
+            )
+        fresh = [p for p in approved if p["proposal_id"] not in already]
+        report.completed_after_crash += len(already)
+        if not fresh:
+            return
+        work = _Chunk(rules, report)
+        work.read(conn, fresh)
+        touched: list[str] = []
+        for proposal in fresh:
+            # A value holds from its event's date, never from a date still to come (a mistyped
+            # 2099 would otherwise outrank every real change after it).
+            valid_from = min(dates.get(proposal["event_id"], today), today)
+            entity_id = work.apply(proposal, valid_from, checks.get(proposal["proposal_id"], []))
+            if proposal["entity_kind"] == "person":
+                touched.append(entity_id)
+            work.promotions.append(
+                {
+                    "proposal_id": proposal["proposal_id"],
+                    "entity_kind": proposal["entity_kind"],
+                    "entity_id": entity_id,
+                    "changes": proposal["payload"],
+                    "applied_at": work.now,
+                    "keys_refreshed": proposal["entity_kind"] != "person",
+                }
+            )
+            report.promoted += 1
+            report.promoted_ids.append(proposal["proposal_id"])
+        work.write(conn)
+    report.person_ids += list(dict.fromkeys(touched))

@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import Session, select
 
 from govdb import GovDB, InputFileError
-from govdb.store.events import Event, Quarantine
+from govdb.store.events import Event, IngestBatch, Quarantine
 
 HEADER = "受理编号,姓名,身份证号,联系电话\r\n"
 ROWS = ["SL1,张伟,11010519491231002X,13800138000\r\n", "SL2,李娜,110105491231002,0757-86281234\r\n"]
@@ -101,7 +101,7 @@ def test_vectorised_canonical_json_equals_json_dumps() -> None:
     def check(columns: list[str], data: st.DataObject) -> None:
         rows = data.draw(st.lists(st.tuples(*[cells] * len(columns)), min_size=1, max_size=5))
         frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
-        assert _canonical_json_column(frame) == [canonical_json(r) for r in frame.to_dicts()]
+        assert _canonical_json_column(frame).to_list() == [canonical_json(r) for r in frame.to_dicts()]
 
     check()
 
@@ -313,3 +313,122 @@ def test_json_numbers_are_told_apart_as_written(db: GovDB, tmp_path: Path) -> No
     report = db.ingest(path, source="hotline", key_column="id")
     assert (report.stored, report.new_versions, report.duplicate) == (3, 2, 1)
     assert {e.raw_text for e in events(db)} >= {'{"id":1,"x":0.1000000000000000001}', '{"id":2,"x":"NaN"}'}
+
+
+def test_bulk_written_values_read_back_as_per_row_ones(db: GovDB, tmp_path: Path) -> None:
+    """Text bound as UTF-8 bytes is stored as text, and columns written once for a whole file
+    (version 1, no flag, the time received) read back as if written per row."""
+    from sqlalchemy import text
+
+    path = tmp_path / "hall.csv"
+    path.write_text("id,t,note\n1,2026-11-02 09:00,张伟\n2,2026-11-02 09:30,\n", encoding="utf-8")
+    first = db.ingest(path, source="hall", key_column="id", occurred_at_column="t")
+    path.write_text("id,t,note\n1,2026-11-02 09:00,张伟 改\n3,not a time,\n", encoding="utf-8")
+    again = db.ingest(path, source="hall", key_column="id", occurred_at_column="t")
+    assert (first.stored, again.stored, again.new_versions) == (2, 1, 1)
+    stored = {(e.source_key, e.version): e for e in events(db)}
+    assert {k: (e.quality_flags, e.raw_text) for k, e in stored.items()} == {
+        ("1", 1): ([], "1,2026-11-02 09:00,张伟"),
+        ("2", 1): ([], "2,2026-11-02 09:30,"),
+        ("1", 2): ([], "1,2026-11-02 09:00,张伟 改"),
+        ("3", 1): (["occurred_at_unreadable"], "3,not a time,"),
+    }
+    assert stored[("1", 2)].raw == {"id": "1", "t": "2026-11-02 09:00", "note": "张伟 改"}
+    with Session(db.events) as es:
+        batches = {b.batch_id: b.received_at for b in es.exec(select(IngestBatch))}
+    with db.events.connect() as conn:
+        if db.events.dialect.name == "sqlite":
+            kinds = conn.execute(
+                text(
+                    "SELECT DISTINCT typeof(source_key), typeof(content_sha256), typeof(raw_text), "
+                    "typeof(raw), typeof(quality_flags), typeof(version), typeof(received_at) FROM event"
+                )
+            ).all()
+            assert kinds == [("text", "text", "text", "text", "text", "integer", "text")]
+    assert len(batches) == 2 and all(e.received_at == batches[e.batch_id] for e in stored.values())
+    assert stored[("1", 1)].occurred_at is not None and stored[("1", 1)].occurred_at.hour == 1  # 09:00 +08:00
+
+
+def test_a_quoted_file_after_a_blank_first_line_is_read_as_quoted(tmp_path: Path) -> None:
+    """A blank line before the header does not hide the file's quotes from the reader."""
+    from govdb.readers import read_records
+
+    path = tmp_path / "hall.csv"
+    path.write_bytes('\r\n受理编号,姓名\r\n"SL1","张,伟"\r\n'.encode())
+    records, _ = read_records(path)
+    assert (records.blank, records.bad) == (1, [])
+    assert records.payload_list() == [{"受理编号": "SL1", "姓名": "张,伟"}]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=[pytest.mark.pg])])
+def test_ingest_indexes_migrate_and_keep_the_data(backend: str, tmp_path: Path) -> None:
+    """events_0003 drops the batch index and keeps only known division codes in theirs; nothing
+    stored changes, lookups by a code still use the index, and a later ingest sees its duplicates."""
+    import hashlib
+
+    from sqlalchemy import inspect, text
+
+    from govdb.ingest import canonical_json, ingest_file
+    from govdb.store.engine import make_engine, migrate
+
+    from .conftest import PG_URL, _pg_schemas
+
+    schemas = None
+    if backend == "postgresql":
+        if not PG_URL:
+            pytest.skip("GOVDB_TEST_PG_URL is not set")
+        schemas = _pg_schemas()
+        url = next(schemas)[1]
+    else:
+        url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    engine = make_engine(url)
+    try:
+        migrate(engine, "events", "events_0002")
+        kept = (
+            "event_id, source_system, source_key, version, content_sha256, batch_id, source_line, "
+            "raw_text, raw, quality_flags, status, received_at, division_code"
+        )
+        names = HEADER.strip().split(",")
+        with engine.begin() as conn:
+            for n, row in enumerate(ROWS):
+                raw = canonical_json(dict(zip(names, row.strip().split(","), strict=True)))
+                conn.execute(
+                    text(
+                        "INSERT INTO event (source_system, source_key, version, content_sha256, batch_id,"
+                        " source_line, raw_text, raw, quality_flags, status, received_at, division_code)"
+                        " VALUES ('hall', :key, 1, :sha, 'b', :line, :line_text, :raw, '[]', 'received',"
+                        " '2026-11-01 00:00:00+00:00', :code)"
+                    ),
+                    {
+                        "key": f"SL{n + 1}",
+                        "sha": hashlib.sha256(raw.encode()).hexdigest(),
+                        "line": n + 2,
+                        "line_text": row.strip(),
+                        "raw": raw,
+                        "code": "440605011001" if n == 0 else None,
+                    },
+                )
+            before = conn.execute(text(f"SELECT {kept} FROM event ORDER BY event_id")).all()
+        migrate(engine, "events", "events_0003")
+        indexes = {i["name"]: i for i in inspect(engine).get_indexes("event")}
+        assert "ix_event_batch_id" not in indexes
+        where = indexes["ix_event_division_code"]["dialect_options"][f"{engine.dialect.name}_where"]
+        assert "division_code IS NOT NULL" in str(where)
+        migrate(engine, "events")
+        with engine.connect() as conn:
+            assert conn.execute(text(f"SELECT {kept} FROM event ORDER BY event_id")).all() == before
+            found = conn.execute(text("SELECT source_key FROM event WHERE division_code = '440605011001'"))
+            assert found.scalars().all() == ["SL1"]
+            if engine.dialect.name == "sqlite":
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT event_id FROM event WHERE division_code = '440605011001'"
+                ).all()
+                assert "ix_event_division_code" in str(plan)
+        path = tmp_path / "hall.csv"
+        path.write_text(HEADER + "".join(ROWS), encoding="utf-8")
+        report = ingest_file(engine, path, source="hall", key_column="受理编号")
+        assert (report.stored, report.duplicate) == (0, 2)
+    finally:
+        engine.dispose()
+        if schemas is not None:
+            next(schemas, None)

@@ -113,12 +113,13 @@ def _hall_scenario(db: GovDB, folder: Path, *, people: int, seed: int, departmen
     register = make_people(people, seed=seed, today=TODAY)
     db.load_people(register, source="public_security")
     make_hall_events(register, folder / "hall.csv", seed=seed, today=TODAY)
+    # A hall that proves it is the service hall's system gets its trust; a named department gets none.
+    proven = {"source": "hall_window_system", "source_token": db.register_source("hall_window_system")}
     db.ingest(
         folder / "hall.csv",
-        source="hall",
+        **(proven if department == "service_hall" else {"source": "hall"}),
         key_column="受理编号",
         service_code="hall.resident_registration",
-        department=department,
     )
     db.process(today=TODAY)
 
@@ -231,7 +232,7 @@ def test_issuance_lifecycle(db: GovDB, demo: DemoReport) -> None:
     person = demo.first_run.selected[0]["person_id"]
     update_issuance(db.master, "senior_transit_card", person, "accepted")
     update_issuance(db.master, "senior_transit_card", person, "delivered")
-    with pytest.raises(StateError, match="cannot become 'declined'"):
+    with pytest.raises(StateError, match="cannot go from 'delivered' to 'declined'"):
         update_issuance(db.master, "senior_transit_card", person, "declined")
     with Session(db.master) as ms:
         row = ms.exec(select(Issuance).where(Issuance.person_id == person)).one()
@@ -282,11 +283,11 @@ def test_quality_counts_errors_per_source_and_field(db: GovDB, demo: DemoReport)
     from govdb.validate import quality
 
     frame = quality(db.events)
-    hall = {r["field"]: r for r in frame.filter(pl.col("source") == "hall-window-system").to_dicts()}
+    hall = {r["field"]: r for r in frame.filter(pl.col("source") == "hall_window_system").to_dicts()}
     assert hall["id_number"]["errors"] == 2 and hall["id_number"]["events"] == demo.ingests[0].stored
     assert "id_checksum" in hall["id_number"]["reasons"]
     assert hall["birth_date"]["errors"] == 1
-    assert frame.filter(pl.col("source") == "cdpf-certificate-system").get_column("errors").sum() == 0
+    assert frame.filter(pl.col("source") == "cdpf_system").get_column("errors").sum() == 0
 
 
 def test_an_address_without_a_village_code_is_placed_and_routed(db: GovDB) -> None:

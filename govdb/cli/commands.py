@@ -11,7 +11,6 @@ import typer
 from govdb.cli import _render
 from govdb.cli._common import Options, options, parse_actor, reports_errors
 from govdb.validate import Retry
-from govdb.verify.tasks import Outcome
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,6 +21,10 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Verification tasks: list and
 programme_app = typer.Typer(no_args_is_help=True, help="Proactive programmes: run over master data.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(programme_app, name="programme")
+load_app = typer.Typer(no_args_is_help=True, help="Authoritative loads of registers into master.")
+app.add_typer(load_app, name="load")
+sources_app = typer.Typer(no_args_is_help=True, help="Registered sources: issue the tokens that prove them.")
+app.add_typer(sources_app, name="sources")
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", envvar="GOVDB_HOME", help="Folder of the SQLite stores.")
@@ -73,7 +76,17 @@ def ingest(
     service: Annotated[
         str | None, typer.Option(help="Service code, e.g. hall.resident_registration.")
     ] = None,
-    department: Annotated[str | None, typer.Option(help="Department whose system produced the file.")] = None,
+    department: Annotated[
+        str | None, typer.Option(help="Department the file says it came from (a claim: it earns no pass).")
+    ] = None,
+    source_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GOVDB_SOURCE_TOKEN",
+            help="Token of a registered source (`govdb sources register`); prefer the environment variable.",
+            show_default=False,
+        ),
+    ] = None,
     channel: Annotated[str | None, typer.Option(help="Channel: window, online, hotline, system...")] = None,
     occurred_at: Annotated[str | None, typer.Option(help="Column holding when the service happened.")] = None,
     home: HomeOption = None,
@@ -86,6 +99,7 @@ def ingest(
         report = db.ingest(
             file,
             source=source,
+            source_token=source_token,
             key_column=key,
             service_code=service,
             department=department,
@@ -133,8 +147,8 @@ def process(
 
     Example: govdb process --retry invalid
     """
-    with options(ctx, home).open() as db:
-        report = db.process(retry=retry)
+    with options(ctx, home).open() as db, _render.progress("linking and proposing") as step:
+        report = db.process(retry=retry, progress=step)
     p = report.proposals
     _render.facts(
         "process",
@@ -195,19 +209,53 @@ def tasks_list(
 @reports_errors
 def tasks_decide(
     ctx: typer.Context,
-    task: Annotated[int, typer.Argument(help="Task number from `govdb tasks list`.")],
-    outcome: Annotated[str, typer.Argument(help="approve, reject, amend or return.")],
-    actor: Annotated[str, typer.Option(help="ACTOR@UNIT, e.g. li.ming@village:440605011001.")],
+    task: Annotated[int | None, typer.Argument(help="Task number from `govdb tasks list`.")] = None,
+    outcome: Annotated[str | None, typer.Argument(help="approve, reject, amend or return.")] = None,
+    actor: Annotated[str, typer.Option(help="ACTOR@UNIT, e.g. li.ming@village:440605011001.")] = "",
     reason: Annotated[str | None, typer.Option(help="Why (required to reject or return).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="field=value, to amend.")] = None,
+    from_: Annotated[
+        Path | None,
+        typer.Option("--from", help="A file of decisions (task_id, outcome, reason, amendments): one batch."),
+    ] = None,
+    allow_refusals: Annotated[
+        bool, typer.Option(help="With --from: record the acceptable decisions and list the refused ones.")
+    ] = False,
     home: HomeOption = None,
 ) -> None:
-    """Decide one open task; refused outside the actor's jurisdiction.
+    """Decide one open task, or a batch from a file in one transaction; refused outside the
+    actor's jurisdiction or when a task was decided meanwhile.
 
     Example: govdb tasks decide 12 reject --actor zhao@street:440605011 --reason "查无此人"
+    Example: govdb tasks decide --from village_batch.csv --actor li@village:440605011001
     """
-    if outcome not in ("approve", "reject", "amend", "return"):
-        raise typer.BadParameter(f"{outcome!r} is not approve, reject, amend or return", param_hint="OUTCOME")
+    if not actor:
+        raise typer.BadParameter("who decides: ACTOR@UNIT", param_hint="--actor")
+    if from_ is not None:
+        if task is not None or outcome is not None or set_ or reason:
+            raise typer.BadParameter("give either --from FILE or TASK OUTCOME, not both", param_hint="--from")
+        from govdb.verify.decision_files import read_decisions
+
+        decisions, lines = read_decisions(from_)
+        with options(ctx, home).open() as db:
+            report = db.decide_many(parse_actor(actor), decisions, allow_refusals=allow_refusals)
+        _render.facts(
+            f"decisions from {from_}",
+            {
+                "decided": len(report.decided),
+                "refused": len(report.refused),
+                "passed automatically": report.auto_passed,
+            },
+        )
+        if report.refused:
+            _render.table(
+                "refused decisions",
+                ["line", "task", "why"],
+                [(lines[r.index - 1], r.task_id, r.error) for r in report.refused[:200]],
+            )
+        return
+    if task is None or outcome is None:
+        raise typer.BadParameter("give TASK and OUTCOME, or --from FILE", param_hint="TASK OUTCOME")
     amendments = {}
     for item in set_ or []:
         name, sep, value = item.partition("=")
@@ -215,8 +263,7 @@ def tasks_decide(
             raise typer.BadParameter(f"{item!r} is not field=value", param_hint="--set")
         amendments[name] = value
     with options(ctx, home).open() as db:
-        out: Outcome = outcome  # type: ignore[assignment]
-        result = db.decide(task, parse_actor(actor), out, reason=reason, amendments=amendments or None)
+        result = db.decide(task, parse_actor(actor), outcome, reason=reason, amendments=amendments or None)
     _render.facts(
         f"task {task}",
         {
@@ -228,6 +275,23 @@ def tasks_decide(
     )
 
 
+@sources_app.command("register")
+@reports_errors
+def sources_register(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A source named under `sources:` in the verification rules.")],
+    home: HomeOption = None,
+) -> None:
+    """Issue a new token for a registered source and print it once (the previous one stops working).
+
+    Give it to that source's ingest job as GOVDB_SOURCE_TOKEN; only its events can pass a step
+    automatically. Example: govdb sources register cdpf_system
+    """
+    with options(ctx, home).open() as db:
+        token = db.register_source(name)
+    _render.facts(f"source {name}", {"token (shown once; keep it secret)": token})
+
+
 @app.command()
 @reports_errors
 def promote(ctx: typer.Context, home: HomeOption = None) -> None:
@@ -235,19 +299,65 @@ def promote(ctx: typer.Context, home: HomeOption = None) -> None:
 
     Example: govdb promote
     """
-    with options(ctx, home).open() as db:
-        r = db.promote()
+    with options(ctx, home).open() as db, _render.progress("promoting") as step:
+        r = db.promote(progress=step)
     _render.facts(
         "promote",
         {
             "promoted": r.promoted,
             "people created": r.people_created,
             "fields updated": r.fields_updated,
+            "past values kept as history": r.past_values,
             "credentials": r.credentials,
             "conflicts for owners": r.conflicts,
             "completed after a crash": r.completed_after_crash,
+            "people re-keyed for linkage": r.keys_refreshed,
         },
     )
+
+
+@load_app.command("people")
+@reports_errors
+def load_people(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The register: CSV, TSV, XLSX, Parquet or JSON Lines.")],
+    source: Annotated[str, typer.Option(help="The authority the register comes from, e.g. public_security.")],
+    valid_from: Annotated[
+        str | None,
+        typer.Option(help="Date the register's values hold from (YYYY-MM-DD); unknown if left out."),
+    ] = None,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="HEADER=field for a header the rules do not know.")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Load people from an authoritative register into master (standardized, with lineage);
+    rows without a valid ID number or name are refused and listed, known ID numbers skipped.
+
+    Example: govdb load people register.csv --source public_security --valid-from 2026-11-01
+    """
+    since = None
+    if valid_from:
+        try:
+            since = dt.date.fromisoformat(valid_from)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{valid_from!r} is not a date like 2026-11-01", param_hint="--valid-from"
+            ) from None
+    with options(ctx, home).open() as db, _render.err.status(f"loading {file.name}..."):
+        report = db.load_people_file(file, source=source, valid_from=since, mapping=_mapping(map_))
+    _render.facts(
+        f"load {file}",
+        {
+            "read": report.read,
+            "loaded": report.loaded,
+            "already in master": report.already_known,
+            "refused": report.refused_rows,
+            "load id": report.load_id,
+        },
+    )
+    if report.refused.height:
+        _render.table("refused rows", ["line", "field", "reason", "value"], report.refused.head(50).rows())
 
 
 @app.command()

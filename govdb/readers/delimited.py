@@ -23,27 +23,30 @@ csv.field_size_limit(2**31 - 1)  # a cell is as long as the file says; 128 KiB i
 
 
 def _read_delimited(data: bytes, delimiter: str, fmt: str) -> FileRecords:
-    encoding, text, foreign = _decode(data)
-    lines, newline = _split_lines(text)
+    decoded = _decode(data)
+    encoding, foreign, suspicious = decoded.encoding, decoded.foreign, decoded.suspicious
+    lines, newline = _split_lines(decoded.text)
+    quoted = '"' in decoded.text
+    del decoded  # the file's text is held once from here on, as its lines
     if newline != "\n":
         foreign = frozenset()  # line numbers count LFs; a CR-only file is not told apart this way
     records = FileRecords(fmt, encoding)
     first = 0
     while first < len(lines) and not lines[first].strip():  # nothing but blanks before the header
-        text = lines[first].removesuffix("\r")
-        if text:
+        blanks = lines[first].removesuffix("\r")
+        if blanks:
             records.bad.append(
-                _unreadable_text(first + 1, text, encoding, "a line of only blanks before the header")
+                _unreadable_text(first + 1, blanks, encoding, "a line of only blanks before the header")
             )
         else:
             records.blank += 1
         first += 1
     if first >= len(lines):
         raise InputFileError("the file is empty: no header line was found")
-    if '"' in text:
-        _read_quoted(lines, newline, first, delimiter, encoding, records, foreign)
+    if quoted:
+        _read_quoted(lines, newline, first, delimiter, encoding, records, foreign, suspicious)
     else:
-        _read_unquoted(lines, first, delimiter, encoding, records, foreign)
+        _read_unquoted(lines, first, delimiter, encoding, records, foreign, suspicious)
     records.bad.sort(key=lambda u: u.line)
     return records
 
@@ -58,30 +61,36 @@ def _header(cells: list[str], line: int, encoding: str, records: FileRecords) ->
 
 
 def _read_unquoted(
-    lines: list[str], first: int, delimiter: str, encoding: str, records: FileRecords, foreign: frozenset[int]
+    lines: list[str],
+    first: int,
+    delimiter: str,
+    encoding: str,
+    records: FileRecords,
+    foreign: frozenset[int],
+    suspicious: bool,
 ) -> None:
-    """A file without a single quote: each line is one record, split on whole columns at once."""
+    """A file without a single quote: each line is one record, split on whole columns at once.
+
+    Lines are looked at one by one only where the file may hold undecodable bytes or NUL
+    (`suspicious`), which a text column cannot hold. Empties `lines` past the header once they
+    are a column, so a large file's lines are not held twice.
+    """
     _header(lines[first].removesuffix("\r").split(delimiter), first + 1, encoding, records)
-    body = lines[first + 1 :]
-    offset = first + 2  # line number of body[0]
+    offset = first + 2  # line number of the first body line
     unstorable: list[int] = []  # rows a text column cannot hold (bad bytes, NUL): read here, one by one
-    if foreign or _unstorable("".join(body)):
-        for i, line in enumerate(body):
-            kind = _unstorable(line)
-            if kind or first + 1 + i in foreign:
+    if foreign or (suspicious and _unstorable("".join(lines[first + 1 :]))):
+        for i in range(first + 1, len(lines)):
+            kind = _unstorable(lines[i])
+            if kind or i in foreign:
                 reason = _bad_reason(kind, encoding) if kind else _FOREIGN
-                records.bad.append(_unreadable_text(offset + i, line.removesuffix("\r"), encoding, reason))
-                unstorable.append(i)
-                body[i] = ""
+                records.bad.append(_unreadable_text(i + 1, lines[i].removesuffix("\r"), encoding, reason))
+                unstorable.append(i + 1)
+                lines[i] = ""
+    body = pl.Series("text", lines[first + 1 :], dtype=pl.String)
+    body_lines = body.len()
+    del lines[first + 1 :]
     width = len(records.columns)
-    frame = (
-        pl.DataFrame({"text": pl.Series(body, dtype=pl.String)})
-        .with_row_index("line", offset)
-        .filter(~pl.col("line").is_in([offset + i for i in unstorable]))
-        .with_columns(pl.col("text").str.strip_suffix("\r"))
-        .with_columns(pl.col("text").str.split(delimiter).alias("cells"))
-    )
-    n = pl.col("cells").list.len()
+    n = pl.col("text").str.count_matches(delimiter, literal=True) + 1  # cells in the line
     reason = (
         pl.when(pl.col("text").str.strip_chars() == "")
         .then(pl.lit("the row holds no values (only blanks)"))
@@ -89,20 +98,31 @@ def _read_unquoted(
         .then(pl.lit("a carriage return (CR) inside an unquoted cell"))
         .when(n != width)
         .then(pl.format(f"expected {width} fields as in the header, found {{}}", n))
-        .when(~pl.col("cells").list.eval(pl.element().str.strip_chars() != "").list.any())
+        # every cell blank: the line holds nothing but delimiters and blanks
+        .when(pl.col("text").str.replace_all(delimiter, "", literal=True).str.strip_chars() == "")
         .then(pl.lit("the row holds no values (only blanks)"))
     )
-    lines_left = frame.height
-    frame = frame.filter(pl.col("text") != "").with_columns(reason.alias("reason"))
-    records.blank += lines_left - frame.height
+    frame = (
+        body.to_frame()
+        .lazy()
+        .with_row_index("line", offset)
+        .filter(~pl.col("line").is_in(unstorable))
+        .with_columns(pl.col("text").str.strip_suffix("\r"))
+        .filter(pl.col("text") != "")
+        .with_columns(reason.alias("reason"))
+        .collect()
+    )
+    del body
+    records.blank += body_lines - len(unstorable) - frame.height  # empty lines, filtered out above
     for line, text, why in (
         frame.filter(pl.col("reason").is_not_null()).select("line", "text", "reason").iter_rows()
     ):
         records.bad.append(_unreadable_text(line, text, encoding, why))
-    good = frame.filter(pl.col("reason").is_null())
+    good = frame.filter(pl.col("reason").is_null()).drop("reason")
+    del frame
     records.lines = good.get_column("line").to_list()
-    records.texts = good.get_column("text").to_list()
-    cells = good.get_column("cells")
+    records.text_column = good.get_column("text")
+    cells = records.text_column.str.split(delimiter)
     records.frame = pl.DataFrame(
         [cells.list.get(i).alias(name) for i, name in enumerate(records.columns)],
         schema=dict.fromkeys(records.columns, pl.String),
@@ -117,19 +137,29 @@ def _read_quoted(
     encoding: str,
     records: FileRecords,
     foreign: frozenset[int],
+    suspicious: bool,
 ) -> None:
-    """A file with quotes: Python's csv reader, restarting after a quote that never closes."""
+    """A file with quotes: Python's csv reader, restarting after a quote that never closes.
+
+    Empties `lines` once they are copied with their terminators, and keeps the records' texts as
+    one column, so a large file is not held twice over.
+    """
+    suspicious = suspicious and _unstorable("".join(lines)) is not None
     ended = [line + newline for line in lines]
+    lines.clear()
     header = _quoted_header(ended, first, delimiter)
     _header(header, first + 1, encoding, records)
     cells: list[list[str]] = []
-    suspicious = _unstorable("".join(lines)) is not None
     index = first + 1
     while index < len(ended):
         index = _read_records(
             ended, index, delimiter, len(header), encoding, suspicious, records, cells, foreign
         )
+    del ended
     records.frame = pl.DataFrame(cells, schema=dict.fromkeys(records.columns, pl.String), orient="row")
+    del cells
+    records.text_column = pl.Series("text", records.texts, dtype=pl.String)
+    records.texts = []
 
 
 def _quoted_header(lines: list[str], index: int, delimiter: str) -> list[str]:
@@ -198,7 +228,11 @@ def _read_records(
         if not cells:
             records.blank += 1
             continue
-        text = _strip_terminator("".join(lines[start:end]) if end - start > 1 else lines[start])
+        if end - start > 1:
+            text = _strip_terminator("".join(lines[start:end]))
+        else:  # every line here ends with its terminator: CRLF, LF or (a CR-only file) CR
+            line = lines[start]
+            text = line[:-2] if line.endswith("\r\n") else line[:-1]
         reason = None
         kind = _unstorable(text) if suspicious else None
         if not text.strip():
@@ -209,7 +243,7 @@ def _read_records(
             reason = _bad_reason(kind, encoding)
         elif len(cells) != width:
             reason = f"expected {width} fields as in the header, found {len(cells)}"
-        elif not any(cell.strip() for cell in cells):
+        elif not "".join(cells).strip():  # every cell blank
             reason = "the row holds no values (only blanks)"
         if reason:
             unreadable(start, end, reason)

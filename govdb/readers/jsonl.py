@@ -31,7 +31,8 @@ def _pairs_keeping_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _read_jsonl(data: bytes) -> FileRecords:
-    encoding, text, foreign = _decode(data)
+    decoded = _decode(data)
+    encoding, text, foreign = decoded.encoding, decoded.text, decoded.foreign
     records = FileRecords("jsonl", encoding)
     lines, newline = _split_lines(text)
     if newline != "\n":

@@ -32,6 +32,9 @@ class FileRecords:
 
     Delimited files keep their readable records as `frame` (one text column per header name, so
     ingest and standardize work on whole columns); other formats as `payloads`, one dict each.
+    Each record's text as received is in `texts`, or, from the whole-column reader, in
+    `text_column` (kept as one column, so ingest never turns 10^5 lines into Python strings and
+    back); read it through `text(i)` and `text_series()`.
     """
 
     format: str
@@ -39,6 +42,7 @@ class FileRecords:
     columns: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     texts: list[str | None] = field(default_factory=list)
+    text_column: pl.Series | None = None
     payloads: list[dict[str, Any]] = field(default_factory=list)
     exact: list[str] = field(default_factory=list)  # JSON Lines: each record's JSON with numbers as written
     frame: pl.DataFrame | None = None
@@ -57,9 +61,19 @@ class FileRecords:
     def payload_list(self) -> list[dict[str, Any]]:
         return self.frame.to_dicts() if self.frame is not None else self.payloads
 
+    def text(self, i: int) -> str | None:
+        """Readable record i exactly as the file held it (None where the format has no text)."""
+        return self.text_column[i] if self.text_column is not None else self.texts[i]
+
+    def text_series(self) -> pl.Series:
+        """Every readable record's text as received, in file order, as one column."""
+        if self.text_column is not None:
+            return self.text_column
+        return pl.Series(self.texts, dtype=pl.String)
+
     def as_received(self, i: int) -> tuple[str, bytes]:
         """Readable record i as text and exact bytes (its JSON where the format has no text)."""
-        text = self.texts[i]
+        text = self.text(i)
         if text is None:
             text = json.dumps(self.payload(i), ensure_ascii=False, sort_keys=True)
             return text, text.encode()
@@ -82,42 +96,82 @@ def detect_encoding(data: bytes) -> str:
     A UTF-8 file with a few GBK rows stays UTF-8 (those rows become unreadable); GBK text is
     almost never valid UTF-8, so a GBK file has next to no lines that read as UTF-8.
     """
-    return _detect(data)[0]
+    return _decode(data).encoding
 
 
-def _detect(data: bytes) -> tuple[str, frozenset[int]]:
-    """The encoding, and for a GB18030 file the LF-separated lines that are UTF-8 text instead.
+@dataclass(frozen=True)
+class Decoded:
+    """A file's text in the encoding its bytes show, decoded once (undecodable bytes escaped).
+
+    `foreign` are the LF-separated lines of a GB18030 file that are UTF-8 text instead;
+    `suspicious` is False only when the text surely holds no undecodable byte and no NUL, so a
+    reader may skip looking for them line by line.
+    """
+
+    encoding: str
+    text: str
+    foreign: frozenset[int]
+    suspicious: bool
+
+
+def _decode(data: bytes) -> Decoded:
+    """The encoding (see `detect_encoding`) and the text, decoding the file as few times as possible.
 
     GB18030 decodes almost any bytes, so a UTF-8 row in a GBK file would be stored garbled
-    (赵六 as 璧靛叚) without a word; such rows (valid UTF-8 holding CJK characters) are named here.
+    (赵六 as 璧靛叚) without a word; such rows (valid UTF-8 holding CJK characters) are named in
+    `foreign`.
     """
     if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig", frozenset()
+        text = data.decode("utf-8-sig", errors="surrogateescape").removeprefix("\ufeff")
+        return Decoded("utf-8-sig", text, frozenset(), True)
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    else:
-        return "utf-8", frozenset()
-    # Weigh lines by their non-ASCII content, about two per CJK character either way: a valid
-    # UTF-8 line by its extra bytes, an invalid one by its undecodable bytes. GBK text can form a
-    # short valid UTF-8 sequence by chance (\xce\xb2 reads as β), but never whole lines of it.
-    lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
-    bad = lines.str.count_matches("\ufffd", literal=True)
-    valid = int((lines.str.len_bytes() - lines.str.len_chars()).filter(bad == 0).sum())
-    if valid >= int(bad.sum()):
-        return "utf-8", frozenset()
-    # GB18030 only where it reads more of the file: a stray byte in ASCII text is no evidence for it.
-    if data.decode("gb18030", errors="replace").count("\ufffd") >= int(bad.sum()):
-        return "utf-8", frozenset()
-    utf8_cjk = (bad == 0) & lines.str.contains("[\u0800-\uffff]")
-    return "gb18030", frozenset(utf8_cjk.arg_true().to_list())
+    else:  # strictly valid UTF-8: no undecodable byte, only a NUL can make a line unstorable
+        return Decoded("utf-8", text, frozenset(), "\x00" in text)
+    bad_total, valid, utf8_cjk = _utf8_evidence(data)
+    if valid < bad_total:
+        # GB18030 only where it reads more of the file: a stray byte in ASCII text is no evidence for it.
+        try:
+            text, clean = data.decode("gb18030"), True
+        except UnicodeDecodeError:
+            text, clean = data.decode("gb18030", errors="surrogateescape"), False
+        # Without a decoding error the replacing decoder gives this very text, so its count of
+        # U+FFFD is the text's own; only a file with errors is decoded a second time to count them.
+        replaced = text.count("\ufffd") if clean else data.decode("gb18030", errors="replace").count("\ufffd")
+        if replaced < bad_total:
+            return Decoded("gb18030", text, frozenset(utf8_cjk), not clean or "\x00" in text)
+    return Decoded("utf-8", data.decode("utf-8", errors="surrogateescape"), frozenset(), True)
 
 
-def _decode(data: bytes) -> tuple[str, str, frozenset[int]]:
-    encoding, foreign = _detect(data)
-    text = data.decode(encoding, errors="surrogateescape")
-    return encoding, text.removeprefix("\ufeff") if encoding == "utf-8-sig" else text, foreign
+EVIDENCE_CHUNK = 1 << 20  # bytes weighed at once, so a large file is never held as text twice over
+
+
+def _utf8_evidence(data: bytes) -> tuple[int, int, list[int]]:
+    """How UTF-8 reads the file's LF-separated lines: undecodable sequences in all, extra bytes of
+    the lines that decode, and the (0-based) lines that decode and hold CJK characters.
+
+    Weighs lines by their non-ASCII content, about two per CJK character either way: a valid
+    UTF-8 line by its extra bytes, an invalid one by its undecodable bytes. GBK text can form a
+    short valid UTF-8 sequence by chance (\xce\xb2 reads as β), but never whole lines of it. An LF
+    byte ends any UTF-8 sequence, so the file is weighed a slice of whole lines at a time.
+    """
+    bad_total = valid = first_line = start = 0
+    cjk: list[int] = []
+    while True:
+        end = data.find(b"\n", start + EVIDENCE_CHUNK) if start + EVIDENCE_CHUNK < len(data) else -1
+        piece = data[start:] if end < 0 else data[start:end]
+        text = piece.decode("utf-8", errors="replace")
+        lines = pl.Series([text], dtype=pl.String).str.split("\n").explode()
+        bad = lines.str.count_matches("\ufffd", literal=True)
+        bad_total += int(bad.sum())
+        valid += int((lines.str.len_bytes() - lines.str.len_chars()).filter(bad == 0).sum())
+        cjk += [first_line + i for i in ((bad == 0) & lines.str.contains("[\u0800-\uffff]")).arg_true()]
+        if end < 0:
+            return bad_total, valid, cjk
+        first_line += lines.len()
+        start = end + 1
 
 
 _FOREIGN = "a line of UTF-8 text in a file read as GB18030 (it would be stored garbled)"

@@ -256,6 +256,29 @@ def _cross_check(
             route = getattr(service, attr)
             if route and route not in verification.routes:
                 problems.append(RuleProblem(vpath, f"services.{code}.{attr}", f"unknown route {route!r}"))
+    for name, source in verification.sources.items():
+        if source.department not in departments:
+            problems.append(
+                RuleProblem(
+                    vpath,
+                    f"sources.{name}.department",
+                    f"unknown department {source.department!r}; define it under departments",
+                )
+            )
+        for i, route_name in enumerate(source.auto_pass):
+            route = verification.routes.get(route_name)
+            if route is None:
+                problems.append(
+                    RuleProblem(vpath, f"sources.{name}.auto_pass.{i}", f"unknown route {route_name!r}")
+                )
+            elif not any(s.department == source.department for s in route.steps):
+                problems.append(
+                    RuleProblem(
+                        vpath,
+                        f"sources.{name}.auto_pass.{i}",
+                        f"route {route_name!r} has no {source.department} step for this source to pass",
+                    )
+                )
     for dept in access.departments:
         if dept not in departments:
             problems.append(RuleProblem(apath, f"departments.{dept}", f"unknown department {dept!r}"))

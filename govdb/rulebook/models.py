@@ -107,11 +107,22 @@ class Service(Strict):
         return self
 
 
+class Source(Strict):
+    """A source system the deployment registers (invariant 9): the department that owns it and
+    the routes whose department step its events may pass automatically. An ingest proves it is
+    this source with the token `govdb sources register` issued; without it nothing passes."""
+
+    title: str
+    department: str
+    auto_pass: list[str] = []
+
+
 class VerificationRules(RuleFile):
     kind: Literal["verification"]
     departments: dict[str, Department]
     routes: dict[str, Route]
     services: dict[str, Service]
+    sources: dict[str, Source] = {}
 
 
 # --- serving ---------------------------------------------------------------------------------

@@ -16,13 +16,15 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, select
 
-from govdb.errors import NotFoundError, StateError
+from govdb.errors import NotFoundError
 from govdb.rulebook import registry
 from govdb.rulebook.loader import Rulebook
 from govdb.standards.ids import age_at
+from govdb.store.locks import job_lock, writing
 from govdb.store.master import Credential, Division, Issuance, Person, utcnow
+from govdb.store.states import IssuanceStatus, move, parse
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,15 @@ def run_programme(
     programme = rules.programmes.get(name)
     if programme is None:
         raise NotFoundError(f"no programme {name!r}; known programmes: {sorted(rules.programmes)}")
+    with job_lock(master, f"programme:{name}"):
+        return _run(master, rules, name, programme, as_of=as_of, dry_run=dry_run)
+
+
+def _run(
+    master: Engine, rules: Rulebook, name: str, programme: Any, *, as_of: dt.date, dry_run: bool
+) -> ProgrammeRun:
+    """One run under the programme's job lock: a second run at once waits, then issues nothing
+    twice (the ledger's unique (programme, cycle, person) backs it)."""
     pop = _population(master, as_of)
     cycle = "once" if programme.cycle == "once" else str(as_of.year)
     eligible_mask, reasons = _apply(pop, programme.eligibility)
@@ -234,18 +245,12 @@ def run_programme(
     )
 
 
-TRANSITIONS = {
-    "offered": {"accepted", "declined"},
-    "accepted": {"delivered"},
-    "declined": set(),
-    "delivered": set(),
-}
-
-
 def update_issuance(master: Engine, programme: str, person_id: str, status: str) -> None:
-    """Move one ledger row along offered -> accepted / declined -> delivered."""
+    """Move one ledger row along offered -> accepted / declined -> delivered (a checked
+    transition: a row another clerk moved meanwhile is refused, not overwritten)."""
+    target = parse(IssuanceStatus, status, what="issuance status")
     table = Issuance.__table__  # type: ignore[attr-defined]
-    with master.begin() as conn:
+    with writing(master) as conn:
         row = conn.execute(
             select(table.c.id, table.c.status)
             .where(table.c.programme == programme, table.c.person_id == person_id)
@@ -253,9 +258,14 @@ def update_issuance(master: Engine, programme: str, person_id: str, status: str)
         ).first()
         if row is None:
             raise NotFoundError(f"person {person_id!r} has no issuance in programme {programme!r}")
-        if status not in TRANSITIONS.get(row.status, set()):
-            raise StateError(
-                f"an issuance that is {row.status!r} cannot become {status!r}; "
-                f"allowed: {sorted(TRANSITIONS.get(row.status, set())) or 'none'}"
-            )
-        conn.execute(update(table).where(table.c.id == row.id).values(status=status, updated_at=utcnow()))
+        move(
+            conn,
+            table,
+            "status",
+            IssuanceStatus,
+            IssuanceStatus(row.status),
+            target,
+            [{"id": row.id}],
+            key=("id",),
+            values={"updated_at": utcnow()},
+        )

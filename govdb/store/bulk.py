@@ -7,6 +7,7 @@ serialized once.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import polars as pl
@@ -14,10 +15,11 @@ from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 COPY_CHUNK = 50_000
+Constant = str | int | dt.datetime | None  # a value a whole insert shares; datetimes must be aware
 
 
 def insert_frame(
-    conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[str, str | int | None] | None = None
+    conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[str, Constant] | None = None
 ) -> None:
     """Insert every row of `frame` (columns named as the table's) inside the caller's transaction.
 
@@ -31,7 +33,10 @@ def insert_frame(
     if unknown:
         raise ValueError(f"{table.name} has no columns {unknown}")
     if conn.dialect.name == "postgresql":
-        frame = frame.with_columns(pl.lit(v).alias(c) for c, v in constants.items())
+        frame = frame.with_columns(
+            pl.lit(v, pl.Datetime("us", "UTC") if isinstance(v, dt.datetime) else None).alias(c)
+            for c, v in constants.items()
+        )
         names = ", ".join(f'"{c}"' for c in frame.columns)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)') as copy:
@@ -48,16 +53,37 @@ def insert_frame(
     ]
     if timestamps:
         frame = frame.with_columns(timestamps)
+    # Text goes in as its UTF-8 bytes, cast back to text by SQLite: the same stored value, without
+    # decoding every payload into a Python string and encoding it again to bind it.
+    texts = [c for c, dtype in frame.schema.items() if dtype == pl.String] if _utf8(conn) else []
+    if texts:
+        frame = frame.with_columns(frame.get_column(c).cast(pl.Binary) for c in texts)
     names = ", ".join(f'"{c}"' for c in [*frame.columns, *constants])
-    values = ", ".join(["?"] * frame.width + [_sqlite_literal(v) for v in constants.values()])
-    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', frame.rows())
+    values = ", ".join(
+        ["CAST(? AS TEXT)" if c in texts else "?" for c in frame.columns]
+        + [_sqlite_literal(v) for v in constants.values()]
+    )
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', frame.rows())
+    finally:
+        cursor.close()
 
 
-def _sqlite_literal(value: str | int | None) -> str:
+def _utf8(conn: Connection) -> bool:
+    """Whether the SQLite database keeps text as UTF-8 (the default), so bytes cast to text are text."""
+    return conn.exec_driver_sql("PRAGMA encoding").scalar() == "UTF-8"
+
+
+def _sqlite_literal(value: Constant) -> str:
     if value is None:
         return "NULL"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"a constant time must be aware (UTC), not {value!r}")
+        value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # as the columns above
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"a constant column takes text, an integer or None, not {value!r}")
+        raise TypeError(f"a constant column takes text, an integer, an aware time or None, not {value!r}")
     if isinstance(value, int):
         return str(value)
     if "\x00" in value:

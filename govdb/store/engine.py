@@ -66,6 +66,7 @@ class StoreConfig:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA page_size=16384")  # new stores only: fewer, larger pages to write
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -147,3 +148,15 @@ def store_errors(engine: Engine) -> Iterator[None]:
         hint = next((h for needle, h in _HINTS if needle in lowered), "see the database's own log")
         where = engine.url.render_as_string(hide_password=True)
         raise StoreError(f"the store {where} failed: {detail}; {hint}") from exc
+
+
+def refresh_statistics(engine: Engine, tables: tuple[str, ...]) -> None:
+    """Let the planner see tables a bulk write has just grown (PostgreSQL plans a lookup on a
+    table it believes empty as a scan: `link_one` took 110 ms instead of 6 ms after a 200,000-person
+    load); SQLite runs `PRAGMA optimize`, which analyzes only where it helps."""
+    with store_errors(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            for table in tables:
+                conn.exec_driver_sql(f'ANALYZE "{table}"')
+        else:
+            conn.exec_driver_sql("PRAGMA optimize")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from govdb.store.master import utcnow
+from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, check_sql
 
 # What a source sent: UTF-8 JSON text on SQLite, JSONB on PostgreSQL so a data steward can query it.
 RawJSON = JSON().with_variant(JSONB(), "postgresql")
@@ -40,6 +41,9 @@ class IngestBatch(EventModel, table=True):
     duplicate: int = 0
     quarantined: int = 0
     blank: int = 0
+    # The registered source this ingest proved to be (a verified token), else None: only a proven
+    # source's events can earn an automatic pass (invariant 9).
+    authenticated_source: str | None = Field(default=None, max_length=SOURCE_MAX)
     received_at: dt.datetime = Field(default_factory=utcnow)
 
 
@@ -56,6 +60,14 @@ class Event(EventModel, table=True):
         UniqueConstraint("source_system", "source_key", "version", name="uq_event_source_version"),
         UniqueConstraint("source_system", "source_key", "content_sha256", name="uq_event_source_content"),
         Index("ix_event_status", "status"),
+        # Ingest leaves division_code empty (validate fills it in): NULLs stay out of the index.
+        Index(
+            "ix_event_division_code",
+            "division_code",
+            sqlite_where=text("division_code IS NOT NULL"),
+            postgresql_where=text("division_code IS NOT NULL"),
+        ),
+        CheckConstraint(check_sql("status", EventStatus), name="ck_event_status"),
     )
 
     event_id: int | None = Field(default=None, primary_key=True)
@@ -63,7 +75,7 @@ class Event(EventModel, table=True):
     source_key: str = Field(max_length=KEY_MAX)
     version: int = 1
     content_sha256: str = Field(max_length=64)
-    batch_id: str = Field(max_length=36, index=True)
+    batch_id: str = Field(max_length=36)  # not indexed: no query looks events up by batch
     source_file: str | None = Field(default=None, sa_column=Column(Text))
     source_line: int | None = None
     raw_text: str | None = Field(default=None, sa_column=Column(Text))
@@ -72,7 +84,7 @@ class Event(EventModel, table=True):
     channel: str | None = Field(default=None, max_length=32)
     occurred_at: dt.datetime | None = None
     received_at: dt.datetime = Field(default_factory=utcnow)
-    division_code: str | None = Field(default=None, max_length=12, index=True)
+    division_code: str | None = Field(default=None, max_length=12)
     raw: dict[str, Any] = Field(sa_column=Column(RawJSON, nullable=False))
     standardized: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -110,7 +122,17 @@ class Link(EventModel, table=True):
 
 
 class Proposal(EventModel, table=True):
-    """A change an event proposes for master data, and where it stands on its route of checks."""
+    """A change an event proposes for master data, and where it stands on its route of checks.
+
+    `division_code` is the place whose units check it: for a change to someone already in master,
+    their master residence (never the place the event claims); for someone new, where they
+    register. `county_code` partitions the work by county.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "change", name="uq_proposal_event_change"),
+        CheckConstraint(check_sql("state", ProposalState), name="ck_proposal_state"),
+    )
 
     proposal_id: str = Field(primary_key=True, max_length=36)
     event_id: int = Field(foreign_key="event.event_id", index=True)
@@ -119,6 +141,7 @@ class Proposal(EventModel, table=True):
     entity_id: str | None = Field(default=None, max_length=32)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     division_code: str | None = Field(default=None, max_length=12)
+    county_code: str | None = Field(default=None, max_length=6, index=True)
     source: str = Field(max_length=128)
     department: str | None = Field(default=None, max_length=64)
     state: str = Field(default="pending", max_length=16, index=True)
@@ -127,9 +150,17 @@ class Proposal(EventModel, table=True):
 
 
 class Task(EventModel, table=True):
-    """One check at one level for one proposal, assigned to the unit whose jurisdiction covers it."""
+    """One check at one level for one proposal, assigned to the unit whose jurisdiction covers it.
 
-    __table_args__ = (UniqueConstraint("proposal_id", "step", name="uq_task_step"),)
+    `division_code` is the place this check is about (the person's master residence, or the
+    destination village of a move); only an actor whose unit covers it may decide. `round` counts
+    how often the task was reopened by a return, so each round has at most one decision.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("proposal_id", "step", name="uq_task_step"),
+        CheckConstraint(check_sql("state", TaskState), name="ck_task_state"),
+    )
 
     task_id: int | None = Field(default=None, primary_key=True)
     proposal_id: str = Field(foreign_key="proposal.proposal_id", index=True, max_length=36)
@@ -137,20 +168,34 @@ class Task(EventModel, table=True):
     level: str = Field(max_length=16)
     department: str | None = Field(default=None, max_length=64)
     unit_id: str = Field(max_length=64, index=True)
+    division_code: str | None = Field(default=None, max_length=12)
     state: str = Field(default="waiting", max_length=16, index=True)
+    round: int = 0
     created_at: dt.datetime = Field(default_factory=utcnow)
     decided_at: dt.datetime | None = None
 
 
 class Decision(EventModel, table=True):
-    """What a person (or an auto-pass rule) decided on a task."""
+    """What a person (or an auto-pass rule earned by an authenticated source) decided on a task:
+    exactly one decision per task and round."""
+
+    __table_args__ = (
+        UniqueConstraint("task_id", "round", name="uq_decision_task_round"),
+        CheckConstraint(check_sql("outcome", Outcome), name="ck_decision_outcome"),
+        CheckConstraint(
+            "(actor_id IS NOT NULL AND actor_id <> '') OR (rule IS NOT NULL AND source IS NOT NULL)",
+            name="ck_decision_by_someone",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="task.task_id", index=True)
+    round: int = 0
     outcome: str = Field(max_length=16)  # approve / reject / amend / return
     actor_id: str | None = Field(default=None, max_length=64)
     unit_id: str = Field(max_length=64)
     rule: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=128)  # the authenticated source of a rule's pass
     reason: str | None = None
     amendments: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     decided_at: dt.datetime = Field(default_factory=utcnow)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from govdb.store.states import IssuanceStatus, check_sql
 
 
 def utcnow() -> dt.datetime:
@@ -109,7 +111,12 @@ class Credential(MasterModel, table=True):
 class FieldHistory(MasterModel, table=True):
     """Lineage of one field value (invariant 4): where it came from, who checked it, when valid."""
 
-    __table_args__ = (Index("ix_field_history_entity", "entity_kind", "entity_id", "field"),)
+    __table_args__ = (
+        Index("ix_field_history_entity", "entity_kind", "entity_id", "field"),
+        CheckConstraint(
+            "valid_to IS NULL OR valid_from IS NULL OR valid_from <= valid_to", name="ck_field_history_valid"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     entity_kind: str = Field(max_length=16)
@@ -134,6 +141,18 @@ class Promotion(MasterModel, table=True):
     entity_id: str = Field(max_length=32)
     changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     applied_at: dt.datetime = Field(default_factory=utcnow)
+    # False until the person's blocking keys are rewritten, so a crashed run's recovery does it.
+    keys_refreshed: bool = True
+
+
+class SourceCredential(MasterModel, table=True):
+    """The credential a registered source proves itself with (invariant 9): a salted SHA-256 of a
+    random 256-bit token that only the deployment holds. Registering again replaces it."""
+
+    source: str = Field(primary_key=True, max_length=128)
+    salt: str = Field(max_length=32)
+    token_sha256: str = Field(max_length=64)
+    registered_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class BulkLoad(MasterModel, table=True):
@@ -208,7 +227,10 @@ class OrgUnit(MasterModel, table=True):
 class Issuance(MasterModel, table=True):
     """The ledger of a proactive programme: one row per person per programme cycle."""
 
-    __table_args__ = (UniqueConstraint("programme", "cycle", "person_id", name="uq_issuance_once"),)
+    __table_args__ = (
+        UniqueConstraint("programme", "cycle", "person_id", name="uq_issuance_once"),
+        CheckConstraint(check_sql("status", IssuanceStatus), name="ck_issuance_status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     programme: str = Field(max_length=64, index=True)

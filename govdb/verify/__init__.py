@@ -1,18 +1,27 @@
-"""Verification: routes of checks, tasks assigned by jurisdiction, decisions."""
+"""Verification: routes of checks, tasks assigned by jurisdiction from master, decisions."""
 
 from govdb.verify.actors import Actor, ResolvedActor, resolve
+from govdb.verify.decisions import (
+    BatchDecisionReport,
+    DecisionInput,
+    DecisionResult,
+    RefusedDecision,
+    decide_many,
+)
 from govdb.verify.routes import UnitIndex
-from govdb.verify.tasks import DecisionResult, TaskView, check_jurisdiction, decide, list_tasks, open_route
+from govdb.verify.tasks import TaskView, check_jurisdiction, list_tasks
 
 __all__ = [
     "Actor",
+    "BatchDecisionReport",
+    "DecisionInput",
     "DecisionResult",
+    "RefusedDecision",
     "ResolvedActor",
     "TaskView",
     "UnitIndex",
     "check_jurisdiction",
-    "decide",
+    "decide_many",
     "list_tasks",
-    "open_route",
     "resolve",
 ]

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from govdb.errors import NotFoundError
+from govdb.errors import NotFoundError, StateError
 from govdb.store.master import OrgUnit
+
+ACTOR_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,15 @@ class ResolvedActor:
 
 
 def resolve(session: Session, actor: Actor) -> ResolvedActor:
-    """Look the actor's unit up in the master store's org units."""
+    """Look the actor's unit up in the master store's org units; every decision names a person."""
+    if not isinstance(actor.actor_id, str) or not actor.actor_id.strip():
+        raise StateError(
+            f"actor id {actor.actor_id!r} is empty; every decision and read names the person acting"
+        )
+    if len(actor.actor_id) > ACTOR_MAX:
+        raise StateError(f"actor id {actor.actor_id[:20]!r}... is longer than {ACTOR_MAX} characters")
+    if not isinstance(actor.unit_id, str):
+        raise NotFoundError(f"unit {actor.unit_id!r} is not a unit id such as village:440605011001")
     unit = session.get(OrgUnit, actor.unit_id)
     if unit is None:
         raise NotFoundError(

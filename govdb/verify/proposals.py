@@ -1,24 +1,44 @@
-"""Turn linked events into proposals (the change each proposes for master) and open their routes."""
+"""Turn linked events into proposals (the change each proposes for master) and open their routes.
+
+Set-based: events are taken in chunks, linked with the batch linker and the stored model,
+compared with master after both sides are standardized (a value written differently opens no
+task), routed by jurisdiction from master, auto-passed by vectorised rules, and written with bulk
+inserts and checked transitions in one transaction per chunk. The caller holds the `process` job
+lock, so two runs never propose one event twice (a unique proposal per event and change backs it).
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlmodel import Session
 
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult, link_against_master, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
-from govdb.store.events import Event, Link, Proposal
+from govdb.standards import standardize
+from govdb.store.events import Event, IngestBatch, Link, Proposal, Task
+from govdb.store.locks import writing
+from govdb.store.master import utcnow
+from govdb.store.states import EventStatus, ProposalState, TaskState, move
 from govdb.verify.routes import UnitIndex
-from govdb.verify.tasks import open_route
+from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, auto_pass_decisions, run_auto_pass
+
+EVENT = Event.__table__  # type: ignore[attr-defined]
+BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
+PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
+TASK = Task.__table__  # type: ignore[attr-defined]
+LINK = Link.__table__  # type: ignore[attr-defined]
+CHUNK = 50_000
+IN_CHUNK = 900
+COMPARED = (*PERSON_FIELDS, "division_code")
 
 
 @dataclass
@@ -34,20 +54,64 @@ class ProposeReport:
     proposals: int = 0
     unroutable: int = 0
     auto_approved: int = 0
+    auto_passed: int = 0  # steps passed by a rule earned by an authenticated source
+
+
+@dataclass
+class _Chunk:
+    """What one chunk writes."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+    status: dict[tuple[EventStatus, EventStatus], list[dict[str, Any]]] = field(default_factory=dict)
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    resolved: list[dict[str, Any]] = field(default_factory=list)
+
+    def event_to(self, event: dict[str, Any], target: EventStatus, flag: str | None = None) -> None:
+        self.status.setdefault((EventStatus(event["status"]), target), []).append(
+            {"event_id": event["event_id"]}
+        )
+        if flag:
+            self.flags.append({"k_event_id": event["event_id"], "v_flags": [*event["quality_flags"], flag]})
 
 
 def _as_text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def _standardized_master(people: pl.DataFrame) -> dict[str, dict[str, str | None]]:
+    """Master values of these people through the same standards as events, so a value written
+    differently (traditional characters, another address form) compares equal."""
+    if people.height == 0:
+        return {}
+    std = standardize(people.with_columns(pl.col("birth_date").cast(pl.String)))
+    std = std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+    columns = [
+        pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String).alias(k) for k in COMPARED
+    ]
+    return {
+        row["person_id"]: {k: _as_text(row[k]) for k in COMPARED}
+        for row in std.select("person_id", *columns).iter_rows(named=True)
+    }
 
 
 def _person_change(
-    service: Service, rec: dict[str, Any], link: LinkResult
+    service: Service, rec: dict[str, Any], master: dict[str, Any] | None, master_std: dict[str, Any] | None
 ) -> tuple[str | None, dict[str, Any]]:
-    """(route, payload) for a person event: all fields when new, the differing ones when known."""
-    fields = {k: rec[k] for k in (*PERSON_FIELDS, "division_code") if rec.get(k) not in (None, "")}
-    if link.master is None:
+    """(route, payload) for a person event: all fields when new, the differing ones when known
+    (differing after standardization on both sides, and from master as stored)."""
+    fields = {k: rec[k] for k in COMPARED if rec.get(k) not in (None, "")}
+    if master is None:
         return service.route, fields
-    changed = {k: v for k, v in fields.items() if _as_text(link.master.get(k)) != _as_text(v)}
+    changed = {
+        k: v
+        for k, v in fields.items()
+        if _as_text(v) != _as_text(master.get(k)) and _as_text(v) != (master_std or {}).get(k)
+    }
     return (service.update_route, changed) if changed and service.update_route else (None, {})
 
 
@@ -59,39 +123,68 @@ def _credential_change(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-IDENTITY_ROUTE = "confirm_identity"
-
-
-def _records(pending: list[Event]) -> pl.DataFrame:
-    fields = (*PERSON_FIELDS, "division_code")
+def _records(pending: list[dict[str, Any]]) -> pl.DataFrame:
     rows = [
-        {"event_id": str(e.event_id), **{k: _as_text((e.standardized or {}).get(k)) for k in fields}}
+        {"event_id": str(e["event_id"]), **{k: _as_text((e["standardized"] or {}).get(k)) for k in COMPARED}}
         for e in pending
     ]
-    return pl.DataFrame(rows, schema={"event_id": pl.String, **{k: pl.String for k in fields}})
+    return pl.DataFrame(rows, schema={"event_id": pl.String, **{k: pl.String for k in COMPARED}})
 
 
-def _reviewed_links(es: Session, master: Engine, events: list[Event]) -> dict[int, LinkResult]:
-    """Links settled by a reviewer: an approved identity check is a match with its candidate; a
-    rejected one means the record is someone new. Consumed proposals become `resolved`."""
-    ids = [e.event_id for e in events if e.status == "identity_review"]
-    if not ids:
-        return {}
-    settled: dict[int, LinkResult] = {}
-    reviews = es.exec(
-        select(Proposal).where(
-            col(Proposal.event_id).in_(ids),
-            Proposal.change == IDENTITY_ROUTE,
-            col(Proposal.state).in_(["approved", "rejected"]),
+def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
+    query = (
+        select(
+            EVENT.c.event_id,
+            EVENT.c.status,
+            EVENT.c.service_code,
+            EVENT.c.source_system,
+            EVENT.c.department,
+            EVENT.c.standardized,
+            EVENT.c.quality_flags,
+            BATCH.c.authenticated_source,
         )
-    ).all()
-    with master.connect() as conn:
+        .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
+        .where(
+            EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value]),
+            EVENT.c.event_id > after,
+        )
+        .order_by(EVENT.c.event_id)
+        .limit(CHUNK)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _reviewed_links(
+    conn: Connection, master: Engine, events: list[dict[str, Any]], work: _Chunk
+) -> dict[int, LinkResult]:
+    """Links settled by a reviewer: an approved identity check is a match with its candidate; a
+    rejected one means the record is someone new. Consumed reviews become `resolved`."""
+    ids = [e["event_id"] for e in events if e["status"] == EventStatus.identity_review]
+    reviews = []
+    for start in range(0, len(ids), IN_CHUNK):
+        reviews += conn.execute(
+            select(
+                PROPOSAL.c.proposal_id,
+                PROPOSAL.c.event_id,
+                PROPOSAL.c.entity_id,
+                PROPOSAL.c.state,
+                PROPOSAL.c.payload,
+            ).where(
+                PROPOSAL.c.event_id.in_(ids[start : start + IN_CHUNK]),
+                PROPOSAL.c.change == IDENTITY_ROUTE,
+                PROPOSAL.c.state.in_([ProposalState.approved.value, ProposalState.rejected.value]),
+            )
+        ).all()
+    if not reviews:
+        return {}
+    with master.connect() as mconn:
         people = {
             r["person_id"]: r
-            for r in read_people(conn, [p.entity_id for p in reviews if p.entity_id]).to_dicts()
+            for r in read_people(mconn, [r.entity_id for r in reviews if r.entity_id]).to_dicts()
         }
+    settled: dict[int, LinkResult] = {}
     for review in reviews:
-        confirmed = review.state == "approved" and review.entity_id in people
+        confirmed = review.state == ProposalState.approved and review.entity_id in people
         settled[review.event_id] = LinkResult(
             str(review.event_id),
             review.entity_id if confirmed else None,
@@ -101,7 +194,7 @@ def _reviewed_links(es: Session, master: Engine, events: list[Event]) -> dict[in
             {"reviewed": review.state, "proposal_id": review.proposal_id, **review.payload},
             people.get(review.entity_id) if confirmed else None,
         )
-        review.state = "resolved"
+        work.resolved.append({"proposal_id": review.proposal_id, "state": review.state})
     return settled
 
 
@@ -112,138 +205,301 @@ def propose_events(
     model: LinkModel | Callable[[], LinkModel],
     *,
     address_hint: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ProposeReport:
     """Link every standardized event, record its link, and propose its change for verification.
 
     Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
-    next run takes the reviewer's answer as the link and proposes the event's change."""
+    next run takes the reviewer's answer as the link and proposes the event's change. The caller
+    holds the `process` job lock."""
     report = ProposeReport()
-    matching = rules.matching["person"]
-    with Session(events) as es, Session(master) as ms:
-        pending = es.exec(
-            select(Event)
-            .where(col(Event.status).in_(["standardized", "identity_review"]))
-            .order_by(col(Event.event_id))
-        ).all()
-        settled = _reviewed_links(es, master, list(pending))
-        pending = [e for e in pending if e.status == "standardized" or e.event_id in settled]
-        report.events = len(pending)
-        if not pending:
-            es.commit()
+    with Session(master) as ms:
+        units = UnitIndex(ms)
+    after, done = 0, 0
+    with events.connect() as conn:
+        total = conn.execute(
+            select(func.count())
+            .select_from(EVENT)
+            .where(EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value]))
+        ).scalar_one()
+    while True:
+        with events.connect() as conn:
+            chunk = _read_chunk(conn, after)
+        if not chunk:
             return report
-        by_id = {e.event_id: e for e in pending}
-        fresh = [e for e in pending if e.event_id not in settled]
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+        after = chunk[-1]["event_id"]
+        for event in chunk:
+            proven = rules.verification.sources.get(event["authenticated_source"] or "")
+            event["proven_department"] = proven.department if proven else None
+        work = _Chunk()
+        with events.connect() as conn:
+            settled = _reviewed_links(conn, master, chunk, work)
+        pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
+        if not pending:
+            continue
+        report.events += len(pending)
+        fresh = [e for e in pending if e["event_id"] not in settled]
         results = list(settled.values())
         if fresh:
             results += link_against_master(
-                master, _records(fresh), matching, model, address_hint=address_hint
+                master, _records(fresh), rules.matching["person"], model, address_hint=address_hint
             )
-        units = UnitIndex(ms)
-        for link in results:
-            event_id = int(link.record_id)
-            event = by_id[event_id]
-            rec = event.standardized or {}
-            service = rules.verification.services.get(event.service_code or "")
-            es.add(
-                Link(
-                    event_id=event_id,
-                    entity_kind="person",
-                    entity_id=link.person_id or link.explanation.get("candidate"),
-                    score=link.match_probability,
-                    decision=link.decision,
-                    explanation=link.explanation,
-                )
+        _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
+        report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
+        report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
+        _write(events, work)
+
+
+def _plan(
+    master: Engine,
+    rules: Rulebook,
+    units: UnitIndex,
+    by_id: dict[int, dict[str, Any]],
+    results: list[LinkResult],
+    work: _Chunk,
+    report: ProposeReport,
+) -> None:
+    """Decide, in memory, what each linked event becomes: a proposal on its route, an identity
+    check, unlinked or confirmed."""
+    now = utcnow()
+    candidates = {r.explanation.get("candidate") for r in results if r.decision == "review"} - {None}
+    linked = [r.master for r in results if r.master is not None]
+    with master.connect() as mconn:
+        candidate_rows = (
+            {r["person_id"]: r for r in read_people(mconn, list(candidates)).to_dicts()} if candidates else {}
+        )
+    people = pl.DataFrame(
+        [{k: m.get(k) for k in ("person_id", *COMPARED)} for m in linked],
+        schema={
+            "person_id": pl.String,
+            **{k: (pl.Date if k == "birth_date" else pl.String) for k in COMPARED},
+        },
+    ).unique("person_id")
+    master_std = _standardized_master(people)
+    for link in results:
+        event = by_id[int(link.record_id)]
+        rec = event["standardized"] or {}
+        service = rules.verification.services.get(event["service_code"] or "")
+        work.links.append(
+            {
+                "event_id": event["event_id"],
+                "entity_kind": "person",
+                "entity_id": link.person_id or link.explanation.get("candidate"),
+                "score": link.match_probability,
+                "decision": link.decision,
+                "explanation": link.explanation,
+                "created_at": now,
+            }
+        )
+        if service is None:
+            work.event_to(event, EventStatus.unlinked, "unknown_service")
+            report.unlinked += 1
+            continue
+        if link.decision == "review":
+            candidate = candidate_rows.get(link.explanation.get("candidate"))
+            # The candidate's own village confirms; a candidate without a place in master has no
+            # village to ask, and the place the event claims is not one (it stays unroutable).
+            home = (candidate or {}).get("division_code")
+            proposal = _proposal(
+                event,
+                IDENTITY_ROUTE,
+                "person",
+                candidate and candidate["person_id"],
+                home,
+                {"candidate": link.explanation.get("candidate"), "match_probability": link.match_probability},
             )
-            if service is None:
-                event.status, event.quality_flags = "unlinked", [*event.quality_flags, "unknown_service"]
-                report.unlinked += 1
-                continue
-            if link.decision == "review":
-                if _open_identity_review(es, units, rules, event, link):
-                    report.identity_reviews += 1
-                else:
-                    report.unroutable += 1
-                continue
-            if link.decision == "new" and (service.change == "credential" or not rec.get("id_number")):
-                flag = "no_master_person" if service.change == "credential" else "no_valid_id"
-                event.status, event.quality_flags = "unlinked", [*event.quality_flags, flag]
-                report.unlinked += 1
-                continue
-            report.linked += link.decision == "match"
-            if service.change == "person":
-                route_name, payload = _person_change(service, rec, link)
-                division = payload.get("division_code") or (link.master or {}).get("division_code")
-            else:
-                route_name, payload = service.route, _credential_change(service, rec)
-                division = (link.master or {}).get("division_code")
-            if route_name is None:
-                event.status = "confirmed"  # master already holds exactly this
-                report.unchanged += 1
-                continue
-            report.new_people += link.person_id is None
-            proposal = Proposal(
-                proposal_id=str(uuid.uuid4()),
-                event_id=event_id,
-                change=route_name,
-                entity_kind="person" if service.change == "person" else "credential",
-                entity_id=link.person_id,
-                payload=payload,
-                division_code=division,
-                source=event.source_system,
-                department=event.department,
-            )
-            if _route(es, units, rules, proposal, event, route_name):
-                report.proposals += 1
-                report.auto_approved += proposal.state == "approved"
+            if _route(rules, units, work, event, proposal, home, None):
+                report.identity_reviews += 1
             else:
                 report.unroutable += 1
-        es.commit()
-    return report
+            work.event_to(event, EventStatus.identity_review)
+            continue
+        if link.decision == "new" and (service.change == "credential" or not rec.get("id_number")):
+            flag = "no_master_person" if service.change == "credential" else "no_valid_id"
+            work.event_to(event, EventStatus.unlinked, flag)
+            report.unlinked += 1
+            continue
+        report.linked += link.decision == "match"
+        master_row = link.master
+        if service.change == "person":
+            route_name, payload = _person_change(
+                service, rec, master_row, master_std.get(link.person_id or "")
+            )
+            # Jurisdiction from master: a known person's own residence; someone new where they register.
+            home = (master_row or {}).get("division_code") if master_row else payload.get("division_code")
+            destination = payload.get("division_code") if master_row else None
+        else:
+            route_name, payload = service.route, _credential_change(service, rec)
+            home, destination = (master_row or {}).get("division_code"), None
+        if route_name is None:
+            work.event_to(event, EventStatus.confirmed)  # master already holds exactly this
+            report.unchanged += 1
+            continue
+        report.new_people += link.person_id is None
+        proposal = _proposal(
+            event,
+            route_name,
+            "person" if service.change == "person" else "credential",
+            link.person_id,
+            home,
+            payload,
+        )
+        if _route(rules, units, work, event, proposal, home, destination):
+            report.proposals += 1
+        else:
+            report.unroutable += 1
+        work.event_to(event, EventStatus.proposed)
 
 
-def _open_identity_review(
-    es: Session, units: UnitIndex, rules: Rulebook, event: Event, link: LinkResult
-) -> bool:
-    """A verification task asking the record's village whether it is about the candidate."""
-    candidate = link.explanation.get("candidate")
-    division = (event.standardized or {}).get("division_code") or (link.master or {}).get("division_code")
-    proposal = Proposal(
-        proposal_id=str(uuid.uuid4()),
-        event_id=event.event_id or 0,
-        change=IDENTITY_ROUTE,
-        entity_kind="person",
-        entity_id=candidate,
-        payload={"candidate": candidate, "match_probability": link.match_probability},
-        division_code=division,
-        source=event.source_system,
-        department=event.department,
-    )
-    routed = _route(es, units, rules, proposal, event, IDENTITY_ROUTE)
-    event.status = "identity_review"
-    return routed
+def _proposal(
+    event: dict[str, Any],
+    change: str,
+    kind: str,
+    entity_id: str | None,
+    home: str | None,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "proposal_id": str(uuid.uuid4()),
+        "event_id": event["event_id"],
+        "change": change,
+        "entity_kind": kind,
+        "entity_id": entity_id,
+        "payload": payload,
+        "division_code": home,
+        "county_code": home[:6] if home else None,
+        "source": event["source_system"],
+        # Trust in survivorship follows the department the source *proved* to be, never the
+        # department an ingest merely named.
+        "department": event["proven_department"],
+        "state": ProposalState.pending.value,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _route(
-    es: Session, units: UnitIndex, rules: Rulebook, proposal: Proposal, event: Event, route_name: str
+    rules: Rulebook,
+    units: UnitIndex,
+    work: _Chunk,
+    event: dict[str, Any],
+    proposal: dict[str, Any],
+    home: str | None,
+    destination: str | None,
 ) -> bool:
-    """Store the proposal and open its route's tasks; False when no unit covers a step."""
-    es.add(proposal)
-    route = rules.verification.routes[route_name]
-    assigned = units.route_units(route, proposal.division_code)
-    event.status = "proposed"
-    if any(unit is None for unit in assigned):
-        missing = [
-            s.level + (f":{s.department}" if s.department else "")
-            for s, u in zip(route.steps, assigned, strict=True)
-            if u is None
-        ]
-        proposal.state = "unroutable"
-        event.quality_flags = [*event.quality_flags, "no_unit_for_division"]
-        proposal.payload = {
-            **proposal.payload,
-            "_unroutable": f"no unit registered for {missing} in {proposal.division_code}",
-        }
+    """Plan the proposal's tasks (the first open); False when no unit covers a step."""
+    route = rules.verification.routes[proposal["change"]]
+    assigned = units.assign(route, home, destination)
+    work.proposals.append(proposal)
+    missing = [
+        a.level + (f":{a.department}" if a.department else "") + f" of {a.division_code}"
+        for a in assigned
+        if a.unit_id is None
+    ]
+    if missing:
+        proposal["state"] = ProposalState.unroutable.value
+        proposal["payload"] = {**proposal["payload"], "_unroutable": f"no unit registered for {missing}"}
+        work.flags.append(
+            {"k_event_id": event["event_id"], "v_flags": [*event["quality_flags"], "no_unit_for_division"]}
+        )
         return False
-    es.flush()
-    open_route(es, proposal, event, route, [u for u in assigned if u is not None])
+    tasks = [
+        StepTask(
+            i,
+            a.level,
+            a.department,
+            a.unit_id or "",
+            a.division_code,
+            a.route_step,
+            TaskState.open if i == 0 else TaskState.waiting,
+        )
+        for i, a in enumerate(assigned)
+    ]
+    work.flows.append(
+        Flow(
+            proposal["proposal_id"],
+            proposal["change"],
+            event["event_id"],
+            tasks,
+            authenticated_source=event["authenticated_source"],
+        )
+    )
     return True
+
+
+def _write(events: Engine, work: _Chunk) -> None:
+    """One transaction: links, proposals, tasks, auto-pass decisions, event transitions."""
+    now = utcnow()
+    states = {f.proposal_id: f.state for f in work.flows}
+    for p in work.proposals:
+        if p["proposal_id"] in states:
+            p["state"] = states[p["proposal_id"]].value
+    task_rows = [
+        {
+            "proposal_id": f.proposal_id,
+            "step": t.step,
+            "level": t.level,
+            "department": t.department,
+            "unit_id": t.unit_id,
+            "division_code": t.division_code,
+            "state": t.state.value,
+            "round": 0,
+            "created_at": now,
+            "decided_at": t.decided_at,
+        }
+        for f in work.flows
+        for t in f.tasks
+    ]
+    with writing(events) as conn:
+        if work.links:
+            conn.execute(insert(LINK), work.links)
+        if work.proposals:
+            conn.execute(insert(PROPOSAL), work.proposals)
+        if task_rows:
+            conn.execute(insert(TASK), task_rows)
+        passed = [f for f in work.flows if any(t.passed_by for t in f.tasks)]
+        if passed:
+            ids = _task_ids(conn, [f.proposal_id for f in passed])
+            for f in passed:
+                for t in f.tasks:
+                    t.task_id = ids[(f.proposal_id, t.step)]
+            conn.execute(insert(Event.metadata.tables["decision"]), auto_pass_decisions(passed))
+        for (source, target), rows in work.status.items():
+            if source != target:
+                move(conn, EVENT, "status", EventStatus, source, target, rows, key=("event_id",))
+        if work.flags:
+            conn.execute(
+                update(EVENT)
+                .where(EVENT.c.event_id == bindparam("k_event_id"))
+                .values(quality_flags=bindparam("v_flags")),
+                work.flags,
+            )
+        for state in (ProposalState.approved, ProposalState.rejected):
+            rows = [{"proposal_id": r["proposal_id"]} for r in work.resolved if r["state"] == state]
+            move(
+                conn,
+                PROPOSAL,
+                "state",
+                ProposalState,
+                state,
+                ProposalState.resolved,
+                rows,
+                key=("proposal_id",),
+                values={"updated_at": now},
+            )
+
+
+def _task_ids(conn: Connection, proposal_ids: list[str]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for start in range(0, len(proposal_ids), IN_CHUNK):
+        for r in conn.execute(
+            select(TASK.c.proposal_id, TASK.c.step, TASK.c.task_id).where(
+                TASK.c.proposal_id.in_(proposal_ids[start : start + IN_CHUNK])
+            )
+        ):
+            out[(r.proposal_id, r.step)] = r.task_id
+    return out

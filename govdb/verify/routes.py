@@ -1,31 +1,98 @@
-"""Routes of checks: open one task per step, assigned by jurisdiction; auto-pass rules."""
+"""Routes of checks: which unit checks each step (jurisdiction from master), and auto-pass rules.
+
+Who checks a change is decided by where the record *is* in master (invariant 5): a change to a
+person already in master is checked by the units of their master residence, a move also by the
+destination village; only someone new is checked where the event says they register. Automatic
+passes are vectorised predicates over a batch of proposals, earned only by a source that proved
+itself with its registered token (invariant 9).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
 from sqlmodel import Session, select
 
 from govdb.rulebook import registry
+from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Route, Step
 from govdb.standards.divisions import significant_prefix
-from govdb.store.events import Event, Proposal
 from govdb.store.master import OrgUnit
 
 
 @dataclass(frozen=True)
-class AutoPassContext:
-    """What an auto-pass rule may look at: the proposal, its event and the step."""
+class AutoPassBatch:
+    """What an auto-pass rule looks at: one row per proposal at one step of one route.
 
-    proposal: Proposal
-    event: Event
+    `frame` has `proposal_id`, `authenticated_source` (the registered source the ingest proved
+    to be, else null), `source_department` and `source_routes` (what the rules let that source
+    pass); rules never see what a caller merely claimed.
+    """
+
+    frame: pl.DataFrame
+    route: str
     step: Step
 
 
 @registry.register("auto_pass", "from_own_system")
-def from_own_system(ctx: AutoPassContext, params: object) -> bool:
-    """Pass a department step when the event came from that department's own system."""
-    return ctx.step.department is not None and ctx.event.department == ctx.step.department
+def from_own_system(batch: AutoPassBatch, params: object) -> pl.Series:
+    """Pass a department step when the event came from that department's own registered system,
+    proven by its token, and the rules let that system pass this route."""
+    if batch.step.department is None:
+        return pl.Series("passed", [False] * batch.frame.height, dtype=pl.Boolean)
+    return batch.frame.select(
+        (
+            pl.col("authenticated_source").is_not_null()
+            & (pl.col("source_department") == batch.step.department)
+            & pl.col("source_routes").list.contains(batch.route)
+        )
+        .fill_null(False)
+        .alias("passed")
+    ).to_series()
+
+
+def source_columns(rules: Rulebook, authenticated: pl.Series) -> pl.DataFrame:
+    """The rules' facts about each row's authenticated source (null where none was proven)."""
+    sources = rules.verification.sources
+    return pl.DataFrame(
+        {
+            "authenticated_source": authenticated,
+            "source_department": [
+                sources[s].department if s in sources else None for s in authenticated.to_list()
+            ],
+            "source_routes": [sources[s].auto_pass if s in sources else [] for s in authenticated.to_list()],
+        },
+        schema={
+            "authenticated_source": pl.String,
+            "source_department": pl.String,
+            "source_routes": pl.List(pl.String),
+        },
+    )
+
+
+def auto_passed(rules: Rulebook, batch: AutoPassBatch) -> pl.Series:
+    """The name of the first auto-pass rule of the step each row passes, else null."""
+    passed = pl.Series("rule", [None] * batch.frame.height, dtype=pl.String)
+    for ref in batch.step.auto_pass:
+        block = registry.get("auto_pass", ref.block)
+        assert block is not None  # checked when the rules were loaded
+        hit = block.function(batch, block.params.model_validate(ref.params))
+        passed = pl.select(
+            pl.when(passed.is_null() & hit).then(pl.lit(ref.block)).otherwise(passed).alias("rule")
+        ).to_series()
+    return passed
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One step of a proposal's route: its level, department, unit and the place it checks."""
+
+    level: str
+    department: str | None
+    unit_id: str | None
+    division_code: str | None
+    route_step: int  # index into the route's steps (a move's destination check repeats the village step)
 
 
 class UnitIndex:
@@ -58,5 +125,17 @@ class UnitIndex:
         candidates.sort(key=lambda u: -len(significant_prefix(u.division_code)))
         return candidates[0].unit_id if candidates else None
 
-    def route_units(self, route: Route, division_code: str | None) -> list[str | None]:
-        return [self.unit_for(step, division_code) for step in route.steps]
+    def assign(self, route: Route, home: str | None, destination: str | None = None) -> list[Assignment]:
+        """The checks of a route for a record at `home`; a move to another village (`destination`)
+        adds that village's check right after the home village's."""
+        out: list[Assignment] = []
+        moving = bool(destination) and _village(destination) != _village(home)
+        for i, step in enumerate(route.steps):
+            out.append(Assignment(step.level, step.department, self.unit_for(step, home), home, i))
+            if step.level == "village" and moving:
+                out.append(Assignment(step.level, None, self.unit_for(step, destination), destination, i))
+        return out
+
+
+def _village(code: str | None) -> str | None:
+    return significant_prefix(code)[:12] if code else None

@@ -1,29 +1,38 @@
-"""Tasks and decisions: each proposal walks its route step by step (village -> street -> department).
+"""Tasks: each proposal walks its route step by step (village -> street -> department).
 
 Only the first undecided step is open; approving it opens the next, or approves the proposal
-when it was the last. An actor may decide only a task at their level, inside their jurisdiction
-(invariant 5).
+when it was the last. An actor may decide only a task at their level whose place is inside their
+jurisdiction (invariant 5). A batch of decisions is read with its rows locked, checked as a
+whole, then written set-based in one transaction; every state change is a conditional UPDATE
+whose row count is checked (govdb.store.states.move), so two clerks deciding one task cannot both
+win and a rejected proposal can never move on (invariant 8).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from sqlmodel import Session, col, select
+import polars as pl
+from sqlalchemy import Connection, bindparam, select, update
 
-from govdb.errors import JurisdictionError, NotFoundError, StateError
-from govdb.rulebook import registry
+from govdb.errors import JurisdictionError, StateError
 from govdb.rulebook.loader import Rulebook
-from govdb.rulebook.models import Route
 from govdb.standards.divisions import covers
-from govdb.store.events import Decision, Event, Proposal, Task
-from govdb.store.master import utcnow
+from govdb.store.events import Decision, Event, IngestBatch, Proposal, Task
+from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, move, parse
 from govdb.verify.actors import ResolvedActor
-from govdb.verify.routes import AutoPassContext
+from govdb.verify.routes import AutoPassBatch, auto_passed, source_columns
 
-Outcome = Literal["approve", "reject", "amend", "return"]
+TASK = Task.__table__  # type: ignore[attr-defined]
+PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
+DECISION = Decision.__table__  # type: ignore[attr-defined]
+EVENT = Event.__table__  # type: ignore[attr-defined]
+BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
+IN_CHUNK = 900  # ids per IN (...) list: under SQLite's bound-parameter limit
+IDENTITY_ROUTE = "confirm_identity"
 
 
 @dataclass(frozen=True)
@@ -43,105 +52,201 @@ class TaskView:
     created_at: dt.datetime
 
 
-@dataclass(frozen=True)
-class DecisionResult:
-    """What a decision did: the task's new state and the proposal's."""
+# --- a proposal's route in memory ------------------------------------------------------------
 
-    task_id: int
-    outcome: Outcome
-    task_state: str
+
+@dataclass
+class StepTask:
+    """One task of a route while it is being planned or decided."""
+
+    step: int
+    level: str
+    department: str | None
+    unit_id: str
+    division_code: str | None
+    route_step: int
+    state: TaskState
+    round: int = 0
+    task_id: int | None = None
+    stored: tuple[TaskState, int] | None = None  # (state, round) as read, None for a new task
+    decided_at: dt.datetime | None = None
+    passed_by: str | None = None
+    rehomed: bool = False  # re-assigned to the units of the person's current residence
+
+
+@dataclass
+class Flow:
+    """A proposal and its tasks: the unit of every transition."""
+
     proposal_id: str
-    proposal_state: str
-    next_task_id: int | None
+    route: str
+    event_id: int
+    tasks: list[StepTask]
+    state: ProposalState = ProposalState.pending
+    authenticated_source: str | None = None
+    stored_state: ProposalState | None = None
+    entity_id: str | None = None  # the master person a change is about
+    home: str | None = None  # the place whose units check it (the proposal's division code)
+    rehomed: bool = False
+
+    def open_task(self) -> StepTask | None:
+        return next((t for t in self.tasks if t.state == TaskState.open), None)
+
+    def open_step(self, step: int, now: dt.datetime) -> StepTask | None:
+        """Open `step`, or approve the proposal when the route has no such step."""
+        if step < len(self.tasks):
+            task = self.tasks[step]
+            task.state, task.decided_at = TaskState.open, None
+            return task
+        self.state = ProposalState.approved
+        return None
 
 
-def open_route(session: Session, proposal: Proposal, event: Event, route: Route, units: list[str]) -> None:
-    """Create one task per step (the first open, the rest waiting) and apply auto-pass rules."""
-    for step_no, (step, unit_id) in enumerate(zip(route.steps, units, strict=True)):
-        session.add(
-            Task(
-                proposal_id=proposal.proposal_id,
-                step=step_no,
-                level=step.level,
-                department=step.department,
-                unit_id=unit_id,
-                state="open" if step_no == 0 else "waiting",
-            )
-        )
-    session.flush()
-    _auto_pass(session, proposal, event, route)
+def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> int:
+    """Pass every open step an auto-pass rule accepts, step after step; returns the passes.
+
+    Vectorised: the rules run once per (route, step) over every proposal waiting there."""
+    passes = 0
+    waiting = [f for f in flows if f.open_task() is not None]
+    while waiting:
+        groups: dict[tuple[str, int], list[Flow]] = {}
+        for flow in waiting:
+            task = flow.open_task()
+            assert task is not None
+            groups.setdefault((flow.route, task.route_step), []).append(flow)
+        waiting = []
+        for (route_name, route_step), group in groups.items():
+            step = rules.verification.routes[route_name].steps[route_step]
+            if not step.auto_pass:
+                continue
+            frame = source_columns(rules, pl.Series([f.authenticated_source for f in group], dtype=pl.String))
+            passed = auto_passed(rules, AutoPassBatch(frame, route_name, step)).to_list()
+            for flow, rule in zip(group, passed, strict=True):
+                if rule is None:
+                    continue
+                task = flow.open_task()
+                assert task is not None
+                task.state, task.decided_at, task.passed_by = TaskState.approved, now, rule
+                passes += 1
+                if flow.open_step(task.step + 1, now) is not None:
+                    waiting.append(flow)
+    return passes
 
 
-def _auto_pass(session: Session, proposal: Proposal, event: Event, route: Route) -> None:
-    tasks = _tasks_of(session, proposal.proposal_id)
-    for task in tasks:
-        if task.state == "approved":
-            continue
-        if task.state != "open":
-            return
-        step = route.steps[task.step]
-        passed_by = None
-        for ref in step.auto_pass:
-            block = registry.get("auto_pass", ref.block)
-            assert block is not None  # checked when the rules were loaded
-            if block.function(
-                AutoPassContext(proposal, event, step), block.params.model_validate(ref.params)
-            ):
-                passed_by = ref.block
-                break
-        if passed_by is None:
-            return
-        task.state, task.decided_at = "approved", utcnow()
-        session.add(Decision(task_id=task.task_id, outcome="approve", unit_id=task.unit_id, rule=passed_by))
-        _open_next(session, proposal, tasks, task.step)
-
-
-def _tasks_of(session: Session, proposal_id: str) -> list[Task]:
-    return list(
-        session.exec(select(Task).where(Task.proposal_id == proposal_id).order_by(col(Task.step))).all()
-    )
-
-
-def _open_next(session: Session, proposal: Proposal, tasks: list[Task], step: int) -> Task | None:
-    following = [t for t in tasks if t.step == step + 1]
-    if following:
-        following[0].state = "open"
-        return following[0]
-    proposal.state, proposal.updated_at = "approved", utcnow()
-    return None
+# --- reading ---------------------------------------------------------------------------------
 
 
 def list_tasks(
-    session: Session, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
+    conn: Connection, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
 ) -> list[TaskView]:
     """Tasks (open by default), oldest first, optionally only one unit's."""
-    query = select(Task, Proposal).join(Proposal, col(Proposal.proposal_id) == col(Task.proposal_id))
+    query = select(TASK, PROPOSAL.c.change, PROPOSAL.c.payload, PROPOSAL.c.division_code.label("place")).join(
+        PROPOSAL, PROPOSAL.c.proposal_id == TASK.c.proposal_id
+    )
     if unit_id:
-        query = query.where(Task.unit_id == unit_id)
+        query = query.where(TASK.c.unit_id == unit_id)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise StateError(f"limit {limit!r} is not a positive whole number of tasks")
     if state:
-        query = query.where(Task.state == state)
-    query = query.order_by(col(Task.task_id)).limit(limit)
+        query = query.where(TASK.c.state == parse(TaskState, state, what="task state").value)
+    query = query.order_by(TASK.c.task_id).limit(limit)
     return [
         TaskView(
-            task.task_id or 0,
-            task.proposal_id,
-            task.step,
-            task.level,
-            task.department,
-            task.unit_id,
-            task.state,
-            proposal.change,
-            proposal.division_code,
-            proposal.payload,
-            task.created_at,
+            r.task_id,
+            r.proposal_id,
+            r.step,
+            r.level,
+            r.department,
+            r.unit_id,
+            r.state,
+            r.change,
+            r.division_code or r.place,
+            r.payload,
+            r.created_at,
         )
-        for task, proposal in session.exec(query).all()
+        for r in conn.execute(query)
     ]
 
 
-def check_jurisdiction(actor: ResolvedActor, task: Task, proposal: Proposal) -> None:
-    """Raise JurisdictionError unless the actor may decide this task (invariant 5)."""
-    where = f"task {task.task_id} ({task.level} check of a record in {proposal.division_code})"
+def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
+def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]:
+    """The proposals and all their tasks, rows locked until the transaction ends (on PostgreSQL;
+    SQLite's writer already holds the database)."""
+    flows: dict[str, Flow] = {}
+    locking = conn.dialect.name == "postgresql"
+    for chunk in chunks(sorted(set(proposal_ids))):
+        query = (
+            select(
+                PROPOSAL.c.proposal_id,
+                PROPOSAL.c.change,
+                PROPOSAL.c.event_id,
+                PROPOSAL.c.state,
+                PROPOSAL.c.entity_id,
+                PROPOSAL.c.division_code,
+                BATCH.c.authenticated_source,
+            )
+            .join(EVENT, EVENT.c.event_id == PROPOSAL.c.event_id)
+            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
+            .where(PROPOSAL.c.proposal_id.in_(chunk))
+            .order_by(PROPOSAL.c.proposal_id)  # every batch locks in one order: no deadlock
+        )
+        for r in conn.execute(query.with_for_update(of=PROPOSAL) if locking else query):
+            state = ProposalState(r.state)
+            flows[r.proposal_id] = Flow(
+                r.proposal_id,
+                r.change,
+                r.event_id,
+                [],
+                state,
+                r.authenticated_source,
+                state,
+                r.entity_id,
+                r.division_code,
+            )
+        tasks = select(TASK).where(TASK.c.proposal_id.in_(chunk)).order_by(TASK.c.proposal_id, TASK.c.step)
+        for t in conn.execute(tasks.with_for_update() if locking else tasks):
+            state = TaskState(t.state)
+            flows[t.proposal_id].tasks.append(
+                StepTask(
+                    t.step,
+                    t.level,
+                    t.department,
+                    t.unit_id,
+                    t.division_code,
+                    0,
+                    state,
+                    t.round,
+                    t.task_id,
+                    (state, t.round),
+                    t.decided_at,
+                )
+            )
+    for flow in flows.values():
+        _fix_route_steps(flow)
+    return flows
+
+
+def _fix_route_steps(flow: Flow) -> None:
+    """Recompute route steps once all tasks are known (a village task after a village task is a
+    move's destination check and shares its step)."""
+    route_step = -1
+    for i, task in enumerate(flow.tasks):
+        same = i > 0 and task.level == "village" and flow.tasks[i - 1].level == "village"
+        route_step = route_step if same else route_step + 1
+        task.route_step = route_step
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def check_jurisdiction(actor: ResolvedActor, task: StepTask, task_id: int) -> None:
+    """Raise JurisdictionError unless the actor may decide this task (invariant 5): the task's
+    level, its department, and a place inside the actor's unit's jurisdiction."""
+    where = f"task {task_id} ({task.level} check of a record in {task.division_code})"
     if actor.level != task.level:
         raise JurisdictionError(
             f"actor {actor.actor_id!r} of {actor.level} unit {actor.unit_id!r} may not decide {where}: "
@@ -152,90 +257,113 @@ def check_jurisdiction(actor: ResolvedActor, task: Task, proposal: Proposal) -> 
             f"actor {actor.actor_id!r} of department {actor.department!r} may not decide {where}: "
             f"the fact belongs to {task.department!r}"
         )
-    if not covers(actor.division_code, proposal.division_code):
+    if not task.division_code or not covers(actor.division_code, task.division_code):
         raise JurisdictionError(
             f"actor {actor.actor_id!r} of {actor.unit_id!r} (jurisdiction {actor.division_code}) "
-            f"may not decide {where}: "
-            f"the record is outside that jurisdiction; the task is assigned to {task.unit_id!r}"
+            f"may not decide {where}: the record is outside that jurisdiction; "
+            f"the task is assigned to {task.unit_id!r}"
         )
 
 
-def decide(
-    session: Session,
-    rules: Rulebook,
-    actor: ResolvedActor,
-    task_id: int,
-    outcome: Outcome,
-    *,
-    reason: str | None = None,
-    amendments: dict[str, Any] | None = None,
-) -> DecisionResult:
-    """Record one decision on an open task and move the proposal along its route."""
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFoundError(f"task {task_id} does not exist; list open tasks with `govdb tasks list`")
-    proposal = session.get(Proposal, task.proposal_id)
-    assert proposal is not None
-    if task.state != "open":
-        raise StateError(
-            f"task {task_id} is {task.state}, not open; only the open step of a route can be decided"
+def auto_pass_decisions(flows: Iterable[Flow]) -> list[dict[str, Any]]:
+    """Decision rows for the steps auto-pass rules passed (task ids must be known)."""
+    rows = []
+    for flow in flows:
+        for task in flow.tasks:
+            if task.passed_by is not None and task.stored != (task.state, task.round):
+                rows.append(
+                    {
+                        "task_id": task.task_id,
+                        "round": task.round,
+                        "outcome": Outcome.approve.value,
+                        "actor_id": None,
+                        "unit_id": task.unit_id,
+                        "rule": task.passed_by,
+                        "source": flow.authenticated_source,
+                        "reason": None,
+                        "amendments": {},
+                        "decided_at": task.decided_at,
+                    }
+                )
+    return rows
+
+
+def write_transitions(conn: Connection, flows: Sequence[Flow], now: dt.datetime) -> None:
+    """Write every task, proposal and event state that changed in memory, as checked transitions."""
+    rehomed = [
+        {"k_id": t.task_id, "v_unit": t.unit_id, "v_division": t.division_code}
+        for f in flows
+        for t in f.tasks
+        if t.rehomed and t.stored is not None
+    ]
+    if rehomed:
+        conn.execute(
+            update(TASK)
+            .where(TASK.c.task_id == bindparam("k_id"))
+            .values(unit_id=bindparam("v_unit"), division_code=bindparam("v_division")),
+            rehomed,
         )
-    check_jurisdiction(actor, task, proposal)
-    if outcome in ("reject", "return") and not (reason and reason.strip()):
-        raise StateError(f"a {outcome} needs a reason (--reason) so the record's owner knows what to fix")
-    if outcome == "amend" and not amendments:
-        raise StateError("an amend needs the new values (--set field=value)")
-    if amendments:
-        unknown = set(amendments) - set(proposal.payload)
-        if unknown:
-            raise StateError(
-                f"cannot amend {sorted(unknown)}: the proposal has fields {sorted(proposal.payload)}"
+        conn.execute(
+            update(PROPOSAL)
+            .where(PROPOSAL.c.proposal_id == bindparam("k_id"))
+            .values(division_code=bindparam("v_home"), county_code=bindparam("v_county")),
+            [
+                {"k_id": f.proposal_id, "v_home": f.home, "v_county": (f.home or "")[:6] or None}
+                for f in flows
+                if f.rehomed
+            ],
+        )
+    task_moves: dict[tuple[TaskState, TaskState], list[dict[str, Any]]] = {}
+    for flow in flows:
+        for task in flow.tasks:
+            if task.stored is None or task.stored == (task.state, task.round):
+                continue
+            source, old_round = task.stored
+            task_moves.setdefault((source, task.state), []).append(
+                {
+                    "task_id": task.task_id,
+                    "round": old_round,
+                    "v_round": task.round,
+                    "v_decided_at": task.decided_at,
+                }
             )
-    now = utcnow()
-    session.add(
-        Decision(
-            task_id=task_id,
-            outcome=outcome,
-            actor_id=actor.actor_id,
-            unit_id=actor.unit_id,
-            reason=reason,
-            amendments=amendments or {},
+    # A return opens the previous task before this one waits; order the moves so no unique or
+    # check constraint sees a half-written route: closing moves first, then opening ones.
+    order = sorted(task_moves, key=lambda pair: pair[1] == TaskState.open)
+    for source, target in order:
+        move(
+            conn,
+            TASK,
+            "state",
+            TaskState,
+            source,
+            target,
+            task_moves[(source, target)],
+            key=("task_id", "round"),
+            values={"round": bindparam("v_round"), "decided_at": bindparam("v_decided_at")},
         )
-    )
-    tasks = _tasks_of(session, proposal.proposal_id)
-    next_task: Task | None = None
-    task.decided_at = now
-    event = session.get(Event, proposal.event_id)
-    assert event is not None
-    if outcome in ("approve", "amend"):
-        task.state = "approved"
-        if amendments:
-            proposal.payload = {**proposal.payload, **amendments}
-        next_task = _open_next(session, proposal, tasks, task.step)
-        if next_task is not None:
-            _auto_pass(session, proposal, event, rules.verification.routes[proposal.change])
-    elif outcome == "reject":
-        task.state = "rejected"
-        proposal.state = "rejected"
-        for other in tasks:
-            if other.state == "waiting":
-                other.state = "cancelled"
-        event.status = "rejected"
-    else:  # return: the previous level looks again; at the first level the submitter does
-        task.state = "waiting"
-        if task.step == 0:
-            task.state, proposal.state = "returned", "returned"
-        else:
-            previous = next(t for t in tasks if t.step == task.step - 1)
-            previous.state, previous.decided_at = "open", None
-            next_task = previous
-    proposal.updated_at = now
-    session.flush()
-    return DecisionResult(
-        task_id,
-        outcome,
-        task.state,
-        proposal.proposal_id,
-        proposal.state,
-        next_task.task_id if next_task else None,
-    )
+    proposal_moves: dict[tuple[ProposalState, ProposalState], list[dict[str, Any]]] = {}
+    event_moves: dict[EventStatus, list[dict[str, Any]]] = {}
+    for flow in flows:
+        if flow.stored_state is None or flow.stored_state == flow.state:
+            continue
+        proposal_moves.setdefault((flow.stored_state, flow.state), []).append(
+            {"proposal_id": flow.proposal_id}
+        )
+        if flow.route != IDENTITY_ROUTE and flow.state in (ProposalState.rejected, ProposalState.returned):
+            status = EventStatus.rejected if flow.state == ProposalState.rejected else EventStatus.returned
+            event_moves.setdefault(status, []).append({"event_id": flow.event_id})
+    for (source, target), rows in proposal_moves.items():
+        move(
+            conn,
+            PROPOSAL,
+            "state",
+            ProposalState,
+            source,
+            target,
+            rows,
+            key=("proposal_id",),
+            values={"updated_at": now},
+        )
+    for status, rows in event_moves.items():
+        move(conn, EVENT, "status", EventStatus, EventStatus.proposed, status, rows, key=("event_id",))

@@ -1,0 +1,224 @@
+"""Authoritative bulk loads into master (invariant 1's second door): registers such as the
+public-security population register, loaded with their source and lineage, in bulk.
+
+A register file is read by the same lossless reader as ingest, its headers mapped by the rules'
+column aliases, every value standardized like an event's; rows that fail (no valid ID number or
+name) are refused and reported, never loaded half-right.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine, insert, select
+
+from govdb.errors import InputFileError
+from govdb.readers import read_records
+from govdb.store.locks import writing
+from govdb.store.master import BulkLoad, FieldHistory, Person, utcnow
+from govdb.validate import record_place, validate_frame
+
+PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
+PERSON = Person.__table__  # type: ignore[attr-defined]
+HISTORY = FieldHistory.__table__  # type: ignore[attr-defined]
+STEP = 50_000
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a register file held and what was loaded."""
+
+    load_id: str
+    read: int
+    loaded: int
+    already_known: int
+    refused: pl.DataFrame  # line, column, reason, value: one row per problem of a row not loaded
+
+    @property
+    def refused_rows(self) -> int:
+        return self.refused.get_column("line").n_unique()
+
+
+def read_register(
+    path: Path, aliases: dict[str, str], mapping: dict[str, str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(people with standardized columns, refused rows with their line and reason, rows read)."""
+    records, _ = read_records(path)
+    rows = records.payload_list()
+    names = {**aliases, **(mapping or {})}
+    renamed = []
+    for line, payload in zip(records.lines, rows, strict=True):
+        record: dict[str, object] = {"line": line}
+        for key, value in payload.items():
+            std = "person_id" if key == "person_id" else names.get(str(key).strip())
+            if std and value not in (None, "") and record.get(std) in (None, ""):
+                record[std] = str(value)
+        renamed.append(record)
+    columns = sorted({k for r in renamed for k in r} - {"line"})
+    frame = pl.DataFrame(renamed, schema={"line": pl.Int64, **dict.fromkeys(columns, pl.String)})
+    missing = {"id_number", "name"} - set(frame.columns)
+    if missing:
+        raise InputFileError(
+            f"{path}: a register of people needs columns for {sorted(missing)}; its header is "
+            f"{records.columns}; name them with --map HEADER=field"
+        )
+    std, report = validate_frame(frame, required=["id_number", "name"], row_id="line")
+    errors = report.failures.filter(pl.col("severity") == "error")
+    unreadable = pl.DataFrame(
+        [{"line": u.line, "column": "", "reason": u.reason, "value": u.text} for u in records.bad],
+        schema={"line": pl.Int64, "column": pl.String, "reason": pl.String, "value": pl.String},
+    )
+    refused = pl.concat(
+        [errors.select(pl.col("row_id").alias("line"), "column", "reason", "value"), unreadable]
+    ).sort("line")
+    good = std.filter(~pl.col("line").is_in(errors.get_column("row_id").implode()))
+    good = good.with_columns(record_place(good).alias("_place"))
+    out = good.select(
+        *(["person_id"] if "person_id" in good.columns else []),
+        *(
+            pl.col(f"{c}_std").alias(c)
+            for c in PERSON_COLUMNS
+            if c != "division_code" and f"{c}_std" in good.columns
+        ),
+        pl.col("_place").alias("division_code"),
+    )
+    return out, refused, records.read
+
+
+def load_people_file(
+    master: Engine,
+    path: Path,
+    aliases: dict[str, str],
+    *,
+    source: str,
+    valid_from: dt.date | None = None,
+    mapping: dict[str, str] | None = None,
+) -> LoadReport:
+    """Load a register file of people: standardized, refused rows reported, known IDs skipped."""
+    people, refused, read = read_register(path, aliases, mapping)
+    load_id, loaded = _load(master, people, source=source, valid_from=valid_from)
+    return LoadReport(load_id, read, loaded, people.height - loaded, refused)
+
+
+def bulk_load_people(
+    master: Engine, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None
+) -> str:
+    """Load people from an authoritative register (e.g. the population register), recording the source.
+
+    Every row needs a valid id_number and a name; ID numbers already in master are skipped. A
+    `person_id` column keeps the register's ids (they must be unique and new). `valid_from` is
+    the date the register's values hold from; unknown (None) by default, so a later change
+    reported with its own date supersedes them. Returns the bulk load id, which every field
+    history row of the load carries.
+    """
+    missing = {"id_number", "name"} - set(people.columns)
+    if missing:
+        raise InputFileError(
+            f"a bulk load of people needs columns {sorted(missing)}; it has {people.columns}"
+        )
+    columns = [c for c in PERSON_COLUMNS if c in people.columns]
+    keep_ids = "person_id" in people.columns
+    frame = people.select(*columns, *(["person_id"] if keep_ids else [])).unique("id_number", keep="first")
+    if keep_ids:
+        _check_person_ids(frame)
+    return _load(master, frame, source=source, valid_from=valid_from)[0]
+
+
+def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.date | None) -> tuple[str, int]:
+    """Insert the people whose ID numbers master does not hold yet, with their lineage, in bulk."""
+    load_id = str(uuid.uuid4())
+    columns = [c for c in PERSON_COLUMNS if c in frame.columns]
+    keep_ids = "person_id" in frame.columns
+    frame = frame.unique("id_number", keep="first")
+    with writing(master) as conn:
+        known: set[str] = set()
+        ids = frame.get_column("id_number").to_list()
+        for start in range(0, len(ids), 5000):
+            known.update(
+                conn.execute(
+                    select(PERSON.c.id_number).where(PERSON.c.id_number.in_(ids[start : start + 5000]))
+                ).scalars()
+            )
+        frame = frame.filter(~pl.col("id_number").is_in(list(known)))
+        if keep_ids:
+            taken: set[str] = set()
+            pids = frame.get_column("person_id").to_list()
+            for start in range(0, len(pids), 5000):
+                taken.update(
+                    conn.execute(
+                        select(PERSON.c.person_id).where(PERSON.c.person_id.in_(pids[start : start + 5000]))
+                    ).scalars()
+                )
+            if taken:
+                raise InputFileError(
+                    f"{len(taken)} person id(s) of the load already belong to other people in master, "
+                    f"e.g. {sorted(taken)[:3]}; leave person_id out to have ids assigned"
+                )
+        else:
+            frame = frame.with_columns(
+                pl.Series("person_id", [f"P{uuid.uuid4().hex[:15].upper()}" for _ in range(frame.height)])
+            )
+        now = utcnow()
+        conn.execute(
+            insert(BulkLoad.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "load_id": load_id,
+                    "source": source,
+                    "entity_kind": "person",
+                    "rows": frame.height,
+                    "loaded_at": now,
+                }
+            ],
+        )
+        step = STEP
+        for start in range(0, frame.height, step):
+            part = frame.slice(start, step)
+            rows = [{**r, "created_at": now, "updated_at": now} for r in part.iter_rows(named=True)]
+            if not rows:
+                continue
+            conn.execute(insert(PERSON), rows)
+            history = (
+                part.select("person_id", *(pl.col(c).cast(pl.String) for c in columns))
+                .unpivot(index="person_id", on=columns, variable_name="field", value_name="value")
+                .drop_nulls("value")
+            )
+            checks = [{"level": "authoritative", "source": source, "at": now.isoformat()}]
+            conn.execute(
+                insert(HISTORY),
+                [
+                    {
+                        "entity_kind": "person",
+                        "entity_id": pid,
+                        "field": name,
+                        "value": value,
+                        "valid_from": valid_from,
+                        "valid_to": None,
+                        "recorded_at": now,
+                        "source": source,
+                        "proposal_id": None,
+                        "bulk_load_id": load_id,
+                        "event_ids": [],
+                        "checks": checks,
+                    }
+                    for pid, name, value in history.iter_rows()
+                ],
+            )
+    return load_id, frame.height
+
+
+def _check_person_ids(frame: pl.DataFrame) -> None:
+    ids = frame.get_column("person_id").cast(pl.String)
+    bad = frame.filter(ids.is_null() | (ids.str.strip_chars() == "") | (ids.str.len_chars() > 32))
+    if bad.height:
+        raise InputFileError(
+            f"{bad.height} row(s) have an empty person_id or one longer than 32 characters, "
+            f"e.g. ID number {bad.get_column('id_number')[0]}; fix them or leave person_id out"
+        )
+    if ids.n_unique() != ids.len():
+        dup = ids.filter(ids.is_duplicated()).unique().head(3).to_list()
+        raise InputFileError(f"person ids repeat in the load, e.g. {dup}; each person needs their own id")

@@ -1,0 +1,70 @@
+"""Transactions that write safely beside other clerks and jobs, and locks for whole jobs.
+
+`writing` opens a transaction that is a writer from its first statement (SQLite's BEGIN
+IMMEDIATE, so a read-then-write never fails half way with "database is locked"; on PostgreSQL
+rows are locked by the statements themselves). `job_lock` serializes a job that spans several
+transactions (process, promote, a programme run): a session-level advisory lock on PostgreSQL, an
+OS file lock beside a SQLite file; both vanish with the process, so a killed job never leaves a
+lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, text
+
+from govdb.store.engine import store_errors
+
+_MEMORY_LOCKS: dict[tuple[int, str], threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its start on SQLite; commits on success."""
+    with store_errors(engine), engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+
+
+def _key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for a job name."""
+    return int.from_bytes(hashlib.sha256(f"govdb.job:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def job_lock(engine: Engine, name: str) -> Iterator[None]:
+    """Hold the lock of job `name` on this store until the block ends; others wait for it."""
+    if engine.dialect.name == "postgresql":
+        with store_errors(engine), engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _key(name)})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
+                conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        with _GUARD:
+            lock = _MEMORY_LOCKS.setdefault((id(engine), name), threading.Lock())
+        with lock:
+            yield
+        return
+    path = Path(f"{database}.{name.replace(':', '_').replace('/', '_')}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,195 @@
+"""The states of events, proposals, tasks and issuances, and the one table of allowed transitions.
+
+Every state change in govdb is a conditional, set-based UPDATE (`... WHERE state = <expected>`)
+whose row count is checked inside the caller's transaction (`move`), so two clerks or two jobs
+acting at once cannot both move the same row: the second finds it already moved. The database
+backs the enums with CHECK constraints (see `check_sql`), so no writer can store a state that is
+not listed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, update
+
+from govdb.errors import StateError
+
+
+class EventStatus(StrEnum):
+    """Where one received event stands on its path to master data."""
+
+    received = "received"  # stored by ingest, not yet standardized
+    invalid = "invalid"  # failed validation; `process --retry invalid` takes it again
+    standardized = "standardized"  # valid, waiting to be linked and proposed
+    identity_review = "identity_review"  # the village is asked whether it is about a candidate
+    unlinked = "unlinked"  # no change can be proposed (unknown service, no master person, no ID)
+    confirmed = "confirmed"  # master already holds exactly what it says
+    proposed = "proposed"  # its change is on its route of checks
+    rejected = "rejected"  # a check rejected its change
+    returned = "returned"  # the first check sent it back to the submitter to correct and resend
+    promoted = "promoted"  # its change is in master
+
+
+class ProposalState(StrEnum):
+    pending = "pending"  # on its route: one task open
+    approved = "approved"  # every step passed; `promote` applies it
+    rejected = "rejected"  # a step rejected it; it never moves on
+    returned = "returned"  # sent back to the submitter at the first step
+    unroutable = "unroutable"  # no unit covers one of its steps
+    resolved = "resolved"  # an identity check whose answer the next `process` took
+    promoted = "promoted"  # applied to master
+
+
+class TaskState(StrEnum):
+    waiting = "waiting"  # a later step; opens when the one before passes
+    open = "open"  # the step a unit must decide now
+    approved = "approved"
+    rejected = "rejected"
+    returned = "returned"  # the first step sent back to the submitter
+    cancelled = "cancelled"  # a later step of a rejected proposal
+
+
+class Outcome(StrEnum):
+    approve = "approve"
+    reject = "reject"
+    amend = "amend"  # approve with new values, recorded
+    return_ = "return"  # the previous level looks again (the submitter, at the first step)
+
+
+class IssuanceStatus(StrEnum):
+    offered = "offered"
+    accepted = "accepted"
+    declined = "declined"
+    delivered = "delivered"
+
+
+# The one table of allowed transitions, per machine: state -> the states it may become.
+TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
+    EventStatus: {
+        EventStatus.received: frozenset({EventStatus.standardized, EventStatus.invalid}),
+        EventStatus.invalid: frozenset({EventStatus.received}),
+        EventStatus.standardized: frozenset(
+            {
+                EventStatus.identity_review,
+                EventStatus.unlinked,
+                EventStatus.confirmed,
+                EventStatus.proposed,
+            }
+        ),
+        EventStatus.identity_review: frozenset(
+            {EventStatus.unlinked, EventStatus.confirmed, EventStatus.proposed}
+        ),
+        EventStatus.proposed: frozenset({EventStatus.rejected, EventStatus.returned, EventStatus.promoted}),
+        EventStatus.unlinked: frozenset(),
+        EventStatus.confirmed: frozenset(),
+        EventStatus.rejected: frozenset(),
+        EventStatus.returned: frozenset(),
+        EventStatus.promoted: frozenset(),
+    },
+    ProposalState: {
+        ProposalState.pending: frozenset(
+            {ProposalState.approved, ProposalState.rejected, ProposalState.returned}
+        ),
+        ProposalState.approved: frozenset({ProposalState.promoted, ProposalState.resolved}),
+        ProposalState.rejected: frozenset({ProposalState.resolved}),
+        ProposalState.returned: frozenset(),
+        ProposalState.unroutable: frozenset(),
+        ProposalState.resolved: frozenset(),
+        ProposalState.promoted: frozenset(),
+    },
+    TaskState: {
+        TaskState.waiting: frozenset({TaskState.open, TaskState.cancelled}),
+        TaskState.open: frozenset(
+            {TaskState.approved, TaskState.rejected, TaskState.waiting, TaskState.returned}
+        ),
+        TaskState.approved: frozenset({TaskState.open}),  # the next level returned it
+        TaskState.rejected: frozenset(),
+        TaskState.returned: frozenset(),
+        TaskState.cancelled: frozenset(),
+    },
+    IssuanceStatus: {
+        IssuanceStatus.offered: frozenset({IssuanceStatus.accepted, IssuanceStatus.declined}),
+        IssuanceStatus.accepted: frozenset({IssuanceStatus.delivered}),
+        IssuanceStatus.declined: frozenset(),
+        IssuanceStatus.delivered: frozenset(),
+    },
+}
+
+
+def allowed(machine: type[StrEnum], source: StrEnum | str, target: StrEnum | str) -> bool:
+    """Whether the table allows `source` -> `target` in this machine."""
+    table = TRANSITIONS[machine]
+    return machine(target) in table.get(machine(source), frozenset())
+
+
+def check_transition(machine: type[StrEnum], source: StrEnum | str, target: StrEnum | str) -> None:
+    """Raise StateError unless the table allows `source` -> `target`."""
+    if not allowed(machine, source, target):
+        nexts = sorted(str(s) for s in TRANSITIONS[machine].get(machine(source), frozenset()))
+        raise StateError(
+            f"a {machine.__name__} cannot go from {str(source)!r} to {str(target)!r}; "
+            f"from {str(source)!r} it may become: {', '.join(nexts) or 'nothing (it is final)'}"
+        )
+
+
+def parse(machine: type[StrEnum], value: object, *, what: str) -> Any:
+    """The enum member named by `value`, exactly (no case folding, no guessing), or a StateError."""
+    try:
+        return machine(value)
+    except ValueError:
+        allowed_values = ", ".join(str(m) for m in machine)
+        raise StateError(f"{what} {value!r} is not one of: {allowed_values}") from None
+
+
+def check_sql(column: str, machine: type[StrEnum]) -> str:
+    """The SQL of a CHECK constraint that holds `column` to the machine's states."""
+    values = ", ".join(f"'{m.value}'" for m in machine)
+    return f"{column} IN ({values})"
+
+
+def move(
+    conn: Connection,
+    table: Table,
+    state_column: str,
+    machine: type[StrEnum],
+    source: StrEnum,
+    target: StrEnum,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Iterable[str],
+    values: Mapping[str, Any] | None = None,
+    expect_all: bool = True,
+) -> int:
+    """Move the rows identified by `key` columns from `source` to `target`, set-based.
+
+    One executemany of `UPDATE ... SET state = target WHERE key = :key AND state = source`; each
+    row of `rows` gives the key values (and the values of `values`' bind parameters). The count
+    of moved rows is checked: with `expect_all`, a row that is no longer in `source` (another
+    clerk or job moved it first) raises StateError and the caller's transaction is rolled back.
+    Returns how many rows moved.
+    """
+    check_transition(machine, source, target)
+    if not rows:
+        return 0
+    keys = list(key)
+    where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys), table.c[state_column] == source.value)
+    statement = update(table).where(where).values({state_column: target.value, **(values or {})})
+    params = [
+        {**{f"k_{k}": r[k] for k in keys}, **{n: v for n, v in r.items() if n not in keys}} for r in rows
+    ]
+    moved = _rowcount(conn, statement, params)
+    if expect_all and moved != len(rows):
+        raise StateError(
+            f"{len(rows) - moved} of {len(rows)} {table.name} row(s) were no longer {source.value!r} "
+            f"(another clerk or job moved them first); nothing was changed, look again and retry"
+        )
+    return moved
+
+
+def _rowcount(conn: Connection, statement: Any, params: list[dict[str, Any]]) -> int:
+    """Rows matched by one execute or executemany (SQLite and psycopg sum executemany counts)."""
+    result = conn.execute(statement, params[0] if len(params) == 1 else params)
+    return int(result.rowcount)

@@ -381,19 +381,17 @@ def make_events(
     counts["cert"] = m
 
     hall_options = {
-        "source": "hall-window-system",
+        "source": "hall_window_system",
         "key_column": "受理编号",
         "occurred_at_column": "办理时间",
         "service_code": "hall.resident_registration",
-        "department": "service_hall",
         "channel": "window",
     }
     contact_options = {
-        "source": "hall-window-system-contact",
+        "source": "hall_window_system",
         "key_column": "业务编号",
         "occurred_at_column": "办理时间",
         "service_code": "hall.contact_update",
-        "department": "service_hall",
         "channel": "window",
     }
     cdpf_options = {

@@ -44,6 +44,7 @@ from govdb.verify import (
     DecisionInput,
     DecisionResult,
     TaskView,
+    UnitIndex,
     decide_many,
     list_tasks,
     resolve,
@@ -86,6 +87,7 @@ class GovDB:
         self.master: Engine = make_engine(config.master_url)
         self.events: Engine = make_engine(config.events_url)
         self._model: link_stage.LinkModel | None = None
+        self._units: UnitIndex | None = None
         if create:
             self.init()
 
@@ -205,6 +207,7 @@ class GovDB:
                     }
                 ],
             )
+        self._units = None
         return DistrictReport(
             county.code,
             county.name,
@@ -213,6 +216,12 @@ class GovDB:
             sum(u["level"] == "street" for u in units),
             sum(u["level"] == "department" for u in units),
         )
+
+    def _unit_index(self, ms: Session) -> UnitIndex:
+        """The checking units, read once per GovDB (serve_district reads them again)."""
+        if self._units is None:
+            self._units = UnitIndex(ms)
+        return self._units
 
     def served_county(self) -> str | None:
         """The county this deployment serves, when it serves exactly one (a hint for addresses)."""
@@ -389,7 +398,7 @@ class GovDB:
         batch = list(decisions)
         with Session(self.master) as ms:
             who = resolve(ms, actor)
-            homes = current_homes(ms, self.events, batch)
+            homes = current_homes(ms, self.events, batch, self._unit_index(ms))
         with writing(self.events) as conn:
             return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)
 

@@ -9,6 +9,7 @@ name) are refused and reported, never loaded half-right.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, insert, select
 
 from govdb.errors import InputFileError
 from govdb.readers import read_records
+from govdb.store.bulk import insert_frame
 from govdb.store.locks import writing
 from govdb.store.master import BulkLoad, FieldHistory, Person, utcnow
 from govdb.validate import record_place, validate_frame
@@ -175,38 +177,36 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
                 }
             ],
         )
-        step = STEP
-        for start in range(0, frame.height, step):
-            part = frame.slice(start, step)
-            rows = [{**r, "created_at": now, "updated_at": now} for r in part.iter_rows(named=True)]
-            if not rows:
-                continue
-            conn.execute(insert(PERSON), rows)
+        people = frame.select("person_id", *columns).sort("person_id")
+        dates = [c for c, dtype in people.schema.items() if dtype == pl.Date]
+        insert_frame(
+            conn,
+            PERSON,
+            people.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d")) if dates else people,
+            {"created_at": now, "updated_at": now},
+        )
+        checks = json.dumps([{"level": "authoritative", "source": source, "at": now.isoformat()}])
+        for start in range(0, people.height, STEP):
             history = (
-                part.select("person_id", *(pl.col(c).cast(pl.String) for c in columns))
-                .unpivot(index="person_id", on=columns, variable_name="field", value_name="value")
+                people.slice(start, STEP)
+                .select(pl.col("person_id").alias("entity_id"), *(pl.col(c).cast(pl.String) for c in columns))
+                .unpivot(index="entity_id", on=columns, variable_name="field", value_name="value")
                 .drop_nulls("value")
+                .sort("entity_id", "field")  # in index order: the lineage index grows by appending
             )
-            checks = [{"level": "authoritative", "source": source, "at": now.isoformat()}]
-            conn.execute(
-                insert(HISTORY),
-                [
-                    {
-                        "entity_kind": "person",
-                        "entity_id": pid,
-                        "field": name,
-                        "value": value,
-                        "valid_from": valid_from,
-                        "valid_to": None,
-                        "recorded_at": now,
-                        "source": source,
-                        "proposal_id": None,
-                        "bulk_load_id": load_id,
-                        "event_ids": [],
-                        "checks": checks,
-                    }
-                    for pid, name, value in history.iter_rows()
-                ],
+            insert_frame(
+                conn,
+                HISTORY,
+                history,
+                {
+                    "entity_kind": "person",
+                    "valid_from": valid_from.isoformat() if valid_from else None,
+                    "recorded_at": now,
+                    "source": source,
+                    "bulk_load_id": load_id,
+                    "event_ids": "[]",
+                    "checks": checks,
+                },
             )
     return load_id, frame.height
 

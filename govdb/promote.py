@@ -18,16 +18,19 @@ history is never inverted (valid_from <= valid_to, also a database constraint).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from govdb.errors import StateError
 from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
+from govdb.store.bulk import insert_frame
 from govdb.store.events import Decision, Event, Proposal, Task
 from govdb.store.locks import job_lock, writing
 from govdb.store.master import (
@@ -372,7 +375,7 @@ class _Chunk:
                     "nothing was written, run `govdb promote` again"
                 )
         if self.history:
-            conn.execute(insert(HISTORY), self.history)
+            insert_frame(conn, HISTORY, _history_frame(self.history), {"recorded_at": self.now})
         if self.conflicts:
             conn.execute(insert(CONFLICT), self.conflicts)
         if self.new_credentials:
@@ -388,7 +391,71 @@ class _Chunk:
                     if c["credential_id"] in self.changed_credentials
                 ],
             )
-        conn.execute(insert(PROMOTION), self.promotions)
+        insert_frame(
+            conn,
+            PROMOTION,
+            pl.DataFrame(
+                {
+                    "proposal_id": [p["proposal_id"] for p in self.promotions],
+                    "entity_kind": [p["entity_kind"] for p in self.promotions],
+                    "entity_id": [p["entity_id"] for p in self.promotions],
+                    "changes": [json.dumps(p["changes"], ensure_ascii=False) for p in self.promotions],
+                    "keys_refreshed": [p["keys_refreshed"] for p in self.promotions],
+                },
+                schema={
+                    "proposal_id": pl.String,
+                    "entity_kind": pl.String,
+                    "entity_id": pl.String,
+                    "changes": pl.String,
+                    "keys_refreshed": pl.Boolean,
+                },
+            ),
+            {"applied_at": self.now},
+        )
+
+
+def _history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Lineage rows as one frame for a bulk insert; each proposal's check chain encoded once."""
+    encoded: dict[int, str] = {}
+
+    def chain(checks: list[dict[str, Any]]) -> str:
+        key = id(checks)
+        if key not in encoded:
+            encoded[key] = json.dumps(checks, ensure_ascii=False)
+        return encoded[key]
+
+    def day(value: dt.date | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return pl.DataFrame(
+        {
+            "entity_kind": [r["entity_kind"] for r in rows],
+            "entity_id": [r["entity_id"] for r in rows],
+            "field": [r["field"] for r in rows],
+            "value": [r["value"] for r in rows],
+            "valid_from": [day(r["valid_from"]) for r in rows],
+            "valid_to": [day(r["valid_to"]) for r in rows],
+            "source": [r["source"] for r in rows],
+            "proposal_id": [r["proposal_id"] for r in rows],
+            "event_ids": [json.dumps(r["event_ids"]) for r in rows],
+            "checks": [chain(r["checks"]) for r in rows],
+        },
+        schema={
+            c: pl.String
+            for c in (
+                "entity_kind",
+                "entity_id",
+                "field",
+                "value",
+                "valid_from",
+                "valid_to",
+                "source",
+                "proposal_id",
+                "event_ids",
+                "checks",
+            )
+        },
+    ).sort("entity_kind", "entity_id", "field")
 
 
 def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select
 
 from govdb.errors import ConfigError, StateError
 from govdb.link import record as one
@@ -28,6 +28,7 @@ from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
+from govdb.store.bulk import insert_frame
 from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person, utcnow
 
 CHUNK = 5000
@@ -90,10 +91,14 @@ def refresh_link_keys(
     address_hint: str | None = None,
 ) -> int:
     """(Re)write the blocking keys of these people (all when None, or only people without keys
-    when `missing_only`); returns the key rows written."""
+    when `missing_only`); returns the key rows written.
+
+    For named people only the difference is written: keys they no longer have are deleted, new
+    ones inserted (a new phone changes one key of nine), so a promotion's refresh costs little."""
     table = LinkKey.__table__  # type: ignore[attr-defined]
     person = Person.__table__  # type: ignore[attr-defined]
     with master.begin() as conn:
+        old: pl.DataFrame | None = None
         if missing_only:
             without_keys = select(person.c.person_id).where(
                 ~person.c.person_id.in_(select(table.c.person_id))
@@ -102,19 +107,39 @@ def refresh_link_keys(
         elif person_ids is None:
             conn.execute(delete(table))
         else:
-            person_ids = list(person_ids)
-            for start in range(0, len(person_ids), CHUNK):
-                conn.execute(delete(table).where(table.c.person_id.in_(person_ids[start : start + CHUNK])))
+            person_ids = sorted(set(person_ids))
+            old = _stored_keys(conn, person_ids)
         people = read_people(conn, person_ids)
         if people.height == 0:
             return 0
         prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
-        keys = key_strings(prepared, rules).unique()
-        rows = keys.select("key", pl.col("rid").alias("person_id")).to_dicts()
-        for start in range(0, len(rows), 50_000):
-            conn.execute(insert(table), rows[start : start + 50_000])
+        # In primary-key order: the index grows by appending instead of splitting pages at random.
+        keys = (
+            key_strings(prepared, rules)
+            .unique()
+            .select("key", pl.col("rid").alias("person_id"))
+            .sort("key", "person_id")
+        )
+        if old is not None:
+            gone = old.join(keys, on=["key", "person_id"], how="anti")
+            if gone.height:
+                conn.execute(
+                    delete(table).where(table.c.key == bindparam("k"), table.c.person_id == bindparam("p")),
+                    [{"k": k, "p": p} for k, p in gone.iter_rows()],
+                )
+            keys = keys.join(old, on=["key", "person_id"], how="anti")
+        insert_frame(conn, table, keys)
         _store_features(conn, prepared)
-        return len(rows)
+        return keys.height
+
+
+def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    rows: list[tuple[str, str]] = []
+    for start in range(0, len(person_ids), CHUNK):
+        chunk = person_ids[start : start + CHUNK]
+        rows += conn.execute(select(table.c.key, table.c.person_id).where(table.c.person_id.in_(chunk))).all()  # type: ignore[arg-type]
+    return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
 
 
 def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
@@ -122,10 +147,14 @@ def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
     ids = prepared.get_column("rid").to_list()
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(table.c.person_id.in_(ids[start : start + CHUNK])))
-    values = prepared.with_columns(pl.col("birth_date").cast(pl.String)).to_dicts()
-    rows = [{"person_id": v["rid"], "features": v} for v in values]
-    for start in range(0, len(rows), 50_000):
-        conn.execute(insert(table), rows[start : start + 50_000])
+    # One JSON object per person, encoded by polars for the whole column at once.
+    features = prepared.sort("rid").select(
+        pl.col("rid").alias("person_id"),
+        pl.struct(pl.all().exclude("birth_date"), pl.col("birth_date").cast(pl.String))
+        .struct.json_encode()
+        .alias("features"),
+    )
+    insert_frame(conn, table, features)
 
 
 def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:

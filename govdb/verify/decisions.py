@@ -338,7 +338,9 @@ class Homes:
     units: UnitIndex
 
 
-def current_homes(master: Session, events: Engine, decisions: Sequence[Any]) -> Homes:
+def current_homes(
+    master: Session, events: Engine, decisions: Sequence[Any], units: UnitIndex | None = None
+) -> Homes:
     """The master residence of every person the batch's tasks are about (read before deciding)."""
     task_ids = sorted(
         {d.get("task_id") if isinstance(d, Mapping) else getattr(d, "task_id", None) for d in decisions}
@@ -363,7 +365,7 @@ def current_homes(master: Session, events: Engine, decisions: Sequence[Any]) -> 
             .execute(select(person.c.person_id, person.c.division_code).where(person.c.person_id.in_(chunk)))
             .all()  # type: ignore[arg-type]
         )
-    return Homes(residence, UnitIndex(master))
+    return Homes(residence, units or UnitIndex(master))
 
 
 def _follow_the_person(flow: Flow, homes: Homes) -> None:

@@ -734,3 +734,27 @@ def test_a_credential_number_held_by_someone_else_becomes_a_conflict(db: GovDB, 
             {"n": first["残疾人证号"][0]},
         ).scalar_one()
     assert owner == first["身份证号"][0]
+
+
+def test_a_value_written_differently_opens_no_task(db: GovDB, tmp_path: Path) -> None:
+    """Traditional characters, a phone with dashes: master already holds it, so nothing is proposed."""
+    from govdb.standards.hanzi import DATA
+
+    register = make_people(30, seed=19, today=TODAY)
+    db.load_people(register, source="public_security")
+    simplified = {s: t for t, s in pl.read_parquet(DATA / "traditional.parquet").iter_rows()}
+    person = next(
+        r for r in register.iter_rows(named=True) if any(c in simplified for c in r["name"] + r["address"])
+    )
+    traditional = lambda text: "".join(simplified.get(c, c) for c in text)  # noqa: E731
+    phone = f"{person['phone'][:3]}-{person['phone'][3:7]}-{person['phone'][7:]}"
+    same = tmp_path / "same.csv"
+    same.write_text(
+        "受理编号,姓名,身份证号,联系电话,地址\n"
+        f"S1,{traditional(person['name'])},{person['id_number']},{phone},{traditional(person['address'])}\n",
+        encoding="utf-8",
+    )
+    db.ingest(same, source="hall", key_column="受理编号", service_code="hall.contact_update")
+    report = db.process(today=TODAY)
+    assert (report.proposals.unchanged, report.proposals.proposals) == (1, 0)
+    assert db.tasks() == []

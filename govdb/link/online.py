@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text
 
 from govdb.errors import ConfigError, StateError
 from govdb.link import record as one
@@ -32,6 +32,7 @@ from govdb.store.bulk import insert_frame
 from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person, utcnow
 
 CHUNK = 5000
+KEY_CHUNK = 50_000  # keys per candidate lookup
 MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
 
 
@@ -174,23 +175,25 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
 
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:
     """(key, person_id) for people sharing any of these keys, skipping key values shared by more
-    than `max_block` people (as batch blocking does)."""
+    than `max_block` people (as batch blocking does). One statement per chunk of keys, the keys
+    passed as one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
     if not keys:
         return []
-    table = LinkKey.__table__  # type: ignore[attr-defined]
-    usable: list[str] = []
-    for start in range(0, len(keys), CHUNK):
-        chunk = keys[start : start + CHUNK]
-        counts = conn.execute(
-            select(table.c.key, func.count()).where(table.c.key.in_(chunk)).group_by(table.c.key)
-        ).all()
-        usable += [key for key, n in counts if n <= max_block]
+    if conn.dialect.name == "postgresql":
+        wanted, values = "SELECT unnest(CAST(:keys AS text[])) AS key", None
+    else:
+        wanted, values = "SELECT value AS key FROM json_each(:keys)", json
+    statement = text(
+        f"WITH wanted AS ({wanted}), "
+        "usable AS (SELECT l.key FROM linkkey l JOIN wanted w ON l.key = w.key "
+        "GROUP BY l.key HAVING count(*) <= :max) "
+        "SELECT l.key, l.person_id FROM linkkey l JOIN usable u ON l.key = u.key"
+    )
     found: list[tuple[str, str]] = []
-    for start in range(0, len(usable), CHUNK):
-        rows = conn.execute(
-            select(table.c.key, table.c.person_id).where(table.c.key.in_(usable[start : start + CHUNK]))
-        ).all()
-        found += [(key, person_id) for key, person_id in rows]
+    for start in range(0, len(keys), KEY_CHUNK):
+        chunk = keys[start : start + KEY_CHUNK]
+        param = values.dumps(chunk, ensure_ascii=False) if values is not None else chunk
+        found += [(k, p) for k, p in conn.execute(statement, {"keys": param, "max": max_block})]
     return found
 
 

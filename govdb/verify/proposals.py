@@ -24,6 +24,8 @@ from govdb.link.online import LinkResult, link_against_master, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize
+from govdb.standards.divisions import significant_prefix
+from govdb.standards.hanzi import char_folds
 from govdb.store.events import Event, IngestBatch, Link, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.master import utcnow
@@ -110,9 +112,31 @@ def _person_change(
     changed = {
         k: v
         for k, v in fields.items()
-        if _as_text(v) != _as_text(master.get(k)) and _as_text(v) != (master_std or {}).get(k)
+        if _as_text(v) != _as_text(master.get(k))
+        and _as_text(v) != (master_std or {}).get(k)
+        and not (k in FOLDED and _fold(v) == _fold((master_std or {}).get(k) or master.get(k)))
+        and not (k == "division_code" and _within(master.get(k), v))
     }
     return (service.update_route, changed) if changed and service.update_route else (None, {})
+
+
+def _within(master_code: Any, event_code: Any) -> bool:
+    """Whether the event's division is the master one said less precisely (a county code for a
+    village in it): that is no move."""
+    if not master_code or not event_code:
+        return False
+    return str(master_code).startswith(significant_prefix(str(event_code)))
+
+
+FOLDED = ("name", "address")  # traditional and look-alike characters compare as one
+
+
+def _fold(value: Any) -> str | None:
+    """Text with traditional and look-alike characters folded (張偉 -> 张伟, 南海區 -> 南海区)."""
+    if value is None:
+        return None
+    folds = char_folds()
+    return "".join(folds.get(c, c) for c in str(value))
 
 
 def _credential_change(service: Service, rec: dict[str, Any]) -> dict[str, Any]:

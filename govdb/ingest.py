@@ -213,6 +213,11 @@ def _check_options(options: dict[str, str | None]) -> None:
 def _check_key_column(
     records: FileRecords, column: str | None, source_file: str | None, role: str = "key"
 ) -> None:
+    if column is not None and not column.strip():
+        raise InputFileError(
+            f"{source_file or 'input'}: the {role} column's name is empty; name a column of the header "
+            f"{records.columns} or leave the option out"
+        )
     if not column or not (records.columns or records.payloads):
         return
     known = records.columns or list(records.payloads[0])

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, upda
 from govdb.errors import StateError
 from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
-from govdb.store.bulk import insert_frame
+from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.events import Decision, Event, Proposal, Task
 from govdb.store.locks import job_lock, writing
 from govdb.store.master import (
@@ -133,11 +133,11 @@ class _Chunk:
             if p["entity_kind"] == "person" and p["payload"].get("id_number")
         }
         columns = [PERSON.c.person_id, *(PERSON.c[c] for c in PERSON_COLUMNS)]
-        for chunk in _chunks(sorted(person_ids)):
-            for r in conn.execute(select(*columns).where(PERSON.c.person_id.in_(chunk))):
+        for chunk in id_chunks(conn, sorted(person_ids)):
+            for r in conn.execute(select(*columns).where(among(conn, PERSON.c.person_id, chunk))):
                 self._person_row(dict(r._mapping))
-        for chunk in _chunks(sorted(id_numbers - set(self.by_id_number))):
-            for r in conn.execute(select(*columns).where(PERSON.c.id_number.in_(chunk))):
+        for chunk in id_chunks(conn, sorted(id_numbers - set(self.by_id_number))):
+            for r in conn.execute(select(*columns).where(among(conn, PERSON.c.id_number, chunk))):
                 self._person_row(dict(r._mapping))
         keys = {
             (p["payload"].get("kind"), p["payload"].get("number"))
@@ -145,8 +145,8 @@ class _Chunk:
             if p["entity_kind"] == "credential"
         }
         numbers = sorted({n for _, n in keys if n})
-        for chunk in _chunks(numbers):
-            for r in conn.execute(select(CREDENTIAL).where(CREDENTIAL.c.number.in_(chunk))):
+        for chunk in id_chunks(conn, numbers):
+            for r in conn.execute(select(CREDENTIAL).where(among(conn, CREDENTIAL.c.number, chunk))):
                 if (r.kind, r.number) in keys:
                     self.credentials[(r.kind, r.number)] = dict(r._mapping)
         entities = [("person", pid) for pid in self.people] + [
@@ -154,7 +154,7 @@ class _Chunk:
         ]
         for kind in ("person", "credential"):
             ids = sorted(e for k, e in entities if k == kind)
-            for chunk in _chunks(ids):
+            for chunk in id_chunks(conn, ids):
                 rows = conn.execute(
                     select(
                         HISTORY.c.id,
@@ -165,7 +165,7 @@ class _Chunk:
                     )
                     .where(
                         HISTORY.c.entity_kind == kind,
-                        HISTORY.c.entity_id.in_(chunk),
+                        among(conn, HISTORY.c.entity_id, chunk),
                         HISTORY.c.valid_to.is_(None),
                     )
                     .order_by(HISTORY.c.id)
@@ -461,7 +461,7 @@ def _history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Every decision on each proposal's tasks, in order: the check chain its lineage carries."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for chunk in _chunks(list(proposal_ids)):
+    for chunk in id_chunks(conn, list(proposal_ids)):
         rows = conn.execute(
             select(
                 TASK.c.proposal_id,
@@ -476,7 +476,7 @@ def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dic
                 DECISION.c.amendments,
             )
             .join(DECISION, DECISION.c.task_id == TASK.c.task_id)
-            .where(TASK.c.proposal_id.in_(chunk))
+            .where(among(conn, TASK.c.proposal_id, chunk))
             .order_by(DECISION.c.id)
         )
         for r in rows:
@@ -498,9 +498,9 @@ def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dic
 
 def _event_dates(conn: Connection, event_ids: Sequence[int]) -> dict[int, dt.date]:
     out: dict[int, dt.date] = {}
-    for chunk in _chunks(sorted(set(event_ids))):
+    for chunk in id_chunks(conn, sorted(set(event_ids))):
         for r in conn.execute(
-            select(EVENT.c.event_id, EVENT.c.occurred_at).where(EVENT.c.event_id.in_(chunk))
+            select(EVENT.c.event_id, EVENT.c.occurred_at).where(among(conn, EVENT.c.event_id, chunk))
         ):
             if r.occurred_at is not None:
                 out[r.event_id] = r.occurred_at.date()
@@ -613,10 +613,10 @@ def _promote_chunk(
     today = dt.date.today()
     with writing(master) as conn:
         already: set[str] = set()
-        for chunk in _chunks([p["proposal_id"] for p in approved]):
+        for chunk in id_chunks(conn, [p["proposal_id"] for p in approved]):
             already.update(
                 conn.execute(
-                    select(PROMOTION.c.proposal_id).where(PROMOTION.c.proposal_id.in_(chunk))
+                    select(PROMOTION.c.proposal_id).where(among(conn, PROMOTION.c.proposal_id, chunk))
                 ).scalars()
             )
         fresh = [p for p in approved if p["proposal_id"] not in already]
@@ -626,11 +626,16 @@ def _promote_chunk(
         work = _Chunk(rules, report)
         work.read(conn, fresh)
         touched: list[str] = []
-        for proposal in fresh:
-            # A value holds from its event's date, never from a date still to come (a mistyped
-            # 2099 would otherwise outrank every real change after it).
-            valid_from = min(dates.get(proposal["event_id"], today), today)
-            entity_id = work.apply(proposal, valid_from, checks.get(proposal["proposal_id"], []))
+
+        # A value holds from its event's date, never from a date still to come (a mistyped 2099
+        # would otherwise outrank every real change after it). The chunk is applied in valid-time
+        # order, so two changes of one field land in the order they happened, whatever the order
+        # they were approved in.
+        def valid_from(proposal: dict[str, Any]) -> dt.date:
+            return min(dates.get(proposal["event_id"], today), today)
+
+        for proposal in sorted(fresh, key=lambda p: (valid_from(p), p["created_at"], p["proposal_id"])):
+            entity_id = work.apply(proposal, valid_from(proposal), checks.get(proposal["proposal_id"], []))
             if proposal["entity_kind"] == "person":
                 touched.append(entity_id)
             work.promotions.append(

@@ -28,7 +28,7 @@ from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import insert_frame
+from govdb.store.bulk import among, insert_frame
 from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person, utcnow
 
 CHUNK = 5000
@@ -78,7 +78,9 @@ def read_people(conn: Connection, person_ids: Iterable[str] | None = None) -> pl
     ids = list(person_ids)
     rows = []
     for start in range(0, len(ids), CHUNK):
-        rows += conn.execute(select(*columns).where(table.c.person_id.in_(ids[start : start + CHUNK]))).all()
+        rows += conn.execute(
+            select(*columns).where(among(conn, table.c.person_id, ids[start : start + CHUNK]))
+        ).all()
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
@@ -139,7 +141,9 @@ def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
     rows: list[tuple[str, str]] = []
     for start in range(0, len(person_ids), CHUNK):
         chunk = person_ids[start : start + CHUNK]
-        rows += conn.execute(select(table.c.key, table.c.person_id).where(table.c.person_id.in_(chunk))).all()  # type: ignore[arg-type]
+        rows += conn.execute(
+            select(table.c.key, table.c.person_id).where(among(conn, table.c.person_id, chunk))
+        ).all()  # type: ignore[arg-type]
     return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
 
 
@@ -147,7 +151,7 @@ def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
     ids = prepared.get_column("rid").to_list()
     for start in range(0, len(ids), CHUNK):
-        conn.execute(delete(table).where(table.c.person_id.in_(ids[start : start + CHUNK])))
+        conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))
     # One JSON object per person, encoded by polars for the whole column at once.
     features = prepared.sort("rid").select(
         pl.col("rid").alias("person_id"),
@@ -167,7 +171,9 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
         rows = [r for (r,) in conn.execute(select(table.c.features))]
     for start in range(0, len(person_ids or []), CHUNK):
         chunk = (person_ids or [])[start : start + CHUNK]
-        rows += [r for (r,) in conn.execute(select(table.c.features).where(table.c.person_id.in_(chunk)))]
+        rows += [
+            r for (r,) in conn.execute(select(table.c.features).where(among(conn, table.c.person_id, chunk)))
+        ]
     schema = {k: (pl.String() if k == "birth_date" else v) for k, v in FEATURE_SCHEMA.items()}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     return frame.with_columns(pl.col("birth_date").str.to_date())

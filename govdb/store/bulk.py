@@ -8,10 +8,11 @@ serialized once.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 COPY_CHUNK = 50_000
@@ -95,3 +96,19 @@ def insert_ignoring_duplicates(engine: Engine | Connection, table: Table) -> Any
     """INSERT ... ON CONFLICT DO NOTHING for the dialect: rows a unique constraint refuses are skipped."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
+
+
+def among(conn: Connection, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN (values)`, written `column = ANY(:array)` on PostgreSQL: one parameter instead
+    of thousands, so the driver does not parse and bind a long list for every statement."""
+    values = list(values)
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def id_chunks(conn: Connection, values: Sequence[Any]) -> list[Sequence[Any]]:
+    """Slices of `values` for `among`: under SQLite's bound-parameter limit there, large on
+    PostgreSQL, where the list is one array parameter."""
+    size = 100_000 if conn.dialect.name == "postgresql" else 900
+    return [values[i : i + size] for i in range(0, len(values), size)]

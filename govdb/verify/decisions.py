@@ -19,6 +19,7 @@ from govdb.errors import GovdbError, JurisdictionError, NotFoundError, StateErro
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
+from govdb.store.bulk import among, id_chunks
 from govdb.store.master import Person, utcnow
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.validate import validate_frame
@@ -32,7 +33,6 @@ from govdb.verify.tasks import (
     StepTask,
     auto_pass_decisions,
     check_jurisdiction,
-    chunks,
     load_flows,
     run_auto_pass,
     write_transitions,
@@ -261,9 +261,11 @@ def decide_many(
             parsed.append((index, None, str(exc)))
     task_ids = [d.task_id for _, d, _ in parsed if d is not None]
     proposal_of: dict[int, str] = {}
-    for chunk in chunks(sorted(set(task_ids))):
+    for chunk in id_chunks(conn, sorted(set(task_ids))):
         proposal_of.update(
-            conn.execute(select(TASK.c.task_id, TASK.c.proposal_id).where(TASK.c.task_id.in_(chunk))).all()  # type: ignore[arg-type]
+            conn.execute(
+                select(TASK.c.task_id, TASK.c.proposal_id).where(among(conn, TASK.c.task_id, chunk))
+            ).all()  # type: ignore[arg-type]
         )
     flows = load_flows(conn, list(proposal_of.values()))
     payloads = _payloads(conn, [f.proposal_id for f in flows.values()])
@@ -349,21 +351,24 @@ def current_homes(
     task_ids = [t for t in task_ids if isinstance(t, int) and not isinstance(t, bool) and 0 < t < 2**63]
     people: set[str] = set()
     with events.connect() as conn:
-        for chunk in chunks(task_ids):
+        for chunk in id_chunks(conn, task_ids):
             people.update(
                 conn.execute(
                     select(PROPOSAL.c.entity_id)
                     .join(TASK, TASK.c.proposal_id == PROPOSAL.c.proposal_id)
-                    .where(TASK.c.task_id.in_(chunk), PROPOSAL.c.entity_id.is_not(None))
+                    .where(among(conn, TASK.c.task_id, chunk), PROPOSAL.c.entity_id.is_not(None))
                 ).scalars()
             )
     residence: dict[str, str | None] = {}
     person = Person.__table__  # type: ignore[attr-defined]
-    for chunk in chunks(sorted(people)):
+    mconn = master.connection()
+    for chunk in id_chunks(mconn, sorted(people)):
         residence.update(
-            master.connection()
-            .execute(select(person.c.person_id, person.c.division_code).where(person.c.person_id.in_(chunk)))
-            .all()  # type: ignore[arg-type]
+            mconn.execute(  # type: ignore[arg-type]
+                select(person.c.person_id, person.c.division_code).where(
+                    among(mconn, person.c.person_id, chunk)
+                )
+            ).all()
         )
     return Homes(residence, units or UnitIndex(master))
 
@@ -394,10 +399,12 @@ def _refusal_error(message: str) -> type[GovdbError]:
 
 def _payloads(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(list(proposal_ids)):
+    for chunk in id_chunks(conn, list(proposal_ids)):
         out.update(
             conn.execute(
-                select(PROPOSAL.c.proposal_id, PROPOSAL.c.payload).where(PROPOSAL.c.proposal_id.in_(chunk))
+                select(PROPOSAL.c.proposal_id, PROPOSAL.c.payload).where(
+                    among(conn, PROPOSAL.c.proposal_id, chunk)
+                )
             ).all()
         )  # type: ignore[arg-type]
     return out

@@ -9,6 +9,8 @@ lock, so two runs never propose one event twice (a unique proposal per event and
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from govdb.rulebook.models import Service
 from govdb.standards import standardize
 from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
+from govdb.store.bulk import insert_frame
 from govdb.store.events import Event, IngestBatch, Link, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.master import utcnow
@@ -133,10 +136,12 @@ FOLDED = ("name", "address")  # traditional and look-alike characters compare as
 
 def _fold(value: Any) -> str | None:
     """Text with traditional and look-alike characters folded (張偉 -> 张伟, 南海區 -> 南海区)."""
-    if value is None:
-        return None
-    folds = char_folds()
-    return "".join(folds.get(c, c) for c in str(value))
+    return None if value is None else str(value).translate(_fold_table())
+
+
+@functools.cache
+def _fold_table() -> dict[int, str]:
+    return str.maketrans(char_folds())
 
 
 def _credential_change(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
@@ -462,29 +467,49 @@ def _write(events: Engine, work: _Chunk) -> None:
     for p in work.proposals:
         if p["proposal_id"] in states:
             p["state"] = states[p["proposal_id"]].value
-    task_rows = [
-        {
-            "proposal_id": f.proposal_id,
-            "step": t.step,
-            "level": t.level,
-            "department": t.department,
-            "unit_id": t.unit_id,
-            "division_code": t.division_code,
-            "state": t.state.value,
-            "round": 0,
-            "created_at": now,
-            "decided_at": t.decided_at,
-        }
-        for f in work.flows
-        for t in f.tasks
-    ]
+    text, day = pl.String, pl.Datetime("us", "UTC")
+    task_columns = ("proposal_id", "step", "level", "department", "unit_id", "division_code", "state")
+    tasks = pl.DataFrame(
+        [
+            {"proposal_id": f.proposal_id, **{c: getattr(t, c) for c in task_columns[1:]}}
+            | {"state": t.state.value, "decided_at": t.decided_at}
+            for f in work.flows
+            for t in f.tasks
+        ],
+        schema={**{c: (pl.Int64 if c == "step" else text) for c in task_columns}, "decided_at": day},
+    )
+    link_columns = ("event_id", "entity_kind", "entity_id", "score", "decision")
+    links = pl.DataFrame(
+        [{**{c: k[c] for c in link_columns}, "explanation": _json(k["explanation"])} for k in work.links],
+        schema={
+            "event_id": pl.Int64,
+            "entity_kind": text,
+            "entity_id": text,
+            "score": pl.Float64,
+            "decision": text,
+            "explanation": text,
+        },
+    )
+    proposal_columns = (
+        "proposal_id",
+        "event_id",
+        "change",
+        "entity_kind",
+        "entity_id",
+        "division_code",
+        "county_code",
+        "source",
+        "department",
+        "state",
+    )
+    proposals = pl.DataFrame(
+        [{**{c: p[c] for c in proposal_columns}, "payload": _json(p["payload"])} for p in work.proposals],
+        schema={**{c: (pl.Int64 if c == "event_id" else text) for c in proposal_columns}, "payload": text},
+    )
     with writing(events) as conn:
-        if work.links:
-            conn.execute(insert(LINK), work.links)
-        if work.proposals:
-            conn.execute(insert(PROPOSAL), work.proposals)
-        if task_rows:
-            conn.execute(insert(TASK), task_rows)
+        insert_frame(conn, LINK, links, {"created_at": now})
+        insert_frame(conn, PROPOSAL, proposals, {"created_at": now, "updated_at": now})
+        insert_frame(conn, TASK, tasks, {"round": 0, "created_at": now})
         passed = [f for f in work.flows if any(t.passed_by for t in f.tasks)]
         if passed:
             ids = _task_ids(conn, [f.proposal_id for f in passed])
@@ -515,6 +540,10 @@ def _write(events: Engine, work: _Chunk) -> None:
                 key=("proposal_id",),
                 values={"updated_at": now},
             )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _task_ids(conn: Connection, proposal_ids: list[str]) -> dict[tuple[str, int], int]:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from govdb.errors import JurisdictionError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.standards.divisions import covers
+from govdb.store.bulk import among, id_chunks
 from govdb.store.events import Decision, Event, IngestBatch, Proposal, Task
 from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, move, parse
 from govdb.verify.actors import ResolvedActor
@@ -178,7 +179,7 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
     SQLite's writer already holds the database)."""
     flows: dict[str, Flow] = {}
     locking = conn.dialect.name == "postgresql"
-    for chunk in chunks(sorted(set(proposal_ids))):
+    for chunk in id_chunks(conn, sorted(set(proposal_ids))):
         query = (
             select(
                 PROPOSAL.c.proposal_id,
@@ -191,7 +192,7 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
             )
             .join(EVENT, EVENT.c.event_id == PROPOSAL.c.event_id)
             .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
-            .where(PROPOSAL.c.proposal_id.in_(chunk))
+            .where(among(conn, PROPOSAL.c.proposal_id, chunk))
             .order_by(PROPOSAL.c.proposal_id)  # every batch locks in one order: no deadlock
         )
         for r in conn.execute(query.with_for_update(of=PROPOSAL) if locking else query):
@@ -207,7 +208,11 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
                 r.entity_id,
                 r.division_code,
             )
-        tasks = select(TASK).where(TASK.c.proposal_id.in_(chunk)).order_by(TASK.c.proposal_id, TASK.c.step)
+        tasks = (
+            select(TASK)
+            .where(among(conn, TASK.c.proposal_id, chunk))
+            .order_by(TASK.c.proposal_id, TASK.c.step)
+        )
         for t in conn.execute(tasks.with_for_update() if locking else tasks):
             state = TaskState(t.state)
             flows[t.proposal_id].tasks.append(

@@ -758,3 +758,25 @@ def test_a_value_written_differently_opens_no_task(db: GovDB, tmp_path: Path) ->
     report = db.process(today=TODAY)
     assert (report.proposals.unchanged, report.proposals.proposals) == (1, 0)
     assert db.tasks() == []
+
+
+def test_odd_arguments_get_a_govdb_error_not_a_traceback(db: GovDB, tmp_path: Path) -> None:
+    from govdb import GovdbError
+
+    _scenario(db, tmp_path, people=20, seed=20)
+    db.process(today=TODAY)
+    task = db.tasks()[0]
+    actor = Actor("v", task.unit_id)
+    calls = [
+        lambda: db.decide(2**63, actor, "approve"),
+        lambda: db.decide_many(actor, None),  # type: ignore[arg-type]
+        lambda: db.decide_many(actor, ["approve"]),  # type: ignore[list-item]
+        lambda: db.tasks(limit="a"),  # type: ignore[arg-type]
+        lambda: db.tasks(limit=-1),
+        lambda: db.tasks(state="bogus"),
+        lambda: db.decide(task.task_id, Actor("x" * 200, task.unit_id), "approve"),
+        lambda: db.ingest(tmp_path / "hall.csv", source="cdpf_system", source_token=123),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(GovdbError):
+            call()

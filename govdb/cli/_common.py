@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.exc import DBAPIError
@@ -73,3 +73,21 @@ def parse_actor(text: str) -> Actor:
     if not sep or not actor or not unit:
         raise typer.BadParameter(f"{text!r} is not ACTOR@UNIT, e.g. li.ming@village:440605011001")
     return Actor(actor, unit)
+
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", envvar="GOVDB_HOME", help="Folder of the SQLite stores.")
+]
+RulesOption = Annotated[
+    Path | None, typer.Option("--rules", envvar="GOVDB_RULES", help="Folder of rule files.")
+]
+
+
+def parse_mapping(items: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for item in items or []:
+        column, sep, target = item.partition("=")
+        if not sep or not column or not target:
+            raise typer.BadParameter(f"{item!r} is not column=field", param_hint="--map")
+        mapping[column] = target
+    return mapping

@@ -1,18 +1,9 @@
-"""Promote approved proposals into master data, with survivorship, conflicts and field lineage.
+"""Survivorship and lineage of one promotion chunk, worked out in memory and written in bulk.
 
-Set-based, chunk by chunk: the chunk's proposals, checks, event dates and the master rows they
-touch are read in a few statements, the changes are worked out in memory, then written with bulk
-inserts and executemany updates. Promotion spans two databases, so it is idempotent: the master
-changes and the `promotion` rows (unique on proposal id) commit in one master transaction; the
-proposals are then marked promoted in the event store (a checked transition); then the touched
-people's blocking keys are rewritten and their promotions marked `keys_refreshed`. A run after a
-crash at any point completes the marking and the keys. One `promote` runs at a time (a job lock);
-a second waits, then finds nothing left. Nothing else writes people or credentials except
-authoritative bulk loads (invariant 1).
-
-Valid time: each value is valid from its event's date. A change dated before the value master
-holds is kept as a past value (valid until the current one began), never as the current value, so
-history is never inverted (valid_from <= valid_to, also a database constraint).
+`Chunk` reads the master rows a chunk of approved proposals touches (people by id and ID number,
+credentials, current lineage), applies each proposal (new person, field updates with source trust,
+conflicts for the owner, credentials, bitemporal history), then writes everything with bulk
+inserts and executemany updates in the caller's master transaction.
 """
 
 from __future__ import annotations
@@ -20,36 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from govdb.errors import StateError
-from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks, insert_frame
-from govdb.store.events import Decision, Event, Proposal, Task
-from govdb.store.locks import job_lock, writing
-from govdb.store.master import (
-    Conflict,
-    Credential,
-    FieldHistory,
-    Person,
-    Promotion,
-    utcnow,
-)
-from govdb.store.states import EventStatus, ProposalState, move
+from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion, utcnow
 
-CHUNK = 20_000
-IN_CHUNK = 900
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
-PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
-TASK = Task.__table__  # type: ignore[attr-defined]
-DECISION = Decision.__table__  # type: ignore[attr-defined]
-EVENT = Event.__table__  # type: ignore[attr-defined]
 PERSON = Person.__table__  # type: ignore[attr-defined]
 HISTORY = FieldHistory.__table__  # type: ignore[attr-defined]
 CREDENTIAL = Credential.__table__  # type: ignore[attr-defined]
@@ -78,10 +51,6 @@ def lineage_source(proposal: dict[str, Any]) -> str:
     return proposal["department"] or f"unproven:{proposal['source']}"
 
 
-def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
-    return [values[i : i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
-
-
 def _to_column(name: str, value: Any) -> Any:
     if name == "birth_date" and isinstance(value, str):
         return dt.date.fromisoformat(value)
@@ -102,7 +71,7 @@ class _Current:
     row: dict[str, Any] | None = None
 
 
-class _Chunk:
+class Chunk:
     """One chunk's reads of master and the writes it works out."""
 
     def __init__(self, rules: Rulebook, report: PromoteReport) -> None:
@@ -375,7 +344,7 @@ class _Chunk:
                     "nothing was written, run `govdb promote` again"
                 )
         if self.history:
-            insert_frame(conn, HISTORY, _history_frame(self.history), {"recorded_at": self.now})
+            insert_frame(conn, HISTORY, history_frame(self.history), {"recorded_at": self.now})
         if self.conflicts:
             conn.execute(insert(CONFLICT), self.conflicts)
         if self.new_credentials:
@@ -414,7 +383,7 @@ class _Chunk:
         )
 
 
-def _history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Lineage rows as one frame for a bulk insert; each proposal's check chain encoded once."""
     encoded: dict[int, str] = {}
 
@@ -456,199 +425,3 @@ def _history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
             )
         },
     ).sort("entity_kind", "entity_id", "field")
-
-
-def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every decision on each proposal's tasks, in order: the check chain its lineage carries."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for chunk in id_chunks(conn, list(proposal_ids)):
-        rows = conn.execute(
-            select(
-                TASK.c.proposal_id,
-                TASK.c.level,
-                TASK.c.department,
-                DECISION.c.unit_id,
-                DECISION.c.actor_id,
-                DECISION.c.rule,
-                DECISION.c.source,
-                DECISION.c.outcome,
-                DECISION.c.decided_at,
-                DECISION.c.amendments,
-            )
-            .join(DECISION, DECISION.c.task_id == TASK.c.task_id)
-            .where(among(conn, TASK.c.proposal_id, chunk))
-            .order_by(DECISION.c.id)
-        )
-        for r in rows:
-            out.setdefault(r.proposal_id, []).append(
-                {
-                    "level": r.level,
-                    "department": r.department,
-                    "unit": r.unit_id,
-                    "actor": r.actor_id,
-                    "rule": r.rule,
-                    "source": r.source,
-                    "outcome": r.outcome,
-                    "at": r.decided_at.isoformat(),
-                    "amendments": r.amendments or None,
-                }
-            )
-    return out
-
-
-def _event_dates(conn: Connection, event_ids: Sequence[int]) -> dict[int, dt.date]:
-    out: dict[int, dt.date] = {}
-    for chunk in id_chunks(conn, sorted(set(event_ids))):
-        for r in conn.execute(
-            select(EVENT.c.event_id, EVENT.c.occurred_at).where(among(conn, EVENT.c.event_id, chunk))
-        ):
-            if r.occurred_at is not None:
-                out[r.event_id] = r.occurred_at.date()
-    return out
-
-
-def _approved(conn: Connection) -> list[dict[str, Any]]:
-    query = (
-        select(PROPOSAL)
-        .where(PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity")
-        .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
-        .limit(CHUNK)
-    )
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _mark_promoted(events: Engine, proposals: list[dict[str, Any]]) -> None:
-    """The event store's half: approved -> promoted for the proposals and their events."""
-    now = utcnow()
-    with writing(events) as conn:
-        move(
-            conn,
-            PROPOSAL,
-            "state",
-            ProposalState,
-            ProposalState.approved,
-            ProposalState.promoted,
-            [{"proposal_id": p["proposal_id"]} for p in proposals],
-            key=("proposal_id",),
-            values={"updated_at": now},
-        )
-        move(
-            conn,
-            EVENT,
-            "status",
-            EventStatus,
-            EventStatus.proposed,
-            EventStatus.promoted,
-            [{"event_id": e} for e in sorted({p["event_id"] for p in proposals})],
-            key=("event_id",),
-        )
-
-
-def refresh_pending_keys(master: Engine, rules: Rulebook, *, address_hint: str | None = None) -> int:
-    """Rewrite the blocking keys of every person whose promotion has not had it done (this run's,
-    or a crashed run's), then mark those promotions; returns the people re-keyed."""
-    with master.connect() as conn:
-        pending = conn.execute(
-            select(PROMOTION.c.proposal_id, PROMOTION.c.entity_id).where(
-                PROMOTION.c.keys_refreshed.is_(False), PROMOTION.c.entity_kind == "person"
-            )
-        ).all()
-    if not pending:
-        return 0
-    people = sorted({r.entity_id for r in pending})
-    refresh_link_keys(master, rules.matching["person"], people, address_hint=address_hint)
-    with writing(master) as conn:
-        conn.execute(
-            update(PROMOTION).where(PROMOTION.c.proposal_id == bindparam("k_id")).values(keys_refreshed=True),
-            [{"k_id": r.proposal_id} for r in pending],
-        )
-    return len(people)
-
-
-def promote_approved(
-    events: Engine,
-    master: Engine,
-    rules: Rulebook,
-    *,
-    address_hint: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> PromoteReport:
-    """Apply every approved proposal to master, mark it promoted, re-key the people it touched."""
-    report = PromoteReport()
-    with job_lock(events, "promote"):
-        report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
-        with events.connect() as conn:
-            total = conn.execute(
-                select(func.count())
-                .select_from(PROPOSAL)
-                .where(
-                    PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity"
-                )
-            ).scalar_one()
-        done = 0
-        while True:
-            with events.connect() as conn:
-                approved = _approved(conn)
-                if not approved:
-                    return report
-                checks = _checks(conn, [p["proposal_id"] for p in approved])
-                dates = _event_dates(conn, [p["event_id"] for p in approved])
-            _promote_chunk(master, rules, report, approved, checks, dates)
-            _mark_promoted(events, approved)
-            report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
-            done += len(approved)
-            if progress is not None:
-                progress(done, total)
-
-
-def _promote_chunk(
-    master: Engine,
-    rules: Rulebook,
-    report: PromoteReport,
-    approved: list[dict[str, Any]],
-    checks: dict[str, list[dict[str, Any]]],
-    dates: dict[int, dt.date],
-) -> None:
-    """The master half of one chunk, in one transaction (skipping proposals a crashed run applied)."""
-    today = dt.date.today()
-    with writing(master) as conn:
-        already: set[str] = set()
-        for chunk in id_chunks(conn, [p["proposal_id"] for p in approved]):
-            already.update(
-                conn.execute(
-                    select(PROMOTION.c.proposal_id).where(among(conn, PROMOTION.c.proposal_id, chunk))
-                ).scalars()
-            )
-        fresh = [p for p in approved if p["proposal_id"] not in already]
-        report.completed_after_crash += len(already)
-        if not fresh:
-            return
-        work = _Chunk(rules, report)
-        work.read(conn, fresh)
-        touched: list[str] = []
-
-        # A value holds from its event's date, never from a date still to come (a mistyped 2099
-        # would otherwise outrank every real change after it). The chunk is applied in valid-time
-        # order, so two changes of one field land in the order they happened, whatever the order
-        # they were approved in.
-        def valid_from(proposal: dict[str, Any]) -> dt.date:
-            return min(dates.get(proposal["event_id"], today), today)
-
-        for proposal in sorted(fresh, key=lambda p: (valid_from(p), p["created_at"], p["proposal_id"])):
-            entity_id = work.apply(proposal, valid_from(proposal), checks.get(proposal["proposal_id"], []))
-            if proposal["entity_kind"] == "person":
-                touched.append(entity_id)
-            work.promotions.append(
-                {
-                    "proposal_id": proposal["proposal_id"],
-                    "entity_kind": proposal["entity_kind"],
-                    "entity_id": entity_id,
-                    "changes": proposal["payload"],
-                    "applied_at": work.now,
-                    "keys_refreshed": proposal["entity_kind"] != "person",
-                }
-            )
-            report.promoted += 1
-            report.promoted_ids.append(proposal["proposal_id"])
-        work.write(conn)
-    report.person_ids += list(dict.fromkeys(touched))

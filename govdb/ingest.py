@@ -126,15 +126,20 @@ def _canonical_json_column(frame: pl.DataFrame) -> pl.Series:
         return pl.Series("json", [], dtype=pl.String)
     if not frame.columns:
         return pl.Series("json", ["{}"] * frame.height, dtype=pl.String)
+    # Work on positional names: a header may be `*` or `^a$`, which pl.col reads as all columns
+    # or a regular expression.
+    names = dict(zip(frame.columns, (f"c{i}" for i in range(frame.width)), strict=True))
+    frame = frame.rename(names)
     escape = frame.select(pl.all().str.contains(r'[\x00-\x1f"\\]').any()).row(0, named=True)
     control = dict.fromkeys(frame.columns, False)
     if any(escape.values()):
         control = frame.select(pl.all().str.contains(r"[\x00-\x1f]").any()).row(0, named=True)
     nulls = frame.null_count().row(0, named=True)
     parts: list[pl.Expr] = []
-    for n, name in enumerate(sorted(frame.columns)):
+    for n, original in enumerate(sorted(names)):
+        name = names[original]
         column = pl.col(name)
-        prefix = ("{" if n == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
+        prefix = ("{" if n == 0 else ",") + json.dumps(original, ensure_ascii=False) + ":"
         value = _json_string(column, escape[name], control[name])
         if nulls[name]:
             value = pl.when(column.is_null()).then(pl.lit("null")).otherwise(value)

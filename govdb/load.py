@@ -13,13 +13,14 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from govdb.errors import InputFileError
 from govdb.readers import read_records
-from govdb.store.bulk import insert_frame
+from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.locks import writing
 from govdb.store.master import BulkLoad, FieldHistory, Person, utcnow
 from govdb.validate import record_place, validate_frame
@@ -137,24 +138,10 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
     keep_ids = "person_id" in frame.columns
     frame = frame.unique("id_number", keep="first")
     with writing(master) as conn:
-        known: set[str] = set()
-        ids = frame.get_column("id_number").to_list()
-        for start in range(0, len(ids), 5000):
-            known.update(
-                conn.execute(
-                    select(PERSON.c.id_number).where(PERSON.c.id_number.in_(ids[start : start + 5000]))
-                ).scalars()
-            )
+        known = _existing(conn, PERSON.c.id_number, frame.get_column("id_number").to_list())
         frame = frame.filter(~pl.col("id_number").is_in(list(known)))
         if keep_ids:
-            taken: set[str] = set()
-            pids = frame.get_column("person_id").to_list()
-            for start in range(0, len(pids), 5000):
-                taken.update(
-                    conn.execute(
-                        select(PERSON.c.person_id).where(PERSON.c.person_id.in_(pids[start : start + 5000]))
-                    ).scalars()
-                )
+            taken = _existing(conn, PERSON.c.person_id, frame.get_column("person_id").to_list())
             if taken:
                 raise InputFileError(
                     f"{len(taken)} person id(s) of the load already belong to other people in master, "
@@ -209,6 +196,14 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
                 },
             )
     return load_id, frame.height
+
+
+def _existing(conn: Connection, column: Any, values: list[str]) -> set[str]:
+    """The values master's `column` already holds."""
+    found: set[str] = set()
+    for chunk in id_chunks(conn, values):
+        found.update(conn.execute(select(column).where(among(conn, column, chunk))).scalars())
+    return found
 
 
 def _check_person_ids(frame: pl.DataFrame) -> None:

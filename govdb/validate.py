@@ -16,12 +16,14 @@ import polars as pl
 from pandera.errors import SchemaErrors
 from sqlalchemy import Engine, bindparam, select, update
 
-from govdb.errors import ConfigError
+from govdb.errors import ConfigError, StateError
 from govdb.ingest import INGEST_FLAGS
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
 from govdb.store.events import Event
+from govdb.store.locks import writing
+from govdb.store.states import EventStatus, check_transition
 
 FAILURE_SCHEMA = {
     "row_id": pl.Int64,
@@ -318,9 +320,12 @@ def standardize_events(
                 "status": "invalid" if rec["event_id"] in errors else "standardized",
             }
         )
+    for target in (EventStatus.standardized, EventStatus.invalid):
+        check_transition(EventStatus, EventStatus.received, target)
+    # A checked transition: only events still `received` move, and all of them must.
     statement = (
         update(table)
-        .where(table.c.event_id == bindparam("b_event_id"))
+        .where(table.c.event_id == bindparam("b_event_id"), table.c.status == EventStatus.received.value)
         .values(
             standardized=bindparam("standardized"),
             quality_flags=bindparam("quality_flags"),
@@ -328,9 +333,16 @@ def standardize_events(
             status=bindparam("status"),
         )
     )
-    with engine.begin() as conn:
-        for start in range(0, len(updates), CHUNK):
-            conn.execute(statement, updates[start : start + CHUNK])
+    with writing(engine) as conn:
+        moved = sum(
+            int(conn.execute(statement, updates[start : start + CHUNK]).rowcount)
+            for start in range(0, len(updates), CHUNK)
+        )
+        if moved != len(updates):
+            raise StateError(
+                f"{len(updates) - moved} of {len(updates)} events left `received` while they were "
+                "being standardized; nothing was written, run `govdb process` again"
+            )
     return report
 
 

@@ -182,6 +182,34 @@ class Chunk:
         self.history.append(row)
         return row
 
+    def _conflict(
+        self,
+        proposal: dict[str, Any],
+        kind: str,
+        entity_id: str,
+        name: str,
+        master: tuple[str | None, str],
+        proposed: str | None,
+        owner: str | None,
+    ) -> None:
+        """A verified value master does not take (比对): for the owning department to resolve."""
+        self.conflicts.append(
+            {
+                "proposal_id": proposal["proposal_id"],
+                "entity_kind": kind,
+                "entity_id": entity_id,
+                "field": name,
+                "master_value": master[0],
+                "master_source": master[1],
+                "proposed_value": proposed,
+                "proposed_source": lineage_source(proposal),
+                "owner_department": owner,
+                "status": "open",
+                "created_at": self.now,
+            }
+        )
+        self.report.conflicts += 1
+
     def _set(
         self,
         proposal: dict[str, Any],
@@ -242,22 +270,15 @@ class Chunk:
                 and self.trust(name, current.source) > self.trust(name, source)
             ):
                 rule = self.survivorship.fields.get(name)
-                self.conflicts.append(
-                    {
-                        "proposal_id": proposal["proposal_id"],
-                        "entity_kind": "person",
-                        "entity_id": person_id,
-                        "field": name,
-                        "master_value": old_text,
-                        "master_source": current.source,
-                        "proposed_value": _text(value),
-                        "proposed_source": source,
-                        "owner_department": rule.owner if rule else None,
-                        "status": "open",
-                        "created_at": self.now,
-                    }
+                self._conflict(
+                    proposal,
+                    "person",
+                    person_id,
+                    name,
+                    (old_text, current.source),
+                    _text(value),
+                    rule.owner if rule else None,
                 )
-                self.report.conflicts += 1
                 continue
             if self._set(proposal, "person", person_id, name, value, valid_from, checks):
                 person[name] = _to_column(name, value)
@@ -286,22 +307,15 @@ class Chunk:
             self.new_credentials[existing["credential_id"]] = existing
         elif existing["person_id"] != proposal["entity_id"]:
             # The number belongs to someone else in master: the issuing department compares (比对).
-            self.conflicts.append(
-                {
-                    "proposal_id": proposal["proposal_id"],
-                    "entity_kind": "credential",
-                    "entity_id": existing["credential_id"],
-                    "field": "person_id",
-                    "master_value": existing["person_id"],
-                    "master_source": existing.get("issuer") or "master",
-                    "proposed_value": proposal["entity_id"],
-                    "proposed_source": lineage_source(proposal),
-                    "owner_department": proposal["department"],
-                    "status": "open",
-                    "created_at": self.now,
-                }
+            self._conflict(
+                proposal,
+                "credential",
+                existing["credential_id"],
+                "person_id",
+                (existing["person_id"], existing.get("issuer") or "master"),
+                proposal["entity_id"],
+                proposal["department"],
             )
-            self.report.conflicts += 1
             return existing["credential_id"]
         else:
             existing["attributes"] = {**existing["attributes"], **payload.get("attributes", {})}

@@ -28,7 +28,7 @@ from govdb.rulebook.models import Service
 from govdb.standards import standardize
 from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
-from govdb.store.bulk import insert_frame
+from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.events import Event, IngestBatch, Link, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.master import utcnow
@@ -42,7 +42,6 @@ PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
 TASK = Task.__table__  # type: ignore[attr-defined]
 LINK = Link.__table__  # type: ignore[attr-defined]
 CHUNK = 50_000
-IN_CHUNK = 900
 COMPARED = (*PERSON_FIELDS, "division_code")
 
 
@@ -190,7 +189,7 @@ def _reviewed_links(
     rejected one means the record is someone new. Consumed reviews become `resolved`."""
     ids = [e["event_id"] for e in events if e["status"] == EventStatus.identity_review]
     reviews = []
-    for start in range(0, len(ids), IN_CHUNK):
+    for chunk in id_chunks(conn, ids):
         reviews += conn.execute(
             select(
                 PROPOSAL.c.proposal_id,
@@ -199,7 +198,7 @@ def _reviewed_links(
                 PROPOSAL.c.state,
                 PROPOSAL.c.payload,
             ).where(
-                PROPOSAL.c.event_id.in_(ids[start : start + IN_CHUNK]),
+                among(conn, PROPOSAL.c.event_id, chunk),
                 PROPOSAL.c.change == IDENTITY_ROUTE,
                 PROPOSAL.c.state.in_([ProposalState.approved.value, ProposalState.rejected.value]),
             )
@@ -548,10 +547,10 @@ def _json(value: Any) -> str:
 
 def _task_ids(conn: Connection, proposal_ids: list[str]) -> dict[tuple[str, int], int]:
     out: dict[tuple[str, int], int] = {}
-    for start in range(0, len(proposal_ids), IN_CHUNK):
+    for chunk in id_chunks(conn, proposal_ids):
         for r in conn.execute(
             select(TASK.c.proposal_id, TASK.c.step, TASK.c.task_id).where(
-                TASK.c.proposal_id.in_(proposal_ids[start : start + IN_CHUNK])
+                among(conn, TASK.c.proposal_id, chunk)
             )
         ):
             out[(r.proposal_id, r.step)] = r.task_id

@@ -32,7 +32,6 @@ PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
 DECISION = Decision.__table__  # type: ignore[attr-defined]
 EVENT = Event.__table__  # type: ignore[attr-defined]
 BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
-IN_CHUNK = 900  # ids per IN (...) list: under SQLite's bound-parameter limit
 IDENTITY_ROUTE = "confirm_identity"
 
 
@@ -167,11 +166,6 @@ def list_tasks(
         )
         for r in conn.execute(query)
     ]
-
-
-def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), IN_CHUNK):
-        yield values[start : start + IN_CHUNK]
 
 
 def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]:

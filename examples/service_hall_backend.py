@@ -30,18 +30,22 @@ def main(home: Path) -> dict[str, object]:
         db.load_people(people, source="public_security")
         applicant = people.row(0, named=True)
         # No ID card today: the clerk types the name in traditional characters and the birth date.
+        # Finding a person reads personal data: the window names who looks and why (audited).
+        window = Actor("clerk.wang", f"department:service_hall:{COUNTY}")
         found = db.link_one(
             {
                 "name": applicant["name"].replace("张", "張").replace("陈", "陳").replace("刘", "劉"),
                 "birth_date": applicant["birth_date"].strftime("%Y年%m月%d日"),
                 "address": applicant["address"],
-            }
+            },
+            actor=window,
+            purpose="identity_lookup",
         )
         print(f"{found.decision}: {found.person_id} ({found.match_probability:.4f})")
         for field, why in found.explanation.items():
             if isinstance(why, dict):
                 print(f"  {field:<10} {why['level']:<14} {why['weight']:+.2f}")
-        window = pl.DataFrame(
+        captured = pl.DataFrame(
             {
                 "受理编号": ["W0001"],
                 "姓名": [applicant["name"]],
@@ -51,7 +55,7 @@ def main(home: Path) -> dict[str, object]:
             }
         )
         stored = db.ingest_frame(
-            window,
+            captured,
             source="hall-window",
             key_column="受理编号",
             service_code="hall.resident_registration",
@@ -69,9 +73,7 @@ def main(home: Path) -> dict[str, object]:
         return {
             "stored": stored.stored,
             "locked": sum(f.locked for f in form.fields),
-            "identified": int(
-                found.decision == "match" and found.master["id_number"] == applicant["id_number"]
-            ),
+            "identified": int(found.decision == "match" and found.person_id == form.person_id),
         }
 
 

@@ -12,6 +12,7 @@ db.prefill("senior_transit_card", id_number="...", actor=Actor("wang", "departme
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
@@ -29,8 +30,14 @@ from govdb import link as link_stage
 from govdb import load as load_stage
 from govdb import promote as promote_stage
 from govdb import validate as validate_stage
-from govdb.errors import ConfigError, StateError
+from govdb.access import audit as audit_stage
+from govdb.access import governance
+from govdb.access.audit import AuditVerification, ReadRecord, load_key
+from govdb.access.guard import AuditContext
+from govdb.errors import ConfigError, GovdbError, RulesChangedError, StateError
 from govdb.rulebook import Rulebook, load_rulebook
+from govdb.serve import lookup as serve_lookup
+from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.standards import divisions
@@ -81,15 +88,32 @@ class ProcessReport:
 class GovDB:
     """The master store, the event store and the rules, with one method per stage."""
 
-    def __init__(self, config: StoreConfig, rules: Rulebook, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        config: StoreConfig,
+        rules: Rulebook,
+        *,
+        create: bool = True,
+        audit_key: str | None = None,
+        check_rules: bool = True,
+    ) -> None:
         self.config = config
         self.rules = rules
+        self.audit = AuditContext(load_key(audit_key, config.key_folder()), rules, rules.fingerprint())
         self.master: Engine = make_engine(config.master_url)
         self.events: Engine = make_engine(config.events_url)
         self._model: link_stage.LinkModel | None = None
         self._units: UnitIndex | None = None
         if create:
             self.init()
+        if check_rules:
+            governance.ensure_applied(self.master, self.audit)
+        else:  # opened to inspect or apply these rules: work under them waits until they are applied
+            try:
+                applied = not governance.rules_status(self.master, self.audit).differs
+            except GovdbError:
+                applied = False
+            self.audit = dataclasses.replace(self.audit, applied=applied)
 
     @classmethod
     def open(
@@ -100,14 +124,19 @@ class GovDB:
         events_url: str | None = None,
         rules: str | Path | Rulebook | None = None,
         create: bool = True,
+        audit_key: str | None = None,
+        check_rules: bool = True,
     ) -> GovDB:
         """Open (and by default create or migrate) both stores.
 
-        Rules default to GOVDB_RULES, else the shipped ones.
+        Rules default to GOVDB_RULES, else the shipped ones. Their access policies and routes
+        must be the ones last applied to these stores (the first open applies them; a change
+        needs `apply_rules`); `check_rules=False` opens anyway, to apply them. The audit key
+        defaults to GOVDB_AUDIT_KEY, else a key file made in the home folder.
         """
         config = StoreConfig.resolve(home, master_url=master_url, events_url=events_url)
         book = rules if isinstance(rules, Rulebook) else load_rulebook(rules)
-        return cls(config, book, create=create)
+        return cls(config, book, create=create, audit_key=audit_key, check_rules=check_rules)
 
     def init(self) -> None:
         """Create or migrate both stores to the newest schema."""
@@ -299,14 +328,22 @@ class GovDB:
         self._model = out.model
         return out.model
 
-    def link_one(self, record: dict[str, Any], *, today: dt.date | None = None) -> link_stage.LinkResult:
+    def link_one(
+        self, record: dict[str, Any], *, actor: Actor, purpose: str, today: dt.date | None = None
+    ) -> link_stage.LinkResult:
         """Link one record (standard fields as written) against master, through the indexed
-        blocking keys, with the same model and rules as batch runs."""
-        return link_stage.link_one(
+        blocking keys, with the same model and rules as batch runs.
+
+        A read of personal data: `actor`'s department must be granted `purpose`; the matched
+        person's fields come back as its policy shows them (none outside its county), and the
+        look-up is audited, also when it finds nobody or is refused."""
+        return serve_lookup.link_one(
             self.master,
+            self.audit,
             record,
-            self.rules.matching["person"],
-            self.linkage_model(),
+            actor=actor,
+            purpose=purpose,
+            model=self.linkage_model,
             today=today,
             address_hint=self.served_county(),
         )
@@ -347,6 +384,7 @@ class GovDB:
         event is proposed twice. `retry="invalid"` first moves the events marked invalid back to
         received (after their data or the rules were fixed), so they are validated again.
         """
+        self._require_applied()
         with job_lock(self.events, "process"):
             retried = validate_stage.retry_events(self.events, retry) if retry is not None else 0
             validation = validate_stage.standardize_events(
@@ -393,6 +431,7 @@ class GovDB:
         """Decide many tasks as `actor` in one transaction: each decision is checked for state,
         jurisdiction and amendments. By default one refusal refuses the batch; with
         `allow_refusals` the refused decisions are listed in the report and the rest recorded."""
+        self._require_applied()
         if decisions is None or isinstance(decisions, (str, bytes, dict)):
             raise StateError("decisions are a list of mappings such as {'task_id': 12, 'outcome': 'approve'}")
         batch = list(decisions)
@@ -405,11 +444,13 @@ class GovDB:
     def register_source(self, name: str) -> str:
         """Issue a new token for a source registered in the rules and return it (shown once; a
         token issued earlier stops working). An ingest that gives it proves it is that source."""
+        self._require_applied()
         return source_stage.register(self.master, self.rules, name)
 
     def promote(self, *, progress: Callable[[int, int], None] | None = None) -> promote_stage.PromoteReport:
         """Apply approved proposals to master and re-index the blocking keys of the people they
         touched. One `promote` runs at a time; a run completes what a crashed one left."""
+        self._require_applied()
         report = promote_stage.promote_approved(
             self.events, self.master, self.rules, address_hint=self.served_county(), progress=progress
         )
@@ -420,12 +461,65 @@ class GovDB:
     def prefill(
         self, form: str, *, id_number: str, actor: Actor, today: dt.date | None = None
     ) -> PrefillResult:
-        return prefill_form(self.master, self.rules, form, id_number=id_number, actor=actor, today=today)
+        """Fill `form` from master for the person with `id_number`, as `actor` may see it (audited)."""
+        return prefill_form(self.master, self.audit, form, id_number=id_number, actor=actor, today=today)
+
+    def profile(
+        self,
+        *,
+        id_number: str,
+        actor: Actor,
+        purpose: str,
+        today: dt.date | None = None,
+    ) -> profile_stage.Profile:
+        """Everything master knows of one person (一人一档), as `actor`'s policy shows it (audited)."""
+        return profile_stage.person_profile(
+            self.master, self.audit, id_number=id_number, actor=actor, purpose=purpose, today=today
+        )
+
+    def who_read(
+        self, *, id_number: str, actor: Actor, purpose: str = "data_subject_request"
+    ) -> list[ReadRecord]:
+        """Every read of one person's data (when, which unit and actor, purpose, fields), refused
+        and failed look-ups of their ID number included. Asking is itself an audited read."""
+        return profile_stage.who_read(
+            self.master, self.audit, id_number=id_number, actor=actor, purpose=purpose
+        )
 
     def run_programme(
-        self, name: str, *, as_of: dt.date, dry_run: bool = False
+        self, name: str, *, as_of: dt.date, actor: Actor, dry_run: bool = False
     ) -> programme_stage.ProgrammeRun:
-        return programme_stage.run_programme(self.master, self.rules, name, as_of=as_of, dry_run=dry_run)
+        """Select (and unless `dry_run`, record in the ledger) everyone newly eligible, as a unit
+        of the programme's department reading its own county; the run is audited with the people
+        it selected, dry runs included."""
+        return programme_stage.run_programme(
+            self.master, self.audit, name, as_of=as_of, actor=actor, dry_run=dry_run
+        )
+
+    # --- audit and governance ----------------------------------------------------------------
+
+    def verify_audit(self, *, checkpoint: bool = True) -> AuditVerification:
+        """Check the whole audit chain against its head and its checkpoints in the event store;
+        the first broken entry and why, or `ok`. A good chain is checkpointed again."""
+        return audit_stage.verify(self.master, self.events, self.audit.key, checkpoint=checkpoint)
+
+    def rules_status(self) -> governance.RulesStatus:
+        """The rules in use, the ones last applied to these stores, and what differs."""
+        return governance.rules_status(self.master, self.audit)
+
+    def apply_rules(self, actor: Actor) -> governance.RulesChange:
+        """Record this rulebook's access policies and routes as applied (audited), so the stores
+        open with it; `actor` must be allowed by the rules applied before."""
+        change = governance.apply_rules(self.master, self.audit, actor)
+        self.audit = dataclasses.replace(self.audit, applied=True)
+        return change
+
+    def _require_applied(self) -> None:
+        if not self.audit.applied:
+            raise RulesChangedError(
+                f"the rules in {str(self.rules.root)!r} are not the ones applied to these stores; "
+                "apply them first (`govdb rules apply --actor NAME@UNIT`)"
+            )
 
     # --- counts for reports ------------------------------------------------------------------
 

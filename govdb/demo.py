@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from govdb.access.audit import AuditVerification
 from govdb.api import DistrictReport, GovDB, ProcessReport
 from govdb.errors import JurisdictionError
 from govdb.ingest import IngestReport
@@ -64,6 +65,7 @@ class DemoReport:
     first_run: ProgrammeRun
     second_run: ProgrammeRun
     counts: dict[str, int] = field(default_factory=dict)
+    audit: AuditVerification | None = None
 
 
 def _name(rng: random.Random) -> str:
@@ -276,8 +278,9 @@ def run_demo_on(
         actor=Actor("transport.clerk", f"department:transport:{COUNTY}"),
         today=today,
     )
-    first = db.run_programme("senior_transit_card", as_of=today)
-    second = db.run_programme("senior_transit_card", as_of=today)
+    transport = Actor("transport.programmes", f"department:transport:{COUNTY}")
+    first = db.run_programme("senior_transit_card", as_of=today, actor=transport)
+    second = db.run_programme("senior_transit_card", as_of=today, actor=transport)
     return DemoReport(
         folder,
         district,
@@ -294,6 +297,7 @@ def run_demo_on(
         first,
         second,
         db.counts(),
+        db.verify_audit(),
     )
 
 

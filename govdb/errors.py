@@ -2,13 +2,15 @@
 
 GovdbError                   base: catch this to handle any govdb failure
 ├── ConfigError              a store URL, home folder or option cannot be used
+│   └── RulesChangedError    access policies or routes differ from the last applied (`rules apply`)
 ├── StoreError               a store cannot be reached or written (down, read-only, full, refused)
 ├── RuleFileError            one or more rule files are invalid (every problem, with file and field)
 ├── InputFileError           an input file cannot be read at all (rows that fail go to quarantine)
 ├── NotFoundError            a person, form, programme, task or unit does not exist
 ├── StateError               an action does not fit the current state (task already decided, ...)
 ├── JurisdictionError        an actor decided or read outside their jurisdiction (invariant 5)
-└── AccessDeniedError        a department may not read what it asked for (invariant 6)
+├── AccessDeniedError        a department may not read what it asked for (invariant 6)
+└── AuditChainError          the audit log was changed after it was written (truncated, rewritten)
 
 Messages say what happened, show the bad value and say how to fix it; the CLI prints them as they
 are, so they are written for the person at the terminal.
@@ -73,3 +75,11 @@ class JurisdictionError(GovdbError):
 
 class AccessDeniedError(GovdbError):
     """A department asked for data its access policy does not grant."""
+
+
+class AuditChainError(GovdbError):
+    """The audit log, its head or its checkpoints do not agree: entries were removed or rewritten."""
+
+
+class RulesChangedError(ConfigError):
+    """The rulebook's access policies or routes differ from the ones last applied to these stores."""

@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from govdb import GovDB, load_rulebook
+from govdb import Actor, GovDB, load_rulebook
 from govdb.rulebook import Rulebook
 
 PG_URL = os.environ.get("GOVDB_TEST_PG_URL")
+# A PostgreSQL deployment has no home folder for a key file: its audit key comes from the
+# environment (a secret store in production). Tests use a fixed one.
+PG_AUDIT_KEY = "test-audit-key-0123456789abcdef"
+os.environ.setdefault("GOVDB_AUDIT_KEY", PG_AUDIT_KEY)  # inherited by the tests' worker processes
 TODAY = dt.date(2026, 11, 23)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +58,7 @@ def open_backend(backend: str, home: Path, rules: Rulebook) -> Iterator[GovDB]:
             pytest.skip("GOVDB_TEST_PG_URL is not set")
         schemas = _pg_schemas()
         master_url, events_url = next(schemas)
-        gov = GovDB.open(master_url=master_url, events_url=events_url, rules=rules)
+        gov = GovDB.open(master_url=master_url, events_url=events_url, rules=rules, audit_key=PG_AUDIT_KEY)
     else:
         gov = GovDB.open(home, rules=rules)
     try:
@@ -71,3 +75,19 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, rules: Rulebook) -> Itera
     with open_backend(request.param, tmp_path / "home", rules) as gov:
         gov.serve_district("440605")
         yield gov
+
+
+def neighbour_transport(db: GovDB) -> Actor:
+    """A clerk of the transport office of the neighbouring county (禅城区, 440604), registered in
+    master beside 南海区's units: a department unit of another county."""
+    from sqlmodel import Session
+
+    from govdb.store.master import OrgUnit
+
+    unit = "department:transport:440604"
+    with Session(db.master) as ms:
+        if ms.get(OrgUnit, unit) is None:
+            ms.add(OrgUnit(unit_id=unit, name="禅城区交通运输局", level="department", division_code="440604",
+                           department="transport"))  # fmt: skip
+            ms.commit()
+    return Actor("chen", unit)

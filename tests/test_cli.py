@@ -36,6 +36,19 @@ def test_demo_then_stage_commands(demo_home: Path) -> None:
         "2030-01-01",
         "--dry-run",
     )
+    assert result.exit_code == 2 and "--actor" in result.output  # a run reads personal data: who?
+    result = run(
+        "--home",
+        str(demo_home),
+        "programme",
+        "run",
+        "senior_transit_card",
+        "--as-of",
+        "2030-01-01",
+        "--dry-run",
+        "--actor",
+        "wang@department:transport:440605",
+    )
     assert result.exit_code == 0 and "eligible" in result.output
     result = run("--home", str(demo_home), "promote")
     assert result.exit_code == 0 and "promoted" in result.output

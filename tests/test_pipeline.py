@@ -10,11 +10,10 @@ import pytest
 from sqlmodel import Session, col, select
 
 import govdb.promote
-from govdb import AccessDeniedError, Actor, GovDB, JurisdictionError, StateError
-from govdb.access import verify_audit_chain
+from govdb import Actor, GovDB, JurisdictionError, StateError
 from govdb.demo import COUNTY, DemoReport, run_demo_on
 from govdb.store.events import Proposal
-from govdb.store.master import AuditLog, Credential, FieldHistory, Issuance, Person, Promotion
+from govdb.store.master import Credential, FieldHistory, Issuance, Person, Promotion
 
 from .conftest import TODAY
 
@@ -69,8 +68,11 @@ def test_master_changes_only_by_promotion_or_bulk_load(db: GovDB, demo: DemoRepo
 
 
 def test_serving_code_never_imports_the_event_store() -> None:
-    """Invariant 2: prefill, profiles and programmes read master only."""
-    for path in [*sorted((PACKAGE / "serve").glob("*.py")), PACKAGE / "access.py"]:
+    """Invariant 2: prefill, profiles and programmes read master only. (access/audit.py is the one
+    access module that touches the event store: it writes checkpoints of the audit head there.)"""
+    access = [p for p in sorted((PACKAGE / "access").glob("*.py")) if p.name != "audit.py"]
+    assert len(access) >= 4
+    for path in [*sorted((PACKAGE / "serve").glob("*.py")), *access]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
@@ -157,38 +159,6 @@ def test_jurisdiction_is_enforced_at_every_level(db: GovDB, tmp_path: Path) -> N
         db.decide(dept_task.task_id, Actor("d", f"department:civil_affairs:{COUNTY}"), "approve")
     result = db.decide(dept_task.task_id, Actor("d", f"department:public_security:{COUNTY}"), "approve")
     assert result.proposal_state == "approved"
-
-
-def test_reads_are_audited_masked_and_chained(db: GovDB, demo: DemoReport) -> None:
-    """Invariant 6."""
-    senior = next(f.value for f in demo.prefill.fields if f.name == "id_number")
-    civil = Actor("ca", f"department:civil_affairs:{COUNTY}")
-    housing = db.prefill("public_rental_housing", id_number=senior, actor=civil, today=TODAY)
-    id_field = next(f for f in housing.fields if f.name == "id_number")
-    assert (
-        id_field.masked
-        and id_field.value.startswith("440605")
-        and "*" in id_field.value
-        and not id_field.locked
-    )
-    assert next(f for f in housing.fields if f.name == "disability_number").value
-    with pytest.raises(AccessDeniedError, match="may not read personal data for purpose"):
-        db.prefill(
-            "public_rental_housing", id_number=senior, actor=Actor("t", f"department:transport:{COUNTY}")
-        )
-    with Session(db.master) as ms:
-        assert verify_audit_chain(ms) == 2
-        entry = ms.exec(select(AuditLog).order_by(col(AuditLog.seq).desc())).first()
-        assert (
-            entry is not None
-            and entry.purpose == "public_rental_housing"
-            and entry.masked == ["id_number", "phone"]
-        )
-        entry.purpose = "curiosity"
-        ms.add(entry)
-        ms.commit()
-        with pytest.raises(AccessDeniedError, match="broken at entry 2"):
-            verify_audit_chain(ms)
 
 
 def test_amend_records_the_new_value_and_return_reopens_the_previous_level(db: GovDB, tmp_path: Path) -> None:

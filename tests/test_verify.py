@@ -32,6 +32,8 @@ from govdb.store.states import (
 
 from .conftest import REPO, TODAY
 
+WINDOW = Actor("window.li", "department:service_hall:440605")  # finds applicants (identity_lookup)
+
 WORKER = r"""
 import json, sys
 from govdb import GovDB, Actor, GovdbError
@@ -62,7 +64,11 @@ try:
         r = db.promote()
         out.update(promoted=r.promoted)
     elif op == "programme":
-        r = db.run_programme("senior_transit_card", as_of=__import__("datetime").date(2026, 11, 23))
+        r = db.run_programme(
+            "senior_transit_card",
+            as_of=__import__("datetime").date(2026, 11, 23),
+            actor=Actor("transport.clerk", "department:transport:440605"),
+        )
         out.update(issued=r.issued)
 except GovdbError as exc:
     out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -517,7 +523,9 @@ def test_two_changes_of_one_resident_in_one_file_promote_and_keep_one_set_of_key
     with db.master.connect() as conn:
         keyed = conn.execute(select(func.count()).select_from(LinkFeatures)).scalar_one()
     assert keyed == 20
-    found = db.link_one({"name": person["name"], "id_number": person["id_number"]})
+    found = db.link_one(
+        {"name": person["name"], "id_number": person["id_number"]}, actor=WINDOW, purpose="identity_lookup"
+    )
     assert found.decision == "match"
 
 

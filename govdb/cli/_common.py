@@ -25,8 +25,8 @@ class Options:
     home: Path | None = None
     rules: Path | None = None
 
-    def open(self) -> GovDB:
-        return GovDB.open(self.home, rules=self.rules)
+    def open(self, *, check_rules: bool = True) -> GovDB:
+        return GovDB.open(self.home, rules=self.rules, check_rules=check_rules)
 
 
 def options(ctx: typer.Context, home: Path | None = None) -> Options:
@@ -65,6 +65,18 @@ def reports_errors(function: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout (dates as ISO text, Chinese as written) for scripts."""
+    _render.out.print_json(data=data, default=_iso, ensure_ascii=False, highlight=False)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def parse_actor(text: str) -> Actor:

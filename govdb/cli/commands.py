@@ -18,6 +18,9 @@ from govdb.cli._common import (
     parse_mapping,
     reports_errors,
 )
+from govdb.cli.audit import audit_app
+from govdb.cli.profile import profile_command
+from govdb.cli.rules import rules_app
 from govdb.cli.verification import load_app, sources_app, tasks_app
 from govdb.validate import Retry
 
@@ -31,6 +34,9 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(programme_app, name="programme")
 app.add_typer(load_app, name="load")
 app.add_typer(sources_app, name="sources")
+app.add_typer(audit_app, name="audit")
+app.add_typer(rules_app, name="rules")
+app.command("profile")(profile_command)
 
 
 @app.callback()
@@ -243,21 +249,33 @@ def programme_run(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Date of eligibility (YYYY-MM-DD); default today.")
     ] = None,
+    actor: Annotated[
+        str,
+        typer.Option(
+            "--actor", help="ACTOR@UNIT of the programme's department, e.g. wang@department:transport:440605."
+        ),
+    ] = "",
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Select without recording in the ledger.")
+        bool, typer.Option("--dry-run", help="Select without recording in the ledger (still audited).")
     ] = False,
     home: HomeOption = None,
 ) -> None:
     """Select everyone newly eligible, decide delivery, and record them in the issuance ledger.
 
-    Example: govdb programme run senior_transit_card --as-of 2026-12-31
+    The run reads personal data, so it names who runs it; it is audited with everyone selected.
+
+    Example: govdb programme run senior_transit_card --actor wang@department:transport:440605
     """
     try:
         day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     except ValueError:
         raise typer.BadParameter(f"{as_of!r} is not a date like 2026-12-31", param_hint="--as-of") from None
     with options(ctx, home).open() as db:
-        run = db.run_programme(name, as_of=day, dry_run=dry_run)
+        if not actor:
+            raise typer.BadParameter(
+                "name who runs the programme, e.g. wang@department:transport:440605", param_hint="--actor"
+            )
+        run = db.run_programme(name, as_of=day, actor=parse_actor(actor), dry_run=dry_run)
     render_programme(run)
 
 
@@ -367,6 +385,11 @@ def demo(
     render_programme(r.first_run, limit=5)
     _render.line("8. proactive programme, second run (issues nothing twice)")
     render_programme(r.second_run, limit=0)
+    if r.audit is not None:
+        _render.line(
+            f"9. audit chain: {r.audit.entries} reads on record, "
+            + ("verified and checkpointed" if r.audit.ok else f"BROKEN: {r.audit.problem}")
+        )
     _render.line(f"stores in {r.home}: " + ", ".join(f"{k} {v}" for k, v in r.counts.items()))
 
 

@@ -80,14 +80,19 @@ def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dic
     return out
 
 
+# China's time (UTC+8, no daylight saving since 1991), as ingest reads the times people write.
+LOCAL_ZONE = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
 def _event_dates(conn: Connection, event_ids: Sequence[int]) -> dict[int, dt.date]:
     out: dict[int, dt.date] = {}
     for chunk in id_chunks(conn, sorted(set(event_ids))):
         for r in conn.execute(
             select(EVENT.c.event_id, EVENT.c.occurred_at).where(among(conn, EVENT.c.event_id, chunk))
         ):
-            if r.occurred_at is not None:
-                out[r.event_id] = r.occurred_at.date()
+            if r.occurred_at is not None:  # the calendar day where it happened, not in UTC
+                when = r.occurred_at if r.occurred_at.tzinfo else r.occurred_at.replace(tzinfo=dt.UTC)
+                out[r.event_id] = when.astimezone(LOCAL_ZONE).date()
     return out
 
 
@@ -159,6 +164,7 @@ def promote_approved(
 ) -> PromoteReport:
     """Apply every approved proposal to master, mark it promoted, re-key the people it touched."""
     report = PromoteReport()
+    fingerprint = rules.fingerprint()  # recorded on every promotion row, hashed once per run
     with job_lock(events, "promote"):
         report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
         with events.connect() as conn:
@@ -177,7 +183,7 @@ def promote_approved(
                     return report
                 checks = _checks(conn, [p["proposal_id"] for p in approved])
                 dates = _event_dates(conn, [p["event_id"] for p in approved])
-            _promote_chunk(master, rules, report, approved, checks, dates)
+            _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
             _mark_promoted(events, approved)
             report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
             done += len(approved)
@@ -192,6 +198,7 @@ def _promote_chunk(
     approved: list[dict[str, Any]],
     checks: dict[str, list[dict[str, Any]]],
     dates: dict[int, dt.date],
+    fingerprint: str,
 ) -> None:
     """The master half of one chunk, in one transaction (skipping proposals a crashed run applied)."""
     today = dt.date.today()
@@ -207,7 +214,7 @@ def _promote_chunk(
         report.completed_after_crash += len(already)
         if not fresh:
             return
-        work = Chunk(rules, report)
+        work = Chunk(rules, report, fingerprint)
         work.read(conn, fresh)
         touched: list[str] = []
 

@@ -74,8 +74,9 @@ class _Current:
 class Chunk:
     """One chunk's reads of master and the writes it works out."""
 
-    def __init__(self, rules: Rulebook, report: PromoteReport) -> None:
+    def __init__(self, rules: Rulebook, report: PromoteReport, fingerprint: str | None = None) -> None:
         self.rules, self.report = rules, report
+        self.fingerprint = fingerprint or rules.fingerprint()  # the rulebook promoted under
         self.survivorship = rules.survivorship
         self.people: dict[str, dict[str, Any]] = {}  # person_id -> row (as it will be)
         self.by_id_number: dict[str, str] = {}
@@ -393,7 +394,7 @@ class Chunk:
                     "keys_refreshed": pl.Boolean,
                 },
             ),
-            {"applied_at": self.now},
+            {"applied_at": self.now, "rules_fingerprint": self.fingerprint},
         )
 
 

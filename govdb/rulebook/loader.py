@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -59,12 +61,43 @@ class Rulebook:
     programmes: dict[str, ProgrammeRules] = field(default_factory=dict)
     matching: dict[str, MatchingRules] = field(default_factory=dict)
 
+    def fingerprint(self, *, governed: bool = False) -> str:
+        """sha256 of the validated rules (canonical JSON), so a record names the rules it ran on.
+
+        `governed=True` covers only what decides who may read and who must check (access policies
+        and the verification file: departments, routes, services, sources); a change there must
+        be applied on purpose (`govdb rules apply`) before the stores accept it."""
+        parts: dict[str, Any] = {"access": self.access, "verification": self.verification}
+        if not governed:
+            parts |= {
+                "columns": self.columns,
+                "survivorship": self.survivorship,
+                "forms": self.forms,
+                "programmes": self.programmes,
+                "matching": self.matching,
+            }
+        payload = json.dumps(plain_data(parts), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
     def column_aliases(self) -> dict[str, str]:
         """Header as written -> standard column name (standard names map to themselves)."""
         mapping = {std: std for std in self.columns.aliases}
         for std, names in self.columns.aliases.items():
             mapping.update({name: std for name in names})
         return mapping
+
+
+def plain_data(value: Any) -> Any:
+    """Rule models as JSON-able data, without descriptions (rewording a comment changes nothing)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(
+            mode="json", exclude={"description"} if "description" in type(value).model_fields else None
+        )
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value
 
 
 def load_rulebook(root: str | Path | None = None) -> Rulebook:
@@ -288,6 +321,16 @@ def _cross_check(
                 problems.append(
                     RuleProblem(apath, f"departments.{dept}.fields.{i}", f"unknown master field {fld!r}")
                 )
+        for fld in policy.masked:
+            if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
+                problems.append(
+                    RuleProblem(apath, f"departments.{dept}.masked.{fld}", f"unknown master field {fld!r}")
+                )
+    for source_field, derived in access.derived.items():
+        for i, fld in enumerate([source_field, *derived]):
+            if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
+                where = f"derived.{source_field}" + (f".{i - 1}" if i else "")
+                problems.append(RuleProblem(apath, where, f"unknown master field {fld!r}"))
     for form in forms.values():
         path = paths[id(form)]
         if form.department not in access.departments:

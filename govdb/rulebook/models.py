@@ -173,8 +173,16 @@ class FieldAccess(Strict):
 
 
 class AccessRules(RuleFile):
+    """Field policies per department, and which fields are derived from which.
+
+    `derived` maps a field to the fields computed from it or embedding it (birth date and gender
+    from the resident ID, a certificate number that is the ID plus digits). Masking or withholding
+    a field masks everything derived from it, transitively, unless a policy gives that derived
+    field a mask of its own: a masked value can never be filled back in from its neighbours."""
+
     kind: Literal["access"]
     departments: dict[str, FieldAccess]
+    derived: dict[str, list[str]] = {}
 
 
 class FieldTrust(Strict):

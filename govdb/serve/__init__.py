@@ -1,13 +1,18 @@
-"""Serving master data: prefilled forms and proactive programmes (master store only)."""
+"""Serving master data: prefilled forms, look-ups, profiles and proactive programmes (master only)."""
 
 from govdb.serve.prefill import PrefilledField, PrefillResult, prefill_form
+from govdb.serve.profile import Profile, ProfileField, person_profile, who_read
 from govdb.serve.programmes import ProgrammeRun, run_programme, update_issuance
 
 __all__ = [
     "PrefillResult",
     "PrefilledField",
+    "Profile",
+    "ProfileField",
     "ProgrammeRun",
+    "person_profile",
     "prefill_form",
     "run_programme",
     "update_issuance",
+    "who_read",
 ]

@@ -13,8 +13,13 @@ from govdb.standards.divisions import ancestors, is_known
 from govdb.store.master import Credential, Person
 
 
+def clean_id_number(id_number: str) -> str:
+    """An ID number as typed (full-width, spaces, dashes, lower-case x) in its stored form."""
+    return "".join(unicodedata.normalize("NFKC", str(id_number)).split()).replace("-", "").upper()[:64]
+
+
 def person_by_id_number(ms: Session, id_number: str) -> Person:
-    cleaned = "".join(unicodedata.normalize("NFKC", id_number).split()).replace("-", "").upper()
+    cleaned = clean_id_number(id_number)
     person = ms.exec(select(Person).where(Person.id_number == cleaned)).first()
     if person is None:
         raise NotFoundError(f"no person with ID number {cleaned!r} in the master store")

@@ -17,14 +17,16 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, insert, select
+from sqlmodel import Session
 
-from govdb.errors import NotFoundError
+from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
+from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.rulebook import registry
-from govdb.rulebook.loader import Rulebook
 from govdb.standards.ids import age_at
 from govdb.store.locks import job_lock, writing
 from govdb.store.master import Credential, Division, Issuance, Person, utcnow
 from govdb.store.states import IssuanceStatus, move, parse
+from govdb.verify.actors import Actor
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ class ProgrammeRun:
     selected: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _population(master: Engine, as_of: dt.date) -> Population:
+def _population(master: Engine, as_of: dt.date, within: str = "") -> Population:
+    """Master people (of the division prefix `within`) and their credentials at `as_of`."""
+    person = Person.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
         people = pl.DataFrame(
             [
@@ -118,7 +122,7 @@ def _population(master: Engine, as_of: dt.date) -> Population:
                         Person.__table__.c.death_date,
                         Person.__table__.c.division_code,  # type: ignore[attr-defined]
                         Person.__table__.c.address,
-                    )
+                    ).where(person.c.division_code.startswith(within, autoescape=True))
                 ).mappings()
             ],  # type: ignore[attr-defined]
             schema={
@@ -161,22 +165,109 @@ def _apply(pop: Population, refs: list[Any]) -> tuple[pl.Series, list[str]]:
 
 
 def run_programme(
-    master: Engine, rules: Rulebook, name: str, *, as_of: dt.date, dry_run: bool = False
+    master: Engine,
+    ctx: AuditContext,
+    name: str,
+    *,
+    as_of: dt.date,
+    actor: Actor,
+    dry_run: bool = False,
 ) -> ProgrammeRun:
-    """Select, decide delivery and record in the ledger everyone newly eligible at `as_of`."""
-    programme = rules.programmes.get(name)
+    """Select, decide delivery and record in the ledger everyone newly eligible at `as_of`.
+
+    A run reads personal data: `actor` must be of the programme's department, which must be
+    granted the programme as a purpose; it sees only people of its own jurisdiction, each field
+    as its policy shows it, and the run (a dry run too) is audited with everyone it selected."""
+    if not isinstance(as_of, dt.date):
+        raise StateError(f"as_of is a date such as datetime.date(2026, 12, 31), not {as_of!r}")
+    programme = ctx.rules.programmes.get(name)
     if programme is None:
-        raise NotFoundError(f"no programme {name!r}; known programmes: {sorted(rules.programmes)}")
+        raise NotFoundError(f"no programme {name!r}; known programmes: {sorted(ctx.rules.programmes)}")
+
+    def read(ms: Session, attempt: Attempt) -> tuple[ProgrammeRun, Outcome]:
+        if attempt.who.department != programme.department:
+            raise AccessDeniedError(
+                f"programme {name!r} is run by the {programme.department} department; "
+                f"unit {attempt.who.unit_id!r} is {attempt.who.department or 'not a department'}"
+            )
+        run = _run(master, name, programme, as_of=as_of, dry_run=dry_run, within=attempt.who.division_code)
+        ledger.extend(dict(s) for s in run.selected)  # as selected, before masking for the reader
+        attempt.subjects.extend(s["person_id"] for s in run.selected)
+        shown, masked = [], set()
+        # Home delivery is the department's to carry out, so it is shown; why (a disability
+        # certificate's category and grade) only if its policy grants those credentials.
+        unseen = [
+            ref
+            for ref in programme.delivery.home_if
+            if ref.params.get("kind") and not attempt.grant.allows(f"credential.{ref.params['kind']}")
+        ]
+        for person in run.selected:
+            for key in SELECTED_FIELDS:
+                value, was_masked = attempt.grant.show(key, person[key])
+                person[key] = value
+                if was_masked:
+                    masked.add(key)
+            if unseen and person["delivery"] == "home":
+                person["reasons"] = [*person["reasons"][: len(programme.eligibility)], WITHHELD_REASON]
+                masked.add("reasons")
+        if run.selected:
+            shown = [k for k in (*SELECTED_FIELDS, "delivery", "reasons") if k not in masked]
+        return run, Outcome(shown, sorted(masked))
+
+    ledger: list[dict[str, Any]] = []
+    # One run at a time per programme; the selection is audited before the ledger records it, so
+    # no issuance exists whose selection is not on record.
     with job_lock(master, f"programme:{name}"):
-        return _run(master, rules, name, programme, as_of=as_of, dry_run=dry_run)
+        run, _ = guarded_read(
+            master,
+            ctx,
+            actor,
+            purpose=name,
+            action=("dry_run:" if dry_run else "programme:") + name[:20],
+            query=None,
+            read=read,
+        )
+        if ledger and not dry_run:
+            _record(master, name, run, ledger)
+    return run
+
+
+SELECTED_FIELDS = ("person_id", "name", "birth_date", "division_code", "address")
+WITHHELD_REASON = "delivered at home by another department's records (not shown to this department)"
+
+
+def _record(master: Engine, name: str, run: ProgrammeRun, selected: list[dict[str, Any]]) -> None:
+    """The ledger rows of a run (the unique (programme, cycle, person) backs "never twice")."""
+    table = Issuance.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    with master.begin() as conn:
+        conn.execute(
+            insert(table),
+            [
+                {
+                    "programme": name,
+                    "cycle": run.cycle,
+                    "person_id": s["person_id"],
+                    "run_id": run.run_id,
+                    "as_of": run.as_of,
+                    "delivery": s["delivery"],
+                    "status": "offered",
+                    "reasons": s["reasons"],
+                    "unverified_inputs": [],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for s in selected
+            ],
+        )
 
 
 def _run(
-    master: Engine, rules: Rulebook, name: str, programme: Any, *, as_of: dt.date, dry_run: bool
+    master: Engine, name: str, programme: Any, *, as_of: dt.date, dry_run: bool, within: str
 ) -> ProgrammeRun:
-    """One run under the programme's job lock: a second run at once waits, then issues nothing
-    twice (the ledger's unique (programme, cycle, person) backs it)."""
-    pop = _population(master, as_of)
+    """Who is newly eligible, under the programme's job lock the caller holds: a second run at
+    once waits, then finds them in the ledger."""
+    pop = _population(master, as_of, within)
     cycle = "once" if programme.cycle == "once" else str(as_of.year)
     eligible_mask, reasons = _apply(pop, programme.eligibility)
     home_mask, home_reasons = (
@@ -210,28 +301,6 @@ def _run(
         }
         for r in new.iter_rows(named=True)
     ]
-    if selected and not dry_run:
-        now = utcnow()
-        with master.begin() as conn:
-            conn.execute(
-                insert(table),
-                [
-                    {
-                        "programme": name,
-                        "cycle": cycle,
-                        "person_id": s["person_id"],
-                        "run_id": run_id,
-                        "as_of": as_of,
-                        "delivery": s["delivery"],
-                        "status": "offered",
-                        "reasons": s["reasons"],
-                        "unverified_inputs": [],
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for s in selected
-                ],
-            )
     return ProgrammeRun(
         programme=name,
         run_id=run_id,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
@@ -63,6 +64,28 @@ class StoreConfig:
             )
         return cls(master_url=master_url, events_url=events_url, home=folder)
 
+    def key_folder(self) -> Path | None:
+        """Where a key file of this deployment lives: the home folder, else the folder of a SQLite
+        master file; None for server databases (their keys come from the environment)."""
+        if self.home is not None:
+            return self.home
+        url = make_url_safe(self.master_url)
+        if (
+            url is not None
+            and url.get_backend_name() == "sqlite"
+            and url.database not in (None, "", ":memory:")
+        ):
+            return Path(url.database).resolve().parent
+        return None
+
+
+def make_url_safe(url: str) -> Any:
+    """The parsed URL, or None when it does not parse (make_engine reports that properly)."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return None
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -98,6 +121,9 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"cannot use store URL {url!r}: {exc}; {hint}") from exc
 
 
+_MIGRATING = threading.Lock()
+
+
 def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
     """Bring one store's schema to an alembic revision, the newest by default (idempotent)."""
     from alembic import command
@@ -108,7 +134,8 @@ def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(MIGRATIONS / store / "versions"))
     config.attributes["store"] = store
-    with store_errors(engine), engine.begin() as connection:
+    # alembic keeps its state in module globals: threads of one process migrate one at a time.
+    with _MIGRATING, store_errors(engine), engine.begin() as connection:
         # One migration at a time: processes opening a new store together wait, then find it current.
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('govdb.migrate'))"))

@@ -199,3 +199,18 @@ class Decision(EventModel, table=True):
     reason: str | None = None
     amendments: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     decided_at: dt.datetime = Field(default_factory=utcnow)
+    rules_fingerprint: str | None = Field(default=None, max_length=64)  # the rulebook decided under
+
+
+class AuditCheckpoint(EventModel, table=True):
+    """A copy of the master audit chain's head kept in the other store, sealed with the audit key.
+
+    Written whenever the chain verifies; a later head that is shorter, or an entry at a
+    checkpointed seq with another hash, shows the master audit log was cut back or rewritten.
+    Append-only (triggers refuse UPDATE and DELETE)."""
+
+    seq: int = Field(primary_key=True)
+    hash: str = Field(max_length=64)
+    at: dt.datetime = Field(default_factory=utcnow)
+    key_id: str = Field(max_length=16)
+    mac: str = Field(max_length=64)

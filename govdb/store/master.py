@@ -143,6 +143,7 @@ class Promotion(MasterModel, table=True):
     applied_at: dt.datetime = Field(default_factory=utcnow)
     # False until the person's blocking keys are rewritten, so a crashed run's recovery does it.
     keys_refreshed: bool = True
+    rules_fingerprint: str | None = Field(default=None, max_length=64)
 
 
 class SourceCredential(MasterModel, table=True):
@@ -183,7 +184,19 @@ class Conflict(MasterModel, table=True):
 
 
 class AuditLog(MasterModel, table=True):
-    """Append-only, hash-chained record of every read of personal master data (invariant 6)."""
+    """Append-only, hash-chained record of every read of personal master data (invariant 6).
+
+    Entries after the legacy seal are chained with HMAC-SHA256 under the deployment's audit key,
+    so nobody without the key can rewrite and re-chain them; the head (`AuditHead`) and the
+    checkpoints in the event store make a removed tail visible. Triggers refuse UPDATE and DELETE.
+    A read of many people (a programme run) is one entry whose subjects are `AuditSubject` rows,
+    covered by `subjects_digest`. A failed look-up keeps only a keyed digest of what was asked.
+    """
+
+    __table_args__ = (
+        CheckConstraint("outcome IN ('read', 'refused', 'not_found', 'changed')", name="ck_audit_outcome"),
+        CheckConstraint("scheme IN ('sha256', 'hmac')", name="ck_audit_scheme"),
+    )
 
     seq: int = Field(primary_key=True)
     at: dt.datetime = Field(default_factory=utcnow)
@@ -193,11 +206,61 @@ class AuditLog(MasterModel, table=True):
     purpose: str = Field(max_length=256)
     action: str = Field(max_length=32)
     subject_kind: str = Field(max_length=16)
-    subject_id: str = Field(max_length=32)
+    subject_id: str = Field(max_length=32, index=True)
     fields: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     masked: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    outcome: str = Field(default="read", max_length=16)
+    reason: str | None = Field(default=None, max_length=512)
+    query_digest: str | None = Field(default=None, max_length=64, index=True)
+    subject_count: int = 1
+    subjects_digest: str | None = Field(default=None, max_length=64)
+    rules_fingerprint: str | None = Field(default=None, max_length=64)
+    scheme: str = Field(default="sha256", max_length=8)
+
+
+class AuditSubject(MasterModel, table=True):
+    """One subject of an audit entry that read many (append-only like the log)."""
+
+    seq: int = Field(primary_key=True)
+    subject_kind: str = Field(primary_key=True, max_length=16)
+    subject_id: str = Field(primary_key=True, max_length=32, index=True)
+
+
+class AuditHead(MasterModel, table=True):
+    """The chain's head, outside the audited table: the last seq and hash, sealed with the key.
+
+    One row (id 1). Appends lock it (FOR UPDATE on PostgreSQL), so concurrent readers queue for
+    the next seq instead of colliding; a trigger lets its seq only grow. `legacy_until` is the
+    last entry written before keyed chaining (plain sha256, verified as such)."""
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_audit_head_single"),)
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = Field(max_length=64)
+    legacy_until: int = 0
+    key_id: str | None = Field(default=None, max_length=16)
+    mac: str | None = Field(default=None, max_length=64)
+
+
+class RulesApplied(MasterModel, table=True):
+    """A governed rulebook (access policies and routes) applied to these stores, by whom, when.
+
+    Opening the stores with governed rules that differ from the newest row is refused until
+    `govdb rules apply` records the change; the change itself is an audit entry."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=64, index=True)
+    full_fingerprint: str = Field(max_length=64)
+    rules_dir: str = Field(max_length=1024)
+    applied_at: dt.datetime = Field(default_factory=utcnow)
+    actor_id: str = Field(max_length=64)
+    unit_id: str = Field(max_length=64)
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    audit_seq: int | None = None
+    mac: str | None = Field(default=None, max_length=64)  # sealed with the audit key
 
 
 class Division(MasterModel, table=True):

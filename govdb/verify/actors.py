@@ -45,7 +45,7 @@ def resolve(session: Session, actor: Actor) -> ResolvedActor:
     unit = session.get(OrgUnit, actor.unit_id)
     if unit is None:
         raise NotFoundError(
-            f"unit {actor.unit_id!r} of actor {actor.actor_id!r} is not registered; "
+            f"unit {actor.unit_id[:80]!r} of actor {actor.actor_id!r} is not registered; "
             "list units with `govdb units` (ids look like village:<12-digit code>, street:<9-digit code>, "
             "department:<name>:<county code>)"
         )

@@ -420,6 +420,7 @@ def _record(
 ) -> None:
     """Apply the planned decisions in memory, then write every change set-based."""
     now = utcnow()
+    fingerprint = rules.fingerprint()  # the rulebook these decisions are made under, hashed once
     decision_rows: list[dict[str, Any]] = []
     opened: list[Flow] = []
     for p in planned:
@@ -436,6 +437,7 @@ def _record(
                 "reason": p.decision.reason,
                 "amendments": p.amendments,
                 "decided_at": now,
+                "rules_fingerprint": fingerprint,
             }
         )
         task.decided_at = now

@@ -71,6 +71,7 @@ class StepTask:
     stored: tuple[TaskState, int] | None = None  # (state, round) as read, None for a new task
     decided_at: dt.datetime | None = None
     passed_by: str | None = None
+    passed_under: str | None = None  # fingerprint of the rulebook whose auto-pass rule passed it
     rehomed: bool = False  # re-assigned to the units of the person's current residence
 
 
@@ -107,6 +108,7 @@ def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> i
 
     Vectorised: the rules run once per (route, step) over every proposal waiting there."""
     passes = 0
+    fingerprint: str | None = None  # hashed once per run, and only when something passes
     waiting = [f for f in flows if f.open_task() is not None]
     while waiting:
         groups: dict[tuple[str, int], list[Flow]] = {}
@@ -126,7 +128,9 @@ def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> i
                     continue
                 task = flow.open_task()
                 assert task is not None
+                fingerprint = fingerprint or rules.fingerprint()
                 task.state, task.decided_at, task.passed_by = TaskState.approved, now, rule
+                task.passed_under = fingerprint
                 passes += 1
                 if flow.open_step(task.step + 1, now) is not None:
                     waiting.append(flow)
@@ -265,7 +269,8 @@ def check_jurisdiction(actor: ResolvedActor, task: StepTask, task_id: int) -> No
 
 
 def auto_pass_decisions(flows: Iterable[Flow]) -> list[dict[str, Any]]:
-    """Decision rows for the steps auto-pass rules passed (task ids must be known)."""
+    """Decision rows for the steps auto-pass rules passed (task ids must be known), each naming
+    the rulebook (full fingerprint) whose rule passed it."""
     rows = []
     for flow in flows:
         for task in flow.tasks:
@@ -282,6 +287,7 @@ def auto_pass_decisions(flows: Iterable[Flow]) -> list[dict[str, Any]]:
                         "reason": None,
                         "amendments": {},
                         "decided_at": task.decided_at,
+                        "rules_fingerprint": task.passed_under,
                     }
                 )
     return rows

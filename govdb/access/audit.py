@@ -1,0 +1,445 @@
+"""The audit chain: every read of personal master data, append-only, keyed and anchored.
+
+Each entry's hash is HMAC-SHA256, under the deployment's audit key, of the previous hash and the
+entry's canonical body, so an insider with database access but without the key cannot rewrite
+an entry and re-chain the rest. The head row (`audithead`, outside the audited table) holds the
+last seq and hash sealed with the key: deleting the tail leaves a head that points past the end.
+Checkpoints of the head in the event store show a head that was cut back too. Triggers refuse
+UPDATE and DELETE on every audit table (govdb.store.append_only).
+
+Appends lock the head row (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so any number
+of concurrent readers each get the next seq. A caller releases personal data only after its
+entry has committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from govdb.errors import AuditChainError, ConfigError, StoreError
+from govdb.store.events import AuditCheckpoint
+from govdb.store.locks import writing
+from govdb.store.master import AuditHead, AuditLog, AuditSubject, utcnow
+
+GENESIS = "0" * 64
+KEY_FILE = "govdb.audit.key"
+KEY_ENV = "GOVDB_AUDIT_KEY"
+LOG = AuditLog.__table__  # type: ignore[attr-defined]
+SUBJECTS = AuditSubject.__table__  # type: ignore[attr-defined]
+HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+CHECKPOINTS = AuditCheckpoint.__table__  # type: ignore[attr-defined]
+SUBJECT_MAX = 32
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """The deployment's secret for the audit chain; the databases never hold it."""
+
+    secret: bytes = field(repr=False)
+
+    @property
+    def key_id(self) -> str:
+        """A public name of the key, so a store opened with another key says so."""
+        return hmac.new(self.secret, b"govdb audit key id", hashlib.sha256).hexdigest()[:16]
+
+    def mac(self, message: str) -> str:
+        return hmac.new(self.secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def digest(self, kind: str, value: str) -> str:
+        """A keyed digest of a looked-up value: comparable, not reversible without the key."""
+        return self.mac(f"query|{kind}|{value}")
+
+
+def load_key(explicit: str | None, home: Path | None) -> AuditKey:
+    """The audit key: the argument, else GOVDB_AUDIT_KEY, else the key file in the home folder
+    (made on first use, readable by its owner only). A server deployment sets GOVDB_AUDIT_KEY
+    from its secret store, so a database administrator never sees it."""
+    text = explicit or os.environ.get(KEY_ENV)
+    if text:
+        if len(text) < 16:
+            raise ConfigError(
+                f"the audit key is {len(text)} characters; use at least 16 (e.g. 64 hex digits)"
+            )
+        return AuditKey(text.encode("utf-8"))
+    if home is None:
+        raise ConfigError(
+            f"no audit key: set {KEY_ENV} to a secret of 16 or more characters (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`); it seals the audit log"
+        )
+    path = home / KEY_FILE
+    if not path.exists():
+        # Written whole to a private temporary file, then linked into place: a process opening the
+        # same new home at the same moment reads either no file or the whole key, never half.
+        temporary = home / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            finally:
+                temporary.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the audit key file {str(path)!r}: {exc.strerror}") from exc
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the audit key file {str(path)!r}: {exc.strerror}") from exc
+    if len(secret) < 16:
+        raise ConfigError(f"the audit key file {str(path)!r} holds no key; restore it from your backup")
+    return AuditKey(secret.encode("utf-8"))
+
+
+class Reader(Protocol):
+    """Who read: a resolved actor, or what an unresolvable caller claimed (for refusals)."""
+
+    actor_id: str
+    unit_id: str
+    department: str | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A caller whose unit could not be resolved: recorded as claimed, department unknown."""
+
+    actor_id: str
+    unit_id: str
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class Read:
+    """What one audit entry records: one read (or refused or failed look-up) of personal data."""
+
+    action: str
+    purpose: str
+    subject_kind: str = "person"
+    subjects: Sequence[str] = ()
+    fields: Sequence[str] = ()
+    masked: Sequence[str] = ()
+    outcome: str = "read"  # read / refused / not_found / changed
+    reason: str | None = None
+    query: tuple[str, str] | None = None  # (kind, value) looked up; stored only as a keyed digest
+
+
+def _clip(value: Any, size: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _subjects_digest(kind: str, subjects: Iterable[str]) -> str:
+    payload = "\n".join(f"{kind}:{s}" for s in sorted(subjects))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _body(row: dict[str, Any]) -> dict[str, Any]:
+    """The hashed content of an entry; legacy (sha256) entries hash the fields they had."""
+    at = row["at"]
+    body = {
+        "seq": row["seq"],
+        "at": (at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at).isoformat(),
+        "actor_id": row["actor_id"],
+        "unit_id": row["unit_id"],
+        "department": row["department"],
+        "purpose": row["purpose"],
+        "action": row["action"],
+        "subject_kind": row["subject_kind"],
+        "subject_id": row["subject_id"],
+        "fields": row["fields"],
+        "masked": row["masked"],
+    }
+    if row["scheme"] == "hmac":
+        body |= {
+            "outcome": row["outcome"],
+            "reason": row["reason"],
+            "query_digest": row["query_digest"],
+            "subject_count": row["subject_count"],
+            "subjects_digest": row["subjects_digest"],
+            "rules_fingerprint": row["rules_fingerprint"],
+        }
+    return body
+
+
+def entry_hash(key: AuditKey, prev_hash: str, row: dict[str, Any]) -> str:
+    payload = json.dumps(_body(row), ensure_ascii=False, sort_keys=True, default=str)
+    if row["scheme"] == "hmac":
+        return key.mac(prev_hash + payload)
+    return hashlib.sha256((prev_hash + payload).encode("utf-8")).hexdigest()
+
+
+def head_mac(key: AuditKey, seq: int, hash_: str, legacy_until: int) -> str:
+    return key.mac(f"head|{seq}|{hash_}|{legacy_until}")
+
+
+def checkpoint_mac(key: AuditKey, seq: int, hash_: str) -> str:
+    return key.mac(f"checkpoint|{seq}|{hash_}")
+
+
+def _lock_head(conn: Connection) -> dict[str, Any]:
+    query = select(HEAD).where(HEAD.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    head = conn.execute(query).mappings().first()
+    if head is None:  # a store whose migration found no head row cannot exist; be explicit anyway
+        raise AuditChainError("the audit head is missing: the audit log's anchor was removed")
+    return dict(head)
+
+
+def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_fingerprint: str) -> int:
+    """Append one entry (and its subjects) and move the head, in one transaction; return its seq.
+
+    Raises AuditChainError when the head was written with another key (the entry is not added)."""
+    subjects = sorted(set(read.subjects))
+    with writing(master) as conn:
+        head = _lock_head(conn)
+        if head["key_id"] not in (None, key.key_id):
+            raise AuditChainError(
+                f"the audit log was sealed with audit key {head['key_id']}, not this one ({key.key_id}); "
+                f"open the stores with the deployment's key ({KEY_ENV})"
+            )
+        if head["mac"] is not None and head["mac"] != head_mac(
+            key, head["seq"], head["hash"], head["legacy_until"]
+        ):
+            raise AuditChainError(
+                "the audit head was changed by someone without the audit key; run `govdb audit verify`"
+            )
+        row: dict[str, Any] = {
+            "seq": head["seq"] + 1,
+            "at": utcnow().replace(microsecond=0),
+            "actor_id": _clip(reader.actor_id, 64),
+            "unit_id": _clip(reader.unit_id, 64),
+            "department": reader.department,
+            "purpose": _clip(read.purpose, 256),
+            "action": _clip(read.action, 32),
+            "subject_kind": read.subject_kind,
+            "subject_id": subjects[0] if len(subjects) == 1 else "",
+            "fields": list(read.fields),
+            "masked": list(read.masked),
+            "outcome": read.outcome,
+            "reason": _clip(read.reason, 512) if read.reason else None,
+            "query_digest": key.digest(*read.query) if read.query else None,
+            "subject_count": len(subjects),
+            "subjects_digest": _subjects_digest(read.subject_kind, subjects) if len(subjects) > 1 else None,
+            "rules_fingerprint": rules_fingerprint,
+            "scheme": "hmac",
+            "prev_hash": head["hash"],
+        }
+        row["hash"] = entry_hash(key, head["hash"], row)
+        conn.execute(insert(LOG), [row])
+        if len(subjects) > 1:
+            conn.execute(
+                insert(SUBJECTS),
+                [{"seq": row["seq"], "subject_kind": read.subject_kind, "subject_id": s} for s in subjects],
+            )
+        conn.execute(
+            update(HEAD)
+            .where(HEAD.c.id == 1)
+            .values(
+                seq=row["seq"],
+                hash=row["hash"],
+                key_id=key.key_id,
+                mac=head_mac(key, row["seq"], row["hash"], head["legacy_until"]),
+            )
+        )
+    return int(row["seq"])
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The outcome of checking the chain: `ok`, or the first broken entry and why."""
+
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    checkpoints: int
+    first_broken: int | None = None
+    problem: str | None = None
+    checkpoint_written: bool = False
+
+
+def verify(master: Engine, events: Engine, key: AuditKey, *, checkpoint: bool = True) -> AuditVerification:
+    """Walk the whole chain against its head and the event store's checkpoints.
+
+    On success, and when the head moved since the last checkpoint, a new checkpoint is written
+    (run `govdb audit verify` on a schedule: each run anchors the head in the other store)."""
+    # Checkpoints first, then the head, then the log up to that head: readers appending meanwhile
+    # add entries past it (each commits with its head move), which are not mistaken for forgeries.
+    with events.connect() as conn:
+        marks = [dict(r) for r in conn.execute(select(CHECKPOINTS).order_by(CHECKPOINTS.c.seq)).mappings()]
+    with master.connect() as conn:
+        head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).mappings().first()
+    if head is None:
+        return AuditVerification(False, 0, 0, GENESIS, len(marks), 1, "the audit head row was removed")
+
+    def broken(at: int | None, problem: str, entries: int) -> AuditVerification:
+        return AuditVerification(False, entries, head["seq"], head["hash"], len(marks), at, problem)
+
+    if head["key_id"] not in (None, key.key_id):
+        return broken(None, f"the log was sealed with audit key {head['key_id']}, not {key.key_id}", 0)
+    if head["seq"] > 0 and head["mac"] is None:
+        return broken(
+            head["seq"],
+            "the audit head is not sealed with the audit key (a downgraded log, or a legacy store "
+            "never opened since its migration: open it once to seal it)",
+            0,
+        )
+    if head["seq"] > 0 and head["mac"] != head_mac(key, head["seq"], head["hash"], head["legacy_until"]):
+        return broken(head["seq"], "the audit head was changed by someone without the audit key", 0)
+    marked = {m["seq"]: m for m in marks}
+    for m in marks:
+        if m["key_id"] != key.key_id or m["mac"] != checkpoint_mac(key, m["seq"], m["hash"]):
+            return broken(m["seq"], f"checkpoint {m['seq']} in the event store was forged or changed", 0)
+    prev, count, many = GENESIS, 0, set()
+    with master.connect() as conn:
+        multi = {seq: _subjects_digest(kind, ids) for seq, kind, ids in _grouped_subjects(conn)}
+        walk = select(LOG).where(LOG.c.seq <= head["seq"]).order_by(LOG.c.seq)
+        rows = conn.execution_options(yield_per=5000).execute(walk).mappings()
+        for row in rows:
+            count += 1
+            seq = row["seq"]
+            if seq != count:
+                return broken(count, f"entry {count} is missing (the next entry is {seq})", count - 1)
+            if row["scheme"] == "sha256" and seq > head["legacy_until"]:
+                return broken(seq, f"entry {seq} was rewritten without the audit key (plain sha256)", count)
+            if row["prev_hash"] != prev or row["hash"] != entry_hash(key, prev, dict(row)):
+                return broken(seq, f"entry {seq} was changed after it was written", count)
+            if row["subject_count"] > 1:
+                many.add(seq)
+            if row["subject_count"] > 1 and multi.get(seq) != row["subjects_digest"]:
+                return broken(seq, f"the subjects of entry {seq} were changed after it was written", count)
+            if seq in marked and marked[seq]["hash"] != row["hash"]:
+                return broken(seq, f"entry {seq} differs from checkpoint {seq} in the event store", count)
+            prev = row["hash"]
+        past = conn.execute(select(func.max(LOG.c.seq)).where(LOG.c.seq > head["seq"])).scalar_one_or_none()
+        now_at = conn.execute(select(HEAD.c.seq).where(HEAD.c.id == 1)).scalar_one_or_none() or 0
+    if past is not None and past > now_at:  # an entry no append's head move accounts for
+        return broken(head["seq"] + 1, "entries were added past the head without the audit key", count)
+    stray = sorted(seq for seq in set(multi) - many if seq <= head["seq"] or seq > now_at)
+    if stray:
+        return broken(stray[0], f"subject rows were added to entry {stray[0]}, which read no list", count)
+    if count < head["seq"]:
+        return broken(count + 1, f"entries {count + 1}..{head['seq']} were removed from the end", count)
+    if count > head["seq"] or prev != head["hash"]:
+        return broken(head["seq"] + 1, "entries were added past the head without the audit key", count)
+    if marks and marks[-1]["seq"] > count:
+        last = marks[-1]["seq"]
+        return broken(count + 1, f"the log was cut back: checkpoint {last} is past its end ({count})", count)
+    written = False
+    if checkpoint and count and (not marks or marks[-1]["seq"] < count):
+        written = _checkpoint(events, key, count, prev)
+    return AuditVerification(
+        True, count, head["seq"], head["hash"], len(marks) + int(written), checkpoint_written=written
+    )
+
+
+def _checkpoint(events: Engine, key: AuditKey, seq: int, hash_: str) -> bool:
+    """Anchor the verified head in the event store; a verifier that got there first is fine."""
+    row = {
+        "seq": seq,
+        "hash": hash_,
+        "at": utcnow(),
+        "key_id": key.key_id,
+        "mac": checkpoint_mac(key, seq, hash_),
+    }
+    try:
+        with writing(events) as conn:
+            conn.execute(insert(CHECKPOINTS), [row])
+    except (IntegrityError, StoreError):
+        with events.connect() as conn:
+            there = conn.execute(
+                select(CHECKPOINTS.c.hash).where(CHECKPOINTS.c.seq == seq)
+            ).scalar_one_or_none()
+        if there != hash_:
+            raise
+        return False
+    return True
+
+
+def _grouped_subjects(conn: Connection) -> Iterable[tuple[int, str, list[str]]]:
+    current: tuple[int, str] | None = None
+    ids: list[str] = []
+    query = select(SUBJECTS).order_by(SUBJECTS.c.seq, SUBJECTS.c.subject_kind, SUBJECTS.c.subject_id)
+    for row in conn.execution_options(yield_per=20000).execute(query).mappings():
+        marker = (row["seq"], row["subject_kind"])
+        if marker != current:
+            if current is not None:
+                yield current[0], current[1], ids
+            current, ids = marker, []
+        ids.append(row["subject_id"])
+    if current is not None:
+        yield current[0], current[1], ids
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """One read of one person's data, as `who_read` reports it."""
+
+    seq: int
+    at: dt.datetime
+    actor_id: str
+    unit_id: str
+    department: str | None
+    purpose: str
+    action: str
+    outcome: str
+    fields: list[str]
+    masked: list[str]
+
+
+def reads_of(
+    master: Engine,
+    key: AuditKey,
+    subject_kind: str,
+    subject_id: str | None,
+    queries: Sequence[tuple[str, str]],
+) -> list[ReadRecord]:
+    """Every audit entry about one subject: named reads, batch reads listing it, and look-ups of
+    its identifiers (also those that found nothing, before or after it existed)."""
+    digests = [key.digest(*q) for q in queries]
+    conditions = []
+    if subject_id:
+        conditions.append((LOG.c.subject_kind == subject_kind) & (LOG.c.subject_id == subject_id))
+        conditions.append(  # subject rows count only for entries that read a list (verify checks them)
+            (LOG.c.subject_count > 1)
+            & LOG.c.seq.in_(
+                select(SUBJECTS.c.seq).where(
+                    SUBJECTS.c.subject_kind == subject_kind, SUBJECTS.c.subject_id == subject_id
+                )
+            )
+        )
+    if digests:
+        conditions.append(LOG.c.query_digest.in_(digests))
+    if not conditions:
+        return []
+    with master.connect() as conn:
+        rows = conn.execute(select(LOG).where(or_(*conditions)).order_by(LOG.c.seq)).mappings().all()
+    return [
+        ReadRecord(
+            r["seq"],
+            r["at"],
+            r["actor_id"],
+            r["unit_id"],
+            r["department"],
+            r["purpose"],
+            r["action"],
+            r["outcome"],
+            list(r["fields"]),
+            list(r["masked"]),
+        )
+        for r in rows
+    ]

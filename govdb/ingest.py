@@ -25,13 +25,13 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, Engine, insert, text
 
+from govdb.base.clock import utcnow
 from govdb.errors import ConfigError, InputFileError
 from govdb.readers import FileRecords, Unreadable, plain_text, read_records, records_of_frame
 from govdb.standards.dates import parse_datetime
 from govdb.store.bulk import Constant, insert_frame, insert_ignoring_duplicates
 from govdb.store.engine import store_errors
 from govdb.store.events import KEY_MAX, SOURCE_MAX, Event, IngestBatch, Quarantine
-from govdb.store.master import utcnow
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
 INSERT_CHUNK = 20_000  # events per statement, so progress moves on a large file

@@ -18,11 +18,12 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, Engine, insert, select
 
+from govdb.base.clock import utcnow
 from govdb.errors import InputFileError
 from govdb.readers import read_records
 from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.locks import writing
-from govdb.store.master import BulkLoad, FieldHistory, Person, utcnow
+from govdb.store.master import BulkLoad, FieldHistory, Person
 from govdb.validate import record_place, validate_frame
 
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")

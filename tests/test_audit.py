@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import multiprocessing
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -453,32 +454,47 @@ def test_fifty_concurrent_readers_on_postgresql(db: GovDB, rules: Rulebook, shar
     assert result.ok and result.entries == before + 100, result
 
 
-def _sqlite_reader(home: str, ids: list[str], key: str, start: Any) -> list[int]:
-    gov = GovDB.open(home, rules=REPO / "rules", audit_key=key, create=False)
-    try:
-        start.wait(timeout=120)
-        return [_prefill(gov, id_number) for id_number in ids]
-    finally:
-        gov.close()
+SQLITE_READER = r"""
+import json, pathlib, sys, time
+from govdb import Actor, GovDB
+args = json.loads(sys.argv[1])
+gov = GovDB.open(args["home"], rules=args["rules"], audit_key=args["key"], create=False)
+go = pathlib.Path(args["go"])
+while not go.exists():
+    time.sleep(0.01)
+clerk = Actor("clerk.wang", "department:transport:440605")
+seqs = [gov.prefill("senior_transit_card", id_number=i, actor=clerk).audit_seq for i in args["ids"]]
+gov.close()
+print(json.dumps(seqs))
+"""
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
-def test_concurrent_processes_on_sqlite(db: GovDB) -> None:
+def test_concurrent_processes_on_sqlite(db: GovDB, tmp_path: Path) -> None:
+    """Three processes (run as scripts: they import the installed govdb, nothing of the tests)
+    prefill at the same moment; every read gets its own entry and the chain verifies."""
     register = _register(db, n=30, seed=23)
     ids = list(register["id_number"])
     before = _count(db)
-    home = str(db.config.home)
-    key = db.audit.key.secret.decode()
-    ctx = multiprocessing.get_context("spawn")
-    processes = 3
-    with ctx.Manager() as manager:
-        start = manager.Barrier(processes)
-        with ctx.Pool(processes) as pool:
-            jobs = [
-                pool.apply_async(_sqlite_reader, (home, ids[i * 10 : (i + 1) * 10], key, start))
-                for i in range(processes)
-            ]
-            seqs = [seq for job in jobs for seq in job.get(timeout=300)]
+    go = tmp_path / "go"
+    args = {"home": str(db.config.home), "rules": str(REPO / "rules"), "key": db.audit.key.secret.decode(),
+            "go": str(go)}  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SQLITE_READER, json.dumps({**args, "ids": ids[i * 10 : (i + 1) * 10]})],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+        )
+        for i in range(3)
+    ]
+    go.touch()
+    seqs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        seqs += json.loads(out.strip().splitlines()[-1])
     assert sorted(seqs) == list(range(before + 1, before + 31))
     assert _count(db) == before + 30
     result = db.verify_audit()
@@ -790,7 +806,7 @@ def test_audit_who_read_on_the_command_line(tmp_path: Path) -> None:
         app, ["--home", str(home), "audit", "who-read", person, "--actor", window, "--json"]
     )
     assert as_json.exit_code == 0, as_json.output
-    records = json.loads(as_json.stdout)
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]  # JSON Lines
     seen = {(r["actor_id"], r["department"], r["action"], r["purpose"], r["outcome"]) for r in records}
     assert ("wang.fang", "transport", "prefill:senior_transit_card", "senior_transit_card", "read") in seen
     assert (

@@ -333,7 +333,7 @@ def test_profile_and_who_read_from_the_command_line(db: GovDB) -> None:
 
     result = run("audit", "who-read", senior.id_number, "--actor", f"chen@{HALL.unit_id}", "--json")
     assert result.exit_code == 0, result.output
-    reads = json.loads(result.stdout)
+    reads = [json.loads(line) for line in result.stdout.splitlines()]  # JSON Lines
     mine = [r for r in reads if r["action"] == "profile" and r["actor_id"] == "li"]
     assert [r["outcome"] for r in mine] == ["read", "read", "refused"]
     assert "birth_date" in mine[0]["masked"] and mine[0]["purpose"] == "elderly_allowance"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from govdb import RuleFileError, load_rulebook
+from govdb import GovdbError, RuleFileError, load_rulebook
 from govdb.rulebook import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +60,21 @@ def test_a_single_matching_file_loads_alone_and_names_its_problems(tmp_path: Pat
 def test_registry_names_every_block_used() -> None:
     names = {(b.kind, b.name) for b in registry.blocks()}
     assert {("eligibility", "age_at_least"), ("auto_pass", "from_own_system"), ("mask", "keep_ends")} <= names
+
+
+def test_the_rulebook_declares_blocks_and_the_stages_implement_every_one() -> None:
+    """The registry imports no stage (tests/test_layers.py); importing govdb imports the stages,
+    which implement every declared block, and a block's params are the declared ones."""
+    import govdb  # noqa: F401  (the stages register their implementations when imported)
+
+    for block in registry.blocks():
+        assert callable(block.function), block.name
+        assert block.doc, block.name
+    with pytest.raises(GovdbError, match="declared with params AgeParams"):
+        registry.register("eligibility", "age_at_least", registry.NoParams)(lambda pop, params: None)
+    undeclared = registry.Block("mask", "not_a_block", registry.NoParams, "")
+    with pytest.raises(GovdbError, match="declared but not implemented"):
+        undeclared.function  # noqa: B018
 
 
 def test_bad_files_fail_at_load_with_file_and_field_all_in_one_report(tmp_path: Path) -> None:

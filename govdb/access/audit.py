@@ -28,10 +28,11 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from govdb.base.clock import utcnow
 from govdb.errors import AuditChainError, ConfigError, StoreError
 from govdb.store.events import AuditCheckpoint
 from govdb.store.locks import writing
-from govdb.store.master import AuditHead, AuditLog, AuditSubject, utcnow
+from govdb.store.master import AuditHead, AuditLog, AuditSubject
 
 GENESIS = "0" * 64
 KEY_FILE = "govdb.audit.key"

@@ -21,12 +21,14 @@ from sqlmodel import Session
 
 from govdb.access.audit import HEAD, KEY_ENV, LOG, AuditKey, Claimed, Read, Reader, append
 from govdb.access.guard import AuditContext
+from govdb.base.actors import Actor
+from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, AuditChainError, GovdbError, RulesChangedError
 from govdb.rulebook.loader import Rulebook, plain_data
 from govdb.store.engine import store_errors
 from govdb.store.locks import job_lock, writing
-from govdb.store.master import RulesApplied, utcnow
-from govdb.verify.actors import Actor, resolve
+from govdb.store.master import RulesApplied
+from govdb.verify.actors import resolve
 
 APPLIED = RulesApplied.__table__  # type: ignore[attr-defined]
 GOVERNANCE_PURPOSE = "rules_governance"

@@ -17,9 +17,10 @@ from sqlmodel import Session
 
 from govdb.access.audit import AuditKey, Claimed, Read, append
 from govdb.access.policy import Grant, authorize
+from govdb.base.actors import Actor, ResolvedActor
 from govdb.errors import AccessDeniedError, GovdbError, JurisdictionError, NotFoundError, StateError
 from govdb.rulebook.loader import Rulebook
-from govdb.verify.actors import Actor, ResolvedActor, resolve
+from govdb.verify.actors import resolve
 
 T = TypeVar("T")
 

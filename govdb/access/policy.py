@@ -15,24 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from govdb.base.actors import ResolvedActor
 from govdb.errors import AccessDeniedError, JurisdictionError
 from govdb.rulebook import registry
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import AccessRules
-from govdb.verify.actors import ResolvedActor
+from govdb.rulebook.registry import KeepEnds
 
 HIDDEN = "***"
 
 
-class KeepEnds(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    head: int = Field(ge=0)
-    tail: int = Field(ge=0)
-
-
-@registry.register("mask", "keep_ends", KeepEnds)
+@registry.register("mask", "keep_ends")
 def keep_ends(value: str, params: KeepEnds) -> str:
     """Show the first `head` and last `tail` characters, star the rest (440605********123X)."""
     if len(value) <= params.head + params.tail:

@@ -1,23 +1,36 @@
-"""What every command shares: opening the stores from global options, actors, error handling."""
+"""What every command shares: opening the stores from global options, actors, output formats,
+error handling and exit codes.
+
+Exit codes: 0 done; 1 a govdb error (a GovdbError, a store or file failure; one line on stderr);
+2 a usage error (an unknown option or value, a missing argument) or invalid rule files.
+
+Nothing here imports the library's heavy parts (polars, sqlmodel, pandera, the stores) at import
+time, so `govdb --help` and `govdb --version` answer at once; commands import what they call.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
-from govdb.api import GovDB
 from govdb.cli import _render
+from govdb.cli._render import Format
 from govdb.errors import GovdbError, RuleFileError
-from govdb.verify import Actor
+
+if TYPE_CHECKING:
+    from govdb import Actor
+    from govdb.api import GovDB
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass
@@ -26,6 +39,8 @@ class Options:
     rules: Path | None = None
 
     def open(self, *, check_rules: bool = True) -> GovDB:
+        from govdb.api import GovDB
+
         return GovDB.open(self.home, rules=self.rules, check_rules=check_rules)
 
 
@@ -34,6 +49,15 @@ def options(ctx: typer.Context, home: Path | None = None) -> Options:
     obj = ctx.find_root().obj
     base = obj if isinstance(obj, Options) else Options()
     return Options(home or base.home, base.rules)
+
+
+def _store_failure(exc: BaseException) -> bool:
+    """A database error that the library did not name (only if SQLAlchemy was ever loaded)."""
+    if "sqlalchemy.exc" not in sys.modules:
+        return False
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError)
 
 
 def reports_errors(function: F) -> F:
@@ -45,15 +69,16 @@ def reports_errors(function: F) -> F:
             return function(*args, **kwargs)
         except GovdbError as exc:
             _render.error(str(exc))
-            raise typer.Exit(2 if isinstance(exc, RuleFileError) else 1) from None
-        except DBAPIError as exc:  # a store failure the library did not name: still one line
-            _render.error(f"the store failed: {str(exc.orig or exc).strip().splitlines()[0]}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_USAGE if isinstance(exc, RuleFileError) else EXIT_ERROR) from None
         except OSError as exc:  # a file or folder the command could not use
             where = f" {exc.filename!r}" if exc.filename else ""
             _render.error(f"cannot use{where}: {exc.strerror or exc}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_ERROR) from None
         except BaseException as exc:  # a bug: one line for the user, the traceback with GOVDB_DEBUG=1
+            if _store_failure(exc):  # a store failure the library did not name: still one line
+                orig = getattr(exc, "orig", None)
+                _render.error(f"the store failed: {str(orig or exc).strip().splitlines()[0]}")
+                raise typer.Exit(EXIT_ERROR) from None
             cli_flow = type(exc).__module__.split(".")[0] in ("typer", "click", "_typer")
             if isinstance(exc, KeyboardInterrupt | SystemExit) or cli_flow or os.environ.get("GOVDB_DEBUG"):
                 raise
@@ -62,21 +87,39 @@ def reports_errors(function: F) -> F:
                 f"govdb failed unexpectedly ({type(exc).__name__}: {detail}); this is a bug in govdb: "
                 "run again with GOVDB_DEBUG=1 for the details and report them"
             )
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the result as JSON: one document for a report, one object a line for a listing.",
+        rich_help_panel="Output",
+    ),
+]
+CsvOption = Annotated[
+    bool,
+    typer.Option(
+        "--csv",
+        help="Print the rows as CSV on stdout (a header of field names first).",
+        rich_help_panel="Output",
+    ),
+]
+
+
+def output_format(as_json: bool, as_csv: bool = False) -> Format:
+    """The format the flags ask for: json, csv or text (a table, plain when piped)."""
+    if as_json and as_csv:
+        raise typer.BadParameter("give --json or --csv, not both", param_hint="--json / --csv")
+    return "json" if as_json else "csv" if as_csv else "text"
 
 
 def print_json(data: Any) -> None:
     """One JSON document on stdout (dates as ISO text, Chinese as written) for scripts."""
-    _render.out.print_json(data=data, default=_iso, ensure_ascii=False, highlight=False)
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    _render.document(data)
 
 
 def parse_actor(text: str) -> Actor:
@@ -84,6 +127,8 @@ def parse_actor(text: str) -> Actor:
     actor, sep, unit = text.partition("@")
     if not sep or not actor or not unit:
         raise typer.BadParameter(f"{text!r} is not ACTOR@UNIT, e.g. li.ming@village:440605011001")
+    from govdb import Actor
+
     return Actor(actor, unit)
 
 

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 import typer
 
 from govdb.cli import _render
-from govdb.cli._common import HomeOption, JsonOption, options, parse_actor, reports_errors
+from govdb.cli._common import (
+    CsvOption,
+    HomeOption,
+    JsonOption,
+    options,
+    output_format,
+    parse_actor,
+    reports_errors,
+)
 from govdb.cli._common import print_json as _json
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log of personal data reads.")
+
+# The fields of govdb.access.audit.ReadRecord, in order: the columns of `who-read --csv`.
+READ_KEYS = [
+    "seq",
+    "at",
+    "actor_id",
+    "unit_id",
+    "department",
+    "purpose",
+    "action",
+    "outcome",
+    "fields",
+    "masked",
+]
 
 
 @audit_app.command("verify")
@@ -31,7 +52,7 @@ def audit_verify(
     with options(ctx, home).open(check_rules=False) as db:  # the log is checked whatever the rules
         result = db.verify_audit()
     if as_json:
-        _json(dataclasses.asdict(result))
+        _json(result)
     else:
         _render.facts(
             "audit chain",
@@ -61,20 +82,25 @@ def audit_who_read(
         "data_subject_request"
     ),
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
     home: HomeOption = None,
 ) -> None:
     """Every read of one person's data: when, which department, unit and actor, for what purpose,
     which fields; refused and failed look-ups of their ID number included.
 
+    --json prints one JSON object a line (an audit entry), --csv one CSV row an entry.
+
     Example: govdb audit who-read 440605196001011234 --actor chen@department:service_hall:440605
     """
+    fmt = output_format(as_json, as_csv)
     if not actor:
         raise typer.BadParameter("who asks: ACTOR@UNIT", param_hint="--actor")
     who = parse_actor(actor)
     with options(ctx, home).open() as db:
         records = db.who_read(id_number=id_number, actor=who, purpose=purpose)
-    if as_json:
-        _json([dataclasses.asdict(r) for r in records])
+    if fmt != "text":
+        rows = [_render.jsonable(r) for r in records]
+        _render.rows(fmt, "", {}, rows, keys=READ_KEYS)
         return
     _render.table(
         f"reads of {id_number}",

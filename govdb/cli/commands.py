@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,56 +12,103 @@ import typer
 
 from govdb.cli import _render
 from govdb.cli._common import (
+    CsvOption,
     HomeOption,
+    JsonOption,
     Options,
     RulesOption,
     options,
+    output_format,
     parse_actor,
-    parse_mapping,
     reports_errors,
 )
 from govdb.cli.audit import audit_app
+from govdb.cli.files import dedupe, link, standardize
 from govdb.cli.profile import profile_command
 from govdb.cli.rules import rules_app
-from govdb.cli.verification import load_app, sources_app, tasks_app
-from govdb.validate import Retry
+from govdb.cli.verification import load_app, sources_app, tasks_app, units_command
+
+SETUP, PATH, CHECKS, SERVING, FILES, GOVERNANCE = (
+    "Set up",
+    "Data path",
+    "Verification",
+    "Serving",
+    "Files (no stores)",
+    "Audit and rules",
+)
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
     help=__doc__ and "govdb: verified master data and unverified event data for service halls.",
 )
 programme_app = typer.Typer(no_args_is_help=True, help="Proactive programmes: run over master data.")
-app.add_typer(tasks_app, name="tasks")
-app.add_typer(programme_app, name="programme")
-app.add_typer(load_app, name="load")
-app.add_typer(sources_app, name="sources")
-app.add_typer(audit_app, name="audit")
-app.add_typer(rules_app, name="rules")
-app.command("profile")(profile_command)
+app.add_typer(tasks_app, name="tasks", rich_help_panel=CHECKS)
+app.add_typer(programme_app, name="programme", rich_help_panel=SERVING)
+app.add_typer(load_app, name="load", rich_help_panel=SETUP)
+app.add_typer(sources_app, name="sources", rich_help_panel=SETUP)
+app.add_typer(audit_app, name="audit", rich_help_panel=GOVERNANCE)
+app.add_typer(rules_app, name="rules", rich_help_panel=GOVERNANCE)
+app.command(rich_help_panel=FILES)(standardize)
+app.command(rich_help_panel=FILES)(link)
+app.command(rich_help_panel=FILES)(dedupe)
+
+
+class RetryChoice(StrEnum):
+    """The statuses `process --retry` takes (govdb.validate.Retry, kept here so help loads fast)."""
+
+    invalid = "invalid"
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("govdb")
+    except PackageNotFoundError:  # a source tree that is not installed
+        from govdb import __version__ as number
+    sys.stdout.write(f"govdb {number}\n")
+    raise typer.Exit()
 
 
 @app.callback()
-def root(ctx: typer.Context, home: HomeOption = None, rules: RulesOption = None) -> None:
-    """govdb: verified master data (基础主数据库) and unverified event data (业务动态数据库)."""
+def root(
+    ctx: typer.Context,
+    home: HomeOption = None,
+    rules: RulesOption = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print govdb's version and exit."),
+    ] = False,
+) -> None:
+    """govdb: verified master data (基础主数据库) and unverified event data (业务动态数据库).
+
+    For scripts: --json or --csv on commands that report or list; data on stdout, messages on
+    stderr; exit 0 done, 1 a govdb error, 2 a usage error or invalid rule files.
+    """
     ctx.obj = Options(home, rules)
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 @reports_errors
 def init(
     ctx: typer.Context,
     district: Annotated[str | None, typer.Option(help="County code to serve, e.g. 440605 (南海区).")] = None,
+    as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Create or migrate both stores; with --district, register its divisions and checking units.
 
     Example: govdb init --district 440605
     """
+    fmt = output_format(as_json)
     with options(ctx, home).open() as db:
         facts: dict[str, Any] = {"master store": db.config.master_url, "event store": db.config.events_url}
+        data: dict[str, Any] = {"master_url": db.config.master_url, "events_url": db.config.events_url}
         if district:
             report = db.serve_district(district)
+            data["district"] = report
             facts.update(
                 {
                     "district": f"{report.county_name} ({report.county_code})",
@@ -68,10 +117,13 @@ def init(
                     "departments": report.departments,
                 }
             )
+    if fmt == "json":
+        _render.document(data)
+    else:
         _render.facts("govdb init", facts)
 
 
-@app.command()
+@app.command(rich_help_panel=PATH)
 @reports_errors
 def ingest(
     ctx: typer.Context,
@@ -94,12 +146,22 @@ def ingest(
     ] = None,
     channel: Annotated[str | None, typer.Option(help="Channel: window, online, hotline, system...")] = None,
     occurred_at: Annotated[str | None, typer.Option(help="Column holding when the service happened.")] = None,
+    as_json: JsonOption = False,
+    as_csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv", help="Print the quarantined rows as CSV (line, reason).", rich_help_panel="Output"
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Store every row of FILE as an event (raw kept; repeats stored once; bad rows quarantined).
 
+    --json prints the whole report (counts, quarantined rows, new versions) as one document.
+
     Example: govdb ingest hall.csv --source hall-window --key 受理编号 --service hall.resident_registration
     """
+    fmt = output_format(as_json, as_csv)
     with options(ctx, home).open() as db, _render.progress(f"ingest {file.name}") as step:
         report = db.ingest(
             file,
@@ -112,6 +174,16 @@ def ingest(
             occurred_at_column=occurred_at,
             progress=step,
         )
+    for warning in report.warnings:
+        _render.warning(warning)
+    if fmt == "json":
+        _render.document(report)
+        return
+    if fmt == "csv":
+        _render.csv_rows(
+            ["line", "reason"], [{"line": q.line, "reason": q.reason} for q in report.quarantine]
+        )
+        return
     _render.facts(
         f"ingest {file}",
         {
@@ -124,8 +196,6 @@ def ingest(
             "blank lines": report.blank,
         },
     )
-    for warning in report.warnings:
-        _render.warning(warning)
     if report.versions:
         _render.table(
             "new versions of known records",
@@ -138,22 +208,40 @@ def ingest(
         )
 
 
-@app.command()
+def _process_document(report: Any) -> dict[str, Any]:
+    """A process report for scripts: the counts and the quality issues by reason (not every failure)."""
+    return {
+        "retried": report.retried,
+        "validation": {
+            "rows": report.validation.rows,
+            "error_rows": report.validation.error_rows,
+            "by_reason": report.validation.by_reason(),
+        },
+        "proposals": report.proposals,
+    }
+
+
+@app.command(rich_help_panel=PATH)
 @reports_errors
 def process(
     ctx: typer.Context,
     retry: Annotated[
-        Retry | None,
+        RetryChoice | None,
         typer.Option(help="Take these events again first: invalid ones, once their data or rules are fixed."),
     ] = None,
+    as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Standardize and validate received events, link them to master, propose changes, open tasks.
 
     Example: govdb process --retry invalid
     """
+    fmt = output_format(as_json)
     with options(ctx, home).open() as db, _render.progress("linking and proposing") as step:
-        report = db.process(retry=retry, progress=step)
+        report = db.process(retry=retry.value if retry else None, progress=step)
+    if fmt == "json":
+        _render.document(_process_document(report))
+        return
     p = report.proposals
     _render.facts(
         "process",
@@ -176,15 +264,24 @@ def process(
         _render.table("quality issues", reasons.columns, reasons.rows())
 
 
-@app.command()
+def _promote_document(r: Any) -> dict[str, Any]:
+    """A promote report for scripts: the counts (the promoted ids are in master's lineage)."""
+    return {k: v for k, v in _render.jsonable(r).items() if k not in ("promoted_ids", "person_ids")}
+
+
+@app.command(rich_help_panel=PATH)
 @reports_errors
-def promote(ctx: typer.Context, home: HomeOption = None) -> None:
+def promote(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = None) -> None:
     """Apply approved proposals to master data (idempotent; completes an interrupted run).
 
     Example: govdb promote
     """
+    fmt = output_format(as_json)
     with options(ctx, home).open() as db, _render.progress("promoting") as step:
         r = db.promote(progress=step)
+    if fmt == "json":
+        _render.document(_promote_document(r))
+        return
     _render.facts(
         "promote",
         {
@@ -200,13 +297,17 @@ def promote(ctx: typer.Context, home: HomeOption = None) -> None:
     )
 
 
-@app.command()
+@app.command(rich_help_panel=SERVING)
 @reports_errors
 def prefill(
     ctx: typer.Context,
     form: Annotated[str, typer.Argument(help="Form code, e.g. senior_transit_card.")],
     person: Annotated[str, typer.Option(help="The applicant's resident ID number.")],
     actor: Annotated[str, typer.Option(help="ACTOR@UNIT of the department filling the form.")],
+    as_json: JsonOption = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print the form's fields as CSV.", rich_help_panel="Output")
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Fill FORM from master data only, each field with its source and verification (audited).
@@ -214,9 +315,17 @@ def prefill(
     Example: govdb prefill senior_transit_card --person 440605196001011234
     --actor wang@department:transport:440605
     """
+    fmt = output_format(as_json, as_csv)
+    who = parse_actor(actor)
     with options(ctx, home).open() as db:
-        result = db.prefill(form, id_number=person, actor=parse_actor(actor))
-    render_prefill(result)
+        result = db.prefill(form, id_number=person, actor=who)
+    if fmt == "json":
+        _render.document(result)
+    elif fmt == "csv":
+        fields = [_render.jsonable(f) for f in result.fields]
+        _render.csv_rows(list(fields[0]) if fields else ["name", "label", "value"], fields)
+    else:
+        render_prefill(result)
 
 
 def render_prefill(result: Any) -> None:
@@ -241,6 +350,9 @@ def render_prefill(result: Any) -> None:
     )
 
 
+SELECTED_KEYS = ["person_id", "name", "birth_date", "address", "delivery", "reasons"]
+
+
 @programme_app.command("run")
 @reports_errors
 def programme_run(
@@ -258,25 +370,41 @@ def programme_run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Select without recording in the ledger (still audited).")
     ] = False,
+    as_json: JsonOption = False,
+    as_csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv", help="Print everyone selected as CSV, one row a person.", rich_help_panel="Output"
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Select everyone newly eligible, decide delivery, and record them in the issuance ledger.
 
     The run reads personal data, so it names who runs it; it is audited with everyone selected.
+    --json prints the run with everyone selected as one document; --csv the selected people.
 
     Example: govdb programme run senior_transit_card --actor wang@department:transport:440605
     """
+    fmt = output_format(as_json, as_csv)
     try:
         day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     except ValueError:
         raise typer.BadParameter(f"{as_of!r} is not a date like 2026-12-31", param_hint="--as-of") from None
+    if not actor:
+        raise typer.BadParameter(
+            "name who runs the programme, e.g. wang@department:transport:440605", param_hint="--actor"
+        )
+    who = parse_actor(actor)
     with options(ctx, home).open() as db:
-        if not actor:
-            raise typer.BadParameter(
-                "name who runs the programme, e.g. wang@department:transport:440605", param_hint="--actor"
-            )
-        run = db.run_programme(name, as_of=day, actor=parse_actor(actor), dry_run=dry_run)
-    render_programme(run)
+        run = db.run_programme(name, as_of=day, actor=who, dry_run=dry_run)
+    if fmt == "json":
+        _render.document(run)
+    elif fmt == "csv":
+        keys = list(dict.fromkeys([*SELECTED_KEYS, *(k for s in run.selected for k in s)]))
+        _render.csv_rows(keys, run.selected)
+    else:
+        render_programme(run)
 
 
 def render_programme(run: Any, limit: int = 10) -> None:
@@ -301,7 +429,28 @@ def render_programme(run: Any, limit: int = 10) -> None:
         )
 
 
-@app.command()
+def _demo_document(r: Any) -> dict[str, Any]:
+    return {
+        "home": r.home,
+        "district": r.district,
+        "people_loaded": r.people_loaded,
+        "ingests": r.ingests,
+        "reingest": r.reingest,
+        "process": _process_document(r.process),
+        "decisions": r.decisions,
+        "auto_approved": r.auto_approved,
+        "rejected": r.rejected,
+        "refused": r.refused,
+        "promote": _promote_document(r.promote),
+        "prefill": r.prefill,
+        "first_run": r.first_run,
+        "second_run": r.second_run,
+        "counts": r.counts,
+        "audit": r.audit,
+    }
+
+
+@app.command(rich_help_panel=SETUP)
 @reports_errors
 def demo(
     ctx: typer.Context,
@@ -309,6 +458,7 @@ def demo(
         int, typer.Option(min=20, max=200_000, help="Residents in the synthetic district.")
     ] = 300,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Run the whole data path on a synthetic district (南海区) in --home (default ./govdb-data).
@@ -317,9 +467,13 @@ def demo(
     """
     from govdb.demo import run_demo
 
+    fmt = output_format(as_json)
     home = options(ctx, home).home or Path("govdb-data")
     with _render.err.status("running the demo..."):
         r = run_demo(home, people=people, seed=seed)
+    if fmt == "json":
+        _render.document(_demo_document(r))
+        return
     _render.facts(
         "1. district and population register",
         {
@@ -393,157 +547,25 @@ def demo(
     _render.line(f"stores in {r.home}: " + ", ".join(f"{k} {v}" for k, v in r.counts.items()))
 
 
-@app.command()
+@app.command(rich_help_panel=PATH)
 @reports_errors
-def standardize(
-    file: Annotated[Path, typer.Argument(help="CSV, TSV, XLSX, Parquet or JSON Lines file.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
-    map_: Annotated[
-        list[str] | None, typer.Option("--map", help="header=standard column, e.g. 姓名=name.")
-    ] = None,
-    hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
+def quality(
+    ctx: typer.Context, as_json: JsonOption = False, as_csv: CsvOption = False, home: HomeOption = None
 ) -> None:
-    """Standardize a file's standard columns (name, id_number, birth_date, phone, address, uscc...).
-
-    Example: govdb standardize people.csv --out people.std.parquet --map 姓名=name --hint 440605
-    """
-    from govdb.standards.files import standardize_file
-
-    rename = {}
-    for item in map_ or []:
-        column, sep, standard = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not header=column", param_hint="--map")
-        rename[column] = standard
-    with _render.err.status(f"standardizing {file.name}..."):
-        report = standardize_file(file, out, rename=rename, address_hint=hint)
-    _render.facts(
-        f"standardize {file} -> {out}",
-        {
-            "rows": report.rows,
-            "unreadable rows (not written)": report.unreadable,
-            "standard columns": ", ".join(report.columns),
-        },
-    )
-    if report.issues.height:
-        _render.table("issues", report.issues.columns, report.issues.rows())
-
-
-MapOption = Annotated[
-    list[str] | None, typer.Option("--map", help="column=field, e.g. 姓名=name or 编号=event_id.")
-]
-
-
-def _matching(ctx: typer.Context, rules_file: Path | None) -> Any:
-    from govdb.rulebook import load_matching, load_rulebook
-
-    if rules_file is not None:
-        return load_matching(rules_file)
-    return load_rulebook(options(ctx).rules).matching["person"]
-
-
-@app.command()
-@reports_errors
-def link(
-    ctx: typer.Context,
-    events: Annotated[Path, typer.Argument(help="Events file, .csv or .parquet, with an event_id column.")],
-    master: Annotated[Path, typer.Option("--master", help="Master people file, .csv or .parquet.")],
-    out: Annotated[Path, typer.Option("--out", help="Links file to write, .csv or .parquet.")],
-    rules_file: Annotated[
-        Path | None,
-        typer.Option("--rules", help="A matching rule file (default rules/matching/person.yaml)."),
-    ] = None,
-    map_: MapOption = None,
-    event_id: Annotated[str, typer.Option(help="Id column of the events file.")] = "event_id",
-    master_id: Annotated[str, typer.Option(help="Id column of the master file.")] = "person_id",
-    model: Annotated[
-        Path | None, typer.Option(help="Score with this saved model instead of training.")
-    ] = None,
-    save_model: Annotated[Path | None, typer.Option(help="Write the trained model (JSON) here.")] = None,
-    hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
-) -> None:
-    """Link every event to a master person: one row per event with person_id (empty when none),
-    match_probability, match_weight, decision (match / review / new) and explanation.
-
-    Example: govdb link hall.csv --master people.parquet --out links.parquet --map 姓名=name
-    """
-    from govdb.link.files import link_files
-    from govdb.link.model import LinkModel
-
-    matching = _matching(ctx, rules_file)
-    given = LinkModel.load(model) if model else None
-    with _render.err.status(f"linking {events.name} to {master.name}..."):
-        report, result = link_files(
-            events, master, out, matching, mapping=parse_mapping(map_), event_id=event_id,
-            master_id=master_id, model=given, address_hint=hint,
-        )  # fmt: skip
-    if save_model:
-        result.model.save(save_model)
-    _render.facts(
-        f"link {events} -> {out}",
-        {
-            "events": report.events,
-            "master people": report.master,
-            "candidate pairs": report.candidates,
-            **{f"decision: {k}": v for k, v in sorted(report.decisions.items())},
-            "seconds": " ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()),
-            **({"model saved to": str(save_model)} if save_model else {}),
-        },
-    )
-    for skipped in report.skipped[:10]:
-        _render.err.print(
-            f"[yellow]warning:[/] blocking rule {skipped.rule}: value {skipped.value!r} is shared by "
-            f"{skipped.left_rows} events and {skipped.right_rows} master people; not used to find candidates"
-        )
-
-
-@app.command()
-@reports_errors
-def dedupe(
-    ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Records file, .csv or .parquet.")],
-    out: Annotated[Path, typer.Option("--out", help="Clusters file to write, .csv or .parquet.")],
-    rules_file: Annotated[Path | None, typer.Option("--rules", help="A matching rule file.")] = None,
-    map_: MapOption = None,
-    id_column: Annotated[str, typer.Option("--id", help="Id column of the file.")] = "record_id",
-    hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
-) -> None:
-    """Cluster the records of one file that describe the same person (cluster_id, cluster_size).
-
-    Example: govdb dedupe registrations.csv --out clusters.csv --id 编号
-    """
-    from govdb.link.files import dedupe_file
-
-    with _render.err.status(f"deduplicating {file.name}..."):
-        result = dedupe_file(
-            file,
-            out,
-            _matching(ctx, rules_file),
-            mapping=parse_mapping(map_),
-            id_column=id_column,
-            address_hint=hint,
-        )
-    clusters = result.clusters
-    _render.facts(
-        f"dedupe {file} -> {out}",
-        {
-            "records": clusters.height,
-            "people (clusters)": clusters.get_column("cluster_id").n_unique(),
-            "records in clusters of 2 or more": int((clusters.get_column("cluster_size") > 1).sum()),
-            "matched pairs": result.pairs.height,
-        },
-    )
-
-
-@app.command()
-@reports_errors
-def quality(ctx: typer.Context, home: HomeOption = None) -> None:
     """Error rates per source system and field, from the event store's quality flags.
 
-    Example: govdb quality
+    Example: govdb quality --csv
     """
     from govdb.validate import quality as quality_report
 
+    fmt = output_format(as_json, as_csv)
     with options(ctx, home).open() as db:
         frame = quality_report(db.events)
-    _render.table("data quality by source and field", frame.columns, frame.rows())
+    if fmt == "text":
+        _render.table("data quality by source and field", frame.columns, frame.rows())
+    else:
+        _render.rows(fmt, "", {c: c for c in frame.columns}, frame.to_dicts())
+
+
+app.command("units", rich_help_panel=SETUP)(units_command)
+app.command("profile", rich_help_panel=SERVING)(profile_command)

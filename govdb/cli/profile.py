@@ -7,14 +7,15 @@ it is). Fields the policy does not grant are not in the file at all; masked ones
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from govdb.cli import _render
-from govdb.cli._common import HomeOption, options, parse_actor, print_json, reports_errors
-from govdb.serve.profile import Lineage, Profile, ProfileField
+from govdb.cli._common import HomeOption, JsonOption, options, parse_actor, print_json, reports_errors
+
+if TYPE_CHECKING:
+    from govdb.serve.profile import Lineage, Profile, ProfileField
 
 
 @reports_errors
@@ -29,7 +30,7 @@ def profile_command(
         str, typer.Option("--purpose", help="Why you read it: a purpose your department is granted.")
     ],
     home: HomeOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the file as one JSON document.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Everything the master store knows of one person, with lineage and past values (audited).
 
@@ -40,7 +41,7 @@ def profile_command(
     with options(ctx, home).open() as db:
         result = db.profile(id_number=id_number, actor=who, purpose=purpose)
     if json_out:
-        print_json(dataclasses.asdict(result))
+        print_json(result)
         return
     render_profile(result)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -25,7 +24,7 @@ def rules_show(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption
     with options(ctx, home).open(check_rules=False) as db:
         status = db.rules_status()
     if as_json:
-        _json({**dataclasses.asdict(status), "differs": status.differs})
+        _json({**_render.jsonable(status), "differs": status.differs})
         return
     applied = status.applied
     facts: dict[str, Any] = {
@@ -55,6 +54,7 @@ def rules_apply(
     actor: Annotated[
         str, typer.Option(help="ACTOR@UNIT applying them, e.g. zhou@department:data_bureau:440605.")
     ] = "",
+    as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Record the access policies and routes of the rules in use as applied (an audited change),
@@ -68,6 +68,9 @@ def rules_apply(
     who = parse_actor(actor)
     with options(ctx, home).open(check_rules=False) as db:
         change = db.apply_rules(who)
+    if as_json:
+        _json(change)
+        return
     _render.facts(
         "rules applied",
         {

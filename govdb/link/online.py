@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text
 
+from govdb.base.clock import utcnow
 from govdb.errors import ConfigError, StateError
 from govdb.link import record as one
 from govdb.link.batch import link_prepared
@@ -29,7 +30,7 @@ from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, insert_frame
-from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person, utcnow
+from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person
 
 CHUNK = 5000
 KEY_CHUNK = 50_000  # keys per candidate lookup

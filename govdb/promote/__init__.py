@@ -23,13 +23,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
+from govdb.base.clock import utcnow
 from govdb.link.online import refresh_link_keys
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import Decision, Event, Proposal, Task
 from govdb.store.locks import job_lock, writing
-from govdb.store.master import Promotion, utcnow
+from govdb.store.master import Promotion
 from govdb.store.states import EventStatus, ProposalState, move
 
 __all__ = ["PromoteReport", "lineage_source", "promote_approved", "refresh_pending_keys"]

@@ -17,10 +17,11 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from govdb.base.clock import utcnow
 from govdb.errors import StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks, insert_frame
-from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion, utcnow
+from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion
 
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
 PERSON = Person.__table__  # type: ignore[attr-defined]

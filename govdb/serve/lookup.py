@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.access.policy import field_name
+from govdb.base.actors import Actor
 from govdb.errors import StateError
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult
@@ -25,7 +26,6 @@ from govdb.link.online import link_one as link_record
 from govdb.serve._master_view import clean_id_number
 from govdb.standards import record as std
 from govdb.store.master import Person
-from govdb.verify.actors import Actor
 
 
 def link_one(

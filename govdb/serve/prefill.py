@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.access.policy import Grant, check_reach, field_name
+from govdb.base.actors import Actor
 from govdb.errors import NotFoundError
 from govdb.rulebook.models import FormRules
 from govdb.serve._master_view import (
@@ -27,7 +28,6 @@ from govdb.serve._master_view import (
     person_values,
 )
 from govdb.store.master import Credential, FieldHistory, Person, current_lineage
-from govdb.verify.actors import Actor
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from sqlmodel import Session, col, select
 from govdb.access.audit import ReadRecord, reads_of
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.access.policy import HIDDEN, Grant, check_reach
+from govdb.base.actors import Actor
 from govdb.rulebook.loader import Rulebook
 from govdb.serve._master_view import (
     DERIVED_FROM,
@@ -44,7 +45,6 @@ from govdb.serve._master_view import (
 )
 from govdb.serve.lookup import identifiers
 from govdb.store.master import Conflict, Credential, FieldHistory, Issuance, Person, current_lineage
-from govdb.verify.actors import Actor
 
 # The person fields a profile can show, in the order a clerk reads them. Fields no policy grants
 # (province, city, death date, record timestamps) are omitted like any other field not granted.

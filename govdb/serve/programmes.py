@@ -15,18 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
 
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
+from govdb.base.actors import Actor
+from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.rulebook import registry
+from govdb.rulebook.registry import AgeParams, CredentialParams
 from govdb.standards.ids import age_at
 from govdb.store.locks import job_lock, writing
-from govdb.store.master import Credential, Division, Issuance, Person, utcnow
+from govdb.store.master import Credential, Division, Issuance, Person
 from govdb.store.states import IssuanceStatus, move, parse
-from govdb.verify.actors import Actor
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,7 @@ def resident_in_jurisdiction(pop: Population, params: BaseModel) -> Selection:
     return mask, "resident in the jurisdiction"
 
 
-class AgeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    years: int = Field(ge=0, le=150)
-
-
-@registry.register("eligibility", "age_at_least", AgeParams)
+@registry.register("eligibility", "age_at_least")
 def age_at_least(pop: Population, params: AgeParams) -> Selection:
     """Aged at least `years` on the as-of date."""
     mask = pop.people.select(
@@ -73,13 +70,7 @@ def age_at_least(pop: Population, params: AgeParams) -> Selection:
     return mask, f"aged {params.years} or over on {pop.as_of.isoformat()}"
 
 
-class CredentialParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: str
-    attributes: dict[str, list[str]] = {}
-
-
-@registry.register("eligibility", "has_credential", CredentialParams)
+@registry.register("eligibility", "has_credential")
 def has_credential(pop: Population, params: CredentialParams) -> Selection:
     """Holds a valid credential of `kind` whose attributes take one of the listed values."""
     creds = pop.credentials.filter(

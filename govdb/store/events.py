@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from govdb.store.master import utcnow
+from govdb.base.clock import utcnow
 from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, check_sql
 
 # What a source sent: UTF-8 JSON text on SQLite, JSONB on PostgreSQL so a data steward can query it.

@@ -16,12 +16,8 @@ from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from govdb.base.clock import utcnow
 from govdb.store.states import IssuanceStatus, check_sql
-
-
-def utcnow() -> dt.datetime:
-    """Record time, aware UTC: read back the same from SQLite and PostgreSQL."""
-    return dt.datetime.now(dt.UTC)
 
 
 class MasterModel(SQLModel, registry=registry()):

@@ -1,35 +1,19 @@
-"""Actors and their units: who is deciding or reading, and where their jurisdiction ends."""
+"""Resolving actors: their unit's level, jurisdiction and department, looked up in master.
+
+`Actor` and `ResolvedActor` live in the bottom layer (govdb.base) and are re-exported here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlmodel import Session
 
+from govdb.base.actors import Actor, ResolvedActor
 from govdb.errors import NotFoundError, StateError
 from govdb.store.master import OrgUnit
 
+__all__ = ["ACTOR_MAX", "Actor", "ResolvedActor", "resolve"]
+
 ACTOR_MAX = 64
-
-
-@dataclass(frozen=True)
-class Actor:
-    """A person acting for a unit: `Actor("li.ming", "village:440605011001")`."""
-
-    actor_id: str
-    unit_id: str
-
-
-@dataclass(frozen=True)
-class ResolvedActor:
-    """An actor with their unit's level, jurisdiction (division code prefix) and department."""
-
-    actor_id: str
-    unit_id: str
-    unit_name: str
-    level: str
-    division_code: str
-    department: str | None
 
 
 def resolve(session: Session, actor: Actor) -> ResolvedActor:

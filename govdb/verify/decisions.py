@@ -15,15 +15,16 @@ import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlmodel import Session
 
+from govdb.base.actors import ResolvedActor
+from govdb.base.clock import utcnow
 from govdb.errors import GovdbError, JurisdictionError, NotFoundError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
 from govdb.store.bulk import among, id_chunks
-from govdb.store.master import Person, utcnow
+from govdb.store.master import Person
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.validate import validate_frame
-from govdb.verify.actors import ResolvedActor
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import (
     DECISION,

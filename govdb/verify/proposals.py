@@ -20,6 +20,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlmodel import Session
 
+from govdb.base.clock import utcnow
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult, link_against_master, read_people
@@ -31,7 +32,6 @@ from govdb.standards.hanzi import char_folds
 from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.events import Event, IngestBatch, Link, Proposal, Task
 from govdb.store.locks import writing
-from govdb.store.master import utcnow
 from govdb.store.states import EventStatus, ProposalState, TaskState, move
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, auto_pass_decisions, run_auto_pass

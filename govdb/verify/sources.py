@@ -14,10 +14,11 @@ import secrets
 
 from sqlalchemy import Engine, delete, insert, select
 
+from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, NotFoundError
 from govdb.rulebook.loader import Rulebook
 from govdb.store.engine import store_errors
-from govdb.store.master import SourceCredential, utcnow
+from govdb.store.master import SourceCredential
 
 TABLE = SourceCredential.__table__  # type: ignore[attr-defined]
 

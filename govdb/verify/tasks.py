@@ -18,13 +18,13 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, bindparam, select, update
 
+from govdb.base.actors import ResolvedActor
 from govdb.errors import JurisdictionError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.standards.divisions import covers
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import Decision, Event, IngestBatch, Proposal, Task
 from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, move, parse
-from govdb.verify.actors import ResolvedActor
 from govdb.verify.routes import AutoPassBatch, auto_passed, source_columns
 
 TASK = Task.__table__  # type: ignore[attr-defined]

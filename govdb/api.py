@@ -104,6 +104,7 @@ class GovDB:
         self.events: Engine = make_engine(config.events_url)
         self._model: link_stage.LinkModel | None = None
         self._units: UnitIndex | None = None
+        self._county: tuple[str | None] | None = None  # (served county,) once read
         if create:
             self.init()
         if check_rules:
@@ -237,6 +238,7 @@ class GovDB:
                 ],
             )
         self._units = None
+        self._county = None
         return DistrictReport(
             county.code,
             county.name,
@@ -253,11 +255,16 @@ class GovDB:
         return self._units
 
     def served_county(self) -> str | None:
-        """The county this deployment serves, when it serves exactly one (a hint for addresses)."""
-        table = Division.__table__  # type: ignore[attr-defined]
-        with self.master.connect() as conn:
-            counties = list(conn.execute(select(table.c.code).where(table.c.level == 3)).scalars())
-        return counties[0] if len(counties) == 1 else None
+        """The county this deployment serves, when it serves exactly one (a hint for addresses).
+
+        Read once per GovDB, like the units (serve_district reads it again): every look-up and
+        prefill needs it, and it changes only when a district is served."""
+        if self._county is None:
+            table = Division.__table__  # type: ignore[attr-defined]
+            with self.master.connect() as conn:
+                counties = list(conn.execute(select(table.c.code).where(table.c.level == 3)).scalars())
+            self._county = (counties[0] if len(counties) == 1 else None,)
+        return self._county[0]
 
     def units(self, level: str | None = None) -> list[OrgUnit]:
         """Registered checking units (optionally of one level), by id."""

@@ -34,14 +34,19 @@ from govdb.access import audit as audit_stage
 from govdb.access import governance
 from govdb.access.audit import AuditVerification, ReadRecord, load_key
 from govdb.access.guard import AuditContext
+from govdb.correct import conflicts as conflict_stage
+from govdb.correct import revert as revert_stage
+from govdb.correct.conflicts import ConflictView
 from govdb.errors import ConfigError, GovdbError, RulesChangedError, StateError
 from govdb.rulebook import Rulebook, load_rulebook
+from govdb.serve import asof as asof_stage
 from govdb.serve import lookup as serve_lookup
 from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.standards import divisions
 from govdb.store.engine import StoreConfig, make_engine, migrate, refresh_statistics
+from govdb.store.feed import ChangePage, read_changes
 from govdb.store.locks import job_lock, writing
 from govdb.store.master import BulkLoad, Division, OrgUnit
 from govdb.store.states import Outcome
@@ -478,10 +483,106 @@ class GovDB:
         actor: Actor,
         purpose: str,
         today: dt.date | None = None,
+        recorded_at: dt.datetime | None = None,
     ) -> profile_stage.Profile:
-        """Everything master knows of one person (一人一档), as `actor`'s policy shows it (audited)."""
+        """Everything master knows of one person (一人一档), as `actor`'s policy shows it (audited);
+        as it held on `today` and as recorded at `recorded_at` when either is given."""
         return profile_stage.person_profile(
-            self.master, self.audit, id_number=id_number, actor=actor, purpose=purpose, today=today
+            self.master,
+            self.audit,
+            id_number=id_number,
+            actor=actor,
+            purpose=purpose,
+            today=today,
+            recorded_at=recorded_at,
+        )
+
+    def as_of(
+        self,
+        kind: str,
+        entity_id: str,
+        *,
+        actor: Actor,
+        purpose: str,
+        valid_at: dt.date | None = None,
+        recorded_at: dt.datetime | None = None,
+    ) -> list[asof_stage.AsOfValue]:
+        """Every field of one entity as it held on `valid_at`, as master recorded it at
+        `recorded_at` (bitemporal lineage; audited and masked like any read)."""
+        return asof_stage.entity_as_of(
+            self.master,
+            self.audit,
+            kind=kind,
+            entity_id=entity_id,
+            actor=actor,
+            purpose=purpose,
+            valid_at=valid_at,
+            recorded_at=recorded_at,
+        )
+
+    # --- after promotion: the change feed, conflicts, reverts and splits ----------------------
+
+    def changes(
+        self, since: str | int | None = None, *, limit: int = 1000, kinds: list[str] | None = None
+    ) -> ChangePage:
+        """Master changes after the cursor `since`, in commit order (no values: read those through
+        the audited reads); pass the returned cursor to read on."""
+        return read_changes(self.master, since, limit=limit, kinds=kinds)
+
+    def conflicts(self, *, actor: Actor, status: str = "open", limit: int = 1000) -> list[ConflictView]:
+        """The conflicts (比对) the actor's department owns in its county (audited, masked)."""
+        return conflict_stage.list_conflicts(self.master, self.audit, actor=actor, status=status, limit=limit)
+
+    def resolve_conflict(
+        self,
+        conflict_id: int,
+        resolution: str,
+        *,
+        actor: Actor,
+        value: str | None = None,
+        reason: str | None = None,
+    ) -> ConflictView:
+        """Resolve an open conflict once: accept the proposed value, keep master's, or amend."""
+        self._require_applied()
+        return conflict_stage.resolve_conflict(
+            self.master,
+            self.audit,
+            self.rules,
+            conflict_id=conflict_id,
+            resolution=resolution,
+            actor=actor,
+            value=value,
+            reason=reason,
+        )
+
+    def revert(self, proposal_id: str, *, actor: Actor, reason: str) -> revert_stage.RevertReport:
+        """Undo one promotion: restore what master held before, with lineage (audited)."""
+        self._require_applied()
+        return revert_stage.revert_promotion(
+            self.events,
+            self.master,
+            self.audit,
+            self.rules,
+            proposal_id=proposal_id,
+            actor=actor,
+            reason=reason,
+        )
+
+    def split(
+        self, person_id: str, event_ids: Iterable[int], *, actor: Actor, reason: str
+    ) -> revert_stage.SplitReport:
+        """Take events wrongly merged into a person off them: revert their promotions and send
+        them back to be linked again, never to this person (the next `process` links them)."""
+        self._require_applied()
+        return revert_stage.split_person(
+            self.events,
+            self.master,
+            self.audit,
+            self.rules,
+            person_id=person_id,
+            event_ids=list(event_ids),
+            actor=actor,
+            reason=reason,
         )
 
     def who_read(

@@ -22,6 +22,7 @@ from govdb.base.clock import utcnow
 from govdb.errors import InputFileError
 from govdb.readers import read_records
 from govdb.store.bulk import among, id_chunks, insert_frame
+from govdb.store.feed import record_changes
 from govdb.store.locks import writing
 from govdb.store.master import BulkLoad, FieldHistory, Person
 from govdb.validate import record_place, validate_frame
@@ -195,6 +196,19 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
                     "event_ids": "[]",
                     "checks": checks,
                 },
+            )
+            record_changes(
+                conn,
+                history.select(
+                    pl.lit("person").alias("entity_kind"),
+                    "entity_id",
+                    "field",
+                    pl.lit("insert").alias("op"),
+                    pl.lit(valid_from.isoformat() if valid_from else None, pl.String).alias("valid_from"),
+                    pl.lit("bulk_load").alias("cause"),
+                    pl.lit(load_id).alias("cause_id"),
+                ),
+                now,
             )
     return load_id, frame.height
 

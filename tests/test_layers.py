@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "govdb.store": 4,  # engines, states, bulk writes, locks, append-only triggers
     "govdb.store.master": 5,  # the two stores' tables: peers, never one importing the other
     "govdb.store.events": 5,
+    "govdb.store.feed": 6,  # the master change feed (numbers changes under the head's lock)
     "govdb.ingest": 6,
     "govdb.validate": 7,
     "govdb.load": 8,  # authoritative bulk loads into master
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "govdb.promote": 10,
     "govdb.access": 10,
     "govdb.serve": 11,
+    "govdb.correct": 11,  # after promotion: conflicts resolved (比对), promotions reverted, merges split
     "govdb.api": 12,
     "govdb": 13,  # the package itself (__init__.py: the public names); no module below it
     "govdb.demo": 13,

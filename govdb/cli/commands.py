@@ -23,15 +23,17 @@ from govdb.cli._common import (
     reports_errors,
 )
 from govdb.cli.audit import audit_app
+from govdb.cli.correct import as_of_command, changes_command, conflicts_app, revert_command, split_command
 from govdb.cli.files import dedupe, link, standardize
 from govdb.cli.profile import profile_command
 from govdb.cli.rules import rules_app
 from govdb.cli.verification import load_app, sources_app, tasks_app, units_command
 
-SETUP, PATH, CHECKS, SERVING, FILES, GOVERNANCE = (
+SETUP, PATH, CHECKS, CORRECTIONS, SERVING, FILES, GOVERNANCE = (
     "Set up",
     "Data path",
     "Verification",
+    "After promotion",
     "Serving",
     "Files (no stores)",
     "Audit and rules",
@@ -569,3 +571,8 @@ def quality(
 
 app.command("units", rich_help_panel=SETUP)(units_command)
 app.command("profile", rich_help_panel=SERVING)(profile_command)
+app.command("as-of", rich_help_panel=SERVING)(as_of_command)
+app.command("changes", rich_help_panel=CORRECTIONS)(changes_command)
+app.add_typer(conflicts_app, name="conflicts", rich_help_panel=CORRECTIONS)
+app.command("revert", rich_help_panel=CORRECTIONS)(revert_command)
+app.command("split", rich_help_panel=CORRECTIONS)(split_command)

@@ -7,6 +7,7 @@ it is). Fields the policy does not grant are not in the file at all; masked ones
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -29,6 +30,18 @@ def profile_command(
     purpose: Annotated[
         str, typer.Option("--purpose", help="Why you read it: a purpose your department is granted.")
     ],
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="The file as it held on this day (valid time)."),
+    ] = None,
+    recorded_at: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--recorded-at",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+            help="As master had recorded it by this time (UTC; record time).",
+        ),
+    ] = None,
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -39,7 +52,13 @@ def profile_command(
     """
     who = parse_actor(actor)
     with options(ctx, home).open() as db:
-        result = db.profile(id_number=id_number, actor=who, purpose=purpose)
+        result = db.profile(
+            id_number=id_number,
+            actor=who,
+            purpose=purpose,
+            today=as_of.date() if as_of else None,
+            recorded_at=recorded_at.replace(tzinfo=dt.UTC) if recorded_at else None,
+        )
     if json_out:
         print_json(result)
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, insert_frame
+from govdb.store.locks import writing, xact_lock
 from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person
 
 CHUNK = 5000
@@ -101,7 +102,8 @@ def refresh_link_keys(
     ones inserted (a new phone changes one key of nine), so a promotion's refresh costs little."""
     table = LinkKey.__table__  # type: ignore[attr-defined]
     person = Person.__table__  # type: ignore[attr-defined]
-    with master.begin() as conn:
+    with writing(master) as conn:
+        xact_lock(conn, "link_keys")  # loads, promotions and corrections re-key people at once
         old: pl.DataFrame | None = None
         if missing_only:
             without_keys = select(person.c.person_id).where(
@@ -272,13 +274,17 @@ def link_against_master(
     id_column: str = "event_id",
     today: dt.date | None = None,
     address_hint: str | None = None,
+    exclude: Collection[str] = (),
 ) -> list[LinkResult]:
     """Link records (standard fields as written) against the master store through its link keys.
-    `model` may be a factory, called only when some record has candidates."""
+    `model` may be a factory, called only when some record has candidates. People in `exclude`
+    are never candidates (a split said these records are not about them)."""
     left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
     keys = key_strings(left, rules).get_column("key").unique().to_list()
     with master.connect() as conn:
         candidates = candidate_ids(conn, keys, rules.blocking.max_block)
+        if exclude:
+            candidates = [c for c in candidates if c not in set(exclude)]
         right = read_features(conn, candidates)
         if right.height == 0:  # nobody to compare with: every record is someone new
             return [

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
-from govdb.base.clock import utcnow
+from govdb.base.clock import LOCAL_ZONE, utcnow
 from govdb.link.online import refresh_link_keys
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
@@ -79,10 +79,6 @@ def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dic
                 }
             )
     return out
-
-
-# China's time (UTC+8, no daylight saving since 1991), as ingest reads the times people write.
-LOCAL_ZONE = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 def _event_dates(conn: Connection, event_ids: Sequence[int]) -> dict[int, dt.date]:

@@ -21,6 +21,7 @@ from govdb.base.clock import utcnow
 from govdb.errors import StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks, insert_frame
+from govdb.store.feed import change_rows, record_changes
 from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion
 
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
@@ -233,6 +234,7 @@ class Chunk:
         if current is not None:
             if current.row is not None:
                 current.row["valid_to"] = valid_from
+                current.row["closed_at"] = self.now
             elif current.id is not None:
                 self.closes.append({"k_id": current.id, "v_valid_to": valid_from})
         row = self._history(proposal, kind, entity_id, name, value, valid_from, checks)
@@ -331,6 +333,21 @@ class Chunk:
 
     # --- writes --------------------------------------------------------------------------
 
+    def _feed(self) -> pl.DataFrame:
+        """The change feed's rows for this chunk's lineage: an entity's first values are its insert."""
+        created = set(self.new_people) | set(self.new_credentials)
+        return change_rows(
+            [
+                {
+                    **{k: r[k] for k in ("entity_kind", "entity_id", "field", "valid_from")},
+                    "op": "insert" if r["entity_id"] in created else "update",
+                    "cause": "promotion",
+                    "cause_id": r["proposal_id"],
+                }
+                for r in sorted(self.history, key=lambda r: (r["entity_kind"], r["entity_id"], r["field"]))
+            ]
+        )
+
     def write(self, conn: Connection) -> None:
         if self.new_people:
             conn.execute(
@@ -351,7 +368,7 @@ class Chunk:
             closed = conn.execute(
                 update(HISTORY)
                 .where(HISTORY.c.id == bindparam("k_id"), HISTORY.c.valid_to.is_(None))
-                .values(valid_to=bindparam("v_valid_to")),
+                .values(valid_to=bindparam("v_valid_to"), closed_at=self.now),
                 self.closes,
             ).rowcount
             if closed != len(self.closes):
@@ -361,6 +378,7 @@ class Chunk:
                 )
         if self.history:
             insert_frame(conn, HISTORY, history_frame(self.history), {"recorded_at": self.now})
+            record_changes(conn, self._feed(), self.now)
         if self.conflicts:
             conn.execute(insert(CONFLICT), self.conflicts)
         if self.new_credentials:
@@ -424,20 +442,24 @@ def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
             "proposal_id": [r["proposal_id"] for r in rows],
             "event_ids": [json.dumps(r["event_ids"]) for r in rows],
             "checks": [chain(r["checks"]) for r in rows],
+            "closed_at": [r.get("closed_at") for r in rows],
         },
         schema={
-            c: pl.String
-            for c in (
-                "entity_kind",
-                "entity_id",
-                "field",
-                "value",
-                "valid_from",
-                "valid_to",
-                "source",
-                "proposal_id",
-                "event_ids",
-                "checks",
-            )
+            "closed_at": pl.Datetime("us", "UTC"),
+            **{
+                c: pl.String
+                for c in (
+                    "entity_kind",
+                    "entity_id",
+                    "field",
+                    "value",
+                    "valid_from",
+                    "valid_to",
+                    "source",
+                    "proposal_id",
+                    "event_ids",
+                    "checks",
+                )
+            },
         },
     ).sort("entity_kind", "entity_id", "field")

@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -35,6 +36,7 @@ from govdb.access.audit import ReadRecord, reads_of
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.access.policy import HIDDEN, Grant, check_reach
 from govdb.base.actors import Actor
+from govdb.base.clock import utcnow
 from govdb.rulebook.loader import Rulebook
 from govdb.serve._master_view import (
     DERIVED_FROM,
@@ -43,6 +45,7 @@ from govdb.serve._master_view import (
     person_by_id_number,
     person_values,
 )
+from govdb.serve.asof import lineage_rows, rows_as_of
 from govdb.serve.lookup import identifiers
 from govdb.store.master import Conflict, Credential, FieldHistory, Issuance, Person, current_lineage
 
@@ -63,6 +66,7 @@ PERSON_FIELDS = (
     "death_date",
 )
 CREDENTIAL_DATES = ("valid_from", "valid_to")
+AS_OF_FIELDS = ("name", "gender", "birth_date", "phone", "address", "division_code")  # id_number keys
 
 
 @dataclass(frozen=True)
@@ -171,11 +175,17 @@ def person_profile(
     actor: Actor,
     purpose: str,
     today: dt.date | None = None,
+    recorded_at: dt.datetime | None = None,
 ) -> Profile:
     """The file of the person with `id_number`, as `actor` may see it for `purpose` (audited).
 
+    `today` is the valid time (what held on that day, default today); `recorded_at` the record
+    time (what master had recorded by then, default now): a past day or record time answers
+    from the bitemporal lineage (govdb.serve.asof), values and their lineage alike.
+
     Raises NotFoundError (no such person), AccessDeniedError (purpose not granted, unknown unit)
     or JurisdictionError (registered outside the reader's county); each is audited too."""
+    as_of = today is not None or recorded_at is not None
     today = today or dt.date.today()
     cleaned = clean_id_number(id_number)
 
@@ -183,7 +193,18 @@ def person_profile(
         person = person_by_id_number(ms, cleaned)
         attempt.subjects.append(person.person_id)
         check_reach(attempt.who, person.division_code)
-        return _build(ms, ctx.rules, person, attempt.grant, purpose, today)
+        picked = None
+        if as_of:
+            rows = lineage_rows(ms, "person", person.person_id)
+            picked = {
+                k: SimpleNamespace(**{**row._mapping, "valid_to": valid_to})  # the end as known then
+                for k, (row, valid_to) in rows_as_of(rows, today, recorded_at or utcnow()).items()
+            }
+            # The file as it was then: nothing master had not recorded yet, not even a name.
+            person = person.model_copy(
+                update={k: _as_column(k, picked[k].value if k in picked else None) for k in AS_OF_FIELDS}
+            )
+        return _build(ms, ctx.rules, person, attempt.grant, purpose, today, picked)
 
     result, seq = guarded_read(
         master,
@@ -256,14 +277,24 @@ class _Seen:
         return Outcome(list(self.read), list(self.masked))
 
 
+def _as_column(name: str, value: str | None) -> Any:
+    return dt.date.fromisoformat(value) if name == "birth_date" and value else value
+
+
 def _build(
-    ms: Session, rules: Rulebook, person: Person, grant: Grant, purpose: str, today: dt.date
+    ms: Session,
+    rules: Rulebook,
+    person: Person,
+    grant: Grant,
+    purpose: str,
+    today: dt.date,
+    as_of: dict[str, Any] | None = None,
 ) -> tuple[Profile, Outcome]:
     seen = _Seen()
     person_id, masked = grant.show("person_id", person.person_id)
     seen.note("person_id", person_id, masked)
     values = person_values(person, today)
-    lineage = current_lineage(ms, "person", person.person_id)
+    lineage = current_lineage(ms, "person", person.person_id) if as_of is None else as_of
     past = _past(ms, "person", [person.person_id])
     fields = []
     for name in PERSON_FIELDS:
@@ -318,6 +349,7 @@ def _past(ms: Session, kind: str, entity_ids: list[str]) -> dict[tuple[str, str]
             FieldHistory.entity_kind == kind,
             col(FieldHistory.entity_id).in_(entity_ids),
             col(FieldHistory.valid_to).is_not(None),
+            col(FieldHistory.retracted_at).is_(None),
         )
         .order_by(col(FieldHistory.id))
     ).all()

@@ -89,6 +89,7 @@ class Event(EventModel, table=True):
     standardized: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     quality_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="received", max_length=16)
+    link_round: int = 0  # how often a split sent it back to be linked again
 
 
 class Quarantine(EventModel, table=True):
@@ -130,7 +131,7 @@ class Proposal(EventModel, table=True):
     """
 
     __table_args__ = (
-        UniqueConstraint("event_id", "change", name="uq_proposal_event_change"),
+        UniqueConstraint("event_id", "change", "round", name="uq_proposal_event_change"),
         CheckConstraint(check_sql("state", ProposalState), name="ck_proposal_state"),
     )
 
@@ -147,6 +148,18 @@ class Proposal(EventModel, table=True):
     state: str = Field(default="pending", max_length=16, index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+    round: int = 0  # the event's link round it was proposed in (a split links it again)
+
+
+class LinkExclusion(EventModel, table=True):
+    """A master entity an event must not be linked to again: a split found it was someone else."""
+
+    event_id: int = Field(foreign_key="event.event_id", primary_key=True)
+    entity_kind: str = Field(primary_key=True, max_length=16)
+    entity_id: str = Field(primary_key=True, max_length=32)
+    actor: str = Field(max_length=140)  # actor@unit who split
+    reason: str | None = Field(default=None, max_length=512)
+    created_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class Task(EventModel, table=True):

@@ -35,6 +35,13 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def xact_lock(conn: Connection, name: str) -> None:
+    """Serialize the rest of this transaction with others taking the same lock (PostgreSQL: an
+    advisory lock released at commit; SQLite: `writing` already holds the one write lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key(name)})
+
+
 def _key(name: str) -> int:
     """A stable signed 64-bit advisory lock key for a job name."""
     return int.from_bytes(hashlib.sha256(f"govdb.job:{name}".encode()).digest()[:8], "big", signed=True)

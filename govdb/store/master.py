@@ -127,6 +127,10 @@ class FieldHistory(MasterModel, table=True):
     bulk_load_id: str | None = Field(default=None, max_length=36)
     event_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     checks: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Record time, bitemporally: when valid_to was set (None: not closed, or closed before this
+    # was kept), and when the row was withdrawn from the record by a revert (it then never held).
+    closed_at: dt.datetime | None = None
+    retracted_at: dt.datetime | None = None
 
 
 class Promotion(MasterModel, table=True):
@@ -140,6 +144,9 @@ class Promotion(MasterModel, table=True):
     # False until the person's blocking keys are rewritten, so a crashed run's recovery does it.
     keys_refreshed: bool = True
     rules_fingerprint: str | None = Field(default=None, max_length=64)
+    reverted_at: dt.datetime | None = None
+    reverted_by: str | None = Field(default=None, max_length=140)  # actor@unit
+    revert_reason: str | None = Field(default=None, max_length=512)
 
 
 class SourceCredential(MasterModel, table=True):
@@ -163,7 +170,17 @@ class BulkLoad(MasterModel, table=True):
 
 
 class Conflict(MasterModel, table=True):
-    """A verified value that disagrees with a more trusted master value (比对), for its owner."""
+    """A verified value that disagrees with a more trusted master value (比对), for its owner.
+
+    The owning department resolves it once (open -> resolved, a checked transition): accept the
+    proposed value, keep master's, or amend to a third; the resolution is its lineage."""
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="ck_conflict_status"),
+        CheckConstraint(
+            "resolution IS NULL OR resolution IN ('accept', 'keep', 'amend')", name="ck_conflict_resolution"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     proposal_id: str = Field(max_length=36, index=True)
@@ -177,6 +194,41 @@ class Conflict(MasterModel, table=True):
     owner_department: str | None = Field(default=None, max_length=64)
     status: str = Field(default="open", max_length=16)
     created_at: dt.datetime = Field(default_factory=utcnow)
+    resolution: str | None = Field(default=None, max_length=8)
+    resolved_value: str | None = None
+    resolved_at: dt.datetime | None = None
+    resolved_by: str | None = Field(default=None, max_length=140)  # actor@unit
+    resolution_reason: str | None = Field(default=None, max_length=512)
+
+
+class MasterChange(MasterModel, table=True):
+    """The change feed: every master change as one ordered row (insert / update / delete of an
+    entity's field), so a department or programme acts on new facts without rescanning master.
+
+    `seq` is handed out under the lock of `ChangeHead`, held until the writer commits, so the
+    order of seqs is the order of commits: a reader that has seen seq N never later finds a
+    smaller one. No values are kept here; they are read through the audited reads."""
+
+    __table_args__ = (CheckConstraint("op IN ('insert', 'update', 'delete')", name="ck_change_op"),)
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: dt.datetime = Field(default_factory=utcnow)
+    entity_kind: str = Field(max_length=16)
+    entity_id: str = Field(max_length=32, index=True)
+    field: str | None = Field(default=None, max_length=64)
+    op: str = Field(max_length=8)
+    valid_from: dt.date | None = None
+    cause: str = Field(max_length=48)  # promotion / bulk_load / revert / conflict / issuance
+    cause_id: str | None = Field(default=None, max_length=48)
+
+
+class ChangeHead(MasterModel, table=True):
+    """The last seq of the change feed (one row); writers lock it to number their changes."""
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_change_head_single"),)
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
 
 
 class AuditLog(MasterModel, table=True):
@@ -301,6 +353,8 @@ class Issuance(MasterModel, table=True):
     status: str = Field(default="offered", max_length=16)
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     unverified_inputs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Set when a master fact it rested on was reverted: someone must look at it again.
+    review_reason: str | None = Field(default=None, max_length=512)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -313,6 +367,7 @@ def current_lineage(ms: Session, kind: str, entity_id: str) -> dict[str, FieldHi
             FieldHistory.entity_kind == kind,
             FieldHistory.entity_id == entity_id,
             col(FieldHistory.valid_to).is_(None),
+            col(FieldHistory.retracted_at).is_(None),
         )
         .order_by(col(FieldHistory.id))
     ).all()

@@ -41,6 +41,7 @@ class ProposalState(StrEnum):
     unroutable = "unroutable"  # no unit covers one of its steps
     resolved = "resolved"  # an identity check whose answer the next `process` took
     promoted = "promoted"  # applied to master
+    reverted = "reverted"  # applied, then undone by an authorised actor (`govdb revert`)
 
 
 class TaskState(StrEnum):
@@ -87,7 +88,8 @@ TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
         EventStatus.confirmed: frozenset(),
         EventStatus.rejected: frozenset(),
         EventStatus.returned: frozenset(),
-        EventStatus.promoted: frozenset(),
+        # A split sends an event wrongly merged into someone back to be linked again.
+        EventStatus.promoted: frozenset({EventStatus.standardized}),
     },
     ProposalState: {
         ProposalState.pending: frozenset(
@@ -98,7 +100,8 @@ TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
         ProposalState.returned: frozenset(),
         ProposalState.unroutable: frozenset(),
         ProposalState.resolved: frozenset(),
-        ProposalState.promoted: frozenset(),
+        ProposalState.promoted: frozenset({ProposalState.reverted}),
+        ProposalState.reverted: frozenset(),
     },
     TaskState: {
         TaskState.waiting: frozenset({TaskState.open, TaskState.cancelled}),

@@ -9,6 +9,7 @@ lock, so two runs never propose one event twice (a unique proposal per event and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import uuid
@@ -30,7 +31,7 @@ from govdb.standards import standardize
 from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
 from govdb.store.bulk import among, id_chunks, insert_frame
-from govdb.store.events import Event, IngestBatch, Link, Proposal, Task
+from govdb.store.events import Event, IngestBatch, Link, LinkExclusion, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, ProposalState, TaskState, move
 from govdb.verify.routes import UnitIndex
@@ -41,6 +42,7 @@ BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
 TASK = Task.__table__  # type: ignore[attr-defined]
 LINK = Link.__table__  # type: ignore[attr-defined]
+EXCLUSION = LinkExclusion.__table__  # type: ignore[attr-defined]
 CHUNK = 50_000
 COMPARED = (*PERSON_FIELDS, "division_code")
 
@@ -169,6 +171,7 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
             EVENT.c.department,
             EVENT.c.standardized,
             EVENT.c.quality_flags,
+            EVENT.c.link_round,
             BATCH.c.authenticated_source,
         )
         .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
@@ -272,13 +275,54 @@ def propose_events(
         fresh = [e for e in pending if e["event_id"] not in settled]
         results = list(settled.values())
         if fresh:
-            results += link_against_master(
-                master, _records(fresh), rules.matching["person"], model, address_hint=address_hint
-            )
+            results += _link(events, master, rules, model, fresh, address_hint)
         _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
         report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
         report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
         _write(events, work)
+
+
+def _link(
+    events: Engine,
+    master: Engine,
+    rules: Rulebook,
+    model: LinkModel | Callable[[], LinkModel],
+    fresh: list[dict[str, Any]],
+    address_hint: str | None,
+) -> list[LinkResult]:
+    """Link the chunk's events against master in one batch; an event a split took off someone is
+    linked on its own, with that person left out of its candidates."""
+    relinked = [e for e in fresh if e["link_round"]]
+    plain = [e for e in fresh if not e["link_round"]]
+    matching = rules.matching["person"]
+    out = (
+        link_against_master(master, _records(plain), matching, model, address_hint=address_hint)
+        if plain
+        else []
+    )
+    if not relinked:
+        return out
+    excluded: dict[int, set[str]] = {}
+    with events.connect() as conn:
+        for chunk in id_chunks(conn, [e["event_id"] for e in relinked]):
+            for r in conn.execute(
+                select(EXCLUSION.c.event_id, EXCLUSION.c.entity_id).where(
+                    among(conn, EXCLUSION.c.event_id, chunk), EXCLUSION.c.entity_kind == "person"
+                )
+            ):
+                excluded.setdefault(r.event_id, set()).add(r.entity_id)
+    with master.connect() as mconn:
+        people = read_people(mconn, sorted(set().union(*excluded.values()))) if excluded else None
+    their_ids = set(people.get_column("id_number").to_list()) if people is not None else set()
+    for event in relinked:
+        left_out = excluded.get(event["event_id"], set())
+        own_id = (event["standardized"] or {}).get("id_number")
+        for link in link_against_master(
+            master, _records([event]), matching, model, address_hint=address_hint, exclude=left_out
+        ):
+            why = {**link.explanation, "excluded": sorted(left_out), "id_of_excluded": own_id in their_ids}
+            out.append(dataclasses.replace(link, explanation=why))
+    return out
 
 
 def _plan(
@@ -345,6 +389,11 @@ def _plan(
                 report.unroutable += 1
             work.event_to(event, EventStatus.identity_review)
             continue
+        if link.decision == "new" and link.explanation.get("id_of_excluded"):
+            # Split off the person its ID number names: the ID itself is wrong; the window corrects it.
+            work.event_to(event, EventStatus.unlinked, "id_number_of_split_person")
+            report.unlinked += 1
+            continue
         if link.decision == "new" and (service.change == "credential" or not rec.get("id_number")):
             flag = "no_master_person" if service.change == "credential" else "no_valid_id"
             work.event_to(event, EventStatus.unlinked, flag)
@@ -405,6 +454,7 @@ def _proposal(
         # department an ingest merely named.
         "department": event["proven_department"],
         "state": ProposalState.pending.value,
+        "round": event["link_round"],
         "created_at": now,
         "updated_at": now,
     }
@@ -500,10 +550,14 @@ def _write(events: Engine, work: _Chunk) -> None:
         "source",
         "department",
         "state",
+        "round",
     )
     proposals = pl.DataFrame(
         [{**{c: p[c] for c in proposal_columns}, "payload": _json(p["payload"])} for p in work.proposals],
-        schema={**{c: (pl.Int64 if c == "event_id" else text) for c in proposal_columns}, "payload": text},
+        schema={
+            **{c: (pl.Int64 if c in ("event_id", "round") else text) for c in proposal_columns},
+            "payload": text,
+        },
     )
     with writing(events) as conn:
         insert_frame(conn, LINK, links, {"created_at": now})

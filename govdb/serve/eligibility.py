@@ -169,9 +169,15 @@ def combine(children: Sequence[Verdict], *, every: bool) -> Verdict:
     for child in children[1:]:
         mask = (mask & child.mask) if every else (mask | child.mask)
     kinds = {k: v for c in children for k, v in c.credential_words.items()}
-    return Verdict(
-        mask.alias("m"), _concat([c.why for c in children]), _concat([c.why_not for c in children]), kinds
-    )
+    mask = mask.alias("m")
+    why = _where(mask, _concat([c.why for c in children]))
+    return Verdict(mask, why, _where(~mask, _concat([c.why_not for c in children])), kinds)
+
+
+def _where(mask: pl.Series, words: pl.Series) -> pl.Series:
+    """The words where `mask` holds, none elsewhere (a branch that held says nothing of failing)."""
+    frame = pl.DataFrame({"m": mask, "w": words})
+    return frame.select(pl.when("m").then(pl.col("w")).otherwise(NONE).alias("w")).to_series()
 
 
 def evaluate_all(pop: Population, nodes: Sequence[Any], *, skip_negations: bool = False) -> Verdict:

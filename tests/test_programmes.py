@@ -20,8 +20,8 @@ from sqlmodel import Session, select
 from govdb import Actor, GovDB, load_rulebook
 from govdb.errors import AccessDeniedError, JurisdictionError, RuleFileError, StateError
 from govdb.rulebook import Rulebook
-from govdb.standards.divisions import subtree
 from govdb.serve.programmes import WITHHELD_CONDITION
+from govdb.standards.divisions import subtree
 from govdb.standards.ids import make_id
 from govdb.store.master import AuditLog, BulkLoad, Credential, FieldHistory, Issuance, OrgUnit, Person
 from tests.conftest import REPO, TODAY, neighbour_transport, open_backend

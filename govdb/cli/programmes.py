@@ -119,6 +119,7 @@ def render_programme(run: Any, limit: int = 10) -> None:
             "issued now": run.issued,
             "issued before": run.already_issued,
             "home deliveries": run.home_delivery,
+            "excluded by a condition": len(run.excluded),
         },
     )
     home = [s for s in run.selected if s["delivery"] == "home"][:limit]

@@ -89,6 +89,8 @@ def update_issuance(
                 )
                 .join(PERSON, PERSON.c.person_id == ISSUANCE.c.person_id)
                 .where(ISSUANCE.c.id.in_(wanted))
+                .order_by(ISSUANCE.c.id)  # rows locked in one order: two markings queue, never deadlock
+                .with_for_update(of=ISSUANCE)
             ).mappings()
         ]
         missing = sorted(set(wanted) - {r["id"] for r in rows})

@@ -457,3 +457,74 @@ def test_cli_offers_mark_and_export(tmp_path: Path) -> None:
         app, ["--home", str(home), "programme", "export", "senior_transit_card", "--actor", civil]
     )
     assert refused.exit_code != 0 and "may not read personal data" in refused.output
+
+
+def test_judging_everyone_at_once_agrees_with_reading_each_person(rules: Rulebook) -> None:
+    """The vectorised judgement (blocks once, conditions once per pattern) against a plain
+    person-by-person reading of the same conditions, over a random population."""
+    import json
+    import random
+
+    from govdb.rulebook.models import ProgrammeRules
+    from govdb.serve.eligibility import Population, judge
+
+    rng = random.Random(3)
+    n = 3000
+    births = [TODAY - dt.timedelta(days=rng.randrange(0, 100 * 365)) for _ in range(n)]
+    dead = [rng.random() < 0.05 for _ in range(n)]
+    people = pl.DataFrame(
+        {
+            "person_id": [f"P{i}" for i in range(n)],
+            "name": ["某"] * n,
+            "birth_date": births,
+            "death_date": [TODAY if d else None for d in dead],
+            "division_code": [rng.choice(VILLAGES) for _ in range(n)],
+            "address": ["-"] * n,
+        },
+        schema_overrides={"death_date": pl.Date},
+    )
+    held = {
+        i: rng.choice(["care_home_resident", "disability_certificate"]) for i in rng.sample(range(n), 600)
+    }
+    creds = pl.DataFrame(
+        {
+            "person_id": [f"P{i}" for i in held],
+            "kind": list(held.values()),
+            "attributes": [json.dumps({})] * len(held),
+            "valid_to": [None] * len(held),
+        },
+        schema_overrides={"valid_to": pl.Date},
+    )
+    pop = Population(people, creds, VILLAGES, TODAY)
+    programme = ProgrammeRules.model_validate(MIXED)
+    home_if = [{"any": [{"block": "age_between", "params": {"min": 90}}, {"not": {"block": "alive"}}]}]
+    delivery = ProgrammeRules.model_validate({**MIXED, "delivery": {"home_if": home_if}}).delivery
+    judged = judge(pop, list(programme.eligibility), list(delivery.home_if)).people
+
+    def age(i: int) -> int:
+        b = births[i]
+        return TODAY.year - b.year - ((TODAY.month, TODAY.day) < (b.month, b.day))
+
+    eligible = {
+        f"P{i}"
+        for i in range(n)
+        if not dead[i]
+        and (70 <= age(i) <= 79 or held.get(i) == "disability_certificate")
+        and held.get(i) != "care_home_resident"
+    }
+    excluded = {
+        f"P{i}"
+        for i in range(n)
+        if not dead[i]
+        and (70 <= age(i) <= 79 or held.get(i) == "disability_certificate")
+        and held.get(i) == "care_home_resident"
+    }
+    home = {p for p in eligible if age(int(p[1:])) >= 90}
+    got = judged.filter(pl.col("eligible"))
+    assert set(got.get_column("person_id")) == eligible and len(eligible) > 100
+    assert set(judged.filter(~pl.col("eligible")).get_column("person_id")) == excluded and excluded
+    assert set(got.filter(pl.col("home")).get_column("person_id")) == home and home
+    for row in got.iter_rows(named=True):
+        i = int(row["person_id"][1:])
+        assert ("aged 70 to 79 on 2026-11-23" in row["why"]) == (70 <= age(i) <= 79)
+        assert ("holds a disability_certificate" in row["why"]) == (held.get(i) == "disability_certificate")

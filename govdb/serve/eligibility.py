@@ -2,16 +2,17 @@
 
 A rule file states eligibility as data (`{block: age_between, params: {min: 80}}`, `{any: [...]}`,
 `{not: ...}`); this module implements the eligibility blocks over a Population (master people and
-credentials at a date) and evaluates a condition tree over the whole population at once: each
-node gives a boolean per person, the reasons it holds (which branches matched, in words) and the
-reasons it fails (so who a `not` kept out is reported with why).
+credentials at a date) and judges everyone at once: each block runs once over the whole
+population, and the conditions are read once per distinct pattern of block outcomes, giving
+whether each holds, the reasons it holds (which branches matched, in words) and the reasons it
+fails (so who a `not` kept out is reported with why).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import polars as pl
 from pydantic import BaseModel
 from sqlalchemy import Engine, select
 
+from govdb.errors import ConfigError
 from govdb.rulebook import registry
 from govdb.rulebook.models import AllOf, AnyOf, BlockRef, Not
 from govdb.rulebook.registry import AgeParams, AgeRange, CredentialParams, DivisionParams
@@ -26,7 +28,6 @@ from govdb.standards.ids import age_at
 from govdb.store.master import Credential, Division, Person
 
 WORDS = pl.List(pl.String)
-NONE = pl.lit([], dtype=WORDS)
 
 
 @dataclass(frozen=True)
@@ -106,83 +107,128 @@ def has_credential(pop: Population, params: CredentialParams) -> Selection:
     return mask, f"holds a {params.kind}" + (f" ({described})" if described else "")
 
 
+MAX_BLOCKS = 62  # a person's outcome on every block packs into one 64-bit integer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A condition for one pattern of block outcomes: whether it holds, and why (not) in words."""
+
+    holds: bool
+    why: list[str]  # where it holds: the conditions that made it hold
+    why_not: list[str]  # where it fails: the ones that made it fail
+
+
 @dataclass
-class Verdict:
-    """A condition over the population: whether it holds per person, and why (not) in words.
+class Judgement:
+    """Everyone the eligibility (or, ignoring every `not`, its exclusions) concerns, with columns
+    eligible, before (eligible were no `not` applied), home, why, why_not and home_why; and the
+    words of each credential block with its kind (withheld from readers not granted that kind)."""
 
-    `why` lists, where it holds, the conditions that made it hold; `why_not`, where it fails,
-    the ones that made it fail. `credential_words` maps the words of each credential block to its
-    kind, so a reader not granted that kind has those reasons withheld."""
-
-    mask: pl.Series
-    why: pl.Series
-    why_not: pl.Series
+    people: pl.DataFrame
     credential_words: dict[str, str] = field(default_factory=dict)
 
 
-def _words(mask: pl.Series, words: str) -> pl.Series:
-    frame = pl.DataFrame({"m": mask})
-    return frame.select(
-        pl.when("m").then(pl.lit([words], dtype=WORDS)).otherwise(NONE).alias("w")
-    ).to_series()
+def _leaves(nodes: Sequence[Any]) -> list[BlockRef]:
+    """The blocks of the conditions in walking order (the order `_outcome` meets them)."""
+    out: list[BlockRef] = []
+    for node in nodes:
+        if isinstance(node, BlockRef):
+            out.append(node)
+        elif isinstance(node, AllOf | AnyOf):
+            out.extend(_leaves(node.all if isinstance(node, AllOf) else node.any))
+        elif isinstance(node, Not):
+            out.extend(_leaves([node.negated]))
+    return out
 
 
-def _concat(parts: Sequence[pl.Series]) -> pl.Series:
-    frame = pl.DataFrame({f"p{i}": p for i, p in enumerate(parts)})
-    return frame.select(pl.concat_list(frame.columns).alias("w")).to_series()
-
-
-def _prefix(words: pl.Series, prefix: str) -> pl.Series:
-    return words.list.eval(pl.lit(prefix) + pl.element())
-
-
-def evaluate(pop: Population, node: Any, *, skip_negations: bool = False) -> Verdict:
-    """Evaluate one condition over everyone at once. With `skip_negations`, every `not` holds
-    (the population before exclusions: compared with the full verdict it names who was excluded)."""
-    height = pop.people.height
+def _outcome(node: Any, bits: Iterator[tuple[bool, str]], skip_negations: bool) -> Outcome:
+    """One condition over one pattern of block outcomes (each block's bit and words, in order)."""
     if isinstance(node, BlockRef):
-        block = registry.get("eligibility", node.block)
-        assert block is not None  # checked when the rules were loaded
-        mask, words = block.function(pop, block.params.model_validate(node.params))
-        mask = mask.fill_null(False).alias("m")
-        kinds = {words: node.params["kind"]} if node.block == "has_credential" else {}
-        return Verdict(mask, _words(mask, words), _words(~mask, f"not {words}"), kinds)
+        holds, words = next(bits)
+        return Outcome(holds, [words] if holds else [], [] if holds else [f"not {words}"])
     if isinstance(node, Not):
+        inner = _outcome(node.negated, bits, skip_negations)
         if skip_negations:
-            empty = _words(pl.Series([False] * height), "")
-            return Verdict(pl.Series("m", [True] * height, dtype=pl.Boolean), empty, empty)
-        inner = evaluate(pop, node.negated)
-        # Holds where the inner condition fails (its reasons to fail are the reasons here).
-        return Verdict(~inner.mask, inner.why_not, _prefix(inner.why, "excluded: "), inner.credential_words)
-    if isinstance(node, AllOf | AnyOf):
-        children = [
-            evaluate(pop, c, skip_negations=skip_negations)
-            for c in (node.all if isinstance(node, AllOf) else node.any)
-        ]
-        return combine(children, every=isinstance(node, AllOf))
-    raise TypeError(f"not an eligibility condition: {node!r}")
+            return Outcome(True, [], [])
+        return Outcome(not inner.holds, inner.why_not, [f"excluded: {w}" for w in inner.why])
+    children = [
+        _outcome(c, bits, skip_negations) for c in (node.all if isinstance(node, AllOf) else node.any)
+    ]
+    return _together(children, every=isinstance(node, AllOf))
 
 
-def combine(children: Sequence[Verdict], *, every: bool) -> Verdict:
-    """All (every=True) or any of the children: an AND or OR of masks, their reasons together."""
-    mask = children[0].mask
-    for child in children[1:]:
-        mask = (mask & child.mask) if every else (mask | child.mask)
-    kinds = {k: v for c in children for k, v in c.credential_words.items()}
-    mask = mask.alias("m")
-    why = _where(mask, _concat([c.why for c in children]))
-    return Verdict(mask, why, _where(~mask, _concat([c.why_not for c in children])), kinds)
+def _together(children: Sequence[Outcome], *, every: bool) -> Outcome:
+    holds = all(c.holds for c in children) if every else any(c.holds for c in children)
+    why = [w for c in children for w in c.why] if holds else []
+    return Outcome(holds, why, [] if holds else [w for c in children for w in c.why_not])
 
 
-def _where(mask: pl.Series, words: pl.Series) -> pl.Series:
-    """The words where `mask` holds, none elsewhere (a branch that held says nothing of failing)."""
-    frame = pl.DataFrame({"m": mask, "w": words})
-    return frame.select(pl.when("m").then(pl.col("w")).otherwise(NONE).alias("w")).to_series()
+def _all(conditions: Sequence[Any], bits: Iterator[tuple[bool, str]], *, skip_negations: bool) -> Outcome:
+    """A programme's list of conditions (all must hold), the blocks' bits taken in walking order."""
+    return _together([_outcome(c, bits, skip_negations) for c in conditions], every=True)
 
 
-def evaluate_all(pop: Population, nodes: Sequence[Any], *, skip_negations: bool = False) -> Verdict:
-    """The programme's top-level list: every condition must hold."""
-    return combine([evaluate(pop, n, skip_negations=skip_negations) for n in nodes], every=True)
+def judge(pop: Population, eligibility: Sequence[Any], home_if: Sequence[Any] = ()) -> Judgement:
+    """Who is eligible, excluded by a `not`, delivered at home, and why, over the whole population.
+
+    Each block runs once over everyone (vectorised); a person's outcome on every block packs into
+    one integer, and the conditions are read once per distinct pattern (a handful), not per person;
+    the people eligible or excluded then take their pattern's verdict and words by a join."""
+    leaves = [*_leaves(eligibility), *_leaves(home_if)]
+    if len(leaves) > MAX_BLOCKS:
+        raise ConfigError(
+            f"a programme names {len(leaves)} blocks; at most {MAX_BLOCKS} are evaluated together"
+        )
+    words: list[str] = []
+    kinds: dict[str, str] = {}
+    code = pl.Series("code", [0] * pop.people.height, dtype=pl.Int64)
+    for i, ref in enumerate(leaves):
+        block = registry.get("eligibility", ref.block)
+        assert block is not None  # checked when the rules were loaded
+        mask, text = block.function(pop, block.params.model_validate(ref.params))
+        code = code + mask.fill_null(False).cast(pl.Int64) * (1 << i)
+        words.append(text)
+        if ref.block == "has_credential":
+            kinds[text] = str(ref.params["kind"])
+    n = len(_leaves(eligibility))
+    rows = []
+    for pattern in code.unique().to_list():
+        bits = [(bool(pattern >> i & 1), w) for i, w in enumerate(words)]
+        now = _all(eligibility, iter(bits), skip_negations=False)
+        before = _all(eligibility, iter(bits), skip_negations=True)
+        home = _all(home_if, iter(bits[n:]), skip_negations=False) if home_if else None
+        rows.append(
+            {
+                "code": pattern,
+                "eligible": now.holds,
+                "before": before.holds,
+                "home": bool(home and home.holds),
+                "why": now.why,
+                "why_not": now.why_not,
+                "home_why": home.why if home and home.holds else [],
+            }
+        )
+    verdicts = pl.DataFrame(
+        rows,
+        schema={
+            "code": pl.Int64,
+            "eligible": pl.Boolean,
+            "before": pl.Boolean,
+            "home": pl.Boolean,
+            "why": WORDS,
+            "why_not": WORDS,
+            "home_why": WORDS,
+        },
+    )
+    concerned = verdicts.filter(pl.col("eligible") | pl.col("before"))
+    people = (
+        pop.people.with_columns(code)
+        .filter(pl.col("code").is_in(concerned.get_column("code").implode()))
+        .join(concerned, on="code", how="left", maintain_order="left")
+        .drop("code")
+    )
+    return Judgement(people, kinds)
 
 
 def population(master: Engine, as_of: dt.date, within: str = "") -> Population:

@@ -150,12 +150,16 @@ def _card(programme: ProgrammeRules, row: dict[str, Any], today: dt.date) -> dic
         "kind": programme.credential.kind,
         "issuer": programme.department,
         "valid_from": today,
-        "valid_to": today.replace(year=today.year + years) if years and not _leap_day(today) else None,
+        "valid_to": _years_later(today, years) if years else None,
     }
 
 
-def _leap_day(day: dt.date) -> bool:
-    return day.month == 2 and day.day == 29
+def _years_later(day: dt.date, years: int) -> dt.date:
+    """The same day `years` later (29 February becomes 28 February in a common year)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
 
 
 def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[IssuedCredential]:

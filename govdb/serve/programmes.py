@@ -24,8 +24,7 @@ from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.base.actors import Actor
 from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
-from govdb.rulebook.models import AllOf, AnyOf, Not
-from govdb.serve.eligibility import evaluate_all, population
+from govdb.serve.eligibility import judge, population
 from govdb.store.locks import job_lock
 from govdb.store.master import Issuance
 
@@ -166,15 +165,6 @@ def _record(master: Engine, name: str, run: ProgrammeRun, selected: list[dict[st
         )
 
 
-def _has_negation(nodes: list[Any]) -> bool:
-    return any(
-        isinstance(n, Not)
-        or (isinstance(n, AllOf) and _has_negation(list(n.all)))
-        or (isinstance(n, AnyOf) and _has_negation(list(n.any)))
-        for n in nodes
-    )
-
-
 def _run(
     master: Engine, name: str, programme: Any, *, as_of: dt.date, dry_run: bool, within: str
 ) -> tuple[ProgrammeRun, dict[str, str]]:
@@ -183,19 +173,8 @@ def _run(
     condition with its kind (withheld from readers not granted that kind)."""
     pop = population(master, as_of, within)
     cycle = cycle_key(programme.cycle, as_of)
-    verdict = evaluate_all(pop, list(programme.eligibility))
-    columns = [verdict.mask.alias("eligible"), verdict.why.alias("why"), verdict.why_not.alias("why_not")]
-    kinds = dict(verdict.credential_words)
-    if programme.delivery.home_if:
-        home = evaluate_all(pop, list(programme.delivery.home_if))
-        columns += [home.mask.alias("home"), home.why.alias("home_why")]
-        kinds.update(home.credential_words)
-    else:
-        columns += [pl.lit(False).alias("home"), pl.lit([], dtype=pl.List(pl.String)).alias("home_why")]
-    negated = _has_negation(list(programme.eligibility))
-    before = evaluate_all(pop, list(programme.eligibility), skip_negations=True).mask if negated else None
-    columns.append(before.alias("before") if before is not None else pl.lit(False).alias("before"))
-    frame = pop.people.with_columns(columns)
+    judged = judge(pop, list(programme.eligibility), list(programme.delivery.home_if))
+    frame, kinds = judged.people, judged.credential_words
     chosen = frame.filter(pl.col("eligible"))
     table = Issuance.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:

@@ -426,7 +426,8 @@ def test_cli_offers_mark_and_export(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with GovDB.open(home) as db:
         db.serve_district("440605")
-        _people(db, {"甲": 61, "乙": 70})
+        ids = _people(db, {"甲": 61, "乙": 70, "丙": 88})
+        _credential(db, ids["丙"], "care_home_resident")
     runner = CliRunner()
 
     def run(*args: str) -> Any:
@@ -439,7 +440,7 @@ def test_cli_offers_mark_and_export(tmp_path: Path) -> None:
     run("programme", "run", "senior_transit_card", "--as-of", TODAY.isoformat(), "--actor", transport)
     listed = run("programme", "offers", "senior_transit_card", "--actor", transport, "--json").output
     offers = [json.loads(line) for line in listed.splitlines()]  # a listing: one object a line
-    assert [o["status"] for o in offers] == ["offered", "offered"]
+    assert [o["status"] for o in offers] == ["offered"] * 3
     first = str(offers[0]["issuance_id"])
     run("programme", "mark", first, "--to", "accepted", "--actor", transport)
     done = json.loads(
@@ -451,8 +452,13 @@ def test_cli_offers_mark_and_export(tmp_path: Path) -> None:
     )
     assert refused.exit_code != 0 and "cannot go from 'delivered'" in refused.output
     assert "Traceback" not in refused.output
+    allowance = ("programme", "run", "elderly_allowance", "--as-of", TODAY.isoformat(), "--actor", civil)
+    kept_out = run(*allowance, "--csv", "--excluded").output.splitlines()
+    assert (
+        len(kept_out) == 2 and "丙" in kept_out[1] and "excluded: holds a care_home_resident" in kept_out[1]
+    )
     csv_text = run("programme", "export", "senior_transit_card", "--actor", transport, "--csv").output
-    assert csv_text.splitlines()[0].startswith("issuance_id,") and len(csv_text.splitlines()) == 3
+    assert csv_text.splitlines()[0].startswith("issuance_id,") and len(csv_text.splitlines()) == 4
     refused = runner.invoke(
         app, ["--home", str(home), "programme", "export", "senior_transit_card", "--actor", civil]
     )

@@ -74,6 +74,10 @@ def programme_run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Select without recording in the ledger (still audited).")
     ] = False,
+    excluded: Annotated[
+        bool,
+        typer.Option("--excluded", help="With --csv: the people a `not` condition kept out, and why."),
+    ] = False,
     as_json: JsonOption = False,
     as_csv: Annotated[
         bool,
@@ -86,7 +90,8 @@ def programme_run(
     """Select everyone newly eligible, decide delivery, and record them in the issuance ledger.
 
     The run reads personal data, so it names who runs it; it is audited with everyone selected.
-    --json prints the run with everyone selected as one document; --csv the selected people.
+    --json prints the run with everyone selected and everyone a `not` condition kept out (and why)
+    as one document; --csv the selected people, or with --excluded the people kept out.
 
     Example: govdb programme run senior_transit_card --actor wang@department:transport:440605
     """
@@ -105,8 +110,9 @@ def programme_run(
     if fmt == "json":
         _render.document(run)
     elif fmt == "csv":
-        keys = list(dict.fromkeys([*SELECTED_KEYS, *(k for s in run.selected for k in s)]))
-        _render.csv_rows(keys, run.selected)
+        people = run.excluded if excluded else run.selected
+        keys = list(dict.fromkeys([*SELECTED_KEYS, *(k for s in people for k in s)]))
+        _render.csv_rows([k for k in keys if not excluded or k != "delivery"], people)
     else:
         render_programme(run)
 

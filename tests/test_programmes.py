@@ -312,7 +312,12 @@ def test_delivery_writes_the_card_to_master_with_lineage_in_the_same_transaction
             assert {h.source for h in history} == {"transport"}
             load = ms.get(BulkLoad, fields["number"].bulk_load_id)
             assert load is not None and (load.source, load.entity_kind) == ("transport", "credential")
-            assert fields["number"].checks[0]["level"] == "authoritative"
+            check = fields["number"].checks[0]
+            assert (check["level"], check["actor"], check["unit"]) == (
+                "authoritative",
+                "wang",
+                TRANSPORT.unit_id,
+            )
     # A card never twice: delivering again is refused and writes nothing.
     with pytest.raises(StateError):
         db.update_issuance(list(offers.values()), to="delivered", actor=TRANSPORT)

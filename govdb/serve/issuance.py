@@ -104,7 +104,7 @@ def update_issuance(
             move(conn, ISSUANCE, "status", IssuanceStatus, IssuanceStatus(source), target, group, key=("id",))
         issued: list[IssuedCredential] = []
         if target is IssuanceStatus.delivered:
-            cards = [_card(rules.programmes[r["programme"]], r, now.date()) for r in rows]
+            cards = [_card(rules.programmes[r["programme"]], r, now.date(), who) for r in rows]
             issued = record_issued_credentials(conn, [c for c in cards if c is not None])
     return IssuanceMove(str(target), sorted(wanted), issued)
 
@@ -138,7 +138,9 @@ def _may_act(rules: Rulebook, who: ResolvedActor, row: dict[str, Any]) -> None:
         )
 
 
-def _card(programme: ProgrammeRules, row: dict[str, Any], today: dt.date) -> dict[str, Any] | None:
+def _card(
+    programme: ProgrammeRules, row: dict[str, Any], today: dt.date, who: ResolvedActor
+) -> dict[str, Any] | None:
     if programme.credential is None:
         return None
     years = programme.credential.valid_years
@@ -151,6 +153,8 @@ def _card(programme: ProgrammeRules, row: dict[str, Any], today: dt.date) -> dic
         "issuer": programme.department,
         "valid_from": today,
         "valid_to": _years_later(today, years) if years else None,
+        "actor_id": who.actor_id,
+        "unit_id": who.unit_id,
     }
 
 
@@ -167,8 +171,9 @@ def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) 
     caller's transaction (the one of the checked transition to delivered).
 
     Each row: issuance_id, programme, cycle, person_id, kind, issuer (the department), valid_from,
-    valid_to. It is an authoritative write by the issuing department, recorded like a bulk load
-    (one BulkLoad row per issuer, its source the department). The card's number is derived from
+    valid_to, and who marked it delivered (actor_id, unit_id: kept in the lineage's check). It is
+    an authoritative write by the issuing department, recorded like a bulk load (one BulkLoad row
+    per issuer, its source the department). The card's number is derived from
     the issuance (unique per kind, since an issuance is delivered once). This is the one place an
     issued credential enters master: a change feed of master hooks here."""
     if not rows:
@@ -191,8 +196,17 @@ def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) 
                 }
             ],
         )
-        checks = [{"level": "authoritative", "source": issuer, "at": now.isoformat()}]
         for r in mine:
+            checks = [
+                {
+                    "level": "authoritative",
+                    "source": issuer,
+                    "at": now.isoformat(),
+                    "actor": r.get("actor_id"),
+                    "unit": r.get("unit_id"),
+                    "issuance_id": r["issuance_id"],
+                }
+            ]
             credential_id = f"C{uuid.uuid4().hex[:15].upper()}"
             number = f"{r['cycle'].replace('-', '').upper()}-{r['issuance_id']:010d}"
             attributes = {"programme": r["programme"], "cycle": r["cycle"], "issuance_id": r["issuance_id"]}

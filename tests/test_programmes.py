@@ -141,7 +141,7 @@ def test_not_any_and_ranges_select_exactly_the_right_people(tmp_path: Path) -> N
     assert not any("70 to 79" in r for r in chosen[ids["戊残疾"]]["reasons"])
     # transport is not granted disability certificates: that branch's words are withheld.
     assert any("another department" in r for r in chosen[ids["戊残疾"]]["reasons"])
-    assert "not holds a care_home_resident" not in chosen[ids["甲七十"]]["reasons"]
+    assert "not: holds a care_home_resident" not in chosen[ids["甲七十"]]["reasons"]
     assert WITHHELD_CONDITION in chosen[ids["甲七十"]]["reasons"]
     assert [names[e["person_id"]] for e in run.excluded] == ["己养老"]
 
@@ -156,7 +156,7 @@ def test_reasons_name_the_matched_branches_when_the_reader_may_see_them(tmp_path
         _credential(db, ids["己养老"], "care_home_resident")
         run = db.run_programme("elderly_allowance", as_of=TODAY, actor=CIVIL)
     (person,) = run.selected
-    assert person["reasons"] == ["alive", "holds a disability_certificate", "not holds a care_home_resident"]
+    assert person["reasons"] == ["alive", "holds a disability_certificate", "not: holds a care_home_resident"]
     (excluded,) = run.excluded
     assert excluded["person_id"] == ids["己养老"]
     assert excluded["reasons"] == ["excluded: holds a care_home_resident"]

@@ -146,7 +146,7 @@ def _outcome(node: Any, bits: Iterator[tuple[bool, str]], skip_negations: bool) 
     """One condition over one pattern of block outcomes (each block's bit and words, in order)."""
     if isinstance(node, BlockRef):
         holds, words = next(bits)
-        return Outcome(holds, [words] if holds else [], [] if holds else [f"not {words}"])
+        return Outcome(holds, [words] if holds else [], [] if holds else [f"not: {words}"])
     if isinstance(node, Not):
         inner = _outcome(node.negated, bits, skip_negations)
         if skip_negations:

@@ -40,6 +40,7 @@ from govdb.correct.conflicts import ConflictView
 from govdb.errors import ConfigError, GovdbError, RulesChangedError, StateError
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import asof as asof_stage
+from govdb.serve import issuance as issuance_stage
 from govdb.serve import lookup as serve_lookup
 from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
@@ -602,6 +603,20 @@ class GovDB:
         it selected, dry runs included."""
         return programme_stage.run_programme(
             self.master, self.audit, name, as_of=as_of, actor=actor, dry_run=dry_run
+        )
+
+    def update_issuance(self, ids: Iterable[int], *, to: str, actor: Actor) -> issuance_stage.IssuanceMove:
+        """Move offers on (accepted, declined, delivered), all or none, as a unit of the programme's
+        department in the people's county; a delivered card becomes a master credential."""
+        self._require_applied()
+        return issuance_stage.update_issuance(self.master, self.rules, ids, to=to, actor=actor)
+
+    def programme_selection(
+        self, name: str, *, actor: Actor, cycle: str | None = None, statuses: list[str] | None = None
+    ) -> pl.DataFrame:
+        """Who a programme selected and why (its ledger, one cycle or all), audited and masked."""
+        return issuance_stage.selection(
+            self.master, self.audit, name, actor=actor, cycle=cycle, statuses=statuses
         )
 
     # --- audit and governance ----------------------------------------------------------------

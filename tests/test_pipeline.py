@@ -197,13 +197,15 @@ def _proposals(db: GovDB) -> list[Proposal]:
 
 
 def test_issuance_lifecycle(db: GovDB, demo: DemoReport) -> None:
-    from govdb.serve import update_issuance
-
     person = demo.first_run.selected[0]["person_id"]
-    update_issuance(db.master, "senior_transit_card", person, "accepted")
-    update_issuance(db.master, "senior_transit_card", person, "delivered")
+    with Session(db.master) as ms:
+        issuance = ms.exec(select(Issuance).where(Issuance.person_id == person)).one().id
+    assert issuance is not None
+    clerk = Actor("wang", "department:transport:440605")
+    db.update_issuance([issuance], to="accepted", actor=clerk)
+    db.update_issuance([issuance], to="delivered", actor=clerk)
     with pytest.raises(StateError, match="cannot go from 'delivered' to 'declined'"):
-        update_issuance(db.master, "senior_transit_card", person, "declined")
+        db.update_issuance([issuance], to="declined", actor=clerk)
     with Session(db.master) as ms:
         row = ms.exec(select(Issuance).where(Issuance.person_id == person)).one()
     assert row.status == "delivered" and "aged 60 or over" in " ".join(row.reasons)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +25,7 @@ from govdb.cli.audit import audit_app
 from govdb.cli.correct import as_of_command, changes_command, conflicts_app, revert_command, split_command
 from govdb.cli.files import dedupe, link, standardize
 from govdb.cli.profile import profile_command
+from govdb.cli.programmes import programme_app, render_programme
 from govdb.cli.rules import rules_app
 from govdb.cli.verification import load_app, sources_app, tasks_app, units_command
 
@@ -43,7 +43,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help=__doc__ and "govdb: verified master data and unverified event data for service halls.",
 )
-programme_app = typer.Typer(no_args_is_help=True, help="Proactive programmes: run over master data.")
 app.add_typer(tasks_app, name="tasks", rich_help_panel=CHECKS)
 app.add_typer(programme_app, name="programme", rich_help_panel=SERVING)
 app.add_typer(load_app, name="load", rich_help_panel=SETUP)
@@ -350,85 +349,6 @@ def render_prefill(result: Any) -> None:
     _render.line(
         f"still to fill in: {', '.join(result.missing) or 'nothing'}   (audit entry {result.audit_seq})"
     )
-
-
-SELECTED_KEYS = ["person_id", "name", "birth_date", "address", "delivery", "reasons"]
-
-
-@programme_app.command("run")
-@reports_errors
-def programme_run(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Programme name, e.g. senior_transit_card.")],
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Date of eligibility (YYYY-MM-DD); default today.")
-    ] = None,
-    actor: Annotated[
-        str,
-        typer.Option(
-            "--actor", help="ACTOR@UNIT of the programme's department, e.g. wang@department:transport:440605."
-        ),
-    ] = "",
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Select without recording in the ledger (still audited).")
-    ] = False,
-    as_json: JsonOption = False,
-    as_csv: Annotated[
-        bool,
-        typer.Option(
-            "--csv", help="Print everyone selected as CSV, one row a person.", rich_help_panel="Output"
-        ),
-    ] = False,
-    home: HomeOption = None,
-) -> None:
-    """Select everyone newly eligible, decide delivery, and record them in the issuance ledger.
-
-    The run reads personal data, so it names who runs it; it is audited with everyone selected.
-    --json prints the run with everyone selected as one document; --csv the selected people.
-
-    Example: govdb programme run senior_transit_card --actor wang@department:transport:440605
-    """
-    fmt = output_format(as_json, as_csv)
-    try:
-        day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
-    except ValueError:
-        raise typer.BadParameter(f"{as_of!r} is not a date like 2026-12-31", param_hint="--as-of") from None
-    if not actor:
-        raise typer.BadParameter(
-            "name who runs the programme, e.g. wang@department:transport:440605", param_hint="--actor"
-        )
-    who = parse_actor(actor)
-    with options(ctx, home).open() as db:
-        run = db.run_programme(name, as_of=day, actor=who, dry_run=dry_run)
-    if fmt == "json":
-        _render.document(run)
-    elif fmt == "csv":
-        keys = list(dict.fromkeys([*SELECTED_KEYS, *(k for s in run.selected for k in s)]))
-        _render.csv_rows(keys, run.selected)
-    else:
-        render_programme(run)
-
-
-def render_programme(run: Any, limit: int = 10) -> None:
-    _render.facts(
-        f"programme {run.programme} as of {run.as_of}",
-        {
-            "eligible": run.eligible,
-            "issued now": run.issued,
-            "issued before": run.already_issued,
-            "home deliveries": run.home_delivery,
-        },
-    )
-    home = [s for s in run.selected if s["delivery"] == "home"][:limit]
-    if home:
-        _render.table(
-            "home deliveries",
-            ["person", "name", "born", "address", "why"],
-            [
-                (s["person_id"], s["name"], s["birth_date"], s["address"], "; ".join(s["reasons"]))
-                for s in home
-            ],
-        )
 
 
 def _demo_document(r: Any) -> dict[str, Any]:

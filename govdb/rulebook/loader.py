@@ -18,12 +18,16 @@ from govdb.errors import RuleFileError, RuleProblem
 from govdb.rulebook import registry
 from govdb.rulebook.models import (
     MASTER_FIELDS,
+    NODE_TAGS,
     RULE_KINDS,
     AccessRules,
+    AllOf,
+    AnyOf,
     BlockRef,
     ColumnRules,
     FormRules,
     MatchingRules,
+    Not,
     ProgrammeRules,
     RuleFile,
     SurvivorshipRules,
@@ -166,7 +170,7 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
 
 def _pydantic_problems(path: Path, exc: ValidationError, prefix: str = "") -> Iterable[RuleProblem]:
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"])
+        loc = ".".join(str(part) for part in err["loc"] if part not in NODE_TAGS)
         value = (
             f" (got {err['input']!r})"
             if err["type"] not in ("missing",) and not isinstance(err["input"], dict)
@@ -177,10 +181,10 @@ def _pydantic_problems(path: Path, exc: ValidationError, prefix: str = "") -> It
 
 def _block_refs(model: RuleFile) -> Iterable[tuple[str, registry.BlockKind, BlockRef]]:
     if isinstance(model, ProgrammeRules):
-        for i, ref in enumerate(model.eligibility):
-            yield f"eligibility.{i}", "eligibility", ref
-        for i, ref in enumerate(model.delivery.home_if):
-            yield f"delivery.home_if.{i}", "eligibility", ref
+        for i, node in enumerate(model.eligibility):
+            yield from _condition_refs(f"eligibility.{i}", node)
+        for i, node in enumerate(model.delivery.home_if):
+            yield from _condition_refs(f"delivery.home_if.{i}", node)
     elif isinstance(model, VerificationRules):
         for name, route in model.routes.items():
             for i, step in enumerate(route.steps):
@@ -190,6 +194,18 @@ def _block_refs(model: RuleFile) -> Iterable[tuple[str, registry.BlockKind, Bloc
         for dept, policy in model.departments.items():
             for fld, ref in policy.masked.items():
                 yield f"departments.{dept}.masked.{fld}", "mask", ref
+
+
+def _condition_refs(where: str, node: Any) -> Iterable[tuple[str, registry.BlockKind, BlockRef]]:
+    """The blocks of an eligibility condition, with their dotted paths in the file."""
+    if isinstance(node, BlockRef):
+        yield where, "eligibility", node
+    elif isinstance(node, AllOf | AnyOf):
+        key = "all" if isinstance(node, AllOf) else "any"
+        for i, child in enumerate(getattr(node, key)):
+            yield from _condition_refs(f"{where}.{key}.{i}", child)
+    elif isinstance(node, Not):
+        yield from _condition_refs(f"{where}.not", node.negated)
 
 
 def _check_blocks(path: Path, model: RuleFile, problems: list[RuleProblem]) -> None:

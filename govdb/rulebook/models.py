@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 Level = Literal["village", "street", "department"]
 MASTER_FIELDS = {
@@ -151,9 +151,65 @@ class FormRules(RuleFile):
     documents: list[Document] = []
 
 
+# An eligibility condition is a registered block, or all / any / not of conditions: data only,
+# one key says which (a discriminated union), so a misspelt node is named, not guessed at.
+NODE_KEYS = ("block", "all", "any", "not")
+NODE_TAGS = tuple(f"({k})" for k in NODE_KEYS)  # in validation error paths; the loader drops them
+
+
+def _node_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {BlockRef: "(block)", AllOf: "(all)", AnyOf: "(any)", Not: "(not)"}.get(type(value))
+    if isinstance(value, dict):
+        keys = [k for k in NODE_KEYS if k in value]
+        return f"({keys[0]})" if len(keys) == 1 else None
+    return None
+
+
+Condition = Annotated[
+    Union[  # noqa: UP007 (a forward-referenced union of tagged models)
+        Annotated[BlockRef, Tag("(block)")],
+        Annotated["AllOf", Tag("(all)")],
+        Annotated["AnyOf", Tag("(any)")],
+        Annotated["Not", Tag("(not)")],
+    ],
+    Discriminator(
+        _node_kind,
+        custom_error_type="condition",
+        custom_error_message="a condition is exactly one of {block: NAME, params: {...}}, "
+        "{all: [conditions]}, {any: [conditions]} or {not: condition}",
+    ),
+]
+
+
+class AllOf(Strict):
+    """Every condition holds (a person's reasons: every branch's)."""
+
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyOf(Strict):
+    """At least one condition holds (a person's reasons: the branches that matched)."""
+
+    any: list[Condition] = Field(min_length=1)
+
+
+class Not(Strict):
+    """The condition does not hold (an exclusion: who it excluded is reported with why)."""
+
+    negated: Condition = Field(alias="not")
+
+
 class Delivery(Strict):
-    home_if: list[BlockRef] = []
+    home_if: list[Condition] = []
     default: Literal["pickup", "home", "mail"] = "pickup"
+
+
+class IssuedCredential(Strict):
+    """The card a delivered issuance puts in master as a credential (issuer: the department)."""
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+    valid_years: int | None = Field(default=None, ge=1, le=100)
 
 
 class ProgrammeRules(RuleFile):
@@ -161,9 +217,29 @@ class ProgrammeRules(RuleFile):
     name: str
     title: str
     department: str
-    cycle: Literal["once", "yearly"]
-    eligibility: list[BlockRef] = Field(min_length=1)
+    cycle: Literal["once", "yearly", "monthly"]
+    eligibility: list[Condition] = Field(min_length=1)  # all of them
     delivery: Delivery = Delivery()
+    credential: IssuedCredential | None = None
+
+
+for _model in (AllOf, AnyOf, Not, Delivery, ProgrammeRules):
+    _model.model_rebuild()
+
+
+def blocks_of(conditions: Any) -> list[BlockRef]:
+    """Every block named in a list of conditions, however deeply combined."""
+    out: list[BlockRef] = []
+    for node in conditions:
+        if isinstance(node, BlockRef):
+            out.append(node)
+        elif isinstance(node, AllOf):
+            out.extend(blocks_of(node.all))
+        elif isinstance(node, AnyOf):
+            out.extend(blocks_of(node.any))
+        elif isinstance(node, Not):
+            out.extend(blocks_of([node.negated]))
+    return out
 
 
 class FieldAccess(Strict):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from govdb.errors import ConfigError
 
@@ -97,6 +97,34 @@ class AgeParams(BaseModel):
     years: int = Field(ge=0, le=150)
 
 
+class AgeRange(BaseModel):
+    """Ages in whole years, both ends included; leave one end out for an open range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    min: int | None = Field(default=None, ge=0, le=150)
+    max: int | None = Field(default=None, ge=0, le=150)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AgeRange:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both (ages in whole years, both included)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class DivisionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    codes: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _digits(self) -> DivisionParams:
+        bad = [c for c in self.codes if not (c.isdigit() and c.isascii() and 2 <= len(c) <= 12)]
+        if bad:
+            raise ValueError(f"division codes are 2 to 12 digits (a prefix covers its subtree), not {bad}")
+        return self
+
+
 class CredentialParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: str
@@ -112,6 +140,18 @@ class KeepEnds(BaseModel):
 declare("eligibility", "alive", doc="No death date on or before the as-of date.")
 declare("eligibility", "resident_in_jurisdiction", doc="Registered in a division this deployment serves.")
 declare("eligibility", "age_at_least", AgeParams, "Aged at least `years` on the as-of date.")
+declare(
+    "eligibility",
+    "age_between",
+    AgeRange,
+    "Aged between `min` and `max` years (both included) on the as-of date; one end may be left out.",
+)
+declare(
+    "eligibility",
+    "lives_in",
+    DivisionParams,
+    "Registered in one of the divisions `codes` (a code prefix covers the divisions under it).",
+)
 declare(
     "eligibility",
     "has_credential",

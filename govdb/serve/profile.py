@@ -38,6 +38,7 @@ from govdb.access.policy import HIDDEN, Grant, check_reach
 from govdb.base.actors import Actor
 from govdb.base.clock import utcnow
 from govdb.rulebook.loader import Rulebook
+from govdb.rulebook.models import blocks_of
 from govdb.serve._master_view import (
     DERIVED_FROM,
     clean_id_number,
@@ -471,4 +472,4 @@ def _delivery_kinds(rules: Rulebook, programme: str) -> set[str]:
     rule = rules.programmes.get(programme)
     if rule is None:  # a programme whose rule was removed: assume the worst
         return {"*"}
-    return {str(ref.params["kind"]) for ref in rule.delivery.home_if if "kind" in ref.params}
+    return {str(ref.params["kind"]) for ref in blocks_of(rule.delivery.home_if) if "kind" in ref.params}

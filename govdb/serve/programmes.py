@@ -1,21 +1,22 @@
 """Proactive programmes (主动服务): eligibility over master data at a date, delivery, a ledger.
 
-A programme run selects everyone its eligibility blocks accept at the as-of date, decides
-delivery (home delivery when an enrichment block matches, e.g. a disability certificate that says
-the person cannot walk), and records one ledger row per person per cycle, so a second run issues
-nothing twice. Every selected person carries the reasons they were selected.
+A programme run selects everyone its eligibility conditions accept at the as-of date (blocks
+combined by all / any / not, govdb.serve.eligibility), decides delivery (home delivery when an
+enrichment condition matches, e.g. a disability certificate that says the person cannot walk),
+and records one ledger row per person per cycle (once, a year, a month), so a second run in the
+cycle issues nothing twice. Every selected person carries the reasons they were selected, and
+everyone a `not` kept out is reported with why. Offers move on and are exported in
+govdb.serve.issuance.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel
 from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
 
@@ -23,64 +24,9 @@ from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.base.actors import Actor
 from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
-from govdb.rulebook import registry
-from govdb.rulebook.registry import AgeParams, CredentialParams
-from govdb.standards.ids import age_at
-from govdb.store.locks import job_lock, writing
-from govdb.store.master import Credential, Division, Issuance, Person
-from govdb.store.states import IssuanceStatus, move, parse
-
-
-@dataclass(frozen=True)
-class Population:
-    """What eligibility blocks see: master people and credentials, and the as-of date."""
-
-    people: pl.DataFrame
-    credentials: pl.DataFrame
-    served_divisions: list[str]
-    as_of: dt.date
-
-
-Selection = tuple[pl.Series, str]  # (bool per person, the reason in words)
-
-
-@registry.register("eligibility", "alive")
-def alive(pop: Population, params: BaseModel) -> Selection:
-    """No death date on or before the as-of date."""
-    mask = pop.people.select(
-        (pl.col("death_date").is_null() | (pl.col("death_date") > pop.as_of)).alias("m")
-    ).to_series()
-    return mask, "alive"
-
-
-@registry.register("eligibility", "resident_in_jurisdiction")
-def resident_in_jurisdiction(pop: Population, params: BaseModel) -> Selection:
-    """Registered in a division this deployment serves."""
-    codes = pop.people.get_column("division_code")
-    mask = codes.is_in(pop.served_divisions).fill_null(False)
-    return mask, "resident in the jurisdiction"
-
-
-@registry.register("eligibility", "age_at_least")
-def age_at_least(pop: Population, params: AgeParams) -> Selection:
-    """Aged at least `years` on the as-of date."""
-    mask = pop.people.select(
-        (age_at(pl.col("birth_date"), pop.as_of) >= params.years).fill_null(False)
-    ).to_series()
-    return mask, f"aged {params.years} or over on {pop.as_of.isoformat()}"
-
-
-@registry.register("eligibility", "has_credential")
-def has_credential(pop: Population, params: CredentialParams) -> Selection:
-    """Holds a valid credential of `kind` whose attributes take one of the listed values."""
-    creds = pop.credentials.filter(
-        (pl.col("kind") == params.kind) & (pl.col("valid_to").is_null() | (pl.col("valid_to") >= pop.as_of))
-    )
-    for name, allowed in params.attributes.items():
-        creds = creds.filter(pl.col("attributes").str.json_path_match(f"$.{name}").is_in(allowed))
-    mask = pop.people.get_column("person_id").is_in(creds.get_column("person_id").implode())
-    described = ", ".join("/".join(v) for v in params.attributes.values())
-    return mask, f"holds a {params.kind}" + (f" ({described})" if described else "")
+from govdb.serve.eligibility import judge, population
+from govdb.store.locks import job_lock
+from govdb.store.master import Issuance
 
 
 @dataclass
@@ -96,63 +42,14 @@ class ProgrammeRun:
     already_issued: int
     home_delivery: int
     selected: list[dict[str, Any]] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # whom a `not` kept out, and why
 
 
-def _population(master: Engine, as_of: dt.date, within: str = "") -> Population:
-    """Master people (of the division prefix `within`) and their credentials at `as_of`."""
-    person = Person.__table__  # type: ignore[attr-defined]
-    with master.connect() as conn:
-        people = pl.DataFrame(
-            [
-                dict(r)
-                for r in conn.execute(
-                    select(
-                        Person.__table__.c.person_id,
-                        Person.__table__.c.name,
-                        Person.__table__.c.birth_date,  # type: ignore[attr-defined]
-                        Person.__table__.c.death_date,
-                        Person.__table__.c.division_code,  # type: ignore[attr-defined]
-                        Person.__table__.c.address,
-                    ).where(person.c.division_code.startswith(within, autoescape=True))
-                ).mappings()
-            ],  # type: ignore[attr-defined]
-            schema={
-                "person_id": pl.String,
-                "name": pl.String,
-                "birth_date": pl.Date,
-                "death_date": pl.Date,
-                "division_code": pl.String,
-                "address": pl.String,
-            },
-        )
-        creds = pl.DataFrame(
-            [
-                {**r, "attributes": json.dumps(r["attributes"], ensure_ascii=False)}
-                for r in conn.execute(
-                    select(
-                        Credential.__table__.c.person_id,
-                        Credential.__table__.c.kind,  # type: ignore[attr-defined]
-                        Credential.__table__.c.attributes,
-                        Credential.__table__.c.valid_to,
-                    )
-                ).mappings()
-            ],  # type: ignore[attr-defined]
-            schema={"person_id": pl.String, "kind": pl.String, "attributes": pl.String, "valid_to": pl.Date},
-        )
-        served = list(conn.execute(select(Division.__table__.c.code)).scalars())  # type: ignore[attr-defined]
-    return Population(people, creds, served, as_of)
-
-
-def _apply(pop: Population, refs: list[Any]) -> tuple[pl.Series, list[str]]:
-    mask = pl.Series([True] * pop.people.height, dtype=pl.Boolean)
-    reasons = []
-    for ref in refs:
-        block = registry.get("eligibility", ref.block)
-        assert block is not None  # checked when the rules were loaded
-        selected, reason = block.function(pop, block.params.model_validate(ref.params))
-        mask = mask & selected
-        reasons.append(reason)
-    return mask, reasons
+def cycle_key(cycle: str, as_of: dt.date) -> str:
+    """The ledger's cycle of a run at `as_of`: once, 2026, or 2026-11 (one row per person each)."""
+    if cycle == "once":
+        return "once"
+    return str(as_of.year) if cycle == "yearly" else f"{as_of.year:04d}-{as_of.month:02d}"
 
 
 def run_programme(
@@ -181,27 +78,18 @@ def run_programme(
                 f"programme {name!r} is run by the {programme.department} department; "
                 f"unit {attempt.who.unit_id!r} is {attempt.who.department or 'not a department'}"
             )
-        run = _run(master, name, programme, as_of=as_of, dry_run=dry_run, within=attempt.who.division_code)
+        run, kinds = _run(
+            master, name, programme, as_of=as_of, dry_run=dry_run, within=attempt.who.division_code
+        )
         ledger.extend(dict(s) for s in run.selected)  # as selected, before masking for the reader
-        attempt.subjects.extend(s["person_id"] for s in run.selected)
-        shown, masked = [], set()
+        attempt.subjects.extend(s["person_id"] for s in [*run.selected, *run.excluded])
         # Home delivery is the department's to carry out, so it is shown; why (a disability
-        # certificate's category and grade) only if its policy grants those credentials.
-        unseen = [
-            ref
-            for ref in programme.delivery.home_if
-            if ref.params.get("kind") and not attempt.grant.allows(f"credential.{ref.params['kind']}")
-        ]
-        for person in run.selected:
-            for key in SELECTED_FIELDS:
-                value, was_masked = attempt.grant.show(key, person[key])
-                person[key] = value
-                if was_masked:
-                    masked.add(key)
-            if unseen and person["delivery"] == "home":
-                person["reasons"] = [*person["reasons"][: len(programme.eligibility)], WITHHELD_REASON]
-                masked.add("reasons")
-        if run.selected:
+        # certificate's category and grade) only if its policy grants those credentials. The
+        # same holds for any condition over a credential kind the department may not read.
+        hidden = [words for words, kind in kinds.items() if not attempt.grant.allows(f"credential.{kind}")]
+        masked = show_people(attempt, [*run.selected, *run.excluded], hidden)
+        shown = []
+        if run.selected or run.excluded:
             shown = [k for k in (*SELECTED_FIELDS, "delivery", "reasons") if k not in masked]
         return run, Outcome(shown, sorted(masked))
 
@@ -225,6 +113,30 @@ def run_programme(
 
 SELECTED_FIELDS = ("person_id", "name", "birth_date", "division_code", "address")
 WITHHELD_REASON = "delivered at home by another department's records (not shown to this department)"
+WITHHELD_CONDITION = "a condition on another department's records (not shown to this department)"
+
+
+def show_people(attempt: Attempt, people: list[dict[str, Any]], hidden: list[str]) -> set[str]:
+    """Mask each person's fields as the reader's grant shows them, in place; reasons that speak
+    of credentials the reader may not see are withheld. Returns the masked keys."""
+    masked: set[str] = set()
+    for person in people:
+        for key in SELECTED_FIELDS:
+            value, was_masked = attempt.grant.show(key, person[key])
+            person[key] = value
+            if was_masked:
+                masked.add(key)
+        if hidden and any(h in r for r in person["reasons"] for h in hidden):
+            person["reasons"] = list(dict.fromkeys(withhold(r, hidden) for r in person["reasons"]))
+            masked.add("reasons")
+    return masked
+
+
+def withhold(reason: str, hidden: list[str]) -> str:
+    """The reason, or words saying it is withheld when it speaks of any of `hidden`."""
+    if not any(h in reason for h in hidden):
+        return reason
+    return WITHHELD_REASON if reason.startswith("home:") else WITHHELD_CONDITION
 
 
 def _record(master: Engine, name: str, run: ProgrammeRun, selected: list[dict[str, Any]]) -> None:
@@ -255,46 +167,39 @@ def _record(master: Engine, name: str, run: ProgrammeRun, selected: list[dict[st
 
 def _run(
     master: Engine, name: str, programme: Any, *, as_of: dt.date, dry_run: bool, within: str
-) -> ProgrammeRun:
+) -> tuple[ProgrammeRun, dict[str, str]]:
     """Who is newly eligible, under the programme's job lock the caller holds: a second run at
-    once waits, then finds them in the ledger."""
-    pop = _population(master, as_of, within)
-    cycle = "once" if programme.cycle == "once" else str(as_of.year)
-    eligible_mask, reasons = _apply(pop, programme.eligibility)
-    home_mask, home_reasons = (
-        _apply(pop, programme.delivery.home_if)
-        if programme.delivery.home_if
-        else (pl.Series([False] * pop.people.height), [])
-    )
-    chosen = pop.people.with_columns(
-        eligible_mask.alias("eligible"), (home_mask & bool(home_reasons)).alias("home")
-    )
-    chosen = chosen.filter(pl.col("eligible"))
+    once waits, then finds them in the ledger. Also returns the words of each credential
+    condition with its kind (withheld from readers not granted that kind)."""
+    pop = population(master, as_of, within)
+    cycle = cycle_key(programme.cycle, as_of)
+    judged = judge(pop, list(programme.eligibility), list(programme.delivery.home_if))
+    frame, kinds = judged.people, judged.credential_words
+    chosen = frame.filter(pl.col("eligible"))
     table = Issuance.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
-        done = set(
+        done = list(
             conn.execute(
                 select(table.c.person_id).where(table.c.programme == name, table.c.cycle == cycle)
             ).scalars()
         )
-    new = chosen.filter(~pl.col("person_id").is_in(list(done)))
-    run_id = str(uuid.uuid4())
+    new = chosen.filter(~pl.col("person_id").is_in(done))
     default = programme.delivery.default
     selected = [
         {
-            "person_id": r["person_id"],
-            "name": r["name"],
-            "birth_date": r["birth_date"],
-            "division_code": r["division_code"],
-            "address": r["address"],
+            **{k: r[k] for k in SELECTED_FIELDS},
             "delivery": "home" if r["home"] else default,
-            "reasons": reasons + (home_reasons if r["home"] else []),
+            "reasons": r["why"] + ([f"home: {w}" for w in r["home_why"]] if r["home"] else []),
         }
         for r in new.iter_rows(named=True)
     ]
-    return ProgrammeRun(
+    excluded = [
+        {**{k: r[k] for k in SELECTED_FIELDS}, "reasons": r["why_not"]}
+        for r in frame.filter(pl.col("before") & ~pl.col("eligible")).iter_rows(named=True)
+    ]
+    run = ProgrammeRun(
         programme=name,
-        run_id=run_id,
+        run_id=str(uuid.uuid4()),
         as_of=as_of,
         cycle=cycle,
         eligible=chosen.height,
@@ -302,30 +207,6 @@ def _run(
         already_issued=chosen.height - new.height,
         home_delivery=sum(s["delivery"] == "home" for s in selected),
         selected=selected,
+        excluded=excluded,
     )
-
-
-def update_issuance(master: Engine, programme: str, person_id: str, status: str) -> None:
-    """Move one ledger row along offered -> accepted / declined -> delivered (a checked
-    transition: a row another clerk moved meanwhile is refused, not overwritten)."""
-    target = parse(IssuanceStatus, status, what="issuance status")
-    table = Issuance.__table__  # type: ignore[attr-defined]
-    with writing(master) as conn:
-        row = conn.execute(
-            select(table.c.id, table.c.status)
-            .where(table.c.programme == programme, table.c.person_id == person_id)
-            .order_by(table.c.id.desc())
-        ).first()
-        if row is None:
-            raise NotFoundError(f"person {person_id!r} has no issuance in programme {programme!r}")
-        move(
-            conn,
-            table,
-            "status",
-            IssuanceStatus,
-            IssuanceStatus(row.status),
-            target,
-            [{"id": row.id}],
-            key=("id",),
-            values={"updated_at": utcnow()},
-        )
+    return run, kinds

@@ -368,6 +368,7 @@ class GovDB:
         proven = source_stage.authenticate(self.master, self.rules, source, source_token)
         if proven:
             options["authenticated_source"] = proven
+        options.setdefault("aliases", self.rules.column_aliases())  # to warn of a file without them
         return ingest_stage.ingest_file(self.events, path, source=source, **options)
 
     def ingest_frame(
@@ -376,6 +377,7 @@ class GovDB:
         proven = source_stage.authenticate(self.master, self.rules, source, source_token)
         if proven:
             options["authenticated_source"] = proven
+        options.setdefault("aliases", self.rules.column_aliases())
         return ingest_stage.ingest_frame(self.events, frame, source=source, **options)
 
     def process(

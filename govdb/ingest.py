@@ -28,6 +28,8 @@ from sqlalchemy import Connection, Engine, insert, text
 from govdb.base.clock import utcnow
 from govdb.errors import ConfigError, InputFileError
 from govdb.readers import FileRecords, Unreadable, plain_text, read_records, records_of_frame
+from govdb.readers.columns import check_mapping, plan_columns
+from govdb.standards import STANDARD_COLUMNS
 from govdb.standards.dates import parse_datetime
 from govdb.store.bulk import Constant, insert_frame, insert_ignoring_duplicates
 from govdb.store.engine import store_errors
@@ -235,6 +237,20 @@ def _check_key_column(
     )
 
 
+def _standard_columns(
+    records: FileRecords, source_file: str | None, mapping: dict[str, str], aliases: dict[str, str]
+) -> list[str]:
+    """Warnings about the header's standard columns (none found, two meaning one); a mapping that
+    names a column the header lacks, or a column govdb does not read, is refused."""
+    standard = tuple(dict.fromkeys([*STANDARD_COLUMNS, *aliases.values()]))
+    check_mapping(mapping, standard)
+    if not records.read:
+        return []
+    header = records.columns or list(dict.fromkeys(k for p in records.payloads for k in p))
+    plan = plan_columns(header, aliases, mapping, where=source_file or "input", standard=standard)
+    return plan.warnings
+
+
 def _lock_source(conn: Connection, source: str) -> None:
     """Serialize ingests of one source until the transaction ends."""
     if conn.dialect.name == "postgresql":
@@ -355,22 +371,28 @@ def ingest_records(
     channel: str | None = None,
     progress: Progress | None = None,
     authenticated_source: str | None = None,
+    mapping: dict[str, str] | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> IngestReport:
     """Store what a file held as events in one transaction; the core of every ingest.
 
     `authenticated_source` is the registered source the caller proved to be (see
-    govdb.verify.sources); `department` is only what the caller says, and earns nothing."""
+    govdb.verify.sources); `department` is only what the caller says, and earns nothing.
+    `mapping` (header -> standard column, e.g. 统一社会信用代码 -> uscc) is kept with the batch for
+    `process`, which otherwise reads headers through the rules' `aliases`; with neither naming a
+    standard column of the header, the report warns (the events are stored all the same)."""
     _check_options(
         {"source": source, "service_code": service_code, "department": department, "channel": channel}
     )
     _check_key_column(records, key_column, source_file)
     if occurred_at_column:
         _check_key_column(records, occurred_at_column, source_file, role="occurred-at")
+    columns = _standard_columns(records, source_file, mapping or {}, aliases or {})
     batch_id = str(uuid.uuid4())
     report = IngestReport(
         source, source_file, batch_id, records.encoding, read=records.read, blank=records.blank
     )
-    report.warnings = list(records.warnings)
+    report.warnings = list(records.warnings) + columns
     keyed, refused = _key_records(records, key_column)
     bad = sorted([*records.bad, *refused], key=lambda u: u.line)
     received = utcnow()
@@ -423,6 +445,7 @@ def ingest_records(
                     "authenticated_source": authenticated_source,
                     "received_at": received,
                 }
+                | ({"column_map": dict(mapping)} if mapping else {})
             ],
         )
         table = Event.__table__  # type: ignore[attr-defined]

@@ -262,3 +262,101 @@ def test_help_and_version_import_nothing_heavy() -> None:
     assert version.returncode == 0 and version.stdout.strip().startswith("govdb 0.")
     helped = govdb("--help")
     assert helped.returncode == 0 and "units" in helped.stdout and "--version" in helped.stdout
+
+
+def test_file_commands_read_headers_through_the_aliases_and_map(tmp_path: Path) -> None:
+    """A hall file with Chinese headers links and dedupes without a --map; --map names what the
+    aliases do not know; a file with no standard column is processed with a warning, not silently."""
+    import polars as pl
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import linkgen
+
+    master, events, _ = linkgen.generate(600, 300, "easy", seed=5)
+    chinese = {"name": "姓名", "gender": "性别", "birth_date": "出生日期", "id_number": "身份证号",
+               "phone": "联系电话", "address": "住址"}  # fmt: skip
+    hall = tmp_path / "hall.csv"
+    events.rename({"event_id": "受理编号", **chinese}).write_csv(hall)
+    master.write_parquet(tmp_path / "master.parquet")
+    links = tmp_path / "links.csv"
+    report = document("link", str(hall), "--master", str(tmp_path / "master.parquet"), "--out", str(links),
+                      "--event-id", "受理编号")  # fmt: skip
+    assert report["candidates"] > 0 and report["decisions"].get("match", 0) > 100, report
+    assert report["warnings"] == []
+    assert pl.read_csv(links).height == events.height
+    clusters = document("dedupe", str(hall), "--out", str(tmp_path / "c.csv"), "--id", "受理编号")
+    assert clusters["records"] == events.height and clusters["clusters"] < events.height
+
+    # No header the rules know: a warning on stderr (and in the JSON), no silent zero.
+    odd = tmp_path / "odd.csv"
+    events.rename({"event_id": "受理编号", "name": "申请者", "id_number": "证号"}).select(
+        "受理编号", "申请者", "证号"
+    ).write_csv(odd)
+    result = run("link", str(odd), "--master", str(tmp_path / "master.parquet"), "--out", str(links),
+                 "--event-id", "受理编号", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no standard column found" in result.stderr and "申请者" in result.stderr
+    assert json.loads(result.stdout)["warnings"] and json.loads(result.stdout)["candidates"] == 0
+    mapped = document("link", str(odd), "--master", str(tmp_path / "master.parquet"), "--out", str(links),
+                      "--event-id", "受理编号", "--map", "申请者=name", "--map", "证号=id_number",
+                      )  # fmt: skip
+    assert mapped["candidates"] > 0 and mapped["warnings"] == []
+
+    firms = tmp_path / "firms.csv"
+    firms.write_text("企业名称,统一社会信用代码\n甲公司,91110000600037341L\n乙公司,bad\n", encoding="utf-8")
+    out = tmp_path / "firms.std.csv"
+    plain = run("standardize", str(firms), "--out", str(out), "--json")
+    assert plain.exit_code == 0 and "no standard column found" in plain.stderr
+    std = document("standardize", str(firms), "--out", str(out), "--map", "统一社会信用代码=uscc")
+    assert std["columns"] == ["uscc"] and std["warnings"] == []
+    assert pl.read_csv(out, infer_schema=False).get_column("uscc_std").to_list() == [
+        "91110000600037341L",
+        None,
+    ]
+    bad = run("standardize", str(firms), "--out", str(out), "--map", "统一社会信用代码=credit")
+    assert bad.exit_code == 1 and "'credit' is not a column govdb reads" in bad.output
+    missing = run("standardize", str(firms), "--out", str(out), "--map", "信用代码=uscc")
+    assert missing.exit_code == 1 and "not in the header" in missing.output
+
+
+def test_ingest_keeps_its_map_for_process(tmp_path: Path) -> None:
+    """`ingest --map` names a column the aliases do not know; process reads that batch through it."""
+    home = tmp_path / "home"
+    h = ("--home", str(home))
+    assert run(*h, "init", "--district", "440605").exit_code == 0
+    odd = tmp_path / "odd.csv"
+    odd.write_text("编号,申请者,证号\nA1,张伟,11010519491231002X\n", encoding="utf-8")  # not mapped
+    ingest = (
+        "ingest",
+        str(odd),
+        "--source",
+        "hall",
+        "--key",
+        "编号",
+        "--service",
+        "hall.resident_registration",
+    )
+    warned = run(*h, *ingest, "--json")
+    assert warned.exit_code == 0 and "no standard column found" in warned.stderr
+    assert any("no standard column" in w for w in json.loads(warned.stdout)["warnings"])
+    odd.write_text("编号,申请者,证号\nA2,李娜,11010519491231002X\n", encoding="utf-8")
+    mapped = document(*h, *ingest, "--map", "申请者=name", "--map", "证号=id_number")
+    assert mapped["stored"] == 1 and not any("no standard column" in w for w in mapped["warnings"])
+    refused = run(*h, *ingest, "--map", "姓名=name")
+    assert refused.exit_code == 1 and "not in the header" in refused.output
+    run(*h, "process", "--json")
+    with sqlite3.connect(home / "govdb.events.sqlite") as conn:
+        standardized = dict(conn.execute("SELECT source_key, standardized FROM event").fetchall())
+    assert json.loads(standardized["A2"])["id_number"] == "11010519491231002X"
+    assert json.loads(standardized["A2"])["name"] == "李娜"
+    assert "id_number" not in json.loads(standardized["A1"] or "{}")
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_without_the_password(tmp_path: Path) -> None:
+    down = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
+    result = govdb("--home", str(tmp_path / "h"), "--master-url", down, "--events-url", down + "y", "units")
+    assert result.returncode == 1 and not result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "secret" not in result.stderr and "postgresql+psycopg://u:***@127.0.0.1:1/x" in lines[0]
+    assert "is the database server running" in lines[0]

@@ -505,6 +505,12 @@ class GovDB:
             self.master, self.audit, name, as_of=as_of, actor=actor, dry_run=dry_run
         )
 
+    def update_issuance(self, programme: str, person_id: str, status: str) -> None:
+        """Move a person's latest ledger row of a programme: offered -> accepted / declined ->
+        delivered (checked: a move the table does not allow, or one made meanwhile, is refused)."""
+        self._require_applied()
+        programme_stage.update_issuance(self.master, programme, person_id, status)
+
     # --- audit and governance ----------------------------------------------------------------
 
     def verify_audit(self, *, checkpoint: bool = True) -> AuditVerification:

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -116,6 +117,18 @@ def test_every_reporting_and_listing_command_speaks_json(demo: tuple[Path, dict[
     selected = csv_rows(*h, *programme, "--actor", TRANSPORT)
     assert [s["person_id"] for s in selected] == [s["person_id"] for s in run_["selected"]]
     assert json.loads(selected[0]["reasons"]) == run_["selected"][0]["reasons"]
+    with sqlite3.connect(home / "govdb.master.sqlite") as conn:
+        (offered,) = conn.execute(
+            "SELECT person_id FROM issuance WHERE status = 'offered' LIMIT 1"
+        ).fetchone()
+    issuance = ("programme", "issuance", "senior_transit_card", offered)
+    assert document(*h, *issuance, "accepted")["status"] == "accepted"
+    assert document(*h, *issuance, "delivered") == {
+        "programme": "senior_transit_card", "person_id": offered, "status": "delivered"
+    }  # fmt: skip
+    again = run(*h, *issuance, "declined", "--json")
+    assert again.exit_code == 1 and not again.stdout and "delivered" in again.stderr
+    assert run(*h, *issuance, "offered").exit_code == 2  # not a state to move to
 
     file = document(*h, "profile", person, "--actor", TRANSPORT, "--purpose", "senior_transit_card")
     assert {f["name"]: f["value"] for f in file["fields"]}["id_number"] == person
@@ -240,12 +253,16 @@ def test_cli_choices_follow_the_library() -> None:
     from govdb.access.audit import ReadRecord
     from govdb.cli.audit import READ_KEYS
     from govdb.cli.commands import RetryChoice
+    from govdb.cli.programmes import IssuanceChoice
     from govdb.cli.verification import OutcomeChoice, TaskStateChoice
-    from govdb.store.states import Outcome, TaskState
+    from govdb.store.states import IssuanceStatus, Outcome, TaskState
     from govdb.validate import Retry
 
     assert {c.value for c in TaskStateChoice} == {s.value for s in TaskState} | {"all"}
     assert [c.value for c in OutcomeChoice] == [o.value for o in Outcome]
+    assert [c.value for c in IssuanceChoice] == [
+        s.value for s in IssuanceStatus if s != IssuanceStatus.offered
+    ]
     assert [c.value for c in RetryChoice] == [r.value for r in Retry]
     assert [f.name for f in dataclasses.fields(ReadRecord)] == READ_KEYS
 
@@ -360,3 +377,25 @@ def test_a_store_that_cannot_be_reached_is_one_line_without_the_password(tmp_pat
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "secret" not in result.stderr and "postgresql+psycopg://u:***@127.0.0.1:1/x" in lines[0]
     assert "is the database server running" in lines[0]
+
+
+def test_shell_completion_is_offered_and_completes_commands_and_choices() -> None:
+    script = Path(sys.executable).with_name("govdb")
+    if not script.exists():
+        pytest.skip("the govdb console script is not installed next to this Python")
+    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0 and "_govdb_completion" in shown.stdout
+    assert "--install-completion" in subprocess.run([script, "--help"], capture_output=True, text=True).stdout
+
+    def complete(words: str, index: int) -> list[str]:
+        env = {
+            **os.environ,
+            "_GOVDB_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(index),
+        }
+        done = subprocess.run([script], capture_output=True, text=True, env=env, check=False)
+        return done.stdout.split()
+
+    assert complete("govdb prog", 1) == ["programme"]
+    assert complete("govdb programme issuance p x ", 5) == ["accepted", "declined", "delivered"]

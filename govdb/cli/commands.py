@@ -29,6 +29,7 @@ from govdb.cli._common import (
 from govdb.cli.audit import audit_app
 from govdb.cli.files import dedupe, link, standardize
 from govdb.cli.profile import profile_command
+from govdb.cli.programmes import issuance_command
 from govdb.cli.rules import rules_app
 from govdb.cli.verification import load_app, sources_app, tasks_app, units_command
 
@@ -580,3 +581,4 @@ def quality(
 
 app.command("units", rich_help_panel=SETUP)(units_command)
 app.command("profile", rich_help_panel=SERVING)(profile_command)
+programme_app.command("issuance")(issuance_command)

@@ -58,9 +58,9 @@ def read_register(
     for line, payload in zip(records.lines, rows, strict=True):
         record: dict[str, object] = {"line": line}
         for key, value in payload.items():
-            std = "person_id" if key == "person_id" else names.get(str(key).strip())
-            if std and value not in (None, "") and record.get(std) in (None, ""):
-                record[std] = str(value)
+            target = "person_id" if key == "person_id" else names.get(str(key).strip())
+            if target and value not in (None, "") and record.get(target) in (None, ""):
+                record[target] = str(value)
         renamed.append(record)
     columns = sorted({k for r in renamed for k in r} - {"line"})
     frame = pl.DataFrame(renamed, schema={"line": pl.Int64, **dict.fromkeys(columns, pl.String)})

@@ -104,7 +104,7 @@ def record_place(frame: pl.DataFrame) -> pl.Expr:
     when the frame has no division code column at all; `address_division_code` is the address's
     division beside a division code column (whose cells may be empty in some rows).
     """
-    places = [c for c in ("division_code_std", "address_division_code") if c in frame.columns]
+    places: list[str] = [c for c in ("division_code_std", "address_division_code") if c in frame.columns]
     if "division_code_std" not in frame.columns and "division_code" in frame.columns:
         places.append("division_code")
     return pl.coalesce(places) if places else pl.lit(None, pl.String)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -76,8 +76,8 @@ def train_model(
         seed=rules.training.seed,
         same_frame=same_frame,
     )
-    m_start = {f: np.array(COMPARISONS[method].m_start) for f, method in spec}
-    fields = {f: f for f, _ in spec}
+    m_start: dict[str, np.ndarray] = {f: np.array(COMPARISONS[method].m_start) for f, method in spec}
+    fields: dict[str, str] = {f: f for f, _ in spec}
     estimates: dict[str, list[np.ndarray]] = {f: [] for f in fields}
     passes = []
     rng = np.random.default_rng(rules.training.seed)
@@ -140,7 +140,7 @@ def _training_codes(
     left: pl.DataFrame,
     right: pl.DataFrame,
     rules: MatchingRules,
-    keys: list[str],
+    keys: Sequence[str],
     active: list[str],
     same_frame: bool,
     rng: np.random.Generator,
@@ -169,7 +169,7 @@ def fit_prior(model: LinkModel, codes: dict[str, np.ndarray], total_pairs: float
 
 
 def _candidate_positions(
-    left: pl.DataFrame, right: pl.DataFrame, rules: list[list[str]], max_block: int, same_frame: bool
+    left: pl.DataFrame, right: pl.DataFrame, rules: Sequence[Sequence[str]], max_block: int, same_frame: bool
 ):
     blocking = block(
         left.with_row_index("_pos"),

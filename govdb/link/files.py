@@ -99,7 +99,7 @@ def link_files(
     match_probability, match_weight, decision and explanation (JSON) per event."""
     if out.suffix.lower() not in FORMATS:
         raise InputFileError(f"cannot write {out}: use an output name ending in {' or '.join(FORMATS)}")
-    mapping, warnings = dict(mapping or {}), []
+    mapping, warnings = dict(mapping or {}), list[str]()
     ids = {event_id, master_id}
     events, events_header = read_people(events_path, aliases or {}, mapping, ids, warnings)
     master, master_header = read_people(master_path, aliases or {}, mapping, ids, warnings)
@@ -130,7 +130,7 @@ def dedupe_file(
     """Write one row per record of `path`: its id, cluster_id and cluster_size."""
     if out.suffix.lower() not in FORMATS:
         raise InputFileError(f"cannot write {out}: use an output name ending in {' or '.join(FORMATS)}")
-    mapping, warnings = dict(mapping or {}), []
+    mapping, warnings = dict(mapping or {}), list[str]()
     records, header = read_people(path, aliases or {}, mapping, {id_column}, warnings)
     check_mapping(mapping, {str(path): header}, {id_column})
     result = dedupe_frame(records, rules, id_column=id_column, today=today, address_hint=address_hint)

@@ -107,15 +107,15 @@ def _population(master: Engine, as_of: dt.date, within: str = "") -> Population:
                 dict(r)
                 for r in conn.execute(
                     select(
-                        Person.__table__.c.person_id,
-                        Person.__table__.c.name,
+                        Person.__table__.c.person_id,  # type: ignore[attr-defined]
+                        Person.__table__.c.name,  # type: ignore[attr-defined]
                         Person.__table__.c.birth_date,  # type: ignore[attr-defined]
-                        Person.__table__.c.death_date,
+                        Person.__table__.c.death_date,  # type: ignore[attr-defined]
                         Person.__table__.c.division_code,  # type: ignore[attr-defined]
-                        Person.__table__.c.address,
+                        Person.__table__.c.address,  # type: ignore[attr-defined]
                     ).where(person.c.division_code.startswith(within, autoescape=True))
                 ).mappings()
-            ],  # type: ignore[attr-defined]
+            ],
             schema={
                 "person_id": pl.String,
                 "name": pl.String,
@@ -130,13 +130,13 @@ def _population(master: Engine, as_of: dt.date, within: str = "") -> Population:
                 {**r, "attributes": json.dumps(r["attributes"], ensure_ascii=False)}
                 for r in conn.execute(
                     select(
-                        Credential.__table__.c.person_id,
+                        Credential.__table__.c.person_id,  # type: ignore[attr-defined]
                         Credential.__table__.c.kind,  # type: ignore[attr-defined]
-                        Credential.__table__.c.attributes,
-                        Credential.__table__.c.valid_to,
+                        Credential.__table__.c.attributes,  # type: ignore[attr-defined]
+                        Credential.__table__.c.valid_to,  # type: ignore[attr-defined]
                     )
                 ).mappings()
-            ],  # type: ignore[attr-defined]
+            ],
             schema={"person_id": pl.String, "kind": pl.String, "attributes": pl.String, "valid_to": pl.Date},
         )
         served = list(conn.execute(select(Division.__table__.c.code)).scalars())  # type: ignore[attr-defined]

@@ -29,11 +29,36 @@ def run(*args: str) -> Any:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+def json_commands() -> set[tuple[str, ...]]:
+    """Every command (as its words, e.g. ("tasks", "list")) that takes --json."""
+    import typer.main
+
+    def walk(command: Any, path: tuple[str, ...]) -> Any:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, (*path, name))
+        elif any("--json" in p.opts for p in command.params):
+            yield path
+
+    return set(walk(typer.main.get_command(app), ()))
+
+
+PARSED: set[tuple[str, ...]] = set()  # the commands whose --json output a test parsed
+
+
+def _parsed(args: tuple[str, ...]) -> None:
+    for path in json_commands():
+        if any(args[i : i + len(path)] == path for i in range(len(args))):
+            PARSED.add(path)
+
+
 def document(*args: str) -> Any:
     """The one JSON document a report prints on stdout (messages go to stderr)."""
     result = run(*args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    _parsed(args)
+    return data
 
 
 def json_lines(*args: str) -> list[dict[str, Any]]:
@@ -42,6 +67,7 @@ def json_lines(*args: str) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert all(isinstance(row, dict) for row in rows)
+    _parsed(args)
     return rows
 
 
@@ -340,7 +366,8 @@ def test_ingest_keeps_its_map_for_process(tmp_path: Path) -> None:
     """`ingest --map` names a column the aliases do not know; process reads that batch through it."""
     home = tmp_path / "home"
     h = ("--home", str(home))
-    assert run(*h, "init", "--district", "440605").exit_code == 0
+    init = document(*h, "init", "--district", "440605")
+    assert init["district"]["villages"] > 100 and init["master_url"].endswith("govdb.master.sqlite")
     odd = tmp_path / "odd.csv"
     odd.write_text("编号,申请者,证号\nA1,张伟,11010519491231002X\n", encoding="utf-8")  # not mapped
     ingest = (
@@ -399,3 +426,11 @@ def test_shell_completion_is_offered_and_completes_commands_and_choices() -> Non
 
     assert complete("govdb prog", 1) == ["programme"]
     assert complete("govdb programme issuance p x ", 5) == ["accepted", "declined", "delivered"]
+
+
+def test_every_command_with_json_was_run_and_parsed(request: pytest.FixtureRequest) -> None:
+    """Runs last: each command that takes --json had its output parsed by a test of this file."""
+    ran = {item.name for item in request.session.items if item.module is request.module}
+    if not {name for name in globals() if name.startswith("test_")} <= ran:
+        pytest.skip("run with the whole file: the other tests parse the commands' output")
+    assert sorted(json_commands() - PARSED) == []

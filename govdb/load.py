@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from govdb.base.clock import utcnow
 from govdb.errors import InputFileError
 from govdb.readers import read_records
+from govdb.readers.columns import check_mapping, plan_columns
 from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.locks import writing
 from govdb.store.master import BulkLoad, FieldHistory, Person
@@ -53,6 +54,10 @@ def read_register(
     """(people with standardized columns, refused rows with their line and reason, rows read)."""
     records, _ = read_records(path)
     rows = records.payload_list()
+    # the same checks of --map as every file command: known targets, headers the file has
+    check_mapping(mapping or {}, {*aliases.values(), *PERSON_COLUMNS, "person_id"})
+    header = records.columns or list(dict.fromkeys(k for p in rows for k in p))
+    plan_columns(header, aliases, mapping or {}, where=str(path), standard=PERSON_COLUMNS, ids=("person_id",))
     names = {**aliases, **(mapping or {})}
     renamed = []
     for line, payload in zip(records.lines, rows, strict=True):

@@ -202,11 +202,11 @@ def test_every_reporting_and_listing_command_speaks_json(demo: tuple[Path, dict[
             *h, "tasks", "decide", str(first["task_id"]), "approve", "--actor", f"li@{first['unit_id']}"
         )
         assert decided["task_id"] == first["task_id"] and decided["outcome"] == "approve"
-        batch = home.parent / "batch.csv"
-        batch.write_text("task_id,outcome,reason,amendments\n999999,approve,,\n", encoding="utf-8")
-        both = document(*h, "tasks", "decide", "--from", str(batch), "--actor", "li@village:440605011001",
-                        "--allow-refusals")  # fmt: skip
-        assert both["decided"] == [] and both["refused"][0]["line"] == 2
+    batch = home.parent / "batch.csv"
+    batch.write_text("task_id,outcome,reason,amendments\n999999,approve,,\n", encoding="utf-8")
+    both = document(*h, "tasks", "decide", "--from", str(batch), "--actor", "li@village:440605011001",
+                    "--allow-refusals")  # fmt: skip
+    assert both["decided"] == [] and both["refused"][0]["line"] == 2
     promoted = document(*h, "promote")
     assert set(promoted) >= {"promoted", "people_created", "conflicts"}
     token = document(*h, "sources", "register", "hall_window_system")
@@ -388,6 +388,9 @@ def test_ingest_keeps_its_map_for_process(tmp_path: Path) -> None:
     assert mapped["stored"] == 1 and not any("no standard column" in w for w in mapped["warnings"])
     refused = run(*h, *ingest, "--map", "姓名=name")
     assert refused.exit_code == 1 and "not in the header" in refused.output
+    register = ("load", "people", str(odd), "--source", "public_security")
+    assert "not in the header" in run(*h, *register, "--map", "身份证=id_number").output
+    assert "'nickname' is not a column" in run(*h, *register, "--map", "申请者=nickname").output
     run(*h, "process", "--json")
     with sqlite3.connect(home / "govdb.events.sqlite") as conn:
         standardized = dict(conn.execute("SELECT source_key, standardized FROM event").fetchall())

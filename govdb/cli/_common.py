@@ -84,8 +84,10 @@ def reports_errors(function: F) -> F:
             raise typer.Exit(EXIT_ERROR) from None
         except BaseException as exc:  # a bug: one line for the user, the traceback with GOVDB_DEBUG=1
             if _store_failure(exc):  # a store failure the library did not name: still one line
-                orig = getattr(exc, "orig", None)
-                _render.error(f"the store failed: {str(orig or exc).strip().splitlines()[0]}")
+                from govdb.store.engine import explain
+
+                _, detail, hint = explain(exc) or (None, str(exc).strip().splitlines()[0], "")
+                _render.error(f"the store failed: {detail}; {hint}")
                 raise typer.Exit(EXIT_ERROR) from None
             cli_flow = type(exc).__module__.split(".")[0] in ("typer", "click", "_typer")
             if isinstance(exc, KeyboardInterrupt | SystemExit) or cli_flow or os.environ.get("GOVDB_DEBUG"):

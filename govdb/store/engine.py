@@ -178,6 +178,24 @@ def hidden_password(url: str) -> str:
     return url if parsed is None else parsed.render_as_string(hide_password=True)
 
 
+def explain(exc: BaseException) -> tuple[type[StoreError], str, str] | None:
+    """(the StoreError kind, the driver's first line, a hint) of a database failure, else None."""
+    # SQLAlchemy's wrapper, or a driver error it never saw (PostgreSQL's COPY runs on the driver).
+    if isinstance(exc, DBAPIError):
+        cause: BaseException = exc.orig if exc.orig is not None else exc
+    elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
+        cause = exc
+    else:
+        return None
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    lowered = detail.lower()
+    kind, hint = next(
+        ((k, h) for needle, k, h in _HINTS if re.search(needle, lowered)),
+        (StoreError, "see the database's own log"),
+    )
+    return kind, detail, hint
+
+
 @contextmanager
 def store_errors(engine: Engine) -> Iterator[None]:
     """Turn a database failure into one StoreError line naming the store (password hidden) and a
@@ -185,19 +203,10 @@ def store_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        # SQLAlchemy's wrapper, or a driver error it never saw (PostgreSQL's COPY runs on the driver).
-        if isinstance(exc, DBAPIError):
-            cause: BaseException = exc.orig if exc.orig is not None else exc
-        elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
-            cause = exc
-        else:
+        explained = explain(exc)
+        if explained is None:
             raise
-        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        lowered = detail.lower()
-        kind, hint = next(
-            ((k, h) for needle, k, h in _HINTS if re.search(needle, lowered)),
-            (StoreError, "see the database's own log"),
-        )
+        kind, detail, hint = explained
         where = engine.url.render_as_string(hide_password=True)
         raise kind(f"the store {where} failed: {detail}; {hint}") from exc
 

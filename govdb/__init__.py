@@ -25,7 +25,10 @@ if TYPE_CHECKING:
         RuleFileError,
         RulesChangedError,
         StateError,
+        StoreBusyError,
         StoreError,
+        StoreReadOnlyError,
+        StoreUnavailableError,
     )
     from govdb.ingest import IngestReport, QuarantinedRow, VersionedRow
     from govdb.link import DedupeOutput, LinkModel, LinkOutput, LinkResult, dedupe_frame, link_frames
@@ -67,7 +70,10 @@ _LAZY = {
     "Rulebook": "govdb.rulebook",
     "RulesChangedError": "govdb.errors",
     "StateError": "govdb.errors",
+    "StoreBusyError": "govdb.errors",
     "StoreError": "govdb.errors",
+    "StoreReadOnlyError": "govdb.errors",
+    "StoreUnavailableError": "govdb.errors",
     "TaskView": "govdb.verify",
     "ValidationReport": "govdb.validate",
     "VersionedRow": "govdb.ingest",
@@ -107,7 +113,10 @@ __all__ = [
     "Rulebook",
     "RulesChangedError",
     "StateError",
+    "StoreBusyError",
     "StoreError",
+    "StoreReadOnlyError",
+    "StoreUnavailableError",
     "TaskView",
     "ValidationReport",
     "VersionedRow",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import polars as pl
 import sqlmodel
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from govdb import ingest as ingest_stage
@@ -37,7 +36,7 @@ from govdb.access.guard import AuditContext
 from govdb.correct import conflicts as conflict_stage
 from govdb.correct import revert as revert_stage
 from govdb.correct.conflicts import ConflictView
-from govdb.errors import ConfigError, GovdbError, RulesChangedError, StateError
+from govdb.errors import GovdbError, RulesChangedError, StateError
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import asof as asof_stage
 from govdb.serve import issuance as issuance_stage
@@ -45,11 +44,10 @@ from govdb.serve import lookup as serve_lookup
 from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
-from govdb.standards import divisions
 from govdb.store.engine import StoreConfig, make_engine, migrate, refresh_statistics
 from govdb.store.feed import ChangePage, read_changes
 from govdb.store.locks import job_lock, writing
-from govdb.store.master import BulkLoad, Division, OrgUnit
+from govdb.store.master import Division, OrgUnit
 from govdb.store.states import Outcome
 from govdb.verify import (
     Actor,
@@ -63,23 +61,13 @@ from govdb.verify import (
     resolve,
 )
 from govdb.verify import sources as source_stage
+from govdb.verify import units as units_stage
 from govdb.verify.decisions import current_homes
 from govdb.verify.proposals import ProposeReport, propose_events
+from govdb.verify.units import DistrictReport
 
 # Master tables that bulk loads and promotions grow, whose planner statistics must follow.
 MASTER_GROWN = ("person", "linkkey", "linkfeatures", "fieldhistory", "credential", "promotion")
-
-
-@dataclass(frozen=True)
-class DistrictReport:
-    """What `serve_district` registered."""
-
-    county_code: str
-    county_name: str
-    divisions: int
-    villages: int
-    streets: int
-    departments: int
 
 
 @dataclass(frozen=True)
@@ -163,96 +151,13 @@ class GovDB:
     # --- reference data ----------------------------------------------------------------------
 
     def serve_district(self, county_code: str) -> DistrictReport:
-        """Register a county: its divisions (from the shipped table) and its checking units.
-
-        Every village/residents' committee and street/township office gets a unit; every
-        department in the verification rules gets one office for the county. Rerunning replaces
-        the county's divisions and adds missing units.
+        """Register a county: its divisions (from the shipped table) and its checking units
+        (see govdb.verify.units). Rerunning replaces the county's divisions and adds missing units.
         """
-        county = divisions.lookup(county_code)
-        if county.level != 3:
-            raise ConfigError(
-                f"{county_code} is {county.name}, a level-{county.level} division; "
-                "serve a county-level code (6 digits)"
-            )
-        tree = divisions.subtree(county.code, scheme="nbs")
-        rows = [r for r in tree.iter_rows(named=True) if r["level"] >= 3]
-        prefix = divisions.significant_prefix(county.code)
-        units: list[dict[str, Any]] = []
-        for r in rows:
-            if r["level"] == 5:
-                units.append(
-                    {
-                        "unit_id": f"village:{r['code']}",
-                        "name": r["name"],
-                        "level": "village",
-                        "division_code": r["code"],
-                        "department": None,
-                    }
-                )
-            elif r["level"] == 4:
-                units.append(
-                    {
-                        "unit_id": f"street:{r['code']}",
-                        "name": r["name"],
-                        "level": "street",
-                        "division_code": r["code"],
-                        "department": None,
-                    }
-                )
-        for dept, spec in self.rules.verification.departments.items():
-            units.append(
-                {
-                    "unit_id": f"department:{dept}:{county.code}",
-                    "name": f"{county.name}{spec.name}",
-                    "level": "department",
-                    "division_code": county.code,
-                    "department": dept,
-                }
-            )
-        division_table = Division.__table__  # type: ignore[attr-defined]
-        unit_table = OrgUnit.__table__  # type: ignore[attr-defined]
-        with self.master.begin() as conn:
-            conn.execute(delete(division_table).where(division_table.c.code.startswith(prefix)))
-            conn.execute(
-                insert(division_table),
-                [
-                    {
-                        "code": r["code"],
-                        "name": r["name"],
-                        "level": r["level"],
-                        "parent_code": r["parent_code"],
-                        "scheme": r["scheme"],
-                    }
-                    for r in rows
-                ],
-            )
-            known = set(conn.execute(select(unit_table.c.unit_id)).scalars())
-            fresh = [u for u in units if u["unit_id"] not in known]
-            if fresh:
-                conn.execute(insert(unit_table), fresh)
-            conn.execute(
-                insert(BulkLoad.__table__),
-                [
-                    {  # type: ignore[attr-defined]
-                        "load_id": str(uuid.uuid4()),
-                        "entity_kind": "division",
-                        "rows": len(rows),
-                        "source": f"govdb division table {divisions.division_metadata()['version']}",
-                        "loaded_at": dt.datetime.now(dt.UTC),
-                    }
-                ],
-            )
+        report = units_stage.serve_district(self.master, self.rules, county_code)
         self._units = None
         self._county = None
-        return DistrictReport(
-            county.code,
-            county.name,
-            len(rows),
-            sum(u["level"] == "village" for u in units),
-            sum(u["level"] == "street" for u in units),
-            sum(u["level"] == "department" for u in units),
-        )
+        return report
 
     def _unit_index(self, ms: Session) -> UnitIndex:
         """The checking units, read once per GovDB (serve_district reads them again)."""
@@ -374,6 +279,7 @@ class GovDB:
         proven = source_stage.authenticate(self.master, self.rules, source, source_token)
         if proven:
             options["authenticated_source"] = proven
+        options.setdefault("aliases", self.rules.column_aliases())  # to warn of a file without them
         return ingest_stage.ingest_file(self.events, path, source=source, **options)
 
     def ingest_frame(
@@ -382,6 +288,7 @@ class GovDB:
         proven = source_stage.authenticate(self.master, self.rules, source, source_token)
         if proven:
             options["authenticated_source"] = proven
+        options.setdefault("aliases", self.rules.column_aliases())
         return ingest_stage.ingest_frame(self.events, frame, source=source, **options)
 
     def process(
@@ -658,7 +565,7 @@ class GovDB:
         ):
             with engine.connect() as conn:
                 for model in tables:
-                    t = model.__table__  # type: ignore[attr-defined]
+                    t = model.__table__  # type: ignore[union-attr]
                     out[f"{t.name}"] = int(conn.execute(select(func.count()).select_from(t)).scalar_one())
         return out
 

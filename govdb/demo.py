@@ -15,6 +15,7 @@ import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -88,7 +89,7 @@ def make_people(n: int, *, seed: int, today: dt.date) -> pl.DataFrame:
     villages = subtree(COUNTY).filter(pl.col("level") == 5).select("code", "name", "parent_code").rows()
     towns = dict(subtree(COUNTY).filter(pl.col("level") == 4).select("code", "name").rows())
     used: set[str] = set()
-    rows = []
+    rows: list[dict[str, Any]] = []
     while len(rows) < n:
         # A tenth of the register turns 60 within the demo's year, so the programme has work.
         if rng.random() < 0.1:
@@ -318,7 +319,7 @@ def _refused_attempt(db: GovDB) -> str:
 def _decide_all(db: GovDB) -> tuple[int, list[str]]:
     """Demo actors of each unit decide their open tasks in one batch per unit; the first street
     check of a new person rejects."""
-    decisions, rejected = 0, []
+    decisions, rejected = 0, list[str]()
     while tasks := db.tasks(limit=10_000):
         by_unit: dict[str, list[dict[str, object]]] = {}
         for task in tasks:
@@ -344,7 +345,7 @@ def _senior_with_certificate(db: GovDB, today: dt.date) -> str:
 
     with Session(db.master) as ms:
         rows = ms.exec(
-            select(Person, Credential).join(Credential, Credential.person_id == Person.person_id)
+            select(Person, Credential).join(Credential, col(Credential.person_id) == col(Person.person_id))
         ).all()
         checked = set(
             ms.exec(select(FieldHistory.entity_id).where(col(FieldHistory.proposal_id).is_not(None))).all()

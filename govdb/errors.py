@@ -4,6 +4,9 @@ GovdbError                   base: catch this to handle any govdb failure
 ├── ConfigError              a store URL, home folder or option cannot be used
 │   └── RulesChangedError    access policies or routes differ from the last applied (`rules apply`)
 ├── StoreError               a store cannot be reached or written (down, read-only, full, refused)
+│   ├── StoreUnavailableError  the database server is down, the database or file does not exist
+│   ├── StoreReadOnlyError     the store (its folder, file or database user) cannot be written
+│   └── StoreBusyError         another process held the store (a locked SQLite file) too long
 ├── RuleFileError            one or more rule files are invalid (every problem, with file and field)
 ├── InputFileError           an input file cannot be read at all (rows that fail go to quarantine)
 ├── NotFoundError            a person, form, programme, task or unit does not exist
@@ -33,6 +36,18 @@ class ConfigError(GovdbError):
 
 class StoreError(GovdbError):
     """A store cannot be reached or written: the database is down, read-only, full or refused a value."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be opened: the server is down or refuses the login, the database does not exist."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store cannot be written: a read-only folder or file, or a database user without write rights."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the store (a locked SQLite file) longer than govdb waits."""
 
 
 @dataclass(frozen=True)

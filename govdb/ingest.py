@@ -28,6 +28,8 @@ from sqlalchemy import Connection, Engine, insert, text
 from govdb.base.clock import utcnow
 from govdb.errors import ConfigError, InputFileError
 from govdb.readers import FileRecords, Unreadable, plain_text, read_records, records_of_frame
+from govdb.readers.columns import check_mapping, plan_columns
+from govdb.standards import STANDARD_COLUMNS
 from govdb.standards.dates import parse_datetime
 from govdb.store.bulk import Constant, insert_frame, insert_ignoring_duplicates
 from govdb.store.engine import store_errors
@@ -167,7 +169,7 @@ def _keys(records: FileRecords, key_column: str | None, digests: pl.Series) -> p
         return digests
     if records.frame is not None:
         keys = records.frame.get_column(key_column).str.strip_chars(KEY_SPACE)
-        return keys.set(keys == "", None)  # type: ignore[arg-type]
+        return keys.set(keys == "", None)
     return pl.Series([source_key(p.get(key_column)) for p in records.payloads], dtype=pl.String)
 
 
@@ -233,6 +235,20 @@ def _check_key_column(
         f"{source_file or 'input'}: {role} column {column!r} is not in the header {known}; "
         f"name an existing column or {fix}"
     )
+
+
+def _standard_columns(
+    records: FileRecords, source_file: str | None, mapping: dict[str, str], aliases: dict[str, str]
+) -> list[str]:
+    """Warnings about the header's standard columns (none found, two meaning one); a mapping that
+    names a column the header lacks, or a column govdb does not read, is refused."""
+    standard = tuple(dict.fromkeys([*STANDARD_COLUMNS, *aliases.values()]))
+    check_mapping(mapping, standard)
+    if not records.read:
+        return []
+    header = records.columns or list(dict.fromkeys(k for p in records.payloads for k in p))
+    plan = plan_columns(header, aliases, mapping, where=source_file or "input", standard=standard)
+    return plan.warnings
 
 
 def _lock_source(conn: Connection, source: str) -> None:
@@ -355,113 +371,57 @@ def ingest_records(
     channel: str | None = None,
     progress: Progress | None = None,
     authenticated_source: str | None = None,
+    mapping: dict[str, str] | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> IngestReport:
     """Store what a file held as events in one transaction; the core of every ingest.
 
     `authenticated_source` is the registered source the caller proved to be (see
-    govdb.verify.sources); `department` is only what the caller says, and earns nothing."""
+    govdb.verify.sources); `department` is only what the caller says, and earns nothing.
+    `mapping` (header -> standard column, e.g. 统一社会信用代码 -> uscc) is kept with the batch for
+    `process`, which otherwise reads headers through the rules' `aliases`; with neither naming a
+    standard column of the header, the report warns (the events are stored all the same)."""
     _check_options(
         {"source": source, "service_code": service_code, "department": department, "channel": channel}
     )
     _check_key_column(records, key_column, source_file)
     if occurred_at_column:
         _check_key_column(records, occurred_at_column, source_file, role="occurred-at")
-    batch_id = str(uuid.uuid4())
+    columns = _standard_columns(records, source_file, mapping or {}, aliases or {})
     report = IngestReport(
-        source, source_file, batch_id, records.encoding, read=records.read, blank=records.blank
+        source, source_file, str(uuid.uuid4()), records.encoding, read=records.read, blank=records.blank
     )
-    report.warnings = list(records.warnings)
+    report.warnings = list(records.warnings) + columns
     keyed, refused = _key_records(records, key_column)
     bad = sorted([*records.bad, *refused], key=lambda u: u.line)
-    received = utcnow()
+    batch: dict[str, Any] = {
+        "batch_id": report.batch_id,
+        "source_system": source,
+        "source_file": source_file,
+        "received_at": utcnow(),
+    }
     with store_errors(engine), engine.begin() as conn:
         _lock_source(conn, source)
         known = _known_versions(conn, source, keyed.get_column("source_key"))
         plan = _plan(keyed, known)
         report.warnings += _reversions(keyed, known, records.lines)
-        chosen = plan.get_column("i")
-        occurred = _occurred_at(records, occurred_at_column, chosen)
-        lines = pl.Series(records.lines, dtype=pl.Int64)
-        events = plan.select(
-            "source_key",
-            "version",
-            "content_sha256",
-            lines.gather(chosen).alias("source_line"),
-            records.text_series().gather(chosen).alias("raw_text"),
-            "raw",
-            occurred.get_column("occurred_at"),
-            occurred.get_column("quality_flags"),
-        )
-        constants: dict[str, Constant] = {
-            "source_system": source,
-            "batch_id": batch_id,
-            "source_file": source_file,
-            "service_code": service_code,
-            "department": department,
-            "channel": channel,
-            "status": "received",
-            "received_at": received,
-        }
-        # A column with one value for the whole file (version 1, no quality flag) is written once
-        # in the statement instead of once per row.
-        written = events
-        for name in ("version", "quality_flags"):
-            column = events.get_column(name)
-            if column.len() and column.null_count() == 0 and column.n_unique() == 1:
-                constants[name] = column[0]
-                written = written.drop(name)
+        events = _event_rows(records, plan, occurred_at_column)
         conn.execute(
             insert(IngestBatch.__table__),  # type: ignore[attr-defined]
             [
-                {
-                    "batch_id": batch_id,
-                    "source_system": source,
-                    "source_file": source_file,
-                    "file_sha256": file_digest,
-                    "encoding": records.encoding,
-                    "read": report.read,
-                    "authenticated_source": authenticated_source,
-                    "received_at": received,
-                }
+                batch
+                | {"file_sha256": file_digest, "encoding": records.encoding, "read": report.read}
+                | {"authenticated_source": authenticated_source}
+                | ({"column_map": dict(mapping)} if mapping else {})
             ],
         )
-        table = Event.__table__  # type: ignore[attr-defined]
-        for start in range(0, events.height, INSERT_CHUNK):
-            insert_frame(conn, table, written.slice(start, INSERT_CHUNK), constants)
-            if progress:
-                progress(min(start + INSERT_CHUNK, events.height), events.height)
-        if bad:
-            conn.execute(
-                insert_ignoring_duplicates(conn, Quarantine.__table__),  # type: ignore[attr-defined]
-                [
-                    {
-                        "batch_id": batch_id,
-                        "source_system": source,
-                        "source_file": source_file,
-                        "file_sha256": file_digest,
-                        "line": u.line,
-                        "raw_text": u.text,
-                        "raw_bytes": u.data,
-                        "reason": u.reason,
-                        "received_at": received,
-                    }
-                    for u in bad
-                ],
-            )
-        report.versions = [
-            VersionedRow(line, key, version)
-            for line, key, version in events.filter(pl.col("version") > 1)
-            .select("source_line", "source_key", "version")
-            .iter_rows()
-        ]
-        report.new_versions = len(report.versions)
-        report.stored = events.height - report.new_versions
-        report.duplicate = keyed.height - events.height
-        report.quarantined = len(bad)
-        report.quarantine = [QuarantinedRow(u.line, u.reason) for u in bad]
+        constants = batch | {"service_code": service_code, "department": department, "channel": channel}
+        _insert_events(conn, events, constants, progress)
+        _quarantine(conn, bad, batch | {"file_sha256": file_digest})
+        _count(report, events, keyed.height, bad)
         conn.execute(
             IngestBatch.__table__.update()  # type: ignore[attr-defined]
-            .where(IngestBatch.__table__.c.batch_id == batch_id)  # type: ignore[attr-defined]
+            .where(IngestBatch.__table__.c.batch_id == report.batch_id)  # type: ignore[attr-defined]
             .values(
                 stored=report.stored,
                 new_versions=report.new_versions,
@@ -471,6 +431,68 @@ def ingest_records(
             )
         )
     return report
+
+
+def _event_rows(records: FileRecords, plan: pl.DataFrame, occurred_at_column: str | None) -> pl.DataFrame:
+    """The planned records as event columns: where each was in the file, as received, and when."""
+    chosen = plan.get_column("i")
+    occurred = _occurred_at(records, occurred_at_column, chosen)
+    lines = pl.Series(records.lines, dtype=pl.Int64)
+    return plan.select(
+        "source_key",
+        "version",
+        "content_sha256",
+        lines.gather(chosen).alias("source_line"),
+        records.text_series().gather(chosen).alias("raw_text"),
+        "raw",
+        occurred.get_column("occurred_at"),
+        occurred.get_column("quality_flags"),
+    )
+
+
+def _insert_events(
+    conn: Connection, events: pl.DataFrame, batch: dict[str, Any], progress: Progress | None
+) -> None:
+    """Bulk inserts of INSERT_CHUNK events, reporting progress after each."""
+    constants: dict[str, Constant] = batch | {"status": "received"}
+    # A column with one value for the whole file (version 1, no quality flag) is written once
+    # in the statement instead of once per row.
+    written = events
+    for name in ("version", "quality_flags"):
+        column = events.get_column(name)
+        if column.len() and column.null_count() == 0 and column.n_unique() == 1:
+            constants[name] = column[0]
+            written = written.drop(name)
+    table = Event.__table__  # type: ignore[attr-defined]
+    for start in range(0, events.height, INSERT_CHUNK):
+        insert_frame(conn, table, written.slice(start, INSERT_CHUNK), constants)
+        if progress:
+            progress(min(start + INSERT_CHUNK, events.height), events.height)
+
+
+def _quarantine(conn: Connection, bad: list[Unreadable], batch: dict[str, Any]) -> None:
+    """Every record that could not be read or keyed, with its line, text, exact bytes and reason."""
+    if not bad:
+        return
+    conn.execute(
+        insert_ignoring_duplicates(conn, Quarantine.__table__),  # type: ignore[attr-defined]
+        [batch | {"line": u.line, "raw_text": u.text, "raw_bytes": u.data, "reason": u.reason} for u in bad],
+    )
+
+
+def _count(report: IngestReport, events: pl.DataFrame, keyed: int, bad: list[Unreadable]) -> None:
+    """Where every record went: stored, new version, duplicate or quarantined."""
+    report.versions = [
+        VersionedRow(line, key, version)
+        for line, key, version in events.filter(pl.col("version") > 1)
+        .select("source_line", "source_key", "version")
+        .iter_rows()
+    ]
+    report.new_versions = len(report.versions)
+    report.stored = events.height - report.new_versions
+    report.duplicate = keyed - events.height
+    report.quarantined = len(bad)
+    report.quarantine = [QuarantinedRow(u.line, u.reason) for u in bad]
 
 
 def ingest_file(engine: Engine, path: str | Path, *, source: str, **options: Any) -> IngestReport:

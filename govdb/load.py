@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from govdb.base.clock import utcnow
 from govdb.errors import InputFileError
 from govdb.readers import read_records
+from govdb.readers.columns import check_mapping, plan_columns
 from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.feed import record_changes
 from govdb.store.locks import writing
@@ -54,14 +55,18 @@ def read_register(
     """(people with standardized columns, refused rows with their line and reason, rows read)."""
     records, _ = read_records(path)
     rows = records.payload_list()
+    # the same checks of --map as every file command: known targets, headers the file has
+    check_mapping(mapping or {}, {*aliases.values(), *PERSON_COLUMNS, "person_id"})
+    header = records.columns or list(dict.fromkeys(k for p in rows for k in p))
+    plan_columns(header, aliases, mapping or {}, where=str(path), standard=PERSON_COLUMNS, ids=("person_id",))
     names = {**aliases, **(mapping or {})}
     renamed = []
     for line, payload in zip(records.lines, rows, strict=True):
         record: dict[str, object] = {"line": line}
         for key, value in payload.items():
-            std = "person_id" if key == "person_id" else names.get(str(key).strip())
-            if std and value not in (None, "") and record.get(std) in (None, ""):
-                record[std] = str(value)
+            target = "person_id" if key == "person_id" else names.get(str(key).strip())
+            if target and value not in (None, "") and record.get(target) in (None, ""):
+                record[target] = str(value)
         renamed.append(record)
     columns = sorted({k for r in renamed for k in r} - {"line"})
     frame = pl.DataFrame(renamed, schema={"line": pl.Int64, **dict.fromkeys(columns, pl.String)})

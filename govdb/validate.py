@@ -21,7 +21,7 @@ from govdb.ingest import INGEST_FLAGS
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
-from govdb.store.events import Event
+from govdb.store.events import Event, IngestBatch
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, check_transition
 
@@ -104,7 +104,7 @@ def record_place(frame: pl.DataFrame) -> pl.Expr:
     when the frame has no division code column at all; `address_division_code` is the address's
     division beside a division code column (whose cells may be empty in some rows).
     """
-    places = [c for c in ("division_code_std", "address_division_code") if c in frame.columns]
+    places: list[str] = [c for c in ("division_code_std", "address_division_code") if c in frame.columns]
     if "division_code_std" not in frame.columns and "division_code" in frame.columns:
         places.append("division_code")
     return pl.coalesce(places) if places else pl.lit(None, pl.String)
@@ -236,13 +236,25 @@ def validate_frame(
     return std, ValidationReport(rows=frame.height, failures=failures.sort("row_id", "column"))
 
 
-def events_frame(rows: list[tuple[int, str | None, dict[str, Any]]], aliases: dict[str, str]) -> pl.DataFrame:
-    """Raw payloads -> one frame of standard columns (as strings), through the header aliases."""
+def events_frame(
+    rows: list[tuple[int, str | None, dict[str, Any]]],
+    aliases: dict[str, str],
+    maps: list[dict[str, str] | None] | None = None,
+) -> pl.DataFrame:
+    """Raw payloads -> one frame of standard columns (as strings), through the header aliases and,
+    row by row, the column map its ingest was given (`maps`, which wins over the aliases)."""
     records = []
-    for event_id, service, raw in rows:
+    for n, (event_id, service, raw) in enumerate(rows):
         record: dict[str, Any] = {"event_id": event_id, "service_code": service}
+        mapped = maps[n] if maps else None
         for key, value in raw.items():
             std = aliases.get(str(key).strip())
+            if mapped and key in mapped:
+                if value is not None:
+                    record[mapped[key]] = str(value)
+                continue
+            if mapped and std in mapped.values():
+                continue  # the mapping names another header for this column
             if std and value is not None and record.get(std) in (None, ""):
                 record[std] = str(value)
         records.append(record)
@@ -260,19 +272,26 @@ def standardize_events(
     """
     table = Event.__table__  # type: ignore[attr-defined]
     aliases = rules.column_aliases()
+    batches = IngestBatch.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
-        rows, ingest_flags = [], {}
+        # only ingests given a --map have one (a JSON null is no map)
+        found = conn.execute(
+            select(batches.c.batch_id, batches.c.column_map).where(batches.c.column_map.is_not(None))
+        )
+        column_maps = {batch: mapping for batch, mapping in found if mapping}
+        rows, maps, ingest_flags = [], [], {}
         for r in conn.execute(
-            select(table.c.event_id, table.c.service_code, table.c.raw, table.c.quality_flags).where(
-                table.c.status == "received"
-            )
+            select(
+                table.c.event_id, table.c.service_code, table.c.raw, table.c.quality_flags, table.c.batch_id
+            ).where(table.c.status == "received")
         ):
             rows.append((r.event_id, r.service_code, r.raw))
+            maps.append(column_maps.get(r.batch_id))
             # what ingest noticed (an unreadable occurred-at) stays; validation's own flags are redone
             ingest_flags[r.event_id] = [f for f in r.quality_flags or [] if f in INGEST_FLAGS]
     if not rows:
         return ValidationReport(0, pl.DataFrame(schema=FAILURE_SCHEMA))
-    frame = events_frame(rows, aliases)
+    frame = events_frame(rows, aliases, maps if column_maps else None)
     std_parts, failures = [], []
     for (service,), group in frame.group_by("service_code", maintain_order=True):
         svc = rules.verification.services.get(str(service)) if service else None

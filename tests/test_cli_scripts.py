@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -28,11 +29,36 @@ def run(*args: str) -> Any:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+def json_commands() -> set[tuple[str, ...]]:
+    """Every command (as its words, e.g. ("tasks", "list")) that takes --json."""
+    import typer.main
+
+    def walk(command: Any, path: tuple[str, ...]) -> Any:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, (*path, name))
+        elif any("--json" in p.opts for p in command.params):
+            yield path
+
+    return set(walk(typer.main.get_command(app), ()))
+
+
+PARSED: set[tuple[str, ...]] = set()  # the commands whose --json output a test parsed
+
+
+def _parsed(args: tuple[str, ...]) -> None:
+    for path in json_commands():
+        if any(args[i : i + len(path)] == path for i in range(len(args))):
+            PARSED.add(path)
+
+
 def document(*args: str) -> Any:
     """The one JSON document a report prints on stdout (messages go to stderr)."""
     result = run(*args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    _parsed(args)
+    return data
 
 
 def json_lines(*args: str) -> list[dict[str, Any]]:
@@ -41,6 +67,7 @@ def json_lines(*args: str) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert all(isinstance(row, dict) for row in rows)
+    _parsed(args)
     return rows
 
 
@@ -116,6 +143,15 @@ def test_every_reporting_and_listing_command_speaks_json(demo: tuple[Path, dict[
     selected = csv_rows(*h, *programme, "--actor", TRANSPORT)
     assert [s["person_id"] for s in selected] == [s["person_id"] for s in run_["selected"]]
     assert json.loads(selected[0]["reasons"]) == run_["selected"][0]["reasons"]
+    with sqlite3.connect(home / "govdb.master.sqlite") as conn:
+        (offered,) = conn.execute("SELECT id FROM issuance WHERE status = 'offered' LIMIT 1").fetchone()
+    mark = ("programme", "mark", str(offered), "--actor", TRANSPORT, "--to")
+    assert document(*h, *mark, "accepted")["moved"] == [offered]
+    delivered = document(*h, *mark, "delivered")
+    assert delivered["moved"] == [offered] and delivered["credentials"][0]["kind"] == "senior_transit_card"
+    again = run(*h, *mark, "declined", "--json")
+    assert again.exit_code == 1 and not again.stdout and "delivered" in again.stderr
+    assert run(*h, *mark, "offered").exit_code == 2  # not a state to move to
 
     file = document(*h, "profile", person, "--actor", TRANSPORT, "--purpose", "senior_transit_card")
     assert {f["name"]: f["value"] for f in file["fields"]}["id_number"] == person
@@ -163,11 +199,11 @@ def test_every_reporting_and_listing_command_speaks_json(demo: tuple[Path, dict[
             *h, "tasks", "decide", str(first["task_id"]), "approve", "--actor", f"li@{first['unit_id']}"
         )
         assert decided["task_id"] == first["task_id"] and decided["outcome"] == "approve"
-        batch = home.parent / "batch.csv"
-        batch.write_text("task_id,outcome,reason,amendments\n999999,approve,,\n", encoding="utf-8")
-        both = document(*h, "tasks", "decide", "--from", str(batch), "--actor", "li@village:440605011001",
-                        "--allow-refusals")  # fmt: skip
-        assert both["decided"] == [] and both["refused"][0]["line"] == 2
+    batch = home.parent / "batch.csv"
+    batch.write_text("task_id,outcome,reason,amendments\n999999,approve,,\n", encoding="utf-8")
+    both = document(*h, "tasks", "decide", "--from", str(batch), "--actor", "li@village:440605011001",
+                    "--allow-refusals")  # fmt: skip
+    assert both["decided"] == [] and both["refused"][0]["line"] == 2
     promoted = document(*h, "promote")
     assert set(promoted) >= {"promoted", "people_created", "conflicts"}
     token = document(*h, "sources", "register", "hall_window_system")
@@ -240,12 +276,16 @@ def test_cli_choices_follow_the_library() -> None:
     from govdb.access.audit import ReadRecord
     from govdb.cli.audit import READ_KEYS
     from govdb.cli.commands import RetryChoice
+    from govdb.cli.programmes import IssuanceChoice
     from govdb.cli.verification import OutcomeChoice, TaskStateChoice
-    from govdb.store.states import Outcome, TaskState
+    from govdb.store.states import IssuanceStatus, Outcome, TaskState
     from govdb.validate import Retry
 
     assert {c.value for c in TaskStateChoice} == {s.value for s in TaskState} | {"all"}
     assert [c.value for c in OutcomeChoice] == [o.value for o in Outcome]
+    assert [c.value for c in IssuanceChoice] == [
+        s.value for s in IssuanceStatus if s != IssuanceStatus.offered
+    ]
     assert [c.value for c in RetryChoice] == [r.value for r in Retry]
     assert [f.name for f in dataclasses.fields(ReadRecord)] == READ_KEYS
 
@@ -262,3 +302,135 @@ def test_help_and_version_import_nothing_heavy() -> None:
     assert version.returncode == 0 and version.stdout.strip().startswith("govdb 0.")
     helped = govdb("--help")
     assert helped.returncode == 0 and "units" in helped.stdout and "--version" in helped.stdout
+
+
+def test_file_commands_read_headers_through_the_aliases_and_map(tmp_path: Path) -> None:
+    """A hall file with Chinese headers links and dedupes without a --map; --map names what the
+    aliases do not know; a file with no standard column is processed with a warning, not silently."""
+    import polars as pl
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import linkgen
+
+    master, events, _ = linkgen.generate(600, 300, "easy", seed=5)
+    chinese = {"name": "姓名", "gender": "性别", "birth_date": "出生日期", "id_number": "身份证号",
+               "phone": "联系电话", "address": "住址"}  # fmt: skip
+    hall = tmp_path / "hall.csv"
+    events.rename({"event_id": "受理编号", **chinese}).write_csv(hall)
+    master.write_parquet(tmp_path / "master.parquet")
+    links = tmp_path / "links.csv"
+    report = document("link", str(hall), "--master", str(tmp_path / "master.parquet"), "--out", str(links),
+                      "--event-id", "受理编号")  # fmt: skip
+    assert report["candidates"] > 0 and report["decisions"].get("match", 0) > 100, report
+    assert report["warnings"] == []
+    assert pl.read_csv(links).height == events.height
+    clusters = document("dedupe", str(hall), "--out", str(tmp_path / "c.csv"), "--id", "受理编号")
+    assert clusters["records"] == events.height and clusters["clusters"] < events.height
+
+    # No header the rules know: a warning on stderr (and in the JSON), no silent zero.
+    odd = tmp_path / "odd.csv"
+    events.rename({"event_id": "受理编号", "name": "申请者", "id_number": "证号"}).select(
+        "受理编号", "申请者", "证号"
+    ).write_csv(odd)
+    result = run("link", str(odd), "--master", str(tmp_path / "master.parquet"), "--out", str(links),
+                 "--event-id", "受理编号", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no standard column found" in result.stderr and "申请者" in result.stderr
+    assert json.loads(result.stdout)["warnings"] and json.loads(result.stdout)["candidates"] == 0
+    mapped = document("link", str(odd), "--master", str(tmp_path / "master.parquet"), "--out", str(links),
+                      "--event-id", "受理编号", "--map", "申请者=name", "--map", "证号=id_number",
+                      )  # fmt: skip
+    assert mapped["candidates"] > 0 and mapped["warnings"] == []
+
+    firms = tmp_path / "firms.csv"
+    firms.write_text("企业名称,统一社会信用代码\n甲公司,91110000600037341L\n乙公司,bad\n", encoding="utf-8")
+    out = tmp_path / "firms.std.csv"
+    plain = run("standardize", str(firms), "--out", str(out), "--json")
+    assert plain.exit_code == 0 and "no standard column found" in plain.stderr
+    std = document("standardize", str(firms), "--out", str(out), "--map", "统一社会信用代码=uscc")
+    assert std["columns"] == ["uscc"] and std["warnings"] == []
+    assert pl.read_csv(out, infer_schema=False).get_column("uscc_std").to_list() == [
+        "91110000600037341L",
+        None,
+    ]
+    bad = run("standardize", str(firms), "--out", str(out), "--map", "统一社会信用代码=credit")
+    assert bad.exit_code == 1 and "'credit' is not a column govdb reads" in bad.output
+    missing = run("standardize", str(firms), "--out", str(out), "--map", "信用代码=uscc")
+    assert missing.exit_code == 1 and "not in the header" in missing.output
+
+
+def test_ingest_keeps_its_map_for_process(tmp_path: Path) -> None:
+    """`ingest --map` names a column the aliases do not know; process reads that batch through it."""
+    home = tmp_path / "home"
+    h = ("--home", str(home))
+    init = document(*h, "init", "--district", "440605")
+    assert init["district"]["villages"] > 100 and init["master_url"].endswith("govdb.master.sqlite")
+    odd = tmp_path / "odd.csv"
+    odd.write_text("编号,申请者,证号\nA1,张伟,11010519491231002X\n", encoding="utf-8")  # not mapped
+    ingest = (
+        "ingest",
+        str(odd),
+        "--source",
+        "hall",
+        "--key",
+        "编号",
+        "--service",
+        "hall.resident_registration",
+    )
+    warned = run(*h, *ingest, "--json")
+    assert warned.exit_code == 0 and "no standard column found" in warned.stderr
+    assert any("no standard column" in w for w in json.loads(warned.stdout)["warnings"])
+    odd.write_text("编号,申请者,证号\nA2,李娜,11010519491231002X\n", encoding="utf-8")
+    mapped = document(*h, *ingest, "--map", "申请者=name", "--map", "证号=id_number")
+    assert mapped["stored"] == 1 and not any("no standard column" in w for w in mapped["warnings"])
+    refused = run(*h, *ingest, "--map", "姓名=name")
+    assert refused.exit_code == 1 and "not in the header" in refused.output
+    register = ("load", "people", str(odd), "--source", "public_security")
+    assert "not in the header" in run(*h, *register, "--map", "身份证=id_number").output
+    assert "'nickname' is not a column" in run(*h, *register, "--map", "申请者=nickname").output
+    run(*h, "process", "--json")
+    with sqlite3.connect(home / "govdb.events.sqlite") as conn:
+        standardized = dict(conn.execute("SELECT source_key, standardized FROM event").fetchall())
+    assert json.loads(standardized["A2"])["id_number"] == "11010519491231002X"
+    assert json.loads(standardized["A2"])["name"] == "李娜"
+    assert "id_number" not in json.loads(standardized["A1"] or "{}")
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_without_the_password(tmp_path: Path) -> None:
+    down = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
+    result = govdb("--home", str(tmp_path / "h"), "--master-url", down, "--events-url", down + "y", "units")
+    assert result.returncode == 1 and not result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "secret" not in result.stderr and "postgresql+psycopg://u:***@127.0.0.1:1/x" in lines[0]
+    assert "is the database server running" in lines[0]
+
+
+def test_shell_completion_is_offered_and_completes_commands_and_choices() -> None:
+    script = Path(sys.executable).with_name("govdb")
+    if not script.exists():
+        pytest.skip("the govdb console script is not installed next to this Python")
+    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0 and "_govdb_completion" in shown.stdout
+    assert "--install-completion" in subprocess.run([script, "--help"], capture_output=True, text=True).stdout
+
+    def complete(words: str, index: int) -> list[str]:
+        env = {
+            **os.environ,
+            "_GOVDB_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(index),
+        }
+        done = subprocess.run([script], capture_output=True, text=True, env=env, check=False)
+        return done.stdout.split()
+
+    assert complete("govdb prog", 1) == ["programme"]
+    assert complete("govdb programme mark 1 --to ", 5) == ["accepted", "declined", "delivered"]
+
+
+def test_every_command_with_json_was_run_and_parsed(request: pytest.FixtureRequest) -> None:
+    """Runs last: each command that takes --json had its output parsed by a test of this file."""
+    ran = {item.name for item in request.session.items if item.module is request.module}
+    if not {name for name in globals() if name.startswith("test_")} <= ran:
+        pytest.skip("run with the whole file: the other tests parse the commands' output")
+    assert sorted(json_commands() - PARSED) == []

@@ -273,7 +273,32 @@ def test_going_back_to_an_old_version_is_reported(db: GovDB, tmp_path: Path) -> 
         path.write_text(f"id,v\n1,{value}\n", encoding="utf-8")
         report = db.ingest(path, source="hall", key_column="id")
     assert (report.duplicate, report.stored, report.new_versions) == (1, 0, 0)
-    assert report.warnings and "goes back to its version 1" in report.warnings[0]
+    assert [w for w in report.warnings if "goes back to its version 1" in w]
+
+
+def test_a_column_map_given_at_ingest_is_how_process_reads_that_batch(db: GovDB, tmp_path: Path) -> None:
+    """The payload stays as received; the mapping lives with the batch, and only with it."""
+    path = tmp_path / "odd.csv"
+    path.write_text("编号,申请者,证号\nA1,李娜,11010519491231002X\n", encoding="utf-8")
+    options = {"source": "hall", "key_column": "编号", "service_code": "hall.resident_registration"}
+    mapped = db.ingest(path, **options, mapping={"申请者": "name", "证号": "id_number"})
+    assert mapped.stored == 1 and not [w for w in mapped.warnings if "no standard column" in w]
+    path.write_text("编号,申请者,证号\nA2,王芳,11010519491231002X\n", encoding="utf-8")
+    plain = db.ingest(path, **options)
+    assert [w for w in plain.warnings if "no standard column found" in w and "申请者" in w]
+    with pytest.raises(InputFileError, match="not in the header"):
+        db.ingest(path, **options, mapping={"姓名": "name"})
+    with pytest.raises(InputFileError, match="not a column govdb reads"):
+        db.ingest(path, **options, mapping={"申请者": "nickname"})
+    db.process()
+    by_key = {e.source_key: e for e in events(db)}
+    assert by_key["A1"].raw == {"编号": "A1", "申请者": "李娜", "证号": "11010519491231002X"}
+    assert by_key["A1"].standardized is not None
+    assert (by_key["A1"].standardized["name"], by_key["A1"].standardized["id_number"]) == (
+        "李娜",
+        "11010519491231002X",
+    )
+    assert "name" not in (by_key["A2"].standardized or {})
 
 
 _OPEN_AND_INGEST = """

@@ -159,7 +159,7 @@ def test_duplicate_header_names_are_all_kept(store: GovDB, source: str, tmp_path
     path = write(tmp_path, "dup.csv", "a,a,b,a\n1,2,3,4\n")
     report = ingest_twice(store, path, source)
     assert counts(report) == (1, 1, 0, 0, 0, 0)
-    assert report.warnings
+    assert any("the header repeats the column 'a'" in w for w in report.warnings)
     assert stored(store, source)[0].raw == {"a": "1", "a_2": "2", "b": "3", "a_3": "4"}
 
 
@@ -170,7 +170,7 @@ def test_duplicate_header_names_in_xlsx_are_named_the_same_way(
     corpus.write_xlsx(path, [["a", "a", "b", "a"], ["1", "2", "3", "4"]])
     report = ingest_twice(store, path, source)
     assert (report.read, report.stored) == (1, 1)
-    assert report.warnings
+    assert any("the header repeats the column 'a'" in w for w in report.warnings)
     (event,) = stored(store, source)
     assert event.raw == {"a": "1", "a_2": "2", "b": "3", "a_3": "4"}
     assert event.raw_text is None

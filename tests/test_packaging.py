@@ -18,6 +18,14 @@ def test_every_subpackage_is_listed_for_the_wheel() -> None:
     assert found | {"govdb._rules"} == listed
 
 
+def test_the_maintainers_builders_stay_out_of_the_package() -> None:
+    """The table builders run from a checkout (tools/), never from an installed govdb."""
+    assert not list((REPO / "govdb").rglob("*_build.py"))
+    assert {p.name for p in (REPO / "tools").glob("*_build.py")} == {"divisions_build.py", "hanzi_build.py"}
+    runtime = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in runtime if d.startswith("python-stdnum")]  # only the builders and the tests use it
+
+
 def test_division_table_ships_with_its_metadata() -> None:
     data = REPO / "govdb" / "standards" / "data"
     assert {p.name for p in data.iterdir()} >= {

@@ -108,9 +108,12 @@ def load_key(explicit: str | None, home: Path | None) -> AuditKey:
 class Reader(Protocol):
     """Who read: a resolved actor, or what an unresolvable caller claimed (for refusals)."""
 
-    actor_id: str
-    unit_id: str
-    department: str | None
+    @property
+    def actor_id(self) -> str: ...
+    @property
+    def unit_id(self) -> str: ...
+    @property
+    def department(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -37,18 +37,26 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 class Options:
     home: Path | None = None
     rules: Path | None = None
+    master_url: str | None = None
+    events_url: str | None = None
 
     def open(self, *, check_rules: bool = True) -> GovDB:
         from govdb.api import GovDB
 
-        return GovDB.open(self.home, rules=self.rules, check_rules=check_rules)
+        return GovDB.open(
+            self.home,
+            rules=self.rules,
+            check_rules=check_rules,
+            master_url=self.master_url,
+            events_url=self.events_url,
+        )
 
 
 def options(ctx: typer.Context, home: Path | None = None) -> Options:
     """The global options, with a command's own --home winning over the global one."""
     obj = ctx.find_root().obj
     base = obj if isinstance(obj, Options) else Options()
-    return Options(home or base.home, base.rules)
+    return Options(home or base.home, base.rules, base.master_url, base.events_url)
 
 
 def _store_failure(exc: BaseException) -> bool:
@@ -76,8 +84,10 @@ def reports_errors(function: F) -> F:
             raise typer.Exit(EXIT_ERROR) from None
         except BaseException as exc:  # a bug: one line for the user, the traceback with GOVDB_DEBUG=1
             if _store_failure(exc):  # a store failure the library did not name: still one line
-                orig = getattr(exc, "orig", None)
-                _render.error(f"the store failed: {str(orig or exc).strip().splitlines()[0]}")
+                from govdb.store.engine import explain
+
+                _, detail, hint = explain(exc) or (None, str(exc).strip().splitlines()[0], "")
+                _render.error(f"the store failed: {detail}; {hint}")
                 raise typer.Exit(EXIT_ERROR) from None
             cli_flow = type(exc).__module__.split(".")[0] in ("typer", "click", "_typer")
             if isinstance(exc, KeyboardInterrupt | SystemExit) or cli_flow or os.environ.get("GOVDB_DEBUG"):
@@ -137,6 +147,34 @@ HomeOption = Annotated[
 ]
 RulesOption = Annotated[
     Path | None, typer.Option("--rules", envvar="GOVDB_RULES", help="Folder of rule files.")
+]
+MasterUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--master-url",
+        envvar="GOVDB_MASTER_URL",
+        help="Master store URL, e.g. postgresql+psycopg://USER@HOST:5432/DB (default: SQLite in --home).",
+        show_envvar=True,
+    ),
+]
+EventsUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--events-url",
+        envvar="GOVDB_EVENTS_URL",
+        help="Event store URL (default: SQLite in --home).",
+        show_envvar=True,
+    ),
+]
+
+
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="HEADER=column where the rules' column aliases do not know a header, e.g. 统一社会信用代码=uscc "
+        "(repeatable).",
+    ),
 ]
 
 

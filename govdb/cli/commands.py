@@ -12,13 +12,17 @@ import typer
 from govdb.cli import _render
 from govdb.cli._common import (
     CsvOption,
+    EventsUrlOption,
     HomeOption,
     JsonOption,
+    MapOption,
+    MasterUrlOption,
     Options,
     RulesOption,
     options,
     output_format,
     parse_actor,
+    parse_mapping,
     reports_errors,
 )
 from govdb.cli.audit import audit_app
@@ -78,6 +82,8 @@ def root(
     ctx: typer.Context,
     home: HomeOption = None,
     rules: RulesOption = None,
+    master_url: MasterUrlOption = None,
+    events_url: EventsUrlOption = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print govdb's version and exit."),
@@ -88,7 +94,7 @@ def root(
     For scripts: --json or --csv on commands that report or list; data on stdout, messages on
     stderr; exit 0 done, 1 a govdb error, 2 a usage error or invalid rule files.
     """
-    ctx.obj = Options(home, rules)
+    ctx.obj = Options(home, rules, master_url, events_url)
 
 
 @app.command(rich_help_panel=SETUP)
@@ -105,8 +111,11 @@ def init(
     """
     fmt = output_format(as_json)
     with options(ctx, home).open() as db:
-        facts: dict[str, Any] = {"master store": db.config.master_url, "event store": db.config.events_url}
-        data: dict[str, Any] = {"master_url": db.config.master_url, "events_url": db.config.events_url}
+        from govdb.store.engine import hidden_password
+
+        urls = hidden_password(db.config.master_url), hidden_password(db.config.events_url)
+        facts: dict[str, Any] = {"master store": urls[0], "event store": urls[1]}
+        data: dict[str, Any] = {"master_url": urls[0], "events_url": urls[1]}
         if district:
             report = db.serve_district(district)
             data["district"] = report
@@ -147,6 +156,7 @@ def ingest(
     ] = None,
     channel: Annotated[str | None, typer.Option(help="Channel: window, online, hotline, system...")] = None,
     occurred_at: Annotated[str | None, typer.Option(help="Column holding when the service happened.")] = None,
+    map_: MapOption = None,
     as_json: JsonOption = False,
     as_csv: Annotated[
         bool,
@@ -173,6 +183,7 @@ def ingest(
             department=department,
             channel=channel,
             occurred_at_column=occurred_at,
+            mapping=parse_mapping(map_),
             progress=step,
         )
     for warning in report.warnings:

@@ -10,6 +10,7 @@ import typer
 from govdb.cli import _render
 from govdb.cli._common import (
     JsonOption,
+    MapOption,
     options,
     output_format,
     parse_mapping,
@@ -19,11 +20,10 @@ from govdb.cli._common import (
 
 @reports_errors
 def standardize(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV, TSV, XLSX, Parquet or JSON Lines file.")],
     out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
-    map_: Annotated[
-        list[str] | None, typer.Option("--map", help="header=standard column, e.g. 姓名=name.")
-    ] = None,
+    map_: MapOption = None,
     hint: Annotated[str | None, typer.Option(help="Division code known to contain the addresses.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -36,7 +36,9 @@ def standardize(
     fmt = output_format(as_json)
     rename = parse_mapping(map_)
     with _render.err.status(f"standardizing {file.name}..."):
-        report = standardize_file(file, out, rename=rename, address_hint=hint)
+        report = standardize_file(file, out, rename=rename, aliases=_aliases(ctx), address_hint=hint)
+    for warning in report.warnings:
+        _render.warning(warning)
     if fmt == "json":
         _render.document({"file": file, "out": out, **_render.jsonable(report)})
         return
@@ -52,17 +54,19 @@ def standardize(
         _render.table("issues", report.issues.columns, report.issues.rows())
 
 
+def _aliases(ctx: typer.Context) -> dict[str, str]:
+    """The rules' column aliases (姓名 -> name...), as ingest and process read headers."""
+    from govdb.rulebook import load_rulebook
+
+    return load_rulebook(options(ctx).rules).column_aliases()
+
+
 def _matching(ctx: typer.Context, rules_file: Path | None) -> Any:
     from govdb.rulebook import load_matching, load_rulebook
 
     if rules_file is not None:
         return load_matching(rules_file)
     return load_rulebook(options(ctx).rules).matching["person"]
-
-
-MapOption = Annotated[
-    list[str] | None, typer.Option("--map", help="column=field, e.g. 姓名=name or 编号=event_id.")
-]
 
 
 MatchingOption = Annotated[
@@ -76,8 +80,11 @@ MatchingOption = Annotated[
 @reports_errors
 def link(
     ctx: typer.Context,
-    events: Annotated[Path, typer.Argument(help="Events file, .csv or .parquet, with an event_id column.")],
-    master: Annotated[Path, typer.Option("--master", help="Master people file, .csv or .parquet.")],
+    events: Annotated[
+        Path,
+        typer.Argument(help="Events file (CSV, TSV, XLSX, Parquet or JSON Lines) with an event id column."),
+    ],
+    master: Annotated[Path, typer.Option("--master", help="Master people file, any format ingest reads.")],
     out: Annotated[Path, typer.Option("--out", help="Links file to write, .csv or .parquet.")],
     rules_file: MatchingOption = None,
     map_: MapOption = None,
@@ -93,7 +100,7 @@ def link(
     """Link every event to a master person: one row per event with person_id (empty when none),
     match_probability, match_weight, decision (match / review / new) and explanation.
 
-    Example: govdb link hall.csv --master people.parquet --out links.parquet --map 姓名=name
+    Example: govdb link hall.csv --master people.parquet --out links.parquet --map 受理编号=event_id
     """
     from govdb.link.files import link_files
     from govdb.link.model import LinkModel
@@ -104,10 +111,12 @@ def link(
     with _render.err.status(f"linking {events.name} to {master.name}..."):
         report, result = link_files(
             events, master, out, matching, mapping=parse_mapping(map_), event_id=event_id,
-            master_id=master_id, model=given, address_hint=hint,
+            master_id=master_id, model=given, address_hint=hint, aliases=_aliases(ctx),
         )  # fmt: skip
     if save_model:
         result.model.save(save_model)
+    for warning in report.warnings:
+        _render.warning(warning)
     for skipped in report.skipped[:10]:
         _render.warning(
             f"blocking rule {skipped.rule}: value {skipped.value!r} is shared by "
@@ -134,7 +143,7 @@ def link(
 @reports_errors
 def dedupe(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Records file, .csv or .parquet.")],
+    file: Annotated[Path, typer.Argument(help="Records file, any format ingest reads.")],
     out: Annotated[Path, typer.Option("--out", help="Clusters file to write, .csv or .parquet.")],
     rules_file: MatchingOption = None,
     map_: MapOption = None,
@@ -157,7 +166,10 @@ def dedupe(
             mapping=parse_mapping(map_),
             id_column=id_column,
             address_hint=hint,
+            aliases=_aliases(ctx),
         )
+    for warning in result.warnings:
+        _render.warning(warning)
     clusters = result.clusters
     counts = {
         "records": clusters.height,
@@ -166,7 +178,7 @@ def dedupe(
         "matched_pairs": result.pairs.height,
     }
     if fmt == "json":
-        _render.document({"file": file, "out": out, **counts})
+        _render.document({"file": file, "out": out, **counts, "warnings": result.warnings})
         return
     _render.facts(
         f"dedupe {file} -> {out}",

@@ -15,6 +15,7 @@ from govdb.cli._common import (
     CsvOption,
     HomeOption,
     JsonOption,
+    MapOption,
     options,
     output_format,
     parse_actor,
@@ -264,9 +265,7 @@ def load_people(
         str | None,
         typer.Option(help="Date the register's values hold from (YYYY-MM-DD); unknown if left out."),
     ] = None,
-    map_: Annotated[
-        list[str] | None, typer.Option("--map", help="HEADER=field for a header the rules do not know.")
-    ] = None,
+    map_: MapOption = None,
     as_json: JsonOption = False,
     as_csv: Annotated[
         bool,

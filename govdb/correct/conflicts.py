@@ -132,7 +132,9 @@ def list_conflicts(
         raise StateError(f"status {status!r} is not one of: open, resolved, all")
 
     def read(ms: Session, attempt: Attempt) -> tuple[list[ConflictView], Outcome]:
-        who, seen, out = attempt.who, {}, []
+        who = attempt.who
+        seen: dict[str, bool] = {}
+        out: list[ConflictView] = []
         query = select(CONFLICT).where(CONFLICT.c.owner_department == who.department).order_by(CONFLICT.c.id)
         if status != "all":
             query = query.where(CONFLICT.c.status == status)

@@ -370,7 +370,7 @@ def split_person(
                     PROPOSAL.c.proposal_id, PROPOSAL.c.event_id, PROPOSAL.c.state, PROPOSAL.c.entity_id
                 ).where(PROPOSAL.c.event_id.in_(wanted), PROPOSAL.c.entity_kind == "person")
             ).all()
-            statuses = dict(
+            statuses: dict[int, str] = dict(
                 conn.execute(
                     select(EVENT.c.event_id, EVENT.c.status).where(EVENT.c.event_id.in_(wanted))
                 ).all()

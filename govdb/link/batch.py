@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -76,8 +76,8 @@ def train_model(
         seed=rules.training.seed,
         same_frame=same_frame,
     )
-    m_start = {f: np.array(COMPARISONS[method].m_start) for f, method in spec}
-    fields = {f: f for f, _ in spec}
+    m_start: dict[str, np.ndarray] = {f: np.array(COMPARISONS[method].m_start) for f, method in spec}
+    fields: dict[str, str] = {f: f for f, _ in spec}
     estimates: dict[str, list[np.ndarray]] = {f: [] for f in fields}
     passes = []
     rng = np.random.default_rng(rules.training.seed)
@@ -140,7 +140,7 @@ def _training_codes(
     left: pl.DataFrame,
     right: pl.DataFrame,
     rules: MatchingRules,
-    keys: list[str],
+    keys: Sequence[str],
     active: list[str],
     same_frame: bool,
     rng: np.random.Generator,
@@ -169,7 +169,7 @@ def fit_prior(model: LinkModel, codes: dict[str, np.ndarray], total_pairs: float
 
 
 def _candidate_positions(
-    left: pl.DataFrame, right: pl.DataFrame, rules: list[list[str]], max_block: int, same_frame: bool
+    left: pl.DataFrame, right: pl.DataFrame, rules: Sequence[Sequence[str]], max_block: int, same_frame: bool
 ):
     blocking = block(
         left.with_row_index("_pos"),
@@ -312,6 +312,24 @@ def decide(
 ) -> pl.DataFrame:
     """The best candidate of every left record, its decision, and the explanation (from the level
     codes scoring already computed: nothing is compared twice)."""
+    best = _best_and_runner_up(scored, right)
+    tf_columns = [p.comparison.tf_column for p in model.comparisons if p.tf_adjust and p.comparison.tf_column]
+    gathered = gather_pairs(
+        left,
+        right,
+        best.get_column("left_pos").to_numpy(),
+        best.get_column("right_pos").to_numpy(),
+        [c for c in tf_columns if c],
+    )
+    chosen_pairs = best.get_column("pair").to_numpy()
+    detail = model.score(gathered, {f: c[chosen_pairs] for f, c in codes.items()})
+    chosen = _chosen(best, detail, right.get_column("rid"), rules)
+    explanation = _explanation([c.field for c in model.comparisons])
+    return _one_row_per_record(left, chosen, explanation, left_id=left_id, right_id=right_id)
+
+
+def _best_and_runner_up(scored: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+    """Each left record's best candidate pair, with its runner-up's position and weight."""
     # Ties (household members who look alike) break on the candidate's id, so a batch run and an
     # online lookup, which see the candidates in different orders, choose the same one.
     candidates = scored.filter(pl.col("hard") != HARD_DIFFERENT)
@@ -333,17 +351,11 @@ def decide(
         pl.col("right_pos").alias("runner_pos"),
         pl.col("match_weight").alias("runner_weight"),
     )
-    best = best.join(runner, on="left_pos", how="left")
-    tf_columns = [p.comparison.tf_column for p in model.comparisons if p.tf_adjust and p.comparison.tf_column]
-    gathered = gather_pairs(
-        left,
-        right,
-        best.get_column("left_pos").to_numpy(),
-        best.get_column("right_pos").to_numpy(),
-        [c for c in tf_columns if c],
-    )
-    chosen_pairs = best.get_column("pair").to_numpy()
-    detail = model.score(gathered, {f: c[chosen_pairs] for f, c in codes.items()})
+    return best.join(runner, on="left_pos", how="left")
+
+
+def _decisions(best: pl.DataFrame, rules: MatchingRules) -> tuple[np.ndarray, np.ndarray, pl.Series]:
+    """(match probability, runner-up probability, decision) of each best pair, by the rules' bands."""
     weight = best.get_column("match_weight").to_numpy()
     runner_weight = best.get_column("runner_weight").fill_null(-1e3).to_numpy()
     probability = 1.0 / (1.0 + np.exp2(-weight))
@@ -367,9 +379,15 @@ def decide(
             default=2,
         )
     ).replace_strict(dict(enumerate(decisions)), return_dtype=pl.String)
-    fields = [c.field for c in model.comparisons]
-    right_ids = right.get_column("rid")
-    chosen = pl.concat(
+    return probability, runner_p, decision
+
+
+def _chosen(
+    best: pl.DataFrame, detail: pl.DataFrame, right_ids: pl.Series, rules: MatchingRules
+) -> pl.DataFrame:
+    """The best pairs with their decision, runner-up and each comparison's level and weight."""
+    probability, runner_p, decision = _decisions(best, rules)
+    return pl.concat(
         [
             best.select(
                 "left_pos",
@@ -392,7 +410,12 @@ def decide(
         .then(pl.col("runner_up_probability"))
         .alias("runner_up_probability")
     )
-    explanation = pl.struct(
+
+
+def _explanation(fields: list[str]) -> pl.Expr:
+    """The explanation of a decision as JSON: candidate, blocking rule, hard rule, each
+    comparison's level and weight, and the runner-up."""
+    return pl.struct(
         pl.col("candidate"),
         pl.col("rule").alias("blocking"),
         pl.when(pl.col("hard") == HARD_SAME).then(pl.lit("same_valid_id")).alias("hard_rule"),
@@ -403,6 +426,12 @@ def decide(
         pl.col("runner_up"),
         pl.col("runner_up_probability"),
     ).struct.json_encode()
+
+
+def _one_row_per_record(
+    left: pl.DataFrame, chosen: pl.DataFrame, explanation: pl.Expr, *, left_id: str, right_id: str
+) -> pl.DataFrame:
+    """One link row per left record, in its order; a record without a candidate is new."""
     return (
         left.select(pl.col("rid").alias(left_id))
         .with_row_index("left_pos")

@@ -35,14 +35,14 @@ class Blocking:
     skipped: list[SkippedKey] = field(default_factory=list)
 
 
-def _usable(frame: pl.DataFrame, id_column: str, keys: list[str]) -> pl.LazyFrame:
+def _usable(frame: pl.DataFrame, id_column: str, keys: Sequence[str]) -> pl.LazyFrame:
     """The id and keys of rows whose keys are all present (an empty text is no key)."""
     rows = frame.lazy().select(id_column, *keys).drop_nulls(keys)
     texts = [k for k in keys if frame.schema[k] == pl.String]
     return rows.filter(pl.all_horizontal(pl.col(k) != "" for k in texts)) if texts else rows
 
 
-def _heavy_hashes(rows: pl.LazyFrame, keys: list[str], max_block: int) -> pl.LazyFrame:
+def _heavy_hashes(rows: pl.LazyFrame, keys: Sequence[str], max_block: int) -> pl.LazyFrame:
     """64-bit hashes of key values held by more than `max_block` rows: counting hashes is several
     times faster than grouping text keys, and the few heavy ones are then counted by their keys."""
     hashes = rows.select(pl.struct(keys).hash().alias("_h"))
@@ -50,7 +50,7 @@ def _heavy_hashes(rows: pl.LazyFrame, keys: list[str], max_block: int) -> pl.Laz
 
 
 def _too_common(
-    lhs: pl.LazyFrame, rhs: pl.LazyFrame, keys: list[str], max_block: int, suspects: pl.Series
+    lhs: pl.LazyFrame, rhs: pl.LazyFrame, keys: Sequence[str], max_block: int, suspects: pl.Series
 ) -> pl.DataFrame:
     """Key values on both sides and held by more than `max_block` rows on either (keys, left_rows,
     right_rows), among the rows whose key hash is a suspect."""

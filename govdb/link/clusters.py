@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -36,6 +36,7 @@ class DedupeOutput:
     clusters: pl.DataFrame
     pairs: pl.DataFrame
     model: LinkModel
+    warnings: list[str] = field(default_factory=list)  # what the file's reader noticed (dedupe_file)
 
 
 def connected_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -1,15 +1,15 @@
-"""File mode of linkage: CSV or Parquet in and out (by extension), for reconciliation jobs.
+"""File mode of linkage, for reconciliation jobs: any file ingest reads in, CSV or Parquet out.
 
 `link_files` links an events file to a master file (one output row per event); `dedupe_file`
 clusters the records of one file. Both read the standard columns as people wrote them (name,
-gender, birth_date, id_number, phone, address), renamed first by `mapping` where headers differ.
+gender, birth_date, id_number, phone, address) through the shared reader (govdb.readers.columns):
+headers by the rules' column aliases (`aliases`, 姓名 -> name) and `mapping`, which wins.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,29 +21,28 @@ from govdb.link.blocking import SkippedKey
 from govdb.link.clusters import DedupeOutput, dedupe_frame
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.readers import detect_encoding
+from govdb.readers.columns import check_mapping as check_targets
+from govdb.readers.columns import read_table
 from govdb.rulebook.models import MatchingRules
 
 FORMATS = (".csv", ".parquet")
 
 
-def read_records(path: Path) -> pl.DataFrame:
-    """A CSV (UTF-8 or GB18030/GBK, every column as text) or Parquet file."""
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise InputFileError(f"{path}: linkage reads {' or '.join(FORMATS)} files; convert it or rename it")
-    if not path.is_file():
-        raise InputFileError(f"{path}: file not found")
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(path)
-        data = path.read_bytes()
-        encoding = detect_encoding(data)
-        if encoding not in ("utf-8", "utf-8-sig"):
-            data = data.decode(encoding).encode("utf-8")
-        return pl.read_csv(io.BytesIO(data), infer_schema=False)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: cannot read it as {suffix[1:]}: {exc}") from exc
+def read_people(
+    path: Path,
+    aliases: Mapping[str, str],
+    mapping: Mapping[str, str],
+    ids: Collection[str],
+    warnings: list[str],
+) -> tuple[pl.DataFrame, list[str]]:
+    """A file of person records as text columns, headers read as the standard fields (the shared
+    reader of every file command), and its header as written; warnings (e.g. no standard column
+    found) are added to `warnings`."""
+    table = read_table(
+        path, aliases, mapping, standard=(*PERSON_FIELDS, "division_code"), ids=ids, strict=False
+    )
+    warnings += table.plan.warnings
+    return table.frame, table.header
 
 
 def write_records(frame: pl.DataFrame, path: Path) -> None:
@@ -61,18 +60,13 @@ def write_records(frame: pl.DataFrame, path: Path) -> None:
         ) from exc
 
 
-def _mapping_for(frame: pl.DataFrame, mapping: Mapping[str, str]) -> dict[str, str]:
-    return {column: target for column, target in mapping.items() if column in frame.columns}
-
-
-def check_mapping(mapping: Mapping[str, str], frames: dict[str, pl.DataFrame], id_columns: set[str]) -> None:
+def check_mapping(mapping: Mapping[str, str], headers: dict[str, list[str]], id_columns: set[str]) -> None:
     """Every mapped column exists in some file, and maps to a standard field or an id column."""
     allowed = set(PERSON_FIELDS) | {"division_code"} | id_columns
+    check_targets(mapping, allowed)
     for column, target in mapping.items():
-        if target not in allowed:
-            raise InputFileError(f"--map {column}={target}: {target!r} is not one of {sorted(allowed)}")
-        if not any(column in frame.columns for frame in frames.values()):
-            where = "; ".join(f"{name}: {frame.columns}" for name, frame in frames.items())
+        if not any(column in header for header in headers.values()):
+            where = "; ".join(f"{name}: {header}" for name, header in headers.items())
             raise InputFileError(f"--map {column}={target}: no file has a column {column!r} ({where})")
 
 
@@ -84,6 +78,7 @@ class LinkFileReport:
     decisions: dict[str, int]
     seconds: dict[str, float]
     skipped: list[SkippedKey] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a file with no standard column
 
 
 def link_files(
@@ -93,6 +88,7 @@ def link_files(
     rules: MatchingRules,
     *,
     mapping: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
     event_id: str = "event_id",
     master_id: str = "person_id",
     model: LinkModel | None = None,
@@ -103,20 +99,20 @@ def link_files(
     match_probability, match_weight, decision and explanation (JSON) per event."""
     if out.suffix.lower() not in FORMATS:
         raise InputFileError(f"cannot write {out}: use an output name ending in {' or '.join(FORMATS)}")
-    events = read_records(events_path)
-    master = read_records(master_path)
-    mapping = dict(mapping or {})
-    check_mapping(mapping, {str(events_path): events, str(master_path): master}, {event_id, master_id})
-    events = events.rename(_mapping_for(events, mapping))
-    master = master.rename(_mapping_for(master, mapping))
+    mapping, warnings = dict(mapping or {}), list[str]()
+    ids = {event_id, master_id}
+    events, events_header = read_people(events_path, aliases or {}, mapping, ids, warnings)
+    master, master_header = read_people(master_path, aliases or {}, mapping, ids, warnings)
+    check_mapping(mapping, {str(events_path): events_header, str(master_path): master_header}, ids)
     result = link_frames(
         events, master, rules, event_id=event_id, master_id=master_id, model=model, today=today,
         address_hint=address_hint,
     )  # fmt: skip
     write_records(result.links, out)
     report = LinkFileReport(
-        events.height, master.height, result.candidates, result.counts(), result.seconds, result.skipped
-    )
+        events.height, master.height, result.candidates, result.counts(), result.seconds, result.skipped,
+        warnings,
+    )  # fmt: skip
     return report, result
 
 
@@ -126,6 +122,7 @@ def dedupe_file(
     rules: MatchingRules,
     *,
     mapping: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
     id_column: str = "record_id",
     today: dt.date | None = None,
     address_hint: str | None = None,
@@ -133,12 +130,10 @@ def dedupe_file(
     """Write one row per record of `path`: its id, cluster_id and cluster_size."""
     if out.suffix.lower() not in FORMATS:
         raise InputFileError(f"cannot write {out}: use an output name ending in {' or '.join(FORMATS)}")
-    records = read_records(path)
-    mapping = dict(mapping or {})
-    check_mapping(mapping, {str(path): records}, {id_column})
-    result = dedupe_frame(
-        records.rename(_mapping_for(records, mapping)), rules, id_column=id_column, today=today,
-        address_hint=address_hint,
-    )  # fmt: skip
+    mapping, warnings = dict(mapping or {}), list[str]()
+    records, header = read_people(path, aliases or {}, mapping, {id_column}, warnings)
+    check_mapping(mapping, {str(path): header}, {id_column})
+    result = dedupe_frame(records, rules, id_column=id_column, today=today, address_hint=address_hint)
     write_records(result.clusters, out)
+    result.warnings = warnings
     return result

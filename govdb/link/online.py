@@ -146,7 +146,7 @@ def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
         chunk = person_ids[start : start + CHUNK]
         rows += conn.execute(
             select(table.c.key, table.c.person_id).where(among(conn, table.c.person_id, chunk))
-        ).all()  # type: ignore[arg-type]
+        ).all()
     return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
 
 

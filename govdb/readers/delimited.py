@@ -91,7 +91,7 @@ def _read_unquoted(
     del lines[first + 1 :]
     width = len(records.columns)
     n = pl.col("text").str.count_matches(delimiter, literal=True) + 1  # cells in the line
-    reason = (
+    why = (
         pl.when(pl.col("text").str.strip_chars() == "")
         .then(pl.lit("the row holds no values (only blanks)"))
         .when(pl.col("text").str.contains("\r", literal=True))
@@ -109,7 +109,7 @@ def _read_unquoted(
         .filter(~pl.col("line").is_in(unstorable))
         .with_columns(pl.col("text").str.strip_suffix("\r"))
         .filter(pl.col("text") != "")
-        .with_columns(reason.alias("reason"))
+        .with_columns(why.alias("reason"))
         .collect()
     )
     del body

@@ -126,7 +126,9 @@ def entity_as_of(
         if kind != "person":
             attempt.subject_kind = "person" if kind == "credential" else kind
         check_reach(attempt.who, division, kind)
-        shown, masked, out = [], [], []
+        shown: list[str] = []
+        masked: list[str] = []
+        out: list[AsOfValue] = []
         for name, (row, valid_to) in sorted(rows_as_of(rows, day, when).items()):
             policy = _policy_name(kind, credential_kind, name)
             if not attempt.grant.allows(policy):

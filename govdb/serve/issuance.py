@@ -181,7 +181,8 @@ def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) 
         return []
     now = utcnow()
     issued: list[IssuedCredential] = []
-    credentials, history = [], []
+    credentials: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
     for issuer in sorted({r["issuer"] for r in rows}):
         load_id = str(uuid.uuid4())
         mine = [r for r in rows if r["issuer"] == issuer]
@@ -274,7 +275,7 @@ def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) 
     return issued
 
 
-EXPORT_COLUMNS = {
+EXPORT_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "issuance_id": pl.Int64,
     "programme": pl.String,
     "cycle": pl.String,

@@ -410,8 +410,10 @@ def _conflicts(
         select(Conflict)
         .where(
             Conflict.status == "open",
-            ((Conflict.entity_kind == "person") & (Conflict.entity_id == person_id))
-            | ((Conflict.entity_kind == "credential") & col(Conflict.entity_id).in_(list(kinds) or [""])),
+            ((col(Conflict.entity_kind) == "person") & (col(Conflict.entity_id) == person_id))
+            | (
+                (col(Conflict.entity_kind) == "credential") & col(Conflict.entity_id).in_(list(kinds) or [""])
+            ),
         )
         .order_by(col(Conflict.id))
     ).all()

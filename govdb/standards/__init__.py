@@ -77,7 +77,7 @@ def _addresses(frame: pl.DataFrame, hint: str | None, issues: bool) -> pl.DataFr
     parsed = parse_normalized(normalized, hint=hint)
     text = pl.lit(normalized)
     code_name = "address_division_code" if "division_code" in frame.columns else "division_code"
-    placed = (
+    placed: list[pl.Expr | pl.Series] = (
         []
         if code_name != "division_code"
         else [

@@ -168,9 +168,19 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
     """Parse distinct addresses (columns aid, address) into one lookup row each."""
     upper = _match(distinct, _upper_gazetteer(), _upper_patterns())
     upper = pl.concat([upper, _townships(distinct, upper, hint)])
-    spans = upper.with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix"))
-    # A name inside a longer name is not a match (朝阳 inside 朝阳区, 山市 inside 佛山市): keep
-    # the spans not covered by an earlier-starting or longer one.
+    spans = _outermost(upper.with_columns(_prefix(pl.col("code"), pl.col("level")).alias("prefix")))
+    found = _found(distinct, spans)
+    scored = _trusted(_with_hint(_supported(found), hint))
+    result = _resolved(distinct, _winners(scored))
+    result = arabic_house_numbers(_villages(result)).with_columns(
+        *_levels(pl.col("division_code"), pl.col("division_level"))
+    )
+    return result.select("address", *PARSED_COLUMNS)
+
+
+def _outermost(spans: pl.DataFrame) -> pl.DataFrame:
+    """The spans not inside another: a name inside a longer name is not a match (朝阳 inside
+    朝阳区, 山市 inside 佛山市), so keep the spans not covered by an earlier-starting or longer one."""
     # Sorted by (address, start, longest first), a span is covered when an earlier one in the same
     # address reaches at least as far; aid and end share one integer so one cum_max does it.
     kept = (
@@ -187,13 +197,17 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         )
         .drop("reach")
     )
-    spans = spans.join(kept, on=["aid", "start", "end"], how="semi")
+    return spans.join(kept, on=["aid", "start", "end"], how="semi")
+
+
+def _found(distinct: pl.DataFrame, spans: pl.DataFrame) -> pl.LazyFrame:
+    """The divisions each address names, once each (where first named)."""
     # The same text naming a county and a village means the county.
     top_level = spans.group_by("aid", "start", "end").agg(pl.col("level").min())
     named = _names_in_text(
         distinct, spans, spans.join(top_level, on=["aid", "start", "end", "level"], how="semi")
     )
-    found = (
+    return (
         named
         # A division named twice counts where it is first named (南海区 ... 南海区人民政府).
         .sort("start")
@@ -201,7 +215,10 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         .select("aid", "code", "level", "prefix", "end", "start", "alias", "part")
         .lazy()
     )
-    # Support: ancestors named before the candidate, found level by level with equi-joins.
+
+
+def _supported(found: pl.LazyFrame) -> pl.LazyFrame:
+    """Each candidate's support: its ancestors named before it, found level by level with equi-joins."""
     supports = []
     for level, width in ((1, 2), (2, 4), (3, 6), (4, 9)):
         ancestors = found.filter(pl.col("level") == level).select(
@@ -223,39 +240,47 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
             pl.col("end_a").max().alias("end_a"),
         )
     )
-    scored = found.join(pairs, on=["aid", "code"], how="left").with_columns(
+    return found.join(pairs, on=["aid", "code"], how="left").with_columns(
         pl.col("support").fill_null(0),
         pl.col("nearest").fill_null(0),
         pl.max_horizontal("end", pl.col("end_a").fill_null(0)).alias("chain_end"),
         pl.lit(False).alias("hinted"),
     )
-    if hint:
-        hint_prefix = hint.rstrip("0") if len(hint) == 6 else hint
-        hint_levels = {2: 1, 4: 2, 6: 3, 9: 4, 12: 5}.get(len(hint_prefix), 0)
-        in_hint = pl.col("prefix").str.starts_with(hint_prefix)
-        # The hint counts as matched ancestors at its own levels. Places outside it stay candidates
-        # when the address names their own county (a resident of another province).
-        scored = scored.with_columns(
-            pl.when(in_hint)
-            .then(pl.col("support") + hint_levels)
-            .otherwise(pl.col("support"))
-            .alias("support"),
-            in_hint.alias("hinted"),
-        )
-    # Township and village names are too common to trust alone: they need their county (or, in a
-    # city without counties such as 东莞, their city) before them, or the hint.
+
+
+def _with_hint(scored: pl.LazyFrame, hint: str | None) -> pl.LazyFrame:
+    """The hint counts as matched ancestors at its own levels. Places outside it stay candidates
+    when the address names their own county (a resident of another province)."""
+    if not hint:
+        return scored
+    hint_prefix = hint.rstrip("0") if len(hint) == 6 else hint
+    hint_levels = {2: 1, 4: 2, 6: 3, 9: 4, 12: 5}.get(len(hint_prefix), 0)
+    in_hint = pl.col("prefix").str.starts_with(hint_prefix)
+    return scored.with_columns(
+        pl.when(in_hint).then(pl.col("support") + hint_levels).otherwise(pl.col("support")).alias("support"),
+        in_hint.alias("hinted"),
+    )
+
+
+def _trusted(scored: pl.LazyFrame) -> pl.LazyFrame:
+    """Township and village names are too common to trust alone: they need their county (or, in a
+    city without counties such as 东莞, their city) before them, or the hint."""
     countyless = pl.col("code").str.slice(4, 2) == "00"
-    scored = scored.filter(
+    return scored.filter(
         (pl.col("level") <= 3)
         | pl.col("hinted")
         | (pl.col("nearest") >= 3)
         | (countyless & (pl.col("nearest") >= 2))
     ).filter(~pl.col("part") | (pl.col("support") > 0))  # 新昌村 alone is no county
+
+
+def _winners(scored: pl.LazyFrame) -> pl.LazyFrame:
+    """Each address's best-supported, deepest candidate, and how many tie with it."""
     ranked = scored.with_columns(
         (pl.col("support") * 10 + pl.col("level")).alias("score"),
     ).with_columns(pl.col("score").max().over("aid").alias("best"))
     top = ranked.filter(pl.col("score") == pl.col("best"))
-    winners = top.group_by("aid").agg(
+    return top.group_by("aid").agg(
         pl.col("code").first(),
         pl.col("level").first(),
         pl.col("support").first(),
@@ -263,7 +288,11 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         pl.col("alias").first(),
         pl.col("code").n_unique().alias("tied"),
     )
-    result = (
+
+
+def _resolved(distinct: pl.DataFrame, winners: pl.LazyFrame) -> pl.DataFrame:
+    """Status, division, confidence and the rest of the text of every address."""
+    return (
         distinct.lazy()
         .join(winners, on="aid", how="left")
         .with_columns(
@@ -289,10 +318,6 @@ def _parse_distinct(distinct: pl.DataFrame, hint: str | None) -> pl.DataFrame:
         )
         .collect()
     )
-    result = arabic_house_numbers(_villages(result)).with_columns(
-        *_levels(pl.col("division_code"), pl.col("division_level"))
-    )
-    return result.select("address", *PARSED_COLUMNS)
 
 
 def _names_in_text(distinct: pl.DataFrame, spans: pl.DataFrame, top: pl.DataFrame) -> pl.DataFrame:

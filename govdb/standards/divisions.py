@@ -3,7 +3,7 @@
 Levels 1-4 come from the Ministry of Civil Affairs table (scheme "mca", 2025-12-31); townships and
 villages from the statistical codes (scheme "nbs", 2023 edition, 12-digit village codes). A
 record's division code is the NBS village code when known; jurisdiction is a code prefix.
-Rebuild with `python -m govdb.standards.divisions_build`.
+Rebuild with `python tools/divisions_build.py`.
 """
 
 from __future__ import annotations

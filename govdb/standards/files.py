@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from govdb.errors import InputFileError
-from govdb.readers import read_records
+from govdb.readers.columns import check_mapping, read_table
 from govdb.standards import STANDARD_COLUMNS, standardize
 
 OUTPUT_FORMATS = (".csv", ".parquet")
@@ -21,41 +22,34 @@ class StandardizeFileReport:
     unreadable: int
     columns: list[str]
     issues: pl.DataFrame  # column, reason, rows
+    warnings: list[str] = field(default_factory=list)  # e.g. no standard column found
 
 
 def standardize_file(
     source: Path,
     out: Path,
     *,
-    rename: dict[str, str] | None = None,
+    rename: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
     address_hint: str | None = None,
     today: dt.date | None = None,
 ) -> StandardizeFileReport:
     """Keep every input column; add `<column>_std` and `<column>_issues` for each standard column.
 
     Rows the reader cannot parse are not written (there is no value to standardize); their count
-    is reported. `rename` maps input headers to standard names (姓名=name).
+    is reported. Headers are read through `aliases` (the rules' column aliases, 姓名 -> name) and
+    `rename` (a caller's mapping, 统一社会信用代码=uscc), which wins.
     """
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise InputFileError(
             f"cannot write {str(out)!r}: use an output name ending in {' or '.join(OUTPUT_FORMATS)}"
         )
-    rows, _ = read_records(source)
-    if not rows.lines:
+    rename = dict(rename or {})
+    check_mapping(rename, STANDARD_COLUMNS)
+    table = read_table(source, aliases or {}, rename, standard=STANDARD_COLUMNS)
+    if not table.records.lines:
         raise InputFileError(f"{source}: no readable rows")
-    frame = rows.text_frame()
-    rename = rename or {}
-    unknown = [c for c in rename if c not in frame.columns]
-    if unknown:
-        raise InputFileError(
-            f"{source}: --map names columns {unknown} that are not in the header {frame.columns}"
-        )
-    bad_targets = [t for t in rename.values() if t not in STANDARD_COLUMNS]
-    if bad_targets:
-        raise InputFileError(
-            f"--map targets {bad_targets} are not standard columns; use {list(STANDARD_COLUMNS)}"
-        )
-    frame = frame.rename(rename)
+    frame = table.frame
     std = standardize(frame, today=today, address_hint=address_hint)
     present = [c for c in STANDARD_COLUMNS if c in frame.columns]
     issues = (
@@ -82,4 +76,4 @@ def standardize_file(
         raise InputFileError(
             f"cannot write {str(out)!r}: {exc.strerror or exc}; choose a writable --out"
         ) from exc
-    return StandardizeFileReport(std.height, len(rows.bad), present, issues)
+    return StandardizeFileReport(std.height, len(table.records.bad), present, issues, table.plan.warnings)

@@ -1,7 +1,7 @@
 """Character folding for names: traditional and regional variants to simplified, look-alikes to
 one canonical form, so 張偉 and 张伟, or 王丽 and 玉丽 copied from a poor scan, compare as variants.
 
-Both tables ship in data/: traditional.parquet (rebuilt by `python -m govdb.standards.hanzi_build`
+Both tables ship in data/: traditional.parquet (rebuilt by `python tools/hanzi_build.py`
 from OpenCC's dictionaries) and lookalikes.tsv (curated here).
 """
 
@@ -18,7 +18,7 @@ DATA = Path(__file__).with_name("data")
 @functools.cache
 def char_folds() -> dict[str, str]:
     """Character -> its folded form (only characters that change)."""
-    folds = dict(pl.read_parquet(DATA / "traditional.parquet").iter_rows())
+    folds: dict[str, str] = dict(pl.read_parquet(DATA / "traditional.parquet").iter_rows())
     for line in (DATA / "lookalikes.tsv").read_text(encoding="utf-8").splitlines():
         if not line or line.startswith("#"):
             continue

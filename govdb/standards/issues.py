@@ -56,7 +56,7 @@ def severity(reason: str) -> Severity:
     return REASONS.get(reason, ("error", ""))[0]
 
 
-def issue(condition: pl.Expr, reason: str) -> pl.Expr:
+def issue(condition: pl.Expr | pl.Series, reason: str) -> pl.Expr:
     """The reason code where `condition` holds, else null (a null condition is not an issue)."""
     return pl.when(condition.fill_null(False)).then(pl.lit(reason))
 

@@ -240,7 +240,7 @@ def parse_address(raw: str | None, hint: str | None = None) -> ParsedAddress:
             covered.add((start, end))
         reach = max(reach, end)
     kept = [s for s in spans if (s[0], s[1]) not in covered]
-    top_level = {}
+    top_level: dict[tuple[int, int], int] = {}
     for start, end, _, level in kept:
         top_level[(start, end)] = min(level, top_level.get((start, end), 9))
     top, parts = _names_in_text(text, kept, [s for s in kept if s[3] == top_level[(s[0], s[1])]])
@@ -259,7 +259,8 @@ def _names_in_text(text: str, spans: list[Span], top: list[Span]) -> tuple[list[
     """`addresses._names_in_text`: `top` without the names followed by a road word (unless a
     division under them is named next) and the names after a lower-level division; and the
     names followed by a township or village word (`part`)."""
-    roads, parts = set(), set()
+    roads: set[Span] = set()
+    parts: set[Span] = set()
     for start, end, code, level in top:
         road = bool(ROAD_AHEAD.match(text, end))
         if not (road or (level <= 3 and PART_AHEAD.match(text, end))):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from govdb.errors import ConfigError, StoreError
+from govdb.errors import ConfigError, StoreBusyError, StoreError, StoreReadOnlyError, StoreUnavailableError
 
 StoreName = Literal["master", "events"]
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -145,36 +146,69 @@ def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-_HINTS = (
-    ("readonly", "the store is read-only: give govdb a writable --home or database user"),
-    ("read-only", "the store is read-only: give govdb a writable --home or database user"),
-    ("disk is full", "the disk is full: free space or move --home"),
-    ("no space", "the disk is full: free space or move the database"),
-    ("database is locked", "another govdb process held the store too long: try again when it is done"),
-    ("connection", "is the database server running and the URL right?"),
-    ("could not connect", "is the database server running and the URL right?"),
-    ("unable to open", "check that the folder exists and is writable"),
+_READ_ONLY = (StoreReadOnlyError, "the store is read-only: give govdb a writable --home or database user")
+_DOWN = (StoreUnavailableError, "is the database server running and the URL right?")
+# (a pattern of the driver's message, the error it makes, a hint), the first that matches wins.
+_HINTS: tuple[tuple[str, type[StoreError], str], ...] = (
+    ("readonly", *_READ_ONLY),
+    ("read-only", *_READ_ONLY),
+    ("permission denied", *_READ_ONLY),
+    ("disk is full", StoreError, "the disk is full: free space or move --home"),
+    ("no space", StoreError, "the disk is full: free space or move the database"),
+    (
+        "database is locked",
+        StoreBusyError,
+        "another govdb process held the store too long: try again when it is done",
+    ),
+    (
+        r"database \"[^\"]*\" does not exist",
+        StoreUnavailableError,
+        "create the database (createdb NAME) or fix the URL",
+    ),
+    ("password authentication failed", StoreUnavailableError, "check the user and password of the URL"),
+    ("connection", *_DOWN),
+    ("could not connect", *_DOWN),
+    ("unable to open", StoreUnavailableError, "check that the folder exists and is writable"),
 )
+
+
+def hidden_password(url: str) -> str:
+    """A store URL as it may be shown: its password as ***."""
+    parsed = make_url_safe(url)
+    return url if parsed is None else parsed.render_as_string(hide_password=True)
+
+
+def explain(exc: BaseException) -> tuple[type[StoreError], str, str] | None:
+    """(the StoreError kind, the driver's first line, a hint) of a database failure, else None."""
+    # SQLAlchemy's wrapper, or a driver error it never saw (PostgreSQL's COPY runs on the driver).
+    if isinstance(exc, DBAPIError):
+        cause: BaseException = exc.orig if exc.orig is not None else exc
+    elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
+        cause = exc
+    else:
+        return None
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    lowered = detail.lower()
+    kind, hint = next(
+        ((k, h) for needle, k, h in _HINTS if re.search(needle, lowered)),
+        (StoreError, "see the database's own log"),
+    )
+    return kind, detail, hint
 
 
 @contextmanager
 def store_errors(engine: Engine) -> Iterator[None]:
-    """Turn a database failure into one StoreError line naming the store (password hidden) and a hint."""
+    """Turn a database failure into one StoreError line naming the store (password hidden) and a
+    hint; a subclass says which kind (unavailable, read-only, busy) where the driver's message shows it."""
     try:
         yield
     except Exception as exc:
-        # SQLAlchemy's wrapper, or a driver error it never saw (PostgreSQL's COPY runs on the driver).
-        if isinstance(exc, DBAPIError):
-            cause: BaseException = exc.orig if exc.orig is not None else exc
-        elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
-            cause = exc
-        else:
+        explained = explain(exc)
+        if explained is None:
             raise
-        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        lowered = detail.lower()
-        hint = next((h for needle, h in _HINTS if needle in lowered), "see the database's own log")
+        kind, detail, hint = explained
         where = engine.url.render_as_string(hide_password=True)
-        raise StoreError(f"the store {where} failed: {detail}; {hint}") from exc
+        raise kind(f"the store {where} failed: {detail}; {hint}") from exc
 
 
 def refresh_statistics(engine: Engine, tables: tuple[str, ...]) -> None:

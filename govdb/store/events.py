@@ -45,6 +45,8 @@ class IngestBatch(EventModel, table=True):
     # source's events can earn an automatic pass (invariant 9).
     authenticated_source: str | None = Field(default=None, max_length=SOURCE_MAX)
     received_at: dt.datetime = Field(default_factory=utcnow)
+    # header -> standard column, as the ingest was told (--map); process reads the payloads through it
+    column_map: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Event(EventModel, table=True):

@@ -140,11 +140,11 @@ def check_transition(machine: type[StrEnum], source: StrEnum | str, target: StrE
 
 def parse(machine: type[StrEnum], value: object, *, what: str) -> Any:
     """The enum member named by `value`, exactly (no case folding, no guessing), or a StateError."""
-    try:
-        return machine(value)
-    except ValueError:
+    member = next((m for m in machine if m.value == value), None)
+    if member is None:
         allowed_values = ", ".join(str(m) for m in machine)
-        raise StateError(f"{what} {value!r} is not one of: {allowed_values}") from None
+        raise StateError(f"{what} {value!r} is not one of: {allowed_values}")
+    return member
 
 
 def check_sql(column: str, machine: type[StrEnum]) -> str:

@@ -138,7 +138,7 @@ def standardized_amendments(
     for master's column is refused here, never discovered by `promote`."""
     good: dict[int, dict[str, Any]] = {}
     refused: dict[int, str] = {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for index, values in amendments:
         payload = payloads[index]
         problem = _amendment_problem(values, payload)
@@ -266,7 +266,7 @@ def decide_many(
         proposal_of.update(
             conn.execute(
                 select(TASK.c.task_id, TASK.c.proposal_id).where(among(conn, TASK.c.task_id, chunk))
-            ).all()  # type: ignore[arg-type]
+            ).all()
         )
     flows = load_flows(conn, list(proposal_of.values()))
     payloads = _payloads(conn, [f.proposal_id for f in flows.values()])
@@ -345,9 +345,9 @@ def current_homes(
     master: Session, events: Engine, decisions: Sequence[Any], units: UnitIndex | None = None
 ) -> Homes:
     """The master residence of every person the batch's tasks are about (read before deciding)."""
-    task_ids = sorted(
+    task_ids: list[int] = sorted(
         {d.get("task_id") if isinstance(d, Mapping) else getattr(d, "task_id", None) for d in decisions}
-        - {None}
+        - {None}  # type: ignore[arg-type]  # None is taken out: what is left are task ids
     )
     task_ids = [t for t in task_ids if isinstance(t, int) and not isinstance(t, bool) and 0 < t < 2**63]
     people: set[str] = set()
@@ -365,7 +365,7 @@ def current_homes(
     mconn = master.connection()
     for chunk in id_chunks(mconn, sorted(people)):
         residence.update(
-            mconn.execute(  # type: ignore[arg-type]
+            mconn.execute(
                 select(person.c.person_id, person.c.division_code).where(
                     among(mconn, person.c.person_id, chunk)
                 )
@@ -407,7 +407,7 @@ def _payloads(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, dict[s
                     among(conn, PROPOSAL.c.proposal_id, chunk)
                 )
             ).all()
-        )  # type: ignore[arg-type]
+        )
     return out
 
 

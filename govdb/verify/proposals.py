@@ -191,7 +191,7 @@ def _reviewed_links(
     """Links settled by a reviewer: an approved identity check is a match with its candidate; a
     rejected one means the record is someone new. Consumed reviews become `resolved`."""
     ids = [e["event_id"] for e in events if e["status"] == EventStatus.identity_review]
-    reviews = []
+    reviews: list[Any] = []
     for chunk in id_chunks(conn, ids):
         reviews += conn.execute(
             select(
@@ -337,7 +337,8 @@ def _plan(
     """Decide, in memory, what each linked event becomes: a proposal on its route, an identity
     check, unlinked or confirmed."""
     now = utcnow()
-    candidates = {r.explanation.get("candidate") for r in results if r.decision == "review"} - {None}
+    candidates: set[Any] = {r.explanation.get("candidate") for r in results if r.decision == "review"}
+    candidates -= {None}
     linked = [r.master for r in results if r.master is not None]
     with master.connect() as mconn:
         candidate_rows = (
@@ -379,7 +380,7 @@ def _plan(
                 event,
                 IDENTITY_ROUTE,
                 "person",
-                candidate and candidate["person_id"],
+                candidate["person_id"] if candidate else None,
                 home,
                 {"candidate": link.explanation.get("candidate"), "match_probability": link.match_probability},
             )

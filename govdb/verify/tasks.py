@@ -212,7 +212,7 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
             .order_by(TASK.c.proposal_id, TASK.c.step)
         )
         for t in conn.execute(tasks.with_for_update() if locking else tasks):
-            state = TaskState(t.state)
+            task_state = TaskState(t.state)
             flows[t.proposal_id].tasks.append(
                 StepTask(
                     t.step,
@@ -221,10 +221,10 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
                     t.unit_id,
                     t.division_code,
                     0,
-                    state,
+                    task_state,
                     t.round,
                     t.task_id,
-                    (state, t.round),
+                    (task_state, t.round),
                     t.decided_at,
                 )
             )
@@ -271,7 +271,7 @@ def check_jurisdiction(actor: ResolvedActor, task: StepTask, task_id: int) -> No
 def auto_pass_decisions(flows: Iterable[Flow]) -> list[dict[str, Any]]:
     """Decision rows for the steps auto-pass rules passed (task ids must be known), each naming
     the rulebook (full fingerprint) whose rule passed it."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for flow in flows:
         for task in flow.tasks:
             if task.passed_by is not None and task.stored != (task.state, task.round):
@@ -358,14 +358,14 @@ def write_transitions(conn: Connection, flows: Sequence[Flow], now: dt.datetime)
         if flow.route != IDENTITY_ROUTE and flow.state in (ProposalState.rejected, ProposalState.returned):
             status = EventStatus.rejected if flow.state == ProposalState.rejected else EventStatus.returned
             event_moves.setdefault(status, []).append({"event_id": flow.event_id})
-    for (source, target), rows in proposal_moves.items():
+    for (was, becomes), rows in proposal_moves.items():
         move(
             conn,
             PROPOSAL,
             "state",
             ProposalState,
-            source,
-            target,
+            was,
+            becomes,
             rows,
             key=("proposal_id",),
             values={"updated_at": now},

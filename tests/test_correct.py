@@ -467,9 +467,18 @@ def test_feed_conflicts_revert_and_as_of_from_the_command_line(db: GovDB) -> Non
     (conflict,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert conflict["field"] == "name" and conflict["proposed_value"] == "改名字"
     result = run(
-        "conflicts", "resolve", str(conflict["conflict_id"]), "amend", "--value", "郭敏", "--actor", police
+        "conflicts",
+        "resolve",
+        str(conflict["conflict_id"]),
+        "amend",
+        "--value",
+        "郭敏",
+        "--actor",
+        police,
+        "--json",
     )
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["resolution"] == "amend"
     assert _person(db, senior.id_number).name == "郭敏"
     result = run("conflicts", "resolve", str(conflict["conflict_id"]), "keep", "--actor", police)
     assert result.exit_code == 1 and "already resolved" in result.output

@@ -1,0 +1,283 @@
+"""Hotline KPIs (seed 002): response, resolution, satisfaction, time to close, repeats, complaints.
+
+Definitions come from rules/analytics/measures.yaml (see AnalyticsRules). Everything is computed on
+whole columns of the fact frame; published frames go through small-cell suppression and carry the
+unverified-data label in every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from govdb.analytics.facts import UNPLACED, UNVERIFIED
+from govdb.analytics.privacy import suppress
+from govdb.errors import ConfigError
+from govdb.rulebook.analytics import AnalyticsRules
+from govdb.standards.divisions import division_table
+
+DIMENSIONS = ("county", "street", "village", "department", "category")
+PERIODS = ("day", "week", "month", "year", "all")
+COUNTS = ("responded", "closed", "resolved", "rated", "satisfied", "repeats", "complaints")
+RATES = {
+    "response_rate": ("responded", "tickets"),
+    "resolution_rate": ("resolved", "closed"),
+    "satisfaction_rate": ("satisfied", "rated"),
+    "repeat_rate": ("repeats", "tickets"),
+    "complaint_rate": ("complaints", "tickets"),
+}
+_LEVEL_WIDTH = {"county": 6, "street": 9, "village": 12}
+
+
+def check_dimensions(by: Sequence[str], period: str) -> None:
+    bad = [b for b in by if b not in DIMENSIONS]
+    if bad:
+        raise ConfigError(f"cannot group by {bad}; choose from {list(DIMENSIONS)} (e.g. --by street)")
+    if period not in PERIODS:
+        raise ConfigError(f"unknown period {period!r}; choose from {list(PERIODS)}")
+
+
+def period_start(when: pl.Expr, period: str) -> pl.Expr:
+    """The first local day of the period holding `when` (weeks start on Monday)."""
+    day = when.dt.date()
+    if period == "day":
+        return day
+    if period == "week":
+        return day.dt.truncate("1w")
+    if period == "month":
+        return day.dt.truncate("1mo")
+    if period == "year":
+        return day.dt.truncate("1y")
+    return pl.lit(None, pl.Date)
+
+
+def with_dimensions(facts: pl.DataFrame) -> pl.DataFrame:
+    """county / street / village codes from the event's division code (shorter codes place higher
+    only); an event without a place counts as 未定位."""
+    code = pl.col("division_code")
+    dims = [
+        pl.when(code.str.len_chars() >= width)
+        .then(code.str.slice(0, width))
+        .otherwise(pl.lit(UNPLACED))
+        .alias(level)
+        for level, width in _LEVEL_WIDTH.items()
+    ]
+    return facts.with_columns(*dims)
+
+
+def flags(facts: pl.DataFrame, rules: AnalyticsRules) -> pl.DataFrame:
+    """Per-ticket 0/1 columns each measure counts, plus hours to close and the repeat flag."""
+    hours = (pl.col("closed") - pl.col("received")).dt.total_seconds() / 3600.0
+    response = (pl.col("first_response") - pl.col("received")).dt.total_seconds() / 3600.0
+    rated = pl.col("satisfaction").is_in(rules.rated)
+    repeat_window = rules.repeat_days * 86400.0
+    ordered = facts.sort("caller", "category", "received", nulls_last=True)
+    previous = pl.col("received").shift(1).over("caller", "category")
+    ordered = ordered.with_columns(
+        (
+            pl.col("caller").is_not_null()
+            & previous.is_not_null()
+            & ((pl.col("received") - previous).dt.total_seconds() <= repeat_window)
+        ).alias("_repeat")
+    )
+    return ordered.with_columns(
+        (response.is_not_null() & (response <= rules.response_hours) & (response >= 0))
+        .cast(pl.Int64)
+        .alias("responded"),
+        pl.col("closed").is_not_null().cast(pl.Int64).alias("closed_n"),
+        (pl.col("closed").is_not_null() & pl.col("resolved").fill_null(False))
+        .cast(pl.Int64)
+        .alias("resolved_n"),
+        rated.cast(pl.Int64).alias("rated"),
+        (rated & pl.col("satisfaction").is_in(rules.satisfied)).cast(pl.Int64).alias("satisfied"),
+        pl.col("_repeat").cast(pl.Int64).alias("repeats"),
+        pl.col("category").is_in(rules.quadrant.complaint_categories).cast(pl.Int64).alias("complaints"),
+        pl.when(pl.col("closed").is_not_null()).then(hours).otherwise(None).alias("hours_to_close"),
+    ).drop("_repeat")
+
+
+def raw_kpis(facts: pl.DataFrame, rules: AnalyticsRules, by: Sequence[str], period: str) -> pl.DataFrame:
+    """Unsuppressed KPI cells (internal: alerts and rankings start here; never published as is)."""
+    check_dimensions(by, period)
+    counted = flags(with_dimensions(facts), rules)
+    when = pl.col("received") if rules.count_in == "received" else pl.col("closed")
+    if rules.count_in == "closed":
+        counted = counted.filter(pl.col("closed").is_not_null())
+    counted = counted.with_columns(period_start(when, period).alias("period"))
+    keys = ["period", *by]
+    out = counted.group_by(keys).agg(
+        pl.len().cast(pl.Int64).alias("tickets"),
+        pl.col("responded").sum(),
+        pl.col("closed_n").sum().alias("closed"),
+        pl.col("resolved_n").sum().alias("resolved"),
+        pl.col("rated").sum(),
+        pl.col("satisfied").sum(),
+        pl.col("repeats").sum(),
+        pl.col("complaints").sum(),
+        pl.col("hours_to_close").median().alias("median_hours_to_close"),
+    )
+    rates = [(pl.col(num) / pl.col(den)).alias(rate) for rate, (num, den) in RATES.items()]
+    rates = [
+        pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den)).otherwise(None).alias(rate)
+        for rate, (num, den) in RATES.items()
+    ]
+    return out.with_columns(rates).sort(keys, nulls_last=True)
+
+
+def division_names() -> dict[str, str]:
+    table = division_table().filter(pl.col("scheme") == "nbs")
+    return dict(zip(table.get_column("code"), table.get_column("name"), strict=True))
+
+
+def _named(frame: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    levels = [b for b in by if b in _LEVEL_WIDTH]
+    if not levels:
+        return frame
+    names = division_names()
+    return frame.with_columns(
+        pl.col(level)
+        .replace_strict(names, default=pl.col(level), return_dtype=pl.String)
+        .alias(f"{level}_name")
+        for level in levels
+    )
+
+
+def publish(
+    frame: pl.DataFrame, rules: AnalyticsRules, by: Sequence[str], min_cell: int | None
+) -> pl.DataFrame:
+    """Suppressed, named and labelled: what may leave the library."""
+    out = suppress(
+        frame,
+        total="tickets",
+        counts=COUNTS,
+        rates=RATES,
+        partition=["period", *by[:-1]],
+        min_cell=min_cell if min_cell is not None else rules.min_cell,
+        extra=("median_hours_to_close",),
+    )
+    return _named(out, by).with_columns(pl.lit(UNVERIFIED).alias("data_status"))
+
+
+def kpis(
+    facts: pl.DataFrame,
+    rules: AnalyticsRules,
+    *,
+    by: Sequence[str] = ("street",),
+    period: str = "month",
+    min_cell: int | None = None,
+) -> pl.DataFrame:
+    """KPI cells per period and group, published (small cells withheld, labelled unverified)."""
+    return publish(raw_kpis(facts, rules, by, period), rules, by, min_cell)
+
+
+def ranking(
+    facts: pl.DataFrame,
+    rules: AnalyticsRules,
+    *,
+    by: str = "street",
+    period: str = "month",
+    measure: str = "satisfaction_rate",
+    min_cell: int | None = None,
+) -> pl.DataFrame:
+    """Units ranked by a measure within each period (1 = best; lower is better for repeat and
+    complaint rates and hours to close). Withheld cells are not ranked."""
+    known = (*RATES, "median_hours_to_close", "tickets")
+    if measure not in known:
+        raise ConfigError(f"cannot rank by {measure!r}; choose from {list(known)}")
+    out = kpis(facts, rules, by=[by], period=period, min_cell=min_cell)
+    descending = measure not in ("repeat_rate", "complaint_rate", "median_hours_to_close")
+    return out.with_columns(
+        pl.col(measure).rank("min", descending=descending).over("period").cast(pl.Int64).alias("rank")
+    ).sort("period", "rank", nulls_last=True)
+
+
+def changes(
+    facts: pl.DataFrame,
+    rules: AnalyticsRules,
+    *,
+    by: Sequence[str] = ("street",),
+    period: str = "month",
+    min_cell: int | None = None,
+) -> pl.DataFrame:
+    """Each published cell with its period-over-period (环比) and year-over-year (同比) change of
+    tickets and rates; a change is null where either side is withheld."""
+    if period not in ("day", "week", "month"):
+        raise ConfigError(f"changes need a period of day, week or month, not {period!r}")
+    cur = kpis(facts, rules, by=by, period=period, min_cell=min_cell)
+    measures = ["tickets", *RATES]
+    step = {"day": "1d", "week": "1w", "month": "1mo"}[period]
+    prev = cur.select(
+        pl.col("period").dt.offset_by(step).alias("period"),
+        *by,
+        *[pl.col(m).alias(f"_p_{m}") for m in measures],
+    )
+    year = cur.select(
+        pl.col("period").dt.offset_by("1y").alias("period"),
+        *by,
+        *[pl.col(m).alias(f"_y_{m}") for m in measures],
+    )
+    if period == "week":  # the same ISO week a year earlier: 52 weeks back
+        year = year.with_columns(pl.col("period").dt.offset_by("-1y").dt.offset_by("52w"))
+    keys = ["period", *by]
+    out = cur.join(prev, on=keys, how="left", nulls_equal=True).join(
+        year, on=keys, how="left", nulls_equal=True
+    )
+    ratio = [
+        ((pl.col("tickets") - pl.col(f"_{k}_tickets")) / pl.col(f"_{k}_tickets")).alias(f"tickets_{n}")
+        for k, n in (("p", "pop"), ("y", "yoy"))
+    ]
+    diffs = [
+        (pl.col(rate) - pl.col(f"_{k}_{rate}")).alias(f"{rate}_{n}")
+        for rate in RATES
+        for k, n in (("p", "pop"), ("y", "yoy"))
+    ]
+    return out.with_columns(*ratio, *diffs).drop(pl.selectors.starts_with("_p_", "_y_"))
+
+
+QUADRANTS = {
+    (False, True): "亮点",  # few complaints, high satisfaction
+    (True, False): "难点",  # many complaints, low satisfaction
+    (False, False): "堵点",  # few complaints, low satisfaction
+    (True, True): "拐点",  # many complaints, high satisfaction
+}
+
+
+def quadrant(
+    facts: pl.DataFrame,
+    rules: AnalyticsRules,
+    *,
+    by: str = "street",
+    min_cell: int | None = None,
+) -> pl.DataFrame:
+    """Each unit's complaint rate against its satisfaction rate over the whole span, placed in the
+    seed's quadrant (splits from the rules, else the medians of the units shown)."""
+    out = kpis(facts, rules, by=[by], period="all", min_cell=min_cell).drop("period")
+    shown = out.filter(pl.col("complaint_rate").is_not_null() & pl.col("satisfaction_rate").is_not_null())
+    q = rules.quadrant
+    c_split = (
+        q.complaint_split if q.complaint_split is not None else shown.get_column("complaint_rate").median()
+    )
+    s_split = (
+        q.satisfaction_split
+        if q.satisfaction_split is not None
+        else shown.get_column("satisfaction_rate").median()
+    )
+    high_c = pl.col("complaint_rate") > c_split
+    high_s = pl.col("satisfaction_rate") >= s_split
+    label = (
+        pl.when(pl.col("complaint_rate").is_null() | pl.col("satisfaction_rate").is_null())
+        .then(None)
+        .when(~high_c & high_s)
+        .then(pl.lit(QUADRANTS[(False, True)]))
+        .when(high_c & ~high_s)
+        .then(pl.lit(QUADRANTS[(True, False)]))
+        .when(~high_c & ~high_s)
+        .then(pl.lit(QUADRANTS[(False, False)]))
+        .otherwise(pl.lit(QUADRANTS[(True, True)]))
+    )
+    return out.with_columns(
+        label.alias("quadrant"),
+        pl.lit(c_split, pl.Float64).alias("complaint_split"),
+        pl.lit(s_split, pl.Float64).alias("satisfaction_split"),
+    )

@@ -131,8 +131,16 @@ class Analytics:
             raise ConfigError(f"alerts place at county, street or village level, not {level!r}")
         weeks = self.rules.history.baseline_weeks + self.rules.history.guard_weeks + 1
         before = start - dt.timedelta(weeks=weeks) if start else None
-        facts = self.facts(before, end, demand=True)
-        return alerts_stage.alerts(facts, self.rules, self.capacities, level=level, start=start)
+        # a capacity is per day, week or month: the whole month holding `end` is read, so the
+        # demand of a period that ends after `end` is counted in full
+        month_end = (
+            (end.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+            if end
+            else None
+        )
+        facts = self.facts(before, month_end, demand=True)
+        out = alerts_stage.alerts(facts, self.rules, self.capacities, level=level, start=start)
+        return out.filter(pl.col("when") <= end) if end else out
 
     def hotwords(
         self,
@@ -162,3 +170,39 @@ class Analytics:
             start=start,
             end=end,
         )
+
+    def heatmap(
+        self,
+        path: str | Path,
+        *,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        png: str | Path | None = None,
+        title: str = "12345 热线诉求热力图",
+    ) -> Path:
+        """Write the HTML page (and a PNG of it when `png` is given); returns the HTML's path."""
+        from govdb.analytics import heatmap as heatmap_stage
+
+        facts = self.facts(start, end)
+        if facts.is_empty():
+            raise ConfigError(
+                "no tickets in the span; widen --from/--to or ingest and process the hotline first"
+            )
+        first = start or facts.get_column("received").min().date()  # type: ignore[union-attr]
+        last = end or facts.get_column("received").max().date()  # type: ignore[union-attr]
+        demand = measures.kpis(facts, self.rules, by=["street"], period="week")
+        by_street = measures.quadrant(facts, self.rules, by="street")
+        page = heatmap_stage.render_html(
+            demand,
+            by_street,
+            self.alerts(start=first, end=last),
+            title=title,
+            start=first,
+            end=last,
+            min_cell=self.rules.min_cell,
+        )
+        out = Path(path)
+        out.write_text(page, encoding="utf-8")
+        if png is not None:
+            heatmap_stage.render_png(out, png)
+        return out

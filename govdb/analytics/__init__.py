@@ -59,8 +59,9 @@ class Analytics:
         return read_facts(self.engine, self.rules, start=start, end=end, services=services)
 
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
-        """The facts of the span (demand services included) as Parquet, for fast repeated work."""
-        return export_facts(self.facts(start, end, demand=True), path)
+        """The facts of the span (demand services included) as Parquet, for fast repeated work; the
+        repeat flag is computed once here (under the rules' repeat_days)."""
+        return export_facts(measures.mark_repeats(self.facts(start, end, demand=True), self.rules), path)
 
     # --- published aggregates ------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ def capacity_alerts(facts: pl.DataFrame, capacities: CapacityRules | None) -> pl
     """One alert per declared capacity and period in which demand exceeded it."""
     if capacities is None or not capacities.capacities or facts.is_empty():
         return pl.DataFrame(schema=ALERT_SCHEMA)
-    names = division_names()
+    names = division_names([c.division for c in capacities.capacities])
     parts = []
     for i, cap in enumerate(capacities.capacities):
         demand = facts.filter(
@@ -163,7 +163,7 @@ def history_alerts(
     )
     prev_day = pl.col("when").dt.offset_by("-" + step)
     fired = _first_flags(fired, level, prev_day)
-    names = division_names()
+    names = division_names(fired.get_column(level).unique().to_list())
     rule = (
         f"history: {h.period} count > negative-binomial {h.quantile:g} quantile of the same "
         f"{'weekday' if h.period == 'day' else 'week'} over {h.baseline_weeks} weeks"

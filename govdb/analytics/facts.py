@@ -177,7 +177,7 @@ def read_facts_parquet(path: str | Path) -> pl.DataFrame:
     missing = sorted(set(FACT_SCHEMA) - set(facts.columns))
     if missing:
         raise ConfigError(f"{path}: not a facts export, columns {missing} are missing; export it again")
-    return facts.select(list(FACT_SCHEMA))
+    return facts.select(*FACT_SCHEMA, *(["repeat"] if "repeat" in facts.columns else []))
 
 
 def export_facts(facts: pl.DataFrame, path: str | Path) -> Path:

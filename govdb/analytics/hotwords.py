@@ -19,7 +19,7 @@ from functools import lru_cache
 import polars as pl
 
 from govdb.analytics.facts import UNVERIFIED
-from govdb.analytics.measures import division_names, period_start, with_dimensions
+from govdb.analytics.measures import add_names, period_start, with_dimensions
 from govdb.errors import ConfigError
 from govdb.rulebook.analytics import HotwordRules
 
@@ -144,10 +144,7 @@ def hotwords(
     out = out.with_columns(pl.int_range(1, pl.len() + 1).over(keys).cast(pl.Int64).alias("rank"))
     out = out.filter(pl.col("rank") <= rules.top).sort([*keys, "rank"])
     if by:
-        names = division_names()
-        out = out.with_columns(
-            pl.col(by).replace_strict(names, default=pl.col(by), return_dtype=pl.String).alias(f"{by}_name")
-        )
+        out = add_names(out, [by])
     return out.select(
         *keys,
         *([f"{by}_name"] if by else []),

@@ -8,7 +8,9 @@ unverified-data label in every row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
+import numpy as np
 import polars as pl
 
 from govdb.analytics.facts import UNPLACED, UNVERIFIED
@@ -66,21 +68,37 @@ def with_dimensions(facts: pl.DataFrame) -> pl.DataFrame:
     return facts.with_columns(*dims)
 
 
+def mark_repeats(facts: pl.DataFrame, rules: AnalyticsRules) -> pl.DataFrame:
+    """`repeat`: the same caller called about the same category within `repeat_days` before.
+
+    Sorted by caller, category and time, a ticket's earlier one is the row before it when that row
+    has the same caller and category: one sort (on the category's integer code, not its text) and
+    one pass, no per-group window over a million callers. A facts export carries the column, so
+    repeated aggregation skips the sort."""
+    if "repeat" in facts.columns:
+        return facts
+    # Only the numeric keys are sorted (moving the text columns would cost more than the sort).
+    keys = facts.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
+        "caller",
+        pl.col("category").cast(pl.Categorical).to_physical().alias("_cat"),
+        pl.col("received").dt.epoch("s").alias("_t"),
+    ).sort("caller", "_cat", "_t", nulls_last=True)
+    same = (pl.col("caller") == pl.col("caller").shift(1)) & (pl.col("_cat") == pl.col("_cat").shift(1))
+    within = (pl.col("_t") - pl.col("_t").shift(1)) <= rules.repeat_days * 86400
+    repeat = pl.col("caller").is_not_null() & same.fill_null(False) & within.fill_null(False)
+    marked = keys.select("_i", repeat.alias("repeat"))
+    flag = np.zeros(facts.height, dtype=bool)
+    flag[marked.get_column("_i").to_numpy()] = marked.get_column("repeat").to_numpy()
+    return facts.with_columns(pl.Series("repeat", flag))
+
+
 def flags(facts: pl.DataFrame, rules: AnalyticsRules) -> pl.DataFrame:
     """Per-ticket 0/1 columns each measure counts, plus hours to close and the repeat flag."""
     hours = (pl.col("closed") - pl.col("received")).dt.total_seconds() / 3600.0
     response = (pl.col("first_response") - pl.col("received")).dt.total_seconds() / 3600.0
     rated = pl.col("satisfaction").is_in(rules.rated)
-    repeat_window = rules.repeat_days * 86400.0
-    ordered = facts.sort("caller", "category", "received", nulls_last=True)
-    previous = pl.col("received").shift(1).over("caller", "category")
-    ordered = ordered.with_columns(
-        (
-            pl.col("caller").is_not_null()
-            & previous.is_not_null()
-            & ((pl.col("received") - previous).dt.total_seconds() <= repeat_window)
-        ).alias("_repeat")
-    )
+    ordered = mark_repeats(facts, rules).rename({"repeat": "_repeat"})
     return ordered.with_columns(
         (response.is_not_null() & (response <= rules.response_hours) & (response >= 0))
         .cast(pl.Int64)
@@ -125,22 +143,32 @@ def raw_kpis(facts: pl.DataFrame, rules: AnalyticsRules, by: Sequence[str], peri
     return out.with_columns(rates).sort(keys, nulls_last=True)
 
 
-def division_names() -> dict[str, str]:
+@lru_cache(maxsize=1)
+def _names_frame() -> pl.DataFrame:
     table = division_table().filter(pl.col("scheme") == "nbs")
+    return table.select("code", "name").unique("code")
+
+
+def division_names(codes: Sequence[str] | None = None) -> dict[str, str]:
+    """code -> name (statistical scheme), for the given codes or all."""
+    table = _names_frame()
+    if codes is not None:
+        table = table.filter(pl.col("code").is_in(list(codes)))
     return dict(zip(table.get_column("code"), table.get_column("name"), strict=True))
 
 
+def add_names(frame: pl.DataFrame, levels: Sequence[str]) -> pl.DataFrame:
+    """`<level>_name` beside each division column (the code itself where it has no name)."""
+    for level in levels:
+        names = _names_frame().rename({"code": level, "name": f"{level}_name"})
+        frame = frame.join(names, on=level, how="left", maintain_order="left").with_columns(
+            pl.col(f"{level}_name").fill_null(pl.col(level))
+        )
+    return frame
+
+
 def _named(frame: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
-    levels = [b for b in by if b in _LEVEL_WIDTH]
-    if not levels:
-        return frame
-    names = division_names()
-    return frame.with_columns(
-        pl.col(level)
-        .replace_strict(names, default=pl.col(level), return_dtype=pl.String)
-        .alias(f"{level}_name")
-        for level in levels
-    )
+    return add_names(frame, [b for b in by if b in _LEVEL_WIDTH])
 
 
 def publish(

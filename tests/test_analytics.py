@@ -271,3 +271,31 @@ def test_analytics_rules_are_strict_and_named_on_failure(tmp_path: Path) -> None
         load_rulebook(rules)
     text = str(info.value)
     assert "measures.yaml: min_cel" in text and "capacities.yaml: capacities.1.division" in text
+
+
+def test_analytics_never_touches_the_master_store() -> None:
+    """Invariant 7: analytics imports nothing that reads master, and its SQL names only `event`."""
+    import ast
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "govdb" / "analytics"
+    forbidden = (
+        "govdb.store.master",
+        "govdb.serve",
+        "govdb.load",
+        "govdb.promote",
+        "govdb.access",
+        "govdb.api",
+    )
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"
+        tables = set(re.findall(r"\bFROM\s+\"?(\w+)", path.read_text(encoding="utf-8")))
+        assert tables <= {"event"}, f"{path.name} reads {tables}"

@@ -116,7 +116,9 @@ def history_alerts(
     h = rules.history
     if facts.is_empty():
         return pl.DataFrame(schema=ALERT_SCHEMA)
-    placed = with_dimensions(facts).with_columns(period_start(pl.col("received"), h.period).alias("when"))
+    placed = with_dimensions(facts, [level]).with_columns(
+        period_start(pl.col("received"), h.period).alias("when")
+    )
     counts = placed.group_by("category", level, "when").len().rename({"len": "observed"})
     step = "1d" if h.period == "day" else "1w"
     season = 7 if h.period == "day" else 52  # same weekday a week back; same week a year back

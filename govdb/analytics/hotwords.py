@@ -92,7 +92,9 @@ def hotwords(
         raise ConfigError(f"hot words need a period of day, week or month, not {period!r}")
     if by not in (None, "county", "street", "village"):
         raise ConfigError(f"hot words group by county, street or village, not {by!r}")
-    placed = with_dimensions(facts).with_columns(period_start(pl.col("received"), period).alias("period"))
+    placed = with_dimensions(facts, [by] if by else []).with_columns(
+        period_start(pl.col("received"), period).alias("period")
+    )
     group = [by] if by else []
     placed = placed.select("event_id", "period", *group, "content")
     words = ticket_words(placed, rules).join(placed.select("event_id", "period", *group), on="event_id")

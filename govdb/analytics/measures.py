@@ -54,18 +54,15 @@ def period_start(when: pl.Expr, period: str) -> pl.Expr:
     return pl.lit(None, pl.Date)
 
 
-def with_dimensions(facts: pl.DataFrame) -> pl.DataFrame:
-    """county / street / village codes from the event's division code (shorter codes place higher
-    only); an event without a place counts as 未定位."""
-    code = pl.col("division_code")
-    dims = [
-        pl.when(code.str.len_chars() >= width)
-        .then(code.str.slice(0, width))
-        .otherwise(pl.lit(UNPLACED))
-        .alias(level)
-        for level, width in _LEVEL_WIDTH.items()
-    ]
-    return facts.with_columns(*dims)
+def dimension(level: str) -> pl.Expr:
+    """The county / street / village code from the event's division code (a shorter code places
+    higher levels only); an event without a place counts as 未定位."""
+    code, width = pl.col("division_code"), _LEVEL_WIDTH[level]
+    return pl.when(code.str.len_chars() >= width).then(code.str.slice(0, width)).otherwise(pl.lit(UNPLACED))
+
+
+def with_dimensions(facts: pl.DataFrame, levels: Sequence[str] = tuple(_LEVEL_WIDTH)) -> pl.DataFrame:
+    return facts.with_columns(dimension(level).alias(level) for level in levels)
 
 
 def mark_repeats(facts: pl.DataFrame, rules: AnalyticsRules) -> pl.DataFrame:
@@ -93,54 +90,48 @@ def mark_repeats(facts: pl.DataFrame, rules: AnalyticsRules) -> pl.DataFrame:
     return facts.with_columns(pl.Series("repeat", flag))
 
 
-def flags(facts: pl.DataFrame, rules: AnalyticsRules) -> pl.DataFrame:
-    """Per-ticket 0/1 columns each measure counts, plus hours to close and the repeat flag."""
-    hours = (pl.col("closed") - pl.col("received")).dt.total_seconds() / 3600.0
+def _counted(rules: AnalyticsRules) -> list[pl.Expr]:
+    """The aggregations of one KPI cell, straight from the ticket columns (nothing materialised)."""
     response = (pl.col("first_response") - pl.col("received")).dt.total_seconds() / 3600.0
     rated = pl.col("satisfaction").is_in(rules.rated)
-    ordered = mark_repeats(facts, rules).rename({"repeat": "_repeat"})
-    return ordered.with_columns(
+    closed = pl.col("closed").is_not_null()
+    return [
+        pl.len().cast(pl.Int64).alias("tickets"),
         (response.is_not_null() & (response <= rules.response_hours) & (response >= 0))
-        .cast(pl.Int64)
+        .sum()
         .alias("responded"),
-        pl.col("closed").is_not_null().cast(pl.Int64).alias("closed_n"),
-        (pl.col("closed").is_not_null() & pl.col("resolved").fill_null(False))
-        .cast(pl.Int64)
-        .alias("resolved_n"),
-        rated.cast(pl.Int64).alias("rated"),
-        (rated & pl.col("satisfaction").is_in(rules.satisfied)).cast(pl.Int64).alias("satisfied"),
-        pl.col("_repeat").cast(pl.Int64).alias("repeats"),
-        pl.col("category").is_in(rules.quadrant.complaint_categories).cast(pl.Int64).alias("complaints"),
-        pl.when(pl.col("closed").is_not_null()).then(hours).otherwise(None).alias("hours_to_close"),
-    ).drop("_repeat")
+        closed.sum().alias("closed"),
+        (closed & pl.col("resolved").fill_null(False)).sum().alias("resolved"),
+        rated.sum().alias("rated"),
+        (rated & pl.col("satisfaction").is_in(rules.satisfied)).sum().alias("satisfied"),
+        pl.col("repeat").sum().alias("repeats"),
+        pl.col("category").is_in(rules.quadrant.complaint_categories).sum().alias("complaints"),
+        # a ticket not closed has no duration (null), which the median skips
+        ((pl.col("closed") - pl.col("received")).dt.total_milliseconds().median() / 3_600_000.0).alias(
+            "median_hours_to_close"
+        ),
+    ]
 
 
 def raw_kpis(facts: pl.DataFrame, rules: AnalyticsRules, by: Sequence[str], period: str) -> pl.DataFrame:
-    """Unsuppressed KPI cells (internal: alerts and rankings start here; never published as is)."""
+    """Unsuppressed KPI cells (internal: alerts and rankings start here; never published as is).
+    One lazy pass: only the grouping columns asked for are derived."""
     check_dimensions(by, period)
-    counted = flags(with_dimensions(facts), rules)
+    lazy = mark_repeats(facts, rules).lazy()
     when = pl.col("received") if rules.count_in == "received" else pl.col("closed")
     if rules.count_in == "closed":
-        counted = counted.filter(pl.col("closed").is_not_null())
-    counted = counted.with_columns(period_start(when, period).alias("period"))
-    keys = ["period", *by]
-    out = counted.group_by(keys).agg(
-        pl.len().cast(pl.Int64).alias("tickets"),
-        pl.col("responded").sum(),
-        pl.col("closed_n").sum().alias("closed"),
-        pl.col("resolved_n").sum().alias("resolved"),
-        pl.col("rated").sum(),
-        pl.col("satisfied").sum(),
-        pl.col("repeats").sum(),
-        pl.col("complaints").sum(),
-        pl.col("hours_to_close").median().alias("median_hours_to_close"),
+        lazy = lazy.filter(pl.col("closed").is_not_null())
+    lazy = lazy.with_columns(
+        period_start(when, period).alias("period"), *(dimension(b).alias(b) for b in by if b in _LEVEL_WIDTH)
     )
-    rates = [(pl.col(num) / pl.col(den)).alias(rate) for rate, (num, den) in RATES.items()]
+    keys = ["period", *by]
+    counts = ["tickets", *COUNTS]
+    out = lazy.group_by(keys).agg(_counted(rules)).with_columns(pl.col(counts).cast(pl.Int64))
     rates = [
         pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den)).otherwise(None).alias(rate)
         for rate, (num, den) in RATES.items()
     ]
-    return out.with_columns(rates).sort(keys, nulls_last=True)
+    return out.with_columns(rates).sort(keys, nulls_last=True).collect()
 
 
 @lru_cache(maxsize=1)
@@ -240,13 +231,13 @@ def changes(
         *by,
         *[pl.col(m).alias(f"_p_{m}") for m in measures],
     )
+    # a year earlier: the same month or day a calendar year back; for weeks, 52 weeks back
+    year_step = "52w" if period == "week" else "1y"
     year = cur.select(
-        pl.col("period").dt.offset_by("1y").alias("period"),
+        pl.col("period").dt.offset_by(year_step).alias("period"),
         *by,
         *[pl.col(m).alias(f"_y_{m}") for m in measures],
     )
-    if period == "week":  # the same ISO week a year earlier: 52 weeks back
-        year = year.with_columns(pl.col("period").dt.offset_by("-1y").dt.offset_by("52w"))
     keys = ["period", *by]
     out = cur.join(prev, on=keys, how="left", nulls_equal=True).join(
         year, on=keys, how="left", nulls_equal=True

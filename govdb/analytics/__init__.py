@@ -18,7 +18,14 @@ from sqlalchemy import Engine
 from govdb.analytics import alerts as alerts_stage
 from govdb.analytics import hotwords as hotwords_stage
 from govdb.analytics import measures
-from govdb.analytics.facts import UNVERIFIED, export_facts, read_facts, read_facts_parquet, within
+from govdb.analytics.facts import (
+    UNVERIFIED,
+    export_facts,
+    read_facts,
+    read_facts_parquet,
+    scan_facts_parquet,
+    within,
+)
 from govdb.errors import ConfigError
 from govdb.rulebook.analytics import AnalyticsRules, CapacityRules, HotwordRules
 from govdb.rulebook.loader import Rulebook
@@ -58,6 +65,18 @@ class Analytics:
             raise ConfigError("analytics needs an event store or a facts file")
         return read_facts(self.engine, self.rules, start=start, end=end, services=services)
 
+    def _source(
+        self, start: dt.date | None = None, end: dt.date | None = None
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """The hotline tickets for an aggregate: a lazy scan of the facts file (only the columns the
+        query needs are read), else the event store's facts."""
+        if self.facts_file is None:
+            return self.facts(start, end)
+        scan = scan_facts_parquet(self.facts_file).filter(
+            pl.col("service_code").is_in(self.rules.hotline_services)
+        )
+        return within(scan, start, end)  # type: ignore[arg-type]
+
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
         """The facts of the span (demand services included) as Parquet, for fast repeated work; the
         repeat flag is computed once here (under the rules' repeat_days)."""
@@ -76,7 +95,7 @@ class Analytics:
     ) -> pl.DataFrame:
         """Response, resolution, satisfaction, repeat and complaint rates, median hours to close."""
         measures.check_dimensions(by, period)
-        return measures.kpis(self.facts(start, end), self.rules, by=by, period=period, min_cell=min_cell)
+        return measures.kpis(self._source(start, end), self.rules, by=by, period=period, min_cell=min_cell)
 
     def ranking(
         self,

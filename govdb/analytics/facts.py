@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 from sqlalchemy import Engine
@@ -22,6 +23,7 @@ from govdb.standards.dates import parse_datetime
 from govdb.store.engine import store_errors
 
 LOCAL_ZONE = "Asia/Shanghai"
+FactsT = TypeVar("FactsT", pl.DataFrame, pl.LazyFrame)
 UNVERIFIED = "未核实的事件数据 unverified event data"
 UNPLACED = "未定位"
 TEXT_FIELDS = (
@@ -176,7 +178,7 @@ def read_facts(
     return within(facts_from_rows(rows, rules), start, end)
 
 
-def within(facts: pl.DataFrame, start: dt.date | None, end: dt.date | None) -> pl.DataFrame:
+def within(facts: FactsT, start: dt.date | None, end: dt.date | None) -> FactsT:
     """Tickets received from `start` to `end` (local dates, inclusive)."""
     day = pl.col("received").dt.date()
     if start is not None:
@@ -186,16 +188,21 @@ def within(facts: pl.DataFrame, start: dt.date | None, end: dt.date | None) -> p
     return facts
 
 
-def read_facts_parquet(path: str | Path) -> pl.DataFrame:
-    """Facts exported with `export_facts` (the way to aggregate a year of a large city quickly)."""
+def scan_facts_parquet(path: str | Path) -> pl.LazyFrame:
+    """Facts exported with `export_facts`, scanned lazily (a query reads only the columns it needs)."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: no such Parquet file; export facts first with export_facts")
-    facts = pl.read_parquet(path)
-    missing = sorted(set(FACT_SCHEMA) - set(facts.columns))
+    names = pl.read_parquet_schema(path)
+    missing = sorted(set(FACT_SCHEMA) - set(names))
     if missing:
         raise ConfigError(f"{path}: not a facts export, columns {missing} are missing; export it again")
-    return facts.select(*FACT_SCHEMA, *(["repeat"] if "repeat" in facts.columns else []))
+    return pl.scan_parquet(path).select(*FACT_SCHEMA, *(["repeat"] if "repeat" in names else []))
+
+
+def read_facts_parquet(path: str | Path) -> pl.DataFrame:
+    """Facts exported with `export_facts` (the way to aggregate a year of a large city quickly)."""
+    return scan_facts_parquet(path).collect()
 
 
 def export_facts(facts: pl.DataFrame, path: str | Path) -> Path:

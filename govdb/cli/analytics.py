@@ -36,6 +36,10 @@ def _day(text: str | None, flag: str) -> dt.date | None:
 
 
 def _show(fmt: Any, title: str, frame: Any) -> None:
+    if fmt == "text":  # rates to four places on a screen; scripts get them whole
+        import polars as pl
+
+        frame = frame.with_columns(pl.col(pl.Float64).round(4))
     records = frame.to_dicts()
     columns = {c: c for c in frame.columns if c != "data_status"}
     if fmt == "text":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -168,11 +169,15 @@ def read_facts(
     with store_errors(engine), engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(
-                statement,
-                params if pg else tuple(str(p) if isinstance(p, dt.datetime) else p for p in params),
-            )
-            rows = pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
+            if pg:  # COPY streams CSV: no Python object per value, about half the read's cost
+                data = io.BytesIO()
+                with cursor.copy(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                    for block in copy:
+                        data.write(block)
+                rows = pl.read_csv(data.getvalue(), has_header=False, new_columns=list(schema), schema=schema)
+            else:
+                cursor.execute(statement, tuple(str(p) if isinstance(p, dt.datetime) else p for p in params))
+                rows = pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
         finally:
             cursor.close()
     return within(facts_from_rows(rows, rules), start, end)

@@ -299,3 +299,27 @@ def test_analytics_never_touches_the_master_store() -> None:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
         tables = set(re.findall(r"\bFROM\s+\"?(\w+)", path.read_text(encoding="utf-8")))
         assert tables <= {"event"}, f"{path.name} reads {tables}"
+
+
+def test_year_over_year_and_period_over_period(rules: Rulebook) -> None:
+    """同比 and 环比 on a synthetic street: 20 tickets in 2025-03, 24 in 2026-02, 30 in 2026-03."""
+    import datetime as _dt
+
+    from govdb.analytics import measures
+    from govdb.analytics.facts import FACT_SCHEMA
+
+    def month(year: int, mon: int, n: int) -> list[dict]:
+        return [
+            {"event_id": year * 10000 + mon * 100 + i, "service_code": "hotline.12345",
+             "division_code": "440605011001", "category": "社保", "department": "人社局", "content": None,
+             "received": _dt.datetime(year, mon, 1 + i % 20, 9), "first_response": None, "closed": None,
+             "resolved": None, "satisfaction": None, "caller": None}
+            for i in range(n)
+        ]  # fmt: skip
+
+    facts = pl.DataFrame(month(2025, 3, 20) + month(2026, 2, 24) + month(2026, 3, 30), schema=FACT_SCHEMA)
+    assert rules.analytics is not None
+    out = measures.changes(facts, rules.analytics, by=["street"], period="month")
+    march = out.filter(pl.col("period") == _dt.date(2026, 3, 1)).row(0, named=True)
+    assert march["tickets_yoy"] == pytest.approx(0.5) and march["tickets_pop"] == pytest.approx(0.25)
+    assert out.filter(pl.col("period") == _dt.date(2025, 3, 1)).item(0, "tickets_yoy") is None

@@ -551,6 +551,16 @@ class GovDB:
                 "apply them first (`govdb rules apply --actor NAME@UNIT`)"
             )
 
+    # --- analytics (event store only, aggregates only) --------------------------------------------
+
+    @property
+    def analytics(self) -> Any:
+        """Hotline KPIs, surge alerts, hot words and heat maps over the event store
+        (govdb.analytics.Analytics); every output labelled unverified, small cells withheld."""
+        from govdb.analytics import Analytics
+
+        return Analytics(self.events, self.rules)
+
     # --- counts for reports ------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:

@@ -34,6 +34,11 @@ FAILURE_SCHEMA = {
     "value": pl.String,
 }
 CHUNK = 20_000
+# Columns kept in `standardized` as written (hotline tickets and hall events; govdb.analytics reads them).
+AS_WRITTEN = (
+    "ticket_no", "called_at", "category", "content", "street", "handler",
+    "first_response_at", "closed_at", "resolved", "satisfaction",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -317,7 +322,7 @@ def standardize_events(
     keep = [c for c in std.columns if c.endswith("_std") and c != "division_code_std"]
     keep += [
         c
-        for c in ("name_pinyin", "certificate_number", "disability_category", "disability_grade")
+        for c in ("name_pinyin", "certificate_number", "disability_category", "disability_grade", *AS_WRITTEN)
         if c in std.columns
     ]
     out = std.select("event_id", "_division", *keep).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "govdb.validate": 7,
     "govdb.load": 8,  # authoritative bulk loads into master
     "govdb.link": 8,
+    "govdb.analytics": 8,  # event store only (never store.master: invariant 7), aggregates only
     "govdb.verify": 9,
     "govdb.promote": 10,
     "govdb.access": 10,

@@ -25,6 +25,7 @@ from govdb.cli._common import (
     parse_mapping,
     reports_errors,
 )
+from govdb.cli.analytics import analytics_app
 from govdb.cli.audit import audit_app
 from govdb.cli.correct import as_of_command, changes_command, conflicts_app, revert_command, split_command
 from govdb.cli.files import dedupe, link, standardize
@@ -53,6 +54,7 @@ app.add_typer(load_app, name="load", rich_help_panel=SETUP)
 app.add_typer(sources_app, name="sources", rich_help_panel=SETUP)
 app.add_typer(audit_app, name="audit", rich_help_panel=GOVERNANCE)
 app.add_typer(rules_app, name="rules", rich_help_panel=GOVERNANCE)
+app.add_typer(analytics_app, name="analytics", rich_help_panel=SERVING)
 app.command(rich_help_panel=FILES)(standardize)
 app.command(rich_help_panel=FILES)(link)
 app.command(rich_help_panel=FILES)(dedupe)

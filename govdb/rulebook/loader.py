@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from govdb.errors import RuleFileError, RuleProblem
 from govdb.rulebook import registry
+from govdb.rulebook.analytics import ANALYTICS_KINDS, AnalyticsRules, CapacityRules, HotwordRules
 from govdb.rulebook.models import (
     MASTER_FIELDS,
     NODE_TAGS,
@@ -64,6 +65,10 @@ class Rulebook:
     forms: dict[str, FormRules] = field(default_factory=dict)
     programmes: dict[str, ProgrammeRules] = field(default_factory=dict)
     matching: dict[str, MatchingRules] = field(default_factory=dict)
+    # rules/analytics (optional: a rulebook without them runs everything but analytics)
+    analytics: AnalyticsRules | None = None
+    capacities: CapacityRules | None = None
+    hotwords: HotwordRules | None = None
 
     def fingerprint(self, *, governed: bool = False) -> str:
         """sha256 of the validated rules (canonical JSON), so a record names the rules it ran on.
@@ -80,6 +85,7 @@ class Rulebook:
                 "programmes": self.programmes,
                 "matching": self.matching,
             }
+            parts |= {k: v for k in ANALYTICS_KINDS if (v := getattr(self, k)) is not None}
         payload = json.dumps(plain_data(parts), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -153,10 +159,11 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
         problems.append(RuleProblem(path, "", "a rule file is a mapping with `kind` and `version`"))
         return None
     kind = data.get("kind")
-    model_type = RULE_KINDS.get(kind) if isinstance(kind, str) else None
+    kinds = {**RULE_KINDS, **ANALYTICS_KINDS}
+    model_type = kinds.get(kind) if isinstance(kind, str) else None
     if model_type is None:
         problems.append(
-            RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(RULE_KINDS)}")
+            RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(kinds)}")
         )
         return None
     try:
@@ -276,6 +283,7 @@ def _assemble(
         forms=forms,
         programmes=programmes,
         matching=matching,
+        **{k: singles[t][1] for k, t in ANALYTICS_KINDS.items() if t in singles},  # type: ignore[arg-type]
     )
 
 

@@ -1,0 +1,228 @@
+"""What the event store tells decision makers: hotline KPIs, surge alerts, hot words, heat maps.
+
+Reads the event store only, never the master store (invariant 7, held by tests/test_layers.py);
+every frame it returns is an aggregate labelled unverified event data (`data_status`), with small
+cells withheld and no personal data. `Analytics(engine, rulebook)` is the entry point (the GovDB
+facade hands one out as `db.analytics`); each method reads the facts it needs in one statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine
+
+from govdb.analytics import alerts as alerts_stage
+from govdb.analytics import hotwords as hotwords_stage
+from govdb.analytics import measures
+from govdb.analytics.facts import (
+    UNVERIFIED,
+    export_facts,
+    read_facts,
+    read_facts_parquet,
+    scan_facts_parquet,
+    within,
+)
+from govdb.errors import ConfigError
+from govdb.rulebook.analytics import AnalyticsRules, CapacityRules, HotwordRules
+from govdb.rulebook.loader import Rulebook
+
+__all__ = ["UNVERIFIED", "Analytics"]
+
+
+class Analytics:
+    """Aggregates over the event store (or over a Parquet export of its facts) under the rules."""
+
+    def __init__(
+        self, engine: Engine | None, rules: Rulebook, *, facts_file: str | Path | None = None
+    ) -> None:
+        if rules.analytics is None:
+            raise ConfigError(
+                f"the rules in {rules.root} hold no file of kind 'analytics'; add "
+                "rules/analytics/measures.yaml (see the shipped rules) to use analytics"
+            )
+        self.engine = engine
+        self.rulebook = rules
+        self.rules: AnalyticsRules = rules.analytics
+        self.capacities: CapacityRules | None = rules.capacities
+        self.hotword_rules: HotwordRules | None = rules.hotwords
+        self.facts_file = Path(facts_file) if facts_file else None
+
+    # --- facts (internal; hold a salted caller hash, so never published) -----------------------
+
+    def facts(
+        self, start: dt.date | None = None, end: dt.date | None = None, *, demand: bool = False
+    ) -> pl.DataFrame:
+        """Tickets (hotline services; with `demand`, the demand services too) received in the span."""
+        services = [*self.rules.hotline_services, *(self.rules.demand_services if demand else [])]
+        if self.facts_file is not None:
+            facts = read_facts_parquet(self.facts_file).filter(pl.col("service_code").is_in(services))
+            return within(facts, start, end)
+        if self.engine is None:
+            raise ConfigError("analytics needs an event store or a facts file")
+        return read_facts(self.engine, self.rules, start=start, end=end, services=services)
+
+    def _source(
+        self, start: dt.date | None = None, end: dt.date | None = None
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """The hotline tickets for an aggregate: a lazy scan of the facts file (only the columns the
+        query needs are read), else the event store's facts."""
+        if self.facts_file is None:
+            return self.facts(start, end)
+        scan = scan_facts_parquet(self.facts_file).filter(
+            pl.col("service_code").is_in(self.rules.hotline_services)
+        )
+        return within(scan, start, end)  # type: ignore[arg-type]
+
+    def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
+        """The facts of the span (demand services included) as Parquet, for fast repeated work; the
+        repeat flag is computed once here (under the rules' repeat_days)."""
+        return export_facts(measures.mark_repeats(self.facts(start, end, demand=True), self.rules), path)
+
+    # --- published aggregates ------------------------------------------------------------------
+
+    def kpis(
+        self,
+        *,
+        by: Sequence[str] = ("street",),
+        period: str = "month",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        min_cell: int | None = None,
+    ) -> pl.DataFrame:
+        """Response, resolution, satisfaction, repeat and complaint rates, median hours to close."""
+        measures.check_dimensions(by, period)
+        return measures.kpis(self._source(start, end), self.rules, by=by, period=period, min_cell=min_cell)
+
+    def ranking(
+        self,
+        *,
+        by: str = "street",
+        period: str = "month",
+        measure: str = "satisfaction_rate",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        min_cell: int | None = None,
+    ) -> pl.DataFrame:
+        measures.check_dimensions([by], period)
+        facts = self.facts(start, end)
+        return measures.ranking(facts, self.rules, by=by, period=period, measure=measure, min_cell=min_cell)
+
+    def changes(
+        self,
+        *,
+        by: Sequence[str] = ("street",),
+        period: str = "month",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        min_cell: int | None = None,
+    ) -> pl.DataFrame:
+        """Period-over-period (环比) and year-over-year (同比) changes; the year before `start` is read
+        too, so the first periods have their comparison."""
+        measures.check_dimensions(by, period)
+        before = start.replace(year=start.year - 1) - dt.timedelta(days=7) if start else None
+        out = measures.changes(self.facts(before, end), self.rules, by=by, period=period, min_cell=min_cell)
+        return out.filter(pl.col("period") >= start) if start else out
+
+    def quadrant(
+        self,
+        *,
+        by: str = "street",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        min_cell: int | None = None,
+    ) -> pl.DataFrame:
+        """亮点 / 难点 / 堵点 / 拐点: complaint rate against satisfaction rate per unit."""
+        measures.check_dimensions([by], "all")
+        return measures.quadrant(self.facts(start, end), self.rules, by=by, min_cell=min_cell)
+
+    def alerts(
+        self,
+        *,
+        level: str = "street",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pl.DataFrame:
+        """Capacity and history alerts in the span (the baseline weeks before `start` are read too)."""
+        if level not in ("county", "street", "village"):
+            raise ConfigError(f"alerts place at county, street or village level, not {level!r}")
+        weeks = self.rules.history.baseline_weeks + self.rules.history.guard_weeks + 1
+        before = start - dt.timedelta(weeks=weeks) if start else None
+        # a capacity is per day, week or month: the whole month holding `end` is read, so the
+        # demand of a period that ends after `end` is counted in full
+        month_end = (
+            (end.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+            if end
+            else None
+        )
+        facts = self.facts(before, month_end, demand=True)
+        out = alerts_stage.alerts(facts, self.rules, self.capacities, level=level, start=start)
+        return out.filter(pl.col("when") <= end) if end else out
+
+    def hotwords(
+        self,
+        *,
+        by: str | None = "street",
+        period: str = "week",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        baseline_periods: int = 4,
+        min_cell: int | None = None,
+    ) -> pl.DataFrame:
+        """Hot and bursting words of 诉求内容 per division and period."""
+        if self.hotword_rules is None:
+            raise ConfigError(
+                f"the rules in {self.rulebook.root} hold no file of kind 'hotwords'; add "
+                "rules/analytics/hotwords.yaml to find hot words"
+            )
+        span = {"day": 1, "week": 7, "month": 31}.get(period, 7) * (baseline_periods + 1)
+        before = start - dt.timedelta(days=span) if start else None
+        return hotwords_stage.hotwords(
+            self.facts(before, end, demand=True),
+            self.hotword_rules,
+            min_cell=min_cell if min_cell is not None else self.rules.min_cell,
+            by=by,
+            period=period,
+            baseline_periods=baseline_periods,
+            start=start,
+            end=end,
+        )
+
+    def heatmap(
+        self,
+        path: str | Path,
+        *,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        png: str | Path | None = None,
+        title: str = "12345 热线诉求热力图",
+    ) -> Path:
+        """Write the HTML page (and a PNG of it when `png` is given); returns the HTML's path."""
+        from govdb.analytics import heatmap as heatmap_stage
+
+        facts = self.facts(start, end)
+        if facts.is_empty():
+            raise ConfigError(
+                "no tickets in the span; widen --from/--to or ingest and process the hotline first"
+            )
+        first = start or facts.get_column("received").min().date()  # type: ignore[union-attr]
+        last = end or facts.get_column("received").max().date()  # type: ignore[union-attr]
+        demand = measures.kpis(facts, self.rules, by=["street"], period="week")
+        by_street = measures.quadrant(facts, self.rules, by="street")
+        page = heatmap_stage.render_html(
+            demand,
+            by_street,
+            self.alerts(start=first, end=last),
+            title=title,
+            start=first,
+            end=last,
+            min_cell=self.rules.min_cell,
+        )
+        out = Path(path)
+        out.write_text(page, encoding="utf-8")
+        if png is not None:
+            heatmap_stage.render_png(out, png)
+        return out

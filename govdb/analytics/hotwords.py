@@ -1,0 +1,162 @@
+"""Hot words of 诉求内容: jieba segmentation with the rules' user dictionary and stop words, TF-IDF
+against a baseline, and burst detection, per division and period.
+
+The tokenizer is a `jieba.Tokenizer` of our own (the global one is left alone), loaded with
+rules/analytics/hotwords.yaml. A ticket counts a word once (document frequency), so one long
+complaint cannot make a word hot. Published words are met in at least `min_cell` tickets and hold
+no digit or Latin letter (a phone, an ID or a plate number never comes out), unless the rules'
+dictionary lists them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+import polars as pl
+
+from govdb.analytics.facts import UNVERIFIED
+from govdb.analytics.measures import add_names, period_start, with_dimensions
+from govdb.errors import ConfigError
+from govdb.rulebook.analytics import HotwordRules
+
+_HAN = re.compile(r"^[\u3400-\u9fff]+$")
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(words: tuple[tuple[str, int | None, str | None], ...]) -> object:
+    import jieba
+
+    logging.getLogger("jieba").setLevel(logging.WARNING)  # jieba logs its dictionary load at DEBUG
+    tokenizer = jieba.Tokenizer()
+    for word, freq, tag in words:
+        tokenizer.add_word(word, freq, tag)
+    return tokenizer
+
+
+def tokenizer_for(rules: HotwordRules) -> object:
+    return _tokenizer(tuple((w.word, w.freq, w.tag) for w in rules.user_words))
+
+
+def segment(texts: Sequence[str], rules: HotwordRules) -> list[list[str]]:
+    """Each text's distinct words (stop words, short words and words with digits or Latin dropped)."""
+    tokenizer = tokenizer_for(rules)
+    stop = set(rules.stop_words)
+    listed = {w.word for w in rules.user_words}
+    out = []
+    for text in texts:
+        words = {
+            w
+            for w in tokenizer.lcut(text or "")  # type: ignore[attr-defined]
+            if len(w) >= rules.min_length and w not in stop and (w in listed or _HAN.match(w))
+        }
+        out.append(sorted(words))
+    return out
+
+
+def ticket_words(facts: pl.DataFrame, rules: HotwordRules) -> pl.DataFrame:
+    """(event_id, word): each ticket's distinct words; each distinct text is segmented once."""
+    texts = facts.select("content").unique().drop_nulls()
+    contents = texts.get_column("content").to_list()
+    words = pl.DataFrame(
+        {"content": contents, "word": segment(contents, rules)},
+        schema={"content": pl.String, "word": pl.List(pl.String)},
+    )
+    return (
+        facts.select("event_id", "content")
+        .join(words, on="content", how="inner")
+        .explode("word")
+        .drop_nulls("word")
+        .select("event_id", "word")
+    )
+
+
+def hotwords(
+    facts: pl.DataFrame,
+    rules: HotwordRules,
+    *,
+    min_cell: int,
+    by: str | None = "street",
+    period: str = "week",
+    baseline_periods: int = 4,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> pl.DataFrame:
+    """Words ranked per (period, division) by TF-IDF against the previous `baseline_periods` periods
+    of the same division, with a burst flag (rate up `burst_ratio`-fold and a Poisson z-score of at
+    least `burst_z`). Periods from `start` to `end` are reported; earlier ones serve as baseline."""
+    if period not in ("day", "week", "month"):
+        raise ConfigError(f"hot words need a period of day, week or month, not {period!r}")
+    if by not in (None, "county", "street", "village"):
+        raise ConfigError(f"hot words group by county, street or village, not {by!r}")
+    placed = with_dimensions(facts, [by] if by else []).with_columns(
+        period_start(pl.col("received"), period).alias("period")
+    )
+    group = [by] if by else []
+    placed = placed.select("event_id", "period", *group, "content")
+    words = ticket_words(placed, rules).join(placed.select("event_id", "period", *group), on="event_id")
+    keys = ["period", *group]
+    tickets = placed.group_by(keys).len().rename({"len": "tickets"})
+    df = words.group_by([*keys, "word"]).len().rename({"len": "df"})
+    step = {"day": "1d", "week": "1w", "month": "1mo"}[period]
+    # The baseline of each reported period: the sums over the `baseline_periods` periods before it.
+    shifted_t, shifted_w = [], []
+    for k in range(1, baseline_periods + 1):
+        move = pl.col("period").dt.offset_by(f"{k}{step[1:]}")
+        shifted_t.append(tickets.with_columns(move))
+        shifted_w.append(df.with_columns(move))
+    base_t = pl.concat(shifted_t).group_by(keys).agg(pl.col("tickets").sum().alias("base_tickets"))
+    base_w = pl.concat(shifted_w).group_by([*keys, "word"]).agg(pl.col("df").sum().alias("base_df"))
+    out = (
+        df.join(tickets, on=keys, how="left", nulls_equal=True)
+        .join(base_t, on=keys, how="left", nulls_equal=True)
+        .join(base_w, on=[*keys, "word"], how="left", nulls_equal=True)
+        .with_columns(pl.col("base_tickets").fill_null(0), pl.col("base_df").fill_null(0))
+    )
+    rate_base = (pl.col("base_df") + 0.5) / (pl.col("base_tickets") + 1.0)
+    expected = pl.col("tickets") * rate_base
+    out = out.with_columns(
+        (
+            (pl.col("df") / pl.col("tickets"))
+            * (((pl.col("base_tickets") + 1) / (pl.col("base_df") + 1)).log() + 1)
+        ).alias("score"),
+        expected.alias("expected"),
+        ((pl.col("df") / pl.col("tickets")) / rate_base).alias("ratio"),
+        ((pl.col("df") - expected) / expected.sqrt()).alias("z"),
+    ).with_columns(
+        (
+            (pl.col("ratio") >= rules.burst_ratio)
+            & (pl.col("z") >= rules.burst_z)
+            & (pl.col("base_tickets") > 0)
+        ).alias("burst")
+    )
+    if start is not None:
+        out = out.filter(
+            pl.col("period") >= period_start(pl.lit(dt.datetime.combine(start, dt.time())), period)
+        )
+    if end is not None:
+        out = out.filter(pl.col("period") <= end)
+    # Small cells: a word met in fewer than min_cell tickets is never published.
+    out = out.filter(pl.col("df") >= min_cell, pl.col("tickets") >= min_cell)
+    # rank by score; ties by more tickets, then the word (a stable order for reports)
+    out = out.sort([*keys, "score", "df", "word"], descending=[*([False] * len(keys)), True, True, False])
+    out = out.with_columns(pl.int_range(1, pl.len() + 1).over(keys).cast(pl.Int64).alias("rank"))
+    out = out.filter(pl.col("rank") <= rules.top).sort([*keys, "rank"])
+    if by:
+        out = add_names(out, [by])
+    return out.select(
+        *keys,
+        *([f"{by}_name"] if by else []),
+        "rank",
+        "word",
+        "df",
+        "tickets",
+        pl.col("score").round(4),
+        pl.col("ratio").round(2),
+        pl.col("z").round(2),
+        "burst",
+        pl.lit(UNVERIFIED).alias("data_status"),
+    )

@@ -1,0 +1,171 @@
+"""`govdb analytics`: hotline KPIs, surge alerts, hot words and the heat-map page.
+
+Every command reads the event store only, prints aggregates only (small cells withheld) and labels
+them unverified event data; `--json` gives one object a line, `--csv` a header and rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from govdb.cli import _render
+from govdb.cli._common import CsvOption, HomeOption, JsonOption, options, output_format, reports_errors
+
+analytics_app = typer.Typer(
+    no_args_is_help=True,
+    help="What the event store tells: hotline KPIs, surge alerts, hot words, heat maps (unverified data).",
+)
+LABEL = "未核实的事件数据 unverified event data: for monitoring, never for administrative decisions"
+
+FromOption = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD), received time.")]
+ToOption = Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD), inclusive.")]
+PeriodOption = Annotated[str, typer.Option("--period", help="day, week, month, year or all.")]
+
+
+def _day(text: str | None, flag: str) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date; write YYYY-MM-DD", param_hint=flag) from None
+
+
+def _show(fmt: Any, title: str, frame: Any) -> None:
+    if fmt == "text":  # rates to four places on a screen; scripts get them whole
+        import polars as pl
+
+        frame = frame.with_columns(pl.col(pl.Float64).round(4))
+    records = frame.to_dicts()
+    columns = {c: c for c in frame.columns if c != "data_status"}
+    if fmt == "text":
+        _render.line(LABEL)
+    _render.rows(fmt, title, columns, records, keys=list(frame.columns))
+
+
+@analytics_app.command("kpis")
+@reports_errors
+def kpis_command(
+    ctx: typer.Context,
+    by: Annotated[
+        str, typer.Option("--by", help="county, street, village, department, category; comma list.")
+    ] = ("street"),
+    period: PeriodOption = "month",
+    start: FromOption = None,
+    end: ToOption = None,
+    view: Annotated[
+        str,
+        typer.Option("--view", help="table, ranking, changes (环比/同比) or quadrant (亮点/难点/堵点/拐点)."),
+    ] = "table",
+    measure: Annotated[str, typer.Option("--measure", help="The measure a ranking orders by.")] = (
+        "satisfaction_rate"
+    ),
+    min_cell: Annotated[
+        int | None, typer.Option("--min-cell", min=1, help="Withhold counts below this.")
+    ] = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Response, resolution, satisfaction, repeat and complaint rates and median hours to close.
+
+    Example: govdb analytics kpis --by street --period month --from 2026-01-01 --to 2026-06-30
+    """
+    fmt = output_format(as_json, as_csv)
+    groups = [b.strip() for b in by.split(",") if b.strip()]
+    first, last = _day(start, "--from"), _day(end, "--to")
+    window = {"start": first, "end": last, "min_cell": min_cell}
+    with options(ctx, home).open() as db:
+        an = db.analytics
+        if view == "ranking":
+            frame = an.ranking(by=groups[0], period=period, measure=measure, **window)
+        elif view == "changes":
+            frame = an.changes(by=groups, period=period, **window)
+        elif view == "quadrant":
+            frame = an.quadrant(by=groups[0], **window)
+        elif view == "table":
+            frame = an.kpis(by=groups, period=period, **window)
+        else:
+            raise typer.BadParameter(f"unknown view {view!r}; use table, ranking, changes or quadrant")
+    _show(fmt, f"KPIs by {by} per {period}", frame)
+
+
+@analytics_app.command("alerts")
+@reports_errors
+def alerts_command(
+    ctx: typer.Context,
+    level: Annotated[
+        str, typer.Option("--by", help="Place alerts at county, street or village level.")
+    ] = "street",
+    start: FromOption = None,
+    end: ToOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Surges against declared capacity and against the seasonal history, with expected vs observed.
+
+    Capacities are declared in rules/analytics/capacities.yaml; the history rule is a
+    negative-binomial bound on the same weekday of the previous weeks (rules/analytics/measures.yaml).
+
+    Example: govdb analytics alerts --from 2026-04-01 --to 2026-04-30
+    """
+    fmt = output_format(as_json, as_csv)
+    with options(ctx, home).open() as db:
+        frame = db.analytics.alerts(level=level, start=_day(start, "--from"), end=_day(end, "--to"))
+    _show(fmt, "alerts", frame)
+
+
+@analytics_app.command("hotwords")
+@reports_errors
+def hotwords_command(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option("--by", help="county, street, village, or none.")] = "street",
+    period: Annotated[str, typer.Option("--period", help="day, week or month.")] = "week",
+    start: FromOption = None,
+    end: ToOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Hot and bursting words of 诉求内容 (TF-IDF against the previous periods).
+
+    Example: govdb analytics hotwords --by street --period week --from 2026-05-11 --to 2026-05-17
+    """
+    fmt = output_format(as_json, as_csv)
+    group = None if by == "none" else by
+    with options(ctx, home).open() as db:
+        frame = db.analytics.hotwords(
+            by=group, period=period, start=_day(start, "--from"), end=_day(end, "--to")
+        )
+    _show(fmt, "hot words", frame)
+
+
+@analytics_app.command("heatmap")
+@reports_errors
+def heatmap_command(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="The HTML page to write.")] = Path("govdb-heatmap.html"),
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also a PNG (rendered by a local Chromium).")
+    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """A self-contained page (opens offline): demand by street x week, KPIs by street, alert timeline.
+
+    Example: govdb analytics heatmap --out heat.html --png heat.png --from 2026-01-01 --to 2026-06-30
+    """
+    with options(ctx, home).open() as db:
+        page = db.analytics.heatmap(out, start=_day(start, "--from"), end=_day(end, "--to"), png=png)
+    result = {"html": str(page), "png": str(png) if png else None, "data_status": LABEL}
+    if as_json:
+        _render.document(result)
+    else:
+        _render.facts("heat map", {"page": page, "png": png or "-", "data": LABEL})

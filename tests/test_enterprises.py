@@ -77,16 +77,35 @@ def test_an_enterprise_from_a_hall_file_to_a_prefilled_form(db: GovDB, tmp_path:
     with Session(db.master) as ms:
         enterprise = ms.exec(select(Enterprise)).one()
         lineage = ms.exec(select(FieldHistory).where(FieldHistory.entity_kind == "enterprise")).all()
-    assert (enterprise.uscc, enterprise.name, enterprise.status) == (CODE, "佛山市南海区华强五金有限公司", "存续")
-    assert enterprise.division_code == "440605011005" and enterprise.business_scope == "五金产品批发;日用百货零售"
-    assert {r.field for r in lineage} >= {"name", "uscc", "legal_representative", "address", "phone", "status"}
+    assert (enterprise.uscc, enterprise.name, enterprise.status) == (
+        CODE,
+        "佛山市南海区华强五金有限公司",
+        "存续",
+    )
+    assert (
+        enterprise.division_code == "440605011005"
+        and enterprise.business_scope == "五金产品批发;日用百货零售"
+    )
+    assert {r.field for r in lineage} >= {
+        "name",
+        "uscc",
+        "legal_representative",
+        "address",
+        "phone",
+        "status",
+    }
     assert all(r.valid_from == dt.date(2026, 11, 2) and len(r.checks) == 2 for r in lineage)
 
     form = db.prefill("food_business_licence", uscc=CODE.lower(), actor=MARKET)
     fields = {f.name: f for f in form.fields}
     assert len(form.fields) >= 10 and form.enterprise_id == enterprise.enterprise_id
-    assert fields["enterprise_name"].value == "佛山市南海区华强五金有限公司" and fields["enterprise_name"].locked
-    assert fields["legal_representative"].verified_by == ["street:street:440605011", f"department:{MARKET.unit_id}"]
+    assert (
+        fields["enterprise_name"].value == "佛山市南海区华强五金有限公司" and fields["enterprise_name"].locked
+    )
+    assert fields["legal_representative"].verified_by == [
+        "street:street:440605011",
+        f"department:{MARKET.unit_id}",
+    ]
     assert fields["township"].value == "桂城街道" and fields["food_items"].value is None
     assert "营业执照复印件" in form.documents_waived
     by_id = db.prefill("food_business_licence", enterprise_id=enterprise.enterprise_id, actor=MARKET)
@@ -102,11 +121,14 @@ def test_an_enterprise_from_a_hall_file_to_a_prefilled_form(db: GovDB, tmp_path:
     with Session(db.master) as ms:
         from govdb.store.master import OrgUnit
 
-        ms.add(OrgUnit(unit_id="department:market_regulation:440604", name="禅城区市场监督管理局",
-                       level="department", division_code="440604", department="market_regulation"))  # fmt: skip
+        unit = "department:market_regulation:440604"
+        ms.add(OrgUnit(unit_id=unit, name="禅城区市场监督管理局", level="department",
+                       division_code="440604", department="market_regulation"))  # fmt: skip
         ms.commit()
     with pytest.raises(JurisdictionError):
-        db.prefill("food_business_licence", uscc=CODE, actor=Actor("chen", "department:market_regulation:440604"))
+        db.prefill(
+            "food_business_licence", uscc=CODE, actor=Actor("chen", "department:market_regulation:440604")
+        )
 
 
 def test_a_change_is_routed_by_the_master_division_not_the_events_claim(db: GovDB, tmp_path: Path) -> None:
@@ -133,7 +155,11 @@ def test_a_change_is_routed_by_the_master_division_not_the_events_claim(db: GovD
     assert report.proposals.proposals == 1 and report.proposals.linked == 1
     with Session(db.events) as es:
         change = es.exec(select(Proposal).where(Proposal.change == "update_enterprise")).one()
-    assert change.division_code == "440605011005" and set(change.payload) == {"phone", "address", "division_code"}
+    assert change.division_code == "440605011005" and set(change.payload) == {
+        "phone",
+        "address",
+        "division_code",
+    }
     tasks = db.tasks()
     assert [t.unit_id for t in tasks] == ["street:440605011"]
     with pytest.raises(JurisdictionError):
@@ -172,14 +198,20 @@ def test_link_one_finds_an_enterprise_by_code_or_by_name(db: GovDB, tmp_path: Pa
     assert exact.master is not None and exact.master["name"] == "佛山市南海区华强五金有限公司"
     assert exact.master["phone"] != "0757-86281234"  # the hall sees the phone masked
     by_name = db.link_one(
-        {"name": "华强五金有限责任公司", "legal_representative": "张伟", "address": "桂城街道花苑社区南海大道8号"},
+        {
+            "name": "华强五金有限责任公司",
+            "legal_representative": "张伟",
+            "address": "桂城街道花苑社区南海大道8号",
+        },
         actor=MARKET,
         purpose="enterprise_lookup",
         kind="enterprise",
     )
     assert by_name.decision == "match" and by_name.person_id == exact.person_id
     assert by_name.explanation["name"]["level"] == "same_core"
-    nobody = db.link_one({"name": "完全不同贸易有限公司"}, actor=MARKET, purpose="enterprise_lookup", kind="enterprise")
+    nobody = db.link_one(
+        {"name": "完全不同贸易有限公司"}, actor=MARKET, purpose="enterprise_lookup", kind="enterprise"
+    )
     assert nobody.decision == "new" and nobody.person_id is None and nobody.explanation == {}
     with Session(db.master) as ms:
         entries = ms.exec(select(AuditLog).where(AuditLog.action == "link_one")).all()
@@ -192,7 +224,9 @@ def test_an_enterprise_without_a_code_links_by_name_in_a_batch(db: GovDB, tmp_pa
     _register(
         db,
         tmp_path,
-        [f"Q1,{CODE},佛山市南海区华强五金有限公司,张伟,佛山市南海区桂城街道花苑社区南海大道8号,0757-86281234,五金,存续,2026-11-02"],
+        [
+            f"Q1,{CODE},佛山市南海区华强五金有限公司,张伟,佛山市南海区桂城街道花苑社区南海大道8号,0757-86281234,五金,存续,2026-11-02"
+        ],
     )
     db.process(today=TODAY)
     _decide_all(db)
@@ -201,7 +235,21 @@ def test_an_enterprise_without_a_code_links_by_name_in_a_batch(db: GovDB, tmp_pa
     _register(
         db,
         tmp_path,
-        [",".join(["H2", "", "华强五金有限公司", "张伟", "佛山市南海区桂城街道花苑社区南海大道8号", "", "五金；建材", "", "2026-11-25"])],
+        [
+            ",".join(
+                [
+                    "H2",
+                    "",
+                    "华强五金有限公司",
+                    "张伟",
+                    "佛山市南海区桂城街道花苑社区南海大道8号",
+                    "",
+                    "五金；建材",
+                    "",
+                    "2026-11-25",
+                ]
+            )
+        ],
         name="change.csv",
     )
     report = db.process(today=TODAY)

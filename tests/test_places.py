@@ -33,7 +33,9 @@ def _decide_all(db: GovDB) -> list[str]:
     return units
 
 
-def test_a_building_from_a_hall_file_is_referenced_by_people_and_enterprises(db: GovDB, tmp_path: Path) -> None:
+def test_a_building_from_a_hall_file_is_referenced_by_people_and_enterprises(
+    db: GovDB, tmp_path: Path
+) -> None:
     person_id = make_id("440605", dt.date(1985, 3, 4), 31)
     # Someone registers at the address before the building is in master: no place yet.
     _ingest(
@@ -110,7 +112,9 @@ def test_a_road_is_named_and_renamed_by_the_street_and_civil_affairs(db: GovDB, 
     assert _decide_all(db) == ["street:440605011", "department:civil_affairs:440605"]
     db.promote()
     # Renamed: found under its former name, checked by the units of its division in master.
-    _ingest(db, tmp_path / "rename.csv", header, ["R2,海八东路,海八路,440605011,2026-11-10"], "hall.road_naming")
+    _ingest(
+        db, tmp_path / "rename.csv", header, ["R2,海八东路,海八路,440605011,2026-11-10"], "hall.road_naming"
+    )
     report = db.process(today=TODAY)
     assert report.proposals.linked == 1 and report.proposals.proposals == 1
     with Session(db.events) as es:

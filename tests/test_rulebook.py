@@ -12,10 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 def test_every_rules_file_loads() -> None:
     book = load_rulebook(REPO / "rules")
     files = sorted(p.name for p in (REPO / "rules").rglob("*.yaml"))
-    assert len(files) == 9 and set(book.matching) == {"person", "enterprise"}
+    assert len(files) == 12 and set(book.matching) == {"person", "enterprise"}
+    assert set(book.survivorships) == {"person", "enterprise", "place"}
     matching = book.matching["person"]
     assert ["id_number"] in matching.blocking.rules and matching.bands.review < matching.bands.match
-    assert set(book.forms) == {"senior_transit_card", "public_rental_housing"}
+    assert set(book.forms) == {"senior_transit_card", "public_rental_housing", "food_business_licence"}
+    assert len(book.forms["food_business_licence"].fields) >= 10
     assert len(book.forms["public_rental_housing"].fields) >= 10
     assert book.programmes["senior_transit_card"].eligibility[2].params == {"years": 60}
     assert [s.level for s in book.verification.routes["new_person"].steps] == [

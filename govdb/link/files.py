@@ -19,7 +19,7 @@ from govdb.errors import InputFileError
 from govdb.link.batch import LinkOutput, link_frames
 from govdb.link.blocking import SkippedKey
 from govdb.link.clusters import DedupeOutput, dedupe_frame
-from govdb.link.features import PERSON_FIELDS
+from govdb.link.features import ENTERPRISE_FIELDS, PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.readers import detect_encoding
 from govdb.rulebook.models import MatchingRules
@@ -67,7 +67,7 @@ def _mapping_for(frame: pl.DataFrame, mapping: Mapping[str, str]) -> dict[str, s
 
 def check_mapping(mapping: Mapping[str, str], frames: dict[str, pl.DataFrame], id_columns: set[str]) -> None:
     """Every mapped column exists in some file, and maps to a standard field or an id column."""
-    allowed = set(PERSON_FIELDS) | {"division_code"} | id_columns
+    allowed = set(PERSON_FIELDS) | set(ENTERPRISE_FIELDS) | {"division_code"} | id_columns
     for column, target in mapping.items():
         if target not in allowed:
             raise InputFileError(f"--map {column}={target}: {target!r} is not one of {sorted(allowed)}")

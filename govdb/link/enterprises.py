@@ -2,11 +2,13 @@
 
 Candidates come from master through its indexes, in a few statements per batch: the same unified
 social credit code (the code as written, so a mistyped one still finds its enterprise), the same
-phone or legal representative, the name's distinctive core (华强五金 in 佛山市南海区华强五金有限公司),
-and the enterprises of the records' counties. They are then scored by the batch linker with the
-enterprise matching rules (rules/matching/enterprise.yaml): a valid code equal on both sides is a
-match, two valid codes that differ never are, and without a code the name, representative, phone
-and address weigh in. One record (`link_one` for enterprises) runs the same path on a one-row frame.
+phone or legal representative, and the name's distinctive core (华强五金 in 佛山市南海区华强五金有限公司);
+a batch also takes the enterprises of its records' counties (one read and one preparation per
+chunk), a single look-up never does (a few index reads and one scan of names). They are then
+scored by the batch linker with the enterprise matching rules (rules/matching/enterprise.yaml): a
+valid code equal on both sides is a match, two valid codes that differ never are, and without a
+code the name, representative, phone and address weigh in. One record (`link_one` for
+enterprises) runs the same path on a one-row frame.
 """
 
 from __future__ import annotations
@@ -63,15 +65,19 @@ def _values(frame: pl.DataFrame, column: str) -> list[str]:
     return sorted({v for v in frame.get_column(column).drop_nulls().to_list() if v})
 
 
-def candidate_enterprises(conn: Connection, left: pl.DataFrame) -> list[str]:
-    """Ids of the master enterprises that may be one of these prepared records (see the module)."""
+def candidate_enterprises(conn: Connection, left: pl.DataFrame, *, counties: bool = True) -> list[str]:
+    """Ids of the master enterprises that may be one of these prepared records (see the module);
+    `counties` adds every enterprise of the records' counties."""
     found: set[str] = set()
     searches = [
         (ENTERPRISE.c.uscc, _values(left, "uscc_text") + _values(left, "uscc")),
         (ENTERPRISE.c.phone, _values(left, "phone")),
         (ENTERPRISE.c.legal_representative, _values(left, "rep_name")),
-        (func.substr(ENTERPRISE.c.division_code, 1, 6, type_=String), _values(left, "county_code")),
     ]
+    if counties:
+        searches.append(
+            (func.substr(ENTERPRISE.c.division_code, 1, 6, type_=String), _values(left, "county_code"))
+        )
     for column, values in searches:
         for chunk in id_chunks(conn, values):
             found.update(
@@ -132,7 +138,7 @@ def link_enterprises(
         records, id_column=id_column, today=today, address_hint=address_hint, source="record"
     )
     with master.connect() as conn:
-        ids = candidate_enterprises(conn, left)
+        ids = candidate_enterprises(conn, left, counties=left.height > 1)
         rows = read_enterprises(conn, ids)
         total = int(conn.execute(select(func.count()).select_from(ENTERPRISE)).scalar_one())
     if rows.height == 0:

@@ -567,7 +567,8 @@ class GovDB:
 
         out: dict[str, int] = {}
         for engine, tables in (
-            (self.master, (ma.Person, ma.Credential, ma.FieldHistory, ma.Conflict, ma.Issuance, ma.AuditLog)),
+            (self.master, (ma.Person, ma.Enterprise, ma.Place, ma.Credential, ma.FieldHistory, ma.Conflict)),
+            (self.master, (ma.Issuance, ma.AuditLog)),
             (self.events, (ev.Event, ev.Quarantine, ev.Proposal, ev.Task)),
         ):
             with engine.connect() as conn:

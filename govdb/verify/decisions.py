@@ -208,7 +208,7 @@ def _amendment_problem(values: Mapping[str, Any], payload: Mapping[str, Any]) ->
             limit = f"at most {OTHER_LENGTH} characters"
             return f"attribute value(s) {sorted(map(str, bad))} must be non-empty text of {limit}"
         return None
-    fixed = sorted(set(values) & {"id_number", "division_code"})
+    fixed = sorted(set(values) & {"id_number", "uscc", "division_code"})
     if fixed:
         return (
             f"{fixed} cannot be amended: they decide who the record is and who checks it; "

@@ -272,23 +272,20 @@ def propose_events(
         pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
         # Enterprise and place events take their own path (govdb.verify.entity_proposals).
         entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
+        pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
+        if not pending and not entities:
+            continue
+        if pending:
+            report.events += len(pending)
+            fresh = [e for e in pending if e["event_id"] not in settled]
+            results = list(settled.values())
+            if fresh:
+                results += link_against_master(
+                    master, _records(fresh), rules.matching["person"], model, address_hint=address_hint
+                )
+            _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
         if entities:
             plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
-            pending = [e for e in pending if not is_entity_event(rules, e) or e["event_id"] in settled]
-        if not pending:
-            if entities:
-                report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
-                report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
-                _write(events, work)
-            continue
-        report.events += len(pending)
-        fresh = [e for e in pending if e["event_id"] not in settled]
-        results = list(settled.values())
-        if fresh:
-            results += link_against_master(
-                master, _records(fresh), rules.matching["person"], model, address_hint=address_hint
-            )
-        _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
         report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
         report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
         _write(events, work)

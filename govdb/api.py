@@ -39,6 +39,7 @@ from govdb.correct.conflicts import ConflictView
 from govdb.errors import GovdbError, RulesChangedError, StateError
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import asof as asof_stage
+from govdb.serve import enterprise as serve_enterprise
 from govdb.serve import issuance as issuance_stage
 from govdb.serve import lookup as serve_lookup
 from govdb.serve import profile as profile_stage
@@ -247,14 +248,29 @@ class GovDB:
         return out.model
 
     def link_one(
-        self, record: dict[str, Any], *, actor: Actor, purpose: str, today: dt.date | None = None
+        self,
+        record: dict[str, Any],
+        *,
+        actor: Actor,
+        purpose: str,
+        today: dt.date | None = None,
+        kind: str = "person",
     ) -> link_stage.LinkResult:
         """Link one record (standard fields as written) against master, through the indexed
         blocking keys, with the same model and rules as batch runs.
 
         A read of personal data: `actor`'s department must be granted `purpose`; the matched
         person's fields come back as its policy shows them (none outside its county), and the
-        look-up is audited, also when it finds nobody or is refused."""
+        look-up is audited, also when it finds nobody or is refused. `kind="enterprise"` links an
+        enterprise record (name, uscc, legal_representative, phone, address) the same way; the
+        result's `person_id` is then the enterprise id."""
+        if kind == "enterprise":
+            return serve_enterprise.link_one_enterprise_read(
+                self.master, self.audit, record, actor=actor, purpose=purpose, today=today,
+                address_hint=self.served_county(),
+            )  # fmt: skip
+        if kind != "person":
+            raise StateError(f"link_one links a 'person' or an 'enterprise', not {kind!r}")
         return serve_lookup.link_one(
             self.master,
             self.audit,
@@ -379,9 +395,23 @@ class GovDB:
         return report
 
     def prefill(
-        self, form: str, *, id_number: str, actor: Actor, today: dt.date | None = None
-    ) -> PrefillResult:
-        """Fill `form` from master for the person with `id_number`, as `actor` may see it (audited)."""
+        self,
+        form: str,
+        *,
+        id_number: str | None = None,
+        actor: Actor,
+        today: dt.date | None = None,
+        uscc: str | None = None,
+        enterprise_id: str | None = None,
+    ) -> PrefillResult | serve_enterprise.EnterprisePrefill:
+        """Fill `form` from master for the person with `id_number`, or for an enterprise form the
+        enterprise with `uscc` or `enterprise_id`, as `actor` may see it (audited)."""
+        if uscc is not None or enterprise_id is not None:
+            return serve_enterprise.prefill_enterprise_form(
+                self.master, self.audit, form, actor=actor, enterprise_id=enterprise_id, uscc=uscc
+            )
+        if id_number is None:
+            raise StateError("prefill needs the person's id_number, or an enterprise's uscc or enterprise_id")
         return prefill_form(self.master, self.audit, form, id_number=id_number, actor=actor, today=today)
 
     def profile(
@@ -570,7 +600,8 @@ class GovDB:
 
         out: dict[str, int] = {}
         for engine, tables in (
-            (self.master, (ma.Person, ma.Credential, ma.FieldHistory, ma.Conflict, ma.Issuance, ma.AuditLog)),
+            (self.master, (ma.Person, ma.Enterprise, ma.Place, ma.Credential, ma.FieldHistory, ma.Conflict)),
+            (self.master, (ma.Issuance, ma.AuditLog)),
             (self.events, (ev.Event, ev.Quarantine, ev.Proposal, ev.Task)),
         ):
             with engine.connect() as conn:

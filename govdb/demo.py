@@ -25,8 +25,10 @@ from govdb.errors import JurisdictionError
 from govdb.ingest import IngestReport
 from govdb.promote import PromoteReport
 from govdb.serve import PrefillResult, ProgrammeRun
+from govdb.serve.enterprise import EnterprisePrefill
 from govdb.standards.divisions import subtree
 from govdb.standards.ids import make_id
+from govdb.standards.uscc import make_uscc
 from govdb.verify import Actor
 
 COUNTY = "440605"
@@ -67,6 +69,7 @@ class DemoReport:
     second_run: ProgrammeRun
     counts: dict[str, int] = field(default_factory=dict)
     audit: AuditVerification | None = None
+    enterprise_prefill: EnterprisePrefill | None = None  # 食品经营许可 for a registered enterprise
 
 
 def _name(rng: random.Random) -> str:
@@ -198,6 +201,39 @@ def make_hall_events(people: pl.DataFrame, path: Path, *, seed: int, today: dt.d
     write_csv(path, HALL_HEADER, rows, "gbk", extra=unreadable)
 
 
+ENTERPRISE_HEADER = [
+    "登记编号",
+    "统一社会信用代码",
+    "企业名称",
+    "法定代表人",
+    "住所",
+    "联系电话",
+    "经营范围",
+    "登记状态",
+    "登记日期",
+]
+TRADES = [("五金", "五金产品批发"), ("餐饮", "餐饮服务"), ("纺织", "针纺织品销售"), ("物流", "道路货物运输")]
+
+
+def make_enterprises(people: pl.DataFrame, path: Path, *, seed: int, today: dt.date) -> list[str]:
+    """Registrations from market regulation's own system (UTF-8): a few enterprises of the district
+    with register residents as legal representatives; returns their credit codes."""
+    rng = random.Random(seed + 3)
+    reps = people.sample(n=min(4, people.height), seed=seed + 3)
+    rows, codes = [], []
+    for i, p in enumerate(reps.iter_rows(named=True)):
+        trade, scope = TRADES[i % len(TRADES)]
+        code = make_uscc(COUNTY, rng.randrange(10**7, 10**8))
+        codes.append(code)
+        name = f"佛山市南海区{p['name'][0]}{rng.choice('华兴盛达隆')}{trade}有限公司"
+        address = f"南海区桂城街道{rng.choice(ROADS)}{rng.randrange(1, 99)}号"
+        rows.append(
+            [f"DJ{i:04d}", code, name, p["name"], address, _phone(rng), scope, "存续", f"{today:%Y-%m-%d}"]
+        )
+    write_csv(path, ENTERPRISE_HEADER, rows, "utf-8")
+    return codes
+
+
 def make_disability_records(people: pl.DataFrame, path: Path, *, seed: int, today: dt.date) -> None:
     """Certificates from the federation's own system (UTF-8 with BOM), mostly for older people."""
     rng = random.Random(seed + 2)
@@ -267,6 +303,19 @@ def run_demo_on(
             channel="system",
         ),
     ]
+    enterprises = folder / "amr_registrations.csv"
+    codes = make_enterprises(register, enterprises, seed=seed, today=today)
+    ingests.append(
+        db.ingest(
+            enterprises,
+            source="amr_registration_system",
+            source_token=db.register_source("amr_registration_system"),
+            key_column="登记编号",
+            occurred_at_column="登记日期",
+            service_code="hall.enterprise_registration",
+            channel="system",
+        )
+    )
     reingest = db.ingest(hall, **hall_options)
     process = db.process(today=today)
     refused = _refused_attempt(db)
@@ -282,6 +331,11 @@ def run_demo_on(
     transport = Actor("transport.programmes", f"department:transport:{COUNTY}")
     first = db.run_programme("senior_transit_card", as_of=today, actor=transport)
     second = db.run_programme("senior_transit_card", as_of=today, actor=transport)
+    enterprise_prefill = db.prefill(
+        "food_business_licence",
+        uscc=codes[0],
+        actor=Actor("market.clerk", f"department:market_regulation:{COUNTY}"),
+    )
     return DemoReport(
         folder,
         district,
@@ -299,6 +353,7 @@ def run_demo_on(
         second,
         db.counts(),
         db.verify_audit(),
+        enterprise_prefill,  # type: ignore[arg-type]
     )
 
 

@@ -320,9 +320,21 @@ def standardize_events(
     # The record's place: the division code column, else the code parsed from the address.
     std = std.with_columns(record_place(std).alias("_division"))
     keep = [c for c in std.columns if c.endswith("_std") and c != "division_code_std"]
+    # Columns the aliases name beyond the standard ones (certificate numbers, enterprise and place
+    # fields, hotline tickets) are kept as written.
+    extra = [c for c in rules.columns.aliases if c not in STANDARD_COLUMNS]
     keep += [
         c
-        for c in ("name_pinyin", "certificate_number", "disability_category", "disability_grade", *AS_WRITTEN)
+        for c in dict.fromkeys(
+            (
+                "name_pinyin",
+                "certificate_number",
+                "disability_category",
+                "disability_grade",
+                *AS_WRITTEN,
+                *extra,
+            )
+        )
         if c in std.columns
     ]
     out = std.select("event_id", "_division", *keep).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))

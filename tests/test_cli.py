@@ -229,17 +229,17 @@ def test_process_retries_invalid_events(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     assert run("--home", home, "init", "--district", "440605").exit_code == 0
     data = tmp_path / "hall.csv"
-    data.write_bytes("编号,姓名,身份证号,住所\nA1,张伟,11010519491231002X,桂城街道花苑社区3栋\n".encode())
+    data.write_bytes("编号,姓名,身份证号,居所\nA1,张伟,11010519491231002X,桂城街道花苑社区3栋\n".encode())
     service = "hall.resident_registration"
     args = ["ingest", str(data), "--source", "hall", "--key", "编号", "--service", service]
     assert run("--home", home, *args).exit_code == 0
-    result = run("--home", home, "process")  # 住所 is no address header in the shipped rules
+    result = run("--home", home, "process")  # 居所 is no address header in the shipped rules
     assert result.exit_code == 0 and re.search(r"events with errors\t1", result.stdout)
     rules = tmp_path / "rules"
     shutil.copytree(Path(__file__).resolve().parents[1] / "rules", rules)
     columns = rules / "standards" / "columns.yaml"
     columns.write_text(
-        columns.read_text(encoding="utf-8").replace("address: [", "address: [住所, "), encoding="utf-8"
+        columns.read_text(encoding="utf-8").replace("address: [", "address: [居所, "), encoding="utf-8"
     )
     result = run("--home", home, "--rules", str(rules), "process", "--retry", "invalid")
     assert result.exit_code == 0, result.output

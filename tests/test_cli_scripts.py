@@ -137,6 +137,15 @@ def test_every_reporting_and_listing_command_speaks_json(demo: tuple[Path, dict[
     fields = csv_rows(*h, "prefill", "senior_transit_card", "--person", person, "--actor", TRANSPORT)
     assert {f["name"]: f["value"] for f in fields}["id_number"] == person
 
+    with sqlite3.connect(home / "govdb.master.sqlite") as conn:
+        (uscc, enterprise_id) = conn.execute("SELECT uscc, enterprise_id FROM enterprise LIMIT 1").fetchone()
+    market = "zhou@department:market_regulation:440605"
+    licence = document(*h, "prefill", "food_business_licence", "--uscc", uscc, "--actor", market)
+    assert licence["enterprise_id"] == enterprise_id and len(licence["fields"]) >= 10
+    assert {f["name"]: f["value"] for f in licence["fields"]}["uscc"] == uscc
+    rows = csv_rows(*h, "prefill", "food_business_licence", "--enterprise", enterprise_id, "--actor", market)
+    assert {f["name"]: f["value"] for f in rows}["uscc"] == uscc
+
     programme = ("programme", "run", "senior_transit_card", "--as-of", "2030-01-01", "--dry-run")
     run_ = document(*h, *programme, "--actor", TRANSPORT)
     assert run_["eligible"] >= len(run_["selected"]) > 0 and run_["as_of"] == "2030-01-01"

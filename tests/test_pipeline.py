@@ -355,7 +355,7 @@ def test_invalid_events_are_valid_after_the_rules_are_fixed_and_a_retry(db: GovD
             "受理编号": ["R1", "R2"],
             "姓名": ["陈新来", "王五"],
             "身份证号": [make_id("440106", TODAY.replace(year=y), 21) for y in (1990, 1985)],
-            "住所": ["桂城街道花苑社区3栋", "火星基地1号"],  # a header the rules do not know yet
+            "居所": ["桂城街道花苑社区3栋", "火星基地1号"],  # a header the rules do not know yet
         }
     )
     db.ingest_frame(window, source="hall", key_column="受理编号", service_code="hall.resident_registration")
@@ -368,7 +368,7 @@ def test_invalid_events_are_valid_after_the_rules_are_fixed_and_a_retry(db: GovD
     fixed = GovDB.open(
         master_url=db.config.master_url,
         events_url=db.config.events_url,
-        rules=load_rulebook(_rules_with_alias(tmp_path, "address", "住所")),
+        rules=load_rulebook(_rules_with_alias(tmp_path, "address", "居所")),
     )
     try:
         report = fixed.process(today=TODAY, retry="invalid")

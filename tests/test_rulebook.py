@@ -13,9 +13,11 @@ def test_every_rules_file_loads() -> None:
     book = load_rulebook(REPO / "rules")
     files = sorted(p.name for p in (REPO / "rules").rglob("*.yaml"))
     assert len(files) == 13 and set(book.matching) == {"person", "enterprise"}
+    assert set(book.survivorships) == {"person", "enterprise", "place"}
     matching = book.matching["person"]
     assert ["id_number"] in matching.blocking.rules and matching.bands.review < matching.bands.match
-    assert set(book.forms) == {"senior_transit_card", "public_rental_housing"}
+    assert set(book.forms) == {"senior_transit_card", "public_rental_housing", "food_business_licence"}
+    assert len(book.forms["food_business_licence"].fields) >= 10
     assert len(book.forms["public_rental_housing"].fields) >= 10
     assert book.programmes["senior_transit_card"].eligibility[2].params == {"years": 60}
     assert set(book.programmes) == {p.stem for p in (REPO / "rules" / "programmes").glob("*.yaml")}
@@ -131,3 +133,38 @@ def test_matching_rules_name_only_keys_and_fields_their_entity_has(tmp_path: Pat
         load_rulebook(rules)
     text = str(info.value)
     assert "enterprise.yaml" in text and "enterprise records have no fields ['gender']" in text
+
+
+def test_enterprise_and_place_rules_are_checked(tmp_path: Path) -> None:
+    """Survivorship per entity once, a place service names its kind, enterprise fields exist."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    (rules / "survivorship" / "enterprise2.yaml").write_text(
+        (rules / "survivorship" / "enterprise.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    routes = rules / "verification" / "routes.yaml"
+    routes.write_text(
+        routes.read_text(encoding="utf-8").replace("    place_kind: road\n", ""), encoding="utf-8"
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_rulebook(rules)
+    text = str(info.value)
+    assert "enterprise2.yaml: entity" in text and "survivorship of 'enterprise' is defined twice" in text
+    assert "services.hall.road_naming" in text and "place_kind" in text
+    # References across files are checked once every file loads.
+    shutil.rmtree(rules)
+    shutil.copytree(REPO / "rules", rules)
+    access = rules / "access" / "departments.yaml"
+    access.write_text(
+        access.read_text(encoding="utf-8").replace("enterprise.business_scope,", "enterprise.turnover,"),
+        encoding="utf-8",
+    )
+    form = rules / "forms" / "food_business_licence.yaml"
+    form.write_text(
+        form.read_text(encoding="utf-8").replace("enterprise.status}", "enterprise.rating}"), encoding="utf-8"
+    )
+    with pytest.raises(RuleFileError) as info:
+        load_rulebook(rules)
+    text = str(info.value)
+    assert "unknown master field 'enterprise.turnover'" in text
+    assert "unknown source 'enterprise.rating'" in text

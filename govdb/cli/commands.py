@@ -316,8 +316,14 @@ def promote(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = 
 def prefill(
     ctx: typer.Context,
     form: Annotated[str, typer.Argument(help="Form code, e.g. senior_transit_card.")],
-    person: Annotated[str, typer.Option(help="The applicant's resident ID number.")],
     actor: Annotated[str, typer.Option(help="ACTOR@UNIT of the department filling the form.")],
+    person: Annotated[str | None, typer.Option(help="The applicant's resident ID number.")] = None,
+    uscc: Annotated[
+        str | None, typer.Option(help="An enterprise form: the enterprise's unified social credit code.")
+    ] = None,
+    enterprise: Annotated[
+        str | None, typer.Option(help="An enterprise form: the master enterprise id.")
+    ] = None,
     as_json: JsonOption = False,
     as_csv: Annotated[
         bool, typer.Option("--csv", help="Print the form's fields as CSV.", rich_help_panel="Output")
@@ -327,12 +333,12 @@ def prefill(
     """Fill FORM from master data only, each field with its source and verification (audited).
 
     Example: govdb prefill senior_transit_card --person 440605196001011234
-    --actor wang@department:transport:440605
+    --actor wang@department:transport:440605; an enterprise form takes --uscc CODE or --enterprise ID.
     """
     fmt = output_format(as_json, as_csv)
     who = parse_actor(actor)
     with options(ctx, home).open() as db:
-        result = db.prefill(form, id_number=person, actor=who)
+        result = db.prefill(form, id_number=person, uscc=uscc, enterprise_id=enterprise, actor=who)
     if fmt == "json":
         _render.document(result)
     elif fmt == "csv":
@@ -344,7 +350,7 @@ def prefill(
 
 def render_prefill(result: Any) -> None:
     _render.table(
-        f"{result.title} ({result.form}) for {result.person_id}",
+        f"{result.title} ({result.form}) for {getattr(result, 'person_id', None) or result.enterprise_id}",
         ["field", "value", "source", "verified by", "date", "locked"],
         [
             (
@@ -378,6 +384,7 @@ def _demo_document(r: Any) -> dict[str, Any]:
         "refused": r.refused,
         "promote": _promote_document(r.promote),
         "prefill": r.prefill,
+        "enterprise_prefill": r.enterprise_prefill,
         "first_run": r.first_run,
         "second_run": r.second_run,
         "counts": r.counts,
@@ -465,11 +472,14 @@ def demo(
             "people created": r.promote.people_created,
             "fields updated": r.promote.fields_updated,
             "credentials": r.promote.credentials,
+            "enterprises created": r.promote.enterprises_created,
             "conflicts": r.promote.conflicts,
         },
     )
     _render.line("6. prefill")
     render_prefill(r.prefill)
+    if r.enterprise_prefill is not None:
+        render_prefill(r.enterprise_prefill)
     _render.line("7. proactive programme, first run")
     render_programme(r.first_run, limit=5)
     _render.line("8. proactive programme, second run (issues nothing twice)")

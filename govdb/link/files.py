@@ -19,7 +19,7 @@ from govdb.errors import InputFileError
 from govdb.link.batch import LinkOutput, link_frames
 from govdb.link.blocking import SkippedKey
 from govdb.link.clusters import DedupeOutput, dedupe_frame
-from govdb.link.features import PERSON_FIELDS
+from govdb.link.features import ENTERPRISE_FIELDS, PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.readers.columns import check_mapping as check_targets
 from govdb.readers.columns import read_table
@@ -62,7 +62,7 @@ def write_records(frame: pl.DataFrame, path: Path) -> None:
 
 def check_mapping(mapping: Mapping[str, str], headers: dict[str, list[str]], id_columns: set[str]) -> None:
     """Every mapped column exists in some file, and maps to a standard field or an id column."""
-    allowed = set(PERSON_FIELDS) | {"division_code"} | id_columns
+    allowed = set(PERSON_FIELDS) | set(ENTERPRISE_FIELDS) | {"division_code"} | id_columns
     check_targets(mapping, allowed)
     for column, target in mapping.items():
         if not any(column in header for header in headers.values()):

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from govdb.base.clock import LOCAL_ZONE, utcnow
 from govdb.link.online import refresh_link_keys
+from govdb.promote.entities import attach_places
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
@@ -239,4 +240,16 @@ def _promote_chunk(
             report.promoted += 1
             report.promoted_ids.append(proposal["proposal_id"])
         work.write(conn)
+        # People and enterprises reference the master building at their address (set-based).
+        buildings = [
+            work.entities["place"][i]["address"]
+            for i in (*work.new_entities["place"], *work.changed_entities["place"])
+            if work.entities["place"][i]["kind"] == "building"
+        ]
+        report.places_referenced += attach_places(
+            conn,
+            [*work.new_people, *work.changed_people],
+            [*work.new_entities["enterprise"], *work.changed_entities["enterprise"]],
+            buildings,
+        )
     report.person_ids += list(dict.fromkeys(touched))

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from govdb.base.clock import utcnow
 from govdb.errors import StateError
+from govdb.promote.entities import EntityWork
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.feed import change_rows, record_changes
@@ -39,6 +40,9 @@ class PromoteReport:
     fields_updated: int = 0
     past_values: int = 0  # changes dated before the value master holds: kept as history
     credentials: int = 0
+    enterprises_created: int = 0
+    places_created: int = 0
+    places_referenced: int = 0  # people and enterprises whose place_id was (re)set
     conflicts: int = 0
     completed_after_crash: int = 0
     keys_refreshed: int = 0  # people whose blocking keys were rewritten
@@ -73,8 +77,8 @@ class _Current:
     row: dict[str, Any] | None = None
 
 
-class Chunk:
-    """One chunk's reads of master and the writes it works out."""
+class Chunk(EntityWork):
+    """One chunk's reads of master and the writes it works out (enterprises and places: EntityWork)."""
 
     def __init__(self, rules: Rulebook, report: PromoteReport, fingerprint: str | None = None) -> None:
         self.rules, self.report = rules, report
@@ -93,6 +97,7 @@ class Chunk:
         self.conflicts: list[dict[str, Any]] = []
         self.promotions: list[dict[str, Any]] = []
         self.now = utcnow()
+        self._init_entities()
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -144,6 +149,7 @@ class Chunk:
                 )
                 for r in rows:
                     self.current[(kind, r.entity_id, r.field)] = _Current(r.source, r.valid_from, r.id)
+        self._read_entities(conn, proposals)
 
     def _person_row(self, row: dict[str, Any]) -> None:
         self.people[row["person_id"]] = row
@@ -244,6 +250,8 @@ class Chunk:
     def apply(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
         if proposal["entity_kind"] == "credential":
             return self._credential(proposal, valid_from, checks)
+        if proposal["entity_kind"] in ("enterprise", "place"):
+            return self._entity(proposal, valid_from, checks)
         return self._person(proposal, valid_from, checks)
 
     def _person(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
@@ -349,6 +357,7 @@ class Chunk:
         )
 
     def write(self, conn: Connection) -> None:
+        self._write_entities(conn)
         if self.new_people:
             conn.execute(
                 insert(PERSON),

@@ -69,6 +69,15 @@ class Rulebook:
     analytics: AnalyticsRules | None = None
     capacities: CapacityRules | None = None
     hotwords: HotwordRules | None = None
+    # Survivorship of every entity kind (person, enterprise, place); `survivorship` is the person's.
+    survivorships: dict[str, SurvivorshipRules] = field(default_factory=dict)
+
+    def survivorship_of(self, entity: str) -> SurvivorshipRules:
+        """The survivorship rules of an entity kind; the person's trust nobody but the default."""
+        found = self.survivorships.get(entity)
+        if found is None:
+            return SurvivorshipRules(kind="survivorship", version=1, entity=entity, fields={})  # type: ignore[arg-type]
+        return found
 
     def fingerprint(self, *, governed: bool = False) -> str:
         """sha256 of the validated rules (canonical JSON), so a record names the rules it ran on.
@@ -81,6 +90,7 @@ class Rulebook:
             parts |= {
                 "columns": self.columns,
                 "survivorship": self.survivorship,
+                **{f"survivorship.{k}": v for k, v in sorted(self.survivorships.items()) if k != "person"},
                 "forms": self.forms,
                 "programmes": self.programmes,
                 "matching": self.matching,
@@ -237,7 +247,19 @@ def _assemble(
     forms: dict[str, FormRules] = {}
     programmes: dict[str, ProgrammeRules] = {}
     matching: dict[str, MatchingRules] = {}
+    survivorships: dict[str, tuple[Path, SurvivorshipRules]] = {}
     for path, model in loaded:
+        if isinstance(model, SurvivorshipRules):
+            if model.entity in survivorships:
+                first = survivorships[model.entity][0]
+                problems.append(
+                    RuleProblem(
+                        path, "entity", f"survivorship of {model.entity!r} is defined twice; see {first}"
+                    )
+                )
+            survivorships[model.entity] = (path, model)
+            if model.entity != "person":
+                continue
         if isinstance(model, FormRules):
             if model.code in forms:
                 problems.append(RuleProblem(path, "code", f"form code {model.code!r} is defined twice"))
@@ -284,6 +306,7 @@ def _assemble(
         programmes=programmes,
         matching=matching,
         **{k: singles[t][1] for k, t in ANALYTICS_KINDS.items() if t in singles},  # type: ignore[arg-type]
+        survivorships={k: v for k, (_, v) in survivorships.items()},
     )
 
 
@@ -341,18 +364,18 @@ def _cross_check(
             problems.append(RuleProblem(apath, f"departments.{dept}", f"unknown department {dept!r}"))
     for dept, policy in access.departments.items():
         for i, fld in enumerate(policy.fields):
-            if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
+            if not _access_field(fld):
                 problems.append(
                     RuleProblem(apath, f"departments.{dept}.fields.{i}", f"unknown master field {fld!r}")
                 )
         for fld in policy.masked:
-            if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
+            if not _access_field(fld):
                 problems.append(
                     RuleProblem(apath, f"departments.{dept}.masked.{fld}", f"unknown master field {fld!r}")
                 )
     for source_field, derived in access.derived.items():
         for i, fld in enumerate([source_field, *derived]):
-            if fld not in MASTER_FIELDS["person"] and not fld.startswith("credential."):
+            if not _access_field(fld):
                 where = f"derived.{source_field}" + (f".{i - 1}" if i else "")
                 problems.append(RuleProblem(apath, where, f"unknown master field {fld!r}"))
     for form in forms.values():
@@ -368,7 +391,8 @@ def _cross_check(
                     RuleProblem(
                         path,
                         f"fields.{i}.source",
-                        f"unknown source {fld.source!r}; use person.<field> or credential.<kind>.<field>",
+                        f"unknown source {fld.source!r}; use person.<field>, credential.<kind>.<field> "
+                        "or enterprise.<field>",
                     )
                 )
         for i, doc in enumerate(form.documents):
@@ -386,8 +410,18 @@ def _cross_check(
             )
 
 
+def _access_field(name: str) -> bool:
+    """A field access rules may name: a person field, credential.<kind>[.<field>], or
+    enterprise.<field>."""
+    if name.startswith("enterprise."):
+        return name.split(".", 1)[1] in MASTER_FIELDS["enterprise"]
+    return name in MASTER_FIELDS["person"] or name.startswith("credential.")
+
+
 def _valid_source(source: str) -> bool:
     parts = source.split(".")
+    if parts[0] == "enterprise":
+        return len(parts) == 2 and parts[1] in MASTER_FIELDS["enterprise"]
     if parts[0] == "person":
         return len(parts) == 2 and parts[1] in MASTER_FIELDS["person"]
     if parts[0] == "credential":

@@ -22,6 +22,21 @@ MASTER_FIELDS = {
         "township",
         "county",
     ),
+    "enterprise": (
+        "enterprise_id",
+        "uscc",
+        "name",
+        "legal_representative",
+        "address",
+        "phone",
+        "business_scope",
+        "status",
+        "division_code",
+        "place_id",
+        "village",
+        "township",
+        "county",
+    ),
 }
 
 
@@ -88,15 +103,18 @@ class Service(Strict):
 
     A person service proposes a new person (`route`) or, when the person is already in master,
     an update of the fields that differ (`update_route`); a credential service proposes a card or
-    certificate of `credential_kind` for a master person.
+    certificate of `credential_kind` for a master person. An enterprise service does the same for
+    an enterprise keyed by its unified social credit code, a place service for a place of
+    `place_kind` (a building at an address, a named road).
     """
 
     title: str
-    change: Literal["person", "credential"]
+    change: Literal["person", "credential", "enterprise", "place"]
     route: str
     update_route: str | None = None
     credential_kind: str | None = None
     credential_number: str | None = None
+    place_kind: Literal["building", "road"] | None = None
     attributes: list[str] = []
     required: list[str] = []
 
@@ -104,6 +122,8 @@ class Service(Strict):
     def _credential_names_its_kind(self) -> Service:
         if self.change == "credential" and not (self.credential_kind and self.credential_number):
             raise ValueError("a credential service names credential_kind and credential_number (its column)")
+        if (self.change == "place") != (self.place_kind is not None):
+            raise ValueError("a place service, and only a place service, names place_kind (building or road)")
         return self
 
 
@@ -268,7 +288,7 @@ class FieldTrust(Strict):
 
 class SurvivorshipRules(RuleFile):
     kind: Literal["survivorship"]
-    entity: Literal["person"]
+    entity: Literal["person", "enterprise", "place"]
     default_trust: int = 1
     fields: dict[str, FieldTrust]
 

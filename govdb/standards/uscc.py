@@ -57,3 +57,15 @@ def standardize_uscc(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
             ]
         ).alias(f"{column}_issues"),
     ).drop(norm, check, org)
+
+
+def make_uscc(region: str, sequence: int) -> str:
+    """A valid code of an enterprise (91) registered in `region` (6 digits), for synthetic data:
+    organisation code from `sequence`, both check characters right."""
+    org = f"{sequence % 10**8:08d}"
+    org_total = sum(ORG_VALUES[c] * w for c, w in zip(org, ORG_WEIGHTS, strict=True))
+    org_check = (11 - org_total % 11) % 11
+    body = "91" + region + org + ("X" if org_check == 10 else str(org_check))
+    values = {c: i for i, c in enumerate(ALPHABET)}
+    total = sum(values[c] * w for c, w in zip(body, WEIGHTS, strict=True))
+    return body + ALPHABET[(31 - total % 31) % 31]

@@ -36,6 +36,8 @@ class Person(MasterModel, table=True):
     address: str | None = Field(default=None, max_length=256)
     division_code: str | None = Field(default=None, index=True, max_length=12)
     death_date: dt.date | None = None
+    # The master place (building) at the person's standardized address, set at promotion.
+    place_id: str | None = Field(default=None, index=True, max_length=32)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -74,18 +76,26 @@ class Enterprise(MasterModel, table=True):
     legal_representative: str | None = Field(default=None, max_length=64)
     address: str | None = Field(default=None, max_length=256)
     division_code: str | None = Field(default=None, index=True, max_length=12)
+    phone: str | None = Field(default=None, max_length=32)
+    business_scope: str | None = Field(default=None, max_length=2000)
+    status: str | None = Field(default=None, max_length=32)  # 登记状态: 存续, 在业, 注销, 吊销 ...
+    place_id: str | None = Field(default=None, index=True, max_length=32)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class Place(MasterModel, table=True):
-    """A place (空间地理): a building, dwelling or plot, placed in a division."""
+    """A place (空间地理): a building at a standardized address, or a named road, in a division."""
 
     place_id: str = Field(primary_key=True, max_length=32)
-    kind: str = Field(max_length=32)
-    address: str = Field(max_length=256)
+    kind: str = Field(max_length=32)  # "building" or "road"
+    address: str = Field(max_length=256, index=True)  # standardized; a road's is its name in its county
     division_code: str | None = Field(default=None, index=True, max_length=12)
+    name: str | None = Field(default=None, max_length=128)  # the building's or road's name
+    road: str | None = Field(default=None, max_length=128)
+    building: str | None = Field(default=None, max_length=128)
     created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class Credential(MasterModel, table=True):

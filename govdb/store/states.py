@@ -104,7 +104,9 @@ TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
         ProposalState.reverted: frozenset(),
     },
     TaskState: {
-        TaskState.waiting: frozenset({TaskState.open, TaskState.cancelled}),
+        # waiting -> approved: the step a decision opened passed at once by an auto-pass rule
+        # (e.g. market regulation's own registration system, after the street approved).
+        TaskState.waiting: frozenset({TaskState.open, TaskState.cancelled, TaskState.approved}),
         TaskState.open: frozenset(
             {TaskState.approved, TaskState.rejected, TaskState.waiting, TaskState.returned}
         ),

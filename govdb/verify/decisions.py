@@ -22,7 +22,7 @@ from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
 from govdb.store.bulk import among, id_chunks
-from govdb.store.master import Person
+from govdb.store.master import Enterprise, Person, Place
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.validate import validate_frame
 from govdb.verify.routes import UnitIndex
@@ -208,7 +208,7 @@ def _amendment_problem(values: Mapping[str, Any], payload: Mapping[str, Any]) ->
             limit = f"at most {OTHER_LENGTH} characters"
             return f"attribute value(s) {sorted(map(str, bad))} must be non-empty text of {limit}"
         return None
-    fixed = sorted(set(values) & {"id_number", "division_code"})
+    fixed = sorted(set(values) & {"id_number", "uscc", "division_code"})
     if fixed:
         return (
             f"{fixed} cannot be amended: they decide who the record is and who checks it; "
@@ -350,27 +350,31 @@ def current_homes(
         - {None}  # type: ignore[arg-type]  # None is taken out: what is left are task ids
     )
     task_ids = [t for t in task_ids if isinstance(t, int) and not isinstance(t, bool) and 0 < t < 2**63]
-    people: set[str] = set()
+    entities: set[tuple[str, str]] = set()  # (entity kind, id)
     with events.connect() as conn:
         for chunk in id_chunks(conn, task_ids):
-            people.update(
-                conn.execute(
-                    select(PROPOSAL.c.entity_id)
+            entities.update(
+                conn.execute(  # type: ignore[arg-type]
+                    select(PROPOSAL.c.entity_kind, PROPOSAL.c.entity_id)
                     .join(TASK, TASK.c.proposal_id == PROPOSAL.c.proposal_id)
                     .where(among(conn, TASK.c.task_id, chunk), PROPOSAL.c.entity_id.is_not(None))
-                ).scalars()
+                ).all()
             )
     residence: dict[str, str | None] = {}
-    person = Person.__table__  # type: ignore[attr-defined]
     mconn = master.connection()
-    for chunk in id_chunks(mconn, sorted(people)):
-        residence.update(
-            mconn.execute(
-                select(person.c.person_id, person.c.division_code).where(
-                    among(mconn, person.c.person_id, chunk)
-                )
-            ).all()
+    # People (a credential is about its holder), enterprises and places: where master has them now.
+    for model, key, kind in ((Person, "person_id", None), (Enterprise, "enterprise_id", "enterprise"),
+                             (Place, "place_id", "place")):  # fmt: skip
+        ids = sorted(
+            {i for k, i in entities if k == kind or (kind is None and k not in ("enterprise", "place"))}
         )
+        table = model.__table__  # type: ignore[attr-defined]
+        for chunk in id_chunks(mconn, ids):
+            residence.update(
+                mconn.execute(  # type: ignore[arg-type]
+                    select(table.c[key], table.c.division_code).where(among(mconn, table.c[key], chunk))
+                ).all()
+            )
     return Homes(residence, units or UnitIndex(master))
 
 

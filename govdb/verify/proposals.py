@@ -61,6 +61,8 @@ class ProposeReport:
     unroutable: int = 0
     auto_approved: int = 0
     auto_passed: int = 0  # steps passed by a rule earned by an authenticated source
+    new_enterprises: int = 0
+    new_places: int = 0
 
 
 @dataclass
@@ -243,6 +245,8 @@ def propose_events(
     Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
     next run takes the reviewer's answer as the link and proposes the event's change. The caller
     holds the `process` job lock."""
+    from govdb.verify.entity_proposals import is_entity_event, plan_entity_events  # it imports this module
+
     report = ProposeReport()
     with Session(master) as ms:
         units = UnitIndex(ms)
@@ -269,14 +273,20 @@ def propose_events(
         with events.connect() as conn:
             settled = _reviewed_links(conn, master, chunk, work)
         pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
-        if not pending:
+        # Enterprise and place events take their own path (govdb.verify.entity_proposals).
+        entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
+        pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
+        if not pending and not entities:
             continue
-        report.events += len(pending)
-        fresh = [e for e in pending if e["event_id"] not in settled]
-        results = list(settled.values())
-        if fresh:
-            results += _link(events, master, rules, model, fresh, address_hint)
-        _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
+        if pending:
+            report.events += len(pending)
+            fresh = [e for e in pending if e["event_id"] not in settled]
+            results = list(settled.values())
+            if fresh:
+                results += _link(events, master, rules, model, fresh, address_hint)
+            _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
+        if entities:
+            plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
         report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
         report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
         _write(events, work)

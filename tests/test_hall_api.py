@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hall_support import PASSWORDS, seeded_hall  # noqa: E402
+from hall_support import PASSWORDS, seeded_hall
 
-from examples.hall import create_app  # noqa: E402
+from examples.hall import create_app
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
 PG_URL = os.environ.get("GOVDB_TEST_PG_URL")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=[pytest.mark.pg])]
@@ -89,7 +89,12 @@ def test_window_to_master_with_403_on_other_units(seeded) -> None:
     new_phone = "13900002222"
     sent = window.post(
         "/api/submissions",
-        json={"form": FORM, "id_number": a["id_number"], "phone": new_phone, "division_code": a["division_code"]},
+        json={
+            "form": FORM,
+            "id_number": a["id_number"],
+            "phone": new_phone,
+            "division_code": a["division_code"],
+        },
     )
     assert sent.status_code == 200 and sent.json()["stored"] == 1 and sent.json()["proposals"] == 1
     # Captured data went to the event store, not to master.
@@ -105,16 +110,26 @@ def test_window_to_master_with_403_on_other_units(seeded) -> None:
     # Another village, the window and an unknown task: refused, nothing decided.
     other = client(hall, "village2")
     assert all(t["task_id"] != task["task_id"] for t in other.get("/api/tasks").json())
-    assert other.post(f"/api/tasks/{task['task_id']}/decision", json={"outcome": "approve"}).status_code == 403
-    assert window.post(f"/api/tasks/{task['task_id']}/decision", json={"outcome": "approve"}).status_code == 403
-    assert village.post("/api/tasks/decisions", json={"decisions": [
-        {"task_id": task["task_id"], "outcome": "reject"}]}).status_code == 409  # fmt: skip  (no reason)
+    assert (
+        other.post(f"/api/tasks/{task['task_id']}/decision", json={"outcome": "approve"}).status_code == 403
+    )
+    assert (
+        window.post(f"/api/tasks/{task['task_id']}/decision", json={"outcome": "approve"}).status_code == 403
+    )
+    assert (
+        village.post(
+            "/api/tasks/decisions", json={"decisions": [{"task_id": task["task_id"], "outcome": "reject"}]}
+        ).status_code
+        == 409
+    )  # fmt: skip  (no reason)
     decided = village.post(f"/api/tasks/{task['task_id']}/decision", json={"outcome": "approve"})
     assert decided.status_code == 200 and decided.json()["next_task_id"]
     street = client(hall, "street1")
     nxt = [t for t in street.get("/api/tasks").json() if t["task_id"] == decided.json()["next_task_id"]]
     assert nxt and nxt[0]["level"] == "street"
-    batch = street.post("/api/tasks/decisions", json={"decisions": [{"task_id": nxt[0]["task_id"], "outcome": "approve"}]})
+    batch = street.post(
+        "/api/tasks/decisions", json={"decisions": [{"task_id": nxt[0]["task_id"], "outcome": "approve"}]}
+    )
     assert batch.status_code == 200 and batch.json()["decided"][0]["proposal_state"] == "approved"
     assert window.post("/api/promotions").status_code == 403
     promoted = client(hall, "bureau1").post("/api/promotions")
@@ -128,13 +143,25 @@ def test_window_to_master_with_403_on_other_units(seeded) -> None:
 def test_profile_where_the_policy_allows(seeded) -> None:
     hall, report = seeded
     civil = client(hall, "civil1")
-    ok = civil.get("/api/profile", params={"id_number": report.applicant["id_number"], "purpose": "public_rental_housing"})
+    ok = civil.get(
+        "/api/profile",
+        params={"id_number": report.applicant["id_number"], "purpose": "public_rental_housing"},
+    )
     assert ok.status_code == 200 and any(f["name"] == "name" for f in ok.json()["fields"])
-    refused = civil.get("/api/profile", params={"id_number": report.applicant["id_number"], "purpose": "senior_transit_card"})
+    refused = civil.get(
+        "/api/profile", params={"id_number": report.applicant["id_number"], "purpose": "senior_transit_card"}
+    )
     assert refused.status_code == 403
     village = client(hall, "village1")
-    assert village.get("/api/profile", params={"id_number": report.applicant["id_number"], "purpose": "x"}).status_code == 403
-    assert client(hall, "window1").get(f"/api/forms/{FORM}/prefill", params={"id_number": "110101190001011234"}).status_code in (404, 403)
+    assert (
+        village.get(
+            "/api/profile", params={"id_number": report.applicant["id_number"], "purpose": "x"}
+        ).status_code
+        == 403
+    )
+    assert client(hall, "window1").get(
+        f"/api/forms/{FORM}/prefill", params={"id_number": "110101190001011234"}
+    ).status_code in (404, 403)
 
 
 def test_every_read_through_the_backend_is_audited(seeded) -> None:
@@ -157,7 +184,9 @@ def test_every_read_through_the_backend_is_audited(seeded) -> None:
     assert hall.db.verify_audit().ok
     from govdb import Actor
 
-    reads = hall.db.who_read(id_number=a["id_number"], actor=Actor("hall.test", "department:service_hall:440605"))
+    reads = hall.db.who_read(
+        id_number=a["id_number"], actor=Actor("hall.test", "department:service_hall:440605")
+    )
     actors = {r.actor_id for r in reads}
     assert {"hall.window1", "hall.civil1"} <= actors
 
@@ -165,9 +194,13 @@ def test_every_read_through_the_backend_is_audited(seeded) -> None:
 def test_pages_render_for_each_role(seeded) -> None:
     hall, report = seeded
     window = client(hall)
-    signed = window.post("/signin", data={"username": "window1", "password": PASSWORDS["window1"]}, follow_redirects=False)
+    signed = window.post(
+        "/signin", data={"username": "window1", "password": PASSWORDS["window1"]}, follow_redirects=False
+    )
     assert signed.status_code == 303 and signed.headers["location"] == "/window"
-    found = window.post("/window/find", data={k: report.applicant[k] for k in ("name", "birth_date", "address")})
+    found = window.post(
+        "/window/find", data={k: report.applicant[k] for k in ("name", "birth_date", "address")}
+    )
     assert found.status_code == 200 and "match" in found.text and "填写" in found.text
     assert window.get("/admin").status_code == 200  # the page shows; the action is refused
     assert window.post("/admin/promote").status_code == 403

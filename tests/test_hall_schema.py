@@ -36,7 +36,10 @@ def hall_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         cookies = {}
         for user in ("window1", "village1"):
             c = TestClient(app)
-            assert c.post("/api/session", json={"username": user, "password": PASSWORDS[user]}).status_code == 200
+            assert (
+                c.post("/api/session", json={"username": user, "password": PASSWORDS[user]}).status_code
+                == 200
+            )
             cookies[user] = c.cookies["hall_session"]
         yield app, cookies
 

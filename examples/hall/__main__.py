@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.home:
             args.home.mkdir(parents=True, exist_ok=True)
-        hall = open_hall(args.home, master_url=args.master_url, events_url=args.events_url, hall_url=args.hall_url)
+        hall = open_hall(
+            args.home, master_url=args.master_url, events_url=args.events_url, hall_url=args.hall_url
+        )
         if args.command == "seed":
             from examples.hall.seed import seed
 

@@ -148,7 +148,9 @@ def record_submission(engine: Engine, row: dict[str, Any]) -> None:
         conn.execute(insert(submission), [{**row, "submitted_at": dt.datetime.now(dt.UTC)}])
 
 
-def recent_submissions(engine: Engine, *, unit_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+def recent_submissions(
+    engine: Engine, *, unit_id: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
     """Newest first; optionally only those one unit sent."""
     query = select(submission).order_by(submission.c.submitted_at.desc()).limit(limit)
     if unit_id:

@@ -63,9 +63,7 @@ def find_applicant(request: Request, body: Lookup, who: Account = Who) -> Any:
 
 
 @router.get("/forms/{form}/prefill", response_model=PrefillOut, tags=["window"])
-def prefill(
-    request: Request, form: str, id_number: str = Query(max_length=40), who: Account = Who
-) -> Any:
+def prefill(request: Request, form: str, id_number: str = Query(max_length=40), who: Account = Who) -> Any:
     """The form filled from master: value, source, checks, locked or editable; missing fields;
     papers no longer needed (audited)."""
     return hall_of(request).prefill(who, form, id_number)

@@ -1,6 +1,6 @@
 """The app factory: session sign-in, error mapping, the JSON API and the pages.
 
-    app = create_app(hall, secret_key)    # then serve it with uvicorn
+app = create_app(hall, secret_key)    # then serve it with uvicorn
 """
 
 from __future__ import annotations

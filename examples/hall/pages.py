@@ -79,7 +79,11 @@ def find(
 
 @router.post("/window/form")
 def form_page(
-    request: Request, form: str = Form(), id_number: str = Form(), division_code: str = Form(""), who: Account = Who
+    request: Request,
+    form: str = Form(),
+    id_number: str = Form(),
+    division_code: str = Form(""),
+    who: Account = Who,
 ) -> Response:
     filled = hall_of(request).prefill(who, form, id_number)
     return page(request, "form.html", who, filled=filled, id_number=id_number, division_code=division_code)

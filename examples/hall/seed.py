@@ -13,7 +13,9 @@ from examples.hall.service import LOOKUP_PURPOSE, SOURCE, Hall
 from govdb import Actor, StateError
 from govdb.demo import COUNTY, make_people, run_demo_on
 
-TRADITIONAL = str.maketrans("张陈刘杨黄赵吴郑谢邓罗马孙宋冯韩伟丽红华军", "張陳劉楊黃趙吳鄭謝鄧羅馬孫宋馮韓偉麗紅華軍")
+TRADITIONAL = str.maketrans(
+    "张陈刘杨黄赵吴郑谢邓罗马孙宋冯韩伟丽红华军", "張陳劉楊黃趙吳鄭謝鄧羅馬孫宋馮韓偉麗紅華軍"
+)
 SEED, PEOPLE = 7, 300
 
 
@@ -77,7 +79,11 @@ def _applicant(hall: Hall, today: dt.date) -> dict[str, str]:
             "address": person["address"],
         }
         found = hall.db.link_one(record, actor=seeder, purpose=LOOKUP_PURPOSE)
-        if found.decision == "match" and found.master and found.master.get("id_number") == person["id_number"]:
+        if (
+            found.decision == "match"
+            and found.master
+            and found.master.get("id_number") == person["id_number"]
+        ):
             return {
                 **record,
                 "id_number": person["id_number"],

@@ -7,6 +7,7 @@ ones too), jurisdiction on decisions, and the event store never writes master.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -67,6 +68,11 @@ class Hall:
         # The window's last look-up per (clerk, ID number), kept server-side so the checking unit
         # sees the explanation govdb gave, not one a client could send.
         self._lookups: dict[tuple[str, str], dict[str, Any]] = {}
+        # Every personal read appends to the audit chain, a write. SQLite has one writer, and its
+        # busy handler backs off in sleeps of up to 100 ms when threads collide: on SQLite the
+        # hall queues its audited reads itself instead (PostgreSQL takes them concurrently).
+        sqlite = self.db.master.dialect.name == "sqlite"
+        self._audited = threading.Lock() if sqlite else contextlib.nullcontext()
 
     @staticmethod
     def actor(who: Account) -> Actor:
@@ -95,7 +101,9 @@ class Hall:
         """link_one as the window clerk (audited): the person, how sure, and why."""
         self.require_window(who)
         record = {k: v for k, v in record.items() if v not in (None, "")}
-        found = plain(self.db.link_one(record, actor=self.actor(who), purpose=LOOKUP_PURPOSE))
+        with self._audited:
+            result = self.db.link_one(record, actor=self.actor(who), purpose=LOOKUP_PURPOSE)
+        found = plain(result)
         id_number = (found.get("master") or {}).get("id_number")
         if id_number:
             if len(self._lookups) > 10_000:
@@ -108,22 +116,23 @@ class Hall:
         """The form filled from master as the window may see it (audited)."""
         self.require_window(who)
         self._own_form(who, form)
-        return plain(self.db.prefill(form, id_number=id_number, actor=self.actor(who)))
+        with self._audited:
+            filled = self.db.prefill(form, id_number=id_number, actor=self.actor(who))
+        return plain(filled)
 
     def _own_form(self, who: Account, form: str) -> None:
         if form not in {f["code"] for f in self.forms(who)}:
             raise Forbidden(f"{who.unit_id} does not take form {form!r}; its forms: "
                             f"{[f['code'] for f in self.forms(who)]}")  # fmt: skip
 
-    def submit(
-        self, who: Account, form: str, id_number: str, values: dict[str, Any]
-    ) -> dict[str, Any]:
+    def submit(self, who: Account, form: str, id_number: str, values: dict[str, Any]) -> dict[str, Any]:
         """What the window captured goes to the event store (unverified, never master), then
         processing opens the checks it needs. Master's current values are read once more (the
         form's audited read) so the checking units see current against proposed."""
         self.require_window(who)
         self._own_form(who, form)
-        current = self.db.prefill(form, id_number=id_number, actor=self.actor(who))
+        with self._audited:
+            current = self.db.prefill(form, id_number=id_number, actor=self.actor(who))
         now = {f.name: f.value for f in current.fields}
         captured = {"name": now.get("name"), "id_number": id_number}
         captured.update({k: v for k, v in values.items() if k in CAPTURED and v not in (None, "")})
@@ -190,7 +199,9 @@ class Hall:
             )
         return out
 
-    def decide_many(self, who: Account, decisions: list[dict[str, Any]], allow_refusals: bool) -> dict[str, Any]:
+    def decide_many(
+        self, who: Account, decisions: list[dict[str, Any]], allow_refusals: bool
+    ) -> dict[str, Any]:
         """Decisions as the signed-in actor; govdb refuses another unit's task (JurisdictionError)."""
         report = self.db.decide_many(self.actor(who), decisions, allow_refusals=allow_refusals)
         return plain(report)
@@ -201,7 +212,9 @@ class Hall:
         """一人一档 where the department's policy grants `purpose` (audited, refusals too)."""
         if self.department(who) is None:
             raise AccessDeniedError(f"{who.unit_id} is not a department; files are read by departments")
-        return plain(self.db.profile(id_number=id_number, actor=self.actor(who), purpose=purpose))
+        with self._audited:
+            file = self.db.profile(id_number=id_number, actor=self.actor(who), purpose=purpose)
+        return plain(file)
 
     # Conflicts (比对) are settled by the owner department: db.conflicts() / db.resolve_conflict()
     # are being added to govdb's API; the department page lists and resolves them here then.

@@ -209,3 +209,30 @@ def test_pages_render_for_each_role(seeded) -> None:
     assert village.get("/window").status_code == 403
     assert village.get("/inbox").status_code == 200
     assert village.post("/inbox/decide", data={"outcome": "approve:999999999"}).status_code in (403, 404)
+
+
+def test_batch_decision_from_the_inbox_page(seeded) -> None:
+    """The inbox page's one form: the ticked tasks, one outcome and a reason (here: returned)."""
+    hall, report = seeded
+    a = report.applicant
+    window = client(hall, "window1")
+    phone = "13600007777"
+    sent = window.post(
+        "/api/submissions",
+        json={"form": FORM, "id_number": a["id_number"], "phone": phone, "division_code": a["division_code"]},
+    )
+    assert sent.status_code == 200
+    village = client(hall)
+    village.post("/signin", data={"username": "village1", "password": PASSWORDS["village1"]})
+    page = village.get("/inbox")
+    assert phone in page.text
+    task = next(t for t in village.get("/api/tasks").json() if t["proposed"].get("phone") == phone)
+    refused = village.post("/inbox/decide", data={"task_id": [str(task["task_id"])], "outcome": "return"})
+    assert refused.status_code == 409  # a return needs a reason
+    done = village.post(
+        "/inbox/decide",
+        data={"task_id": [str(task["task_id"])], "outcome": "return", "reason": "请补充联系电话证明"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/inbox?done=1"
+    assert all(t["task_id"] != task["task_id"] for t in village.get("/api/tasks").json())

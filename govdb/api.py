@@ -483,6 +483,7 @@ class GovDB:
         """Resolve an open conflict once: accept the proposed value, keep master's, or amend."""
         self._require_applied()
         return conflict_stage.resolve_conflict(
+            self.events,
             self.master,
             self.audit,
             self.rules,

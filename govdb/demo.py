@@ -336,6 +336,7 @@ def run_demo_on(
         uscc=codes[0],
         actor=Actor("market.clerk", f"department:market_regulation:{COUNTY}"),
     )
+    assert isinstance(prefill, PrefillResult) and isinstance(enterprise_prefill, EnterprisePrefill)
     return DemoReport(
         folder,
         district,
@@ -353,7 +354,7 @@ def run_demo_on(
         second,
         db.counts(),
         db.verify_audit(),
-        enterprise_prefill,  # type: ignore[arg-type]
+        enterprise_prefill,
     )
 
 

@@ -476,7 +476,7 @@ def test_corrections_and_programme_listings_speak_json(demo: tuple[Path, dict[st
             (person_id,),
         ).fetchone()
     assert found, "the demo promotes updates of people"
-    split = document(*h, "split", found[0], "--event", str(found[1]), "--actor", police, "--reason", "错并")
+    split = document(*h, "split", found[0], "--event", str(found[1]), "--actor", BUREAU, "--reason", "错并")
     assert split["event_ids"] == [found[1]]
 
 

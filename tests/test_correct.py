@@ -290,7 +290,7 @@ def test_reverts_keep_to_a_stack_and_a_created_person_goes(db: GovDB) -> None:
         assert ms.get(Person, created.person_id) is None
     changes, _ = _all_changes(db, limit=1000)
     assert (changes[-1].entity_id, changes[-1].op) == (created.person_id, "delete")
-    with pytest.raises(NotFoundError, match="no longer in master"):
+    with pytest.raises(NotFoundError, match="not in master"):
         db.as_of("person", created.person_id, actor=POLICE, purpose="identity_lookup")
 
 
@@ -308,9 +308,11 @@ def test_a_wrong_merge_is_split_and_the_event_linked_again(db: GovDB) -> None:
     with Session(db.events) as es:
         event = es.exec(select(Event).where(Event.source_key == "W1")).one()
     with pytest.raises(StateError, match="not a change promoted into person"):
-        db.split(b.person_id, [event.event_id], actor=POLICE, reason="错并")
+        db.split(b.person_id, [event.event_id], actor=BUREAU, reason="错并")
+    with pytest.raises(AccessDeniedError, match="does not own"):
+        db.split(a.person_id, [event.event_id], actor=POLICE, reason="错并")  # phones are the hall's
 
-    split = db.split(a.person_id, [event.event_id], actor=POLICE, reason="错并：实为他人变更")
+    split = db.split(a.person_id, [event.event_id], actor=BUREAU, reason="错并：实为他人变更")
     assert [r.restored for r in split.reverts] == [["phone"]]
     assert _person(db, a.id_number).phone == a.phone
     with Session(db.events) as es:
@@ -517,3 +519,46 @@ def test_feed_conflicts_revert_and_as_of_from_the_command_line(db: GovDB) -> Non
     )
     assert result.exit_code == 0, result.output
     assert {f["name"]: f["value"] for f in json.loads(result.stdout)["fields"]}["phone"] is None
+
+
+def test_a_revert_withdraws_its_conflicts_and_owners_only_revert_their_facts(db: GovDB) -> None:
+    senior = _senior(db)
+    u2 = _promotion_of(db, "U2")  # the unproven source's change: two conflicts, no field changed
+    with pytest.raises(AccessDeniedError, match="does not own"):
+        db.revert(_promotion_of(db, "CDPF1"), actor=POLICE, reason="误录")  # the federation's certificate
+    before = len(db.who_read(id_number=senior.id_number, actor=HALL))
+    report = db.revert(u2, actor=BUREAU, reason="来源不明")
+    assert report.restored == [] and report.issuances_flagged == 0  # nothing it changed, nothing to flag
+    assert db.conflicts(actor=POLICE) == [] and db.conflicts(actor=HALL) == []
+    withdrawn = db.conflicts(actor=POLICE, status="all")
+    assert [c.resolution for c in withdrawn] == ["withdrawn"]
+    with pytest.raises(StateError, match="already resolved"):
+        db.resolve_conflict(withdrawn[0].conflict_id, "accept", actor=POLICE)
+    assert _person(db, senior.id_number).name != "改名字"
+    with pytest.raises(StateError, match="already reverted"):
+        db.revert(u2, actor=BUREAU, reason="again")
+    # Refused changes are on record too (who-read lists every entry about the person).
+    reads = db.who_read(id_number=senior.id_number, actor=HALL)
+    assert [r.outcome for r in reads[before:] if r.action in ("revert", "resolve_conflict")][-2:] == [
+        "refused",
+        "refused",
+    ]
+    assert db.verify_audit().ok
+
+
+def test_a_split_is_all_or_nothing(db: GovDB) -> None:
+    register = make_people(5, seed=13, today=TODAY)
+    db.load_people(register, source="public_security", valid_from=dt.date(2020, 1, 1))
+    a = _person(db, register.row(0, named=True)["id_number"])
+    _update_phone(db, a, "S1", "13933330001", "2026-02-01")
+    _update_phone(db, a, "S2", "13933330002", "2026-03-01")
+    _update_phone(db, a, "S3", "13933330003", "2026-04-01")  # A's own later change: not split off
+    with Session(db.events) as es:
+        ids = [es.exec(select(Event.event_id).where(Event.source_key == key)).one() for key in ("S1", "S2")]
+    with pytest.raises(StateError, match="changed again"):
+        db.split(a.person_id, ids, actor=BUREAU, reason="错并")
+    assert _person(db, a.id_number).phone == "13933330003"
+    with Session(db.events) as es:
+        assert {es.get(Event, i).status for i in ids} == {"promoted"}  # type: ignore[union-attr]
+        states = es.exec(select(Proposal.state).where(col(Proposal.event_id).in_(ids))).all()
+        assert set(states) == {"promoted"}  # neither reverted: the whole split was refused

@@ -112,7 +112,8 @@ def guarded_read(
         except NotFoundError as exc:
             record(who, "not_found", str(exc), attempt)
             raise
-        except (AccessDeniedError, JurisdictionError) as exc:
-            record(who, "refused", str(exc), attempt)
+        except (AccessDeniedError, JurisdictionError, StateError) as exc:
+            # A change refused (already done, out of order, lost a race) is on record too.
+            record(who, "refused", str(exc)[:512], attempt)
             raise
     return result, record(who, seen.outcome, None, attempt, seen)

@@ -75,7 +75,7 @@ class Analytics:
         scan = scan_facts_parquet(self.facts_file).filter(
             pl.col("service_code").is_in(self.rules.hotline_services)
         )
-        return within(scan, start, end)  # type: ignore[arg-type]
+        return within(scan, start, end)
 
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
         """The facts of the span (demand services included) as Parquet, for fast repeated work; the

@@ -122,7 +122,9 @@ def history_alerts(
     counts = placed.group_by("category", level, "when").len().rename({"len": "observed"})
     step = "1d" if h.period == "day" else "1w"
     season = 7 if h.period == "day" else 52  # same weekday a week back; same week a year back
-    days = pl.date_range(counts["when"].min(), counts["when"].max(), step, eager=True).alias("when")
+    first, last = counts["when"].min(), counts["when"].max()
+    assert isinstance(first, dt.date) and isinstance(last, dt.date)  # not empty: facts has tickets
+    days = pl.date_range(first, last, step, eager=True).alias("when")
     cells = counts.select("category", level).unique()
     grid = (
         cells.join(pl.DataFrame(days), how="cross")

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 from govdb.analytics.facts import UNPLACED, UNVERIFIED
 from govdb.analytics.privacy import suppress
@@ -119,7 +120,7 @@ def _numeric_dimension(level: str) -> pl.Expr:
     width = _LEVEL_WIDTH[level]
     size = pl.col("division_code").str.len_bytes()
     number = pl.col("division_code").cast(pl.Int64, strict=False)
-    out = pl.when(size == 12).then(number // 10 ** (12 - width))
+    out: Then | ChainedThen = pl.when(size == 12).then(number // 10 ** (12 - width))
     if width <= 9:
         out = out.when(size == 9).then(number // 10 ** (9 - width))
     if width == 6:

@@ -43,7 +43,7 @@ def suppress(
     # Complementary suppression on the row totals, within each partition.
     primary = small(pl.col(total), min_cell)
     frame = frame.with_columns(primary.alias("_hide"))
-    group = list(partition) or [pl.lit(0).alias("_all")]
+    group: list[str | pl.Expr] = list(partition) or [pl.lit(0).alias("_all")]
     ranked = frame.with_columns(
         pl.col("_hide").sum().over(group).alias("_hidden"),
         pl.when(pl.col("_hide") | (pl.col(total) == 0))

@@ -27,7 +27,7 @@ from govdb.correct._writes import Where, actor_text, feed, locate, supersede
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
-from govdb.store.locks import writing
+from govdb.store.locks import job_lock, writing
 from govdb.store.master import Conflict, Credential
 from govdb.verify.decisions import standardized_amendments
 
@@ -130,6 +130,8 @@ def list_conflicts(
     """The conflicts the actor's department owns, in its county, oldest first (audited)."""
     if status not in ("open", "resolved", "all"):
         raise StateError(f"status {status!r} is not one of: open, resolved, all")
+    if not 1 <= limit <= 100_000:
+        raise StateError(f"limit {limit} is out of range; list 1 to 100000 conflicts at a time")
 
     def read(ms: Session, attempt: Attempt) -> tuple[list[ConflictView], Outcome]:
         who = attempt.who
@@ -139,8 +141,11 @@ def list_conflicts(
         if status != "all":
             query = query.where(CONFLICT.c.status == status)
         conn = ms.connection()
-        for row in conn.execute(query):
-            where = locate(conn, row.entity_kind, row.entity_id)
+        for row in conn.execute(query).all():
+            try:
+                where = locate(conn, row.entity_kind, row.entity_id)
+            except NotFoundError:
+                continue  # its entity was removed by a revert; the conflict went with it
             if not where.division_code or not where.division_code.startswith(who.division_code):
                 continue  # another county's: not listed, not said to exist
             attempt.subjects.append(where.person_id or row.entity_id)
@@ -155,6 +160,7 @@ def list_conflicts(
 
 
 def resolve_conflict(
+    events: Engine,
     master: Engine,
     ctx: AuditContext,
     rules: Rulebook,
@@ -166,6 +172,8 @@ def resolve_conflict(
     reason: str | None = None,
 ) -> ConflictView:
     """Resolve one open conflict as its owning department: accept, keep or amend (audited)."""
+    if not 1 <= conflict_id < 2**63:
+        raise NotFoundError(f"conflict {conflict_id} does not exist; list them with `govdb conflicts list`")
     if resolution not in RESOLUTIONS:
         raise StateError(f"resolution {resolution!r} is not one of: {', '.join(RESOLUTIONS)}")
     if resolution == "amend" and (value is None or not str(value).strip()):
@@ -177,7 +185,8 @@ def resolve_conflict(
     def read(ms: Session, attempt: Attempt) -> tuple[ConflictView, Outcome]:
         who = attempt.who
         touched: list[str] = []
-        with writing(master) as conn:
+        # Corrections and promotions take turns (the promote job lock): none works from a stale read.
+        with job_lock(events, "promote"), writing(master) as conn:
             row = conn.execute(select(CONFLICT).where(CONFLICT.c.id == conflict_id)).first()
             if row is None:
                 raise NotFoundError(

@@ -32,21 +32,23 @@ from govdb.access.policy import check_reach
 from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import utcnow
 from govdb.correct._writes import HISTORY, actor_text, entity_table, feed, locate, set_entity_field
-from govdb.errors import NotFoundError, StateError
+from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
 from govdb.store.events import Event, LinkExclusion, Proposal
-from govdb.store.locks import writing
-from govdb.store.master import Credential, Issuance, LinkFeatures, LinkKey, Promotion
+from govdb.store.locks import job_lock, writing
+from govdb.store.master import Conflict, Credential, Issuance, LinkFeatures, LinkKey, Promotion
 from govdb.store.states import EventStatus, ProposalState, move
 
 PURPOSE = "master_correction"
+CORRECTION_AUTHORITY = "data_bureau"  # keeps master: may revert any promotion in its county
 PROMOTION = Promotion.__table__  # type: ignore[attr-defined]
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
 EVENT = Event.__table__  # type: ignore[attr-defined]
 EXCLUSION = LinkExclusion.__table__  # type: ignore[attr-defined]
 ISSUANCE = Issuance.__table__  # type: ignore[attr-defined]
 CREDENTIAL = Credential.__table__  # type: ignore[attr-defined]
+CONFLICT = Conflict.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -141,7 +143,12 @@ def _replaced(conn: Connection, row: Any) -> Any:
 
 
 def _revert_master(
-    conn: Connection, who: ResolvedActor, promotion: Any, reason: str | None, now: dt.datetime
+    conn: Connection,
+    rules: Rulebook,
+    who: ResolvedActor,
+    promotion: Any,
+    reason: str | None,
+    now: dt.datetime,
 ) -> RevertReport:
     """The master half: retract, restore, write the entity back, flag, feed; in one transaction."""
     kind, entity_id, pid = promotion.entity_kind, promotion.entity_id, promotion.proposal_id
@@ -161,10 +168,23 @@ def _revert_master(
     later = sorted({r.field for r in rows if _changed_later(conn, r)})
     if later:
         raise StateError(
-            f"{kind} {entity_id}: {', '.join(later)} changed again after promotion {pid}; revert the "
-            "later promotion first (newest first), then this one; nothing was changed"
+            f"{kind} {entity_id}: {', '.join(later)} changed again after promotion {pid} (a later promotion "
+            "or a conflict resolution); revert the later promotion first (newest first); nothing was changed"
         )
     where = locate(conn, kind, entity_id)
+    _may_correct(rules, who, where, conn, kind, entity_id, {r.field for r in rows})
+    # Its conflicts (比对) fall with it: nobody may accept a value from a withdrawn change.
+    conn.execute(
+        update(CONFLICT)
+        .where(CONFLICT.c.proposal_id == pid, CONFLICT.c.status == "open")
+        .values(
+            status="resolved",
+            resolution="withdrawn",
+            resolved_at=now,
+            resolved_by=actor_text(who.actor_id, who.unit_id),
+            resolution_reason=f"promotion reverted: {reason}"[:512],
+        )
+    )
     others = conn.execute(
         select(HISTORY.c.id)
         .where(
@@ -180,8 +200,10 @@ def _revert_master(
         for row in rows:
             closing = {} if row.valid_to is not None else {"valid_to": row.valid_from, "closed_at": now}
             conn.execute(update(HISTORY).where(HISTORY.c.id == row.id).values(**retract, **closing))
-        _delete_entity(conn, kind, entity_id)
+        _delete_entity(conn, kind, entity_id, pid)
         report.entity_deleted = True
+        if where.person_id and kind != "person":
+            report.issuances_flagged = _flag_issuances(conn, where.person_id, promotion.applied_at, pid)
         feed(conn, [(kind, entity_id, None, "delete", None)], "revert", pid, now)
         return report
     changes: list[tuple[str, str, str | None, str, dt.date | None]] = []
@@ -193,11 +215,13 @@ def _revert_master(
             report.withdrawn_past.append(row.field)
             continue
         before = _replaced(conn, row)
-        conn.execute(
+        closed = conn.execute(
             update(HISTORY)
-            .where(HISTORY.c.id == row.id)
+            .where(HISTORY.c.id == row.id, HISTORY.c.valid_to.is_(None), HISTORY.c.retracted_at.is_(None))
             .values(valid_to=row.valid_from, closed_at=now, **retract)
-        )
+        ).rowcount
+        if closed != 1:
+            raise StateError(f"the {row.field} of {kind} {entity_id} changed meanwhile; nothing was changed")
         if before is None:
             set_entity_field(conn, kind, entity_id, row.field, None)
             report.cleared.append(row.field)
@@ -220,22 +244,72 @@ def _revert_master(
         )
         set_entity_field(conn, kind, entity_id, row.field, before.value)
         report.restored.append(row.field)
-    if where.person_id:
-        report.issuances_flagged = conn.execute(
-            update(ISSUANCE)
-            .where(
-                ISSUANCE.c.person_id == where.person_id,
-                ISSUANCE.c.created_at >= promotion.applied_at,
-                ISSUANCE.c.review_reason.is_(None),
-            )
-            .values(review_reason=f"master fact reverted (promotion {pid}): check eligibility again")
-        ).rowcount
+    if where.person_id and rows:
+        report.issuances_flagged = _flag_issuances(conn, where.person_id, promotion.applied_at, pid)
     feed(conn, changes, "revert", pid, now)
     return report
 
 
-def _delete_entity(conn: Connection, kind: str, entity_id: str) -> None:
+def _flag_issuances(conn: Connection, person_id: str, since: dt.datetime, pid: str) -> int:
+    """Benefits issued to the person since the reverted promotion need another look."""
+    return int(
+        conn.execute(
+            update(ISSUANCE)
+            .where(
+                ISSUANCE.c.person_id == person_id,
+                ISSUANCE.c.created_at >= since,
+                ISSUANCE.c.review_reason.is_(None),
+            )
+            .values(review_reason=f"master fact reverted (promotion {pid}): check eligibility again")
+        ).rowcount
+    )
+
+
+def _may_correct(
+    rules: Rulebook,
+    who: ResolvedActor,
+    where: Any,
+    conn: Connection,
+    kind: str,
+    entity_id: str,
+    fields: set[str],
+) -> None:
+    """Who may revert: the data bureau (the keeper of master), or the department that owns every
+    fact the promotion changed (survivorship owners; a credential's issuer). From master and the
+    rules, never from the caller."""
+    check_reach(who, where.division_code, kind)
+    if who.department == CORRECTION_AUTHORITY:
+        return
+    if kind == "credential":
+        issuer = conn.execute(
+            select(CREDENTIAL.c.issuer).where(CREDENTIAL.c.credential_id == entity_id)
+        ).scalar_one_or_none()
+        owners = {issuer}
+    else:
+        survivorship = rules.survivorship_of(kind)
+        owners = {survivorship.fields[f].owner if f in survivorship.fields else None for f in fields}
+    if owners != {who.department}:
+        raise AccessDeniedError(
+            f"department {who.department!r} does not own the facts this promotion changed (owners: "
+            f"{sorted(str(o) for o in owners)}); the owner or {CORRECTION_AUTHORITY} reverts it"
+        )
+
+
+def _delete_entity(conn: Connection, kind: str, entity_id: str, pid: str) -> None:
     """Delete an entity the reverted promotion created, unless something else refers to it."""
+    other = conn.execute(
+        select(PROMOTION.c.proposal_id).where(
+            PROMOTION.c.entity_kind == kind,
+            PROMOTION.c.entity_id == entity_id,
+            PROMOTION.c.proposal_id != pid,
+            PROMOTION.c.reverted_at.is_(None),
+        )
+    ).first()
+    if other is not None:
+        raise StateError(
+            f"{kind} {entity_id} was created by this promotion, and promotion {other.proposal_id} concerns "
+            "it too (a change or a conflict); revert that one first; nothing was changed"
+        )
     if kind == "person":
         held = conn.execute(
             select(CREDENTIAL.c.credential_id).where(CREDENTIAL.c.person_id == entity_id)
@@ -252,20 +326,19 @@ def _delete_entity(conn: Connection, kind: str, entity_id: str) -> None:
     conn.execute(delete(table).where(table.c[key] == entity_id))
 
 
-def _mark_reverted(events: Engine, proposal_ids: list[str]) -> None:
-    with writing(events) as conn:
-        move(
-            conn,
-            PROPOSAL,
-            "state",
-            ProposalState,
-            ProposalState.promoted,
-            ProposalState.reverted,
-            [{"proposal_id": p} for p in proposal_ids],
-            key=("proposal_id",),
-            values={"updated_at": utcnow()},
-            expect_all=False,
-        )
+def _mark_reverted(conn: Connection, proposal_ids: list[str]) -> None:
+    move(
+        conn,
+        PROPOSAL,
+        "state",
+        ProposalState,
+        ProposalState.promoted,
+        ProposalState.reverted,
+        [{"proposal_id": p} for p in proposal_ids],
+        key=("proposal_id",),
+        values={"updated_at": utcnow()},
+        expect_all=False,
+    )
 
 
 def _promotion(conn: Connection, proposal_id: str) -> Any:
@@ -278,38 +351,53 @@ def _promotion(conn: Connection, proposal_id: str) -> Any:
     return row
 
 
-def _revert_one(
+def _revert_all(
     events: Engine,
     master: Engine,
     rules: Rulebook,
     who: ResolvedActor,
     attempt: Attempt,
-    proposal_id: str,
-    reason: str | None,
-) -> RevertReport:
-    with writing(master) as conn:
-        promotion = _promotion(conn, proposal_id)
-        where = (
-            locate(conn, promotion.entity_kind, promotion.entity_id)
-            if promotion.reverted_at is None
-            else None
-        )
-        if where is not None:
-            attempt.subjects.append(where.person_id or promotion.entity_id)
-            check_reach(who, where.division_code, promotion.entity_kind)
-            report = _revert_master(conn, who, promotion, reason, utcnow())
-        else:
-            report = RevertReport(
-                proposal_id, promotion.entity_kind, promotion.entity_id, completed_after_crash=True
-            )
+    proposal_ids: list[str],
+    reason: str,
+) -> list[RevertReport]:
+    """Revert these promotions, in this order, in ONE master transaction (all or none), then mark
+    their proposals. A promotion whose master half a crashed call committed is only completed, by
+    an actor who could have reverted it (reach from the proposal's county in the event store)."""
     with events.connect() as conn:
-        state = conn.execute(select(PROPOSAL.c.state).where(PROPOSAL.c.proposal_id == proposal_id)).scalar()
-    if report.completed_after_crash and state != ProposalState.promoted:
-        raise StateError(f"promotion {proposal_id} was already reverted; nothing was changed")
-    _mark_reverted(events, [proposal_id])
-    if promotion.entity_kind == "person" and not report.entity_deleted:
-        refresh_link_keys(master, rules.matching["person"], [promotion.entity_id])
-    return report
+        proposals = {
+            r.proposal_id: r
+            for r in conn.execute(
+                select(PROPOSAL.c.proposal_id, PROPOSAL.c.state, PROPOSAL.c.division_code).where(
+                    PROPOSAL.c.proposal_id.in_(proposal_ids)
+                )
+            )
+        }
+    reports: list[RevertReport] = []
+    with writing(master) as conn:
+        for proposal_id in proposal_ids:
+            promotion = _promotion(conn, proposal_id)
+            if promotion.reverted_at is None:
+                where = locate(conn, promotion.entity_kind, promotion.entity_id)
+                attempt.subjects.append(where.person_id or promotion.entity_id)
+                reports.append(_revert_master(conn, rules, who, promotion, reason, utcnow()))
+                continue
+            proposal = proposals.get(proposal_id)
+            attempt.subjects.append(promotion.entity_id)
+            check_reach(who, proposal.division_code if proposal else None, promotion.entity_kind)
+            if proposal is None or proposal.state != ProposalState.promoted:
+                raise StateError(f"promotion {proposal_id} was already reverted; nothing was changed")
+            reports.append(
+                RevertReport(
+                    proposal_id, promotion.entity_kind, promotion.entity_id, completed_after_crash=True
+                )
+            )
+    return reports
+
+
+def _rekey(master: Engine, rules: Rulebook, reports: list[RevertReport]) -> None:
+    people = sorted({r.entity_id for r in reports if r.entity_kind == "person" and not r.entity_deleted})
+    if people:
+        refresh_link_keys(master, rules.matching["person"], people)
 
 
 def revert_promotion(
@@ -322,11 +410,16 @@ def revert_promotion(
     actor: Actor,
     reason: str,
 ) -> RevertReport:
-    """Revert one promotion as an officer whose department may correct master (audited)."""
+    """Revert one promotion as the data bureau or the owner of its facts (audited). Corrections
+    and promotions take turns (the promote job lock), so none works from a stale read."""
     reason = _reason(reason)
 
     def run(ms: Session, attempt: Attempt) -> tuple[RevertReport, Outcome]:
-        report = _revert_one(events, master, rules, attempt.who, attempt, proposal_id, reason)
+        with job_lock(events, "promote"):
+            (report,) = _revert_all(events, master, rules, attempt.who, attempt, [proposal_id], reason)
+            with writing(events) as conn:
+                _mark_reverted(conn, [proposal_id])
+            _rekey(master, rules, [report])
         return report, Outcome(report.restored + report.cleared + report.withdrawn_past, [], "changed")
 
     result, _ = guarded_read(master, ctx, actor, purpose=PURPOSE, action="revert", query=None, read=run)
@@ -355,10 +448,16 @@ def split_person(
     and send the events back to be linked again, never to this person (audited)."""
     reason = _reason(reason)
     wanted = sorted({int(e) for e in event_ids})
+    if any(not 1 <= e < 2**63 for e in wanted):
+        raise NotFoundError(f"event ids {[e for e in wanted if not 1 <= e < 2**63][:3]} are not event ids")
     if not wanted:
         raise StateError("name the events to split off (--event ID, repeatable)")
 
     def run(ms: Session, attempt: Attempt) -> tuple[SplitReport, Outcome]:
+        with job_lock(events, "promote"):  # corrections and promotions take turns
+            return split(attempt)
+
+    def split(attempt: Attempt) -> tuple[SplitReport, Outcome]:
         who = attempt.who
         attempt.subjects.append(person_id)
         with master.connect() as conn:
@@ -397,12 +496,11 @@ def split_person(
         newest_first = sorted(
             promoted, key=lambda p: (applied.get(p.proposal_id) or utcnow(), p.proposal_id), reverse=True
         )
-        reverts = [
-            _revert_one(events, master, rules, who, Attempt(who, attempt.grant), p.proposal_id, reason)
-            for p in newest_first
-        ]
+        ids = [p.proposal_id for p in newest_first]
+        reverts = _revert_all(events, master, rules, who, Attempt(who, attempt.grant), ids, reason)
         now = utcnow()
         with writing(events) as conn:
+            _mark_reverted(conn, ids)
             conn.execute(
                 insert(EXCLUSION),
                 [
@@ -428,6 +526,7 @@ def split_person(
                 key=("event_id",),
                 values={"link_round": EVENT.c.link_round + 1},
             )
+        _rekey(master, rules, reverts)
         fields = sorted({f for r in reverts for f in r.restored + r.cleared + r.withdrawn_past})
         return SplitReport(person_id, wanted, reverts), Outcome(fields, [], "changed")
 

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.access.policy import check_reach
 from govdb.base.actors import Actor
-from govdb.base.clock import utcnow
+from govdb.base.clock import local_today, utcnow
 from govdb.errors import NotFoundError, StateError
 from govdb.store.master import Credential, Enterprise, FieldHistory, Person, Place
 
@@ -103,7 +103,7 @@ def entity_as_of(
     if kind not in KINDS:
         raise StateError(f"entity kind {kind!r} is not one of {sorted(KINDS)}")
     when = recorded_at or utcnow()
-    day = valid_at or dt.date.today()
+    day = valid_at or local_today()
 
     def read(ms: Session, attempt: Attempt) -> tuple[list[AsOfValue], Outcome]:
         model = KINDS[kind]
@@ -116,13 +116,8 @@ def entity_as_of(
             division = getattr(holder, "division_code", None)
             credential_kind = getattr(entity, "kind", None) if kind == "credential" else None
             attempt.subjects.append(getattr(holder, "person_id", None) or entity_id)
-        elif rows:
-            raise NotFoundError(
-                f"{kind} {entity_id!r} is no longer in master (a revert removed it); its withdrawn "
-                "lineage is kept for audit"
-            )
-        else:
-            raise NotFoundError(f"{kind} {entity_id!r} is not in master")
+        else:  # also when a revert removed it: whether it ever existed is not said
+            raise NotFoundError(f"{kind} {str(entity_id)[:40]!r} is not in master")
         if kind != "person":
             attempt.subject_kind = "person" if kind == "credential" else kind
         check_reach(attempt.who, division, kind)

@@ -189,7 +189,9 @@ def link_one_enterprise_read(
         if not division or not str(division).startswith(attempt.who.division_code):
             elsewhere = dataclasses.replace(found, match_weight=None, explanation={}, master=None)
             return elsewhere, Outcome(["enterprise.enterprise_id"], [])
-        shown, seen, masked = {}, [], []
+        shown: dict[str, Any] = {}
+        seen: list[str] = []
+        masked: list[str] = []
         for name, value in found.master.items():
             if value is None:
                 continue

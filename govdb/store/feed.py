@@ -13,6 +13,7 @@ never the value: values are read through the audited reads.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ CHANGE = MasterChange.__table__  # type: ignore[attr-defined]
 COLUMNS = ("entity_kind", "entity_id", "field", "op", "valid_from", "cause", "cause_id")
 SCHEMA = {c: pl.String for c in COLUMNS}
 MAX_PAGE = 100_000
+CURSOR = re.compile(r"[0-9]{1,18}")  # ASCII digits only (int() would take ٣), within BIGINT
+KINDS = ("person", "credential", "enterprise", "place")
 
 
 def change_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -85,16 +88,13 @@ def parse_cursor(cursor: str | int | None) -> int:
     """A cursor is the last seq read, as text ("0" or None: from the beginning)."""
     if cursor is None or cursor == "":
         return 0
-    try:
-        seq = int(str(cursor).strip())
-    except ValueError:
+    text_ = str(cursor).strip()
+    if not CURSOR.fullmatch(text_):
         raise StateError(
-            f"cursor {str(cursor)[:40]!r} is not a cursor; use 0 for the beginning or the cursor a "
-            "previous read returned"
-        ) from None
-    if seq < 0:
-        raise StateError(f"cursor {seq} is negative; use 0 for the beginning")
-    return seq
+            f"cursor {text_[:40]!r} is not a cursor; use 0 for the beginning or the cursor a "
+            "previous read returned (digits 0-9, at most 18)"
+        )
+    return int(text_)
 
 
 def read_changes(
@@ -102,6 +102,9 @@ def read_changes(
 ) -> ChangePage:
     """The changes after `since`, oldest first, at most `limit` (only of `kinds` when given)."""
     after = parse_cursor(since)
+    unknown = sorted(set(kinds or []) - set(KINDS))
+    if unknown:
+        raise StateError(f"entity kind(s) {unknown} are not among {list(KINDS)}")
     if not 1 <= limit <= MAX_PAGE:
         raise StateError(f"limit {limit} is out of range; ask for 1 to {MAX_PAGE} changes at a time")
     query = select(CHANGE).where(CHANGE.c.seq > after).order_by(CHANGE.c.seq).limit(limit + 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -188,7 +188,8 @@ class Conflict(MasterModel, table=True):
     __table_args__ = (
         CheckConstraint("status IN ('open', 'resolved')", name="ck_conflict_status"),
         CheckConstraint(
-            "resolution IS NULL OR resolution IN ('accept', 'keep', 'amend')", name="ck_conflict_resolution"
+            "resolution IS NULL OR resolution IN ('accept', 'keep', 'amend', 'withdrawn')",
+            name="ck_conflict_resolution",
         ),
     )
 
@@ -221,7 +222,7 @@ class MasterChange(MasterModel, table=True):
 
     __table_args__ = (CheckConstraint("op IN ('insert', 'update', 'delete')", name="ck_change_op"),)
 
-    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     at: dt.datetime = Field(default_factory=utcnow)
     entity_kind: str = Field(max_length=16)
     entity_id: str = Field(max_length=32, index=True)
@@ -238,7 +239,7 @@ class ChangeHead(MasterModel, table=True):
     __table_args__ = (CheckConstraint("id = 1", name="ck_change_head_single"),)
 
     id: int = Field(default=1, primary_key=True)
-    seq: int = 0
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class AuditLog(MasterModel, table=True):

@@ -354,7 +354,7 @@ def current_homes(
     with events.connect() as conn:
         for chunk in id_chunks(conn, task_ids):
             entities.update(
-                conn.execute(  # type: ignore[arg-type]
+                conn.execute(
                     select(PROPOSAL.c.entity_kind, PROPOSAL.c.entity_id)
                     .join(TASK, TASK.c.proposal_id == PROPOSAL.c.proposal_id)
                     .where(among(conn, TASK.c.task_id, chunk), PROPOSAL.c.entity_id.is_not(None))
@@ -368,10 +368,10 @@ def current_homes(
         ids = sorted(
             {i for k, i in entities if k == kind or (kind is None and k not in ("enterprise", "place"))}
         )
-        table = model.__table__  # type: ignore[attr-defined]
+        table = model.__table__  # type: ignore[union-attr]  # SQLModel does not declare __table__
         for chunk in id_chunks(mconn, ids):
             residence.update(
-                mconn.execute(  # type: ignore[arg-type]
+                mconn.execute(
                     select(table.c[key], table.c.division_code).where(among(mconn, table.c[key], chunk))
                 ).all()
             )

@@ -255,4 +255,4 @@ def _plan_places(
         report.linked += known is not None
         report.new_places += known is None
         _propose(rules, units, work, report, event, services[event["event_id"]], "place",
-                 known and known["place_id"], known, payload)  # fmt: skip
+                 known["place_id"] if known else None, known, payload)  # fmt: skip

@@ -42,13 +42,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("resolution_reason", S(length=512), nullable=True))
         batch_op.create_check_constraint("ck_conflict_status", "status IN ('open', 'resolved')")
         batch_op.create_check_constraint(
-            "ck_conflict_resolution", "resolution IS NULL OR resolution IN ('accept', 'keep', 'amend')"
+            "ck_conflict_resolution",
+            "resolution IS NULL OR resolution IN ('accept', 'keep', 'amend', 'withdrawn')",
         )
     with op.batch_alter_table("issuance", schema=None) as batch_op:
         batch_op.add_column(sa.Column("review_reason", S(length=512), nullable=True))
     op.create_table(
         "masterchange",
-        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("at", T(), nullable=False),
         sa.Column("entity_kind", S(length=16), nullable=False),
         sa.Column("entity_id", S(length=32), nullable=False),
@@ -65,7 +66,7 @@ def upgrade() -> None:
     op.create_table(
         "changehead",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("id = 1", name="ck_change_head_single"),
         sa.PrimaryKeyConstraint("id"),
     )

@@ -172,9 +172,7 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
     kinds = {**RULE_KINDS, **ANALYTICS_KINDS}
     model_type = kinds.get(kind) if isinstance(kind, str) else None
     if model_type is None:
-        problems.append(
-            RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(kinds)}")
-        )
+        problems.append(RuleProblem(path, "kind", f"unknown kind {kind!r}; expected one of {sorted(kinds)}"))
         return None
     try:
         model = model_type.model_validate(data)

@@ -236,3 +236,47 @@ def test_batch_decision_from_the_inbox_page(seeded) -> None:
     )
     assert done.status_code == 303 and done.headers["location"] == "/inbox?done=1"
     assert all(t["task_id"] != task["task_id"] for t in village.get("/api/tasks").json())
+
+
+def test_the_owning_department_settles_a_conflict(seeded) -> None:
+    """Runs last (it decides every open task): an unproven source's other name for the applicant
+    becomes a conflict for public security, which settles it once through the API and the page."""
+    import polars as pl
+
+    from govdb import Actor
+
+    hall, report = seeded
+    db, person = hall.db, report.applicant
+    db.ingest_frame(
+        pl.DataFrame(
+            {
+                "受理编号": ["CF1"],
+                "姓名": ["另一个名字"],
+                "身份证号": [person["id_number"]],
+                "村居代码": [person["division_code"]],
+                "办理时间": ["2026-05-01 09:00"],
+            }
+        ),
+        source="walk_in_paper_form",
+        key_column="受理编号",
+        occurred_at_column="办理时间",
+        service_code="hall.resident_registration",
+    )
+    db.process()
+    while tasks := db.tasks():
+        for task in tasks:
+            db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
+    assert db.promote().conflicts >= 1
+    police = client(hall, "police1")
+    listed = police.get("/api/conflicts")
+    assert listed.status_code == 200, listed.text
+    (conflict,) = [c for c in listed.json() if c["proposed_value"] == "另一个名字"]
+    assert client(hall, "village1").get("/api/conflicts").status_code == 403  # not a department
+    assert client(hall, "civil1").get("/api/conflicts").status_code == 403  # no reconciliation purpose
+    page = police.get("/conflicts")
+    assert page.status_code == 200 and "另一个名字" in page.text
+    settled = police.post(f"/api/conflicts/{conflict['conflict_id']}/resolution", json={"resolution": "keep"})
+    assert settled.status_code == 200 and settled.json()["resolution"] == "keep"
+    again = police.post(f"/api/conflicts/{conflict['conflict_id']}/resolution", json={"resolution": "accept"})
+    assert again.status_code == 409
+    assert db.verify_audit().ok

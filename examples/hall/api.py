@@ -14,6 +14,7 @@ from examples.hall.models import (
     ERRORS,
     BatchIn,
     BatchOut,
+    ConflictOut,
     DecisionIn,
     DecisionOut,
     LinkOut,
@@ -22,6 +23,7 @@ from examples.hall.models import (
     PrefillOut,
     ProfileOut,
     PromoteOut,
+    ResolutionIn,
     SignIn,
     SubmissionIn,
     SubmissionOut,
@@ -105,6 +107,18 @@ def profile(
 ) -> Any:
     """Everything master knows of one person (一人一档), where the department's policy allows."""
     return hall_of(request).profile(who, id_number, purpose)
+
+
+@router.get("/conflicts", response_model=list[ConflictOut], tags=["department"])
+def conflicts(request: Request, who: Account = Who) -> Any:
+    """The open conflicts (比对) the signed-in department owns in its county."""
+    return hall_of(request).conflicts(who)
+
+
+@router.post("/conflicts/{conflict_id}/resolution", response_model=ConflictOut, tags=["department"])
+def resolve_conflict(request: Request, conflict_id: int, body: ResolutionIn, who: Account = Who) -> Any:
+    """Settle one conflict once as its owning department (409 when someone settled it first)."""
+    return hall_of(request).resolve_conflict(who, conflict_id, body.resolution, body.value, body.reason)
 
 
 @router.post("/promotions", response_model=PromoteOut, tags=["data bureau"])

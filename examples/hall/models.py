@@ -150,6 +150,30 @@ class ProfileOut(BaseModel):
     audit_seq: int
 
 
+class ConflictOut(BaseModel):
+    conflict_id: int
+    entity_kind: str
+    entity_id: str
+    field: str
+    master_value: str | None
+    master_source: str
+    proposed_value: str | None
+    proposed_source: str
+    owner_department: str | None
+    status: str
+    resolution: str | None
+    resolved_value: str | None
+    resolved_by: str | None
+    reason: str | None
+    masked: bool
+
+
+class ResolutionIn(BaseModel):
+    resolution: Literal["accept", "keep", "amend"]
+    value: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class PromoteOut(BaseModel):
     promoted: int
     people_created: int

@@ -163,3 +163,24 @@ def admin(request: Request, who: Account = Who) -> Response:
 def promote(request: Request, who: Account = Who) -> Response:
     report = hall_of(request).promote(who)
     return page(request, "admin.html", who, report=report)
+
+
+@router.get("/conflicts")
+def conflicts_page(request: Request, done: int | None = None, who: Account = Who) -> Response:
+    found = hall_of(request).conflicts(who)
+    return page(request, "conflicts.html", who, conflicts=found, done=done)
+
+
+@router.post("/conflicts/{conflict_id}")
+def resolve(
+    request: Request,
+    conflict_id: int,
+    resolution: str = Form(),
+    value: str = Form(""),
+    reason: str = Form(""),
+    who: Account = Who,
+) -> Response:
+    hall_of(request).resolve_conflict(
+        who, conflict_id, resolution, value.strip() or None if resolution == "amend" else None, reason or None
+    )
+    return RedirectResponse(f"/conflicts?done={conflict_id}", status_code=303)

@@ -216,8 +216,25 @@ class Hall:
             file = self.db.profile(id_number=id_number, actor=self.actor(who), purpose=purpose)
         return plain(file)
 
-    # Conflicts (比对) are settled by the owner department: db.conflicts() / db.resolve_conflict()
-    # are being added to govdb's API; the department page lists and resolves them here then.
+    def conflicts(self, who: Account) -> list[dict[str, Any]]:
+        """The conflicts (比对) the signed-in department owns in its county (audited, masked)."""
+        if self.department(who) is None:
+            raise AccessDeniedError(f"{who.unit_id} is not a department; conflicts go to their owners")
+        with self._audited:
+            return [plain(c) for c in self.db.conflicts(actor=self.actor(who))]
+
+    def resolve_conflict(
+        self, who: Account, conflict_id: int, resolution: str, value: str | None, reason: str | None
+    ) -> dict[str, Any]:
+        """Settle one conflict once as its owning department: accept, keep or amend (govdb checks
+        the owner, the county and that nobody settled it first)."""
+        if self.department(who) is None:
+            raise AccessDeniedError(f"{who.unit_id} is not a department; conflicts go to their owners")
+        with self._audited, self._work:
+            done = self.db.resolve_conflict(
+                conflict_id, resolution, actor=self.actor(who), value=value, reason=reason
+            )
+        return plain(done)
 
     def promote(self, who: Account) -> dict[str, Any]:
         """Apply approved changes to master (the data bureau's action, or the background timer)."""

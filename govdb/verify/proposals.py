@@ -9,7 +9,6 @@ lock, so two runs never propose one event twice (a unique proposal per event and
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import uuid
@@ -24,7 +23,7 @@ from sqlmodel import Session
 from govdb.base.clock import utcnow
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, link_against_master, read_people
+from govdb.link.online import LinkResult, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize
@@ -34,6 +33,7 @@ from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.events import Event, IngestBatch, Link, LinkExclusion, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, ProposalState, TaskState, move
+from govdb.verify.linking import link_events, reviewed_links
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, auto_pass_decisions, run_auto_pass
 
@@ -155,14 +155,6 @@ def _credential_change(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _records(pending: list[dict[str, Any]]) -> pl.DataFrame:
-    rows = [
-        {"event_id": str(e["event_id"]), **{k: _as_text((e["standardized"] or {}).get(k)) for k in COMPARED}}
-        for e in pending
-    ]
-    return pl.DataFrame(rows, schema={"event_id": pl.String, **{k: pl.String for k in COMPARED}})
-
-
 def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
     query = (
         select(
@@ -187,50 +179,6 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def _reviewed_links(
-    conn: Connection, master: Engine, events: list[dict[str, Any]], work: _Chunk
-) -> dict[int, LinkResult]:
-    """Links settled by a reviewer: an approved identity check is a match with its candidate; a
-    rejected one means the record is someone new. Consumed reviews become `resolved`."""
-    ids = [e["event_id"] for e in events if e["status"] == EventStatus.identity_review]
-    reviews: list[Any] = []
-    for chunk in id_chunks(conn, ids):
-        reviews += conn.execute(
-            select(
-                PROPOSAL.c.proposal_id,
-                PROPOSAL.c.event_id,
-                PROPOSAL.c.entity_id,
-                PROPOSAL.c.state,
-                PROPOSAL.c.payload,
-            ).where(
-                among(conn, PROPOSAL.c.event_id, chunk),
-                PROPOSAL.c.change == IDENTITY_ROUTE,
-                PROPOSAL.c.state.in_([ProposalState.approved.value, ProposalState.rejected.value]),
-            )
-        ).all()
-    if not reviews:
-        return {}
-    with master.connect() as mconn:
-        people = {
-            r["person_id"]: r
-            for r in read_people(mconn, [r.entity_id for r in reviews if r.entity_id]).to_dicts()
-        }
-    settled: dict[int, LinkResult] = {}
-    for review in reviews:
-        confirmed = review.state == ProposalState.approved and review.entity_id in people
-        settled[review.event_id] = LinkResult(
-            str(review.event_id),
-            review.entity_id if confirmed else None,
-            "match" if confirmed else "new",
-            1.0 if confirmed else 0.0,
-            None,
-            {"reviewed": review.state, "proposal_id": review.proposal_id, **review.payload},
-            people.get(review.entity_id) if confirmed else None,
-        )
-        work.resolved.append({"proposal_id": review.proposal_id, "state": review.state})
-    return settled
-
-
 def propose_events(
     events: Engine,
     master: Engine,
@@ -245,18 +193,10 @@ def propose_events(
     Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
     next run takes the reviewer's answer as the link and proposes the event's change. The caller
     holds the `process` job lock."""
-    from govdb.verify.entity_proposals import is_entity_event, plan_entity_events  # it imports this module
-
     report = ProposeReport()
     with Session(master) as ms:
         units = UnitIndex(ms)
-    after, done = 0, 0
-    with events.connect() as conn:
-        total = conn.execute(
-            select(func.count())
-            .select_from(EVENT)
-            .where(EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value]))
-        ).scalar_one()
+    after, done, total = 0, 0, _waiting(events)
     while True:
         with events.connect() as conn:
             chunk = _read_chunk(conn, after)
@@ -266,73 +206,59 @@ def propose_events(
         if progress is not None:
             progress(done, total)
         after = chunk[-1]["event_id"]
-        for event in chunk:
-            proven = rules.verification.sources.get(event["authenticated_source"] or "")
-            event["proven_department"] = proven.department if proven else None
-        work = _Chunk()
-        with events.connect() as conn:
-            settled = _reviewed_links(conn, master, chunk, work)
-        pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
-        # Enterprise and place events take their own path (govdb.verify.entity_proposals).
-        entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
-        pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
-        if not pending and not entities:
-            continue
-        if pending:
-            report.events += len(pending)
-            fresh = [e for e in pending if e["event_id"] not in settled]
-            results = list(settled.values())
-            if fresh:
-                results += _link(events, master, rules, model, fresh, address_hint)
-            _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
-        if entities:
-            plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
-        report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
-        report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
-        _write(events, work)
+        _propose_chunk(events, master, rules, model, units, chunk, report, address_hint)
 
 
-def _link(
+def _waiting(events: Engine) -> int:
+    with events.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(EVENT)
+                .where(
+                    EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value])
+                )
+            ).scalar_one()
+        )
+
+
+def _propose_chunk(
     events: Engine,
     master: Engine,
     rules: Rulebook,
     model: LinkModel | Callable[[], LinkModel],
-    fresh: list[dict[str, Any]],
+    units: UnitIndex,
+    chunk: list[dict[str, Any]],
+    report: ProposeReport,
     address_hint: str | None,
-) -> list[LinkResult]:
-    """Link the chunk's events against master in one batch; an event a split took off someone is
-    linked on its own, with that person left out of its candidates."""
-    relinked = [e for e in fresh if e["link_round"]]
-    plain = [e for e in fresh if not e["link_round"]]
-    matching = rules.matching["person"]
-    out = (
-        link_against_master(master, _records(plain), matching, model, address_hint=address_hint)
-        if plain
-        else []
-    )
-    if not relinked:
-        return out
-    excluded: dict[int, set[str]] = {}
+) -> None:
+    """One chunk of events: settle reviewed links, link the rest, plan, auto-pass, write."""
+    from govdb.verify.entity_proposals import is_entity_event, plan_entity_events  # it imports this module
+
+    for event in chunk:
+        proven = rules.verification.sources.get(event["authenticated_source"] or "")
+        event["proven_department"] = proven.department if proven else None
+    work = _Chunk()
     with events.connect() as conn:
-        for chunk in id_chunks(conn, [e["event_id"] for e in relinked]):
-            for r in conn.execute(
-                select(EXCLUSION.c.event_id, EXCLUSION.c.entity_id).where(
-                    among(conn, EXCLUSION.c.event_id, chunk), EXCLUSION.c.entity_kind == "person"
-                )
-            ):
-                excluded.setdefault(r.event_id, set()).add(r.entity_id)
-    with master.connect() as mconn:
-        people = read_people(mconn, sorted(set().union(*excluded.values()))) if excluded else None
-    their_ids = set(people.get_column("id_number").to_list()) if people is not None else set()
-    for event in relinked:
-        left_out = excluded.get(event["event_id"], set())
-        own_id = (event["standardized"] or {}).get("id_number")
-        for link in link_against_master(
-            master, _records([event]), matching, model, address_hint=address_hint, exclude=left_out
-        ):
-            why = {**link.explanation, "excluded": sorted(left_out), "id_of_excluded": own_id in their_ids}
-            out.append(dataclasses.replace(link, explanation=why))
-    return out
+        settled = reviewed_links(conn, master, chunk, work.resolved)
+    pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
+    # Enterprise and place events take their own path (govdb.verify.entity_proposals).
+    entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
+    pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
+    if not pending and not entities:
+        return
+    if pending:
+        report.events += len(pending)
+        fresh = [e for e in pending if e["event_id"] not in settled]
+        results = list(settled.values())
+        if fresh:
+            results += link_events(events, master, rules, model, fresh, address_hint)
+        _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
+    if entities:
+        plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
+    report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
+    report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
+    _write(events, work)
 
 
 def _plan(

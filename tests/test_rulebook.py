@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_every_rules_file_loads() -> None:
     book = load_rulebook(REPO / "rules")
     files = sorted(p.name for p in (REPO / "rules").rglob("*.yaml"))
-    assert len(files) == 13 and set(book.matching) == {"person", "enterprise"}
+    assert len(files) == 16 and set(book.matching) == {"person", "enterprise"}
     assert set(book.survivorships) == {"person", "enterprise", "place"}
     matching = book.matching["person"]
     assert ["id_number"] in matching.blocking.rules and matching.bands.review < matching.bands.match

@@ -100,6 +100,23 @@ def test_cli_alerts_and_hotwords(home: Path) -> None:
     )
     rows = [r for r in csv.DictReader(io.StringIO(result.stdout)) if r["street"] == hotlinegen.BURST_STREET]
     assert rows[0]["word"] == hotlinegen.BURST_WORD and rows[0]["rank"] == "1"
+    result = run(
+        "analytics", "hotwords", "--home", str(home), "--json", "--from", "2026-05-11", "--to", "2026-05-17"
+    )
+    words = [json.loads(line) for line in result.stdout.splitlines()]
+    mine = [w for w in words if w["street"] == hotlinegen.BURST_STREET]
+    assert mine[0]["word"] == hotlinegen.BURST_WORD and int(mine[0]["rank"]) == 1
+
+
+def test_cli_heatmap_reports_as_json(home: Path, tmp_path: Path) -> None:
+    page = tmp_path / "heat.html"
+    result = run("analytics", "heatmap", "--home", str(home), "--out", str(page), "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (
+        document["html"] == str(page) and document["png"] is None and "unverified" in document["data_status"]
+    )
+    assert "未核实" in page.read_text(encoding="utf-8")
 
 
 def _colours(png: bytes) -> dict[str, int]:

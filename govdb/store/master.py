@@ -205,7 +205,7 @@ class Conflict(MasterModel, table=True):
     owner_department: str | None = Field(default=None, max_length=64)
     status: str = Field(default="open", max_length=16)
     created_at: dt.datetime = Field(default_factory=utcnow)
-    resolution: str | None = Field(default=None, max_length=8)
+    resolution: str | None = Field(default=None, max_length=16)
     resolved_value: str | None = None
     resolved_at: dt.datetime | None = None
     resolved_by: str | None = Field(default=None, max_length=140)  # actor@unit

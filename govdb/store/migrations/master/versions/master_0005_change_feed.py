@@ -35,7 +35,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("reverted_by", S(length=140), nullable=True))
         batch_op.add_column(sa.Column("revert_reason", S(length=512), nullable=True))
     with op.batch_alter_table("conflict", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("resolution", S(length=8), nullable=True))
+        batch_op.add_column(sa.Column("resolution", S(length=16), nullable=True))
         batch_op.add_column(sa.Column("resolved_value", S(), nullable=True))
         batch_op.add_column(sa.Column("resolved_at", T(), nullable=True))
         batch_op.add_column(sa.Column("resolved_by", S(length=140), nullable=True))

@@ -292,18 +292,14 @@ class GovDB:
         With `source_token` (issued by `register_source`) the ingest proves it is that registered
         source; a wrong token is refused. Without one the events are unauthenticated and earn no
         automatic pass, whatever `department` the caller names."""
-        proven = source_stage.authenticate(self.master, self.rules, source, source_token)
-        if proven:
-            options["authenticated_source"] = proven
+        options["authenticated_source"] = self._proven(source, source_token, options)
         options.setdefault("aliases", self.rules.column_aliases())  # to warn of a file without them
         return ingest_stage.ingest_file(self.events, path, source=source, **options)
 
     def ingest_frame(
         self, frame: pl.DataFrame, *, source: str, source_token: str | None = None, **options: Any
     ) -> ingest_stage.IngestReport:
-        proven = source_stage.authenticate(self.master, self.rules, source, source_token)
-        if proven:
-            options["authenticated_source"] = proven
+        options["authenticated_source"] = self._proven(source, source_token, options)
         options.setdefault("aliases", self.rules.column_aliases())
         return ingest_stage.ingest_frame(self.events, frame, source=source, **options)
 
@@ -376,6 +372,15 @@ class GovDB:
             homes = current_homes(ms, self.events, batch, self._unit_index(ms))
         with writing(self.events) as conn:
             return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)
+
+    def _proven(self, source: str, token: str | None, options: dict[str, Any]) -> str | None:
+        """The source a token proves, or None; never one the caller names (invariant 9)."""
+        if "authenticated_source" in options:
+            raise StateError(
+                "authenticated_source is not an option: a source proves itself with its token "
+                "(source_token=, or GOVDB_SOURCE_TOKEN), which `govdb sources register NAME` issues"
+            )
+        return source_stage.authenticate(self.master, self.rules, source, token)
 
     def register_source(self, name: str) -> str:
         """Issue a new token for a source registered in the rules and return it (shown once; a

@@ -323,3 +323,47 @@ def test_year_over_year_and_period_over_period(rules: Rulebook) -> None:
     march = out.filter(pl.col("period") == _dt.date(2026, 3, 1)).row(0, named=True)
     assert march["tickets_yoy"] == pytest.approx(0.5) and march["tickets_pop"] == pytest.approx(0.25)
     assert out.filter(pl.col("period") == _dt.date(2025, 3, 1)).item(0, "tickets_yoy") is None
+
+
+def test_free_text_labels_of_withheld_cells_are_withheld_and_the_floor_holds(
+    tmp_path: Path, rules: Rulebook
+) -> None:
+    """A name and phone typed into 诉求类型 / 承办部门 of one ticket: its row is withheld, label
+    included; asking for a lower min_cell does not lower the rules' floor."""
+    with open_backend("sqlite", tmp_path, rules) as db:
+        db.serve_district("440605")
+        rows = []
+        for i in range(25):
+            rows.append(
+                {
+                    "工单编号": f"GD{i:06d}",
+                    "来电时间": f"2026-05-{1 + i % 20:02d} 10:00:00",
+                    "诉求类型": "投诉" if i else "投诉王小明13800138000",
+                    "诉求内容": "物业管理不到位",
+                    "所属街道": "桂城街道",
+                    "村居代码": "440605011001",
+                    "承办部门": "住建局" if i else "王小明13800138000",
+                    "是否解决": "是",
+                    "满意度": "满意",
+                    "来电号码": f"1390000{i:04d}",
+                }
+            )
+        db.ingest_frame(
+            pl.DataFrame(rows),
+            source="hotline",
+            key_column="工单编号",
+            occurred_at_column="来电时间",
+            service_code="hotline.12345",
+        )
+        db.process(today=dt.date(2026, 6, 1))
+        an = db.analytics
+        for frame in (
+            an.kpis(by=["category"], period="all"),
+            an.kpis(by=["department"], period="all"),
+            an.kpis(by=["village"], period="all", min_cell=1),
+            an.ranking(by="category"),
+        ):
+            text = frame.write_csv()
+            assert "13800138000" not in text and "王小明" not in text
+        lowered = an.kpis(by=["category"], period="all", min_cell=1)
+        assert lowered.filter(pl.col("tickets") < 10).height == 0  # the floor is the rules' 10

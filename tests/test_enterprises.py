@@ -176,6 +176,20 @@ def test_a_change_is_routed_by_the_master_division_not_the_events_claim(db: GovD
         ("enterprise", "address", "market_regulation", "market_regulation"),
         ("enterprise", "division_code", "market_regulation", "market_regulation"),
     ]
+    # Market regulation settles them; a division is never amended to a third value (it decides who
+    # checks the enterprise), an address may be, within master's column.
+    from govdb.errors import StateError
+
+    address, division = conflicts
+    with pytest.raises(StateError, match="cannot be amended"):
+        db.resolve_conflict(division.id, "amend", actor=MARKET, value="440606005003")  # type: ignore[arg-type]
+    with pytest.raises(StateError, match="characters"):
+        db.resolve_conflict(address.id, "amend", actor=MARKET, value="路" * 300)  # type: ignore[arg-type]
+    done = db.resolve_conflict(address.id, "amend", actor=MARKET, value="佛山市南海区桂城街道南海大道8号")  # type: ignore[arg-type]
+    assert (
+        done.resolution == "amend"
+        and db.resolve_conflict(division.id, "keep", actor=MARKET).resolution == "keep"
+    )  # type: ignore[arg-type]
 
 
 def test_link_one_finds_an_enterprise_by_code_or_by_name(db: GovDB, tmp_path: Path) -> None:
@@ -260,3 +274,53 @@ def test_an_enterprise_without_a_code_links_by_name_in_a_batch(db: GovDB, tmp_pa
         enterprise = ms.exec(select(Enterprise)).one()
     assert change.entity_id == enterprise.enterprise_id
     assert change.payload == {"name": "华强五金有限公司", "business_scope": "五金;建材"}
+
+
+def test_a_second_new_registration_of_a_code_is_compared_not_applied(db: GovDB, tmp_path: Path) -> None:
+    """Two registrations of one new code claim two counties while both are pending: the second was
+    checked by the other county's units, so master compares it (conflicts) instead of taking it."""
+    db.serve_district("440606")
+    code = make_uscc("440605", 9)
+    first = (
+        f"Q1,{code},佛山市南海区华强五金有限公司,张伟,佛山市南海区桂城街道花苑社区南海大道8号,"
+        "0757-86281234,五金,存续,2026-11-02 09:30"
+    )
+    other = (
+        f"Q2,{code},佛山市顺德区某某贸易有限公司,李四,佛山市顺德区大良街道金榜社区东乐路1号,"
+        "13700137000,贸易,存续,2026-11-03 09:30"
+    )
+    for name, row in (("a.csv", first), ("b.csv", other)):
+        db.ingest(
+            _write(tmp_path / name, [row]),
+            source="hall",
+            key_column="受理编号",
+            service_code="hall.enterprise_registration",
+            occurred_at_column="办理时间",
+        )
+        db.process(today=TODAY)
+    _decide_all(db)
+    report = db.promote()
+    with Session(db.master) as ms:
+        (firm,) = ms.exec(select(Enterprise).where(Enterprise.uscc == code)).all()
+        conflicts = ms.exec(select(Conflict).where(Conflict.entity_id == firm.enterprise_id)).all()
+    assert (firm.name, firm.legal_representative) == ("佛山市南海区华强五金有限公司", "张伟")
+    assert str(firm.division_code).startswith("440605") and report.conflicts >= 2
+    assert {c.field for c in conflicts} >= {"name", "legal_representative"}
+
+
+def test_a_source_is_proven_by_its_token_never_by_a_name(db: GovDB, tmp_path: Path) -> None:
+    from govdb.errors import StateError
+
+    row = (
+        f"Q1,{CODE},佛山市南海区华强五金有限公司,张伟,佛山市南海区桂城街道花苑社区南海大道8号,"
+        "0757-86281234,五金,存续,2026-11-02 09:30"
+    )
+    with pytest.raises(StateError, match="authenticated_source is not an option"):
+        db.ingest(
+            _write(tmp_path / "a.csv", [row]),
+            source="hall",
+            key_column="受理编号",
+            service_code="hall.enterprise_registration",
+            authenticated_source="amr_registration_system",
+        )
+    assert db.counts()["event"] == 0

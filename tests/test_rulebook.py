@@ -168,3 +168,14 @@ def test_enterprise_and_place_rules_are_checked(tmp_path: Path) -> None:
     text = str(info.value)
     assert "unknown master field 'enterprise.turnover'" in text
     assert "unknown source 'enterprise.rating'" in text
+
+
+def test_a_rule_file_nested_too_deeply_fails_with_its_name(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    deep = "{not: " * 3000 + "{block: alive}" + "}" * 3000
+    path = rules / "programmes" / "senior_transit_card.yaml"
+    text = path.read_text(encoding="utf-8").replace("  - {block: alive}", f"  - {deep}", 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RuleFileError, match="senior_transit_card.yaml"):
+        load_rulebook(rules)

@@ -183,7 +183,7 @@ class Analytics:
         return hotwords_stage.hotwords(
             self.facts(before, end, demand=True),
             self.hotword_rules,
-            min_cell=min_cell if min_cell is not None else self.rules.min_cell,
+            min_cell=max(min_cell or 0, self.rules.min_cell),  # raised by a caller, never lowered
             by=by,
             period=period,
             baseline_periods=baseline_periods,

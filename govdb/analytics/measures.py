@@ -198,10 +198,20 @@ def publish(
         counts=COUNTS,
         rates=RATES,
         partition=["period", *by[:-1]],
-        min_cell=min_cell if min_cell is not None else rules.min_cell,
+        min_cell=max(min_cell or 0, rules.min_cell),  # a caller may raise the floor, never lower it
         extra=("median_hours_to_close",),
     )
+    # Categories and departments are the source's free text: the label of a withheld row could
+    # itself be personal (a name, a phone typed into 诉求类型), so it is withheld with its counts.
+    free_text = [c for c in ("category", "department") if c in by and c in out.columns]
+    out = out.with_columns(
+        pl.when(pl.col("tickets").is_null()).then(pl.lit(WITHHELD)).otherwise(pl.col(c)).alias(c)
+        for c in free_text
+    )
     return _named(out, by).with_columns(pl.lit(UNVERIFIED).alias("data_status"))
+
+
+WITHHELD = "（已隐去）"
 
 
 def kpis(

@@ -23,7 +23,7 @@ from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.access.policy import Grant, check_reach
 from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import local_today, utcnow
-from govdb.correct._writes import Where, actor_text, feed, locate, supersede
+from govdb.correct._writes import Where, actor_text, entity_table, feed, locate, supersede
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
@@ -107,6 +107,26 @@ def _standard(name: str, value: str, current: str | None) -> str:
     if 0 in refused:
         raise StateError(f"amendment {name}={value[:40]!r} is refused: {refused[0]}")
     return str(good[0][name])
+
+
+FIXED = {"division_code", "uscc", "id_number", "kind", "number", "person_id"}
+
+
+def _checked(kind: str, name: str, value: str) -> str:
+    """An amended value of an enterprise, place or credential: identity and jurisdiction are never
+    amended here (they decide who it is and who checks it), and the value must fit master."""
+    if name in FIXED:
+        raise StateError(
+            f"{name} of a {kind} cannot be amended in a conflict: it decides what the {kind} is and who "
+            "checks it; keep master's value or accept the checked one"
+        )
+    text = value.strip()
+    table, _ = entity_table(kind)
+    column = table.c.get(name)
+    limit = getattr(getattr(column, "type", None), "length", None) or 512
+    if not text or len(text) > limit:
+        raise StateError(f"amendment {name}={text[:40]!r} must be 1 to {limit} characters")
+    return text
 
 
 def _outcome(seen: dict[str, bool], outcome: str = "read") -> Outcome:
@@ -203,6 +223,8 @@ def resolve_conflict(
             new_value = {"accept": row.proposed_value, "amend": value, "keep": None}[resolution]
             if resolution == "amend" and row.entity_kind == "person":
                 new_value = _standard(row.field, str(value), row.master_value)
+            elif resolution == "amend":
+                new_value = _checked(row.entity_kind, row.field, str(value))
             moved = conn.execute(
                 update(CONFLICT)
                 .where(CONFLICT.c.id == conflict_id, CONFLICT.c.status == "open")

@@ -127,8 +127,12 @@ class EntityWork:
         payload = {k: v for k, v in proposal["payload"].items() if k in columns}
         rows = self.entities[kind]
         entity_id = proposal["entity_id"] if proposal["entity_id"] in rows else None
+        # A registration checked as someone new whose code master meanwhile holds was checked by the
+        # units of the place it claimed, not of the enterprise's: it is compared (比对), not applied.
+        compare_only = False
         if entity_id is None and kind == "enterprise" and payload.get("uscc"):
             entity_id = self.by_uscc.get(payload["uscc"])
+            compare_only = entity_id is not None
         if entity_id is None:
             entity_id = ("E" if kind == "enterprise" else "L") + uuid.uuid4().hex[:15].upper()
             row = {key: entity_id, **dict.fromkeys(columns), **payload}
@@ -149,7 +153,7 @@ class EntityWork:
             if old == _text(value) or name in ("kind", "uscc"):
                 continue
             current = self.current.get((kind, entity_id, name))
-            if (
+            if compare_only or (
                 old is not None
                 and current
                 and self._entity_trust(kind, name, current.source) > self._entity_trust(kind, name, source)
@@ -160,7 +164,7 @@ class EntityWork:
                     kind,
                     entity_id,
                     name,
-                    (old, current.source),
+                    (old, current.source if current else "master"),
                     _text(value),
                     rule.owner if rule else None,
                 )

@@ -165,6 +165,9 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
     except UnicodeDecodeError:
         problems.append(RuleProblem(path, "", "not UTF-8 text; save the rule file as UTF-8"))
         return None
+    except RecursionError:
+        problems.append(RuleProblem(path, "", "nested too deeply to be a rule file"))
+        return None
     if not isinstance(data, dict):
         problems.append(RuleProblem(path, "", "a rule file is a mapping with `kind` and `version`"))
         return None
@@ -176,10 +179,13 @@ def _load_file(path: Path, problems: list[RuleProblem]) -> RuleFile | None:
         return None
     try:
         model = model_type.model_validate(data)
+        _check_blocks(path, model, problems)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(path, exc))
         return None
-    _check_blocks(path, model, problems)
+    except RecursionError:
+        problems.append(RuleProblem(path, "", "conditions nested too deeply; write them flatter"))
+        return None
     return model
 
 

@@ -134,3 +134,47 @@ def test_a_road_is_named_and_renamed_by_the_street_and_civil_affairs(db: GovDB, 
         ("海八路", dt.date(2026, 9, 1), dt.date(2026, 11, 10)),
         ("海八东路", dt.date(2026, 11, 10), None),
     ]
+
+
+def test_two_registrations_of_one_place_make_one_place(db: GovDB, tmp_path: Path) -> None:
+    """Pending together, two registrations of one building (one standardized address) and of one
+    road name (one county) make one master place each; the second is compared, not added."""
+    address = "佛山市南海区桂城街道花苑社区南海大道8号"
+    building = "受理编号,楼栋名称,道路名称,楼栋地址,办理时间"
+    files = [
+        (
+            "b1.csv",
+            building,
+            [f"B1,花苑大厦,南海大道,{address},2026-11-01"],
+            "hall.building_registration",
+            "hallA",
+        ),
+        (
+            "b2.csv",
+            building,
+            [f"B1,花苑大厦A座,南海大道,{address},2026-11-02"],
+            "hall.building_registration",
+            "hallB",
+        ),
+        (
+            "r1.csv",
+            "受理编号,道路名称,村居代码,办理时间",
+            ["R1,桂澜北路,440605011005,2026-11-01", "R2,桂澜北路,440605011001,2026-11-02"],
+            "hall.road_naming",
+            "hallA",
+        ),
+    ]
+    for name, header, rows, service, source in files:
+        path = tmp_path / name
+        path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        db.ingest(
+            path, source=source, key_column="受理编号", service_code=service, occurred_at_column="办理时间"
+        )
+    db.process(today=dt.date(2026, 11, 30))
+    while tasks := db.tasks():
+        for task in tasks:
+            db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
+    db.promote()
+    with Session(db.master) as ms:
+        places = ms.exec(select(Place)).all()
+    assert sorted(p.kind for p in places) == ["building", "road"]

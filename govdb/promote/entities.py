@@ -47,6 +47,13 @@ def _text(value: Any) -> str | None:
     return None if value is None else (value.isoformat() if isinstance(value, dt.date) else str(value))
 
 
+def place_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    """What makes two places one: a road by its name, anything else by its address, in a county."""
+    kind = str(row.get("kind") or "")
+    what = row.get("name") if kind == "road" else row.get("address")
+    return (kind, str(what or ""), str(row.get("division_code") or "")[:6])
+
+
 class EntityWork:
     """Enterprise and place state of a promotion chunk; `Chunk` supplies `_set`, `_conflict`,
     `current`, `rules`, `report` and `now`."""
@@ -65,6 +72,7 @@ class EntityWork:
         self.new_entities: dict[str, dict[str, dict[str, Any]]] = {"enterprise": {}, "place": {}}
         self.changed_entities: dict[str, set[str]] = {"enterprise": set(), "place": set()}
         self.by_uscc: dict[str, str] = {}
+        self.by_place: dict[tuple[str, str, str], str] = {}
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -78,6 +86,12 @@ class EntityWork:
             if kind == "enterprise":
                 codes = sorted({p["payload"]["uscc"] for p in mine if p["payload"].get("uscc")})
                 wanted.append((table.c.uscc, codes))
+            else:  # a new building at an address master has, a road name master has: the same place
+                fresh = [p["payload"] for p in mine if not p["entity_id"]]
+                wanted.append(
+                    (table.c.address, sorted({str(p["address"]) for p in fresh if p.get("address")}))
+                )
+                wanted.append((table.c.name, sorted({str(p["name"]) for p in fresh if p.get("name")})))
             for column, values in wanted:
                 for chunk in id_chunks(conn, values):
                     for r in conn.execute(select(table.c[key], *(table.c[c] for c in columns)).where(
@@ -108,6 +122,8 @@ class EntityWork:
         self.entities[kind][row[key]] = row
         if kind == "enterprise":
             self.by_uscc[row["uscc"]] = row[key]
+        elif place_key(row)[1]:
+            self.by_place.setdefault(place_key(row), row[key])
 
     # --- working out ---------------------------------------------------------------------
 
@@ -132,6 +148,9 @@ class EntityWork:
         compare_only = False
         if entity_id is None and kind == "enterprise" and payload.get("uscc"):
             entity_id = self.by_uscc.get(payload["uscc"])
+            compare_only = entity_id is not None
+        elif entity_id is None and kind == "place" and place_key(payload)[1]:
+            entity_id = self.by_place.get(place_key(payload))
             compare_only = entity_id is not None
         if entity_id is None:
             entity_id = ("E" if kind == "enterprise" else "L") + uuid.uuid4().hex[:15].upper()

@@ -164,7 +164,12 @@ def test_a_change_is_routed_by_the_master_division_not_the_events_claim(db: GovD
     assert [t.unit_id for t in tasks] == ["street:440605011"]
     with pytest.raises(JurisdictionError):
         db.decide(tasks[0].task_id, Actor("liu", "street:440605121"), "approve")
-    assert _decide_all(db) == [("street", "street:440605011"), ("department", MARKET.unit_id)]
+    # Master's street first; the street it claims to move to checks the move too (invariant 5).
+    assert _decide_all(db) == [
+        ("street", "street:440605011"),
+        ("street", "street:440605121"),
+        ("department", MARKET.unit_id),
+    ]
     promoted = db.promote()
     # The phone is the hall's to update; the registered address is market regulation's (比对).
     assert promoted.conflicts == 2 and promoted.fields_updated == 1
@@ -324,3 +329,28 @@ def test_a_source_is_proven_by_its_token_never_by_a_name(db: GovDB, tmp_path: Pa
             authenticated_source="amr_registration_system",
         )
     assert db.counts()["event"] == 0
+
+
+def test_an_enterprise_that_moves_is_checked_where_it_moves_to(db: GovDB, tmp_path: Path) -> None:
+    """Invariant 5, a move adds the destination: 顺德's street checks a 南海 enterprise's move there."""
+    db.serve_district("440606")
+    code = make_uscc("440605", 31)
+    rows = [
+        f"Q1,{code},佛山市南海区华强五金有限公司,张伟,佛山市南海区桂城街道花苑社区南海大道8号,"
+        "0757-86281234,五金,存续,2026-11-02 09:30",
+        f"Q2,{code},佛山市南海区华强五金有限公司,张伟,佛山市顺德区大良街道金榜社区东乐路1号,"
+        "0757-86281234,五金,存续,2026-11-20 09:30",
+    ]
+    for n, row in enumerate(rows):
+        db.ingest(
+            _write(tmp_path / f"r{n}.csv", [row]),
+            source="hall",
+            key_column="受理编号",
+            service_code="hall.enterprise_registration",
+            occurred_at_column="办理时间",
+        )
+        db.process(today=TODAY)
+        deciders = _decide_all(db)
+        db.promote()
+    assert ("street", "street:440605011") in deciders  # where master has it
+    assert any(level == "street" and str(unit).startswith("street:440606") for level, unit in deciders)

@@ -159,7 +159,9 @@ def _propose(
         report.unchanged += 1
         return
     proposal = _proposal(event, route_name, kind, entity_id if known is not None else None, home, payload)
-    if _route(rules, units, work, event, proposal, home, None):
+    # A known one that moves is also checked where it moves to (invariant 5: a move adds the destination).
+    destination = payload.get("division_code") if known is not None else None
+    if _route(rules, units, work, event, proposal, home, destination):
         report.proposals += 1
     else:
         report.unroutable += 1

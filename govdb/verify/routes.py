@@ -130,10 +130,15 @@ class UnitIndex:
         adds that village's check right after the home village's."""
         out: list[Assignment] = []
         moving = bool(destination) and _village(destination) != _village(home)
+        # The destination checks at the route's first local level: the village where there is one
+        # (a person's move), else the street (an enterprise moving its registered address).
+        local = next((s.level for s in route.steps if s.level in ("village", "street")), None)
         for i, step in enumerate(route.steps):
             out.append(Assignment(step.level, step.department, self.unit_for(step, home), home, i))
-            if step.level == "village" and moving:
-                out.append(Assignment(step.level, None, self.unit_for(step, destination), destination, i))
+            if step.level == local and moving:
+                there = self.unit_for(step, destination)
+                if step.level == "village" or there != out[-1].unit_id:
+                    out.append(Assignment(step.level, None, there, destination, i))
         return out
 
 

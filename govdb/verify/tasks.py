@@ -234,11 +234,11 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
 
 
 def _fix_route_steps(flow: Flow) -> None:
-    """Recompute route steps once all tasks are known (a village task after a village task is a
-    move's destination check and shares its step)."""
+    """Recompute route steps once all tasks are known (a village or street task right after one of
+    its level is a move's destination check and shares its step)."""
     route_step = -1
     for i, task in enumerate(flow.tasks):
-        same = i > 0 and task.level == "village" and flow.tasks[i - 1].level == "village"
+        same = i > 0 and task.level in ("village", "street") and flow.tasks[i - 1].level == task.level
         route_step = route_step if same else route_step + 1
         task.route_step = route_step
 

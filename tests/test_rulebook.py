@@ -177,5 +177,5 @@ def test_a_rule_file_nested_too_deeply_fails_with_its_name(tmp_path: Path) -> No
     path = rules / "programmes" / "senior_transit_card.yaml"
     text = path.read_text(encoding="utf-8").replace("  - {block: alive}", f"  - {deep}", 1)
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(RuleFileError, match="senior_transit_card.yaml"):
+    with pytest.raises(RuleFileError, match=r"senior_transit_card\.yaml"):
         load_rulebook(rules)

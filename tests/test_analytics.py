@@ -367,3 +367,12 @@ def test_free_text_labels_of_withheld_cells_are_withheld_and_the_floor_holds(
             assert "13800138000" not in text and "王小明" not in text
         lowered = an.kpis(by=["category"], period="all", min_cell=1)
         assert lowered.filter(pl.col("tickets") < 10).height == 0  # the floor is the rules' 10
+
+
+def test_hot_words_never_hold_a_tagged_name_or_written_out_digits(rules: Rulebook) -> None:
+    from govdb.analytics.hotwords import segment
+
+    assert rules.hotwords is not None
+    (words,) = segment(["王小明投诉噪音扰民，电话一三八零零一三八零零零，车牌粤A12345"], rules.hotwords)
+    assert "王小明" not in words and not any(set(w) <= set("零一二三四五六七八九") for w in words)
+    assert "噪音扰民" in words and "投诉" in words

@@ -4,8 +4,8 @@ against a baseline, and burst detection, per division and period.
 The tokenizer is a `jieba.Tokenizer` of our own (the global one is left alone), loaded with
 rules/analytics/hotwords.yaml. A ticket counts a word once (document frequency), so one long
 complaint cannot make a word hot. Published words are met in at least `min_cell` tickets and hold
-no digit or Latin letter (a phone, an ID or a plate number never comes out), unless the rules'
-dictionary lists them.
+no digit or Latin letter (a phone, an ID or a plate number never comes out), and no word jieba tags
+as a person's name or a numeral (一三八 written out), unless the rules' dictionary lists them.
 """
 
 from __future__ import annotations
@@ -24,17 +24,24 @@ from govdb.errors import ConfigError
 from govdb.rulebook.analytics import HotwordRules
 
 _HAN = re.compile(r"^[\u3400-\u9fff]+$")
+_NUMERALS = re.compile(r"^[零〇一二三四五六七八九十百千万两幺壹贰叁肆伍陆柒捌玖拾]+$")  # digits written out
 
 
 @lru_cache(maxsize=4)
 def _tokenizer(words: tuple[tuple[str, int | None, str | None], ...]) -> object:
     import jieba
+    import jieba.posseg
 
     logging.getLogger("jieba").setLevel(logging.WARNING)  # jieba logs its dictionary load at DEBUG
     tokenizer = jieba.Tokenizer()
     for word, freq, tag in words:
         tokenizer.add_word(word, freq, tag)
-    return tokenizer
+    # Tagged, so that person names and numerals (a phone written 一三八...) are never published.
+    return jieba.posseg.POSTokenizer(tokenizer)
+
+
+# Part-of-speech tags never published: person names (nr, nrfg, nrt) and numerals (m, mq).
+PERSONAL_TAGS = frozenset({"nr", "nrfg", "nrt", "m", "mq"})
 
 
 def tokenizer_for(rules: HotwordRules) -> object:
@@ -50,8 +57,10 @@ def segment(texts: Sequence[str], rules: HotwordRules) -> list[list[str]]:
     for text in texts:
         words = {
             w
-            for w in tokenizer.lcut(text or "")  # type: ignore[attr-defined]
-            if len(w) >= rules.min_length and w not in stop and (w in listed or _HAN.match(w))
+            for w, tag in tokenizer.lcut(text or "")  # type: ignore[attr-defined]
+            if len(w) >= rules.min_length
+            and w not in stop
+            and (w in listed or (_HAN.match(w) and tag not in PERSONAL_TAGS and not _NUMERALS.match(w)))
         }
         out.append(sorted(words))
     return out

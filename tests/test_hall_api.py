@@ -69,8 +69,13 @@ def test_a_forged_session_is_not_signed_in(seeded) -> None:
     me = c.get("/api/me", params={"actor": "bureau1", "unit_id": "department:data_bureau:440605"}).json()
     assert me["actor_id"] == "hall.window1" and me["unit_id"] == "department:transport:440605"
     assert c.post("/api/promotions", json={"actor": "hall.bureau1"}).status_code == 403
+    copied = c.cookies.get("hall_session")
     assert c.delete("/api/session").status_code == 204
     assert c.get("/api/me").status_code == 401
+    # A copy of the cookie taken before signing out is dead too: the session ended on the server.
+    replay = client(hall)
+    replay.cookies.set("hall_session", copied)
+    assert replay.get("/api/me").status_code == 401
 
 
 def test_window_to_master_with_403_on_other_units(seeded) -> None:

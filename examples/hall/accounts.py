@@ -63,6 +63,18 @@ setting = Table(
     Column("value", String(500), nullable=False),
 )
 
+# Sessions live here, not only in the signed cookie: signing out ends one for good, even for a
+# copy of the cookie taken before.
+session = Table(
+    "hall_session",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+)
+SESSION_HOURS = 8
+
 # argon2id with the library's defaults (RFC 9106 low-memory profile): slow on purpose.
 _hasher = PasswordHasher()
 
@@ -160,3 +172,34 @@ def recent_submissions(
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def start_session(engine: Engine, username: str) -> str:
+    """A new session of `username`; its id goes in the signed cookie."""
+    sid = secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(insert(session).values(sid=sid, username=username, started_at=dt.datetime.now(dt.UTC)))
+    return sid
+
+
+def session_user(engine: Engine, sid: str) -> str | None:
+    """Whose session `sid` is, while it is open and younger than SESSION_HOURS."""
+    with engine.connect() as conn:
+        row = conn.execute(select(session).where(session.c.sid == sid)).first()
+    if row is None or row.ended_at is not None:
+        return None
+    started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=dt.UTC)
+    if dt.datetime.now(dt.UTC) - started > dt.timedelta(hours=SESSION_HOURS):
+        return None
+    return str(row.username)
+
+
+def end_session(engine: Engine, sid: str | None) -> None:
+    if not sid:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(session)
+            .where(session.c.sid == sid, session.c.ended_at.is_(None))
+            .values(ended_at=dt.datetime.now(dt.UTC))
+        )

@@ -43,13 +43,16 @@ def sign_in(request: Request, body: SignIn) -> Any:
     who = accounts.authenticate(hall_of(request).users, body.username, body.password)
     if who is None:
         return JSONResponse({"detail": "wrong user name or password"}, status_code=401)
+    accounts.end_session(hall_of(request).users, request.session.get("sid"))
     request.session.clear()
-    request.session["user"] = who.username
+    request.session["sid"] = accounts.start_session(hall_of(request).users, who.username)
     return me(request, who)
 
 
 @router.delete("/session", status_code=204, tags=["session"])
 def sign_out(request: Request) -> None:
+    """Sign out: the session ends on the server, so no copy of the cookie works after."""
+    accounts.end_session(hall_of(request).users, request.session.get("sid"))
     request.session.clear()
 
 

@@ -45,8 +45,10 @@ def hall_of(request: Request) -> Hall:
 def signed_in(request: Request) -> Account:
     """The account of this session, read from the hall's table on every request (a deleted or
     changed account takes effect at once); nothing the client sends names the actor."""
-    username = request.session.get("user")
-    who = accounts.get_account(hall_of(request).users, username) if isinstance(username, str) else None
+    sid = request.session.get("sid")
+    users = hall_of(request).users
+    username = accounts.session_user(users, sid) if isinstance(sid, str) else None
+    who = accounts.get_account(users, username) if username else None
     if who is None:
         raise NotSignedIn()
     return who

@@ -36,14 +36,16 @@ def signin(
     who = accounts.authenticate(hall_of(request).users, username, password)
     if who is None:
         return page(request, "signin.html", None, 401, next=_next(next), error="用户名或密码错误")
+    accounts.end_session(hall_of(request).users, request.session.get("sid"))
     request.session.clear()
-    request.session["user"] = who.username
+    request.session["sid"] = accounts.start_session(hall_of(request).users, who.username)
     target = _next(next)
     return RedirectResponse(HOME[who.role] if target == "/" else target, status_code=303)
 
 
 @router.post("/signout")
 def signout(request: Request) -> Response:
+    accounts.end_session(hall_of(request).users, request.session.get("sid"))
     request.session.clear()
     return RedirectResponse("/signin", status_code=303)
 

@@ -30,9 +30,12 @@ def _day(text: str | None, flag: str) -> dt.date | None:
     if not text:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date; write YYYY-MM-DD", param_hint=flag) from None
+    if not dt.date(1949, 10, 1) <= day <= dt.date(2199, 12, 31):
+        raise typer.BadParameter(f"{text!r} is outside 1949-10-01 .. 2199-12-31", param_hint=flag)
+    return day
 
 
 def _show(fmt: Any, title: str, frame: Any) -> None:
@@ -76,7 +79,7 @@ def kpis_command(
     Example: govdb analytics kpis --by street --period month --from 2026-01-01 --to 2026-06-30
     """
     fmt = output_format(as_json, as_csv)
-    groups = [b.strip() for b in by.split(",") if b.strip()]
+    groups = list(dict.fromkeys(b.strip() for b in by.split(",") if b.strip()))  # each level once
     first, last = _day(start, "--from"), _day(end, "--to")
     window = {"start": first, "end": last, "min_cell": min_cell}
     with options(ctx, home).open() as db:

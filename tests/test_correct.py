@@ -562,3 +562,19 @@ def test_a_split_is_all_or_nothing(db: GovDB) -> None:
         assert {es.get(Event, i).status for i in ids} == {"promoted"}  # type: ignore[union-attr]
         states = es.exec(select(Proposal.state).where(col(Proposal.event_id).in_(ids))).all()
         assert set(states) == {"promoted"}  # neither reverted: the whole split was refused
+
+
+def test_after_a_revert_a_past_value_beneath_still_answers_its_days(db: GovDB) -> None:
+    register = make_people(5, seed=17, today=TODAY)
+    db.load_people(register, source="public_security", valid_from=dt.date(2020, 1, 1))
+    a = _person(db, register.row(0, named=True)["id_number"])
+    _update_phone(db, a, "P1", "13944440001", "2026-03-01")
+    _update_phone(db, a, "P0", "13944440000", "2026-02-01")  # learned later, held earlier: a past value
+    db.revert(_promotion_of(db, "P1"), actor=BUREAU, reason="误录")
+
+    def phone(day: dt.date) -> str | None:
+        values = db.as_of("person", a.person_id, actor=POLICE, purpose="identity_lookup", valid_at=day)
+        return {v.field: v.value for v in values}.get("phone")
+
+    assert phone(dt.date(2026, 2, 15)) == "13944440000"  # the past value, verified and not reverted
+    assert phone(dt.date(2025, 6, 1)) == a.phone

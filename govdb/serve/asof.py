@@ -46,6 +46,12 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _rank(row: Any) -> tuple[dt.date, dt.datetime, int]:
+    """Of two rows that both held on a day, the one that began later is the more precise knowledge
+    (a past value recorded beneath a longer one); of two that began together, the later record."""
+    return (row.valid_from or dt.date.min, _aware(row.recorded_at), row.id or 0)
+
+
 def rows_as_of(rows: list[Any], valid_at: dt.date, recorded_at: dt.datetime) -> dict[str, Any]:
     """The lineage row of each field that held on `valid_at` as recorded at `recorded_at`."""
     known = _aware(recorded_at)
@@ -62,7 +68,7 @@ def rows_as_of(rows: list[Any], valid_at: dt.date, recorded_at: dt.datetime) -> 
         if valid_to is not None and valid_at >= valid_to:
             continue
         held = best.get(row.field)
-        if held is None or (_aware(row.recorded_at), row.id) > (_aware(held[0].recorded_at), held[0].id):
+        if held is None or _rank(row) > _rank(held[0]):
             best[row.field] = (row, valid_to)
     return {name: (row, valid_to) for name, (row, valid_to) in best.items()}
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from govdb.store.bulk import among, id_chunks
-from govdb.store.master import Enterprise, FieldHistory, Person, Place
+from govdb.store.master import Enterprise, Person, Place
 
 if TYPE_CHECKING:
     from govdb.promote.survivorship import PromoteReport, _Current
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 ENTERPRISE = Enterprise.__table__  # type: ignore[attr-defined]
 PLACE = Place.__table__  # type: ignore[attr-defined]
 PERSON = Person.__table__  # type: ignore[attr-defined]
-HISTORY = FieldHistory.__table__  # type: ignore[attr-defined]
 ENTERPRISE_COLUMNS = (
     "uscc",
     "name",
@@ -65,6 +64,7 @@ class EntityWork:
         rules: Any
 
         def _set(self, *args: Any) -> bool: ...
+        def read_current(self, conn: Connection, kind: str, ids: list[str]) -> None: ...
         def _conflict(self, *args: Any) -> None: ...
 
     def _init_entities(self) -> None:
@@ -77,7 +77,6 @@ class EntityWork:
     # --- reads ---------------------------------------------------------------------------
 
     def _read_entities(self, conn: Connection, proposals: list[dict[str, Any]]) -> None:
-        from govdb.promote.survivorship import _Current  # it imports this module
 
         for kind, (table, key, columns) in TABLES.items():
             mine = [p for p in proposals if p["entity_kind"] == kind]
@@ -98,24 +97,7 @@ class EntityWork:
                         among(conn, column, chunk)
                     )):  # fmt: skip
                         self._entity_row(kind, dict(r._mapping))
-            for chunk in id_chunks(conn, sorted(self.entities[kind])):
-                rows = conn.execute(
-                    select(
-                        HISTORY.c.id,
-                        HISTORY.c.entity_id,
-                        HISTORY.c.field,
-                        HISTORY.c.source,
-                        HISTORY.c.valid_from,
-                    )
-                    .where(
-                        HISTORY.c.entity_kind == kind,
-                        among(conn, HISTORY.c.entity_id, chunk),
-                        HISTORY.c.valid_to.is_(None),
-                    )
-                    .order_by(HISTORY.c.id)
-                )
-                for r in rows:
-                    self.current[(kind, r.entity_id, r.field)] = _Current(r.source, r.valid_from, r.id)
+            self.read_current(conn, kind, sorted(self.entities[kind]))
 
     def _entity_row(self, kind: str, row: dict[str, Any]) -> None:
         key = TABLES[kind][1]

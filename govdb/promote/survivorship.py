@@ -130,26 +130,25 @@ class Chunk(EntityWork):
             ("credential", c["credential_id"]) for c in self.credentials.values()
         ]
         for kind in ("person", "credential"):
-            ids = sorted(e for k, e in entities if k == kind)
-            for chunk in id_chunks(conn, ids):
-                rows = conn.execute(
-                    select(
-                        HISTORY.c.id,
-                        HISTORY.c.entity_id,
-                        HISTORY.c.field,
-                        HISTORY.c.source,
-                        HISTORY.c.valid_from,
-                    )
-                    .where(
-                        HISTORY.c.entity_kind == kind,
-                        among(conn, HISTORY.c.entity_id, chunk),
-                        HISTORY.c.valid_to.is_(None),
-                    )
-                    .order_by(HISTORY.c.id)
-                )
-                for r in rows:
-                    self.current[(kind, r.entity_id, r.field)] = _Current(r.source, r.valid_from, r.id)
+            self.read_current(conn, kind, sorted(e for k, e in entities if k == kind))
         self._read_entities(conn, proposals)
+
+    def read_current(self, conn: Connection, kind: str, ids: list[str]) -> None:
+        """The current lineage row (source, valid from) of every field of these entities."""
+        for chunk in id_chunks(conn, ids):
+            rows = conn.execute(
+                select(
+                    HISTORY.c.id, HISTORY.c.entity_id, HISTORY.c.field, HISTORY.c.source, HISTORY.c.valid_from
+                )
+                .where(
+                    HISTORY.c.entity_kind == kind,
+                    among(conn, HISTORY.c.entity_id, chunk),
+                    HISTORY.c.valid_to.is_(None),
+                )
+                .order_by(HISTORY.c.id)
+            )
+            for r in rows:
+                self.current[(kind, r.entity_id, r.field)] = _Current(r.source, r.valid_from, r.id)
 
     def _person_row(self, row: dict[str, Any]) -> None:
         self.people[row["person_id"]] = row

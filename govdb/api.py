@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 import sqlmodel
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from govdb import ingest as ingest_stage
@@ -45,6 +45,7 @@ from govdb.serve import lookup as serve_lookup
 from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
+from govdb.store.counts import table_counts
 from govdb.store.engine import StoreConfig, make_engine, migrate, refresh_statistics
 from govdb.store.feed import ChangePage, read_changes
 from govdb.store.locks import job_lock, writing
@@ -486,12 +487,8 @@ class GovDB:
         reason: str | None = None,
     ) -> ConflictView:
         """Resolve an open conflict once: accept the proposed value, keep master's, or amend."""
-        self._require_applied()
         return conflict_stage.resolve_conflict(
-            self.events,
-            self.master,
-            self.audit,
-            self.rules,
+            *self._correcting(),
             conflict_id=conflict_id,
             resolution=resolution,
             actor=actor,
@@ -501,12 +498,8 @@ class GovDB:
 
     def revert(self, proposal_id: str, *, actor: Actor, reason: str) -> revert_stage.RevertReport:
         """Undo one promotion: restore what master held before, with lineage (audited)."""
-        self._require_applied()
         return revert_stage.revert_promotion(
-            self.events,
-            self.master,
-            self.audit,
-            self.rules,
+            *self._correcting(),
             proposal_id=proposal_id,
             actor=actor,
             reason=reason,
@@ -517,12 +510,8 @@ class GovDB:
     ) -> revert_stage.SplitReport:
         """Take events wrongly merged into a person off them: revert their promotions and send
         them back to be linked again, never to this person (the next `process` links them)."""
-        self._require_applied()
         return revert_stage.split_person(
-            self.events,
-            self.master,
-            self.audit,
-            self.rules,
+            *self._correcting(),
             person_id=person_id,
             event_ids=list(event_ids),
             actor=actor,
@@ -580,6 +569,11 @@ class GovDB:
         self.audit = dataclasses.replace(self.audit, applied=True)
         return change
 
+    def _correcting(self) -> tuple[Engine, Engine, AuditContext, Rulebook]:
+        """What every correction of master works with, once the rules in use are the applied ones."""
+        self._require_applied()
+        return self.events, self.master, self.audit, self.rules
+
     def _require_applied(self) -> None:
         if not self.audit.applied:
             raise RulesChangedError(
@@ -587,34 +581,18 @@ class GovDB:
                 "apply them first (`govdb rules apply --actor NAME@UNIT`)"
             )
 
-    # --- analytics (event store only, aggregates only) --------------------------------------------
+    # --- analytics (event store only, aggregates only) and table counts ---------------------------
 
     @property
     def analytics(self) -> Any:
-        """Hotline KPIs, surge alerts, hot words and heat maps over the event store
-        (govdb.analytics.Analytics); every output labelled unverified, small cells withheld."""
+        """KPIs, surge alerts, hot words, heat maps (govdb.analytics): unverified, small cells withheld."""
         from govdb.analytics import Analytics
 
         return Analytics(self.events, self.rules)
 
-    # --- counts for reports ------------------------------------------------------------------
-
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables of both stores."""
-        from govdb.store import events as ev
-        from govdb.store import master as ma
-
-        out: dict[str, int] = {}
-        for engine, tables in (
-            (self.master, (ma.Person, ma.Enterprise, ma.Place, ma.Credential, ma.FieldHistory, ma.Conflict)),
-            (self.master, (ma.Issuance, ma.AuditLog)),
-            (self.events, (ev.Event, ev.Quarantine, ev.Proposal, ev.Task)),
-        ):
-            with engine.connect() as conn:
-                for model in tables:
-                    t = model.__table__  # type: ignore[union-attr]
-                    out[f"{t.name}"] = int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-        return out
+        return table_counts(self.master, self.events)
 
 
 def open_db(home: str | Path | None = None, **options: Any) -> GovDB:

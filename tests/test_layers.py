@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "govdb.store.master": 5,  # the two stores' tables: peers, never one importing the other
     "govdb.store.events": 5,
     "govdb.store.feed": 6,  # the master change feed (numbers changes under the head's lock)
+    "govdb.store.counts": 6,  # row counts of both stores' tables, for reports
     "govdb.ingest": 6,
     "govdb.validate": 7,
     "govdb.load": 8,  # authoritative bulk loads into master

@@ -17,7 +17,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from govdb.base.clock import utcnow
-from govdb.store.states import IssuanceStatus, check_sql
+from govdb.store.states import IssuanceStatus, check_sql, one_of
 
 
 class MasterModel(SQLModel, registry=registry()):
@@ -220,7 +220,7 @@ class MasterChange(MasterModel, table=True):
     order of seqs is the order of commits: a reader that has seen seq N never later finds a
     smaller one. No values are kept here; they are read through the audited reads."""
 
-    __table_args__ = (CheckConstraint("op IN ('insert', 'update', 'delete')", name="ck_change_op"),)
+    __table_args__ = (CheckConstraint(one_of("op", ("insert", "update", "delete")), name="ck_change_op"),)
 
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     at: dt.datetime = Field(default_factory=utcnow)

@@ -94,11 +94,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # 64 MiB of page cache (taken as pages are used, not up front) instead of SQLite's 2 MiB: a
+    # bulk insert into an index in random order (link keys by person) ran twice as long with 2.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 
 # JSON columns hold readable UTF-8 (张伟, not \u5f20\u4f1f), on SQLite as in PostgreSQL.
 _json_serializer = functools.partial(json.dumps, ensure_ascii=False)
+SQLITE_CACHE_KIB = 65536
 SQLITE_BUSY_SECONDS = 60  # how long a writer waits for another (ingests of one source queue up)
 
 

@@ -86,6 +86,15 @@ class Analytics:
         )
         return within(scan, start, end)
 
+    def _windowed(
+        self, start: dt.date | None, end: dt.date | None, period: str, *, year_back: bool = False
+    ) -> tuple[pl.DataFrame | pl.LazyFrame, dt.date | None, dt.date | None]:
+        """`start`..`end` widened to whole periods, and the tickets a table over it needs (with
+        `year_back`, the year before it too, for 同比)."""
+        first, last = measures.snap(start, end, period)
+        read_from = measures.year_before(first, period) if first and year_back else first
+        return self._source(read_from, last), first, last
+
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
         """The facts of the span (demand services included) as Parquet, for fast repeated work; the
         repeat flag is computed once here (under the rules' repeat_days)."""
@@ -105,15 +114,9 @@ class Analytics:
         """Response, resolution, satisfaction, repeat and complaint rates, median hours to close,
         over `start`..`end` widened to whole periods (see the module docstring)."""
         measures.check_dimensions(by, period)
-        first, last = measures.snap(start, end, period)
+        facts, first, last = self._windowed(start, end, period)
         return measures.kpis(
-            self._source(first, last),
-            self.rules,
-            by=by,
-            period=period,
-            min_cell=min_cell,
-            start=first,
-            end=last,
+            facts, self.rules, by=by, period=period, min_cell=min_cell, start=first, end=last
         )
 
     def ranking(
@@ -127,16 +130,9 @@ class Analytics:
         min_cell: int | None = None,
     ) -> pl.DataFrame:
         measures.check_dimensions([by], period)
-        first, last = measures.snap(start, end, period)
+        facts, first, last = self._windowed(start, end, period)
         return measures.ranking(
-            self._source(first, last),
-            self.rules,
-            by=by,
-            period=period,
-            measure=measure,
-            min_cell=min_cell,
-            start=first,
-            end=last,
+            facts, self.rules, by=by, period=period, measure=measure, min_cell=min_cell, start=first, end=last
         )
 
     def changes(
@@ -151,16 +147,9 @@ class Analytics:
         """Period-over-period (环比) and year-over-year (同比) changes of the window's cells; the
         year before the window is read too, so its first periods have their comparison."""
         measures.check_dimensions(by, period)
-        first, last = measures.snap(start, end, period)
-        before = measures.year_before(first, period) if first else None
+        facts, first, last = self._windowed(start, end, period, year_back=True)
         return measures.changes(
-            self._source(before, last),
-            self.rules,
-            by=by,
-            period=period,
-            min_cell=min_cell,
-            start=first,
-            end=last,
+            facts, self.rules, by=by, period=period, min_cell=min_cell, start=first, end=last
         )
 
     def quadrant(
@@ -173,9 +162,8 @@ class Analytics:
     ) -> pl.DataFrame:
         """亮点 / 难点 / 堵点 / 拐点: complaint rate against satisfaction rate per unit (whole months)."""
         measures.check_dimensions([by], "all")
-        first, last = measures.snap(start, end, "all")
-        source = self._source(first, last)
-        return measures.quadrant(source, self.rules, by=by, min_cell=min_cell, start=first, end=last)
+        facts, first, last = self._windowed(start, end, "all")
+        return measures.quadrant(facts, self.rules, by=by, min_cell=min_cell, start=first, end=last)
 
     def alerts(
         self,
@@ -247,9 +235,8 @@ class Analytics:
         suppression keeps that line safe."""
         from govdb.analytics import heatmap as heatmap_stage
 
-        first, last = measures.snap(start, end, "week")
-        facts = self._source(first, last)
-        facts = facts.collect() if isinstance(facts, pl.LazyFrame) else facts
+        source, first, last = self._windowed(start, end, "week")
+        facts = source.collect() if isinstance(source, pl.LazyFrame) else source
         shown = within(facts, first, last)
         if shown.is_empty():
             raise ConfigError(

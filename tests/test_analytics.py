@@ -118,19 +118,21 @@ def test_small_cells_withheld_with_complementary_suppression(an: Analytics) -> N
     street_total = an.kpis(by=["street"], period="all").filter(pl.col("street") == "440605121")
     shown = jiujiang.get_column("tickets").drop_nulls().sum()
     assert street_total.item(0, "tickets") - shown >= 10  # what is withheld is not one small cell
-    # a row-level rate whose left-out count is small is withheld as well
+    # a count whose left-out count is small is withheld with its rate (100 and 97 reveal 3) ...
     frame = pl.DataFrame(
         {"g": ["a", "b"], "tickets": [100, 100], "responded": [97, 50], "response_rate": [0.97, 0.5]}
     )
-    out = suppress(
-        frame,
-        total="tickets",
-        counts=["responded"],
-        rates={"response_rate": ("responded", "tickets")},
-        partition=[],
-        min_cell=10,
-    )
-    assert out.get_column("suppressed").to_list() == ["response_rate", ""]
+    kwargs = {
+        "total": "tickets",
+        "counts": ["responded"],
+        "rates": {"response_rate": ("responded", "tickets")},
+    }
+    out = suppress(frame, **kwargs, lines=[], min_cell=10)  # type: ignore[arg-type]
+    assert out.get_column("suppressed").to_list() == ["responded,response_rate", ""]
+    # ... and where a and b add up to a published total, b's count goes too (else 147 - 50 = 97)
+    out = suppress(frame, **kwargs, lines=[[]], min_cell=10)  # type: ignore[arg-type]
+    assert out.get_column("suppressed").to_list() == ["responded,response_rate"] * 2
+    assert out.get_column("tickets").to_list() == [100, 100]
 
 
 def test_surge_alerts_in_its_first_period_and_the_seasonal_control_does_not(an: Analytics) -> None:

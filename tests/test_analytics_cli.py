@@ -78,6 +78,14 @@ def test_cli_kpis_csv_json_and_views(home: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 7 and {r["period"] for r in rows} == {"2026-02-01"}
     assert {r["data_status"] for r in rows} == {UNVERIFIED}
+    assert {(r["window_start"], r["window_end"]) for r in rows} == {("2026-02-01", "2026-02-28")}
+    # a window inside the month gives the same table, and the text output says which window it used
+    inside = ("--from", "2026-02-03", "--to", "2026-02-20")
+    same = run("analytics", "kpis", "--home", str(home), "--by", "street", "--csv", *inside)
+    assert same.stdout == result.stdout
+    text = run("analytics", "kpis", "--home", str(home), "--by", "street", *inside)
+    assert "window: 2026-02-01 .. 2026-02-28" in text.stdout
+    assert "whole periods" in run("analytics", "kpis", "--help").stdout
     result = run("analytics", "kpis", "--home", str(home), "--view", "quadrant", "--json")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 7 and all(r["quadrant"] in ("亮点", "难点", "堵点", "拐点") for r in lines)

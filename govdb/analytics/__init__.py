@@ -4,6 +4,10 @@ Reads the event store only, never the master store (invariant 7, held by tests/t
 every frame it returns is an aggregate labelled unverified event data (`data_status`), with small
 cells withheld and no personal data. `Analytics(engine, rulebook)` is the entry point (the GovDB
 facade hands one out as `db.analytics`); each method reads the facts it needs in one statement.
+
+Published tables (kpis, ranking, changes, quadrant, hot words, the heat map) widen `start`..`end`
+to whole periods of their period (day: whole days; week: Monday..Sunday; month: 1st..last day;
+year and all: whole months) and say so in `window_start`/`window_end`; alerts keep the exact days.
 """
 
 from __future__ import annotations
@@ -68,14 +72,28 @@ class Analytics:
     def _source(
         self, start: dt.date | None = None, end: dt.date | None = None
     ) -> pl.DataFrame | pl.LazyFrame:
-        """The hotline tickets for an aggregate: a lazy scan of the facts file (only the columns the
-        query needs are read), else the event store's facts."""
+        """The hotline tickets a KPI table over `start`..`end` needs: a lazy scan of the facts file
+        (only the columns the query needs are read), else the event store's facts. Read from
+        `repeat_days` before `start`, so a ticket's repeat flag does not depend on the window (with
+        count_in: closed, from the beginning: a ticket closed in the window may be older)."""
+        if start is not None:
+            received = self.rules.count_in == "received"
+            start = start - dt.timedelta(days=self.rules.repeat_days) if received else None
         if self.facts_file is None:
             return self.facts(start, end)
         scan = scan_facts_parquet(self.facts_file).filter(
             pl.col("service_code").is_in(self.rules.hotline_services)
         )
         return within(scan, start, end)
+
+    def _windowed(
+        self, start: dt.date | None, end: dt.date | None, period: str, *, year_back: bool = False
+    ) -> tuple[pl.DataFrame | pl.LazyFrame, dt.date | None, dt.date | None]:
+        """`start`..`end` widened to whole periods, and the tickets a table over it needs (with
+        `year_back`, the year before it too, for 同比)."""
+        first, last = measures.snap(start, end, period)
+        read_from = measures.year_before(first, period) if first and year_back else first
+        return self._source(read_from, last), first, last
 
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
         """The facts of the span (demand services included) as Parquet, for fast repeated work; the
@@ -93,9 +111,13 @@ class Analytics:
         end: dt.date | None = None,
         min_cell: int | None = None,
     ) -> pl.DataFrame:
-        """Response, resolution, satisfaction, repeat and complaint rates, median hours to close."""
+        """Response, resolution, satisfaction, repeat and complaint rates, median hours to close,
+        over `start`..`end` widened to whole periods (see the module docstring)."""
         measures.check_dimensions(by, period)
-        return measures.kpis(self._source(start, end), self.rules, by=by, period=period, min_cell=min_cell)
+        facts, first, last = self._windowed(start, end, period)
+        return measures.kpis(
+            facts, self.rules, by=by, period=period, min_cell=min_cell, start=first, end=last
+        )
 
     def ranking(
         self,
@@ -108,8 +130,10 @@ class Analytics:
         min_cell: int | None = None,
     ) -> pl.DataFrame:
         measures.check_dimensions([by], period)
-        facts = self.facts(start, end)
-        return measures.ranking(facts, self.rules, by=by, period=period, measure=measure, min_cell=min_cell)
+        facts, first, last = self._windowed(start, end, period)
+        return measures.ranking(
+            facts, self.rules, by=by, period=period, measure=measure, min_cell=min_cell, start=first, end=last
+        )
 
     def changes(
         self,
@@ -120,12 +144,13 @@ class Analytics:
         end: dt.date | None = None,
         min_cell: int | None = None,
     ) -> pl.DataFrame:
-        """Period-over-period (环比) and year-over-year (同比) changes; the year before `start` is read
-        too, so the first periods have their comparison."""
+        """Period-over-period (环比) and year-over-year (同比) changes of the window's cells; the
+        year before the window is read too, so its first periods have their comparison."""
         measures.check_dimensions(by, period)
-        before = start.replace(year=start.year - 1) - dt.timedelta(days=7) if start else None
-        out = measures.changes(self.facts(before, end), self.rules, by=by, period=period, min_cell=min_cell)
-        return out.filter(pl.col("period") >= start) if start else out
+        facts, first, last = self._windowed(start, end, period, year_back=True)
+        return measures.changes(
+            facts, self.rules, by=by, period=period, min_cell=min_cell, start=first, end=last
+        )
 
     def quadrant(
         self,
@@ -135,9 +160,10 @@ class Analytics:
         end: dt.date | None = None,
         min_cell: int | None = None,
     ) -> pl.DataFrame:
-        """亮点 / 难点 / 堵点 / 拐点: complaint rate against satisfaction rate per unit."""
+        """亮点 / 难点 / 堵点 / 拐点: complaint rate against satisfaction rate per unit (whole months)."""
         measures.check_dimensions([by], "all")
-        return measures.quadrant(self.facts(start, end), self.rules, by=by, min_cell=min_cell)
+        facts, first, last = self._windowed(start, end, "all")
+        return measures.quadrant(facts, self.rules, by=by, min_cell=min_cell, start=first, end=last)
 
     def alerts(
         self,
@@ -172,23 +198,25 @@ class Analytics:
         baseline_periods: int = 4,
         min_cell: int | None = None,
     ) -> pl.DataFrame:
-        """Hot and bursting words of 诉求内容 per division and period."""
+        """Hot and bursting words of 诉求内容 per division and period, over `start`..`end` widened
+        to whole periods (the baseline periods before it are read too)."""
         if self.hotword_rules is None:
             raise ConfigError(
                 f"the rules in {self.rulebook.root} hold no file of kind 'hotwords'; add "
                 "rules/analytics/hotwords.yaml to find hot words"
             )
-        span = {"day": 1, "week": 7, "month": 31}.get(period, 7) * (baseline_periods + 1)
-        before = start - dt.timedelta(days=span) if start else None
+        first, last = measures.snap(start, end, period)
+        span = {"day": 1, "week": 7, "month": 31}.get(period, 7) * baseline_periods
+        before = measures.snap(first - dt.timedelta(days=span), None, period)[0] if first else None
         return hotwords_stage.hotwords(
-            self.facts(before, end, demand=True),
+            self.facts(before, last, demand=True),
             self.hotword_rules,
             min_cell=max(min_cell or 0, self.rules.min_cell),  # raised by a caller, never lowered
             by=by,
             period=period,
             baseline_periods=baseline_periods,
-            start=start,
-            end=end,
+            start=first,
+            end=last,
         )
 
     def heatmap(
@@ -200,18 +228,27 @@ class Analytics:
         png: str | Path | None = None,
         title: str = "12345 热线诉求热力图",
     ) -> Path:
-        """Write the HTML page (and a PNG of it when `png` is given); returns the HTML's path."""
+        """Write the HTML page (and a PNG of it when `png` is given); returns the HTML's path.
+
+        Both tables of the page cover one window of whole weeks (Monday..Sunday) holding
+        `start`..`end`: the week cells of a street add up to its row of the KPI table, and
+        suppression keeps that line safe."""
         from govdb.analytics import heatmap as heatmap_stage
 
-        facts = self.facts(start, end)
-        if facts.is_empty():
+        source, first, last = self._windowed(start, end, "week")
+        facts = source.collect() if isinstance(source, pl.LazyFrame) else source
+        shown = within(facts, first, last)
+        if shown.is_empty():
             raise ConfigError(
                 "no tickets in the span; widen --from/--to or ingest and process the hotline first"
             )
-        first = start or facts.get_column("received").min().date()  # type: ignore[union-attr]
-        last = end or facts.get_column("received").max().date()  # type: ignore[union-attr]
-        demand = measures.kpis(facts, self.rules, by=["street"], period="week")
-        by_street = measures.quadrant(facts, self.rules, by="street")
+        days = shown.select(pl.col("received").dt.date().min().alias("a"), pl.col("received").dt.date().max())
+        seen_first, seen_last = measures.snap(days.item(0, 0), days.item(0, 1), "week")
+        first, last = first or seen_first, last or seen_last
+        assert first is not None and last is not None  # the tickets shown give both
+        rules = self.rules
+        demand = measures.kpis(facts, rules, by=["street"], period="week", start=first, end=last)
+        by_street = measures.quadrant(facts, rules, by="street", start=first, end=last, grain="week")
         page = heatmap_stage.render_html(
             demand,
             by_street,

@@ -181,7 +181,9 @@ def render_html(
     min_cell: int,
 ) -> str:
     """The page from published frames only (suppressed, labelled): demand is kpis(by=street,
-    period=week); kpis is kpis(by=street, period=all) with an optional quadrant column."""
+    period=week); kpis is kpis(by=street, period=all) with an optional quadrant column, both over
+    the one window `start`..`end` of whole weeks (so a street's weeks add up to its KPI row, a line
+    the suppression keeps safe)."""
     generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (
         "<!DOCTYPE html><html lang='zh-CN'><head><meta charset='utf-8'>"
@@ -190,7 +192,7 @@ def render_html(
         f"<div class='warn'>⚠ {_esc(UNVERIFIED)}：业务动态数据，未经核验，"
         "仅供监测分析，不得作为行政决定依据。"
         f"少于 {min_cell} 件的格子已隐藏。</div>"
-        f"<p>{start} 至 {end}</p>"
+        f"<p>{start} 至 {end}（整周）</p>"
         f"<h2>各街道每周诉求量</h2>{_demand_svg(demand, min_cell)}"
         f"<h2>各街道指标</h2>{_kpi_table(kpis)}"
         f"<h2>预警时间线</h2>{_timeline_svg(alerts, start, end)}"

@@ -2,10 +2,18 @@
 against a baseline, and burst detection, per division and period.
 
 The tokenizer is a `jieba.Tokenizer` of our own (the global one is left alone), loaded with
-rules/analytics/hotwords.yaml. A ticket counts a word once (document frequency), so one long
-complaint cannot make a word hot. Published words are met in at least `min_cell` tickets and hold
-no digit or Latin letter (a phone, an ID or a plate number never comes out), and no word jieba tags
-as a person's name or a numeral (一三八 written out), unless the rules' dictionary lists them.
+rules/analytics/hotwords.yaml, and cuts with its HMM off: only words of jieba's dictionary and of
+the rules' user words come out (the HMM invents words for unknown runs of characters, which is
+where names nobody listed come from). A ticket counts a word once (document frequency), so one long
+complaint cannot make a word hot. A published word is met in at least `min_cell` tickets from at
+least `min_cell` distinct callers (the facts' salted caller hash; a ticket without a caller counts
+for no caller, since nothing tells two of them from one person), so one caller repeating his own
+name cannot make it hot. It holds no digit or Latin letter (a phone, an ID or a plate number never
+comes out), is no word jieba tags as a person's name or a numeral (一三八 written out), is no word
+of 2 to 4 characters starting with a compound surname (欧阳, 司马: jieba tags such names as places
+or plain words) nor the given name cut off after one (欧阳/建华), unless the rules' dictionary lists it.
+
+Windows are whole periods (see measures.snap) and named in `window_start`/`window_end`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from functools import lru_cache
 import polars as pl
 
 from govdb.analytics.facts import UNVERIFIED
-from govdb.analytics.measures import add_names, period_start, with_dimensions
+from govdb.analytics.measures import add_names, period_start, snap, with_dimensions
 from govdb.errors import ConfigError
 from govdb.rulebook.analytics import HotwordRules
 
@@ -48,26 +56,49 @@ def tokenizer_for(rules: HotwordRules) -> object:
     return _tokenizer(tuple((w.word, w.freq, w.tag) for w in rules.user_words))
 
 
+def _surnamed(rules: HotwordRules) -> re.Pattern[str]:
+    """A word of 2 to 4 characters starting with a compound surname (a surname with a one- or
+    two-character given name, or the surname alone)."""
+    surnames = "|".join(re.escape(s) for s in rules.compound_surnames) or "(?!)"
+    return re.compile(rf"^(?:{surnames})[\u3400-\u9fff]{{0,2}}$")
+
+
 def segment(texts: Sequence[str], rules: HotwordRules) -> list[list[str]]:
-    """Each text's distinct words (stop words, short words and words with digits or Latin dropped)."""
+    """Each text's distinct publishable words: dictionary words only (HMM off), without stop words,
+    short words, words with digits or Latin, names and numerals (tags), compound-surname words, and
+    the one or two characters right after a lone compound surname (its given name: 欧阳/建华)."""
     tokenizer = tokenizer_for(rules)
     stop = set(rules.stop_words)
     listed = {w.word for w in rules.user_words}
+    surnamed = _surnamed(rules)
+    surnames = set(rules.compound_surnames) - listed
     out = []
     for text in texts:
+        tokens = tokenizer.lcut(text or "", HMM=False)  # type: ignore[attr-defined]
+        given = {i + 1 for i, (w, _) in enumerate(tokens) if w in surnames}
         words = {
             w
-            for w, tag in tokenizer.lcut(text or "")  # type: ignore[attr-defined]
+            for i, (w, tag) in enumerate(tokens)
             if len(w) >= rules.min_length
             and w not in stop
-            and (w in listed or (_HAN.match(w) and tag not in PERSONAL_TAGS and not _NUMERALS.match(w)))
+            and (
+                w in listed
+                or (
+                    _HAN.match(w)
+                    and tag not in PERSONAL_TAGS
+                    and not _NUMERALS.match(w)
+                    and not surnamed.match(w)
+                    and not (i in given and len(w) <= 2)
+                )
+            )
         }
         out.append(sorted(words))
     return out
 
 
 def ticket_words(facts: pl.DataFrame, rules: HotwordRules) -> pl.DataFrame:
-    """(event_id, word): each ticket's distinct words; each distinct text is segmented once."""
+    """(event_id, word): each ticket's distinct words; each distinct text is segmented once
+    (the per-text loop is jieba's own, a Python tokenizer)."""
     texts = facts.select("content").unique().drop_nulls()
     contents = texts.get_column("content").to_list()
     words = pl.DataFrame(
@@ -96,7 +127,8 @@ def hotwords(
 ) -> pl.DataFrame:
     """Words ranked per (period, division) by TF-IDF against the previous `baseline_periods` periods
     of the same division, with a burst flag (rate up `burst_ratio`-fold and a Poisson z-score of at
-    least `burst_z`). Periods from `start` to `end` are reported; earlier ones serve as baseline."""
+    least `burst_z`). The whole periods holding `start`..`end` are reported (the facts must cover
+    them whole); earlier ones serve as baseline."""
     if period not in ("day", "week", "month"):
         raise ConfigError(f"hot words need a period of day, week or month, not {period!r}")
     if by not in (None, "county", "street", "village"):
@@ -105,18 +137,23 @@ def hotwords(
         period_start(pl.col("received"), period).alias("period")
     )
     group = [by] if by else []
-    placed = placed.select("event_id", "period", *group, "content")
-    words = ticket_words(placed, rules).join(placed.select("event_id", "period", *group), on="event_id")
+    first, last = snap(start, end, period)
+    placed = placed.select("event_id", "period", *group, "content", "caller")
+    words = ticket_words(placed, rules).join(
+        placed.select("event_id", "period", *group, "caller"), on="event_id"
+    )
     keys = ["period", *group]
     tickets = placed.group_by(keys).len().rename({"len": "tickets"})
-    df = words.group_by([*keys, "word"]).len().rename({"len": "df"})
+    df = words.group_by([*keys, "word"]).agg(
+        pl.len().alias("df"), pl.col("caller").drop_nulls().n_unique().alias("callers")
+    )
     step = {"day": "1d", "week": "1w", "month": "1mo"}[period]
     # The baseline of each reported period: the sums over the `baseline_periods` periods before it.
     shifted_t, shifted_w = [], []
     for k in range(1, baseline_periods + 1):
         move = pl.col("period").dt.offset_by(f"{k}{step[1:]}")
         shifted_t.append(tickets.with_columns(move))
-        shifted_w.append(df.with_columns(move))
+        shifted_w.append(df.drop("callers").with_columns(move))
     base_t = pl.concat(shifted_t).group_by(keys).agg(pl.col("tickets").sum().alias("base_tickets"))
     base_w = pl.concat(shifted_w).group_by([*keys, "word"]).agg(pl.col("df").sum().alias("base_df"))
     out = (
@@ -142,14 +179,16 @@ def hotwords(
             & (pl.col("base_tickets") > 0)
         ).alias("burst")
     )
-    if start is not None:
-        out = out.filter(
-            pl.col("period") >= period_start(pl.lit(dt.datetime.combine(start, dt.time())), period)
-        )
-    if end is not None:
-        out = out.filter(pl.col("period") <= end)
-    # Small cells: a word met in fewer than min_cell tickets is never published.
-    out = out.filter(pl.col("df") >= min_cell, pl.col("tickets") >= min_cell)
+    if first is not None:
+        out = out.filter(pl.col("period") >= first)
+    if last is not None:
+        out = out.filter(pl.col("period") <= last)
+    if first is None or last is None:  # the window the data gives, in whole periods
+        seen = snap(placed.get_column("period").min(), placed.get_column("period").max(), period)  # type: ignore[arg-type]
+        first, last = first or seen[0], last or seen[1]
+    # Small cells: a word met in fewer than min_cell tickets, or from fewer than min_cell callers
+    # (one caller repeating his own name), is never published.
+    out = out.filter(pl.col("df") >= min_cell, pl.col("callers") >= min_cell, pl.col("tickets") >= min_cell)
     # rank by score; ties by more tickets, then the word (a stable order for reports)
     out = out.sort([*keys, "score", "df", "word"], descending=[*([False] * len(keys)), True, True, False])
     out = out.with_columns(pl.int_range(1, pl.len() + 1).over(keys).cast(pl.Int64).alias("rank"))
@@ -167,5 +206,7 @@ def hotwords(
         pl.col("ratio").round(2),
         pl.col("z").round(2),
         "burst",
+        pl.lit(first, pl.Date).alias("window_start"),
+        pl.lit(last, pl.Date).alias("window_end"),
         pl.lit(UNVERIFIED).alias("data_status"),
     )

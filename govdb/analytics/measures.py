@@ -1,12 +1,22 @@
 """Hotline KPIs (seed 002): response, resolution, satisfaction, time to close, repeats, complaints.
 
 Definitions come from rules/analytics/measures.yaml (see AnalyticsRules). Everything is computed on
-whole columns of the fact frame; published frames go through small-cell suppression and carry the
-unverified-data label in every row.
+whole columns of the fact frame; published frames go through small-cell suppression
+(analytics/privacy.py) and carry the unverified-data label in every row.
+
+Windows: every published table widens the window asked for to whole reporting periods (`snap`:
+day: whole days; week: Monday..Sunday; month: the 1st to the last day; year and all: whole months)
+and names the window it used (`window_start`, `window_end`), so two windows that differ inside a
+period give the same table and subtracting them reveals nothing. A cell's values do not depend on
+the window either: repeats are marked on the tickets before the window is cut.
+
+Tables nest: a table by village (or street) also carries each unit's street (or county), so its
+未定位 rows are per parent and complementary suppression runs within each parent's units.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -15,11 +25,12 @@ import polars as pl
 from polars.expr.whenthen import ChainedThen, Then
 
 from govdb.analytics.facts import UNPLACED, UNVERIFIED
-from govdb.analytics.privacy import suppress
+from govdb.analytics.privacy import Line, suppress
 from govdb.errors import ConfigError
 from govdb.rulebook.analytics import AnalyticsRules
 from govdb.standards.divisions import division_table
 
+Facts = pl.DataFrame | pl.LazyFrame
 DIMENSIONS = ("county", "street", "village", "department", "category")
 PERIODS = ("day", "week", "month", "year", "all")
 COUNTS = ("responded", "closed", "resolved", "rated", "satisfied", "repeats", "complaints")
@@ -31,6 +42,15 @@ RATES = {
     "complaint_rate": ("complaints", "tickets"),
 }
 _LEVEL_WIDTH = {"county": 6, "street": 9, "village": 12}
+_PARENT = {"village": "street", "street": "county"}
+# the coarser periods a group's periods add up within ("": the whole window)
+_TIME_LINES: dict[str, tuple[str, ...]] = {
+    "day": ("1w", "1mo"),
+    "week": ("",),
+    "month": ("1y",),
+    "year": ("",),
+    "all": (),
+}
 
 
 def check_dimensions(by: Sequence[str], period: str) -> None:
@@ -53,6 +73,58 @@ def period_start(when: pl.Expr, period: str) -> pl.Expr:
     if period == "year":
         return day.dt.truncate("1y")
     return pl.lit(None, pl.Date)
+
+
+def _month_end(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+
+
+def snap(start: dt.date | None, end: dt.date | None, period: str) -> tuple[dt.date | None, dt.date | None]:
+    """The window of whole reporting periods holding `start`..`end` (an open side stays open): days
+    are whole already; a week runs Monday..Sunday; a month, a year and `all` run over whole months.
+    Widened outward, so two windows that differ inside a period give one table."""
+    if period == "day":
+        return start, end
+    if period == "week":
+        first = start - dt.timedelta(days=start.weekday()) if start else None
+        return first, end + dt.timedelta(days=6 - end.weekday()) if end else None
+    return (start.replace(day=1) if start else None), (_month_end(end) if end else None)
+
+
+def year_before(day: dt.date, period: str) -> dt.date:
+    """The start of the period a year (52 weeks for weeks) before `day`, for 同比."""
+    if period == "week":
+        return day - dt.timedelta(weeks=52)
+    return day.replace(year=day.year - 1, day=min(day.day, 28) if day.month == 2 else day.day)
+
+
+def table_keys(by: Sequence[str]) -> list[str]:
+    """`by` with the parent of its finest division level put before it when missing (village: its
+    street; street: its county), so each unit's cells sit inside its parent's, 未定位 included."""
+    levels = [b for b in by if b in _LEVEL_WIDTH]
+    if not levels:
+        return list(by)
+    finest = max(levels, key=_LEVEL_WIDTH.__getitem__)
+    parent = _PARENT.get(finest)
+    if parent is None or parent in by:
+        return list(by)
+    at = list(by).index(finest)
+    return [*by[:at], parent, *by[at:]]
+
+
+def lines(by: Sequence[str], period: str) -> list[Line]:
+    """Where a table's cells add up to a total another table may publish (see privacy.py): each
+    dimension's values within one period and one value of every other key (a division level within
+    its parent; the finest level stands for the coarser ones, which nest), and each group's periods
+    within each coarser period (days in weeks and months, months in years, else the window)."""
+    keys = table_keys(by)
+    levels = [b for b in keys if b in _LEVEL_WIDTH]
+    finest = [max(levels, key=_LEVEL_WIDTH.__getitem__)] if levels else []
+    across = [b for b in by if b not in _LEVEL_WIDTH] + finest
+    out: list[Line] = [["period", *(k for k in keys if k != d)] for d in across]
+    for coarser in _TIME_LINES[period]:
+        out.append([*keys, *([pl.col("period").dt.truncate(coarser)] if coarser else [])])
+    return out
 
 
 def dimension(level: str) -> pl.Expr:
@@ -131,33 +203,49 @@ def _numeric_dimension(level: str) -> pl.Expr:
 def raw_kpis(
     facts: pl.DataFrame | pl.LazyFrame, rules: AnalyticsRules, by: Sequence[str], period: str
 ) -> pl.DataFrame:
-    """Unsuppressed KPI cells (internal: alerts and rankings start here; never published as is).
+    """Unsuppressed KPI cells keyed by `table_keys(by)` (internal, never published as is), with
+    each cell's first and last counted day (`_first`, `_last`: the data's extent, dropped on
+    publishing).
 
     One lazy pass: only the columns the cells need are read (a Parquet scan reads no others) and
     only the grouping columns asked for are derived."""
     check_dimensions(by, period)
-    names = facts.collect_schema().names() if isinstance(facts, pl.LazyFrame) else facts.columns
-    if "repeat" in names:
-        lazy = facts.lazy()
-    else:
-        eager = facts.collect() if isinstance(facts, pl.LazyFrame) else facts
-        lazy = mark_repeats(eager, rules).lazy()
-    when = pl.col("received") if rules.count_in == "received" else pl.col("closed")
+    lazy = _marked(facts, rules).lazy()
+    when = pl.col(rules.count_in)  # received or closed: the time a ticket counts at
     if rules.count_in == "closed":
         lazy = lazy.filter(pl.col("closed").is_not_null())
-    levels = [b for b in by if b in _LEVEL_WIDTH]
+    keys = ["period", *table_keys(by)]
+    levels = [b for b in keys if b in _LEVEL_WIDTH]
     lazy = lazy.with_columns(
         period_start(when, period).alias("period"), *(_numeric_dimension(b).alias(b) for b in levels)
     )
-    keys = ["period", *by]
     counts = ["tickets", *COUNTS]
-    out = lazy.group_by(keys).agg(_counted(rules)).with_columns(pl.col(counts).cast(pl.Int64))
+    extent = [when.min().dt.date().alias("_first"), when.max().dt.date().alias("_last")]
+    out = lazy.group_by(keys).agg(*_counted(rules), *extent).with_columns(pl.col(counts).cast(pl.Int64))
     out = out.with_columns(pl.col(b).cast(pl.String).fill_null(pl.lit(UNPLACED)) for b in levels)
     rates = [
         pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den)).otherwise(None).alias(rate)
         for rate, (num, den) in RATES.items()
     ]
     return out.with_columns(rates).sort(keys, nulls_last=True).collect()
+
+
+def _marked(facts: Facts, rules: AnalyticsRules) -> Facts:
+    """Facts with the repeat flag (kept when a facts export carries it)."""
+    names = facts.collect_schema().names() if isinstance(facts, pl.LazyFrame) else facts.columns
+    if "repeat" in names:
+        return facts
+    return mark_repeats(facts.collect() if isinstance(facts, pl.LazyFrame) else facts, rules)
+
+
+def _in_window(facts: Facts, rules: AnalyticsRules, first: dt.date | None, last: dt.date | None) -> Facts:
+    """The tickets counted from `first` to `last` (local days, inclusive, by the rules' count_in)."""
+    day = pl.col(rules.count_in).dt.date()
+    if first is not None:
+        facts = facts.filter(day >= first)
+    if last is not None:
+        facts = facts.filter(day <= last)
+    return facts
 
 
 @lru_cache(maxsize=1)
@@ -189,17 +277,29 @@ def _named(frame: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
 
 
 def publish(
-    frame: pl.DataFrame, rules: AnalyticsRules, by: Sequence[str], min_cell: int | None
+    frame: pl.DataFrame,
+    rules: AnalyticsRules,
+    by: Sequence[str],
+    period: str,
+    min_cell: int | None,
+    *,
+    window: tuple[dt.date | None, dt.date | None] = (None, None),
+    grain: str | None = None,
 ) -> pl.DataFrame:
-    """Suppressed, named and labelled: what may leave the library."""
+    """Suppressed, named, labelled and dated (`window_start`, `window_end`: the window asked for,
+    else the data's extent, in whole periods of `grain`): what may leave the library."""
+    first, last = window
+    if (first is None or last is None) and not frame.is_empty():
+        seen = snap(frame.get_column("_first").min(), frame.get_column("_last").max(), grain or period)  # type: ignore[arg-type]
+        first, last = first or seen[0], last or seen[1]
     out = suppress(
-        frame,
+        frame.drop("_first", "_last", strict=False),
         total="tickets",
         counts=COUNTS,
         rates=RATES,
-        partition=["period", *by[:-1]],
+        lines=lines(by, period),
         min_cell=max(min_cell or 0, rules.min_cell),  # a caller may raise the floor, never lower it
-        extra=("median_hours_to_close",),
+        extra={"median_hours_to_close": "closed"},
     )
     # Categories and departments are the source's free text: the label of a withheld row could
     # itself be personal (a name, a phone typed into 诉求类型), so it is withheld with its counts.
@@ -208,39 +308,53 @@ def publish(
         pl.when(pl.col("tickets").is_null()).then(pl.lit(WITHHELD)).otherwise(pl.col(c)).alias(c)
         for c in free_text
     )
-    return _named(out, by).with_columns(pl.lit(UNVERIFIED).alias("data_status"))
+    return _named(out, table_keys(by)).with_columns(
+        pl.lit(first, pl.Date).alias("window_start"),
+        pl.lit(last, pl.Date).alias("window_end"),
+        pl.lit(UNVERIFIED).alias("data_status"),
+    )
 
 
 WITHHELD = "（已隐去）"
 
 
 def kpis(
-    facts: pl.DataFrame | pl.LazyFrame,
+    facts: Facts,
     rules: AnalyticsRules,
     *,
     by: Sequence[str] = ("street",),
     period: str = "month",
     min_cell: int | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    grain: str | None = None,
 ) -> pl.DataFrame:
-    """KPI cells per period and group, published (small cells withheld, labelled unverified)."""
-    return publish(raw_kpis(facts, rules, by, period), rules, by, min_cell)
+    """KPI cells per period and group, published (small cells withheld, labelled unverified), over
+    `start`..`end` widened to whole periods of `grain` (default: `period`; see `snap`)."""
+    check_dimensions(by, period)
+    first, last = snap(start, end, grain or period)
+    # repeats are marked before the window is cut, so a cell does not depend on the window
+    cells = raw_kpis(_in_window(_marked(facts, rules), rules, first, last), rules, by, period)
+    return publish(cells, rules, by, period, min_cell, window=(first, last), grain=grain)
 
 
 def ranking(
-    facts: pl.DataFrame,
+    facts: Facts,
     rules: AnalyticsRules,
     *,
     by: str = "street",
     period: str = "month",
     measure: str = "satisfaction_rate",
     min_cell: int | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
 ) -> pl.DataFrame:
     """Units ranked by a measure within each period (1 = best; lower is better for repeat and
     complaint rates and hours to close). Withheld cells are not ranked."""
     known = (*RATES, "median_hours_to_close", "tickets")
     if measure not in known:
         raise ConfigError(f"cannot rank by {measure!r}; choose from {list(known)}")
-    out = kpis(facts, rules, by=[by], period=period, min_cell=min_cell)
+    out = kpis(facts, rules, by=[by], period=period, min_cell=min_cell, start=start, end=end)
     descending = measure not in ("repeat_rate", "complaint_rate", "median_hours_to_close")
     return out.with_columns(
         pl.col(measure).rank("min", descending=descending).over("period").cast(pl.Int64).alias("rank")
@@ -248,35 +362,52 @@ def ranking(
 
 
 def changes(
-    facts: pl.DataFrame,
+    facts: Facts,
     rules: AnalyticsRules,
     *,
     by: Sequence[str] = ("street",),
     period: str = "month",
     min_cell: int | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
 ) -> pl.DataFrame:
-    """Each published cell with its period-over-period (环比) and year-over-year (同比) change of
-    tickets and rates; a change is null where either side is withheld."""
+    """Each published cell of the window with its period-over-period (环比) and year-over-year (同比)
+    change of tickets and rates; a change is null where either side is withheld.
+
+    The rows are exactly the kpis table of the window; the periods before it are compared as the
+    kpis table of the year before the window publishes them (`facts` must reach back that far),
+    never from a table over a wider window, whose suppression would differ."""
     if period not in ("day", "week", "month"):
         raise ConfigError(f"changes need a period of day, week or month, not {period!r}")
-    cur = kpis(facts, rules, by=by, period=period, min_cell=min_cell)
+    cur = kpis(facts, rules, by=by, period=period, min_cell=min_cell, start=start, end=end)
+    first = snap(start, None, period)[0]
+    source = cur
+    if first is not None:
+        prior = kpis(
+            facts,
+            rules,
+            by=by,
+            period=period,
+            min_cell=min_cell,
+            start=year_before(first, period),
+            end=first - dt.timedelta(days=1),
+        )
+        source = pl.concat([prior, cur], how="vertical_relaxed")
+    keys = ["period", *table_keys(by)]
     measures = ["tickets", *RATES]
     step = {"day": "1d", "week": "1w", "month": "1mo"}[period]
-    prev = cur.select(
-        pl.col("period").dt.offset_by(step).alias("period"),
-        *by,
-        *[pl.col(m).alias(f"_p_{m}") for m in measures],
-    )
     # a year earlier: the same month or day a calendar year back; for weeks, 52 weeks back
     year_step = "52w" if period == "week" else "1y"
-    year = cur.select(
-        pl.col("period").dt.offset_by(year_step).alias("period"),
-        *by,
-        *[pl.col(m).alias(f"_y_{m}") for m in measures],
-    )
-    keys = ["period", *by]
-    out = cur.join(prev, on=keys, how="left", nulls_equal=True).join(
-        year, on=keys, how="left", nulls_equal=True
+    shifted = [
+        source.select(
+            pl.col("period").dt.offset_by(shift).alias("period"),
+            *keys[1:],
+            *[pl.col(m).alias(f"_{k}_{m}") for m in measures],
+        )
+        for k, shift in (("p", step), ("y", year_step))
+    ]
+    out = cur.join(shifted[0], on=keys, how="left", nulls_equal=True).join(
+        shifted[1], on=keys, how="left", nulls_equal=True
     )
     ratio = [
         ((pl.col("tickets") - pl.col(f"_{k}_tickets")) / pl.col(f"_{k}_tickets")).alias(f"tickets_{n}")
@@ -299,15 +430,20 @@ QUADRANTS = {
 
 
 def quadrant(
-    facts: pl.DataFrame,
+    facts: Facts,
     rules: AnalyticsRules,
     *,
     by: str = "street",
     min_cell: int | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    grain: str | None = None,
 ) -> pl.DataFrame:
-    """Each unit's complaint rate against its satisfaction rate over the whole span, placed in the
-    seed's quadrant (splits from the rules, else the medians of the units shown)."""
-    out = kpis(facts, rules, by=[by], period="all", min_cell=min_cell).drop("period")
+    """Each unit's complaint rate against its satisfaction rate over the window (whole months, or
+    whole periods of `grain`), placed in the seed's quadrant (splits from the rules, else the
+    medians of the units shown)."""
+    out = kpis(facts, rules, by=[by], period="all", min_cell=min_cell, start=start, end=end, grain=grain)
+    out = out.drop("period")
     shown = out.filter(pl.col("complaint_rate").is_not_null() & pl.col("satisfaction_rate").is_not_null())
     q = rules.quadrant
     c_split = (

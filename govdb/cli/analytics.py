@@ -1,7 +1,9 @@
 """`govdb analytics`: hotline KPIs, surge alerts, hot words and the heat-map page.
 
 Every command reads the event store only, prints aggregates only (small cells withheld) and labels
-them unverified event data; `--json` gives one object a line, `--csv` a header and rows.
+them unverified event data; `--json` gives one object a line, `--csv` a header and rows. Tables
+widen --from/--to to whole periods and say which window they used (`window_start`, `window_end`;
+a line above the table in text output).
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ LABEL = "未核实的事件数据 unverified event data: for monitoring, never f
 
 FromOption = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD), received time.")]
 ToOption = Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD), inclusive.")]
+_WHOLE = (
+    " Widened to whole periods (day: whole days; week: Monday..Sunday; month: 1st..last day;"
+    " year, all: whole months), so windows differing inside a period give the same table."
+)
+WindowFrom = Annotated[
+    str | None, typer.Option("--from", help="First day (YYYY-MM-DD), received time." + _WHOLE)
+]
+WindowTo = Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD), inclusive." + _WHOLE)]
 PeriodOption = Annotated[str, typer.Option("--period", help="day, week, month, year or all.")]
 
 
@@ -44,9 +54,13 @@ def _show(fmt: Any, title: str, frame: Any) -> None:
 
         frame = frame.with_columns(pl.col(pl.Float64).round(4))
     records = frame.to_dicts()
-    columns = {c: c for c in frame.columns if c != "data_status"}
+    dated = ("window_start", "window_end")
+    columns = {c: c for c in frame.columns if c != "data_status" and (fmt != "text" or c not in dated)}
     if fmt == "text":
         _render.line(LABEL)
+        if set(dated) <= set(frame.columns) and frame.height:
+            first, last = frame.row(0, named=True)["window_start"], frame.row(0, named=True)["window_end"]
+            _render.line(f"窗口 window: {first or '…'} .. {last or '…'} (whole periods)")
     _render.rows(fmt, title, columns, records, keys=list(frame.columns))
 
 
@@ -58,8 +72,8 @@ def kpis_command(
         str, typer.Option("--by", help="county, street, village, department, category; comma list.")
     ] = ("street"),
     period: PeriodOption = "month",
-    start: FromOption = None,
-    end: ToOption = None,
+    start: WindowFrom = None,
+    end: WindowTo = None,
     view: Annotated[
         str,
         typer.Option("--view", help="table, ranking, changes (环比/同比) or quadrant (亮点/难点/堵点/拐点)."),
@@ -129,8 +143,8 @@ def hotwords_command(
     ctx: typer.Context,
     by: Annotated[str, typer.Option("--by", help="county, street, village, or none.")] = "street",
     period: Annotated[str, typer.Option("--period", help="day, week or month.")] = "week",
-    start: FromOption = None,
-    end: ToOption = None,
+    start: WindowFrom = None,
+    end: WindowTo = None,
     as_json: JsonOption = False,
     as_csv: CsvOption = False,
     home: HomeOption = None,
@@ -156,19 +170,25 @@ def heatmap_command(
     png: Annotated[
         Path | None, typer.Option("--png", help="Also a PNG (rendered by a local Chromium).")
     ] = None,
-    start: FromOption = None,
-    end: ToOption = None,
+    start: WindowFrom = None,
+    end: WindowTo = None,
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """A self-contained page (opens offline): demand by street x week, KPIs by street, alert timeline.
 
+    Both tables cover the whole weeks (Monday..Sunday) holding --from..--to.
+
     Example: govdb analytics heatmap --out heat.html --png heat.png --from 2026-01-01 --to 2026-06-30
     """
+    from govdb.analytics.measures import snap
+
+    first, last = snap(_day(start, "--from"), _day(end, "--to"), "week")
     with options(ctx, home).open() as db:
-        page = db.analytics.heatmap(out, start=_day(start, "--from"), end=_day(end, "--to"), png=png)
-    result = {"html": str(page), "png": str(png) if png else None, "data_status": LABEL}
+        page = db.analytics.heatmap(out, start=first, end=last, png=png)
+    window = f"{first or 'first week'} .. {last or 'last week'} (whole weeks)"
+    result = {"html": str(page), "png": str(png) if png else None, "window": window, "data_status": LABEL}
     if as_json:
         _render.document(result)
     else:
-        _render.facts("heat map", {"page": page, "png": png or "-", "data": LABEL})
+        _render.facts("heat map", {"page": page, "png": png or "-", "window": window, "data": LABEL})

@@ -7,7 +7,7 @@ the loader registers these kinds beside the others.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -96,13 +96,26 @@ class UserWord(Strict):
     tag: str | None = None
 
 
+# Compound surnames (复姓): jieba tags a name built on one as a place or a plain word (欧阳 ns).
+COMPOUND_SURNAMES = [
+    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "长孙", "宇文",
+    "司徒", "夏侯", "端木", "独孤", "南宫", "西门", "轩辕", "百里", "呼延", "澹台", "公羊", "太史",
+    "申屠", "钟离", "闻人", "万俟", "赫连", "拓跋", "完颜", "东郭", "濮阳", "淳于", "单于", "司空",
+    "仲孙", "宗政", "公冶", "乐正", "左丘", "第五", "梁丘", "羊舌", "亓官", "鲜于", "段干", "巫马",
+]  # fmt: skip
+
+
 class HotwordRules(RuleFile):
     """Segmentation and hot-word settings (rules/analytics/hotwords.yaml): a government-domain user
-    dictionary for jieba, stop words, and the burst test."""
+    dictionary for jieba, stop words, the burst test, and the compound surnames whose words (2 to 4
+    characters starting with one) are never published unless `user_words` lists them."""
 
     kind: Literal["hotwords"]
     user_words: list[UserWord] = Field(default_factory=list)
     stop_words: list[str] = Field(default_factory=list)
+    compound_surnames: list[Annotated[str, Field(pattern=r"^[\u3400-\u9fff]{2}$")]] = Field(
+        default_factory=lambda: list(COMPOUND_SURNAMES)
+    )
     min_length: int = Field(default=2, ge=1)
     top: int = Field(default=20, ge=1)
     burst_ratio: float = Field(default=3.0, gt=1.0)  # rate now / smoothed baseline rate

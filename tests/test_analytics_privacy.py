@@ -297,3 +297,23 @@ def test_hotword_rules_hold_the_surnames_strictly_with_defaults() -> None:
         HotwordRules.model_validate({"kind": "hotwords", "version": 1, "compound_surnames": ["O"]})
     with pytest.raises(ValueError, match="surnames"):
         HotwordRules.model_validate({"kind": "hotwords", "version": 1, "surnames": ["欧阳"]})
+
+
+def test_a_small_baseline_is_not_given_away_by_score_ratio_or_z(rules: Rulebook) -> None:
+    """df, tickets, ratio and z together would solve for the baseline's word count (3 here)."""
+    assert rules.hotwords is not None
+    monday = dt.date(2026, 3, 9)
+    rows = []
+    for week in range(1, 5):  # four baseline weeks: 20 tickets each, the word in 3 of them in all
+        day = monday - dt.timedelta(weeks=week)
+        rows += tickets(GUICHENG + "001", day, 19, content="反映社保卡办理")
+        rows += tickets(GUICHENG + "001", day, 1, content="积分入学咨询" if week < 4 else "反映社保卡办理")
+    rows[:2] = [{**r, "content": "积分入学咨询"} for r in rows[:2]]
+    rows += tickets(GUICHENG + "001", monday, 30, content="积分入学咨询")  # the burst week
+    rows += tickets(GUICHENG + "001", monday, 20, content="反映社保卡办理")
+    words = hotwords(frame(rows), rules.hotwords, min_cell=10, by="street", period="week", start=monday)
+    burst = words.filter(pl.col("word") == "积分入学").row(0, named=True)
+    assert burst["df"] == 30 and burst["burst"] is True
+    assert burst["score"] is None and burst["ratio"] is None and burst["z"] is None
+    steady = words.filter(pl.col("word") == "社保卡").row(0, named=True)
+    assert steady["ratio"] is not None and steady["z"] is not None  # its baseline is not small

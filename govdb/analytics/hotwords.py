@@ -195,6 +195,12 @@ def hotwords(
     out = out.filter(pl.col("rank") <= rules.top).sort([*keys, "rank"])
     if by:
         out = add_names(out, [by])
+    # score, ratio and z are functions of df, tickets and the baseline's two counts: with df and
+    # tickets published, they would give a small baseline count away, so they are withheld then
+    # (the burst flag, one bit, stays).
+    baseline_small = (pl.col("base_df") > 0) & (pl.col("base_df") < min_cell) | (
+        pl.col("base_tickets") > 0
+    ) & (pl.col("base_tickets") < min_cell)
     return out.select(
         *keys,
         *([f"{by}_name"] if by else []),
@@ -202,9 +208,10 @@ def hotwords(
         "word",
         "df",
         "tickets",
-        pl.col("score").round(4),
-        pl.col("ratio").round(2),
-        pl.col("z").round(2),
+        *(
+            pl.when(baseline_small).then(None).otherwise(pl.col(name).round(places)).alias(name)
+            for name, places in (("score", 4), ("ratio", 2), ("z", 2))
+        ),
         "burst",
         pl.lit(first, pl.Date).alias("window_start"),
         pl.lit(last, pl.Date).alias("window_end"),

@@ -24,9 +24,11 @@ from govdb.analytics import hotwords as hotwords_stage
 from govdb.analytics import measures
 from govdb.analytics.facts import (
     UNVERIFIED,
+    FactsT,
     export_facts,
     read_facts,
     read_facts_parquet,
+    recode_rare_labels,
     scan_facts_parquet,
     within,
 )
@@ -60,7 +62,11 @@ class Analytics:
     def facts(
         self, start: dt.date | None = None, end: dt.date | None = None, *, demand: bool = False
     ) -> pl.DataFrame:
-        """Tickets (hotline services; with `demand`, the demand services too) received in the span."""
+        """Tickets (hotline services; with `demand`, the demand services too) received in the span,
+        their rare category and department labels recoded to 其他 (see `_labelled`)."""
+        return self._labelled(self._read(start, end, demand=demand))
+
+    def _read(self, start: dt.date | None, end: dt.date | None, *, demand: bool) -> pl.DataFrame:
         services = [*self.rules.hotline_services, *(self.rules.demand_services if demand else [])]
         if self.facts_file is not None:
             facts = read_facts_parquet(self.facts_file).filter(pl.col("service_code").is_in(services))
@@ -68,6 +74,16 @@ class Analytics:
         if self.engine is None:
             raise ConfigError("analytics needs an event store or a facts file")
         return read_facts(self.engine, self.rules, start=start, end=end, services=services)
+
+    def _labelled(self, facts: FactsT) -> FactsT:
+        """Every frame of facts enters the aggregates through here: a category or department label
+        met in tickets of fewer than min_cell distinct callers of the facts read becomes 其他
+        before anything is grouped by it (labels the rules declare stay)."""
+        declared = [
+            *self.rules.quadrant.complaint_categories,
+            *(c.service for c in (self.capacities.capacities if self.capacities else [])),
+        ]
+        return recode_rare_labels(facts, self.rules.min_cell, keep=declared)
 
     def _source(
         self, start: dt.date | None = None, end: dt.date | None = None
@@ -84,7 +100,7 @@ class Analytics:
         scan = scan_facts_parquet(self.facts_file).filter(
             pl.col("service_code").is_in(self.rules.hotline_services)
         )
-        return within(scan, start, end)
+        return self._labelled(within(scan, start, end))
 
     def _windowed(
         self, start: dt.date | None, end: dt.date | None, period: str, *, year_back: bool = False
@@ -98,7 +114,8 @@ class Analytics:
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
         """The facts of the span (demand services included) as Parquet, for fast repeated work; the
         repeat flag is computed once here (under the rules' repeat_days)."""
-        return export_facts(measures.mark_repeats(self.facts(start, end, demand=True), self.rules), path)
+        facts = self._read(start, end, demand=True)  # as read: labels are recoded per read
+        return export_facts(measures.mark_repeats(facts, self.rules), path)
 
     # --- published aggregates ------------------------------------------------------------------
 
@@ -208,10 +225,20 @@ class Analytics:
         first, last = measures.snap(start, end, period)
         span = {"day": 1, "week": 7, "month": 31}.get(period, 7) * baseline_periods
         before = measures.snap(first - dt.timedelta(days=span), None, period)[0] if first else None
+        facts = self.facts(before, last)  # hotline tickets only, as the KPI tables count
+        floor = max(min_cell or 0, self.rules.min_cell)  # raised by a caller, never lowered
+        group = [by] if by else []
+        if by is not None and by not in ("county", "street", "village"):
+            group = []  # the stage names the error
+        # the cells whose ticket count a KPI table (counted by receipt, as hot words) withholds
+        received = self.rules.model_copy(update={"count_in": "received"})
+        table = measures.kpis(facts, received, by=group, period=period, min_cell=floor)
+        withheld = table.filter(pl.col("tickets").is_null()).select("period", *group)
         return hotwords_stage.hotwords(
-            self.facts(before, last, demand=True),
+            facts,
             self.hotword_rules,
-            min_cell=max(min_cell or 0, self.rules.min_cell),  # raised by a caller, never lowered
+            withheld=withheld,
+            min_cell=floor,
             by=by,
             period=period,
             baseline_periods=baseline_periods,

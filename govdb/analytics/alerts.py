@@ -21,7 +21,8 @@ import math
 import numpy as np
 import polars as pl
 
-from govdb.analytics.facts import UNVERIFIED
+from govdb.analytics import measures
+from govdb.analytics.facts import UNVERIFIED, within
 from govdb.analytics.measures import division_names, period_start, with_dimensions
 from govdb.rulebook.analytics import AnalyticsRules, CapacityRules
 
@@ -37,26 +38,66 @@ ALERT_SCHEMA = {
     "threshold": pl.Float64,
     "first": pl.Boolean,
     "rule": pl.String,
+    "note": pl.String,
     "data_status": pl.String,
 }
-_WIDTH = {"county": 6, "street": 9, "village": 12}
+_LEVEL = {6: "county", 9: "street", 12: "village"}
+WITHHELD_NOTE = "figures withheld: the published tables withhold this cell's count (small or its complement)"
+SMALL_BASELINE_NOTE = "expected and threshold withheld: the baseline's count is below min_cell"
 
 
-def capacity_alerts(facts: pl.DataFrame, capacities: CapacityRules | None) -> pl.DataFrame:
-    """One alert per declared capacity and period in which demand exceeded it."""
+def withheld_cells(
+    facts: pl.DataFrame, rules: AnalyticsRules, by: list[str], period: str, start: dt.date | None
+) -> pl.DataFrame:
+    """The (period, *by) cells whose ticket count the published tables withhold: the facts from the
+    month holding `start` on, counted by receipt, through the KPI tables' own suppression
+    (measures.publish, with its lines) - the hotline's tickets as the KPI table by `by` counts them,
+    the demand services' as a table of their own; a cell withheld in either is withheld."""
+    received = rules.model_copy(update={"count_in": "received"})
+    first = measures.snap(start, None, "month")[0]
+    parts = []
+    for services in (rules.hotline_services, rules.demand_services):
+        part = within(facts.filter(pl.col("service_code").is_in(services)), first, None)
+        if part.is_empty():
+            continue
+        raw = measures.raw_kpis(part, received, by, period)
+        shown = measures.publish(raw, received, by, period, None)
+        # publish keeps the rows in order (it relabels a withheld row's category, so no join)
+        assert shown.height == raw.height and shown.get_column("period").equals(raw.get_column("period"))
+        parts.append(raw.filter(shown.get_column("tickets").is_null()).select("period", *by))
+    if not parts:
+        return pl.DataFrame(schema={"period": pl.Date, **dict.fromkeys(by, pl.String)})
+    return pl.concat(parts).unique()
+
+
+def capacity_alerts(
+    facts: pl.DataFrame,
+    capacities: CapacityRules | None,
+    rules: AnalyticsRules,
+    *,
+    start: dt.date | None = None,
+) -> pl.DataFrame:
+    """One alert per declared capacity and period in which demand exceeded it; its figures are
+    withheld where the published tables by the capacity's level x service withhold the cell."""
     if capacities is None or not capacities.capacities or facts.is_empty():
         return pl.DataFrame(schema=ALERT_SCHEMA)
     names = division_names([c.division for c in capacities.capacities])
     parts = []
     for i, cap in enumerate(capacities.capacities):
-        demand = facts.filter(
-            ((pl.col("category") == cap.service) | (pl.col("service_code") == cap.service))
-            & pl.col("division_code").str.starts_with(cap.division)
-        )
+        matched = (pl.col("category") == cap.service) | (pl.col("service_code") == cap.service)
         if cap.valid_from:
-            demand = demand.filter(pl.col("received").dt.date() >= cap.valid_from)
+            matched = matched & (pl.col("received").dt.date() >= cap.valid_from)
         if cap.valid_to:
-            demand = demand.filter(pl.col("received").dt.date() <= cap.valid_to)
+            matched = matched & (pl.col("received").dt.date() <= cap.valid_to)
+        # the service as a category, so the cell is one of a level x category table
+        tagged = facts.with_columns(
+            pl.when(matched).then(pl.lit(cap.service)).otherwise(pl.col("category")).alias("category")
+        )
+        level = _LEVEL[len(cap.division)]
+        hidden = withheld_cells(tagged, rules, [level, "category"], cap.period, start).filter(
+            (pl.col(level) == cap.division) & (pl.col("category") == cap.service)
+        )
+        demand = facts.filter(matched & pl.col("division_code").str.starts_with(cap.division))
         counts = (
             demand.group_by(period_start(pl.col("received"), cap.period).alias("when"))
             .len()
@@ -67,6 +108,7 @@ def capacity_alerts(facts: pl.DataFrame, capacities: CapacityRules | None) -> pl
             (~pl.col("_over").shift(1).fill_null(False)).alias("first")
         )
         over = over.filter(pl.col("_over"))
+        withheld = pl.col("when").is_in(hidden.get_column("period").implode())
         parts.append(
             over.select(
                 pl.lit("capacity").alias("kind"),
@@ -75,14 +117,20 @@ def capacity_alerts(facts: pl.DataFrame, capacities: CapacityRules | None) -> pl
                 pl.lit(names.get(cap.division, cap.division)).alias("where_name"),
                 pl.lit(cap.period).alias("period"),
                 "when",
-                "observed",
-                pl.lit(float(cap.capacity)).alias("expected"),
-                pl.lit(float(cap.capacity)).alias("threshold"),
+                *(
+                    pl.when(withheld).then(None).otherwise(value).alias(name)
+                    for name, value in (
+                        ("observed", pl.col("observed")),
+                        ("expected", pl.lit(float(cap.capacity))),
+                        ("threshold", pl.lit(float(cap.capacity))),
+                    )
+                ),
                 "first",
                 pl.lit(
                     f"capacities[{i}]: demand > capacity {cap.capacity} per {cap.period}"
                     + (f" ({cap.note})" if cap.note else "")
                 ).alias("rule"),
+                pl.when(withheld).then(pl.lit(WITHHELD_NOTE)).otherwise(None).alias("note"),
             )
         )
     out = pl.concat(parts) if parts else pl.DataFrame(schema=ALERT_SCHEMA)
@@ -167,6 +215,18 @@ def history_alerts(
     )
     prev_day = pl.col("when").dt.offset_by("-" + step)
     fired = _first_flags(fired, level, prev_day)
+    # The alert is reported whatever its cell; its figures only where the published tables show
+    # the cell's count, and expected and threshold (the baseline's mean, and a function of its
+    # variance) only where the baseline's count is not small.
+    hidden = withheld_cells(facts, rules, [level, "category"], h.period, start)
+    fired = fired.join(
+        hidden.rename({"period": "when"}).with_columns(pl.lit(True).alias("_withheld")),
+        on=["when", level, "category"],
+        how="left",
+    ).with_columns(pl.col("_withheld").fill_null(False))
+    base_sum = pl.col("_base").list.sum()
+    small_base = (base_sum > 0) & (base_sum < rules.min_cell)
+    no_figures = pl.col("_withheld") | small_base
     names = division_names(fired.get_column(level).unique().to_list())
     rule = (
         f"history: {h.period} count > negative-binomial {h.quantile:g} quantile of the same "
@@ -181,11 +241,17 @@ def history_alerts(
         .alias("where_name"),
         pl.lit(h.period).alias("period"),
         "when",
-        "observed",
-        pl.col("expected").round(2),
-        "threshold",
+        pl.when(pl.col("_withheld")).then(None).otherwise(pl.col("observed")).alias("observed"),
+        pl.when(no_figures).then(None).otherwise(pl.col("expected").round(2)).alias("expected"),
+        pl.when(no_figures).then(None).otherwise(pl.col("threshold")).alias("threshold"),
         "first",
         pl.lit(rule).alias("rule"),
+        pl.when(pl.col("_withheld"))
+        .then(pl.lit(WITHHELD_NOTE))
+        .when(small_base)
+        .then(pl.lit(SMALL_BASELINE_NOTE))
+        .otherwise(None)
+        .alias("note"),
         pl.lit(UNVERIFIED).alias("data_status"),
     )
     return out.cast(ALERT_SCHEMA)  # type: ignore[arg-type]
@@ -224,7 +290,8 @@ def alerts(
 ) -> pl.DataFrame:
     """Every alert, capacity first, then history, each with what, where, when, expected vs observed
     and its rule."""
-    cap = capacity_alerts(facts, capacities)
+    facts = measures.mark_repeats(facts, rules)  # once, for the withheld_cells tables
+    cap = capacity_alerts(facts, capacities, rules, start=start)
     if start is not None:
         cap = cap.filter(pl.col("when") >= start)
     hist = history_alerts(facts, rules, level=level, start=start)

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -191,6 +192,26 @@ def within(facts: FactsT, start: dt.date | None, end: dt.date | None) -> FactsT:
     if end is not None:
         facts = facts.filter(day <= end)
     return facts
+
+
+OTHER = "其他"
+LABELS = ("category", "department")  # the source's free text that tables group by
+
+
+def recode_rare_labels(facts: FactsT, min_cell: int, keep: Sequence[str] = ()) -> FactsT:
+    """Facts with each category (诉求类型) and department (承办部门) label met in tickets of fewer
+    than `min_cell` distinct callers recoded to 其他 (a ticket without a caller counts for no
+    caller): a label is the source's free text, and one caller's ten tickets could publish a name
+    or a phone typed into it. Labels the rules declare (`keep`: capacities' services, complaint
+    categories) stay. Counted within the frame given, column-wise (eager or lazy alike)."""
+    callers = pl.col("caller").drop_nulls().n_unique()
+    return facts.with_columns(
+        pl.when(pl.col(c).is_not_null() & ~pl.col(c).is_in(list(keep)) & (callers.over(c) < min_cell))
+        .then(pl.lit(OTHER))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in LABELS
+    )
 
 
 def scan_facts_parquet(path: str | Path) -> pl.LazyFrame:

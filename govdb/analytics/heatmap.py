@@ -2,7 +2,8 @@
 and a PNG of it for reports.
 
 The page shows demand by street x week, KPIs by street and the alert timeline, each labelled as
-unverified event data, with withheld cells drawn hatched and marked "<min_cell". Chinese labels
+unverified event data, with withheld cells drawn hatched and marked "<min_cell" (an alert's withheld
+figures read 已隐藏). Chinese labels
 use the fonts the viewer's system has (Noto CJK on Debian: fonts-noto-cjk).
 
 PNG: the page is rendered by a headless Chromium already installed on the machine (`chromium
@@ -144,9 +145,13 @@ def _timeline_svg(alerts: pl.DataFrame, start: dt.date, end: dt.date) -> str:
         x = left + width * (r["when"] - start).days / span
         y = 30 + lane_h * index[(r["kind"], r["what"], r["where_name"])]
         colour = "#cb181d" if r["first"] else "#fc9272"
+        shown = [
+            "已隐藏" if r.get(name) is None else r[name] for name in ("observed", "expected", "threshold")
+        ]
         tip = (
             f"{r['when']} {r['what']} {r['where_name']}: "
-            f"实际 {r['observed']} / 预期 {r['expected']}（{r['rule']}）"
+            f"实际 {shown[0]} / 预期 {shown[1]} / 阈值 {shown[2]}（{r['rule']}）"
+            + (f"［{r['note']}］" if r.get("note") else "")
         )
         parts.append(
             f'<circle cx="{x}" cy="{y}" r="{7 if r["first"] else 4}" fill="{colour}">'

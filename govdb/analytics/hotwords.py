@@ -9,9 +9,11 @@ complaint cannot make a word hot. A published word is met in at least `min_cell`
 least `min_cell` distinct callers (the facts' salted caller hash; a ticket without a caller counts
 for no caller, since nothing tells two of them from one person), so one caller repeating his own
 name cannot make it hot. It holds no digit or Latin letter (a phone, an ID or a plate number never
-comes out), is no word jieba tags as a person's name or a numeral (一三八 written out), is no word
-of 2 to 4 characters starting with a compound surname (欧阳, 司马: jieba tags such names as places
-or plain words) nor the given name cut off after one (欧阳/建华), unless the rules' dictionary lists it.
+comes out), is no word jieba tags as a person's name, a numeral (一三八 written out), a place or
+another proper noun (jieba tags many full names as places: 马建国, 于洋), is no word of 2 to 4
+characters starting with a compound surname (欧阳, 司马: jieba tags such names as places or plain
+words) nor the given name cut off after one (欧阳/建华), and is no 小X / 老X with X a common single
+surname (小张, 老王), unless the rules' dictionary lists it.
 
 Windows are whole periods (see measures.snap) and named in `window_start`/`window_end`.
 """
@@ -48,8 +50,10 @@ def _tokenizer(words: tuple[tuple[str, int | None, str | None], ...]) -> object:
     return jieba.posseg.POSTokenizer(tokenizer)
 
 
-# Part-of-speech tags never published: person names (nr, nrfg, nrt) and numerals (m, mq).
-PERSONAL_TAGS = frozenset({"nr", "nrfg", "nrt", "m", "mq"})
+# Part-of-speech tags never published: person names (nr, nrfg, nrt), numerals (m, mq), and place
+# names and other proper nouns (ns, nz): jieba tags many full names so (马建国, 于洋 ns; 德华 nz),
+# and places are table dimensions already (below the village a place name is location data).
+PERSONAL_TAGS = frozenset({"nr", "nrfg", "nrt", "m", "mq", "ns", "nz"})
 
 
 def tokenizer_for(rules: HotwordRules) -> object:
@@ -58,9 +62,11 @@ def tokenizer_for(rules: HotwordRules) -> object:
 
 def _surnamed(rules: HotwordRules) -> re.Pattern[str]:
     """A word of 2 to 4 characters starting with a compound surname (a surname with a one- or
-    two-character given name, or the surname alone)."""
+    two-character given name, or the surname alone), or 小 / 老 and a common single surname."""
     surnames = "|".join(re.escape(s) for s in rules.compound_surnames) or "(?!)"
-    return re.compile(rf"^(?:{surnames})[\u3400-\u9fff]{{0,2}}$")
+    single = "".join(re.escape(s) for s in rules.single_surnames)
+    nickname = f"|^[小老][{single}]$" if single else ""  # 小张, 老王: a person called by surname
+    return re.compile(rf"^(?:{surnames})[\u3400-\u9fff]{{0,2}}${nickname}")
 
 
 def segment(texts: Sequence[str], rules: HotwordRules) -> list[list[str]]:
@@ -124,11 +130,14 @@ def hotwords(
     baseline_periods: int = 4,
     start: dt.date | None = None,
     end: dt.date | None = None,
+    withheld: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Words ranked per (period, division) by TF-IDF against the previous `baseline_periods` periods
     of the same division, with a burst flag (rate up `burst_ratio`-fold and a Poisson z-score of at
     least `burst_z`). The whole periods holding `start`..`end` are reported (the facts must cover
-    them whole); earlier ones serve as baseline."""
+    them whole); earlier ones serve as baseline. `withheld` lists the (period, division) cells
+    whose ticket count the KPI table withholds: score, ratio and z are withheld where the cell or
+    one of its baseline periods is (see the end)."""
     if period not in ("day", "week", "month"):
         raise ConfigError(f"hot words need a period of day, week or month, not {period!r}")
     if by not in (None, "county", "street", "village"):
@@ -195,21 +204,31 @@ def hotwords(
     out = out.filter(pl.col("rank") <= rules.top).sort([*keys, "rank"])
     if by:
         out = add_names(out, [by])
-    # score, ratio and z are functions of df, tickets and the baseline's two counts: with df and
-    # tickets published, they would give a small baseline count away, so they are withheld then
-    # (the burst flag, one bit, stays).
-    baseline_small = (pl.col("base_df") > 0) & (pl.col("base_df") < min_cell) | (
-        pl.col("base_tickets") > 0
-    ) & (pl.col("base_tickets") < min_cell)
+    # The cell's ticket count is not published (the KPI table may withhold it as a complement).
+    # score, ratio and z are functions of df, tickets and the baseline's two counts: ratio (or z)
+    # gives tickets / base_tickets, and score then gives tickets itself; a small baseline count
+    # would come out with them too. So they are withheld where the baseline's counts are small, or
+    # where the KPI table withholds the cell's tickets or a baseline period's (the burst flag, one
+    # bit, stays).
+    hidden = (pl.col("base_df") > 0) & (pl.col("base_df") < min_cell) | (pl.col("base_tickets") > 0) & (
+        pl.col("base_tickets") < min_cell
+    )
+    if withheld is not None and not withheld.is_empty():
+        spans = [
+            withheld.select(pl.col("period").dt.offset_by(f"{k}{step[1:]}"), *group)
+            for k in range(baseline_periods + 1)
+        ]
+        flagged = pl.concat(spans).unique().with_columns(pl.lit(True).alias("_kpi_withheld"))
+        out = out.join(flagged, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        hidden = hidden | pl.col("_kpi_withheld").fill_null(False)
     return out.select(
         *keys,
         *([f"{by}_name"] if by else []),
         "rank",
         "word",
         "df",
-        "tickets",
         *(
-            pl.when(baseline_small).then(None).otherwise(pl.col(name).round(places)).alias(name)
+            pl.when(hidden).then(None).otherwise(pl.col(name).round(places)).alias(name)
             for name, places in (("score", 4), ("ratio", 2), ("z", 2))
         ),
         "burst",

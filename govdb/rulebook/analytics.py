@@ -105,16 +105,29 @@ COMPOUND_SURNAMES = [
 ]  # fmt: skip
 
 
+# The most common single surnames (about 100): 小X / 老X with one of them is how a caller names a
+# person (小张, 老王), so such a word is never published unless `user_words` lists it. Not 区 (a
+# rare surname, but 小区 is the commonest word of a complaint) nor any X whose 小X / 老X is a word.
+SINGLE_SURNAMES = list(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任"
+    "沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+
+
 class HotwordRules(RuleFile):
     """Segmentation and hot-word settings (rules/analytics/hotwords.yaml): a government-domain user
-    dictionary for jieba, stop words, the burst test, and the compound surnames whose words (2 to 4
-    characters starting with one) are never published unless `user_words` lists them."""
+    dictionary for jieba, stop words, the burst test, the compound surnames whose words (2 to 4
+    characters starting with one) and the single surnames whose 小X / 老X are never published
+    unless `user_words` lists them."""
 
     kind: Literal["hotwords"]
     user_words: list[UserWord] = Field(default_factory=list)
     stop_words: list[str] = Field(default_factory=list)
     compound_surnames: list[Annotated[str, Field(pattern=r"^[\u3400-\u9fff]{2}$")]] = Field(
         default_factory=lambda: list(COMPOUND_SURNAMES)
+    )
+    single_surnames: list[Annotated[str, Field(pattern=r"^[\u3400-\u9fff]$")]] = Field(
+        default_factory=lambda: list(SINGLE_SURNAMES)
     )
     min_length: int = Field(default=2, ge=1)
     top: int = Field(default=20, ge=1)

@@ -41,6 +41,16 @@ RATES = {
     "repeat_rate": ("repeats", "tickets"),
     "complaint_rate": ("complaints", "tickets"),
 }
+# each count and the count holding it: what it leaves out (open, late, unrated, ...) is protected too
+PARTS = {
+    "responded": "tickets",
+    "closed": "tickets",
+    "resolved": "closed",
+    "rated": "tickets",
+    "satisfied": "rated",
+    "repeats": "tickets",
+    "complaints": "tickets",
+}
 _LEVEL_WIDTH = {"county": 6, "street": 9, "village": 12}
 _PARENT = {"village": "street", "street": "county"}
 # the coarser periods a group's periods add up within ("": the whole window)
@@ -300,6 +310,7 @@ def publish(
         lines=lines(by, period),
         min_cell=max(min_cell or 0, rules.min_cell),  # a caller may raise the floor, never lower it
         extra={"median_hours_to_close": "closed"},
+        parts=PARTS,
     )
     # Categories and departments are the source's free text: the label of a withheld row could
     # itself be personal (a name, a phone typed into 诉求类型), so it is withheld with its counts.
@@ -454,8 +465,8 @@ def quadrant(
         if q.satisfaction_split is not None
         else shown.get_column("satisfaction_rate").median()
     )
-    high_c = pl.col("complaint_rate") > c_split
-    high_s = pl.col("satisfaction_rate") >= s_split
+    high_c = pl.col("complaint_rate") > pl.lit(c_split, pl.Float64)  # null splits: an empty table
+    high_s = pl.col("satisfaction_rate") >= pl.lit(s_split, pl.Float64)
     label = (
         pl.when(pl.col("complaint_rate").is_null() | pl.col("satisfaction_rate").is_null())
         .then(None)

@@ -4,6 +4,11 @@ Every command reads the event store only, prints aggregates only (small cells wi
 them unverified event data; `--json` gives one object a line, `--csv` a header and rows. Tables
 widen --from/--to to whole periods and say which window they used (`window_start`, `window_end`;
 a line above the table in text output).
+
+An empty result is one record of its own, so a script tells it from a failure and still learns the
+window: `{"window_start": ..., "window_end": ..., "data_status": ..., "rows": []}` with `--json`,
+the header `window_start,window_end,data_status,rows` and one line ending in `[]` with `--csv`
+(alerts name the days asked for; a window side left open is null).
 """
 
 from __future__ import annotations
@@ -48,20 +53,50 @@ def _day(text: str | None, flag: str) -> dt.date | None:
     return day
 
 
-def _show(fmt: Any, title: str, frame: Any) -> None:
+Window = tuple[dt.date | None, dt.date | None]
+
+
+def _show(fmt: Any, title: str, frame: Any, window: Window, *, whole: bool = True) -> None:
+    """`frame` in `fmt` after the label and the window (the frame's own, else `window`: what the
+    library widens --from/--to to); an empty frame as the one record the module docstring names."""
+    from govdb.analytics import UNVERIFIED
+
     if fmt == "text":  # rates to four places on a screen; scripts get them whole
         import polars as pl
 
         frame = frame.with_columns(pl.col(pl.Float64).round(4))
-    records = frame.to_dicts()
     dated = ("window_start", "window_end")
-    columns = {c: c for c in frame.columns if c != "data_status" and (fmt != "text" or c not in dated)}
+    if set(dated) <= set(frame.columns) and frame.height:
+        window = frame.item(0, "window_start"), frame.item(0, "window_end")
     if fmt == "text":
         _render.line(LABEL)
-        if set(dated) <= set(frame.columns) and frame.height:
-            first, last = frame.row(0, named=True)["window_start"], frame.row(0, named=True)["window_end"]
-            _render.line(f"窗口 window: {first or '…'} .. {last or '…'} (whole periods)")
-    _render.rows(fmt, title, columns, records, keys=list(frame.columns))
+        kind = "whole periods" if whole else "the days asked for"
+        _render.line(f"窗口 window: {window[0] or '…'} .. {window[1] or '…'} ({kind})")
+    elif not frame.height:
+        empty: dict[str, Any] = {
+            "window_start": window[0],
+            "window_end": window[1],
+            "data_status": UNVERIFIED,
+            "rows": [],
+        }
+        _render.rows(fmt, title, {}, [empty], keys=list(empty))
+        return
+    columns = {c: c for c in frame.columns if c != "data_status" and (fmt != "text" or c not in dated)}
+    _render.rows(fmt, title, columns, frame.to_dicts(), keys=list(frame.columns))
+
+
+def _groups(by: str, view: str) -> list[str]:
+    """The --by levels, each once; refused empty, and more than one for a ranking or a quadrant."""
+    groups = list(dict.fromkeys(b.strip() for b in by.split(",") if b.strip()))
+    if not groups:
+        raise typer.BadParameter(
+            "name at least one of county, street, village, department, category", param_hint="--by"
+        )
+    if view in ("ranking", "quadrant") and len(groups) > 1:
+        raise typer.BadParameter(
+            f"a {view} takes one level, not {', '.join(groups)} (e.g. --by street)", param_hint="--by"
+        )
+    return groups
 
 
 @analytics_app.command("kpis")
@@ -92,8 +127,10 @@ def kpis_command(
 
     Example: govdb analytics kpis --by street --period month --from 2026-01-01 --to 2026-06-30
     """
+    from govdb.analytics.measures import snap
+
     fmt = output_format(as_json, as_csv)
-    groups = list(dict.fromkeys(b.strip() for b in by.split(",") if b.strip()))  # each level once
+    groups = _groups(by, view)
     first, last = _day(start, "--from"), _day(end, "--to")
     window = {"start": first, "end": last, "min_cell": min_cell}
     with options(ctx, home).open() as db:
@@ -108,7 +145,9 @@ def kpis_command(
             frame = an.kpis(by=groups, period=period, **window)
         else:
             raise typer.BadParameter(f"unknown view {view!r}; use table, ranking, changes or quadrant")
-    _show(fmt, f"KPIs by {by} per {period}", frame)
+    _show(
+        fmt, f"KPIs by {by} per {period}", frame, snap(first, last, "all" if view == "quadrant" else period)
+    )
 
 
 @analytics_app.command("alerts")
@@ -132,9 +171,10 @@ def alerts_command(
     Example: govdb analytics alerts --from 2026-04-01 --to 2026-04-30
     """
     fmt = output_format(as_json, as_csv)
+    first, last = _day(start, "--from"), _day(end, "--to")
     with options(ctx, home).open() as db:
-        frame = db.analytics.alerts(level=level, start=_day(start, "--from"), end=_day(end, "--to"))
-    _show(fmt, "alerts", frame)
+        frame = db.analytics.alerts(level=level, start=first, end=last)
+    _show(fmt, "alerts", frame, (first, last), whole=False)
 
 
 @analytics_app.command("hotwords")
@@ -153,13 +193,14 @@ def hotwords_command(
 
     Example: govdb analytics hotwords --by street --period week --from 2026-05-11 --to 2026-05-17
     """
+    from govdb.analytics.measures import snap
+
     fmt = output_format(as_json, as_csv)
     group = None if by == "none" else by
+    first, last = _day(start, "--from"), _day(end, "--to")
     with options(ctx, home).open() as db:
-        frame = db.analytics.hotwords(
-            by=group, period=period, start=_day(start, "--from"), end=_day(end, "--to")
-        )
-    _show(fmt, "hot words", frame)
+        frame = db.analytics.hotwords(by=group, period=period, start=first, end=last)
+    _show(fmt, "hot words", frame, snap(first, last, period))
 
 
 @analytics_app.command("heatmap")

@@ -317,3 +317,39 @@ def test_a_small_baseline_is_not_given_away_by_score_ratio_or_z(rules: Rulebook)
     assert burst["score"] is None and burst["ratio"] is None and burst["z"] is None
     steady = words.filter(pl.col("word") == "社保卡").row(0, named=True)
     assert steady["ratio"] is not None and steady["z"] is not None  # its baseline is not small
+
+
+def test_the_ticket_counts_alone_decide_which_cells_the_kpi_table_withholds(rules: Rulebook) -> None:
+    """Alerts ask `withheld_tickets` (ticket counts only) which cells the KPI table hides; on random
+    tables it must agree with the full `publish` of every measure."""
+    from govdb.analytics import measures
+
+    assert rules.analytics is not None
+    rng = np.random.default_rng(11)
+    villages = [GUICHENG + f"{v:03d}" for v in range(1, 7)] + [JIUJIANG + f"{v:03d}" for v in range(1, 5)]
+    rows = []
+    for village in villages:
+        for day in range(28):
+            n = int(rng.choice([0, 1, 3, 8, 12, 30]))
+            for r in tickets(
+                village, dt.date(2026, 3, 1) + dt.timedelta(day), n, category=["社保", "供水"][day % 2]
+            ):
+                late = rng.random() < 0.1
+                r["first_response"] = r["received"] + dt.timedelta(hours=30 if late else 2)
+                r["closed"] = r["received"] + dt.timedelta(hours=40) if rng.random() < 0.9 else None
+                rows.append(r)
+    facts, withheld = frame(rows), 0
+    for by, period in (
+        (["village"], "week"),
+        (["street", "category"], "day"),
+        (["village", "category"], "month"),
+    ):
+        full = measures.publish(
+            measures.raw_kpis(facts, rules.analytics, by, period), rules.analytics, by, period, None
+        )
+        cells = measures.ticket_cells(facts, rules.analytics, by, period)
+        hidden = measures.withheld_tickets(cells, rules.analytics, by, period)
+        assert cells.height == full.height
+        withheld += int(hidden.sum())
+        assert hidden.to_list() == full.get_column("tickets").is_null().to_list(), (by, period)
+    assert withheld > 0  # the tables do withhold cells, so the comparison means something

@@ -60,11 +60,9 @@ def withheld_cells(
         part = within(facts.filter(pl.col("service_code").is_in(services)), first, None)
         if part.is_empty():
             continue
-        raw = measures.raw_kpis(part, received, by, period)
-        shown = measures.publish(raw, received, by, period, None)
-        # publish keeps the rows in order (it relabels a withheld row's category, so no join)
-        assert shown.height == raw.height and shown.get_column("period").equals(raw.get_column("period"))
-        parts.append(raw.filter(shown.get_column("tickets").is_null()).select("period", *by))
+        cells = measures.ticket_cells(part, received, by, period)
+        hidden = measures.withheld_tickets(cells, received, by, period)
+        parts.append(cells.filter(hidden).select("period", *by))
     if not parts:
         return pl.DataFrame(schema={"period": pl.Date, **dict.fromkeys(by, pl.String)})
     return pl.concat(parts).unique()

@@ -220,7 +220,45 @@ def raw_kpis(
     One lazy pass: only the columns the cells need are read (a Parquet scan reads no others) and
     only the grouping columns asked for are derived."""
     check_dimensions(by, period)
-    lazy = _marked(facts, rules).lazy()
+    lazy, keys = _keyed(_marked(facts, rules).lazy(), rules, by, period)
+    when = pl.col(rules.count_in)
+    counts = ["tickets", *COUNTS]
+    extent = [when.min().dt.date().alias("_first"), when.max().dt.date().alias("_last")]
+    out = lazy.group_by(keys).agg(*_counted(rules), *extent).with_columns(pl.col(counts).cast(pl.Int64))
+    rates = [
+        pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den)).otherwise(None).alias(rate)
+        for rate, (num, den) in RATES.items()
+    ]
+    return _placed(out, keys).with_columns(rates).sort(keys, nulls_last=True).collect()
+
+
+def ticket_cells(
+    facts: pl.DataFrame | pl.LazyFrame, rules: AnalyticsRules, by: Sequence[str], period: str
+) -> pl.DataFrame:
+    """Only the ticket count of each cell of the KPI table by `by`, keyed as `raw_kpis` keys it:
+    enough to know which cells that table withholds (`withheld_tickets`) at a fraction of the cost."""
+    check_dimensions(by, period)
+    lazy, keys = _keyed(facts.lazy(), rules, by, period)
+    out = lazy.group_by(keys).agg(pl.len().cast(pl.Int64).alias("tickets"))
+    return _placed(out, keys).sort(keys, nulls_last=True).collect()
+
+
+def withheld_tickets(cells: pl.DataFrame, rules: AnalyticsRules, by: Sequence[str], period: str) -> pl.Series:
+    """Whether the published KPI table withholds each cell's ticket count. The ticket count's own
+    suppression depends on no other count (other counts are withheld inside it, never it for
+    them), so the ticket counts alone decide it (tests/test_analytics_privacy.py checks this
+    against `publish`)."""
+    out = suppress(
+        cells, total="tickets", counts=(), rates={}, lines=lines(by, period), min_cell=rules.min_cell
+    )
+    return out.get_column("tickets").is_null()
+
+
+def _keyed(
+    lazy: pl.LazyFrame, rules: AnalyticsRules, by: Sequence[str], period: str
+) -> tuple[pl.LazyFrame, list[str]]:
+    """The tickets with the table's keys (period, division codes as integers): the one place the
+    KPI tables' cells are defined."""
     when = pl.col(rules.count_in)  # received or closed: the time a ticket counts at
     if rules.count_in == "closed":
         lazy = lazy.filter(pl.col("closed").is_not_null())
@@ -229,15 +267,14 @@ def raw_kpis(
     lazy = lazy.with_columns(
         period_start(when, period).alias("period"), *(_numeric_dimension(b).alias(b) for b in levels)
     )
-    counts = ["tickets", *COUNTS]
-    extent = [when.min().dt.date().alias("_first"), when.max().dt.date().alias("_last")]
-    out = lazy.group_by(keys).agg(*_counted(rules), *extent).with_columns(pl.col(counts).cast(pl.Int64))
-    out = out.with_columns(pl.col(b).cast(pl.String).fill_null(pl.lit(UNPLACED)) for b in levels)
-    rates = [
-        pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den)).otherwise(None).alias(rate)
-        for rate, (num, den) in RATES.items()
-    ]
-    return out.with_columns(rates).sort(keys, nulls_last=True).collect()
+    return lazy, keys
+
+
+def _placed(cells: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """Division keys back as codes (未定位 where a ticket does not reach the level)."""
+    return cells.with_columns(
+        pl.col(b).cast(pl.String).fill_null(pl.lit(UNPLACED)) for b in keys if b in _LEVEL_WIDTH
+    )
 
 
 def _marked(facts: Facts, rules: AnalyticsRules) -> Facts:

@@ -188,3 +188,25 @@ def test_recoding_counts_distinct_callers_eagerly_and_lazily() -> None:
     counts = dict(eager.group_by("category").len().iter_rows())
     assert counts == {"水务": 10, OTHER: 27, "投诉": 2}
     assert set(eager.get_column("department")) == {"人社局"}  # 39 callers
+
+
+def test_expected_is_withheld_when_a_baseline_day_is_withheld_in_the_day_table(
+    rules: Rulebook, tmp_path: Path
+) -> None:
+    """expected x weeks minus the published baseline Mondays would give the withheld Monday back
+    (its partners in the day table's lines are Tuesdays), though the baseline's sum is not small."""
+    rows = []
+    for week in range(1, 10):  # GUICHENG's 供水 Mondays: 12 each, one of 3 (withheld in the day table)
+        day = MONDAY - dt.timedelta(weeks=week)
+        rows += tickets(GUICHENG, day, 3 if week == 4 else 12, category="供水")
+        # Tuesdays of 11: the 3's partner in its week and month lines, so no other Monday is withheld
+        rows += tickets(GUICHENG, day + dt.timedelta(days=1), 11, category="供水")
+    rows += tickets(GUICHENG, MONDAY, 60, category="供水")
+    an = offline(rules, rows, tmp_path)
+    fourth = MONDAY - dt.timedelta(weeks=4)
+    day_table = an.kpis(by=["street", "category"], period="day", start=fourth, end=fourth)
+    assert day_table.filter(pl.col("street") == GUICHENG).item(0, "tickets") is None
+    surge = an.alerts(start=MONDAY, end=MONDAY).filter(pl.col("where") == GUICHENG).row(0, named=True)
+    assert surge["observed"] == 60
+    assert surge["expected"] is None and surge["threshold"] is None
+    assert surge["note"] == SMALL_BASELINE_NOTE

@@ -43,7 +43,10 @@ ALERT_SCHEMA = {
 }
 _LEVEL = {6: "county", 9: "street", 12: "village"}
 WITHHELD_NOTE = "figures withheld: the published tables withhold this cell's count (small or its complement)"
-SMALL_BASELINE_NOTE = "expected and threshold withheld: the baseline's count is below min_cell"
+SMALL_BASELINE_NOTE = (
+    "expected and threshold withheld: the baseline's count, or the sum of its cells the published "
+    "tables withhold, is below min_cell"
+)
 
 
 def withheld_cells(
@@ -182,9 +185,28 @@ def history_alerts(
         pl.col("observed").shift(season * (h.guard_weeks + k)).over("category", level)
         for k in range(1, h.baseline_weeks + 1)
     ]
-    base = grid.with_columns(pl.concat_list(lags).alias("_base")).with_columns(
-        pl.col("_base").list.drop_nulls().alias("_base")
-    )
+    # A baseline day the published day table withholds would come back from expected x weeks minus
+    # the published days: expected and threshold are then withheld too.
+    hidden_base = withheld_cells(facts, rules, [level, "category"], h.period, None)
+    grid = grid.join(
+        hidden_base.rename({"period": "when"}).with_columns(pl.lit(True).alias("_hidden")),
+        on=["when", level, "category"],
+        how="left",
+        maintain_order="left",
+    ).with_columns(pl.col("_hidden").fill_null(False))
+    # (only a small sum of withheld baseline cells is given away: a larger one is what the tables'
+    # own lines allow)
+    hidden_lags = [
+        pl.when(pl.col("_hidden").shift(season * (h.guard_weeks + k)).over("category", level))
+        .then(lag)
+        .otherwise(0)
+        for k, lag in enumerate(lags, start=1)
+    ]
+    withheld_sum = pl.sum_horizontal(hidden_lags)
+    base = grid.with_columns(
+        pl.concat_list(lags).alias("_base"),
+        ((withheld_sum > 0) & (withheld_sum < rules.min_cell)).alias("_base_hidden"),
+    ).with_columns(pl.col("_base").list.drop_nulls().alias("_base"))
     base = base.with_columns(
         pl.col("_base").list.len().alias("_n"),
         pl.col("_base").list.mean().alias("expected"),
@@ -223,7 +245,7 @@ def history_alerts(
         how="left",
     ).with_columns(pl.col("_withheld").fill_null(False))
     base_sum = pl.col("_base").list.sum()
-    small_base = (base_sum > 0) & (base_sum < rules.min_cell)
+    small_base = (base_sum > 0) & (base_sum < rules.min_cell) | pl.col("_base_hidden")
     no_figures = pl.col("_withheld") | small_base
     names = division_names(fired.get_column(level).unique().to_list())
     rule = (
@@ -288,7 +310,6 @@ def alerts(
 ) -> pl.DataFrame:
     """Every alert, capacity first, then history, each with what, where, when, expected vs observed
     and its rule."""
-    facts = measures.mark_repeats(facts, rules)  # once, for the withheld_cells tables
     cap = capacity_alerts(facts, capacities, rules, start=start)
     if start is not None:
         cap = cap.filter(pl.col("when") >= start)

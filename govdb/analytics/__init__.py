@@ -63,8 +63,10 @@ class Analytics:
         self, start: dt.date | None = None, end: dt.date | None = None, *, demand: bool = False
     ) -> pl.DataFrame:
         """Tickets (hotline services; with `demand`, the demand services too) received in the span,
-        their rare category and department labels recoded to 其他 (see `_labelled`)."""
-        return self._labelled(self._read(start, end, demand=demand))
+        their rare category and department labels recoded to 其他 (see `_labelled`): decided over
+        the whole calendar months the span touches, so a ticket's label never depends on the span."""
+        first, last = measures.snap(start, end, "month")
+        return within(self._labelled(self._read(first, last, demand=demand)), start, end)
 
     def _read(self, start: dt.date | None, end: dt.date | None, *, demand: bool) -> pl.DataFrame:
         services = [*self.rules.hotline_services, *(self.rules.demand_services if demand else [])]
@@ -77,8 +79,9 @@ class Analytics:
 
     def _labelled(self, facts: FactsT) -> FactsT:
         """Every frame of facts enters the aggregates through here: a category or department label
-        met in tickets of fewer than min_cell distinct callers of the facts read becomes 其他
-        before anything is grouped by it (labels the rules declare stay)."""
+        met in tickets of fewer than min_cell distinct callers in a calendar month (of receipt)
+        becomes 其他 in that month before anything is grouped by it (labels the rules declare
+        stay). The caller reads whole months, so the answer is the same whatever the window."""
         declared = [
             *self.rules.quadrant.complaint_categories,
             *(c.service for c in (self.capacities.capacities if self.capacities else [])),
@@ -100,7 +103,8 @@ class Analytics:
         scan = scan_facts_parquet(self.facts_file).filter(
             pl.col("service_code").is_in(self.rules.hotline_services)
         )
-        return self._labelled(within(scan, start, end))
+        first, last = measures.snap(start, end, "month")
+        return within(self._labelled(within(scan, first, last)), start, end)
 
     def _windowed(
         self, start: dt.date | None, end: dt.date | None, period: str, *, year_back: bool = False
@@ -202,7 +206,7 @@ class Analytics:
             else None
         )
         facts = self.facts(before, month_end, demand=True)
-        out = alerts_stage.alerts(facts, self.rules, self.capacities, level=level, start=start)
+        out = alerts_stage.alerts(facts, self.rules, self.capacities, level=level, start=start, end=end)
         return out.filter(pl.col("when") <= end) if end else out
 
     def hotwords(

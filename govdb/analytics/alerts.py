@@ -50,17 +50,23 @@ SMALL_BASELINE_NOTE = (
 
 
 def withheld_cells(
-    facts: pl.DataFrame, rules: AnalyticsRules, by: list[str], period: str, start: dt.date | None
+    facts: pl.DataFrame,
+    rules: AnalyticsRules,
+    by: list[str],
+    period: str,
+    start: dt.date | None,
+    end: dt.date | None = None,
 ) -> pl.DataFrame:
-    """The (period, *by) cells whose ticket count the published tables withhold: the facts from the
-    month holding `start` on, counted by receipt, through the KPI tables' own suppression
-    (measures.publish, with its lines) - the hotline's tickets as the KPI table by `by` counts them,
-    the demand services' as a table of their own; a cell withheld in either is withheld."""
+    """The (period, *by) cells whose ticket count the published table by `by` and `period` over the
+    same `start`..`end` (widened to whole periods, as `kpis` widens it) withholds, counted by
+    receipt, through the KPI tables' own suppression: the hotline's tickets as the KPI table
+    counts them, the demand services' as a table of their own; a cell withheld in either is
+    withheld."""
     received = rules.model_copy(update={"count_in": "received"})
-    first = measures.snap(start, None, "month")[0]
+    first, last = measures.snap(start, end, period)
     parts = []
     for services in (rules.hotline_services, rules.demand_services):
-        part = within(facts.filter(pl.col("service_code").is_in(services)), first, None)
+        part = within(facts.filter(pl.col("service_code").is_in(services)), first, last)
         if part.is_empty():
             continue
         cells = measures.ticket_cells(part, received, by, period)
@@ -77,6 +83,7 @@ def capacity_alerts(
     rules: AnalyticsRules,
     *,
     start: dt.date | None = None,
+    end: dt.date | None = None,
 ) -> pl.DataFrame:
     """One alert per declared capacity and period in which demand exceeded it; its figures are
     withheld where the published tables by the capacity's level x service withhold the cell."""
@@ -95,7 +102,7 @@ def capacity_alerts(
             pl.when(matched).then(pl.lit(cap.service)).otherwise(pl.col("category")).alias("category")
         )
         level = _LEVEL[len(cap.division)]
-        hidden = withheld_cells(tagged, rules, [level, "category"], cap.period, start).filter(
+        hidden = withheld_cells(tagged, rules, [level, "category"], cap.period, start, end).filter(
             (pl.col(level) == cap.division) & (pl.col("category") == cap.service)
         )
         demand = facts.filter(matched & pl.col("division_code").str.starts_with(cap.division))
@@ -158,7 +165,12 @@ def upper_tail(observed: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.nd
 
 
 def history_alerts(
-    facts: pl.DataFrame, rules: AnalyticsRules, *, level: str = "street", start: dt.date | None = None
+    facts: pl.DataFrame,
+    rules: AnalyticsRules,
+    *,
+    level: str = "street",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
 ) -> pl.DataFrame:
     """Seasonal negative-binomial alerts per category x division x day (or week), from `start` on
     (earlier periods serve as baseline only)."""
@@ -238,7 +250,7 @@ def history_alerts(
     # The alert is reported whatever its cell; its figures only where the published tables show
     # the cell's count, and expected and threshold (the baseline's mean, and a function of its
     # variance) only where the baseline's count is not small.
-    hidden = withheld_cells(facts, rules, [level, "category"], h.period, start)
+    hidden = withheld_cells(facts, rules, [level, "category"], h.period, start, end)
     fired = fired.join(
         hidden.rename({"period": "when"}).with_columns(pl.lit(True).alias("_withheld")),
         on=["when", level, "category"],
@@ -307,11 +319,12 @@ def alerts(
     *,
     level: str = "street",
     start: dt.date | None = None,
+    end: dt.date | None = None,
 ) -> pl.DataFrame:
     """Every alert, capacity first, then history, each with what, where, when, expected vs observed
-    and its rule."""
-    cap = capacity_alerts(facts, capacities, rules, start=start)
+    and its rule; its figures checked against the published tables over the same `start`..`end`."""
+    cap = capacity_alerts(facts, capacities, rules, start=start, end=end)
     if start is not None:
         cap = cap.filter(pl.col("when") >= start)
-    hist = history_alerts(facts, rules, level=level, start=start)
+    hist = history_alerts(facts, rules, level=level, start=start, end=end)
     return pl.concat([cap, hist]).sort("when", "kind", "where")

@@ -203,10 +203,13 @@ def recode_rare_labels(facts: FactsT, min_cell: int, keep: Sequence[str] = ()) -
     than `min_cell` distinct callers recoded to 其他 (a ticket without a caller counts for no
     caller): a label is the source's free text, and one caller's ten tickets could publish a name
     or a phone typed into it. Labels the rules declare (`keep`: capacities' services, complaint
-    categories) stay. Counted within the frame given, column-wise (eager or lazy alike)."""
+    categories) stay. Counted per calendar month of receipt (whole months must be given: the
+    decision for a ticket then depends on its month alone, never on a query's window), column-wise
+    (eager or lazy alike)."""
     callers = pl.col("caller").drop_nulls().n_unique()
+    month = pl.col("received").dt.truncate("1mo")
     return facts.with_columns(
-        pl.when(pl.col(c).is_not_null() & ~pl.col(c).is_in(list(keep)) & (callers.over(c) < min_cell))
+        pl.when(pl.col(c).is_not_null() & ~pl.col(c).is_in(list(keep)) & (callers.over(c, month) < min_cell))
         .then(pl.lit(OTHER))
         .otherwise(pl.col(c))
         .alias(c)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -339,16 +340,21 @@ def publish(
     if (first is None or last is None) and not frame.is_empty():
         seen = snap(frame.get_column("_first").min(), frame.get_column("_last").max(), grain or period)  # type: ignore[arg-type]
         first, last = first or seen[0], last or seen[1]
-    out = suppress(
-        frame.drop("_first", "_last", strict=False),
-        total="tickets",
-        counts=COUNTS,
-        rates=RATES,
-        lines=lines(by, period),
-        min_cell=max(min_cell or 0, rules.min_cell),  # a caller may raise the floor, never lower it
-        extra={"median_hours_to_close": "closed"},
-        parts=PARTS,
-    )
+    cells = frame.drop("_first", "_last", strict=False)
+    options: dict[str, Any] = {
+        "total": "tickets",
+        "counts": COUNTS,
+        "rates": RATES,
+        "lines": lines(by, period),
+        "extra": {"median_hours_to_close": "closed"},
+        "parts": PARTS,
+    }
+    floor = max(min_cell or 0, rules.min_cell)  # a caller may raise the floor, never lower it
+    withheld = None
+    if floor > rules.min_cell:  # ... and then withholds at least what the default floor does
+        default = suppress(cells, min_cell=rules.min_cell, **options)
+        withheld = {name: default.get_column(name).is_null() for name in ("tickets", *COUNTS)}
+    out = suppress(cells, min_cell=floor, withheld=withheld, **options)
     # Categories and departments are the source's free text: the label of a withheld row could
     # itself be personal (a name, a phone typed into 诉求类型), so it is withheld with its counts.
     free_text = [c for c in ("category", "department") if c in by and c in out.columns]

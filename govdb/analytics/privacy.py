@@ -157,6 +157,7 @@ def suppress(
     min_cell: int,
     extra: dict[str, str] | None = None,
     parts: Mapping[str, str] | None = None,
+    withheld: Mapping[str, pl.Series] | None = None,
 ) -> pl.DataFrame:
     """Withhold small cells of `frame`, and enough others that no line gives one away.
 
@@ -167,19 +168,29 @@ def suppress(
     over, and is withheld with it; `parts` maps a count to the count holding it (closed: tickets;
     a rate's numerator is part of its denominator already). A count is withheld where what it
     leaves out of any count holding it is small, and what it leaves out is protected along the
-    lines like a count. Withheld values are null and named in `suppressed`.
+    lines like a count. `withheld` (a count -> a mask in row order) are cells that stay withheld
+    whatever their size: a table at a raised floor starts from the default floor's cells, so that
+    comparing the two tables gives nothing away. Withheld values are null and named in `suppressed`.
     """
     if frame.is_empty():
         return frame.with_columns(pl.lit("").alias(SUPPRESSED))
     known = {total, *counts}
     pairs = [p for p in _closure([*rates.values(), *(parts or {}).items()]) if set(p) <= known]
-    frame = frame.with_columns(small(pl.col(total), min_cell).alias(_mask(total)))
+    kept = {name: mask.alias(f"_kept_{name}") for name, mask in (withheld or {}).items()}
+    frame = frame.with_columns(kept.values())
+
+    def already(name: str) -> pl.Expr:
+        return pl.col(f"_kept_{name}") if name in kept else pl.lit(False)
+
+    frame = frame.with_columns((small(pl.col(total), min_cell) | already(total)).alias(_mask(total)))
     frame, _ = complementary(frame, [total], lines, min_cell)
     row = pl.col(_mask(total))
     primary = []
     for name in counts:
         left_out = [small(pl.col(whole) - pl.col(name), min_cell) for part, whole in pairs if part == name]
-        primary.append(pl.any_horizontal(row, small(pl.col(name), min_cell), *left_out).alias(_mask(name)))
+        primary.append(
+            pl.any_horizontal(row, small(pl.col(name), min_cell), already(name), *left_out).alias(_mask(name))
+        )
     frame, _ = complementary(frame.with_columns(primary), [total, *counts], lines, min_cell, parts=pairs)
     hidden: dict[str, pl.Expr] = {total: row, **{name: pl.col(_mask(name)) for name in counts}}
     for rate, (num, den) in rates.items():
@@ -189,5 +200,5 @@ def suppress(
     names = [pl.when(h).then(pl.lit(name)).otherwise(None) for name, h in hidden.items()]
     updates = [pl.when(h).then(None).otherwise(pl.col(name)).alias(name) for name, h in hidden.items()]
     out = frame.with_columns(pl.concat_str(names, separator=",", ignore_nulls=True).alias(SUPPRESSED))
-    masks = [_mask(n) for n in (total, *counts)]
+    masks = [_mask(n) for n in (total, *counts)] + [f"_kept_{name}" for name in kept]
     return out.with_columns(updates).drop(masks)

@@ -23,6 +23,8 @@ from govdb.analytics import alerts as alerts_stage
 from govdb.analytics import hotwords as hotwords_stage
 from govdb.analytics import measures
 from govdb.analytics.facts import (
+    LABELS,
+    RECODED,
     UNVERIFIED,
     FactsT,
     export_facts,
@@ -60,13 +62,18 @@ class Analytics:
     # --- facts (internal; hold a salted caller hash, so never published) -----------------------
 
     def facts(
-        self, start: dt.date | None = None, end: dt.date | None = None, *, demand: bool = False
+        self,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        *,
+        demand: bool = False,
+        labels: Sequence[str] = LABELS,
     ) -> pl.DataFrame:
         """Tickets (hotline services; with `demand`, the demand services too) received in the span,
         their rare category and department labels recoded to 其他 (see `_labelled`): decided over
         the whole calendar months the span touches, so a ticket's label never depends on the span."""
         first, last = measures.snap(start, end, "month")
-        return within(self._labelled(self._read(first, last, demand=demand)), start, end)
+        return within(self._labelled(self._read(first, last, demand=demand), labels), start, end)
 
     def _read(self, start: dt.date | None, end: dt.date | None, *, demand: bool) -> pl.DataFrame:
         services = [*self.rules.hotline_services, *(self.rules.demand_services if demand else [])]
@@ -77,49 +84,69 @@ class Analytics:
             raise ConfigError("analytics needs an event store or a facts file")
         return read_facts(self.engine, self.rules, start=start, end=end, services=services)
 
-    def _labelled(self, facts: FactsT) -> FactsT:
+    def _labelled(self, facts: FactsT, labels: Sequence[str] = LABELS) -> FactsT:
         """Every frame of facts enters the aggregates through here: a category or department label
         met in tickets of fewer than min_cell distinct callers in a calendar month (of receipt)
         becomes 其他 in that month before anything is grouped by it (labels the rules declare
         stay). The caller reads whole months, so the answer is the same whatever the window."""
+        names = facts.collect_schema().names() if isinstance(facts, pl.LazyFrame) else facts.columns
+        if RECODED in names:  # an export recoded its labels when it was written
+            return facts
         declared = [
             *self.rules.quadrant.complaint_categories,
             *(c.service for c in (self.capacities.capacities if self.capacities else [])),
         ]
-        return recode_rare_labels(facts, self.rules.min_cell, keep=declared)
+        return recode_rare_labels(facts, self.rules.min_cell, keep=declared, labels=labels)
 
     def _source(
-        self, start: dt.date | None = None, end: dt.date | None = None
+        self, start: dt.date | None = None, end: dt.date | None = None, by: Sequence[str] = LABELS
     ) -> pl.DataFrame | pl.LazyFrame:
         """The hotline tickets a KPI table over `start`..`end` needs: a lazy scan of the facts file
         (only the columns the query needs are read), else the event store's facts. Read from
         `repeat_days` before `start`, so a ticket's repeat flag does not depend on the window (with
-        count_in: closed, from the beginning: a ticket closed in the window may be older)."""
+        count_in: closed, from the beginning: a ticket closed in the window may be older). Only
+        the labels the table groups by (`by`) are recoded; the repeat flag is the raw labels' (an
+        export's is), so every table counts the same repeats."""
         if start is not None:
             received = self.rules.count_in == "received"
             start = start - dt.timedelta(days=self.rules.repeat_days) if received else None
+        labels = [c for c in by if c in LABELS]
+        first, last = measures.snap(start, end, "month")
         if self.facts_file is None:
-            return self.facts(start, end)
+            raw = measures.mark_repeats(self._read(first, last, demand=False), self.rules)
+            return within(self._labelled(raw, labels), start, end)
         scan = scan_facts_parquet(self.facts_file).filter(
             pl.col("service_code").is_in(self.rules.hotline_services)
         )
-        first, last = measures.snap(start, end, "month")
-        return within(self._labelled(within(scan, first, last)), start, end)
+        return within(self._labelled(within(scan, first, last), labels), start, end)
 
     def _windowed(
-        self, start: dt.date | None, end: dt.date | None, period: str, *, year_back: bool = False
+        self,
+        start: dt.date | None,
+        end: dt.date | None,
+        period: str,
+        by: Sequence[str],
+        *,
+        year_back: bool = False,
     ) -> tuple[pl.DataFrame | pl.LazyFrame, dt.date | None, dt.date | None]:
         """`start`..`end` widened to whole periods, and the tickets a table over it needs (with
         `year_back`, the year before it too, for 同比)."""
         first, last = measures.snap(start, end, period)
         read_from = measures.year_before(first, period) if first and year_back else first
-        return self._source(read_from, last), first, last
+        return self._source(read_from, last, by), first, last
 
     def export(self, path: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> Path:
-        """The facts of the span (demand services included) as Parquet, for fast repeated work; the
-        repeat flag is computed once here (under the rules' repeat_days)."""
-        facts = self._read(start, end, demand=True)  # as read: labels are recoded per read
-        return export_facts(measures.mark_repeats(facts, self.rules), path)
+        """The facts of the span (demand services included) as Parquet, for fast repeated work (see
+        `prepared`)."""
+        first, last = measures.snap(start, end, "month")
+        return export_facts(within(self.prepared(self._read(first, last, demand=True)), start, end), path)
+
+    def prepared(self, facts: pl.DataFrame) -> pl.DataFrame:
+        """Facts of whole calendar months made ready once for repeated queries: the repeat flag
+        (under the rules' repeat_days, from the raw labels) and the labels recoded by month, marked
+        so that queries on an export do not recode them again."""
+        marked = measures.mark_repeats(facts, self.rules)
+        return self._labelled(marked).with_columns(pl.lit(True).alias(RECODED))
 
     # --- published aggregates ------------------------------------------------------------------
 
@@ -135,7 +162,7 @@ class Analytics:
         """Response, resolution, satisfaction, repeat and complaint rates, median hours to close,
         over `start`..`end` widened to whole periods (see the module docstring)."""
         measures.check_dimensions(by, period)
-        facts, first, last = self._windowed(start, end, period)
+        facts, first, last = self._windowed(start, end, period, by)
         return measures.kpis(
             facts, self.rules, by=by, period=period, min_cell=min_cell, start=first, end=last
         )
@@ -151,7 +178,7 @@ class Analytics:
         min_cell: int | None = None,
     ) -> pl.DataFrame:
         measures.check_dimensions([by], period)
-        facts, first, last = self._windowed(start, end, period)
+        facts, first, last = self._windowed(start, end, period, [by])
         return measures.ranking(
             facts, self.rules, by=by, period=period, measure=measure, min_cell=min_cell, start=first, end=last
         )
@@ -168,7 +195,7 @@ class Analytics:
         """Period-over-period (环比) and year-over-year (同比) changes of the window's cells; the
         year before the window is read too, so its first periods have their comparison."""
         measures.check_dimensions(by, period)
-        facts, first, last = self._windowed(start, end, period, year_back=True)
+        facts, first, last = self._windowed(start, end, period, by, year_back=True)
         return measures.changes(
             facts, self.rules, by=by, period=period, min_cell=min_cell, start=first, end=last
         )
@@ -183,7 +210,7 @@ class Analytics:
     ) -> pl.DataFrame:
         """亮点 / 难点 / 堵点 / 拐点: complaint rate against satisfaction rate per unit (whole months)."""
         measures.check_dimensions([by], "all")
-        facts, first, last = self._windowed(start, end, "all")
+        facts, first, last = self._windowed(start, end, "all", [by])
         return measures.quadrant(facts, self.rules, by=by, min_cell=min_cell, start=first, end=last)
 
     def alerts(
@@ -205,7 +232,7 @@ class Analytics:
             if end
             else None
         )
-        facts = self.facts(before, month_end, demand=True)
+        facts = self.facts(before, month_end, demand=True, labels=["category"])  # alerts name categories
         out = alerts_stage.alerts(facts, self.rules, self.capacities, level=level, start=start, end=end)
         return out.filter(pl.col("when") <= end) if end else out
 
@@ -229,7 +256,7 @@ class Analytics:
         first, last = measures.snap(start, end, period)
         span = {"day": 1, "week": 7, "month": 31}.get(period, 7) * baseline_periods
         before = measures.snap(first - dt.timedelta(days=span), None, period)[0] if first else None
-        facts = self.facts(before, last)  # hotline tickets only, as the KPI tables count
+        facts = self.facts(before, last, labels=[])  # hotline tickets only, as the KPI tables count
         floor = max(min_cell or 0, self.rules.min_cell)  # raised by a caller, never lowered
         group = [by] if by else []
         if by is not None and by not in ("county", "street", "village"):
@@ -266,7 +293,7 @@ class Analytics:
         suppression keeps that line safe."""
         from govdb.analytics import heatmap as heatmap_stage
 
-        source, first, last = self._windowed(start, end, "week")
+        source, first, last = self._windowed(start, end, "week", [])
         facts = source.collect() if isinstance(source, pl.LazyFrame) else source
         shown = within(facts, first, last)
         if shown.is_empty():

@@ -196,16 +196,20 @@ def within(facts: FactsT, start: dt.date | None, end: dt.date | None) -> FactsT:
 
 OTHER = "其他"
 LABELS = ("category", "department")  # the source's free text that tables group by
+RECODED = "labels_recoded"  # an export's mark: its labels were recoded by month when it was written
 
 
-def recode_rare_labels(facts: FactsT, min_cell: int, keep: Sequence[str] = ()) -> FactsT:
+def recode_rare_labels(
+    facts: FactsT, min_cell: int, keep: Sequence[str] = (), labels: Sequence[str] = LABELS
+) -> FactsT:
     """Facts with each category (诉求类型) and department (承办部门) label met in tickets of fewer
     than `min_cell` distinct callers recoded to 其他 (a ticket without a caller counts for no
     caller): a label is the source's free text, and one caller's ten tickets could publish a name
     or a phone typed into it. Labels the rules declare (`keep`: capacities' services, complaint
     categories) stay. Counted per calendar month of receipt (whole months must be given: the
     decision for a ticket then depends on its month alone, never on a query's window), column-wise
-    (eager or lazy alike)."""
+    (eager or lazy alike). Only `labels` are recoded (a table not grouped by a label need not pay
+    for it)."""
     callers = pl.col("caller").drop_nulls().n_unique()
     month = pl.col("received").dt.truncate("1mo")
     return facts.with_columns(
@@ -213,7 +217,7 @@ def recode_rare_labels(facts: FactsT, min_cell: int, keep: Sequence[str] = ()) -
         .then(pl.lit(OTHER))
         .otherwise(pl.col(c))
         .alias(c)
-        for c in LABELS
+        for c in labels
     )
 
 
@@ -226,7 +230,7 @@ def scan_facts_parquet(path: str | Path) -> pl.LazyFrame:
     missing = sorted(set(FACT_SCHEMA) - set(names))
     if missing:
         raise ConfigError(f"{path}: not a facts export, columns {missing} are missing; export it again")
-    return pl.scan_parquet(path).select(*FACT_SCHEMA, *(["repeat"] if "repeat" in names else []))
+    return pl.scan_parquet(path).select(*FACT_SCHEMA, *(c for c in ("repeat", RECODED) if c in names))
 
 
 def read_facts_parquet(path: str | Path) -> pl.DataFrame:

@@ -9,7 +9,6 @@ name) are refused and reported, never loaded half-right.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from govdb.base.clock import utcnow
 from govdb.errors import InputFileError
 from govdb.readers import read_records
 from govdb.readers.columns import check_mapping, plan_columns
-from govdb.store.bulk import among, id_chunks, insert_frame
+from govdb.store.bulk import among, id_chunks, indexes_deferred, insert_frame
 from govdb.store.feed import record_changes
 from govdb.store.locks import writing
 from govdb.store.master import BulkLoad, FieldHistory, Person
@@ -173,49 +172,70 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
         )
         people = frame.select("person_id", *columns).sort("person_id")
         dates = [c for c, dtype in people.schema.items() if dtype == pl.Date]
-        insert_frame(
-            conn,
-            PERSON,
-            people.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d")) if dates else people,
-            {"created_at": now, "updated_at": now},
-        )
-        checks = json.dumps([{"level": "authoritative", "source": source, "at": now.isoformat()}])
-        for start in range(0, people.height, STEP):
-            history = (
-                people.slice(start, STEP)
-                .select(pl.col("person_id").alias("entity_id"), *(pl.col(c).cast(pl.String) for c in columns))
-                .unpivot(index="entity_id", on=columns, variable_name="field", value_name="value")
-                .drop_nulls("value")
-                .sort("entity_id", "field")  # in index order: the lineage index grows by appending
-            )
+        with indexes_deferred(conn, PERSON, people.height):
             insert_frame(
                 conn,
-                HISTORY,
-                history,
-                {
-                    "entity_kind": "person",
-                    "valid_from": valid_from.isoformat() if valid_from else None,
-                    "recorded_at": now,
-                    "source": source,
-                    "bulk_load_id": load_id,
-                    "event_ids": "[]",
-                    "checks": checks,
-                },
+                PERSON,
+                people.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d")) if dates else people,
+                {"created_at": now, "updated_at": now},
             )
-            record_changes(
-                conn,
-                history.select(
-                    pl.lit("person").alias("entity_kind"),
-                    "entity_id",
-                    "field",
-                    pl.lit("insert").alias("op"),
-                    pl.lit(valid_from.isoformat() if valid_from else None, pl.String).alias("valid_from"),
-                    pl.lit("bulk_load").alias("cause"),
-                    pl.lit(load_id).alias("cause_id"),
-                ),
-                now,
+        with indexes_deferred(conn, HISTORY, people.height * len(columns)):
+            _insert_history(
+                conn, people, columns, source=source, load_id=load_id, valid_from=valid_from, now=now
             )
+
+        # The feed tells of each loaded person once (field None: the whole entity inserted), not
+        # of each field: a register of 1M people is 1M changes to act on, not 7M.
+        record_changes(
+            conn,
+            people.select(
+                pl.lit("person").alias("entity_kind"),
+                pl.col("person_id").alias("entity_id"),
+                pl.lit(None, pl.String).alias("field"),
+                pl.lit("insert").alias("op"),
+                pl.lit(valid_from.isoformat() if valid_from else None, pl.String).alias("valid_from"),
+                pl.lit("bulk_load").alias("cause"),
+                pl.lit(load_id).alias("cause_id"),
+            ),
+            now,
+        )
     return load_id, frame.height
+
+
+def _insert_history(
+    conn: Connection,
+    people: pl.DataFrame,
+    columns: list[str],
+    *,
+    source: str,
+    load_id: str,
+    valid_from: dt.date | None,
+    now: dt.datetime,
+) -> None:
+    """One lineage row per loaded person and field, a slice of people at a time. The rows keep no
+    checks of their own: the load is their check (store.master.lineage_checks)."""
+    for start in range(0, people.height, STEP):
+        history = (
+            people.slice(start, STEP)
+            .select(pl.col("person_id").alias("entity_id"), *(pl.col(c).cast(pl.String) for c in columns))
+            .unpivot(index="entity_id", on=columns, variable_name="field", value_name="value")
+            .drop_nulls("value")
+            .sort("entity_id", "field")  # in index order: the lineage index grows by appending
+        )
+        insert_frame(
+            conn,
+            HISTORY,
+            history,
+            {
+                "entity_kind": "person",
+                "valid_from": valid_from.isoformat() if valid_from else None,
+                "recorded_at": now,
+                "source": source,
+                "bulk_load_id": load_id,
+                "event_ids": "[]",
+                "checks": "[]",
+            },
+        )
 
 
 def _existing(conn: Connection, column: Any, values: list[str]) -> set[str]:

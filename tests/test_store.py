@@ -97,3 +97,106 @@ def test_the_check_rewrite_keeps_every_row_and_index(tmp_path) -> None:  # type:
         table = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'event'")).scalar()
         assert "status = 'received' OR" in table and "status IN" not in table
     engine.dispose()
+
+
+def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them(db: GovDB) -> None:
+    import polars as pl
+    import pytest
+    from sqlalchemy import text
+
+    from govdb.store.bulk import indexes_deferred, insert_frame
+    from govdb.store.locks import writing
+    from govdb.store.master import LinkKey
+
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    rows = pl.DataFrame(
+        {"key": [f"k{i:04d}" for i in range(500)], "person_id": [f"P{i % 50}" for i in range(500)]}
+    )
+    statements: list[str] = []
+
+    def indexes() -> set[str]:
+        with db.master.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'linkkey'"
+            else:
+                query = (
+                    "SELECT indexname FROM pg_indexes "
+                    "WHERE tablename = 'linkkey' AND schemaname = current_schema()"
+                )
+            return set(conn.execute(text(query)).scalars())
+
+    before = indexes()
+    assert "ix_linkkey_person_id" in before
+    with (
+        pytest.raises(RuntimeError),
+        writing(db.master) as conn,
+        indexes_deferred(conn, table, rows.height),
+    ):
+        insert_frame(conn, table, rows)
+        raise RuntimeError("the load fails half way")
+    assert indexes() == before  # rolled back with the rows
+
+    with writing(db.master) as conn:
+        conn.exec_driver_sql("SELECT 1")
+        listen = conn.connection.driver_connection
+        if conn.dialect.name == "sqlite":
+            listen.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        with indexes_deferred(conn, table, rows.height):
+            insert_frame(conn, table, rows)
+        if conn.dialect.name == "sqlite":
+            listen.set_trace_callback(None)  # type: ignore[union-attr]
+            # more rows than the table held: dropped and rebuilt, one sort instead of 500 inserts
+            assert any(s.strip().startswith("DROP INDEX") for s in statements)
+            assert any(s.strip().startswith("CREATE INDEX ix_linkkey_person_id") for s in statements)
+    assert indexes() == before
+    with db.master.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM linkkey WHERE person_id = 'P7'")).scalar() == 10
+        if conn.dialect.name == "sqlite":
+            plan = " ".join(
+                str(r[-1])
+                for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT key FROM linkkey WHERE person_id = 'P7'"
+                )
+            )
+            assert "ix_linkkey_person_id" in plan
+
+    # A few rows into a table that holds more: the indexes stay.
+    statements.clear()
+    with writing(db.master) as conn:
+        conn.exec_driver_sql("SELECT 1")
+        if conn.dialect.name == "sqlite":
+            conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        with indexes_deferred(conn, table, 3):
+            insert_frame(conn, table, pl.DataFrame({"key": ["x1", "x2", "x3"], "person_id": ["P1"] * 3}))
+        if conn.dialect.name == "sqlite":
+            conn.connection.driver_connection.set_trace_callback(None)  # type: ignore[union-attr]
+    assert not any("INDEX" in s for s in statements)
+
+
+def test_a_bulk_load_stores_no_check_chain_per_row_and_reads_it_from_the_load(db: GovDB) -> None:
+    import datetime as dt
+
+    import polars as pl
+    from sqlmodel import Session, select
+
+    from govdb.standards.ids import make_id
+    from govdb.store.master import FieldHistory, lineage_checks
+
+    people = pl.DataFrame(
+        {"id_number": [make_id("440605", dt.date(1960, 5, 1), 7)], "name": ["王芳"], "phone": ["13800138000"]}
+    )
+    load_id = db.load_people(people, source="public_security")
+    with Session(db.master) as ms:
+        rows = ms.exec(select(FieldHistory).where(FieldHistory.bulk_load_id == load_id)).all()
+    assert {r.field for r in rows} >= {"name", "phone", "id_number"}
+    for row in rows:
+        assert row.checks == []  # stored once, as the load
+        (check,) = lineage_checks(row)
+        assert check["level"] == "authoritative" and check["source"] == "public_security"
+        at = dt.datetime.fromisoformat(check["at"])
+        assert at.tzinfo is not None and abs(at - row.recorded_at.replace(tzinfo=dt.UTC)) < dt.timedelta(
+            seconds=1
+        )
+    feed = db.changes("0", limit=1000).changes
+    mine = [c for c in feed if c.cause_id == load_id]
+    assert [(c.entity_kind, c.field, c.op) for c in mine] == [("person", None, "insert")]

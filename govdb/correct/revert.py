@@ -37,7 +37,15 @@ from govdb.link.online import refresh_link_keys
 from govdb.rulebook.loader import Rulebook
 from govdb.store.events import Event, LinkExclusion, Proposal
 from govdb.store.locks import job_lock, writing
-from govdb.store.master import Conflict, Credential, Issuance, LinkFeatures, LinkKey, Promotion
+from govdb.store.master import (
+    Conflict,
+    Credential,
+    Issuance,
+    LinkFeatures,
+    LinkKey,
+    Promotion,
+    lineage_checks,
+)
 from govdb.store.states import EventStatus, ProposalState, move
 
 PURPOSE = "master_correction"
@@ -238,7 +246,7 @@ def _revert_master(
                     "event_ids": before.event_ids,
                     "valid_to": None,
                     "recorded_at": now,
-                    "checks": [*before.checks, {**check, "restores": before.id}],
+                    "checks": [*lineage_checks(before), {**check, "restores": before.id}],
                 }
             ],
         )

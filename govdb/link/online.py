@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, Text, bindparam, cast, delete, func, insert, select, text
 
 from govdb.base.clock import utcnow
 from govdb.errors import ConfigError, StateError
@@ -29,7 +29,7 @@ from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import among, insert_frame
+from govdb.store.bulk import among, indexes_deferred, insert_frame
 from govdb.store.locks import writing, xact_lock
 from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person
 
@@ -69,14 +69,25 @@ def key_strings(prepared: pl.DataFrame, rules: MatchingRules) -> pl.DataFrame:
     return pl.concat(parts) if parts else pl.DataFrame(schema={"rid": pl.String, "key": pl.String})
 
 
-def read_people(conn: Connection, person_ids: Iterable[str] | None = None) -> pl.DataFrame:
-    """Master people (the columns linkage reads), all of them or these ids."""
+def read_people(
+    conn: Connection, person_ids: Iterable[str] | None = None, *, without_keys: bool = False
+) -> pl.DataFrame:
+    """Master people (the columns linkage reads): all of them, these ids, or those without link keys."""
     table = Person.__table__  # type: ignore[attr-defined]
     columns = [table.c[c] for c in MASTER_COLUMNS]
     schema = {c: (pl.Date if c == "birth_date" else pl.String) for c in MASTER_COLUMNS}
     if person_ids is None:
-        rows = conn.execute(select(*columns)).all()
-        return pl.DataFrame(rows, schema=schema, orient="row")
+        query = select(*columns)
+        if without_keys:
+            keyed = LinkKey.__table__.c.person_id  # type: ignore[attr-defined]
+            query = query.where(~table.c.person_id.in_(select(keyed)))
+        # Through the driver's cursor: plain tuples, no row objects for a whole county.
+        sql = str(query.compile(dialect=conn.dialect))
+        rows = conn.exec_driver_sql(sql).fetchall()
+        if conn.dialect.name != "sqlite":  # the driver hands back dates
+            return pl.DataFrame(rows, schema=schema, orient="row")
+        frame = pl.DataFrame(rows, schema={**schema, "birth_date": pl.String}, orient="row")
+        return frame.with_columns(pl.col("birth_date").str.to_date("%Y-%m-%d"))
     ids = list(person_ids)
     rows = []
     for start in range(0, len(ids), CHUNK):
@@ -101,21 +112,18 @@ def refresh_link_keys(
     For named people only the difference is written: keys they no longer have are deleted, new
     ones inserted (a new phone changes one key of nine), so a promotion's refresh costs little."""
     table = LinkKey.__table__  # type: ignore[attr-defined]
-    person = Person.__table__  # type: ignore[attr-defined]
     with writing(master) as conn:
         xact_lock(conn, "link_keys")  # loads, promotions and corrections re-key people at once
         old: pl.DataFrame | None = None
-        if missing_only:
-            without_keys = select(person.c.person_id).where(
-                ~person.c.person_id.in_(select(table.c.person_id))
-            )
-            person_ids = list(conn.execute(without_keys).scalars())
-        elif person_ids is None:
-            conn.execute(delete(table))
+        if missing_only:  # the people without keys, read in one statement
+            people = read_people(conn, without_keys=True)
         else:
-            person_ids = sorted(set(person_ids))
-            old = _stored_keys(conn, person_ids)
-        people = read_people(conn, person_ids)
+            if person_ids is None:
+                conn.execute(delete(table))
+            else:
+                person_ids = sorted(set(person_ids))
+                old = _stored_keys(conn, person_ids)
+            people = read_people(conn, person_ids)
         if people.height == 0:
             return 0
         prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
@@ -134,7 +142,8 @@ def refresh_link_keys(
                     [{"k": k, "p": p} for k, p in gone.iter_rows()],
                 )
             keys = keys.join(old, on=["key", "person_id"], how="anti")
-        insert_frame(conn, table, keys)
+        with indexes_deferred(conn, table, keys.height):
+            insert_frame(conn, table, keys)
         _store_features(conn, prepared)
         return keys.height
 
@@ -167,48 +176,63 @@ def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
 
 def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
     """Stored linkage features of these people, or of everyone (the frame `prepare` made when they
-    were keyed)."""
+    were keyed). Read as JSON text and decoded by polars for the whole column: a chunk of events
+    has hundreds of thousands of candidates, too many to decode one JSON document at a time."""
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
-    rows: list[dict[str, Any]] = []
+    as_text = cast(table.c.features, Text)
+    texts: list[str] = []
     if person_ids is None:
-        rows = [r for (r,) in conn.execute(select(table.c.features))]
+        texts = list(conn.execute(select(as_text)).scalars())
     for start in range(0, len(person_ids or []), CHUNK):
         chunk = (person_ids or [])[start : start + CHUNK]
-        rows += [
-            r for (r,) in conn.execute(select(table.c.features).where(among(conn, table.c.person_id, chunk)))
-        ]
+        texts += conn.execute(select(as_text).where(among(conn, table.c.person_id, chunk))).scalars()
     schema = {k: (pl.String() if k == "birth_date" else v) for k, v in FEATURE_SCHEMA.items()}
-    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    return frame.with_columns(pl.col("birth_date").str.to_date())
+    if not texts:
+        return pl.DataFrame(schema=schema).with_columns(pl.col("birth_date").str.to_date())
+    decoded = pl.Series("f", texts, dtype=pl.String).str.json_decode(pl.Struct(schema))
+    return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
 
 
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:
     """(key, person_id) for people sharing any of these keys, skipping key values shared by more
-    than `max_block` people (as batch blocking does). One statement per chunk of keys, the keys
-    passed as one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
-    if not keys:
-        return []
-    if conn.dialect.name == "postgresql":
-        wanted, values = "SELECT unnest(CAST(:keys AS text[])) AS key", None
-    else:
-        wanted, values = "SELECT value AS key FROM json_each(:keys)", json
-    statement = text(
-        f"WITH wanted AS ({wanted}), "
-        "usable AS (SELECT l.key FROM linkkey l JOIN wanted w ON l.key = w.key "
-        "GROUP BY l.key HAVING count(*) <= :max) "
-        "SELECT l.key, l.person_id FROM linkkey l JOIN usable u ON l.key = u.key"
-    )
+    than `max_block` people (as batch blocking does). One statement per chunk of keys."""
     found: list[tuple[str, str]] = []
     for start in range(0, len(keys), KEY_CHUNK):
-        chunk = keys[start : start + KEY_CHUNK]
-        param = values.dumps(chunk, ensure_ascii=False) if values is not None else chunk
-        found += [(k, p) for k, p in conn.execute(statement, {"keys": param, "max": max_block})]
+        statement, params = _candidates_statement(
+            conn, keys[start : start + KEY_CHUNK], max_block, "l.key, l.person_id"
+        )
+        found += [(k, p) for k, p in conn.execute(statement, params)]
     return found
 
 
 def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> list[str]:
-    """People sharing any of these keys, skipping key values shared by more than `max_block`."""
-    return sorted({person_id for _, person_id in candidate_keys(conn, keys, max_block)})
+    """People sharing any of these keys, skipping key values shared by more than `max_block`:
+    each person once (a chunk of events shares most of its candidates' keys many times over)."""
+    found: set[str] = set()
+    for start in range(0, len(keys), KEY_CHUNK):
+        statement, params = _candidates_statement(
+            conn, keys[start : start + KEY_CHUNK], max_block, "DISTINCT l.person_id"
+        )
+        found.update(conn.execute(statement, params).scalars())
+    return sorted(found)
+
+
+def _candidates_statement(
+    conn: Connection, keys: list[str], max_block: int, columns: str
+) -> tuple[Any, dict[str, Any]]:
+    """The candidate look-up for one chunk of keys, the keys passed as one parameter (a JSON array
+    on SQLite, an array on PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        wanted, param = "SELECT unnest(CAST(:keys AS text[])) AS key", keys
+    else:
+        wanted, param = "SELECT value AS key FROM json_each(:keys)", json.dumps(keys, ensure_ascii=False)
+    statement = text(
+        f"WITH wanted AS ({wanted}), "
+        "usable AS (SELECT l.key FROM linkkey l JOIN wanted w ON l.key = w.key "
+        "GROUP BY l.key HAVING count(*) <= :max) "
+        f"SELECT {columns} FROM linkkey l JOIN usable u ON l.key = u.key"
+    )
+    return statement, {"keys": param, "max": max_block}
 
 
 def stored_model(master: Engine, entity_kind: str = "person") -> LinkModel | None:

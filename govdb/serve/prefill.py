@@ -27,7 +27,7 @@ from govdb.serve._master_view import (
     person_by_id_number,
     person_values,
 )
-from govdb.store.master import Credential, FieldHistory, Person, current_lineage
+from govdb.store.master import Credential, FieldHistory, Person, current_lineage, lineage_checks
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _verification(row: FieldHistory | None) -> tuple[str | None, list[str], dt.d
         return None, [], None
     steps = [
         f"{c.get('level')}:{c.get('unit') or c.get('source')}" + (f" ({c['rule']})" if c.get("rule") else "")
-        for c in row.checks
+        for c in lineage_checks(row)
     ]
     return row.source, steps, row.recorded_at.date()
 

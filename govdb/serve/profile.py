@@ -48,7 +48,15 @@ from govdb.serve._master_view import (
 )
 from govdb.serve.asof import lineage_rows, rows_as_of
 from govdb.serve.lookup import identifiers
-from govdb.store.master import Conflict, Credential, FieldHistory, Issuance, Person, current_lineage
+from govdb.store.master import (
+    Conflict,
+    Credential,
+    FieldHistory,
+    Issuance,
+    Person,
+    current_lineage,
+    lineage_checks,
+)
 
 # The person fields a profile can show, in the order a clerk reads them. Fields no policy grants
 # (province, city, death date, record timestamps) are omitted like any other field not granted.
@@ -336,7 +344,12 @@ def _lineage(row: FieldHistory | None) -> Lineage | None:
     if row is None:
         return None
     return Lineage(
-        row.source, _steps(row.checks), list(row.event_ids), row.valid_from, row.valid_to, row.recorded_at
+        row.source,
+        _steps(lineage_checks(row)),
+        list(row.event_ids),
+        row.valid_from,
+        row.valid_to,
+        row.recorded_at,
     )
 
 

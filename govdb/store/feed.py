@@ -7,7 +7,8 @@ holds larger seqs: a reader that has seen seq N never later finds a smaller one 
 repeats), and a rolled-back writer gives its seqs back with its head update.
 
 The feed says what changed (entity, field, insert / update / delete, valid from, what caused it),
-never the value: values are read through the audited reads.
+never the value: values are read through the audited reads. A bulk load tells of each entity it
+inserted once, with no field (the whole entity is new); every other writer, one change per field.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def record_changes(conn: Connection, changes: pl.DataFrame, at: dt.datetime) -> 
 
 @dataclass(frozen=True)
 class Change:
-    """One master change, as a department or programme reads it from the feed."""
+    """One master change, as a department or programme reads it from the feed. `field` is None
+    where the whole entity was inserted at once (a bulk load)."""
 
     seq: int
     at: dt.datetime

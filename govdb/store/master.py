@@ -143,6 +143,22 @@ class FieldHistory(MasterModel, table=True):
     retracted_at: dt.datetime | None = None
 
 
+def lineage_checks(row: Any) -> list[dict[str, Any]]:
+    """The checks behind a lineage row (a FieldHistory or a row of its table).
+
+    A person bulk load stores none per row: the load is the check (authoritative, by the row's
+    source, when it was recorded), the same for every field of every person it loaded, so a
+    register of 1M people does not store one chain 7M times. Any other row keeps its own chain.
+    """
+    checks = list(row.checks or [])
+    if checks or not row.bulk_load_id:
+        return checks
+    at = row.recorded_at
+    if isinstance(at, dt.datetime) and at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)  # kept in UTC; SQLite hands it back without its zone
+    return [{"level": "authoritative", "source": row.source, "at": at.isoformat() if at else None}]
+
+
 class Promotion(MasterModel, table=True):
     """One applied proposal; the unique proposal id makes promotion idempotent across stores."""
 

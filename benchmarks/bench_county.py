@@ -104,12 +104,17 @@ class Step:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class StopAfter(Exception):
+    """--stop-after STEP: the step is done, the rest is not run (nothing is recorded)."""
+
+
 class Bench:
-    def __init__(self, profile: str | None, folder: Path) -> None:
+    def __init__(self, profile: str | None, folder: Path, stop_after: str | None = None) -> None:
         self.steps: list[Step] = []
         self.skipped: list[str] = []
         self.profile = profile
         self.folder = folder
+        self.stop_after = stop_after
 
     @contextmanager
     def step(self, name: str, rows: int | None = None, note: str = "") -> Iterator[Step]:
@@ -139,6 +144,8 @@ class Bench:
                 stats.sort_stats("tottime").print_stats(25)
                 print(buffer.getvalue(), file=sys.stderr)
                 print(f"  profile of {name} in {out}", file=sys.stderr)
+        if name == self.stop_after:
+            raise StopAfter(name)
 
     def skip(self, name: str, why: str) -> None:
         print(f"  {name}: SKIPPED ({why})", file=sys.stderr, flush=True)
@@ -334,7 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home = default_home(args)
     folder = home / "files"
     folder.mkdir(parents=True, exist_ok=True)
-    bench = Bench(args.profile, home)
+    bench = Bench(args.profile, home, args.stop_after)
     today = args.today
     mix = countygen.Mix.parse(args.mix)
     decisions_budget = args.decisions if args.decisions is not None else max(1, args.events // 10)
@@ -562,9 +569,14 @@ def main() -> None:
     parser.add_argument("--today", type=dt.date.fromisoformat, default=dt.date.today())
     parser.add_argument("--profile", help="cProfile one step (e.g. process) and print its hotspots")
     parser.add_argument("--clean", action="store_true", help="remove --home afterwards")
+    parser.add_argument("--stop-after", help="stop after this step (e.g. process); records nothing")
     parser.add_argument("--no-record", action="store_true", help="do not append to county_results.jsonl")
     args = parser.parse_args()
-    result = run(args)
+    try:
+        result = run(args)
+    except StopAfter as stop:
+        print(f"  stopped after {stop}", file=sys.stderr)
+        return
     print_table(result)
     if not args.no_record:
         with open(HERE / "county_results.jsonl", "a", encoding="utf-8") as fh:

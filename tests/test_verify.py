@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from govdb import AccessDeniedError, Actor, GovDB, JurisdictionError, StateError
 from govdb.demo import make_disability_records, make_hall_events, make_people
-from govdb.store.events import Decision, Event, Proposal, Task
+from govdb.store.events import Decision, Event, Link, Proposal, Task
 from govdb.store.master import FieldHistory, Issuance, LinkFeatures, Person, Promotion
 from govdb.store.states import (
     TRANSITIONS,
@@ -30,7 +30,7 @@ from govdb.store.states import (
     parse,
 )
 
-from .conftest import REPO, TODAY
+from .conftest import BACKENDS, REPO, TODAY, open_backend
 
 WINDOW = Actor("window.li", "department:service_hall:440605")  # finds applicants (identity_lookup)
 
@@ -788,3 +788,93 @@ def test_odd_arguments_get_a_govdb_error_not_a_traceback(db: GovDB, tmp_path: Pa
     for call in calls:
         with pytest.raises(GovdbError):
             call()
+
+
+def _linking_records(register: pl.DataFrame) -> pl.DataFrame:
+    """Hall records that make the linker work: exact ones, mistyped names without an ID number,
+    a phone and a birth date only, and people master does not know."""
+    import random
+
+    rng = random.Random(5)
+    rows = []
+    for i, p in enumerate(register.iter_rows(named=True)):
+        kind = i % 4
+        name = p["name"] if kind != 1 else p["name"][0] + rng.choice("伟芳娜敏静丽强磊军洋")
+        rows.append(
+            {
+                "受理编号": f"L{i:05d}",
+                "姓名": name,
+                "身份证号": p["id_number"] if kind in (0, 3) else None,
+                "出生日期": f"{p['birth_date']:%Y-%m-%d}",
+                "联系电话": p["phone"] if kind in (0, 2) else None,
+                "地址": p["address"],
+                "村居代码": p["division_code"],
+            }
+        )
+    strangers = make_people(40, seed=77, today=TODAY)
+    for j, p in enumerate(strangers.iter_rows(named=True)):
+        rows.append(
+            {
+                "受理编号": f"N{j:05d}",
+                "姓名": p["name"],
+                "身份证号": p["id_number"],
+                "出生日期": f"{p['birth_date']:%Y-%m-%d}",
+                "联系电话": p["phone"],
+                "地址": p["address"],
+                "村居代码": p["division_code"],
+            }
+        )
+    return pl.DataFrame(rows, schema=dict.fromkeys(rows[0], pl.String))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
+    backend: str, tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run blocks against every master person in memory; a small one looks candidates up
+    by key. Both must link, explain and propose exactly alike."""
+    import govdb.verify.proposals as proposals
+    from govdb.link.online import FeatureCache
+
+    register = make_people(300, seed=31, today=TODAY)
+    register = register.with_columns(pl.format("P{}", pl.int_range(pl.len())).alias("person_id"))
+    records = _linking_records(register)
+    seen = {}
+    loaded: list[bool] = []
+    load_everyone = FeatureCache.load_everyone
+
+    def spy(self: FeatureCache, conn: Any) -> bool:
+        loaded.append(load_everyone(self, conn))
+        return loaded[-1]
+
+    monkeypatch.setattr(FeatureCache, "load_everyone", spy)
+    for mode, threshold in (("keys", 10**12), ("memory", 0)):
+        monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", threshold)
+        with open_backend(backend, tmp_path / mode, rules) as db:
+            db.serve_district("440605")
+            db.load_people(register, source="public_security")
+            db.ingest_frame(
+                records, source="hall", key_column="受理编号", service_code="hall.resident_registration"
+            )
+            report = db.process(today=TODAY)
+            with db.events.connect() as conn:
+                links = conn.execute(
+                    select(
+                        Link.event_id, Link.entity_id, Link.decision, Link.score, Link.explanation
+                    ).order_by(Link.event_id, Link.id)
+                ).all()
+                proposed = conn.execute(
+                    select(
+                        Proposal.event_id,
+                        Proposal.entity_id,
+                        Proposal.change,
+                        Proposal.state,
+                        Proposal.payload,
+                    ).order_by(Proposal.event_id, Proposal.change)
+                ).all()
+            seen[mode] = (report.proposals, [tuple(r) for r in links], [tuple(r) for r in proposed])
+    assert seen["keys"][1] and seen["keys"][2]
+    decisions = {r[2] for r in seen["keys"][1]}
+    assert {"match", "new"} <= decisions, decisions  # the records made the linker decide both ways
+    assert loaded == [True]  # only the second run held everyone in memory
+    assert seen["memory"] == seen["keys"]

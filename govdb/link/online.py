@@ -193,6 +193,56 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
     return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
 
 
+class FeatureCache:
+    """Linkage features of master people, each read once for a whole run of chunks.
+
+    A county's chunks of events share most of their candidates (the same villages, the same
+    common names), which would otherwise be read and decoded again for every chunk. The run sees
+    master's features as they were when it first read each person, as if its chunks had been linked
+    in one go; past `limit` people the cache starts over rather than hold a whole province.
+    """
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self.limit = limit
+        self._frame: pl.DataFrame | None = None
+        self._held: set[str] = set()
+        self.everyone = False  # holds every person of master: chunks block in memory against all
+
+    def load_everyone(self, conn: Connection) -> bool:
+        """Read every person's features at once, when master holds no more than `limit` people.
+
+        A county's worth of events links faster against the whole master in memory (the batch
+        linker's equi-joins, as `govdb link` runs) than through link-key look-ups per chunk, whose
+        candidates grow with the number of people per village. The pairs are the same: a key
+        held by more than `max_block` people is skipped either way."""
+        people = conn.execute(select(func.count()).select_from(LinkFeatures.__table__)).scalar_one()  # type: ignore[attr-defined]
+        if people > self.limit:
+            return False
+        self._frame = read_features(conn)
+        self._held = set(self._frame.get_column("rid").to_list())
+        self.everyone = True
+        return True
+
+    def all(self) -> pl.DataFrame:
+        assert self._frame is not None, "load_everyone first"
+        return self._frame
+
+    def read(self, conn: Connection, person_ids: list[str]) -> pl.DataFrame:
+        """The features of these people (sorted by id), reading only those not held yet."""
+        missing = [p for p in person_ids if p not in self._held]
+        if len(self._held) + len(missing) > self.limit:
+            self._frame, self._held = None, set()
+            missing = list(person_ids)
+        if missing:
+            fresh = read_features(conn, missing)
+            self._frame = fresh if self._frame is None else pl.concat([self._frame, fresh])
+            self._held.update(missing)
+        if self._frame is None:
+            return read_features(conn, [])
+        wanted = pl.DataFrame({"rid": person_ids}, schema={"rid": pl.String})
+        return self._frame.join(wanted, on="rid", how="semi").sort("rid")
+
+
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:
     """(key, person_id) for people sharing any of these keys, skipping key values shared by more
     than `max_block` people (as batch blocking does). One statement per chunk of keys."""
@@ -299,17 +349,24 @@ def link_against_master(
     today: dt.date | None = None,
     address_hint: str | None = None,
     exclude: Collection[str] = (),
+    features: FeatureCache | None = None,
 ) -> list[LinkResult]:
     """Link records (standard fields as written) against the master store through its link keys.
     `model` may be a factory, called only when some record has candidates. People in `exclude`
-    are never candidates (a split said these records are not about them)."""
+    are never candidates (a split said these records are not about them). A run over many chunks
+    passes one `features` cache to read each candidate's features once."""
     left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
-    keys = key_strings(left, rules).get_column("key").unique().to_list()
     with master.connect() as conn:
-        candidates = candidate_ids(conn, keys, rules.blocking.max_block)
-        if exclude:
-            candidates = [c for c in candidates if c not in set(exclude)]
-        right = read_features(conn, candidates)
+        if features is not None and features.everyone and not exclude:
+            right = features.all()  # blocking against everyone finds the pairs the key look-up would
+        else:
+            keys = key_strings(left, rules).get_column("key").unique().to_list()
+            candidates = candidate_ids(conn, keys, rules.blocking.max_block)
+            if exclude:
+                candidates = [c for c in candidates if c not in set(exclude)]
+            right = (
+                features.read(conn, candidates) if features is not None else read_features(conn, candidates)
+            )
         if right.height == 0:  # nobody to compare with: every record is someone new
             return [
                 LinkResult(rid, None, "new", 0.0, None, {"candidates": 0}) for rid in left.get_column("rid")

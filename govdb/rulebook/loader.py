@@ -84,7 +84,14 @@ class Rulebook:
 
         `governed=True` covers only what decides who may read and who must check (access policies
         and the verification file: departments, routes, services, sources); a change there must
-        be applied on purpose (`govdb rules apply`) before the stores accept it."""
+        be applied on purpose (`govdb rules apply`) before the stores accept it. Hashed once per
+        rulebook (it is frozen): every decision batch and promotion names it."""
+        known: dict[bool, str] = self.__dict__.setdefault("_fingerprints", {})
+        if governed not in known:
+            known[governed] = self._hash(governed=governed)
+        return known[governed]
+
+    def _hash(self, *, governed: bool) -> str:
         parts: dict[str, Any] = {"access": self.access, "verification": self.verification}
         if not governed:
             parts |= {

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, select
 
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, link_against_master, read_people
+from govdb.link.online import FeatureCache, LinkResult, link_against_master, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import LinkExclusion, Proposal
@@ -91,6 +91,7 @@ def link_events(
     model: LinkModel | Callable[[], LinkModel],
     fresh: list[dict[str, Any]],
     address_hint: str | None,
+    features: FeatureCache | None = None,
 ) -> list[LinkResult]:
     """Link the chunk's events against master in one batch; an event a split took off someone is
     linked on its own, with that person left out of its candidates."""
@@ -98,7 +99,9 @@ def link_events(
     plain = [e for e in fresh if not e["link_round"]]
     matching = rules.matching["person"]
     out = (
-        link_against_master(master, event_records(plain), matching, model, address_hint=address_hint)
+        link_against_master(
+            master, event_records(plain), matching, model, address_hint=address_hint, features=features
+        )
         if plain
         else []
     )

@@ -23,7 +23,7 @@ from sqlmodel import Session
 from govdb.base.clock import utcnow
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, read_people
+from govdb.link.online import FeatureCache, LinkResult, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize
@@ -44,6 +44,9 @@ TASK = Task.__table__  # type: ignore[attr-defined]
 LINK = Link.__table__  # type: ignore[attr-defined]
 EXCLUSION = LinkExclusion.__table__  # type: ignore[attr-defined]
 CHUNK = 50_000
+# From this many waiting events on, a run links against every master person held in memory
+# (FeatureCache.load_everyone) rather than looking candidates up by key for each chunk.
+IN_MEMORY_EVENTS = 20_000
 COMPARED = (*PERSON_FIELDS, "division_code")
 
 
@@ -197,6 +200,10 @@ def propose_events(
     with Session(master) as ms:
         units = UnitIndex(ms)
     after, done, total = 0, 0, _waiting(events)
+    features = FeatureCache()  # chunks share most candidates: each person's features read once
+    if total >= IN_MEMORY_EVENTS:
+        with master.connect() as conn:
+            features.load_everyone(conn)
     while True:
         with events.connect() as conn:
             chunk = _read_chunk(conn, after)
@@ -206,7 +213,7 @@ def propose_events(
         if progress is not None:
             progress(done, total)
         after = chunk[-1]["event_id"]
-        _propose_chunk(events, master, rules, model, units, chunk, report, address_hint)
+        _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
 
 
 def _waiting(events: Engine) -> int:
@@ -231,6 +238,7 @@ def _propose_chunk(
     chunk: list[dict[str, Any]],
     report: ProposeReport,
     address_hint: str | None,
+    features: FeatureCache | None = None,
 ) -> None:
     """One chunk of events: settle reviewed links, link the rest, plan, auto-pass, write."""
     from govdb.verify.entity_proposals import is_entity_event, plan_entity_events  # it imports this module
@@ -252,7 +260,7 @@ def _propose_chunk(
         fresh = [e for e in pending if e["event_id"] not in settled]
         results = list(settled.values())
         if fresh:
-            results += link_events(events, master, rules, model, fresh, address_hint)
+            results += link_events(events, master, rules, model, fresh, address_hint, features)
         _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
     if entities:
         plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)

@@ -175,6 +175,8 @@ class Task(EventModel, table=True):
     __table_args__ = (
         UniqueConstraint("proposal_id", "step", name="uq_task_step"),
         CheckConstraint(check_sql("state", TaskState), name="ck_task_state"),
+        # A unit's queue (its open tasks, oldest first) read straight off one index.
+        Index("ix_task_queue", "unit_id", "state", "task_id"),
     )
 
     task_id: int | None = Field(default=None, primary_key=True)
@@ -182,7 +184,7 @@ class Task(EventModel, table=True):
     step: int
     level: str = Field(max_length=16)
     department: str | None = Field(default=None, max_length=64)
-    unit_id: str = Field(max_length=64, index=True)
+    unit_id: str = Field(max_length=64)
     division_code: str | None = Field(default=None, max_length=12)
     state: str = Field(default="waiting", max_length=16, index=True)
     round: int = 0

@@ -135,6 +135,8 @@ class Proposal(EventModel, table=True):
     __table_args__ = (
         UniqueConstraint("event_id", "change", "round", name="uq_proposal_event_change"),
         CheckConstraint(check_sql("state", ProposalState), name="ck_proposal_state"),
+        # Proposals in a state, oldest first: promote reads the approved ones a chunk at a time.
+        Index("ix_proposal_queue", "state", "created_at", "proposal_id"),
     )
 
     proposal_id: str = Field(primary_key=True, max_length=36)
@@ -147,7 +149,7 @@ class Proposal(EventModel, table=True):
     county_code: str | None = Field(default=None, max_length=6, index=True)
     source: str = Field(max_length=128)
     department: str | None = Field(default=None, max_length=64)
-    state: str = Field(default="pending", max_length=16, index=True)
+    state: str = Field(default="pending", max_length=16)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
     round: int = 0  # the event's link round it was proposed in (a split links it again)

@@ -167,8 +167,9 @@ class Promotion(MasterModel, table=True):
     entity_id: str = Field(max_length=32)
     changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     applied_at: dt.datetime = Field(default_factory=utcnow)
-    # False until the person's blocking keys are rewritten, so a crashed run's recovery does it.
-    keys_refreshed: bool = True
+    # False until the person's blocking keys are rewritten, so a crashed run's recovery does it;
+    # indexed, as every chunk of a promote looks for the few still False.
+    keys_refreshed: bool = Field(default=True, index=True)
     rules_fingerprint: str | None = Field(default=None, max_length=64)
     reverted_at: dt.datetime | None = None
     reverted_by: str | None = Field(default=None, max_length=140)  # actor@unit

@@ -159,27 +159,33 @@ def _credential_change(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
-    query = (
-        select(
-            EVENT.c.event_id,
-            EVENT.c.status,
-            EVENT.c.service_code,
-            EVENT.c.source_system,
-            EVENT.c.department,
-            EVENT.c.standardized,
-            EVENT.c.quality_flags,
-            EVENT.c.link_round,
-            BATCH.c.authenticated_source,
-        )
-        .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
-        .where(
-            EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value]),
-            EVENT.c.event_id > after,
-        )
-        .order_by(EVENT.c.event_id)
-        .limit(CHUNK)
+    """The next CHUNK events waiting to be proposed, in event order, after `after`.
+
+    One ordered index range per state, merged here: with both states in one IN list SQLite sorted
+    every waiting event after `after` for each chunk (a county's million, twenty times over)."""
+    columns = (
+        EVENT.c.event_id,
+        EVENT.c.status,
+        EVENT.c.service_code,
+        EVENT.c.source_system,
+        EVENT.c.department,
+        EVENT.c.standardized,
+        EVENT.c.quality_flags,
+        EVENT.c.link_round,
+        BATCH.c.authenticated_source,
     )
-    return [dict(r._mapping) for r in conn.execute(query)]
+    rows: list[dict[str, Any]] = []
+    for state in (EventStatus.standardized, EventStatus.identity_review):
+        query = (
+            select(*columns)
+            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
+            .where(EVENT.c.status == state.value, EVENT.c.event_id > after)
+            .order_by(EVENT.c.event_id)
+            .limit(CHUNK)
+        )
+        rows += [dict(r._mapping) for r in conn.execute(query)]
+    rows.sort(key=lambda r: r["event_id"])
+    return rows[:CHUNK]
 
 
 def propose_events(

@@ -29,7 +29,7 @@ from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import among, indexes_deferred, insert_frame
+from govdb.store.bulk import among, indexes_deferred, insert_frame, read_frame
 from govdb.store.locks import writing, xact_lock
 from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person
 
@@ -81,13 +81,7 @@ def read_people(
         if without_keys:
             keyed = LinkKey.__table__.c.person_id  # type: ignore[attr-defined]
             query = query.where(~table.c.person_id.in_(select(keyed)))
-        # Through the driver's cursor: plain tuples, no row objects for a whole county.
-        sql = str(query.compile(dialect=conn.dialect))
-        rows = conn.exec_driver_sql(sql).fetchall()
-        if conn.dialect.name != "sqlite":  # the driver hands back dates
-            return pl.DataFrame(rows, schema=schema, orient="row")
-        frame = pl.DataFrame(rows, schema={**schema, "birth_date": pl.String}, orient="row")
-        return frame.with_columns(pl.col("birth_date").str.to_date("%Y-%m-%d"))
+        return read_frame(conn, query, schema)  # a whole county: plain tuples, not row objects
     ids = list(person_ids)
     rows = []
     for start in range(0, len(ids), CHUNK):

@@ -11,20 +11,20 @@ fails (so who a `not` kept out is reported with why).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Text, cast, select
 
 from govdb.errors import ConfigError
 from govdb.rulebook import registry
 from govdb.rulebook.models import AllOf, AnyOf, BlockRef, Not
 from govdb.rulebook.registry import AgeParams, AgeRange, CredentialParams, DivisionParams
 from govdb.standards.ids import age_at
+from govdb.store.bulk import read_frame
 from govdb.store.master import Credential, Division, Person
 
 WORDS = pl.List(pl.String)
@@ -236,7 +236,9 @@ def population(master: Engine, as_of: dt.date, within: str = "") -> Population:
     person = Person.__table__  # type: ignore[attr-defined]
     credential = Credential.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
-        rows = conn.execute(
+        # Read through the driver's cursor: a county's million people as plain tuples.
+        people = read_frame(
+            conn,
             select(
                 person.c.person_id,
                 person.c.name,
@@ -244,11 +246,8 @@ def population(master: Engine, as_of: dt.date, within: str = "") -> Population:
                 person.c.death_date,
                 person.c.division_code,
                 person.c.address,
-            ).where(person.c.division_code.startswith(within, autoescape=True))
-        ).mappings()
-        people = pl.DataFrame(
-            [dict(r) for r in rows],
-            schema={
+            ).where(person.c.division_code.startswith(within, autoescape=True)),
+            {
                 "person_id": pl.String,
                 "name": pl.String,
                 "birth_date": pl.Date,
@@ -257,19 +256,16 @@ def population(master: Engine, as_of: dt.date, within: str = "") -> Population:
                 "address": pl.String,
             },
         )
-        creds = pl.DataFrame(
-            [
-                {**r, "attributes": json.dumps(r["attributes"], ensure_ascii=False)}
-                for r in conn.execute(
-                    select(
-                        credential.c.person_id,
-                        credential.c.kind,
-                        credential.c.attributes,
-                        credential.c.valid_to,
-                    )
-                ).mappings()
-            ],
-            schema={"person_id": pl.String, "kind": pl.String, "attributes": pl.String, "valid_to": pl.Date},
+        # Attributes stay JSON text: conditions read them with json_path_match.
+        creds = read_frame(
+            conn,
+            select(
+                credential.c.person_id,
+                credential.c.kind,
+                cast(credential.c.attributes, Text).label("attributes"),
+                credential.c.valid_to,
+            ),
+            {"person_id": pl.String, "kind": pl.String, "attributes": pl.String, "valid_to": pl.Date},
         )
         served = list(conn.execute(select(Division.__table__.c.code)).scalars())  # type: ignore[attr-defined]
     return Population(people, creds, served, as_of)

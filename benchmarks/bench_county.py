@@ -38,6 +38,7 @@ import pstats
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -466,6 +467,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     return {
         "at": time.strftime("%Y-%m-%d %H:%M"),
+        "code": _code_version(),
         "backend": backend,
         "people": args.people,
         "events": args.events,
@@ -550,6 +552,20 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"counts: {result['counts']}")
     for note in result["skipped"]:
         print(f"skipped: {note}")
+
+
+def _code_version() -> str:
+    """The commit of the govdb this run imported (a side-by-side run names which side it was)."""
+    import govdb
+
+    folder = Path(govdb.__file__).resolve().parent
+    found = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or str(folder)
 
 
 def main() -> None:

@@ -828,17 +828,47 @@ def _linking_records(register: pl.DataFrame) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("max_block", [1000, 5])
 def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
-    backend: str, tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
+    backend: str, max_block: int, tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A large run blocks against every master person in memory; a small one looks candidates up
-    by key. Both must link, explain and propose exactly alike."""
+    by key. Both must link, explain and propose exactly alike, also where key values are shared by
+    more people than `max_block` (a person who is a candidate through another key is not paired
+    through such a value either)."""
+    import shutil
+
     import govdb.verify.proposals as proposals
+    from govdb import load_rulebook
     from govdb.link.online import FeatureCache
+
+    if max_block != 1000:
+        shutil.copytree(REPO / "rules", tmp_path / "rules")
+        matching = tmp_path / "rules" / "matching" / "person.yaml"
+        matching.write_text(
+            matching.read_text(encoding="utf-8").replace("max_block: 1000", f"max_block: {max_block}")
+        )
+        rules = load_rulebook(tmp_path / "rules")
+        assert rules.matching["person"].blocking.max_block == max_block
 
     register = make_people(300, seed=31, today=TODAY)
     register = register.with_columns(pl.format("P{}", pl.int_range(pl.len())).alias("person_id"))
     records = _linking_records(register)
+    # A phone shared by more people than max_block 5 allows to block on: the first person and
+    # seven more no record is about, so only the first is a candidate of this chunk.
+    shared = "13812345678"
+    sharers = make_people(7, seed=99, today=TODAY).with_columns(
+        pl.format("S{}", pl.int_range(pl.len())).alias("person_id")
+    )
+    register = pl.concat([register, sharers]).with_columns(
+        pl.when((pl.col("person_id") == "P0") | pl.col("person_id").str.starts_with("S"))
+        .then(pl.lit(shared))
+        .otherwise(pl.col("phone"))
+        .alias("phone")
+    )
+    first = register.row(0, named=True)  # a candidate of this chunk through its own ID number
+    phone_only = {"受理编号": "H00000", "姓名": first["name"], "联系电话": shared, "村居代码": None}
+    records = pl.concat([records, pl.DataFrame([phone_only], schema=records.schema)], how="diagonal")
     seen = {}
     loaded: list[bool] = []
     load_everyone = FeatureCache.load_everyone
@@ -853,9 +883,8 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
         with open_backend(backend, tmp_path / mode, rules) as db:
             db.serve_district("440605")
             db.load_people(register, source="public_security")
-            db.ingest_frame(
-                records, source="hall", key_column="受理编号", service_code="hall.resident_registration"
-            )
+            # A service that links records without an ID number too (registration requires one).
+            db.ingest_frame(records, source="hall", key_column="受理编号", service_code="hall.contact_update")
             report = db.process(today=TODAY)
             with db.events.connect() as conn:
                 links = conn.execute(
@@ -874,7 +903,56 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
                 ).all()
             seen[mode] = (report.proposals, [tuple(r) for r in links], [tuple(r) for r in proposed])
     assert seen["keys"][1] and seen["keys"][2]
-    decisions = {r[2] for r in seen["keys"][1]}
-    assert {"match", "new"} <= decisions, decisions  # the records made the linker decide both ways
+    decisions = [r[2] for r in seen["keys"][1]]
+    assert {"match", "new"} <= set(decisions), decisions  # the records made the linker decide both ways
+    assert len(decisions) == len(records)  # every record was linked, those without an ID number too
     assert loaded == [True]  # only the second run held everyone in memory
     assert seen["memory"] == seen["keys"]
+
+
+def test_a_run_in_memory_sees_what_a_promote_changes_while_it_runs(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promote between two chunks changes a person's phone: the next chunk links a record known
+    only by the name and the new phone to that person, as a key look-up at that moment would."""
+    import govdb.verify.proposals as proposals
+
+    register = make_people(20, seed=3, today=TODAY)
+    db.load_people(register, source="public_security")
+    first = register.row(0, named=True)
+    new_phone = "13977776666"
+
+    def record(key: str, **values: Any) -> pl.DataFrame:
+        row = {"受理编号": key, "姓名": first["name"], **values}
+        return pl.DataFrame([row], schema=dict.fromkeys(row, pl.String))
+
+    ingest = {"source": "hall", "key_column": "受理编号", "service_code": "hall.contact_update"}
+    db.ingest_frame(record("C0", 身份证号=first["id_number"], 联系电话=new_phone), **ingest)
+    db.process(today=TODAY)
+    while tasks := db.tasks(limit=1000):
+        for task in tasks:
+            db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
+    db.ingest_frame(record("C1", 身份证号=first["id_number"]), **ingest)
+    db.ingest_frame(record("C2", 联系电话=new_phone), **ingest)
+    monkeypatch.setattr(proposals, "CHUNK", 1)
+    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
+    promoted: list[int] = []
+
+    def between_chunks(done: int, total: int) -> None:
+        if done == 2:  # the first record linked, the second not read yet
+            promoted.append(db.promote().promoted)
+
+    db.process(today=TODAY, progress=between_chunks)
+    assert promoted == [1]
+    with db.events.connect() as conn:
+        link = conn.execute(
+            select(Link.entity_id, Link.decision, Link.explanation)
+            .join(Event, Event.event_id == Link.event_id)
+            .where(Event.source_key == "C2")
+        ).one()
+    with db.master.connect() as conn:
+        person_id = conn.execute(
+            select(Person.person_id).where(Person.id_number == first["id_number"])
+        ).scalar()
+    assert link.entity_id == person_id and link.decision in ("match", "review"), link
+    assert link.explanation["phone"]["level"] == "exact"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -169,7 +169,12 @@ def fit_prior(model: LinkModel, codes: dict[str, np.ndarray], total_pairs: float
 
 
 def _candidate_positions(
-    left: pl.DataFrame, right: pl.DataFrame, rules: Sequence[Sequence[str]], max_block: int, same_frame: bool
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    rules: Sequence[Sequence[str]],
+    max_block: int,
+    same_frame: bool,
+    skip_keys: Collection[str] = (),
 ):
     blocking = block(
         left.with_row_index("_pos"),
@@ -178,6 +183,7 @@ def _candidate_positions(
         left_id="_pos",
         right_id="_pos",
         max_block=max_block,
+        skip_keys=skip_keys,
     )
     if same_frame:
         blocking.pairs = blocking.pairs.filter(pl.col("left_id") < pl.col("right_id"))
@@ -470,11 +476,14 @@ def link_prepared(
     model: LinkModel | None = None,
     left_id: str = "event_id",
     right_id: str = "person_id",
+    skip_keys: Collection[str] = (),
 ) -> LinkOutput:
-    """Link prepared frames (see `features.prepare`); train a model first when none is given."""
+    """Link prepared frames (see `features.prepare`); train a model first when none is given.
+    `skip_keys`: key strings too common in master when `right` holds only some of it."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    blocking = _candidate_positions(left, right, rules.blocking.rules, rules.blocking.max_block, False)
+    rules_ = rules.blocking
+    blocking = _candidate_positions(left, right, rules_.rules, rules_.max_block, False, skip_keys)
     seconds["block"] = time.perf_counter() - started
     started = time.perf_counter()
     compared = compare_pairs(left, right, blocking.pairs, rules)

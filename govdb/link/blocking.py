@@ -9,7 +9,7 @@ the join, so values above `max_block` are skipped and reported, never silently.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -66,6 +66,12 @@ def rule_name(keys: Sequence[str]) -> str:
     return "+".join(keys)
 
 
+def key_string(keys: Sequence[str]) -> pl.Expr:
+    """A rule's key as the master's link keys store it: `rule=value|value` (dates as ISO text)."""
+    values = pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|")
+    return pl.concat_str([pl.lit(rule_name(keys) + "="), values])
+
+
 def block(
     left: pl.DataFrame,
     right: pl.DataFrame,
@@ -74,11 +80,14 @@ def block(
     left_id: str,
     right_id: str,
     max_block: int = 1000,
+    skip_keys: Collection[str] = (),
 ) -> Blocking:
     """Candidate pairs between `left` and `right` under every rule, deduplicated.
 
     Every rule's heavy-value count runs in one `collect_all`, and every rule's join in another, so
-    polars spreads the rules over the cores.
+    polars spreads the rules over the cores. `skip_keys` are key strings (`rule=value|value`, as
+    the master's link keys are written) known to be too common where `right` is only a sample
+    (the candidates of a key look-up): no pair is made through them.
     """
     rules = [list(keys) for keys in rules]
     for keys in rules:
@@ -91,6 +100,12 @@ def block(
     if not rules:
         return Blocking(pl.DataFrame(schema={"left_id": pl.String, "right_id": pl.String, "rule": pl.String}))
     sides = [(_usable(left, left_id, keys), _usable(right, right_id, keys)) for keys in rules]
+    if skip_keys:
+        skipped_keys = pl.Series("skip", sorted(skip_keys), dtype=pl.String).implode()
+        sides = [
+            (lhs.filter(~key_string(keys).is_in(skipped_keys)), rhs)
+            for (lhs, rhs), keys in zip(sides, rules, strict=True)
+        ]
     heavy = pl.collect_all(
         [
             _heavy_hashes(rows, keys, max_block)

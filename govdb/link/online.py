@@ -24,14 +24,14 @@ from govdb.base.clock import utcnow
 from govdb.errors import ConfigError, StateError
 from govdb.link import record as one
 from govdb.link.batch import link_prepared
-from govdb.link.blocking import rule_name
+from govdb.link.blocking import key_string, rule_name
 from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, indexes_deferred, insert_frame, read_frame
 from govdb.store.locks import writing, xact_lock
-from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, Person
+from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, MasterChange, Person
 
 CHUNK = 5000
 KEY_CHUNK = 50_000  # keys per candidate lookup
@@ -53,19 +53,10 @@ class LinkResult:
 
 def key_strings(prepared: pl.DataFrame, rules: MatchingRules) -> pl.DataFrame:
     """(rid, key) for every blocking rule whose key columns are all present on a record."""
-    parts = []
-    for keys in rules.blocking.rules:
-        parts.append(
-            prepared.select(
-                "rid",
-                pl.concat_str(
-                    [
-                        pl.lit(rule_name(keys) + "="),
-                        pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|"),
-                    ]
-                ).alias("key"),
-            ).drop_nulls("key")
-        )
+    parts = [
+        prepared.select("rid", key_string(keys).alias("key")).drop_nulls("key")
+        for keys in rules.blocking.rules
+    ]
     return pl.concat(parts) if parts else pl.DataFrame(schema={"rid": pl.String, "key": pl.String})
 
 
@@ -188,53 +179,66 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
 
 
 class FeatureCache:
-    """Linkage features of master people, each read once for a whole run of chunks.
+    """Every master person's linkage features, held for one `process` run.
 
-    A county's chunks of events share most of their candidates (the same villages, the same
-    common names), which would otherwise be read and decoded again for every chunk. The run sees
-    master's features as they were when it first read each person, as if its chunks had been linked
-    in one go; past `limit` people the cache starts over rather than hold a whole province.
+    A county's worth of events links faster against the whole master in memory (the batch
+    linker's equi-joins, as `govdb link` runs) than through link-key look-ups per chunk, whose
+    candidates grow with the number of people per village. Master may change while the run goes
+    on (a promote, a revert, a resolved conflict): before each chunk `refresh` reads the change
+    feed since it last looked and reads those people's features again, at every chunk to the end
+    of the run (their keys and features are rewritten just after their master write, in a
+    transaction of their own), so a chunk sees what a key look-up at that moment would see.
     """
 
     def __init__(self, limit: int = 2_000_000) -> None:
         self.limit = limit
         self._frame: pl.DataFrame | None = None
-        self._held: set[str] = set()
-        self.everyone = False  # holds every person of master: chunks block in memory against all
+        self._seen = 0  # the change feed's head when last looked at
+        self._changed: set[str] = set()  # people master changed during the run
+
+    @property
+    def everyone(self) -> bool:
+        return self._frame is not None
 
     def load_everyone(self, conn: Connection) -> bool:
-        """Read every person's features at once, when master holds no more than `limit` people.
-
-        A county's worth of events links faster against the whole master in memory (the batch
-        linker's equi-joins, as `govdb link` runs) than through link-key look-ups per chunk, whose
-        candidates grow with the number of people per village. The pairs are the same: a key
-        held by more than `max_block` people is skipped either way."""
-        people = conn.execute(select(func.count()).select_from(LinkFeatures.__table__)).scalar_one()  # type: ignore[attr-defined]
-        if people > self.limit:
+        """Read every person's features, when master holds no more than `limit` people."""
+        features = LinkFeatures.__table__  # type: ignore[attr-defined]
+        if conn.execute(select(func.count()).select_from(features)).scalar_one() > self.limit:
             return False
+        self._seen = _feed_head(conn)  # first: a change committed meanwhile is read again later
         self._frame = read_features(conn)
-        self._held = set(self._frame.get_column("rid").to_list())
-        self.everyone = True
         return True
 
+    def refresh(self, conn: Connection) -> None:
+        """Read again the features of the people master changed since the run began."""
+        if self._frame is None:
+            return
+        head = _feed_head(conn)
+        if head > self._seen:
+            changes = MasterChange.__table__  # type: ignore[attr-defined]
+            self._changed.update(
+                conn.execute(
+                    select(changes.c.entity_id)
+                    .where(
+                        changes.c.seq > self._seen, changes.c.seq <= head, changes.c.entity_kind == "person"
+                    )
+                    .distinct()
+                ).scalars()
+            )
+            self._seen = head
+        if self._changed:
+            changed = pl.DataFrame({"rid": sorted(self._changed)}, schema={"rid": pl.String})
+            kept = self._frame.join(changed, on="rid", how="anti")
+            self._frame = pl.concat([kept, read_features(conn, sorted(self._changed))])
+
     def all(self) -> pl.DataFrame:
-        assert self._frame is not None, "load_everyone first"
+        if self._frame is None:
+            raise StateError("the features of everyone were not loaded (load_everyone)")
         return self._frame
 
-    def read(self, conn: Connection, person_ids: list[str]) -> pl.DataFrame:
-        """The features of these people (sorted by id), reading only those not held yet."""
-        missing = [p for p in person_ids if p not in self._held]
-        if len(self._held) + len(missing) > self.limit:
-            self._frame, self._held = None, set()
-            missing = list(person_ids)
-        if missing:
-            fresh = read_features(conn, missing)
-            self._frame = fresh if self._frame is None else pl.concat([self._frame, fresh])
-            self._held.update(missing)
-        if self._frame is None:
-            return read_features(conn, [])
-        wanted = pl.DataFrame({"rid": person_ids}, schema={"rid": pl.String})
-        return self._frame.join(wanted, on="rid", how="semi").sort("rid")
+
+def _feed_head(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT seq FROM changehead WHERE id = 1")).scalar() or 0)
 
 
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:
@@ -249,23 +253,26 @@ def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tu
     return found
 
 
-def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> list[str]:
-    """People sharing any of these keys, skipping key values shared by more than `max_block`:
-    each person once (a chunk of events shares most of its candidates' keys many times over)."""
+def candidate_ids(conn: Connection, keys: list[str], max_block: int) -> tuple[list[str], set[str]]:
+    """(people sharing any of these keys, the keys usable for it): key values shared by more than
+    `max_block` people in master are not usable. Each person once (a chunk of events shares most
+    of its candidates' keys many times over)."""
     found: set[str] = set()
+    usable: set[str] = set()
     for start in range(0, len(keys), KEY_CHUNK):
-        statement, params = _candidates_statement(
-            conn, keys[start : start + KEY_CHUNK], max_block, "DISTINCT l.person_id"
-        )
+        chunk = keys[start : start + KEY_CHUNK]
+        statement, params = _candidates_statement(conn, chunk, max_block, "DISTINCT l.person_id")
         found.update(conn.execute(statement, params).scalars())
-    return sorted(found)
+        statement, params = _candidates_statement(conn, chunk, max_block, None)
+        usable.update(conn.execute(statement, params).scalars())
+    return sorted(found), usable
 
 
 def _candidates_statement(
-    conn: Connection, keys: list[str], max_block: int, columns: str
+    conn: Connection, keys: list[str], max_block: int, columns: str | None
 ) -> tuple[Any, dict[str, Any]]:
     """The candidate look-up for one chunk of keys, the keys passed as one parameter (a JSON array
-    on SQLite, an array on PostgreSQL)."""
+    on SQLite, an array on PostgreSQL); `columns` None selects the usable keys themselves."""
     if conn.dialect.name == "postgresql":
         wanted, param = "SELECT unnest(CAST(:keys AS text[])) AS key", keys
     else:
@@ -274,7 +281,11 @@ def _candidates_statement(
         f"WITH wanted AS ({wanted}), "
         "usable AS (SELECT l.key FROM linkkey l JOIN wanted w ON l.key = w.key "
         "GROUP BY l.key HAVING count(*) <= :max) "
-        f"SELECT {columns} FROM linkkey l JOIN usable u ON l.key = u.key"
+        + (
+            f"SELECT {columns} FROM linkkey l JOIN usable u ON l.key = u.key"
+            if columns
+            else "SELECT key FROM usable"
+        )
     )
     return statement, {"keys": param, "max": max_block}
 
@@ -351,23 +362,27 @@ def link_against_master(
     passes one `features` cache to read each candidate's features once."""
     left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
     with master.connect() as conn:
+        skip: list[str] = []
         if features is not None and features.everyone and not exclude:
             right = features.all()  # blocking against everyone finds the pairs the key look-up would
         else:
             keys = key_strings(left, rules).get_column("key").unique().to_list()
-            candidates = candidate_ids(conn, keys, rules.blocking.max_block)
+            candidates, usable = candidate_ids(conn, keys, rules.blocking.max_block)
             if exclude:
                 candidates = [c for c in candidates if c not in set(exclude)]
-            right = (
-                features.read(conn, candidates) if features is not None else read_features(conn, candidates)
-            )
+            right = read_features(conn, candidates)
+            # Keys held by too many people in master pair nobody, even people who are candidates
+            # through another key: as blocking against everyone would (chunk-independent).
+            skip = sorted(set(keys) - usable)
         if right.height == 0:  # nobody to compare with: every record is someone new
             return [
                 LinkResult(rid, None, "new", 0.0, None, {"candidates": 0}) for rid in left.get_column("rid")
             ]
         if not isinstance(model, LinkModel):
             model = model()
-        out = link_prepared(left, right, rules, model=model, left_id="rid", right_id="person_id")
+        out = link_prepared(
+            left, right, rules, model=model, left_id="rid", right_id="person_id", skip_keys=skip
+        )
         chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
         by_id = {row["person_id"]: row for row in read_people(conn, chosen).to_dicts()}
     return [

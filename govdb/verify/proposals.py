@@ -206,7 +206,7 @@ def propose_events(
     with Session(master) as ms:
         units = UnitIndex(ms)
     after, done, total = 0, 0, _waiting(events)
-    features = FeatureCache()  # chunks share most candidates: each person's features read once
+    features = FeatureCache()  # a large run: every person's features, read once
     if total >= IN_MEMORY_EVENTS:
         with master.connect() as conn:
             features.load_everyone(conn)
@@ -219,6 +219,8 @@ def propose_events(
         if progress is not None:
             progress(done, total)
         after = chunk[-1]["event_id"]
+        with master.connect() as conn:
+            features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
         _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
 
 

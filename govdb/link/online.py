@@ -74,7 +74,7 @@ def read_people(
             query = query.where(~table.c.person_id.in_(select(keyed)))
         return read_frame(conn, query, schema)  # a whole county: plain tuples, not row objects
     ids = list(person_ids)
-    rows = []
+    rows: list[Any] = []
     for start in range(0, len(ids), CHUNK):
         rows += conn.execute(
             select(*columns).where(among(conn, table.c.person_id, ids[start : start + CHUNK]))
@@ -273,6 +273,7 @@ def _candidates_statement(
 ) -> tuple[Any, dict[str, Any]]:
     """The candidate look-up for one chunk of keys, the keys passed as one parameter (a JSON array
     on SQLite, an array on PostgreSQL); `columns` None selects the usable keys themselves."""
+    param: Any
     if conn.dialect.name == "postgresql":
         wanted, param = "SELECT unnest(CAST(:keys AS text[])) AS key", keys
     else:

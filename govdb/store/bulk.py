@@ -73,7 +73,7 @@ def insert_frame(
         cursor.close()
 
 
-def read_frame(conn: Connection, query: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def read_frame(conn: Connection, query: Any, schema: dict[str, Any]) -> pl.DataFrame:
     """The rows of a SELECT as a polars frame, fetched through the driver's cursor as plain tuples.
 
     A county's million people are too many for row objects and result processors (15 s for

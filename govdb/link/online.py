@@ -359,8 +359,9 @@ def link_against_master(
 ) -> list[LinkResult]:
     """Link records (standard fields as written) against the master store through its link keys.
     `model` may be a factory, called only when some record has candidates. People in `exclude`
-    are never candidates (a split said these records are not about them). A run over many chunks
-    passes one `features` cache to read each candidate's features once."""
+    are never candidates (a split said these records are not about them). A large run passes a
+    `features` cache holding every person (FeatureCache.load_everyone): each chunk is then blocked
+    against all of master in memory instead of looking its candidates up by key."""
     left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
     with master.connect() as conn:
         skip: list[str] = []

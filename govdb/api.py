@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import polars as pl
 import sqlmodel
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from govdb import ingest as ingest_stage
@@ -46,10 +47,10 @@ from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.store.counts import table_counts
-from govdb.store.engine import StoreConfig, make_engine, migrate, refresh_statistics
+from govdb.store.engine import StoreConfig, WalCheckpointer, make_engine, migrate, refresh_statistics
 from govdb.store.feed import ChangePage, read_changes
 from govdb.store.locks import job_lock, writing
-from govdb.store.master import Division, OrgUnit
+from govdb.store.master import OrgUnit, served_county
 from govdb.store.states import Outcome
 from govdb.verify import (
     Actor,
@@ -98,6 +99,10 @@ class GovDB:
         self.audit = AuditContext(load_key(audit_key, config.key_folder()), rules, rules.fingerprint())
         self.master: Engine = make_engine(config.master_url)
         self.events: Engine = make_engine(config.events_url)
+        # Checkpoints off the request path; stopped by close(), or when this GovDB is collected.
+        self._checkpointers = [c for e in (self.master, self.events) if (c := WalCheckpointer.for_engine(e))]
+        for checkpointer in self._checkpointers:
+            weakref.finalize(self, checkpointer.stop)
         self._model: link_stage.LinkModel | None = None
         self._units: UnitIndex | None = None
         self._county: tuple[str | None] | None = None  # (served county,) once read
@@ -141,6 +146,8 @@ class GovDB:
         migrate(self.events, "events")
 
     def close(self) -> None:
+        for checkpointer in self._checkpointers:
+            checkpointer.stop()
         self.master.dispose()
         self.events.dispose()
 
@@ -173,10 +180,8 @@ class GovDB:
         Read once per GovDB, like the units (serve_district reads it again): every look-up and
         prefill needs it, and it changes only when a district is served."""
         if self._county is None:
-            table = Division.__table__  # type: ignore[attr-defined]
             with self.master.connect() as conn:
-                counties = list(conn.execute(select(table.c.code).where(table.c.level == 3)).scalars())
-            self._county = (counties[0] if len(counties) == 1 else None,)
+                self._county = (served_county(conn),)
         return self._county[0]
 
     def units(self, level: str | None = None) -> list[OrgUnit]:
@@ -192,9 +197,7 @@ class GovDB:
         A `person_id` column keeps the register's ids; `valid_from` is the date its values hold
         from (unknown by default). The new people's blocking keys are indexed for linkage."""
         load_id = load_stage.bulk_load_people(self.master, people, source=source, valid_from=valid_from)
-        link_stage.refresh_link_keys(
-            self.master, self.rules.matching["person"], missing_only=True, address_hint=self.served_county()
-        )
+        link_stage.refresh_link_keys(self.master, self.rules.matching["person"], missing_only=True)
         refresh_statistics(self.master, MASTER_GROWN)
         self._model = None
         return load_id
@@ -218,9 +221,7 @@ class GovDB:
             valid_from=valid_from,
             mapping=mapping,
         )
-        link_stage.refresh_link_keys(
-            self.master, self.rules.matching["person"], missing_only=True, address_hint=self.served_county()
-        )
+        link_stage.refresh_link_keys(self.master, self.rules.matching["person"], missing_only=True)
         refresh_statistics(self.master, MASTER_GROWN)
         self._model = None
         return report
@@ -393,9 +394,7 @@ class GovDB:
         """Apply approved proposals to master and re-index the blocking keys of the people they
         touched. One `promote` runs at a time; a run completes what a crashed one left."""
         self._require_applied()
-        report = promote_stage.promote_approved(
-            self.events, self.master, self.rules, address_hint=self.served_county(), progress=progress
-        )
+        report = promote_stage.promote_approved(self.events, self.master, self.rules, progress=progress)
         if report.promoted:
             refresh_statistics(self.master, MASTER_GROWN)
         return report

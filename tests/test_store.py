@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from govdb import GovDB
+from govdb.store.engine import WalCheckpointer, make_engine
 from govdb.store.events import EventModel
 from govdb.store.master import MasterModel
 
@@ -200,3 +205,43 @@ def test_a_bulk_load_stores_no_check_chain_per_row_and_reads_it_from_the_load(db
     feed = db.changes("0", limit=1000).changes
     mine = [c for c in feed if c.cause_id == load_id]
     assert [(c.entity_kind, c.field, c.op) for c in mine] == [("person", None, "insert")]
+
+
+def test_a_background_checkpoint_moves_the_log_into_the_store_and_stops_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads at a window commit audit entries; the log they grow is copied into the database file
+    by the checkpointer's thread, not inside one of those commits (SQLite's own checkpoint would
+    run there only once 1,000 pages pile up between two ticks)."""
+    monkeypatch.setattr(WalCheckpointer, "INTERVAL", 0.05)
+    gov = GovDB.open(tmp_path / "home")
+    try:
+        checkpointers = gov._checkpointers
+        assert [Path(c.database).name for c in checkpointers] == [
+            "govdb.master.sqlite",
+            "govdb.events.sqlite",
+        ]
+        gov.serve_district("440605")  # writes divisions and units: pages in the master log
+        with gov.master.connect() as conn:  # nothing else checkpoints: SQLite's mark is far off
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            last = checkpointers[0].last
+            if last is not None and last[1] > 0 and last[1] == last[2]:
+                break
+            time.sleep(0.02)
+        assert last is not None and last[0] == 0 and last[1] > 0 and last[1] == last[2], last
+    finally:
+        gov.close()
+    assert not any(c.running for c in checkpointers)
+
+
+def test_no_checkpointer_creates_a_store_or_runs_for_postgresql(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.sqlite"
+    checkpointer = WalCheckpointer.for_engine(make_engine(f"sqlite:///{missing}"))
+    assert checkpointer is not None
+    time.sleep(3 * checkpointer.INTERVAL)
+    checkpointer.stop()
+    assert not missing.exists() and not checkpointer.running
+    assert WalCheckpointer.for_engine(make_engine("sqlite://")) is None
+    assert WalCheckpointer.for_engine(make_engine("postgresql+psycopg://u@127.0.0.1:1/x")) is None

@@ -11,6 +11,7 @@ same decision as `govdb link` for the same record in a few milliseconds.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,15 @@ from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequ
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, indexes_deferred, insert_frame, read_frame
 from govdb.store.locks import writing, xact_lock
-from govdb.store.master import LinkageModel, LinkFeatures, LinkKey, MasterChange, Person
+from govdb.store.master import (
+    LinkageModel,
+    LinkFeatures,
+    LinkKey,
+    LinkKeyRules,
+    MasterChange,
+    Person,
+    served_county,
+)
 
 CHUNK = 5000
 KEY_CHUNK = 50_000  # keys per candidate lookup
@@ -82,6 +91,58 @@ def read_people(
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+KEYS_VERSION = 1  # raise when `prepare` or the key strings change: every store is keyed again
+
+
+def key_rules_fingerprint(rules: MatchingRules, address_hint: str | None) -> tuple[str, list[str]]:
+    """What stored keys depend on: the blocking rules (a key string names its rule, so order and
+    max_block do not matter), the county hint features were prepared with, and the code's version."""
+    names = sorted({rule_name(keys) for keys in rules.blocking.rules})
+    document = json.dumps({"rules": names, "address_hint": address_hint, "version": KEYS_VERSION})
+    return hashlib.sha256(document.encode()).hexdigest(), names
+
+
+def link_keys_current(conn: Connection, rules: MatchingRules) -> bool:
+    """Whether master's link keys were written with these blocking rules and master's county."""
+    fingerprint, _ = key_rules_fingerprint(rules, served_county(conn))
+    return _keyed_with(conn, rules.entity) == fingerprint
+
+
+def ensure_link_keys(master: Engine, rules: MatchingRules) -> int:
+    """Key everyone again when the blocking rules (or the county served) changed since master was
+    keyed; returns the key rows written (0 when the keys are current). Every look-up calls this
+    first: a look-up through stale keys misses whoever only a new rule would find."""
+    with master.connect() as conn:
+        if link_keys_current(conn, rules):
+            return 0
+    return refresh_link_keys(master, rules)
+
+
+def _keyed_with(conn: Connection, entity_kind: str) -> str | None:
+    table = LinkKeyRules.__table__  # type: ignore[attr-defined]
+    return conn.execute(
+        select(table.c.fingerprint).where(table.c.entity_kind == entity_kind)
+    ).scalar_one_or_none()
+
+
+def _record_key_rules(conn: Connection, rules: MatchingRules, address_hint: str | None) -> None:
+    table = LinkKeyRules.__table__  # type: ignore[attr-defined]
+    fingerprint, names = key_rules_fingerprint(rules, address_hint)
+    conn.execute(delete(table).where(table.c.entity_kind == rules.entity))
+    conn.execute(
+        insert(table),
+        [
+            {
+                "entity_kind": rules.entity,
+                "fingerprint": fingerprint,
+                "rules": names,
+                "address_hint": address_hint,
+                "keyed_at": utcnow(),
+            }
+        ],
+    )
+
+
 def refresh_link_keys(
     master: Engine,
     rules: MatchingRules,
@@ -89,24 +150,32 @@ def refresh_link_keys(
     *,
     missing_only: bool = False,
     today: dt.date | None = None,
-    address_hint: str | None = None,
 ) -> int:
-    """(Re)write the blocking keys of these people (all when None, or only people without keys
-    when `missing_only`); returns the key rows written.
+    """(Re)write the blocking keys and features of these people (all when None, or only people
+    without keys when `missing_only`); returns the key rows written.
 
     For named people only the difference is written: keys they no longer have are deleted, new
-    ones inserted (a new phone changes one key of nine), so a promotion's refresh costs little."""
+    ones inserted (a new phone changes one key of nine), so a promotion's refresh costs little.
+    When master was keyed with other blocking rules or another county hint, everyone is keyed
+    again instead: keys of two rule sets side by side would answer a look-up by half. The county
+    hint comes from master (the divisions served), never from the caller."""
     table = LinkKey.__table__  # type: ignore[attr-defined]
     with writing(master) as conn:
         xact_lock(conn, "link_keys")  # loads, promotions and corrections re-key people at once
+        address_hint = served_county(conn)
+        if _keyed_with(conn, rules.entity) != key_rules_fingerprint(rules, address_hint)[0]:
+            person_ids, missing_only = None, False
+            _record_key_rules(conn, rules, address_hint)
         old: pl.DataFrame | None = None
+        everyone = person_ids is None and not missing_only
         if missing_only:  # the people without keys, read in one statement
             people = read_people(conn, without_keys=True)
         else:
-            if person_ids is None:
+            if everyone:
                 conn.execute(delete(table))
+                conn.execute(delete(LinkFeatures.__table__))  # type: ignore[attr-defined]
             else:
-                person_ids = sorted(set(person_ids))
+                person_ids = sorted(set(person_ids or ()))
                 old = _stored_keys(conn, person_ids)
             people = read_people(conn, person_ids)
         if people.height == 0:
@@ -129,7 +198,7 @@ def refresh_link_keys(
             keys = keys.join(old, on=["key", "person_id"], how="anti")
         with indexes_deferred(conn, table, keys.height):
             insert_frame(conn, table, keys)
-        _store_features(conn, prepared)
+        _store_features(conn, prepared, replace=not everyone)
         return keys.height
 
 
@@ -144,9 +213,9 @@ def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
 
 
-def _store_features(conn: Connection, prepared: pl.DataFrame) -> None:
+def _store_features(conn: Connection, prepared: pl.DataFrame, *, replace: bool = True) -> None:
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
-    ids = prepared.get_column("rid").to_list()
+    ids = prepared.get_column("rid").to_list() if replace else []
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))
     # One JSON object per person, encoded by polars for the whole column at once.
@@ -176,6 +245,31 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
         return pl.DataFrame(schema=schema).with_columns(pl.col("birth_date").str.to_date())
     decoded = pl.Series("f", texts, dtype=pl.String).str.json_decode(pl.Struct(schema))
     return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
+
+
+def feature_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
+    """The stored features of a few people as dicts (what `read_features(...).to_dicts()` gives):
+    `link_one` reads a handful per call, where a polars decode costs a millisecond whatever the size."""
+    table = LinkFeatures.__table__  # type: ignore[attr-defined]
+    texts: list[str] = []
+    for start in range(0, len(person_ids), CHUNK):
+        chunk = person_ids[start : start + CHUNK]
+        texts += conn.execute(
+            select(cast(table.c.features, Text)).where(among(conn, table.c.person_id, chunk))
+        ).scalars()
+    rows = []
+    for decoded in map(json.loads, texts):
+        row = {k: decoded.get(k) for k in FEATURE_SCHEMA}
+        if row["birth_date"] is not None:
+            row["birth_date"] = dt.date.fromisoformat(row["birth_date"])
+        rows.append(row)
+    return rows
+
+
+def _person_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
+    table = Person.__table__  # type: ignore[attr-defined]
+    query = select(*(table.c[c] for c in MASTER_COLUMNS)).where(among(conn, table.c.person_id, person_ids))
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 class FeatureCache:
@@ -363,6 +457,7 @@ def link_against_master(
     `features` cache holding every person (FeatureCache.load_everyone): each chunk is then blocked
     against all of master in memory instead of looking its candidates up by key."""
     left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
+    ensure_link_keys(master, rules)
     with master.connect() as conn:
         skip: list[str] = []
         if features is not None and features.everyone and not exclude:
@@ -427,6 +522,7 @@ def link_one(
         if all(v is not None for v in values):
             text = "|".join(v.isoformat() if isinstance(v, dt.date) else str(v) for v in values)
             keys.setdefault(f"{rule_name(keys_of_rule)}={text}", rule_name(keys_of_rule))
+    ensure_link_keys(master, rules)
     with master.connect() as conn:
         found = candidate_keys(conn, list(keys), rules.blocking.max_block)
         rule_of: dict[str, str] = {}
@@ -435,9 +531,9 @@ def link_one(
             rule = keys[key]
             if person_id not in rule_of or order[rule] < order[rule_of[person_id]]:
                 rule_of[person_id] = rule
-        stored = read_features(conn, sorted(rule_of)).to_dicts() if rule_of else []
+        stored = feature_rows(conn, sorted(rule_of)) if rule_of else []
         result = one.best_link(feats, [(c, rule_of[c["rid"]]) for c in stored], model, rules)
-        people = read_people(conn, [result["person_id"]]).to_dicts() if result["person_id"] else []
+        people = _person_rows(conn, [result["person_id"]]) if result["person_id"] else []
     return LinkResult(
         feats["rid"],
         result["person_id"],

@@ -173,21 +173,40 @@ ONE_RECORD_METHODS = frozenset({"chinese_name", "id_number", "date", "phone", "a
 # --- the best candidate --------------------------------------------------------------------------
 
 
-def _weighs(model: LinkModel, a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
-    """The pair's match weight and each comparison's level and weight (as `LinkModel.score`)."""
-    detail: dict[str, Any] = {}
-    weights = []
+def _scorer(model: LinkModel) -> list[tuple[str, str, dict[str, int], list[float], Any]]:
+    """Per comparison, what scoring a pair needs, worked out once per record instead of per pair:
+    (field, method, level -> index, weight per level, (tf table, tf column, floor, m) or None)."""
+    out = []
     for params in model.comparisons:
-        level = levels(params.method, a, b)
-        index = params.levels.index(level)
-        weight = float(params.weights()[index])
         column = params.comparison.tf_column
-        if params.tf_adjust and params.field in model.tf and index == 0 and column:
-            u_tf = model.tf_lookup(params.field).get(b[column], model.tf_floor(params.field))
-            weight = math.log2(max(params.m[0], 1e-6) / max(u_tf, 1e-9))
+        tf = None
+        if params.tf_adjust and params.field in model.tf and column:
+            floor = model.tf_floor(params.field)
+            tf = (model.tf_lookup(params.field), column, floor, max(params.m[0], 1e-6))
+        index = {level: i for i, level in reversed(list(enumerate(params.levels)))}
+        out.append((params.field, params.method, index, [float(w) for w in params.weights()], tf))
+    return out
+
+
+def _weighs(
+    scorer: list[tuple[str, str, dict[str, int], list[float], Any]],
+    prior_weight: float,
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+) -> tuple[float, dict[str, tuple[str, float]]]:
+    """The pair's match weight and each comparison's level and weight (as `LinkModel.score`)."""
+    detail: dict[str, tuple[str, float]] = {}
+    weights = []
+    for field, method, index_of, level_weights, tf in scorer:
+        level = levels(method, a, b)
+        index = index_of[level]
+        weight = level_weights[index]
+        if tf is not None and index == 0:
+            table, column, floor, m_exact = tf
+            weight = math.log2(m_exact / max(table.get(b[column], floor), 1e-9))
         weights.append(weight)
-        detail[params.field] = {"level": level, "weight": float(np.round(weight, 3))}
-    return model.prior_weight() + sum(weights), detail
+        detail[field] = (level, weight)
+    return prior_weight + sum(weights), detail
 
 
 def best_link(
@@ -199,6 +218,7 @@ def best_link(
     """person_id, match_probability, match_weight, decision and explanation for one record, from
     (candidate features, blocking rule) pairs: `batch.decide` for one left record."""
     ranked = []
+    scorer, prior_weight = _scorer(model), model.prior_weight()
     for cand, rule in candidates:
         both = record["id_number"] is not None and cand["id_number"] is not None
         hard = 0
@@ -206,7 +226,7 @@ def best_link(
             hard = 1
         elif both and "different_valid_ids" in rules.hard_rules and record["id_number"] != cand["id_number"]:
             continue
-        weight, detail = _weighs(model, record, cand)
+        weight, detail = _weighs(scorer, prior_weight, record, cand)
         ranked.append((-hard, -weight, cand["rid"], hard, weight, detail, rule))
     if not ranked:
         return {"person_id": None, "match_probability": 0.0, "match_weight": None, "decision": "new",
@@ -233,7 +253,7 @@ def best_link(
         "candidate": candidate,
         "blocking": rule,
         "hard_rule": "same_valid_id" if hard == 1 else None,
-        **detail,
+        **{f: {"level": level, "weight": float(np.round(w, 3))} for f, (level, w) in detail.items()},
         "runner_up": runner[2] if runner else None,
         "runner_up_probability": float(np.round(runner_p, 6)) if runner else None,
     }

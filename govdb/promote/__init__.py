@@ -131,7 +131,7 @@ def _mark_promoted(events: Engine, proposals: list[dict[str, Any]]) -> None:
         )
 
 
-def refresh_pending_keys(master: Engine, rules: Rulebook, *, address_hint: str | None = None) -> int:
+def refresh_pending_keys(master: Engine, rules: Rulebook) -> int:
     """Rewrite the blocking keys of every person whose promotion has not had it done (this run's,
     or a crashed run's), then mark those promotions; returns the people re-keyed."""
     with master.connect() as conn:
@@ -143,7 +143,7 @@ def refresh_pending_keys(master: Engine, rules: Rulebook, *, address_hint: str |
     if not pending:
         return 0
     people = sorted({r.entity_id for r in pending})
-    refresh_link_keys(master, rules.matching["person"], people, address_hint=address_hint)
+    refresh_link_keys(master, rules.matching["person"], people)
     with writing(master) as conn:
         conn.execute(
             update(PROMOTION).where(PROMOTION.c.proposal_id == bindparam("k_id")).values(keys_refreshed=True),
@@ -157,14 +157,13 @@ def promote_approved(
     master: Engine,
     rules: Rulebook,
     *,
-    address_hint: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PromoteReport:
     """Apply every approved proposal to master, mark it promoted, re-key the people it touched."""
     report = PromoteReport()
     fingerprint = rules.fingerprint()  # recorded on every promotion row, hashed once per run
     with job_lock(events, "promote"):
-        report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
+        report.keys_refreshed += refresh_pending_keys(master, rules)
         with events.connect() as conn:
             total = conn.execute(
                 select(func.count())
@@ -183,7 +182,7 @@ def promote_approved(
                 dates = _event_dates(conn, [p["event_id"] for p in approved])
             _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
             _mark_promoted(events, approved)
-            report.keys_refreshed += refresh_pending_keys(master, rules, address_hint=address_hint)
+            report.keys_refreshed += refresh_pending_keys(master, rules)
             done += len(approved)
             if progress is not None:
                 progress(done, total)

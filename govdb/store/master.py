@@ -67,6 +67,18 @@ class LinkageModel(MasterModel, table=True):
     model: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
+class LinkKeyRules(MasterModel, table=True):
+    """What master's stored link keys and features were written with: the blocking rules' names
+    and the county hint for addresses. When the rules in force differ, every person is keyed
+    again before anything looks candidates up (else a new rule would find nobody)."""
+
+    entity_kind: str = Field(primary_key=True, max_length=16)
+    fingerprint: str = Field(max_length=64)
+    rules: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    address_hint: str | None = Field(default=None, max_length=12)
+    keyed_at: dt.datetime = Field(default_factory=utcnow)
+
+
 class Enterprise(MasterModel, table=True):
     """One legal person (法人), identified by its unified social credit code."""
 
@@ -347,6 +359,13 @@ class Division(MasterModel, table=True):
     level: int
     parent_code: str | None = Field(default=None, index=True, max_length=12)
     scheme: str = Field(max_length=8)  # "mca" (民政部区划代码) or "nbs" (统计用区划代码)
+
+
+def served_county(conn: Any) -> str | None:
+    """The county the deployment serves when it serves exactly one (the hint for parsing addresses)."""
+    table = Division.__table__  # type: ignore[attr-defined]
+    counties = list(conn.execute(select(table.c.code).where(table.c.level == 3)).scalars())
+    return counties[0] if len(counties) == 1 else None
 
 
 class OrgUnit(MasterModel, table=True):

@@ -23,7 +23,7 @@ from sqlmodel import Session
 from govdb.base.clock import utcnow
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import FeatureCache, LinkResult, read_people
+from govdb.link.online import FeatureCache, LinkResult, ensure_link_keys, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize
@@ -207,6 +207,7 @@ def propose_events(
         units = UnitIndex(ms)
     after, done, total = 0, 0, _waiting(events)
     features = FeatureCache()  # a large run: every person's features, read once
+    ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
     if total >= IN_MEMORY_EVENTS:
         with master.connect() as conn:
             features.load_everyone(conn)

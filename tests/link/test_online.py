@@ -12,9 +12,12 @@ from sqlmodel import Session, select
 from govdb import Actor, GovDB
 from govdb.demo import make_people
 from govdb.link import link_frames, read_people
+from govdb.link.blocking import rule_name
+from govdb.link.online import _person_rows, ensure_link_keys, feature_rows, read_features
+from govdb.rulebook import Rulebook
 from govdb.rulebook.models import Bands
 from govdb.store.events import Proposal
-from govdb.store.master import LinkKey, Person
+from govdb.store.master import LinkKey, LinkKeyRules, Person
 
 from ..conftest import REPO, TODAY
 
@@ -114,3 +117,66 @@ def test_a_review_band_link_becomes_an_identity_check_for_the_village(db: GovDB)
         review = es.exec(select(Proposal).where(Proposal.change == "confirm_identity")).one()
     assert update.entity_id == candidate.person_id and update.payload.get("phone") == "13999999999"
     assert review.state == "resolved"
+
+
+def test_a_changed_blocking_rule_keys_master_again(db: GovDB) -> None:
+    """Keys written under other blocking rules would hide whoever only the new rule finds: the first
+    look-up after the change keys everyone again, once; a store keyed before the rules were
+    recorded is keyed again too."""
+    full = db.rules
+    person = full.matching["person"]
+    blocking = person.blocking.model_copy(
+        update={"rules": [r for r in person.blocking.rules if rule_name(r) != "phone"]}
+    )
+    without_phone = person.model_copy(update={"blocking": blocking})
+
+    def use(rules: Rulebook) -> None:  # as if the stores were opened again with these rules
+        db.rules, db.audit = rules, dataclasses.replace(db.audit, rules=rules)
+
+    use(dataclasses.replace(full, matching={**full.matching, "person": without_phone}))
+    register = make_people(40, seed=21, today=TODAY)
+    db.load_people(register, source="population_register")
+    someone = register.row(7, named=True)
+    probe = {"name": someone["name"], "phone": someone["phone"]}  # only the phone rule blocks on this
+
+    def phone_keys() -> int:
+        with Session(db.master) as ms:
+            return len([k for k in ms.exec(select(LinkKey.key)).all() if k.startswith("phone=")])
+
+    assert phone_keys() == 0
+    assert db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY).person_id is None
+
+    use(full)  # the phone rule is back in rules/matching/person.yaml
+    found = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
+    assert found.master is not None and found.master["id_number"] == someone["id_number"]
+    assert phone_keys() == register.height
+    with Session(db.master) as ms:
+        recorded = ms.exec(select(LinkKeyRules)).one()
+    assert "phone" in recorded.rules and recorded.address_hint == "440605"
+    assert ensure_link_keys(db.master, person) == 0  # current: nothing written again
+
+    with Session(db.master) as ms:  # a store keyed before this record existed
+        ms.delete(ms.exec(select(LinkKeyRules)).one())
+        ms.commit()
+    assert ensure_link_keys(db.master, person) > 0
+    assert phone_keys() == register.height
+    again = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
+    assert (again.person_id, again.decision) == (found.person_id, found.decision)
+
+
+def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) -> None:
+    """link_one decodes its few candidates in plain Python: the same values and types as the
+    polars decode that batch linking uses, for people with and without every field."""
+    register = make_people(60, seed=4, today=TODAY)
+    blanks = register.head(5).with_columns(
+        pl.lit(None, pl.Date).alias("birth_date"), pl.lit(None).alias("phone")
+    )
+    db.load_people(pl.concat([register.slice(5), blanks]), source="population_register")
+    with db.master.connect() as conn:
+        ids = sorted(read_people(conn).get_column("person_id"))
+        assert (
+            sorted(feature_rows(conn, ids), key=lambda r: r["rid"])
+            == read_features(conn, ids).sort("rid").to_dicts()
+        )
+        by_id = {r["person_id"]: r for r in _person_rows(conn, ids)}
+        assert [by_id[i] for i in ids] == read_people(conn, ids).sort("person_id").to_dicts()

@@ -555,7 +555,8 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def _code_version() -> str:
-    """The commit of the govdb this run imported (a side-by-side run names which side it was)."""
+    """The commit of the govdb this run imported (a side-by-side run names which side it was),
+    marked when its package folder had changes no commit holds."""
     import govdb
 
     folder = Path(govdb.__file__).resolve().parent
@@ -565,7 +566,14 @@ def _code_version() -> str:
         text=True,
         check=False,
     )
-    return found.stdout.strip() or str(folder)
+    changed = subprocess.run(
+        ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = "+uncommitted" if changed.stdout.strip() else ""  # the run measured code no commit holds
+    return (found.stdout.strip() + dirty) or str(folder)
 
 
 def main() -> None:

@@ -115,7 +115,7 @@ def ensure_link_keys(master: Engine, rules: MatchingRules) -> int:
     with master.connect() as conn:
         if link_keys_current(conn, rules):
             return 0
-    return refresh_link_keys(master, rules)
+    return refresh_link_keys(master, rules, [])  # [] names nobody: only a stale store is re-keyed
 
 
 def _keyed_with(conn: Connection, entity_kind: str) -> str | None:

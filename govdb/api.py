@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import sqlmodel
@@ -47,7 +46,7 @@ from govdb.serve import profile as profile_stage
 from govdb.serve import programmes as programme_stage
 from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.store.counts import table_counts
-from govdb.store.engine import StoreConfig, WalCheckpointer, make_engine, migrate, refresh_statistics
+from govdb.store.engine import StoreConfig, checkpoint_in_background, make_engine, migrate, refresh_statistics
 from govdb.store.feed import ChangePage, read_changes
 from govdb.store.locks import job_lock, writing
 from govdb.store.master import OrgUnit, served_county
@@ -70,6 +69,7 @@ from govdb.verify.proposals import ProposeReport, propose_events
 from govdb.verify.units import DistrictReport
 
 # Master tables that bulk loads and promotions grow, whose planner statistics must follow.
+T = TypeVar("T")
 MASTER_GROWN = ("person", "linkkey", "linkfeatures", "fieldhistory", "credential", "promotion")
 
 
@@ -99,17 +99,16 @@ class GovDB:
         self.audit = AuditContext(load_key(audit_key, config.key_folder()), rules, rules.fingerprint())
         self.master: Engine = make_engine(config.master_url)
         self.events: Engine = make_engine(config.events_url)
-        # Checkpoints off the request path; stopped by close(), or when this GovDB is collected.
-        self._checkpointers = [c for e in (self.master, self.events) if (c := WalCheckpointer.for_engine(e))]
-        for checkpointer in self._checkpointers:
-            weakref.finalize(self, checkpointer.stop)
         self._model: link_stage.LinkModel | None = None
         self._units: UnitIndex | None = None
         self._county: tuple[str | None] | None = None  # (served county,) once read
         if create:
             self.init()
+        self._checkpointers = checkpoint_in_background(self, self.master, self.events)  # off the request path
         if check_rules:
             governance.ensure_applied(self.master, self.audit)
+            if create:  # keyed now, not in a look-up, if master never recorded its keys' blocking rules
+                link_stage.key_unrecorded_store(self.master, rules.matching["person"])
         else:  # opened to inspect or apply these rules: work under them waits until they are applied
             try:
                 applied = not governance.rules_status(self.master, self.audit).differs
@@ -160,10 +159,10 @@ class GovDB:
     # --- reference data ----------------------------------------------------------------------
 
     def serve_district(self, county_code: str) -> DistrictReport:
-        """Register a county: its divisions (from the shipped table) and its checking units
-        (see govdb.verify.units). Rerunning replaces the county's divisions and adds missing units.
-        """
+        """Register a county: its divisions (shipped table; a rerun replaces them), its checking units
+        (govdb.verify.units; a rerun adds missing ones), master's link keys made for its addresses."""
         report = units_stage.serve_district(self.master, self.rules, county_code)
+        link_stage.ensure_link_keys(self.master, self.rules.matching["person"], rekey=True)
         self._units = None
         self._county = None
         return report
@@ -176,9 +175,8 @@ class GovDB:
 
     def served_county(self) -> str | None:
         """The county this deployment serves, when it serves exactly one (a hint for addresses).
-
-        Read once per GovDB, like the units (serve_district reads it again): every look-up and
-        prefill needs it, and it changes only when a district is served."""
+        Read once per GovDB, like the units: every look-up and prefill needs it; serve_district
+        reads it again."""
         if self._county is None:
             with self.master.connect() as conn:
                 self._county = (served_county(conn),)
@@ -196,11 +194,9 @@ class GovDB:
         """Authoritative bulk load of people (e.g. the population register); returns the load id.
         A `person_id` column keeps the register's ids; `valid_from` is the date its values hold
         from (unknown by default). The new people's blocking keys are indexed for linkage."""
-        load_id = load_stage.bulk_load_people(self.master, people, source=source, valid_from=valid_from)
-        link_stage.refresh_link_keys(self.master, self.rules.matching["person"], missing_only=True)
-        refresh_statistics(self.master, MASTER_GROWN)
-        self._model = None
-        return load_id
+        return self._keyed_load(
+            lambda: load_stage.bulk_load_people(self.master, people, source=source, valid_from=valid_from)
+        )
 
     def load_people_file(
         self,
@@ -213,18 +209,21 @@ class GovDB:
         """Load a register file (CSV/TSV, XLSX, Parquet, JSON Lines) of people: headers through the
         rules' aliases (and `mapping`), values standardized, rows without a valid ID number or name
         refused and reported; then the new people's blocking keys are indexed."""
-        report = load_stage.load_people_file(
-            self.master,
-            Path(path),
-            self.rules.column_aliases(),
-            source=source,
-            valid_from=valid_from,
-            mapping=mapping,
+        aliases = self.rules.column_aliases()
+        return self._keyed_load(
+            lambda: load_stage.load_people_file(
+                self.master, Path(path), aliases, source=source, valid_from=valid_from, mapping=mapping
+            )
         )
+
+    def _keyed_load(self, load: Callable[[], T]) -> T:
+        """A load, then its people's keys; refused before it writes if master is keyed by other rules."""
+        link_stage.ensure_link_keys(self.master, self.rules.matching["person"])
+        loaded = load()
         link_stage.refresh_link_keys(self.master, self.rules.matching["person"], missing_only=True)
         refresh_statistics(self.master, MASTER_GROWN)
         self._model = None
-        return report
+        return loaded
 
     # --- linkage -----------------------------------------------------------------------------
 
@@ -563,10 +562,12 @@ class GovDB:
 
     def apply_rules(self, actor: Actor) -> governance.RulesChange:
         """Record this rulebook's access policies and routes as applied (audited), so the stores
-        open with it; `actor` must be allowed by the rules applied before."""
+        open with it; `actor` must be allowed by the rules applied before. Master is keyed again
+        when its link keys were written with other blocking rules."""
         change = governance.apply_rules(self.master, self.audit, actor)
         self.audit = dataclasses.replace(self.audit, applied=True)
-        return change
+        keys = link_stage.ensure_link_keys(self.master, self.rules.matching["person"], rekey=True)
+        return dataclasses.replace(change, link_keys_written=keys)
 
     def _correcting(self) -> tuple[Engine, Engine, AuditContext, Rulebook]:
         """What every correction of master works with, once the rules in use are the applied ones."""

@@ -46,6 +46,7 @@ class RulesChange:
     actor_id: str
     unit_id: str
     audit_seq: int
+    link_keys_written: int = 0  # master keyed again: its keys were written with other blocking rules
 
 
 def governed_parts(rules: Rulebook) -> dict[str, Any]:

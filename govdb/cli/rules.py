@@ -58,7 +58,8 @@ def rules_apply(
     home: HomeOption = None,
 ) -> None:
     """Record the access policies and routes of the rules in use as applied (an audited change),
-    so the stores open with them. Only a unit whose department the rules applied before grant
+    so the stores open with them, and key master again if its link keys were written with other
+    blocking rules. Only a unit whose department the rules applied before grant
     'rules_governance' may; a refusal is audited too.
 
     Example: govdb --rules ./rules rules apply --actor zhou@department:data_bureau:440605
@@ -79,6 +80,7 @@ def rules_apply(
             "applied": f"{change.applied_at:%Y-%m-%d %H:%M:%S} by {change.actor_id}@{change.unit_id}",
             "audit entry": change.audit_seq,
             "changed": len(change.changed),
+            "link keys written": change.link_keys_written,
         },
     )
     if change.changed:

@@ -11,6 +11,8 @@ from govdb.link.model import LinkModel
 from govdb.link.online import (
     LinkResult,
     default_model,
+    ensure_link_keys,
+    key_unrecorded_store,
     link_against_master,
     link_one,
     read_people,
@@ -26,6 +28,8 @@ __all__ = [
     "LinkResult",
     "dedupe_frame",
     "default_model",
+    "ensure_link_keys",
+    "key_unrecorded_store",
     "link_against_master",
     "link_frames",
     "link_one",

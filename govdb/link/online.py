@@ -22,7 +22,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, Text, bindparam, cast, delete, func, insert, select, text
 
 from govdb.base.clock import utcnow
-from govdb.errors import ConfigError, StateError
+from govdb.errors import ConfigError, RulesChangedError, StateError
 from govdb.link import record as one
 from govdb.link.batch import link_prepared
 from govdb.link.blocking import key_string, rule_name
@@ -108,14 +108,30 @@ def link_keys_current(conn: Connection, rules: MatchingRules) -> bool:
     return _keyed_with(conn, rules.entity) == fingerprint
 
 
-def ensure_link_keys(master: Engine, rules: MatchingRules) -> int:
-    """Key everyone again when the blocking rules (or the county served) changed since master was
-    keyed; returns the key rows written (0 when the keys are current). Every look-up calls this
-    first: a look-up through stale keys misses whoever only a new rule would find."""
+def ensure_link_keys(master: Engine, rules: MatchingRules, *, rekey: bool = False) -> int:
+    """Make sure master's keys were written with these blocking rules before a look-up uses them;
+    returns the key rows written (0 when current).
+
+    A store that never recorded its rules (upgraded, or new) is keyed now, once. A store keyed
+    with other rules is keyed again only with `rekey` (`govdb rules apply`); otherwise the
+    change is refused: two deployments with different rules would re-key a county back and forth,
+    and a look-up through stale keys misses whoever only a new rule would find."""
     with master.connect() as conn:
         if link_keys_current(conn, rules):
             return 0
-    return refresh_link_keys(master, rules, [])  # [] names nobody: only a stale store is re-keyed
+    return refresh_link_keys(master, rules, [], rekey=rekey)  # [] names nobody: only what is stale
+
+
+def key_unrecorded_store(master: Engine, rules: MatchingRules) -> int:
+    """Key everyone if master never recorded which blocking rules its keys follow (a store from
+    before the record, or a new one); a store keyed with other rules is left for `rules apply`."""
+    with master.connect() as conn:
+        if _keyed_with(conn, rules.entity) is not None:
+            return 0
+    try:
+        return refresh_link_keys(master, rules, [])
+    except RulesChangedError:  # another process recorded other rules meanwhile: look-ups refuse
+        return 0
 
 
 def _keyed_with(conn: Connection, entity_kind: str) -> str | None:
@@ -123,6 +139,34 @@ def _keyed_with(conn: Connection, entity_kind: str) -> str | None:
     return conn.execute(
         select(table.c.fingerprint).where(table.c.entity_kind == entity_kind)
     ).scalar_one_or_none()
+
+
+def _anyone(conn: Connection) -> bool:
+    table = Person.__table__  # type: ignore[attr-defined]
+    return conn.execute(select(table.c.person_id).limit(1)).first() is not None
+
+
+def _recorded_rules(conn: Connection, entity_kind: str) -> dict[str, Any] | None:
+    table = LinkKeyRules.__table__  # type: ignore[attr-defined]
+    row = conn.execute(select(table).where(table.c.entity_kind == entity_kind)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def _keyed_otherwise(recorded: dict[str, Any], rules: MatchingRules, hint: str | None) -> RulesChangedError:
+    _, names = key_rules_fingerprint(rules, hint)
+    differences = [
+        f"add {added}" if (added := sorted(set(names) - set(recorded["rules"]))) else "",
+        f"drop {dropped}" if (dropped := sorted(set(recorded["rules"]) - set(names))) else "",
+        f"serve county {hint} (keyed for {recorded['address_hint']})"
+        if recorded["address_hint"] != hint
+        else "",
+    ]
+    changed = " and ".join(d for d in differences if d)
+    return RulesChangedError(
+        f"master's link keys were written with other blocking rules (the rules in use {changed}); "
+        "look-ups through them would miss people. Key master with the rules in use: `govdb rules apply "
+        "--actor NAME@UNIT` (about 15 s per 200,000 people), or use the rules it was keyed with"
+    )
 
 
 def _record_key_rules(conn: Connection, rules: MatchingRules, address_hint: str | None) -> None:
@@ -150,20 +194,25 @@ def refresh_link_keys(
     *,
     missing_only: bool = False,
     today: dt.date | None = None,
+    rekey: bool = False,
 ) -> int:
     """(Re)write the blocking keys and features of these people (all when None, or only people
     without keys when `missing_only`); returns the key rows written.
 
     For named people only the difference is written: keys they no longer have are deleted, new
     ones inserted (a new phone changes one key of nine), so a promotion's refresh costs little.
-    When master was keyed with other blocking rules or another county hint, everyone is keyed
-    again instead: keys of two rule sets side by side would answer a look-up by half. The county
-    hint comes from master (the divisions served), never from the caller."""
+    A store that has not recorded the rules its keys were written with is keyed whole, once; one
+    keyed with other blocking rules or another county hint is keyed whole again with `rekey`, else
+    refused (RulesChangedError): keys of two rule sets side by side would answer a look-up by half.
+    The county hint comes from master (the divisions served), never from the caller."""
     table = LinkKey.__table__  # type: ignore[attr-defined]
     with writing(master) as conn:
         xact_lock(conn, "link_keys")  # loads, promotions and corrections re-key people at once
         address_hint = served_county(conn)
-        if _keyed_with(conn, rules.entity) != key_rules_fingerprint(rules, address_hint)[0]:
+        recorded = _recorded_rules(conn, rules.entity)
+        if recorded is None or recorded["fingerprint"] != key_rules_fingerprint(rules, address_hint)[0]:
+            if recorded is not None and not rekey and _anyone(conn):  # nobody keyed: nothing to refuse
+                raise _keyed_otherwise(recorded, rules, address_hint)
             person_ids, missing_only = None, False
             _record_key_rules(conn, rules, address_hint)
         old: pl.DataFrame | None = None

@@ -13,6 +13,7 @@ import re
 import sqlite3
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,6 +129,15 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"cannot use store URL {url!r}: {exc}; {hint}") from exc
 
 
+# Held while a checkpointer thread is inside SQLite, and taken by os.fork: a child forked while
+# the thread held SQLite's own (global) mutexes would wait on them forever.
+_IN_SQLITE = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_IN_SQLITE.acquire, after_in_parent=_IN_SQLITE.release, after_in_child=_IN_SQLITE.release
+    )
+
+
 class WalCheckpointer:
     """Copies a SQLite store's write-ahead log into its database file in a thread of its own.
 
@@ -165,23 +175,38 @@ class WalCheckpointer:
         try:
             while not self._stop.wait(self.INTERVAL):
                 try:
-                    if conn is None:  # mode=rw: never creates a store the engine has not
-                        uri = f"file:{urllib.parse.quote(self.database)}?mode=rw"
-                        conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
-                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with _IN_SQLITE:
+                        if conn is None:  # mode=rw: never creates a store the engine has not
+                            uri = f"file:{urllib.parse.quote(self.database)}?mode=rw"
+                            conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
+                        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.OperationalError as exc:
-                    if conn is None and "unable to open" in str(exc):
-                        continue  # not created yet: the first open migrates it
+                    message = str(exc)
+                    if (
+                        "locked" in message
+                        or "busy" in message
+                        or (conn is None and "unable to open" in message)
+                    ):
+                        continue  # being created or migrated: try again at the next tick
                     return  # read-only, gone or broken: commits keep checkpointing themselves
                 self.last = (int(row[0]), int(row[1]), int(row[2])) if row else None
         finally:
             if conn is not None:
-                conn.close()
+                with _IN_SQLITE:
+                    conn.close()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+
+
+def checkpoint_in_background(owner: object, *engines: Engine) -> list[WalCheckpointer]:
+    """A checkpointer for each SQLite file store of `owner`, stopped when `owner` is collected."""
+    checkpointers = [c for engine in engines if (c := WalCheckpointer.for_engine(engine))]
+    for checkpointer in checkpointers:
+        weakref.finalize(owner, checkpointer.stop)
+    return checkpointers
 
 
 _MIGRATING = threading.Lock()

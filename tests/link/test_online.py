@@ -7,13 +7,21 @@ import dataclasses
 import sys
 
 import polars as pl
+import pytest
 from sqlmodel import Session, select
 
 from govdb import Actor, GovDB
 from govdb.demo import make_people
+from govdb.errors import RulesChangedError
 from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
-from govdb.link.online import _person_rows, ensure_link_keys, feature_rows, read_features
+from govdb.link.online import (
+    _person_rows,
+    ensure_link_keys,
+    feature_rows,
+    key_unrecorded_store,
+    read_features,
+)
 from govdb.rulebook import Rulebook
 from govdb.rulebook.models import Bands
 from govdb.store.events import Proposal
@@ -119,23 +127,30 @@ def test_a_review_band_link_becomes_an_identity_check_for_the_village(db: GovDB)
     assert review.state == "resolved"
 
 
-def test_a_changed_blocking_rule_keys_master_again(db: GovDB) -> None:
-    """Keys written under other blocking rules would hide whoever only the new rule finds: the first
-    look-up after the change keys everyone again, once; a store keyed before the rules were
-    recorded is keyed again too."""
+def test_changed_blocking_rules_are_refused_until_applied_and_then_key_master_again(db: GovDB) -> None:
+    """Keys written under other blocking rules would hide whoever only the new rule finds, and two
+    deployments with different rules would re-key a county back and forth: look-ups, loads and
+    `process` refuse them with a clear error; `rules apply` keys everyone again, once. A store
+    keyed before the rules were recorded is keyed again when opened."""
     full = db.rules
     person = full.matching["person"]
     blocking = person.blocking.model_copy(
         update={"rules": [r for r in person.blocking.rules if rule_name(r) != "phone"]}
     )
     without_phone = person.model_copy(update={"blocking": blocking})
+    governor = Actor("zhou", "department:data_bureau:440605")
 
     def use(rules: Rulebook) -> None:  # as if the stores were opened again with these rules
         db.rules, db.audit = rules, dataclasses.replace(db.audit, rules=rules)
 
-    use(dataclasses.replace(full, matching={**full.matching, "person": without_phone}))
     register = make_people(40, seed=21, today=TODAY)
-    db.load_people(register, source="population_register")
+    db.load_people(register.head(30), source="population_register")  # keyed by the shipped rules
+    use(dataclasses.replace(full, matching={**full.matching, "person": without_phone}))
+    with pytest.raises(RulesChangedError, match=r"drop \['phone'\].*govdb rules apply"):
+        db.load_people(register.tail(10), source="population_register")  # refused before writing
+    assert db.counts()["person"] == 30
+    assert db.apply_rules(governor).link_keys_written > 0
+    db.load_people(register.tail(10), source="population_register")
     someone = register.row(7, named=True)
     probe = {"name": someone["name"], "phone": someone["phone"]}  # only the phone rule blocks on this
 
@@ -147,18 +162,25 @@ def test_a_changed_blocking_rule_keys_master_again(db: GovDB) -> None:
     assert db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY).person_id is None
 
     use(full)  # the phone rule is back in rules/matching/person.yaml
+    with pytest.raises(RulesChangedError, match=r"add \['phone'\]"):
+        db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
+    with pytest.raises(RulesChangedError):
+        db.process(today=TODAY)
+    assert phone_keys() == 0
+    assert db.apply_rules(governor).link_keys_written > 0
     found = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
     assert found.master is not None and found.master["id_number"] == someone["id_number"]
     assert phone_keys() == register.height
     with Session(db.master) as ms:
         recorded = ms.exec(select(LinkKeyRules)).one()
     assert "phone" in recorded.rules and recorded.address_hint == "440605"
-    assert ensure_link_keys(db.master, person) == 0  # current: nothing written again
+    assert ensure_link_keys(db.master, person, rekey=True) == 0  # current: nothing written again
 
     with Session(db.master) as ms:  # a store keyed before this record existed
         ms.delete(ms.exec(select(LinkKeyRules)).one())
         ms.commit()
-    assert ensure_link_keys(db.master, person) > 0
+    assert key_unrecorded_store(db.master, person) > 0  # what opening it does
+    assert key_unrecorded_store(db.master, person) == 0
     assert phone_keys() == register.height
     again = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
     assert (again.person_id, again.decision) == (found.person_id, found.decision)

@@ -30,7 +30,7 @@ from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import among, indexes_deferred, insert_frame, read_frame
+from govdb.store.bulk import among, id_chunks, indexes_deferred, insert_frame, read_frame
 from govdb.store.locks import writing, xact_lock
 from govdb.store.master import (
     LinkageModel,
@@ -299,13 +299,19 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
 def feature_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
     """The stored features of a few people as dicts (what `read_features(...).to_dicts()` gives):
     `link_one` reads a handful per call, where a polars decode costs a millisecond whatever the size."""
-    table = LinkFeatures.__table__  # type: ignore[attr-defined]
     texts: list[str] = []
-    for start in range(0, len(person_ids), CHUNK):
-        chunk = person_ids[start : start + CHUNK]
-        texts += conn.execute(
-            select(cast(table.c.features, Text)).where(among(conn, table.c.person_id, chunk))
-        ).scalars()
+    # Straight to the driver: building and compiling an IN list of hundreds of ids took twice
+    # as long as SQLite's reading of their rows (a block of 500 people: 4.8 ms against 1.6 ms).
+    for chunk in id_chunks(conn, person_ids):
+        if conn.dialect.name == "postgresql":
+            statement, params = "SELECT features::text FROM linkfeatures WHERE person_id = ANY(%s)", (chunk,)
+        else:
+            marks = ",".join("?" * len(chunk))
+            statement, params = (
+                f"SELECT features FROM linkfeatures WHERE person_id IN ({marks})",
+                tuple(chunk),
+            )
+        texts += [features for (features,) in conn.exec_driver_sql(statement, params)]
     rows = []
     for decoded in map(json.loads, texts):
         row = {k: decoded.get(k) for k in FEATURE_SCHEMA}

@@ -135,10 +135,8 @@ def key_unrecorded_store(master: Engine, rules: MatchingRules) -> int:
 
 
 def _keyed_with(conn: Connection, entity_kind: str) -> str | None:
-    table = LinkKeyRules.__table__  # type: ignore[attr-defined]
-    return conn.execute(
-        select(table.c.fingerprint).where(table.c.entity_kind == entity_kind)
-    ).scalar_one_or_none()
+    recorded = _recorded_rules(conn, entity_kind)
+    return None if recorded is None else recorded["fingerprint"]
 
 
 def _anyone(conn: Connection) -> bool:

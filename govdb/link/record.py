@@ -173,9 +173,12 @@ ONE_RECORD_METHODS = frozenset({"chinese_name", "id_number", "date", "phone", "a
 # --- the best candidate --------------------------------------------------------------------------
 
 
-def _scorer(model: LinkModel) -> list[tuple[str, str, dict[str, int], list[float], Any]]:
-    """Per comparison, what scoring a pair needs, worked out once per record instead of per pair:
-    (field, method, level -> index, weight per level, (tf table, tf column, floor, m) or None)."""
+# Per comparison: field, method, level -> index, weight per level, (tf table, column, floor, m) or None.
+Scorer = list[tuple[str, str, dict[str, int], list[float], Any]]
+
+
+def _scorer(model: LinkModel) -> Scorer:
+    """What scoring a pair needs, worked out once per record instead of once per pair."""
     out = []
     for params in model.comparisons:
         column = params.comparison.tf_column
@@ -189,7 +192,7 @@ def _scorer(model: LinkModel) -> list[tuple[str, str, dict[str, int], list[float
 
 
 def _weighs(
-    scorer: list[tuple[str, str, dict[str, int], list[float], Any]],
+    scorer: Scorer,
     prior_weight: float,
     a: Mapping[str, Any],
     b: Mapping[str, Any],

@@ -69,8 +69,8 @@ class LinkageModel(MasterModel, table=True):
 
 class LinkKeyRules(MasterModel, table=True):
     """What master's stored link keys and features were written with: the blocking rules' names
-    and the county hint for addresses. When the rules in force differ, every person is keyed
-    again before anything looks candidates up (else a new rule would find nobody)."""
+    and the county hint for addresses. Look-ups refuse other rules until `rules apply` keys
+    everyone again (else a new rule would find nobody)."""
 
     entity_kind: str = Field(primary_key=True, max_length=16)
     fingerprint: str = Field(max_length=64)

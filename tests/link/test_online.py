@@ -185,6 +185,11 @@ def test_changed_blocking_rules_are_refused_until_applied_and_then_key_master_ag
     again = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
     assert (again.person_id, again.decision) == (found.person_id, found.decision)
 
+    db.serve_district("440604")  # two counties served: addresses are read without a county hint
+    with Session(db.master) as ms:
+        assert ms.exec(select(LinkKeyRules)).one().address_hint is None  # keyed again, not refused
+    db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
+
 
 def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) -> None:
     """link_one decodes its few candidates in plain Python: the same values and types as the

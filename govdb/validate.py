@@ -226,15 +226,21 @@ def validate_frame(
     today: dt.date | None = None,
     address_hint: str | None = None,
     place_level: int | None = None,
+    place_addresses: bool = True,
 ) -> tuple[pl.DataFrame, ValidationReport]:
     """Standardize a frame of standard columns and report every failure; no row is dropped.
 
     A required `division_code` is met by the record's place (the code given, else its address's
-    division), at `place_level` (5 village, 4 township) or below when given.
+    division), at `place_level` (5 village, 4 township) or below when given. See `standardize`
+    for `place_addresses`.
     """
+    if not place_addresses and "division_code" in (required or []):
+        raise ConfigError(
+            "a required division_code is met by placing the addresses; leave place_addresses at True"
+        )
     if row_id not in frame.columns:
         frame = frame.with_row_index(row_id, offset=1)
-    std = standardize(frame, today=today, address_hint=address_hint)
+    std = standardize(frame, today=today, address_hint=address_hint, place_addresses=place_addresses)
     failures = pl.concat(
         [_issue_failures(std, row_id), _required_failures(std, required or [], row_id, place_level)]
     )

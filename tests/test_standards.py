@@ -5,9 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from govdb.errors import ConfigError
 from govdb.standards import standardize
 from govdb.standards.divisions import ancestors, covers, find_by_name, lookup, significant_prefix
 from govdb.standards.ids import make_id
+from govdb.validate import validate_frame
 
 TODAY = dt.date(2026, 11, 23)
 
@@ -69,6 +71,25 @@ def test_without_issues_the_standardized_values_are_the_same() -> None:
     lean = standardize(frame, today=TODAY, issues=False)
     assert not [c for c in lean.columns if c.endswith("_issues")]
     assert lean.equals(full.select(lean.columns))
+
+
+def test_unplaced_addresses_keep_the_same_text_and_every_other_value() -> None:
+    frame = pl.DataFrame(
+        {
+            "name": ["张 伟", "李四", "王五"],
+            "phone": ["+86 138-0013-8000", "12345", None],
+            "address": ["广东省佛山市南海区桂城街道　南海大道１２３号", "   ", None],
+        }
+    )
+    full = standardize(frame, today=TODAY)
+    unplaced = standardize(frame, today=TODAY, place_addresses=False)
+    texts = unplaced.get_column("address_std").to_list()
+    assert texts == ["广东省佛山市南海区桂城街道南海大道123号", None, None]
+    assert unplaced.equals(full.select(unplaced.columns))
+    # Nothing claims a place or a placing issue it did not look for.
+    assert not {"division_code_std", "address_issues", "address_status"} & set(unplaced.columns)
+    with pytest.raises(ConfigError, match="placing the addresses"):
+        validate_frame(frame, required=["division_code"], place_addresses=False)
 
 
 def test_id_gives_gender_and_birth_date() -> None:

@@ -226,6 +226,14 @@ def test_an_impossible_or_too_long_amendment_is_refused_when_decided(db: GovDB, 
             select(Proposal.payload).where(Proposal.proposal_id == task.proposal_id)
         ).scalar_one()
     assert payload["phone"] == "13800138000"  # stored standardized, as ingest would
+    other = next(t for t in db.tasks() if t.change == "new_person" and t.task_id != task.task_id)
+    written = {"address": " 桂城街道 南海大道１号 "}
+    db.decide(other.task_id, Actor("v", other.unit_id), "amend", amendments=written)
+    with db.events.connect() as conn:
+        payload = conn.execute(
+            select(Proposal.payload).where(Proposal.proposal_id == other.proposal_id)
+        ).scalar_one()
+    assert payload["address"] == "桂城街道南海大道1号"
 
 
 def test_decisions_from_a_file_on_the_command_line(db: GovDB, tmp_path: Path) -> None:

@@ -30,10 +30,14 @@ def standardize(
     today: dt.date | None = None,
     address_hint: str | None = None,
     issues: bool = True,
+    place_addresses: bool = True,
 ) -> pl.DataFrame:
     """The frame with `<column>_std` / `<column>_issues` for every standard column it has.
 
     `issues=False` leaves out the issue columns (linkage reads only the standardized values).
+    `place_addresses=False` only normalizes addresses (`address_std`): no division columns and no
+    placing issues, for callers that compare or store the text (a decision's amended address,
+    master's values beside an event's). Placing costs tens of milliseconds however few the rows.
     """
     today = today or dt.date.today()
     present = set(frame.columns)
@@ -65,8 +69,11 @@ def standardize(
     if not issues:
         lazy = lazy.select(pl.exclude("^.*_issues$"))  # the planner then never computes them
     out = lazy.collect()
-    if "address" in present:
+    if "address" in present and place_addresses:
         out = _addresses(out, address_hint, issues)
+    elif "address" in present:
+        text = normalize_addresses(out.get_column("address"))
+        out = out.with_columns(text.set(text == "", None).alias("address_std"))
     return _cross_checks(out)
 
 

@@ -99,7 +99,7 @@ def _standardized_master(people: pl.DataFrame) -> dict[str, dict[str, str | None
     differently (traditional characters, another address form) compares equal."""
     if people.height == 0:
         return {}
-    std = standardize(people.with_columns(pl.col("birth_date").cast(pl.String)))
+    std = standardize(people.with_columns(pl.col("birth_date").cast(pl.String)), place_addresses=False)
     std = std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
     columns = [
         pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String).alias(k) for k in COMPARED

@@ -399,9 +399,17 @@ def _person_of(db: GovDB) -> dict[str, int]:
 
 def test_export_is_audited_and_masked(db: GovDB) -> None:
     ids = _people(db, {"八十": 82, "九十": 91})
-    db.run_programme("elderly_allowance", as_of=TODAY, actor=CIVIL)
+    run = db.run_programme("elderly_allowance", as_of=TODAY, actor=CIVIL)
+    # The run shows what civil_affairs may see (birth dates masked, names in full) ...
+    assert sorted(s["name"] for s in run.selected) == ["九十", "八十"]
+    assert all(s["birth_date"] and "*" in s["birth_date"] for s in run.selected)
+    # ... and the ledger holds the selection as made, one row each, with its reasons.
     with Session(db.master) as ms:
+        ledger = ms.exec(select(Issuance).where(Issuance.programme == "elderly_allowance")).all()
         before = len(ms.exec(select(AuditLog)).all())
+    assert sorted(r.person_id for r in ledger) == sorted(ids.values())
+    assert all(r.as_of == TODAY and r.status == "offered" and r.unverified_inputs == [] for r in ledger)
+    assert all(any("aged 80 or over" in why for why in r.reasons) for r in ledger)
     frame = db.programme_selection("elderly_allowance", actor=CIVIL)
     assert sorted(frame.get_column("person_id")) == sorted(ids.values())
     # civil_affairs sees id numbers masked, and with them what they embed (the birth date).

@@ -12,12 +12,13 @@ govdb.serve.issuance.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
@@ -25,6 +26,7 @@ from govdb.base.actors import Actor
 from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.serve.eligibility import judge, population
+from govdb.store.bulk import Constant, insert_frame
 from govdb.store.locks import job_lock
 from govdb.store.master import Issuance
 
@@ -120,8 +122,10 @@ def show_people(attempt: Attempt, people: list[dict[str, Any]], hidden: list[str
     """Mask each person's fields as the reader's grant shows them, in place; reasons that speak
     of credentials the reader may not see are withheld. Returns the masked keys."""
     masked: set[str] = set()
+    # The grant decides by field, not by value: fields it shows in full are left as they are.
+    masking = [key for key in SELECTED_FIELDS if not attempt.grant.in_full(key)]
     for person in people:
-        for key in SELECTED_FIELDS:
+        for key in masking:
             value, was_masked = attempt.grant.show(key, person[key])
             person[key] = value
             if was_masked:
@@ -140,29 +144,30 @@ def withhold(reason: str, hidden: list[str]) -> str:
 
 
 def _record(master: Engine, name: str, run: ProgrammeRun, selected: list[dict[str, Any]]) -> None:
-    """The ledger rows of a run (the unique (programme, cycle, person) backs "never twice")."""
+    """The ledger rows of a run in one bulk insert (the unique (programme, cycle, person) backs
+    "never twice")."""
     table = Issuance.__table__  # type: ignore[attr-defined]
     now = utcnow()
+    rows = pl.DataFrame(
+        {
+            "person_id": [s["person_id"] for s in selected],
+            "delivery": [s["delivery"] for s in selected],
+            "reasons": [json.dumps(s["reasons"], ensure_ascii=False) for s in selected],
+        },
+        schema=dict.fromkeys(("person_id", "delivery", "reasons"), pl.String),
+    )
+    constants: dict[str, Constant] = {
+        "programme": name,
+        "cycle": run.cycle,
+        "run_id": run.run_id,
+        "as_of": run.as_of.isoformat(),
+        "status": "offered",
+        "unverified_inputs": "[]",
+        "created_at": now,
+        "updated_at": now,
+    }
     with master.begin() as conn:
-        conn.execute(
-            insert(table),
-            [
-                {
-                    "programme": name,
-                    "cycle": run.cycle,
-                    "person_id": s["person_id"],
-                    "run_id": run.run_id,
-                    "as_of": run.as_of,
-                    "delivery": s["delivery"],
-                    "status": "offered",
-                    "reasons": s["reasons"],
-                    "unverified_inputs": [],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for s in selected
-            ],
-        )
+        insert_frame(conn, table, rows, constants)
 
 
 def _run(

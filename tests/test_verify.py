@@ -219,6 +219,9 @@ def test_an_impossible_or_too_long_amendment_is_refused_when_decided(db: GovDB, 
         db.decide(task.task_id, actor, "amend", amendments={"address": "桂" * 300})
     with pytest.raises(StateError, match="cannot amend"):
         db.decide(task.task_id, actor, "amend", amendments={"salary": "1"})
+    # PostgreSQL would refuse a NUL at promote: it is refused here.
+    with pytest.raises(StateError, match=r"\['address'\] hold a NUL"):
+        db.decide(task.task_id, actor, "amend", amendments={"address": "桂城\x00街道"})
     result = db.decide(task.task_id, actor, "amend", amendments={"phone": "138 0013 8000"})
     assert result.task_state == "approved"
     with db.events.connect() as conn:

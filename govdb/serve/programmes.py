@@ -68,7 +68,8 @@ def run_programme(
     A run reads personal data: `actor` must be of the programme's department, which must be
     granted the programme as a purpose; it sees only people of its own jurisdiction, each field
     as its policy shows it, and the run (a dry run too) is audited with everyone it selected."""
-    if not isinstance(as_of, dt.date):
+    if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
+        # A time of day has no place in a ledger of dates (and its zone would move the day).
         raise StateError(f"as_of is a date such as datetime.date(2026, 12, 31), not {as_of!r}")
     programme = ctx.rules.programmes.get(name)
     if programme is None:

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, Engine, Table, any_, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 COPY_CHUNK = 50_000
@@ -35,20 +36,34 @@ def insert_frame(
     unknown = [c for c in frame.columns if c not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no columns {unknown}")
-    if conn.dialect.name == "postgresql":
-        frame = frame.with_columns(
-            pl.lit(v, pl.Datetime("us", "UTC") if isinstance(v, dt.datetime) else None).alias(c)
-            for c, v in constants.items()
-        )
-        names = ", ".join(f'"{c}"' for c in frame.columns)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)') as copy:
-            for start in range(0, frame.height, COPY_CHUNK):
-                # Strings always quoted, so "" stays an empty string and an unquoted empty field is NULL.
-                copy.write(
-                    frame.slice(start, COPY_CHUNK).write_csv(include_header=False, quote_style="non_numeric")
-                )
-        return
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        if conn.dialect.name == "postgresql":
+            _copy(conn, table, frame, constants)
+        else:
+            _executemany(conn, table, frame, constants)
+    except dbapi_error as exc:
+        # Raised as SQLAlchemy raises for its own statements (IntegrityError, OperationalError...):
+        # callers and the command line meet one kind of database error however the rows went in.
+        raise DBAPIError.instance(f'bulk insert into "{table.name}"', None, exc, dbapi_error) from exc
+
+
+def _copy(conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[str, Constant]) -> None:
+    frame = frame.with_columns(
+        pl.lit(v, pl.Datetime("us", "UTC") if isinstance(v, dt.datetime) else None).alias(c)
+        for c, v in constants.items()
+    )
+    names = ", ".join(f'"{c}"' for c in frame.columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)') as copy:
+        for start in range(0, frame.height, COPY_CHUNK):
+            # Strings always quoted, so "" stays an empty string and an unquoted empty field is NULL.
+            copy.write(
+                frame.slice(start, COPY_CHUNK).write_csv(include_header=False, quote_style="non_numeric")
+            )
+
+
+def _executemany(conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[str, Constant]) -> None:
     timestamps = [
         pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
         for c, dtype in frame.schema.items()
@@ -68,7 +83,9 @@ def insert_frame(
     )
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', frame.rows())
+        # Rows zipped from whole columns: cheaper than frame.rows(), and no list of tuples is built.
+        rows = zip(*(column.to_list() for column in frame.iter_columns()), strict=True)
+        cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', rows)
     finally:
         cursor.close()
 

@@ -208,7 +208,7 @@ def _amendment_problem(values: Mapping[str, Any], payload: Mapping[str, Any]) ->
         if bad:
             limit = f"at most {OTHER_LENGTH} characters"
             return f"attribute value(s) {sorted(map(str, bad))} must be non-empty text of {limit}"
-        return None
+        return _nul_problem(new)
     fixed = sorted(set(values) & {"id_number", "uscc", "division_code"})
     if fixed:
         return (
@@ -221,7 +221,13 @@ def _amendment_problem(values: Mapping[str, Any], payload: Mapping[str, Any]) ->
     empty = sorted(k for k, v in values.items() if v is None or not str(v).strip())
     if empty:
         return f"amended value(s) of {empty} are empty; to drop a change, reject or return it"
-    return None
+    return _nul_problem(values)
+
+
+def _nul_problem(values: Mapping[str, Any]) -> str | None:
+    """A NUL character no store keeps (PostgreSQL refuses it in text: promote would fail)."""
+    nul = sorted(str(k) for k, v in values.items() if "\x00" in str(v))
+    return f"amended value(s) of {nul} hold a NUL character; type the value again" if nul else None
 
 
 # --- deciding --------------------------------------------------------------------------------

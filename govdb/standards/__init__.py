@@ -72,9 +72,13 @@ def standardize(
     if "address" in present and place_addresses:
         out = _addresses(out, address_hint, issues)
     elif "address" in present:
-        text = normalize_addresses(out.get_column("address"))
-        out = out.with_columns(text.set(text == "", None).alias("address_std"))
+        out = out.with_columns(_address_std(normalize_addresses(out.get_column("address"))))
     return _cross_checks(out)
+
+
+def _address_std(normalized: pl.Series) -> pl.Series:
+    """The address as stored and compared: normalized, nothing written (or only blanks) is None."""
+    return normalized.set(normalized == "", None).alias("address_std")
 
 
 def _addresses(frame: pl.DataFrame, hint: str | None, issues: bool) -> pl.DataFrame:
@@ -102,7 +106,7 @@ def _addresses(frame: pl.DataFrame, hint: str | None, issues: bool) -> pl.DataFr
     ]
     return frame.with_columns(
         *placed,
-        pl.when(text == "").then(None).otherwise(text).alias("address_std"),
+        _address_std(normalized),
         *([join_issues(found).alias("address_issues")] if issues else []),
         parsed.get_column("division_code").alias(code_name),
         parsed.get_column("division_level"),

@@ -26,6 +26,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, insert, text
 
 from govdb.base.clock import utcnow
+from govdb.base.jsontext import json_objects
 from govdb.errors import ConfigError, InputFileError
 from govdb.readers import FileRecords, Unreadable, plain_text, read_records, records_of_frame
 from govdb.readers.columns import check_mapping, plan_columns
@@ -101,52 +102,10 @@ def source_key(value: Any) -> str | None:
     return key or None
 
 
-_JSON_ESCAPES = {
-    chr(c): {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}.get(chr(c), f"\\u{c:04x}")
-    for c in range(32)
-}
-
-
-def _json_string(column: pl.Expr, escape: bool, control: bool) -> pl.Expr:
-    """A text column as JSON string literals, exactly as json.dumps(ensure_ascii=False) writes them.
-
-    Only columns holding a backslash, a quote or a control character (`escape`) pay for the
-    replacements, and only those holding a control character (`control`, rare) for all 32 of them.
-    """
-    out = column
-    if escape:
-        out = out.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-    if control:
-        for char, escaped in _JSON_ESCAPES.items():
-            out = out.str.replace_all(char, escaped, literal=True)
-    return pl.lit('"') + out + pl.lit('"')
-
-
 def _canonical_json_column(frame: pl.DataFrame) -> pl.Series:
     """canonical_json of every row of a frame of text columns, computed on whole columns."""
-    if frame.is_empty():
-        return pl.Series("json", [], dtype=pl.String)
-    if not frame.columns:
-        return pl.Series("json", ["{}"] * frame.height, dtype=pl.String)
-    # Work on positional names: a header may be `*` or `^a$`, which pl.col reads as all columns
-    # or a regular expression.
-    names = dict(zip(frame.columns, (f"c{i}" for i in range(frame.width)), strict=True))
-    frame = frame.rename(names)
-    escape = frame.select(pl.all().str.contains(r'[\x00-\x1f"\\]').any()).row(0, named=True)
-    control = dict.fromkeys(frame.columns, False)
-    if any(escape.values()):
-        control = frame.select(pl.all().str.contains(r"[\x00-\x1f]").any()).row(0, named=True)
-    nulls = frame.null_count().row(0, named=True)
-    parts: list[pl.Expr] = []
-    for n, original in enumerate(sorted(names)):
-        name = names[original]
-        column = pl.col(name)
-        prefix = ("{" if n == 0 else ",") + json.dumps(original, ensure_ascii=False) + ":"
-        value = _json_string(column, escape[name], control[name])
-        if nulls[name]:
-            value = pl.when(column.is_null()).then(pl.lit("null")).otherwise(value)
-        parts.append(pl.lit(prefix) + value)
-    return frame.select(pl.concat_str([*parts, pl.lit("}")]).alias("json")).to_series()
+    keys = {column: column for column in sorted(frame.columns)}
+    return json_objects(frame, keys, separators=(",", ":"))
 
 
 def _contents(records: FileRecords) -> pl.Series:

@@ -7,6 +7,7 @@ Validation never drops a row: an invalid event stays in the event store with its
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -14,13 +15,15 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, select, update
 
+from govdb.base.jsontext import json_objects
 from govdb.errors import ConfigError, StateError
 from govdb.ingest import INGEST_FLAGS
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
+from govdb.store.bulk import driver_rows, json_value, update_rows
 from govdb.store.events import Event, IngestBatch
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, check_transition
@@ -33,7 +36,6 @@ FAILURE_SCHEMA = {
     "severity": pl.String,
     "value": pl.String,
 }
-CHUNK = 20_000
 # Columns kept in `standardized` as written (hotline tickets and hall events; govdb.analytics reads them).
 AS_WRITTEN = (
     "ticket_no", "called_at", "category", "content", "street", "handler",
@@ -274,15 +276,19 @@ def events_frame(
     return pl.DataFrame(records, schema=schema)
 
 
+CHUNK = 50_000  # events read, standardized and written per transaction
+
+
 def standardize_events(
     engine: Engine, rules: Rulebook, *, today: dt.date | None = None, address_hint: str | None = None
 ) -> ValidationReport:
     """Standardize and validate every received event; write standardized fields and quality flags.
 
     `address_hint` (the served county) places addresses that name only a street or a community.
+    Events go a chunk at a time in event order, each chunk in a transaction of its own, so a county's
+    million payloads are never held at once; standardizing is per record, so chunks do not change
+    what any event gets, and a run stopped midway leaves the rest `received` for the next.
     """
-    table = Event.__table__  # type: ignore[attr-defined]
-    aliases = rules.column_aliases()
     batches = IngestBatch.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         # only ingests given a --map have one (a JSON null is no map)
@@ -290,20 +296,54 @@ def standardize_events(
             select(batches.c.batch_id, batches.c.column_map).where(batches.c.column_map.is_not(None))
         )
         column_maps = {batch: mapping for batch, mapping in found if mapping}
-        rows, maps, ingest_flags = [], [], {}
-        for r in conn.execute(
-            select(
-                table.c.event_id, table.c.service_code, table.c.raw, table.c.quality_flags, table.c.batch_id
-            ).where(table.c.status == "received")
-        ):
-            rows.append((r.event_id, r.service_code, r.raw))
-            maps.append(column_maps.get(r.batch_id))
-            # what ingest noticed (an unreadable occurred-at) stays; validation's own flags are redone
-            ingest_flags[r.event_id] = [f for f in r.quality_flags or [] if f in INGEST_FLAGS]
-    if not rows:
-        return ValidationReport(0, pl.DataFrame(schema=FAILURE_SCHEMA))
-    frame = events_frame(rows, aliases, maps if column_maps else None)
-    std_parts, failures = [], []
+    after, read, failures = 0, 0, [pl.DataFrame(schema=FAILURE_SCHEMA)]
+    while True:
+        with engine.connect() as conn:
+            chunk = _received(conn, after)
+        if not chunk:
+            break
+        after, read = chunk[-1][0], read + len(chunk)
+        failures.append(_standardize_chunk(engine, rules, chunk, column_maps, today, address_hint))
+    return ValidationReport(read, pl.concat(failures).sort("row_id", "column"))
+
+
+def _received(conn: Connection, after: int) -> list[tuple[Any, ...]]:
+    """The next chunk of received events after `after`: (event_id, service_code, raw, quality
+    flags, batch_id), JSON decoded once here (the driver's rows: no per-row result processing)."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    query = (
+        select(table.c.event_id, table.c.service_code, table.c.raw, table.c.quality_flags, table.c.batch_id)
+        .where(table.c.status == EventStatus.received.value, table.c.event_id > after)
+        .order_by(table.c.event_id)
+        .limit(CHUNK)
+    )
+    return [
+        (event_id, service, json_value(raw), [] if flags == "[]" else json_value(flags) or [], batch)
+        for event_id, service, raw, flags, batch in driver_rows(conn, query)
+    ]
+
+
+def _standardize_chunk(
+    engine: Engine,
+    rules: Rulebook,
+    chunk: list[tuple[Any, ...]],
+    column_maps: dict[str, dict[str, str]],
+    today: dt.date | None,
+    address_hint: str | None,
+) -> pl.DataFrame:
+    """Standardize, validate and write one chunk of received events; its failures."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    maps = [column_maps.get(batch) for *_, batch in chunk] if column_maps else None
+    # what ingest noticed (an unreadable occurred-at) stays; validation's own flags are redone
+    ingest_flags = {
+        event_id: kept
+        for event_id, _, _, flags, _ in chunk
+        if flags and (kept := [f for f in flags if f in INGEST_FLAGS])
+    }
+    frame = events_frame(
+        [(event_id, service, raw) for event_id, service, raw, *_ in chunk], rules.column_aliases(), maps
+    )
+    std_parts, failure_parts = [], []
     for (service,), group in frame.group_by("service_code", maintain_order=True):
         svc = rules.verification.services.get(str(service)) if service else None
         std, report = validate_frame(
@@ -315,17 +355,22 @@ def standardize_events(
             place_level=service_place_level(rules, svc),
         )
         std_parts.append(std)
-        failures.append(report.failures)
+        failure_parts.append(report.failures)
     std = pl.concat(std_parts, how="diagonal_relaxed")
-    report = ValidationReport(len(rows), pl.concat(failures).sort("row_id", "column"))
-    flags = report.failures.group_by("row_id").agg(
+    failures = pl.concat(failure_parts)
+    flags = failures.group_by("row_id").agg(
         pl.concat_str("column", pl.lit(":"), "reason").unique().sort().alias("flags")
     )
     flag_map = dict(flags.iter_rows())
-    errors = set(report.failures.filter(pl.col("severity") == "error").get_column("row_id").to_list())
+    errors = failures.filter(pl.col("severity") == "error").get_column("row_id").unique()
     # The record's place: the division code column, else the code parsed from the address.
     std = std.with_columns(record_place(std).alias("_division"))
-    keep = [c for c in std.columns if c.endswith("_std") and c != "division_code_std"]
+    # In one order whatever the chunk's services: the standard columns, then any other.
+    order = {f"{c}_std": n for n, c in enumerate(STANDARD_COLUMNS)}
+    keep = sorted(
+        (c for c in std.columns if c.endswith("_std") and c != "division_code_std"),
+        key=lambda c: (order.get(c, len(order)), c),
+    )
     # Columns the aliases name beyond the standard ones (certificate numbers, enterprise and place
     # fields, hotline tickets) are kept as written.
     extra = [c for c in rules.columns.aliases if c not in STANDARD_COLUMNS]
@@ -344,48 +389,60 @@ def standardize_events(
         if c in std.columns
     ]
     out = std.select("event_id", "_division", *keep).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
-    updates = []
-    for rec in out.iter_rows(named=True):
-        fields = {
-            k.removesuffix("_std"): v
-            for k, v in rec.items()
-            if k not in ("event_id", "_division") and v is not None
-        }
-        if rec["_division"]:
-            fields["division_code"] = rec["_division"]
-        updates.append(
-            {
-                "b_event_id": rec["event_id"],
-                "standardized": fields,
-                "quality_flags": [*ingest_flags[rec["event_id"]], *flag_map.get(rec["event_id"], [])],
-                "division_code": rec["_division"],
-                "status": "invalid" if rec["event_id"] in errors else "standardized",
-            }
-        )
+    out = out.with_columns(
+        pl.when(pl.col("_division") != "").then(pl.col("_division")).alias("division_code")
+    )
+    updates = out.select(
+        "event_id",
+        _standardized_json(out, keep).alias("standardized"),
+        pl.col("event_id")
+        .replace_strict(_flags_json(ingest_flags, flag_map), default="[]", return_dtype=pl.String)
+        .alias("quality_flags"),
+        pl.col("_division").alias("division_code"),
+        pl.when(pl.col("event_id").is_in(errors.implode()))
+        .then(pl.lit(EventStatus.invalid.value))
+        .otherwise(pl.lit(EventStatus.standardized.value))
+        .alias("status"),
+    )
     for target in (EventStatus.standardized, EventStatus.invalid):
         check_transition(EventStatus, EventStatus.received, target)
     # A checked transition: only events still `received` move, and all of them must.
-    statement = (
-        update(table)
-        .where(table.c.event_id == bindparam("b_event_id"), table.c.status == EventStatus.received.value)
-        .values(
-            standardized=bindparam("standardized"),
-            quality_flags=bindparam("quality_flags"),
-            division_code=bindparam("division_code"),
-            status=bindparam("status"),
-        )
-    )
     with writing(engine) as conn:
-        moved = sum(
-            int(conn.execute(statement, updates[start : start + CHUNK]).rowcount)
-            for start in range(0, len(updates), CHUNK)
+        moved = update_rows(
+            conn, table, updates, key="event_id", where={"status": EventStatus.received.value}
         )
-        if moved != len(updates):
+        if moved != updates.height:
             raise StateError(
-                f"{len(updates) - moved} of {len(updates)} events left `received` while they were "
+                f"{updates.height - moved} of {updates.height} events left `received` while they were "
                 "being standardized; nothing was written, run `govdb process` again"
             )
-    return report
+    return failures
+
+
+def _flags_json(ingest_flags: dict[int, list[str]], flag_map: dict[int, list[str]]) -> dict[int, str]:
+    """The quality flags of the events that have any, as stored (JSON lists); the rest hold []."""
+    return {
+        event_id: json.dumps(
+            [*ingest_flags.get(event_id, []), *flag_map.get(event_id, [])], ensure_ascii=False
+        )
+        for event_id in ingest_flags.keys() | flag_map.keys()
+    }
+
+
+def _standardized_json(out: pl.DataFrame, keep: list[str]) -> pl.Series:
+    """Each event's standardized fields as the JSON object stored: the kept columns without their
+    `_std` suffix, then its place as `division_code`; absent values left out."""
+    keys = {c: c.removesuffix("_std") for c in [*keep, "division_code"]}
+    if len(set(keys.values())) == len(keys) and all(out.schema[c] == pl.String for c in keys):
+        return json_objects(out, keys, omit_nulls=True)
+    # A column that is not text, or two meaning one field: the same objects, one row at a time.
+    return pl.Series(
+        [
+            json.dumps({keys[c]: v for c, v in row.items() if v is not None}, ensure_ascii=False)
+            for row in out.select(list(keys)).iter_rows(named=True)
+        ],
+        dtype=pl.String,
+    )
 
 
 class Retry(StrEnum):

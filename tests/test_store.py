@@ -268,3 +268,89 @@ def test_no_checkpointer_creates_a_store_or_runs_for_postgresql(tmp_path: Path) 
     assert not missing.exists() and not checkpointer.running
     assert WalCheckpointer.for_engine(make_engine("sqlite://")) is None
     assert WalCheckpointer.for_engine(make_engine("postgresql+psycopg://u@127.0.0.1:1/x")) is None
+
+
+def test_update_rows_sets_columns_where_the_state_still_holds(db: GovDB) -> None:
+    """One executemany through the driver: JSON text lands as JSON, constants as the ORM writes
+    them, and the count tells how many rows were still in the expected state."""
+    import datetime as dt
+
+    import polars as pl
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from govdb.store.bulk import update_rows
+    from govdb.store.events import Event
+
+    frame = pl.DataFrame({"受理编号": ["A1", "A2", "A3"], "姓名": ["张伟", "李娜", "王芳"]})
+    db.ingest_frame(frame, source="hall", key_column="受理编号")
+    table = Event.__table__  # type: ignore[attr-defined]
+    with db.events.connect() as conn:
+        ids = list(conn.execute(select(table.c.event_id).order_by(table.c.event_id)).scalars())
+    when = dt.datetime(2026, 11, 30, 8, 30, tzinfo=dt.UTC)
+    rows = pl.DataFrame(
+        {
+            "event_id": ids,
+            "standardized": ['{"name": "张伟"}', '{"name": "李\\"娜"}', "{}"],
+            "division_code": ["440605011001", None, "440605011002"],
+        }
+    )
+    with db.events.begin() as conn:
+        conn.execute(table.update().where(table.c.event_id == ids[2]).values(status="invalid"))
+        changed = update_rows(
+            conn, table, rows, key="event_id", where={"status": "received"},
+            constants={"status": "standardized", "received_at": when},
+        )  # fmt: skip
+    assert changed == 2  # the third was no longer `received`
+    with db.events.connect() as conn:
+        got = conn.execute(
+            select(table.c.standardized, table.c.division_code, table.c.status, table.c.received_at).order_by(
+                table.c.event_id
+            )
+        ).all()
+    assert [tuple(r)[:3] for r in got] == [
+        ({"name": "张伟"}, "440605011001", "standardized"),
+        ({"name": '李"娜'}, None, "standardized"),
+        (None, None, "invalid"),
+    ]
+    assert [r.received_at.replace(tzinfo=None) for r in got[:2]] == [when.replace(tzinfo=None)] * 2  # UTC
+    with pytest.raises(ValueError, match="one row per"), db.events.begin() as conn:
+        update_rows(
+            conn, table, pl.DataFrame({"event_id": [ids[0], ids[0]], "status": ["x", "y"]}), key="event_id"
+        )
+    with pytest.raises(IntegrityError), db.events.begin() as conn:  # the state CHECK still holds
+        update_rows(conn, table, pl.DataFrame({"event_id": [ids[0]], "status": ["nonsense"]}), key="event_id")
+
+
+def test_a_bulk_move_counts_rows_another_job_moved_first(db: GovDB) -> None:
+    """`move` of many keys goes through the driver; a row already moved makes it a StateError and
+    the transaction leaves every row where it was."""
+    import polars as pl
+    from sqlalchemy import select
+
+    from govdb.errors import StateError
+    from govdb.store.events import Event
+    from govdb.store.states import EventStatus, move
+
+    frame = pl.DataFrame({"受理编号": [f"B{i}" for i in range(50)], "姓名": ["张伟"] * 50})
+    db.ingest_frame(frame, source="hall", key_column="受理编号")
+    table = Event.__table__  # type: ignore[attr-defined]
+    with db.events.connect() as conn:
+        ids = list(conn.execute(select(table.c.event_id)).scalars())
+    rows = [{"event_id": i} for i in ids]
+
+    def received_to_standardized(rows: list[dict[str, int]]) -> int:
+        with db.events.begin() as conn:
+            return move(
+                conn, table, "status", EventStatus, EventStatus.received, EventStatus.standardized, rows,
+                key=("event_id",),
+            )  # fmt: skip
+
+    with db.events.begin() as conn:
+        conn.execute(table.update().where(table.c.event_id == ids[7]).values(status="invalid"))
+    with pytest.raises(StateError, match="1 of 50 event"):
+        received_to_standardized(rows)
+    with db.events.connect() as conn:
+        assert conn.execute(select(table.c.status).where(table.c.status == "standardized")).first() is None
+    rows.pop(7)
+    assert received_to_standardized(rows) == 49

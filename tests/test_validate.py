@@ -1,9 +1,14 @@
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
+import pytest
 
+from govdb import GovDB
 from govdb.rulebook import Rulebook
 from govdb.validate import validate_frame
+
+from .conftest import TODAY
 
 
 def test_failures_are_a_frame_and_no_row_is_dropped() -> None:
@@ -73,3 +78,54 @@ def test_a_township_address_is_not_a_village() -> None:
         frame, required=["division_code"], address_hint="440605", today=dt.date(2026, 11, 23), place_level=4
     )
     assert street.failures.is_empty()
+
+
+def test_standardizing_in_chunks_stores_what_one_pass_stores(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events are standardized a chunk at a time; every event gets what one pass over all of them
+    gives (fields, key order, flags, place, state), whatever the chunk holds."""
+    from sqlalchemy import text
+
+    from govdb import validate
+    from govdb.demo import COUNTY, make_disability_records, make_enterprises, make_hall_events, make_people
+    from govdb.validate import standardize_events
+
+    register = make_people(60, seed=5, today=TODAY)
+    db.load_people(register, source="public_security")
+    hall, cdpf, amr = tmp_path / "hall.csv", tmp_path / "cdpf.csv", tmp_path / "amr.csv"
+    make_hall_events(register, hall, seed=5, today=TODAY)
+    make_disability_records(register, cdpf, seed=5, today=TODAY)
+    make_enterprises(register, amr, seed=5, today=TODAY)
+    hall_options = {"key_column": "受理编号", "occurred_at_column": "办理时间"}
+    db.ingest(hall, source="hall", service_code="hall.resident_registration", **hall_options)
+    db.ingest(cdpf, source="cdpf", service_code="cdpf.disability_certificate", key_column="记录编号")
+    db.ingest(amr, source="amr", service_code="hall.enterprise_registration", key_column="登记编号")
+    unreadable = pl.DataFrame({"受理编号": ["X1"], "姓名": ["张伟"], "办理时间": ["not a time"]})
+    db.ingest_frame(unreadable, source="window", occurred_at_column="办理时间", key_column="受理编号")
+    query = text(
+        "SELECT event_id, status, division_code, CAST(standardized AS TEXT), CAST(quality_flags AS TEXT) "
+        "FROM event ORDER BY event_id"
+    )
+    reset = text("UPDATE event SET status = 'received', standardized = NULL, division_code = NULL")
+
+    def stored() -> list[tuple[object, ...]]:
+        with db.events.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+        with db.events.begin() as conn:
+            conn.execute(reset)
+        return rows
+
+    monkeypatch.setattr(validate, "CHUNK", 100_000)
+    whole = standardize_events(db.events, db.rules, today=TODAY, address_hint=COUNTY)
+    one_pass = stored()
+    monkeypatch.setattr(validate, "CHUNK", 7)
+    chunked = standardize_events(db.events, db.rules, today=TODAY, address_hint=COUNTY)
+    assert chunked.rows == whole.rows == len(one_pass) > 7 * 3
+    assert chunked.failures.equals(whole.failures) and whole.failures.height > 0
+    by_chunks = stored()
+    assert by_chunks == one_pass
+    # the JSON as stored, key order included
+    assert any(status == "invalid" for _, status, *_ in one_pass)
+    assert any(s and "division_code" in s for *_, s, _ in one_pass)
+    assert any(f and "occurred_at_unreadable" in f for *_, f in one_pass)

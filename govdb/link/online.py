@@ -58,6 +58,7 @@ class LinkResult:
     match_weight: float | None
     explanation: dict[str, Any]
     master: dict[str, Any] | None = None
+    explanation_json: str | None = None  # as the linker wrote it: stored without encoding it again
 
 
 def key_strings(prepared: pl.DataFrame, rules: MatchingRules) -> pl.DataFrame:
@@ -535,17 +536,10 @@ def link_against_master(
         )
         chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
         by_id = {row["person_id"]: row for row in read_people(conn, chosen).to_dicts()}
+    columns = ("rid", "person_id", "decision", "match_probability", "match_weight", "explanation")
     return [
-        LinkResult(
-            row["rid"],
-            row["person_id"],
-            row["decision"],
-            row["match_probability"],
-            row["match_weight"],
-            json.loads(row["explanation"]),
-            by_id.get(row["person_id"]) if row["person_id"] else None,
-        )
-        for row in out.links.iter_rows(named=True)
+        LinkResult(rid, person, decision, p, w, json.loads(why), by_id.get(person) if person else None, why)
+        for rid, person, decision, p, w, why in out.links.select(columns).iter_rows()
     ]
 
 

@@ -8,6 +8,7 @@ serialized once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -64,6 +65,67 @@ def _copy(conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[s
 
 
 def _executemany(conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[str, Constant]) -> None:
+    frame, texts = _sqlite_bindable(conn, frame)
+    names = ", ".join(f'"{c}"' for c in [*frame.columns, *constants])
+    values = ", ".join(
+        ["CAST(? AS TEXT)" if c in texts else "?" for c in frame.columns]
+        + [_sqlite_literal(v) for v in constants.values()]
+    )
+    _driver_executemany(conn, f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', frame)
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    frame: pl.DataFrame,
+    *,
+    key: str,
+    where: dict[str, str] | None = None,
+    constants: dict[str, Constant] | None = None,
+) -> int:
+    """`UPDATE table SET <frame's other columns>, <constants> WHERE key = <row's key> AND <where>`
+    for every row of `frame`, in the caller's transaction; returns how many rows changed.
+
+    One executemany through the driver (SQLAlchemy's parameter processing cost more than the
+    update itself). `where` holds columns to their expected values (a checked transition's state),
+    so the count tells the caller whether every row was still where it expected. JSON columns take
+    JSON text the caller serialized once; keys must be unique.
+    """
+    if frame.is_empty():
+        return 0
+    constants = constants or {}
+    where = where or {}
+    unknown = [c for c in [*frame.columns, *constants, *where] if c not in table.c]
+    if unknown or key not in frame.columns:
+        raise ValueError(f"{table.name} has no columns {unknown}" if unknown else f"no key column {key!r}")
+    if frame.get_column(key).is_duplicated().any():
+        raise ValueError(f"update_rows needs one row per {key!r}")
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    changed = [c for c in frame.columns if c != key]
+    fixed = {**constants, **{f"_where_{c}": v for c, v in where.items()}}
+    rows = frame.select(*changed, key)
+    if conn.dialect.name == "sqlite":  # constants as literals: each row binds only what varies
+        rows, texts = _sqlite_bindable(conn, rows)
+        bound = {c: "CAST(? AS TEXT)" if c in texts else "?" for c in rows.columns}
+        bound |= {c: _sqlite_literal(v) for c, v in fixed.items()}
+    else:
+        rows = rows.with_columns(
+            pl.lit(v, pl.Datetime("us", "UTC") if isinstance(v, dt.datetime) else None).alias(c)
+            for c, v in fixed.items()
+        )
+        rows = rows.select(*changed, *constants, key, *[f"_where_{c}" for c in where])
+        bound = dict.fromkeys(rows.columns, "%s")
+    sets = ", ".join(f'"{c}" = {bound[c]}' for c in [*changed, *constants])
+    tests = " AND ".join(f'"{c}" = {bound[n]}' for c, n in [(key, key), *((c, f"_where_{c}") for c in where)])
+    try:
+        return _driver_executemany(conn, f'UPDATE "{table.name}" SET {sets} WHERE {tests}', rows)
+    except dbapi_error as exc:
+        raise DBAPIError.instance(f'bulk update of "{table.name}"', None, exc, dbapi_error) from exc
+
+
+def _sqlite_bindable(conn: Connection, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The frame as SQLite binds it (aware times as SQLAlchemy's UTC text, text as UTF-8 bytes to
+    be cast back), and the names of the text columns."""
     timestamps = [
         pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
         for c, dtype in frame.schema.items()
@@ -76,16 +138,18 @@ def _executemany(conn: Connection, table: Table, frame: pl.DataFrame, constants:
     texts = [c for c, dtype in frame.schema.items() if dtype == pl.String] if _utf8(conn) else []
     if texts:
         frame = frame.with_columns(frame.get_column(c).cast(pl.Binary) for c in texts)
-    names = ", ".join(f'"{c}"' for c in [*frame.columns, *constants])
-    values = ", ".join(
-        ["CAST(? AS TEXT)" if c in texts else "?" for c in frame.columns]
-        + [_sqlite_literal(v) for v in constants.values()]
-    )
+    return frame, texts
+
+
+def _driver_executemany(conn: Connection, statement: str, frame: pl.DataFrame) -> int:
+    """One executemany of `statement` over the frame's rows (columns in placeholder order) through
+    the driver's cursor; the rows changed (both drivers sum them over the rows)."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         # Rows zipped from whole columns: cheaper than frame.rows(), and no list of tuples is built.
         rows = zip(*(column.to_list() for column in frame.iter_columns()), strict=True)
-        cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({values})', rows)
+        cursor.executemany(statement, rows)
+        return int(cursor.rowcount)
     finally:
         cursor.close()
 
@@ -97,17 +161,28 @@ def read_frame(conn: Connection, query: Any, schema: dict[str, Any]) -> pl.DataF
     1M people and their dates). Dates arrive as ISO text from SQLite and are parsed per column;
     the server's driver hands back dates already. `schema` names the query's columns in order.
     """
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params: Any = compiled.params
-    if compiled.positional:
-        params = tuple(params[name] for name in compiled.positiontup or ())
-    rows = conn.exec_driver_sql(str(compiled), params).fetchall()
+    rows = driver_rows(conn, query)
     if conn.dialect.name != "sqlite":
         return pl.DataFrame(rows, schema=schema, orient="row")
     dates = [c for c, dtype in schema.items() if dtype == pl.Date]
     raw = {c: (pl.String if c in dates else dtype) for c, dtype in schema.items()}
     frame = pl.DataFrame(rows, schema=raw, orient="row")
     return frame.with_columns(pl.col(c).str.to_date("%Y-%m-%d") for c in dates) if dates else frame
+
+
+def driver_rows(conn: Connection, query: Any) -> Sequence[Any]:
+    """The rows of a SELECT as the driver returns them: no result processing per value (SQLite's
+    JSON and dates as text, psycopg's JSON already decoded)."""
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup or ())
+    return conn.exec_driver_sql(str(compiled), params).fetchall()
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value from `driver_rows`: SQLite hands back the text, psycopg the value."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 @contextmanager

@@ -9,13 +9,16 @@ not listed here.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
+import polars as pl
 from sqlalchemy import Connection, Table, and_, bindparam, update
 
 from govdb.errors import StateError
+from govdb.store.bulk import update_rows
 
 
 class EventStatus(StrEnum):
@@ -202,18 +205,48 @@ def move(
     if not rows:
         return 0
     keys = list(key)
-    where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys), table.c[state_column] == source.value)
-    statement = update(table).where(where).values({state_column: target.value, **(values or {})})
-    params = [
-        {**{f"k_{k}": r[k] for k in keys}, **{n: v for n, v in r.items() if n not in keys}} for r in rows
-    ]
-    moved = _rowcount(conn, statement, params)
+    fixed = {state_column: target.value, **(values or {})}
+    if (
+        len(keys) == 1
+        and all(set(r) == {keys[0]} for r in rows)
+        and all(
+            v is None or (isinstance(v, str | int | dt.datetime) and not isinstance(v, bool))
+            for v in fixed.values()
+        )
+        and len({r[keys[0]] for r in rows}) == len(rows)
+    ):
+        # Keys only, constant values: one executemany through the driver (bulk.update_rows).
+        frame = pl.DataFrame({keys[0]: [r[keys[0]] for r in rows]})
+        moved = update_rows(
+            conn, table, frame, key=keys[0], where={state_column: source.value}, constants=fixed
+        )
+    else:
+        moved = _moved(conn, table, state_column, source, keys, rows, fixed)
     if expect_all and moved != len(rows):
         raise StateError(
             f"{len(rows) - moved} of {len(rows)} {table.name} row(s) were no longer {source.value!r} "
             f"(another clerk or job moved them first); nothing was changed, look again and retry"
         )
     return moved
+
+
+def _moved(
+    conn: Connection,
+    table: Table,
+    state_column: str,
+    source: StrEnum,
+    keys: list[str],
+    rows: Sequence[Mapping[str, Any]],
+    values: Mapping[str, Any],
+) -> int:
+    """The general move: SQLAlchemy's executemany, for composite keys, per-row values and SQL
+    expressions (`link_round + 1`)."""
+    where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys), table.c[state_column] == source.value)
+    statement = update(table).where(where).values(dict(values))
+    params = [
+        {**{f"k_{k}": r[k] for k in keys}, **{n: v for n, v in r.items() if n not in keys}} for r in rows
+    ]
+    return _rowcount(conn, statement, params)
 
 
 def _rowcount(conn: Connection, statement: Any, params: list[dict[str, Any]]) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, select
 
-from govdb.base.clock import utcnow
 from govdb.link.enterprises import link_enterprises
 from govdb.link.online import LinkResult
 from govdb.rulebook.loader import Rulebook
@@ -113,7 +112,7 @@ def _plan_enterprises(
     for link in results:
         event = by_id[int(link.record_id)]
         payload = payloads[event["event_id"]]
-        _link_row(work, event, "enterprise", link)
+        work.link(event, "enterprise", link)
         if link.decision == "review" or (link.decision == "new" and not payload.get("uscc")):
             # Without a valid code nobody can tell a new enterprise from a known one written
             # otherwise: the event stays in the event store, flagged.
@@ -166,20 +165,6 @@ def _propose(
     else:
         report.unroutable += 1
     work.event_to(event, EventStatus.proposed)
-
-
-def _link_row(work: _Chunk, event: dict[str, Any], kind: str, link: LinkResult) -> None:
-    work.links.append(
-        {
-            "event_id": event["event_id"],
-            "entity_kind": kind,
-            "entity_id": link.person_id or link.explanation.get("candidate"),
-            "score": link.match_probability,
-            "decision": link.decision,
-            "explanation": link.explanation,
-            "created_at": utcnow(),
-        }
-    )
 
 
 # --- places ----------------------------------------------------------------------------------
@@ -249,7 +234,7 @@ def _plan_places(
             None,
             {"blocking": "address" if payload.get("kind") == "building" else "road_name"},
         )
-        _link_row(work, event, "place", link)
+        work.link(event, "place", link)
         if key is None:
             work.event_to(event, EventStatus.unlinked, "no_place_address")
             report.unlinked += 1

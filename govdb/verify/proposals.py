@@ -29,7 +29,7 @@ from govdb.rulebook.models import Service
 from govdb.standards import standardize
 from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
-from govdb.store.bulk import among, id_chunks, insert_frame
+from govdb.store.bulk import among, driver_rows, id_chunks, insert_frame, json_value
 from govdb.store.events import Event, IngestBatch, Link, LinkExclusion, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, ProposalState, TaskState, move
@@ -79,6 +79,19 @@ class _Chunk:
     flags: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[dict[str, Any]] = field(default_factory=list)
 
+    def link(self, event: dict[str, Any], kind: str, link: LinkResult) -> None:
+        """The event's link row (the explanation as JSON text, as the linker wrote it if it did)."""
+        self.links.append(
+            {
+                "event_id": event["event_id"],
+                "entity_kind": kind,
+                "entity_id": link.person_id or link.explanation.get("candidate"),
+                "score": link.match_probability,
+                "decision": link.decision,
+                "explanation": link.explanation_json or _json(link.explanation),
+            }
+        )
+
     def event_to(self, event: dict[str, Any], target: EventStatus, flag: str | None = None) -> None:
         self.status.setdefault((EventStatus(event["status"]), target), []).append(
             {"event_id": event["event_id"]}
@@ -118,14 +131,17 @@ def _person_change(
     fields = {k: rec[k] for k in COMPARED if rec.get(k) not in (None, "")}
     if master is None:
         return service.route, fields
-    changed = {
-        k: v
-        for k, v in fields.items()
-        if _as_text(v) != _as_text(master.get(k))
-        and _as_text(v) != (master_std or {}).get(k)
-        and not (k in FOLDED and _fold(v) == _fold((master_std or {}).get(k) or master.get(k)))
-        and not (k == "division_code" and _within(master.get(k), v))
-    }
+    standardized = master_std or {}
+    changed: dict[str, Any] = {}
+    for k, v in fields.items():
+        text = _as_text(v)
+        if text == _as_text(master.get(k)) or text == standardized.get(k):
+            continue  # the common case: master holds it already, as written or standardized
+        if k in FOLDED and _fold(v) == _fold(standardized.get(k) or master.get(k)):
+            continue
+        if k == "division_code" and _within(master.get(k), v):
+            continue
+        changed[k] = v
     return (service.update_route, changed) if changed and service.update_route else (None, {})
 
 
@@ -174,6 +190,7 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
         EVENT.c.link_round,
         BATCH.c.authenticated_source,
     )
+    names = [c.name for c in columns]
     rows: list[dict[str, Any]] = []
     for state in (EventStatus.standardized, EventStatus.identity_review):
         query = (
@@ -183,7 +200,15 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
             .order_by(EVENT.c.event_id)
             .limit(CHUNK)
         )
-        rows += [dict(r._mapping) for r in conn.execute(query)]
+        # The driver's rows, JSON decoded here: SQLAlchemy's per-value processing cost more.
+        rows += [
+            dict(zip(names, row, strict=True))
+            | {
+                "standardized": json_value(row[5]),
+                "quality_flags": [] if row[6] == "[]" else json_value(row[6]),
+            }
+            for row in driver_rows(conn, query)
+        ]
     rows.sort(key=lambda r: r["event_id"])
     return rows[:CHUNK]
 
@@ -289,7 +314,6 @@ def _plan(
 ) -> None:
     """Decide, in memory, what each linked event becomes: a proposal on its route, an identity
     check, unlinked or confirmed."""
-    now = utcnow()
     candidates: set[Any] = {r.explanation.get("candidate") for r in results if r.decision == "review"}
     candidates -= {None}
     linked = [r.master for r in results if r.master is not None]
@@ -309,17 +333,7 @@ def _plan(
         event = by_id[int(link.record_id)]
         rec = event["standardized"] or {}
         service = rules.verification.services.get(event["service_code"] or "")
-        work.links.append(
-            {
-                "event_id": event["event_id"],
-                "entity_kind": "person",
-                "entity_id": link.person_id or link.explanation.get("candidate"),
-                "score": link.match_probability,
-                "decision": link.decision,
-                "explanation": link.explanation,
-                "created_at": now,
-            }
-        )
+        work.link(event, "person", link)
         if service is None:
             work.event_to(event, EventStatus.unlinked, "unknown_service")
             report.unlinked += 1
@@ -472,27 +486,23 @@ def _write(events: Engine, work: _Chunk) -> None:
             p["state"] = states[p["proposal_id"]].value
     text, day = pl.String, pl.Datetime("us", "UTC")
     task_columns = ("proposal_id", "step", "level", "department", "unit_id", "division_code", "state")
+    planned = [(f.proposal_id, t) for f in work.flows for t in f.tasks]
     tasks = pl.DataFrame(
-        [
-            {"proposal_id": f.proposal_id, **{c: getattr(t, c) for c in task_columns[1:]}}
-            | {"state": t.state.value, "decided_at": t.decided_at}
-            for f in work.flows
-            for t in f.tasks
-        ],
+        {"proposal_id": [p for p, _ in planned]}
+        | {c: [getattr(t, c) for _, t in planned] for c in task_columns[1:-1]}
+        | {"state": [t.state.value for _, t in planned], "decided_at": [t.decided_at for _, t in planned]},
         schema={**{c: (pl.Int64 if c == "step" else text) for c in task_columns}, "decided_at": day},
     )
-    link_columns = ("event_id", "entity_kind", "entity_id", "score", "decision")
-    links = pl.DataFrame(
-        [{**{c: k[c] for c in link_columns}, "explanation": _json(k["explanation"])} for k in work.links],
-        schema={
-            "event_id": pl.Int64,
-            "entity_kind": text,
-            "entity_id": text,
-            "score": pl.Float64,
-            "decision": text,
-            "explanation": text,
-        },
-    )
+    link_schema = {
+        "event_id": pl.Int64,
+        "entity_kind": text,
+        "entity_id": text,
+        "score": pl.Float64,
+        "decision": text,
+        "explanation": text,
+    }
+    # Frames built a column at a time: building them from a dict per row cost more than the insert.
+    links = pl.DataFrame({c: [k[c] for k in work.links] for c in link_schema}, schema=link_schema)
     proposal_columns = (
         "proposal_id",
         "event_id",
@@ -507,7 +517,8 @@ def _write(events: Engine, work: _Chunk) -> None:
         "round",
     )
     proposals = pl.DataFrame(
-        [{**{c: p[c] for c in proposal_columns}, "payload": _json(p["payload"])} for p in work.proposals],
+        {c: [p[c] for p in work.proposals] for c in proposal_columns}
+        | {"payload": [_json(p["payload"]) for p in work.proposals]},
         schema={
             **{c: (pl.Int64 if c in ("event_id", "round") else text) for c in proposal_columns},
             "payload": text,

@@ -103,6 +103,8 @@ class UnitIndex:
         self._village = {u.division_code: u.unit_id for u in units if u.level == "village"}
         self._street = {u.division_code: u.unit_id for u in units if u.level == "street"}
         self._department: dict[str, list[OrgUnit]] = {}
+        # assign() of a run repeats for every record of a village: (route, home, destination) -> checks
+        self._assigned: dict[tuple[int, str | None, str | None], tuple[Route, list[Assignment]]] = {}
         for u in units:
             if u.level == "department" and u.department:
                 self._department.setdefault(u.department, []).append(u)
@@ -128,6 +130,14 @@ class UnitIndex:
     def assign(self, route: Route, home: str | None, destination: str | None = None) -> list[Assignment]:
         """The checks of a route for a record at `home`; a move to another village (`destination`)
         adds that village's check right after the home village's."""
+        key = (id(route), home, destination)  # the route is held below, so its id is not reused
+        if key not in self._assigned:
+            if len(self._assigned) >= 100_000:  # a long-lived index (a hall's GovDB) stays small
+                self._assigned.clear()
+            self._assigned[key] = (route, self._assign(route, home, destination))
+        return list(self._assigned[key][1])
+
+    def _assign(self, route: Route, home: str | None, destination: str | None) -> list[Assignment]:
         out: list[Assignment] = []
         moving = bool(destination) and _village(destination) != _village(home)
         # The destination checks at the route's first local level: the village where there is one

@@ -1,0 +1,128 @@
+"""`process` alone, side by side: the current checkout against another on copies of one county.
+
+    python benchmarks/bench_process.py --people 200000 --events 200000 [--repeat 3] [--baseline DIR]
+
+The county (countygen's register, loaded, and its hall and certificate files, ingested) is made
+once by `bench_county.py --stop-after ingest_cdpf` in `--snapshot` (kept for later runs). Each run
+copies it, opens the copy in a fresh process and times `GovDB.process` alone; with `--baseline DIR`
+(another govdb checkout, e.g. a `git worktree` of an older commit) the two alternate, so their
+ratio is measured side by side on a shared machine. Every run prints a digest of what `process`
+stored (events, proposals, tasks, decisions, links; JSON compared decoded), so two commits that
+store the same thing print the same digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TODAY = "2026-11-30"
+OUTCOME = [
+    "SELECT event_id, status, division_code, standardized, quality_flags FROM event ORDER BY event_id",
+    "SELECT event_id, change, entity_kind, entity_id, payload, division_code, county_code, source,"
+    " department, state, round FROM proposal ORDER BY event_id, change",
+    "SELECT p.event_id, t.step, t.level, t.department, t.unit_id, t.division_code, t.state FROM task t"
+    " JOIN proposal p USING (proposal_id) ORDER BY p.event_id, t.step",
+    "SELECT p.event_id, t.step, d.outcome, d.actor_id FROM decision d JOIN task t USING (task_id)"
+    " JOIN proposal p USING (proposal_id) ORDER BY p.event_id, t.step",
+    "SELECT event_id, entity_kind, entity_id, score, decision, explanation FROM link ORDER BY event_id",
+]
+
+
+def worker(snapshot: Path, run: Path) -> None:
+    """One measured `process` on a fresh copy of the snapshot, in this process."""
+    import datetime as dt
+    import resource
+    import sqlite3
+    import time
+
+    import govdb
+    from govdb.api import GovDB
+
+    expected = Path(os.environ["PYTHONPATH"]).resolve()
+    assert Path(govdb.__file__).resolve().is_relative_to(expected), (
+        f"{govdb.__file__} is not under {expected}"
+    )
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(snapshot, run)
+    db = GovDB.open(run)
+    start, cpu = time.perf_counter(), time.process_time()
+    report = db.process(today=dt.date.fromisoformat(TODAY))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    db.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    digest = hashlib.sha256()
+    with sqlite3.connect(run / "govdb.events.sqlite") as conn:
+        for query in OUTCOME:
+            for row in conn.execute(query):
+                decoded = [json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v for v in row]
+                digest.update(json.dumps(decoded, sort_keys=True, ensure_ascii=False).encode())
+    shutil.rmtree(run, ignore_errors=True)
+    result = {"wall": wall, "cpu": cpu, "peak_mb": peak, "proposals": report.proposals.proposals}
+    print(json.dumps(result | {"digest": digest.hexdigest()[:16]}))
+
+
+def make_snapshot(args: argparse.Namespace) -> None:
+    if (args.snapshot / "govdb.events.sqlite").exists():
+        return
+    command = [sys.executable, str(HERE / "bench_county.py"), "--people", str(args.people)]
+    command += ["--events", str(args.events), "--home", str(args.snapshot), "--today", TODAY]
+    subprocess.run([*command, "--stop-after", "ingest_cdpf", "--no-record"], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another govdb checkout to measure side by side")
+    parser.add_argument("--snapshot", type=Path, help="the county before process (made if missing)")
+    parser.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    args.snapshot = args.snapshot or Path(f"/tmp/govdb-process-{args.people}-{args.events}")
+    make_snapshot(args)
+    checkouts = {"current": HERE.parent} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
+    for i in range(args.repeat):
+        for name, checkout in checkouts.items():
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    str(args.snapshot),
+                    str(args.snapshot) + f"-run-{name}",
+                ],
+                env={**os.environ, "PYTHONPATH": str(checkout)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"repeat {i + 1} {name:8} {runs[name][-1]}", flush=True)
+    for name, results in runs.items():
+        wall = statistics.median(r["wall"] for r in results)
+        cpu = statistics.median(r["cpu"] for r in results)
+        peak = max(r["peak_mb"] for r in results)
+        digests = sorted({str(r["digest"]) for r in results})
+        print(
+            f"{name:8} process median {wall:7.2f} s, cpu {cpu:7.2f} s, peak {peak:,.0f} MB, digest {digests}"
+        )
+    if args.baseline:
+        ratios = [c["wall"] / b["wall"] for c, b in zip(runs["current"], runs["baseline"], strict=True)]
+        print("current/baseline per repeat: " + ", ".join(f"{r:.2f}" for r in ratios))
+
+
+if __name__ == "__main__":
+    main()

@@ -135,7 +135,8 @@ class Bench:
             record.rss_mb = _status_kb("VmRSS") / 1024
             record.peak_mb = _status_kb("VmHWM") / 1024 if peak_ok else None
             self.steps.append(record)
-            print(f"  {name}: {record.seconds:.2f} s {record.note}", file=sys.stderr, flush=True)
+            peak = f" (peak {record.peak_mb:,.0f} MB)" if record.peak_mb else ""
+            print(f"  {name}: {record.seconds:.2f} s{peak} {record.note}", file=sys.stderr, flush=True)
             if profiler:
                 out = self.folder / f"profile-{name}.prof"
                 profiler.dump_stats(out)

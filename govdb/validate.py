@@ -289,22 +289,26 @@ def standardize_events(
     million payloads are never held at once; standardizing is per record, so chunks do not change
     what any event gets, and a run stopped midway leaves the rest `received` for the next.
     """
-    batches = IngestBatch.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        # only ingests given a --map have one (a JSON null is no map)
-        found = conn.execute(
-            select(batches.c.batch_id, batches.c.column_map).where(batches.c.column_map.is_not(None))
-        )
-        column_maps = {batch: mapping for batch, mapping in found if mapping}
     after, read, failures = 0, 0, [pl.DataFrame(schema=FAILURE_SCHEMA)]
     while True:
         with engine.connect() as conn:
             chunk = _received(conn, after)
+            # Read with each chunk: a file ingested with a map during the run is in a later chunk.
+            column_maps = _column_maps(conn)
         if not chunk:
             break
         after, read = chunk[-1][0], read + len(chunk)
         failures.append(_standardize_chunk(engine, rules, chunk, column_maps, today, address_hint))
     return ValidationReport(read, pl.concat(failures).sort("row_id", "column"))
+
+
+def _column_maps(conn: Connection) -> dict[str, dict[str, str]]:
+    """batch -> its column map; only ingests given a --map have one (a JSON null is no map)."""
+    batches = IngestBatch.__table__  # type: ignore[attr-defined]
+    found = conn.execute(
+        select(batches.c.batch_id, batches.c.column_map).where(batches.c.column_map.is_not(None))
+    )
+    return {batch: mapping for batch, mapping in found if mapping}
 
 
 def _received(conn: Connection, after: int) -> list[tuple[Any, ...]]:
@@ -414,7 +418,8 @@ def _standardize_chunk(
         if moved != updates.height:
             raise StateError(
                 f"{updates.height - moved} of {updates.height} events left `received` while they were "
-                "being standardized; nothing was written, run `govdb process` again"
+                "being standardized; none of them was written (earlier chunks were), "
+                "run `govdb process` again"
             )
     return failures
 
@@ -439,7 +444,7 @@ def _standardized_json(out: pl.DataFrame, keep: list[str]) -> pl.Series:
     return pl.Series(
         [
             json.dumps({keys[c]: v for c, v in row.items() if v is not None}, ensure_ascii=False)
-            for row in out.select(list(keys)).iter_rows(named=True)
+            for row in pl.DataFrame([out.get_column(c) for c in keys]).iter_rows(named=True)
         ],
         dtype=pl.String,
     )

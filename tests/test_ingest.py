@@ -457,3 +457,15 @@ def test_ingest_indexes_migrate_and_keep_the_data(backend: str, tmp_path: Path) 
         engine.dispose()
         if schemas is not None:
             next(schemas, None)
+
+
+@pytest.mark.parametrize("header", ["受理编号,姓名,*", "受理编号,^a$,a", "受理编号,^.*$,x"])
+def test_headers_that_read_as_patterns_are_stored_by_name(db: GovDB, tmp_path: Path, header: str) -> None:
+    """`*` and `^a$` are column names here, never polars' all-columns or regular expressions."""
+    path = tmp_path / "odd.csv"
+    path.write_text(f"{header}\nA1,v1,v2\n", encoding="utf-8")
+    report = db.ingest(path, source="odd", key_column="受理编号")
+    assert (report.stored, report.quarantined) == (1, 0)
+    with Session(db.events) as s:
+        raw = s.exec(select(Event.raw)).one()
+    assert raw == dict(zip(header.split(","), ["A1", "v1", "v2"], strict=True))

@@ -354,3 +354,35 @@ def test_a_bulk_move_counts_rows_another_job_moved_first(db: GovDB) -> None:
         assert conn.execute(select(table.c.status).where(table.c.status == "standardized")).first() is None
     rows.pop(7)
     assert received_to_standardized(rows) == 49
+
+
+def test_a_bulk_move_stores_an_aware_time_as_its_utc_time(db: GovDB) -> None:
+    """An aware time of another zone is stored as its UTC time on both backends (naive times take
+    the ORM's path, as before)."""
+    import datetime as dt
+
+    import polars as pl
+    from sqlalchemy import select
+
+    from govdb.store.bulk import json_value
+    from govdb.store.events import Event
+    from govdb.store.states import EventStatus, move
+
+    db.ingest_frame(
+        pl.DataFrame({"受理编号": ["T1", "T2"], "姓名": ["张伟", "李娜"]}),
+        source="hall",
+        key_column="受理编号",
+    )
+    table = Event.__table__  # type: ignore[attr-defined]
+    with db.events.connect() as conn:
+        ids = list(conn.execute(select(table.c.event_id).order_by(table.c.event_id)).scalars())
+    beijing = dt.datetime(2026, 11, 30, 16, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with db.events.begin() as conn:
+        move(
+            conn, table, "status", EventStatus, EventStatus.received, EventStatus.standardized,
+            [{"event_id": ids[0]}], key=("event_id",), values={"received_at": beijing},
+        )  # fmt: skip
+    with db.events.connect() as conn:
+        stored = conn.execute(select(table.c.received_at).where(table.c.event_id == ids[0])).scalar_one()
+    assert stored.replace(tzinfo=None) == dt.datetime(2026, 11, 30, 8, 30)
+    assert json_value(b'["occurred_at_unreadable"]') == ["occurred_at_unreadable"]  # a BLOB, by an insider

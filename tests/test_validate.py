@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 from pathlib import Path
 
 import polars as pl
@@ -129,3 +130,40 @@ def test_standardizing_in_chunks_stores_what_one_pass_stores(
     assert any(status == "invalid" for _, status, *_ in one_pass)
     assert any(s and "division_code" in s for *_, s, _ in one_pass)
     assert any(f and "occurred_at_unreadable" in f for *_, f in one_pass)
+
+
+def test_a_file_ingested_with_a_map_during_a_run_is_read_through_its_map(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Maps are read with each chunk: a batch ingested (with --map) while `process` runs is
+    standardized through its map in a later chunk of the same run."""
+    from sqlalchemy import text
+
+    from govdb import validate
+    from govdb.standards.ids import make_id
+    from govdb.validate import standardize_events
+
+    id_number = make_id("440605", dt.date(1949, 12, 31), 1)
+
+    def mapped(key: str) -> pl.DataFrame:
+        return pl.DataFrame({"编号": [key], "申请人": ["李娜"], "证件": [id_number]})
+
+    mapping = {"申请人": "name", "证件": "id_number"}
+    db.ingest_frame(mapped("A1"), source="early", key_column="编号", mapping=mapping)
+    monkeypatch.setattr(validate, "CHUNK", 1)
+    first_chunk = validate._standardize_chunk
+
+    def then_ingest(*args: object, **kwargs: object) -> pl.DataFrame:
+        failures = first_chunk(*args, **kwargs)  # type: ignore[arg-type]
+        monkeypatch.setattr(validate, "_standardize_chunk", first_chunk)
+        db.ingest_frame(mapped("LATE1"), source="late", key_column="编号", mapping=mapping)
+        return failures
+
+    monkeypatch.setattr(validate, "_standardize_chunk", then_ingest)
+    standardize_events(db.events, db.rules, today=TODAY)
+    with db.events.connect() as conn:
+        rows = conn.execute(text("SELECT source_key, standardized FROM event ORDER BY event_id")).all()
+    assert [key for key, _ in rows] == ["A1", "LATE1"]
+    for _, fields in rows:
+        fields = json.loads(fields) if isinstance(fields, str) else fields
+        assert fields["name"] == "李娜" and fields["id_number"] == id_number

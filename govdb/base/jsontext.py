@@ -45,12 +45,13 @@ def json_objects(
         return pl.Series("json", [], dtype=pl.String)
     if not keys:
         return pl.Series("json", ["{}"] * frame.height, dtype=pl.String)
-    wrong = {c: str(t) for c, t in frame.select(list(keys)).schema.items() if t != pl.String}
+    wrong = {c: str(frame.schema[c]) for c in keys if frame.schema[c] != pl.String}
     if wrong:
         raise TypeError(f"json_objects writes text columns only, not {wrong}")
-    # Positional names: a header may be `*` or `^a$`, which pl.col reads as all columns or a regex.
+    # Positional names, and columns taken by exact name: a header may be `*` or `^a$`, which
+    # pl.col (and select) reads as all columns or a regular expression.
     names = {column: f"c{i}" for i, column in enumerate(keys)}
-    frame = frame.select(pl.col(column).alias(name) for column, name in names.items())
+    frame = pl.DataFrame([frame.get_column(column).alias(name) for column, name in names.items()])
     escape = frame.select(pl.all().str.contains(r'[\x00-\x1f"\\]').any()).row(0, named=True)
     control = dict.fromkeys(frame.columns, False)
     if any(escape.values()):

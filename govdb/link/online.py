@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,9 @@ class LinkResult:
     match_weight: float | None
     explanation: dict[str, Any]
     master: dict[str, Any] | None = None
-    explanation_json: str | None = None  # as the linker wrote it: stored without encoding it again
+    # The explanation as the linker wrote it, stored without encoding it again. Not an argument:
+    # dataclasses.replace() leaves it None, so an explanation changed by replace() is never shadowed.
+    explanation_json: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def key_strings(prepared: pl.DataFrame, rules: MatchingRules) -> pl.DataFrame:
@@ -537,10 +539,14 @@ def link_against_master(
         chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
         by_id = {row["person_id"]: row for row in read_people(conn, chosen).to_dicts()}
     columns = ("rid", "person_id", "decision", "match_probability", "match_weight", "explanation")
-    return [
-        LinkResult(rid, person, decision, p, w, json.loads(why), by_id.get(person) if person else None, why)
-        for rid, person, decision, p, w, why in out.links.select(columns).iter_rows()
-    ]
+    results = []
+    for rid, person, decision, p, w, why in out.links.select(columns).iter_rows():
+        result = LinkResult(
+            rid, person, decision, p, w, json.loads(why), by_id.get(person) if person else None
+        )
+        object.__setattr__(result, "explanation_json", why)  # frozen; the text is the dict's source
+        results.append(result)
+    return results
 
 
 def link_one(

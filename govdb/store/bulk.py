@@ -100,6 +100,8 @@ def update_rows(
         raise ValueError(f"{table.name} has no columns {unknown}" if unknown else f"no key column {key!r}")
     if frame.get_column(key).is_duplicated().any():
         raise ValueError(f"update_rows needs one row per {key!r}")
+    if any(isinstance(v, dt.datetime) and v.tzinfo is None for v in constants.values()):
+        raise ValueError("a constant time must be aware (UTC), on either backend")
     dbapi_error = conn.dialect.loaded_dbapi.Error
     changed = [c for c in frame.columns if c != key]
     fixed = {**constants, **{f"_where_{c}": v for c, v in where.items()}}
@@ -110,7 +112,9 @@ def update_rows(
         bound |= {c: _sqlite_literal(v) for c, v in fixed.items()}
     else:
         rows = rows.with_columns(
-            pl.lit(v, pl.Datetime("us", "UTC") if isinstance(v, dt.datetime) else None).alias(c)
+            pl.lit(v.astimezone(dt.UTC), pl.Datetime("us", "UTC")).alias(c)
+            if isinstance(v, dt.datetime)
+            else pl.lit(v).alias(c)
             for c, v in fixed.items()
         )
         rows = rows.select(*changed, *constants, key, *[f"_where_{c}" for c in where])
@@ -181,8 +185,9 @@ def driver_rows(conn: Connection, query: Any) -> Sequence[Any]:
 
 
 def json_value(value: Any) -> Any:
-    """A JSON column's value from `driver_rows`: SQLite hands back the text, psycopg the value."""
-    return json.loads(value) if isinstance(value, str) else value
+    """A JSON column's value from `driver_rows`: SQLite hands back the text (or bytes, where a
+    writer stored a BLOB), psycopg the decoded value."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 @contextmanager

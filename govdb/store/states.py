@@ -206,15 +206,7 @@ def move(
         return 0
     keys = list(key)
     fixed = {state_column: target.value, **(values or {})}
-    if (
-        len(keys) == 1
-        and all(set(r) == {keys[0]} for r in rows)
-        and all(
-            v is None or (isinstance(v, str | int | dt.datetime) and not isinstance(v, bool))
-            for v in fixed.values()
-        )
-        and len({r[keys[0]] for r in rows}) == len(rows)
-    ):
+    if len(keys) == 1 and _driver_movable(keys[0], rows, fixed):
         # Keys only, constant values: one executemany through the driver (bulk.update_rows).
         frame = pl.DataFrame({keys[0]: [r[keys[0]] for r in rows]})
         moved = update_rows(
@@ -228,6 +220,22 @@ def move(
             f"(another clerk or job moved them first); nothing was changed, look again and retry"
         )
     return moved
+
+
+def _driver_movable(key: str, rows: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any]) -> bool:
+    """Whether `update_rows` can make this move: rows of one key each, all text or all 64-bit
+    integers, none twice, and values that are constants (aware times; naive ones are refused by
+    the general path, as before)."""
+    if any(set(r) != {key} for r in rows):
+        return False
+    values = [r[key] for r in rows]
+    text = all(type(v) is str for v in values)
+    integer = all(type(v) is int and -(2**63) <= v < 2**63 for v in values)
+    constant = all(
+        v is None or type(v) in (str, int) or (isinstance(v, dt.datetime) and v.tzinfo is not None)
+        for v in fixed.values()
+    )
+    return (text or integer) and constant and len(set(values)) == len(values)
 
 
 def _moved(

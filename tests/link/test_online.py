@@ -207,3 +207,16 @@ def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) 
         )
         by_id = {r["person_id"]: r for r in _person_rows(conn, ids)}
         assert [by_id[i] for i in ids] == read_people(conn, ids).sort("person_id").to_dicts()
+
+
+def test_an_explanation_changed_by_replace_is_not_shadowed_by_the_linkers_text() -> None:
+    """The linker's JSON text rides along only until the explanation is replaced (a split adds
+    `excluded`, a look-up redacts): then the stored text is the new explanation's."""
+    import dataclasses
+
+    from govdb.link.online import LinkResult
+
+    found = LinkResult("r1", "P1", "match", 0.99, 9.1, {"candidate": "P1"})
+    object.__setattr__(found, "explanation_json", '{"candidate":"P1"}')
+    changed = dataclasses.replace(found, explanation={"candidate": "P1", "excluded": ["P2"]})
+    assert changed.explanation_json is None and changed.explanation["excluded"] == ["P2"]

@@ -227,11 +227,15 @@ class GovDB:
 
     # --- linkage -----------------------------------------------------------------------------
 
-    def linkage_model(self) -> link_stage.LinkModel:
-        """The stored (trained) person model, else one with the rules' m and master's u."""
+    def linkage_model(self, features: pl.DataFrame | None = None) -> link_stage.LinkModel:
+        """The stored (trained) person model, else one with the rules' m and master's u (from
+        `features`, every person's, when the caller holds them)."""
         if self._model is None:
             self._model = link_stage.stored_model(self.master) or link_stage.default_model(
-                self.master, self.rules.matching["person"], address_hint=self.served_county()
+                self.master,
+                self.rules.matching["person"],
+                address_hint=self.served_county(),
+                features=features,
             )
         return self._model
 

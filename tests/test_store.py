@@ -178,6 +178,65 @@ def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them
     assert not any("INDEX" in s for s in statements)
 
 
+def test_a_bulk_insert_stores_text_and_bytes_exactly_however_they_are_bound(db: GovDB) -> None:
+    """On SQLite long non-ASCII text is bound as bytes (bytearrays, cast back to text), short text
+    as strings, a column with nulls as a list; a real blob column stays a blob. Every value reads
+    back exactly, as text where the column is text, on both backends."""
+    import datetime as dt
+
+    import polars as pl
+    from sqlalchemy import select, text
+
+    from govdb.store.bulk import insert_frame
+    from govdb.store.events import Quarantine
+
+    table = Quarantine.__table__  # type: ignore[attr-defined]
+    long_text = "南海区桂城街道南海大道" * 40 + "\u2028\t\"'"
+    rows = pl.DataFrame(
+        {
+            "line": [1, 2, 3, 4],
+            "file_sha256": ["a" * 64, "b" * 64, "c" * 64, "d" * 64],
+            "raw_text": [long_text + str(i) for i in range(4)],  # long non-ASCII: bound as bytes
+            "source_file": [long_text, None, "短", long_text],  # long, with a null: a list as it is
+            "reason": ["r", "理由", "", "r"],  # short text: strings
+            "raw_bytes": [b"\xff\x00\xfe", b"", b"\x80abc", b"\xd5\xc5"],  # blob, no nulls
+        }
+    )
+    constants = {
+        "batch_id": "b1",
+        "source_system": "hall",
+        "received_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+    }
+    with db.events.begin() as conn:
+        insert_frame(conn, table, rows, constants)
+        insert_frame(  # a blob column holding a null
+            conn,
+            table,
+            rows.head(2).with_columns(pl.Series("raw_bytes", [None, b"\x00"]), line=pl.Series([5, 6])),
+            constants,
+        )
+    with db.events.connect() as conn:
+        got = conn.execute(
+            select(table.c.raw_text, table.c.source_file, table.c.reason, table.c.raw_bytes).order_by(
+                table.c.line
+            )
+        ).all()
+        if conn.dialect.name == "sqlite":
+            kinds = conn.execute(
+                text(
+                    "SELECT DISTINCT typeof(raw_text), typeof(source_file), typeof(raw_bytes) FROM quarantine"
+                )
+            ).all()
+            assert set(kinds) <= {
+                ("text", "text", "blob"),
+                ("text", "null", "blob"),
+                ("text", "text", "null"),
+            }
+    expected = [*rows.select("raw_text", "source_file", "reason", "raw_bytes").rows()]
+    expected += [(*expected[0][:3], None), (*expected[1][:3], b"\x00")]
+    assert [tuple(r) for r in got] == expected
+
+
 def test_a_bulk_insert_that_breaks_a_constraint_raises_as_sqlalchemy_does(db: GovDB) -> None:
     """The driver's own error (COPY, executemany) comes out as SQLAlchemy's IntegrityError, which
     callers catch and the command line explains in one line, as for any other statement."""

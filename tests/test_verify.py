@@ -889,6 +889,14 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
         return loaded[-1]
 
     monkeypatch.setattr(FeatureCache, "load_everyone", spy)
+    given: list[int | None] = []  # the features the untrained model was built from, if given
+    linkage_model = GovDB.linkage_model
+
+    def model_spy(self: GovDB, features: pl.DataFrame | None = None) -> Any:
+        given.append(None if features is None else features.height)
+        return linkage_model(self, features)
+
+    monkeypatch.setattr(GovDB, "linkage_model", model_spy)
     for mode, threshold in (("keys", 10**12), ("memory", 0)):
         monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", threshold)
         with open_backend(backend, tmp_path / mode, rules) as db:
@@ -918,7 +926,8 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
     assert {"match", "new"} <= set(decisions), decisions  # the records made the linker decide both ways
     assert len(decisions) == len(records)  # every record was linked, those without an ID number too
     assert loaded == [True]  # only the second run held everyone in memory
-    assert seen["memory"] == seen["keys"]
+    assert given == [None, register.height]  # ... and built its model from the features it held
+    assert seen["memory"] == seen["keys"]  # the same links and scores: the same model
 
 
 def test_a_run_in_memory_sees_what_a_promote_changes_while_it_runs(

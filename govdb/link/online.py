@@ -461,15 +461,22 @@ def store_model(master: Engine, model: LinkModel, entity_kind: str = "person") -
 
 
 def default_model(
-    master: Engine, rules: MatchingRules, *, today: dt.date | None = None, address_hint: str | None = None
+    master: Engine,
+    rules: MatchingRules,
+    *,
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+    features: pl.DataFrame | None = None,
 ) -> LinkModel:
     """A model before any training: m from the comparisons' defaults, u and term frequencies from
-    master itself, and a prior of one match per record (1 / people in master)."""
+    master itself, and a prior of one match per record (1 / people in master). `features` are
+    every person's, when the caller holds them already (a `process` run's FeatureCache): a
+    county's are not read, and held, a second time."""
     person = Person.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
         people = int(conn.execute(select(func.count()).select_from(person)).scalar_one())
         # Keyed people carry their features already; standardize again only if some are not keyed.
-        prepared = read_features(conn)
+        prepared = features if features is not None and features.height == people else read_features(conn)
         if prepared.height != people:
             prepared = prepare(
                 read_people(conn), id_column="person_id", today=today, address_hint=address_hint

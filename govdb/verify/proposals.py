@@ -217,7 +217,7 @@ def propose_events(
     events: Engine,
     master: Engine,
     rules: Rulebook,
-    model: LinkModel | Callable[[], LinkModel],
+    model: LinkModel | Callable[..., LinkModel],
     *,
     address_hint: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -226,7 +226,8 @@ def propose_events(
 
     Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
     next run takes the reviewer's answer as the link and proposes the event's change. The caller
-    holds the `process` job lock."""
+    holds the `process` job lock. A `model` factory is called when first needed, with `features`
+    (every person's) when the run holds them, else without arguments."""
     report = ProposeReport()
     with Session(master) as ms:
         units = UnitIndex(ms)
@@ -235,7 +236,8 @@ def propose_events(
     ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
     if total >= IN_MEMORY_EVENTS:
         with master.connect() as conn:
-            features.load_everyone(conn)
+            if features.load_everyone(conn) and not isinstance(model, LinkModel):
+                model = _with_features(model, features)
     while True:
         with events.connect() as conn:
             chunk = _read_chunk(conn, after)
@@ -248,6 +250,15 @@ def propose_events(
         with master.connect() as conn:
             features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
         _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
+
+
+def _with_features(factory: Callable[..., LinkModel], features: FeatureCache) -> Callable[[], LinkModel]:
+    """The model factory given the run's features of everyone, as they are when it is called."""
+
+    def model() -> LinkModel:
+        return factory(features=features.all())
+
+    return model
 
 
 def _waiting(events: Engine) -> int:

@@ -17,6 +17,7 @@ from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
 from govdb.link.online import (
     _person_rows,
+    default_model,
     ensure_link_keys,
     feature_rows,
     key_unrecorded_store,
@@ -207,6 +208,26 @@ def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) 
         )
         by_id = {r["person_id"]: r for r in _person_rows(conn, ids)}
         assert [by_id[i] for i in ids] == read_people(conn, ids).sort("person_id").to_dicts()
+
+
+def test_the_default_model_from_features_held_equals_the_one_from_the_store(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process run that holds everyone's features builds the untrained model from them instead
+    of reading them again: the same model; features of some other population are not used."""
+    import govdb.link.online as online
+
+    db.load_people(make_people(80, seed=6, today=TODAY), source="population_register")
+    rules = db.rules.matching["person"]
+    with db.master.connect() as conn:
+        everyone = read_features(conn)
+    read = default_model(db.master, rules).to_dict()
+    reads: list[object] = []
+    monkeypatch.setattr(online, "read_features", lambda conn, ids=None: reads.append(ids) or everyone)
+    assert default_model(db.master, rules, features=everyone).to_dict() == read
+    assert reads == []  # not read again
+    assert default_model(db.master, rules, features=everyone.head(10)).to_dict() == read
+    assert reads == [None]  # a frame of other people: everyone read from the store
 
 
 def test_an_explanation_changed_by_replace_is_not_shadowed_by_the_linkers_text() -> None:

@@ -140,7 +140,7 @@ class Proposal(EventModel, table=True):
     )
 
     proposal_id: str = Field(primary_key=True, max_length=36)
-    event_id: int = Field(foreign_key="event.event_id", index=True)
+    event_id: int = Field(foreign_key="event.event_id")  # looked up through uq_proposal_event_change
     change: str = Field(max_length=64)  # route name: new_person, update_person, credential, ...
     entity_kind: str = Field(max_length=16)
     entity_id: str | None = Field(default=None, max_length=32)
@@ -182,7 +182,7 @@ class Task(EventModel, table=True):
     )
 
     task_id: int | None = Field(default=None, primary_key=True)
-    proposal_id: str = Field(foreign_key="proposal.proposal_id", index=True, max_length=36)
+    proposal_id: str = Field(foreign_key="proposal.proposal_id", max_length=36)  # through uq_task_step
     step: int
     level: str = Field(max_length=16)
     department: str | None = Field(default=None, max_length=64)
@@ -208,7 +208,7 @@ class Decision(EventModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    task_id: int = Field(foreign_key="task.task_id", index=True)
+    task_id: int = Field(foreign_key="task.task_id")  # looked up through uq_decision_task_round
     round: int = 0
     outcome: str = Field(max_length=16)  # approve / reject / amend / return
     actor_id: str | None = Field(default=None, max_length=64)

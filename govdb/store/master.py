@@ -117,7 +117,7 @@ class Credential(MasterModel, table=True):
 
     credential_id: str = Field(primary_key=True, max_length=32)
     person_id: str = Field(foreign_key="person.person_id", index=True, max_length=32)
-    kind: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=64)  # looked up through uq_credential_kind_number
     number: str = Field(max_length=64)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     issuer: str | None = Field(default=None, max_length=64)
@@ -391,7 +391,7 @@ class Issuance(MasterModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    programme: str = Field(max_length=64, index=True)
+    programme: str = Field(max_length=64)  # looked up through uq_issuance_once
     cycle: str = Field(max_length=32)
     person_id: str = Field(foreign_key="person.person_id", max_length=32)
     run_id: str = Field(max_length=36)

@@ -6,6 +6,7 @@ import pytest
 from sqlmodel import Session, select
 
 from govdb import GovDB, InputFileError
+from govdb.readers import read_records
 from govdb.store.events import Event, IngestBatch, Quarantine
 
 HEADER = "受理编号,姓名,身份证号,联系电话\r\n"
@@ -469,3 +470,41 @@ def test_headers_that_read_as_patterns_are_stored_by_name(db: GovDB, tmp_path: P
     with Session(db.events) as s:
         raw = s.exec(select(Event.raw)).one()
     assert raw == dict(zip(header.split(","), ["A1", "v1", "v2"], strict=True))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # CRLF, a blank line, a line of blanks, too few fields
+        "编号,姓名\r\nA1,张伟\r\n\r\nA2,李娜\r\n,\r\nA3\r\n",
+        "\n\n编号,姓名\nA1,张伟\nA2,\u2028李\x0b娜\nA3,王芳",  # blanks before the header, no final newline
+        "编号,姓名\rA1,张伟\rA2,李娜\r",  # CR only
+        "编号\t姓名\nA1\t張偉\n",
+    ],
+)
+def test_a_clean_file_reads_the_same_whichever_way_its_lines_are_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """Clean text without quotes is split on one polars column; text too long for one polars
+    string (4 GiB) is split into Python lines instead. Both give the same records and refusals."""
+    import govdb.readers.delimited as delimited
+
+    path = tmp_path / ("f.tsv" if "\t" in text else "f.csv")
+    path.write_bytes(text.encode("gb18030"))
+    read = []
+    for bound in (delimited.LINE_COLUMN_MAX_CHARS, 0):
+        monkeypatch.setattr(delimited, "LINE_COLUMN_MAX_CHARS", bound)
+        records, _ = read_records(path)
+        frame = records.frame
+        read.append(
+            (
+                records.columns,
+                None if frame is None else frame.rows(),
+                records.lines,
+                None if records.text_column is None else records.text_column.to_list(),
+                [(u.line, u.text, u.reason) for u in records.bad],
+                records.blank,
+            )
+        )
+    assert read[0] == read[1]
+    assert read[0][1]  # some records were read

@@ -19,6 +19,10 @@ from govdb.readers.records import (
     unique_names,
 )
 
+# Text split as one polars value must fit one polars string (under 4 GiB of UTF-8: at most four
+# bytes a character); a longer file is split into Python lines.
+LINE_COLUMN_MAX_CHARS = (2**32 - 1) // 4
+
 csv.field_size_limit(2**31 - 1)  # a cell is as long as the file says; 128 KiB is only csv's default
 
 
@@ -27,7 +31,7 @@ def _read_delimited(data: bytes, delimiter: str, fmt: str) -> FileRecords:
     encoding, foreign, suspicious = decoded.encoding, decoded.foreign, decoded.suspicious
     quoted = '"' in decoded.text
     lines: list[str] | pl.Series
-    if quoted or suspicious or foreign:
+    if quoted or suspicious or foreign or len(decoded.text) > LINE_COLUMN_MAX_CHARS:
         lines, newline = _split_lines(decoded.text)
     else:
         # Clean text without quotes (what hall systems export) is split on one column, never

@@ -228,14 +228,11 @@ class GovDB:
     # --- linkage -----------------------------------------------------------------------------
 
     def linkage_model(self, features: pl.DataFrame | None = None) -> link_stage.LinkModel:
-        """The stored (trained) person model, else one with the rules' m and master's u (from
-        `features`, every person's, when the caller holds them)."""
+        """The stored (trained) person model, else the rules' m and master's u (from `features`)."""
         if self._model is None:
+            hint, rules = self.served_county(), self.rules.matching["person"]
             self._model = link_stage.stored_model(self.master) or link_stage.default_model(
-                self.master,
-                self.rules.matching["person"],
-                address_hint=self.served_county(),
-                features=features,
+                self.master, rules, address_hint=hint, features=features
             )
         return self._model
 
@@ -595,8 +592,7 @@ class GovDB:
         return Analytics(self.events, self.rules)
 
     def counts(self) -> dict[str, int]:
-        """Row counts of the main tables of both stores."""
-        return table_counts(self.master, self.events)
+        return table_counts(self.master, self.events)  # row counts of the main tables of both stores
 
 
 def open_db(home: str | Path | None = None, **options: Any) -> GovDB:

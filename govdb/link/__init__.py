@@ -2,7 +2,7 @@
 
 features (prepare both sides) -> blocking (candidate pairs) -> comparisons (levels) -> model (m, u,
 prior, weights) -> batch (files and frames) / online (one record against the master store) ->
-clusters (records of one person within a file).
+clusters (records of one person within a file); stored (the model a store links with).
 """
 
 from govdb.link.batch import LinkOutput, link_frames, link_prepared
@@ -10,16 +10,14 @@ from govdb.link.clusters import DedupeOutput, dedupe_frame
 from govdb.link.model import LinkModel
 from govdb.link.online import (
     LinkResult,
-    default_model,
     ensure_link_keys,
     key_unrecorded_store,
     link_against_master,
     link_one,
     read_people,
     refresh_link_keys,
-    store_model,
-    stored_model,
 )
+from govdb.link.stored import default_model, store_model, stored_model
 
 __all__ = [
     "DedupeOutput",

@@ -26,7 +26,8 @@ from govdb.link.batch import link_prepared
 from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import ENTERPRISE_FIELDS, prepare_enterprises
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
-from govdb.link.online import LinkResult, stored_model
+from govdb.link.online import LinkResult
+from govdb.link.stored import stored_model
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, id_chunks
 from govdb.store.master import Enterprise

@@ -17,12 +17,12 @@ from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
 from govdb.link.online import (
     _person_rows,
-    default_model,
     ensure_link_keys,
     feature_rows,
     key_unrecorded_store,
     read_features,
 )
+from govdb.link.stored import default_model
 from govdb.rulebook import Rulebook
 from govdb.rulebook.models import Bands
 from govdb.store.events import Proposal
@@ -215,7 +215,7 @@ def test_the_default_model_from_features_held_equals_the_one_from_the_store(
 ) -> None:
     """A process run that holds everyone's features builds the untrained model from them instead
     of reading them again: the same model; features of some other population are not used."""
-    import govdb.link.online as online
+    import govdb.link.stored as stored
 
     db.load_people(make_people(80, seed=6, today=TODAY), source="population_register")
     rules = db.rules.matching["person"]
@@ -223,7 +223,7 @@ def test_the_default_model_from_features_held_equals_the_one_from_the_store(
         everyone = read_features(conn)
     read = default_model(db.master, rules).to_dict()
     reads: list[object] = []
-    monkeypatch.setattr(online, "read_features", lambda conn, ids=None: reads.append(ids) or everyone)
+    monkeypatch.setattr(stored, "read_features", lambda conn, ids=None: reads.append(ids) or everyone)
     assert default_model(db.master, rules, features=everyone).to_dict() == read
     assert reads == []  # not read again
     assert default_model(db.master, rules, features=everyone.head(10)).to_dict() == read

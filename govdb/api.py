@@ -37,6 +37,7 @@ from govdb.correct import conflicts as conflict_stage
 from govdb.correct import revert as revert_stage
 from govdb.correct.conflicts import ConflictView
 from govdb.errors import GovdbError, RulesChangedError, StateError
+from govdb.link.loadkeys import keyed_load
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import asof as asof_stage
 from govdb.serve import enterprise as serve_enterprise
@@ -194,9 +195,7 @@ class GovDB:
         """Authoritative bulk load of people (e.g. the population register); returns the load id.
         A `person_id` column keeps the register's ids; `valid_from` is the date its values hold
         from (unknown by default). The new people's blocking keys are indexed for linkage."""
-        return self._keyed_load(
-            lambda: load_stage.bulk_load_people(self.master, people, source=source, valid_from=valid_from)
-        )
+        return self._keyed_load(load_stage.bulk_load_people, people, source=source, valid_from=valid_from)
 
     def load_people_file(
         self,
@@ -209,18 +208,15 @@ class GovDB:
         """Load a register file (CSV/TSV, XLSX, Parquet, JSON Lines) of people: headers through the
         rules' aliases (and `mapping`), values standardized, rows without a valid ID number or name
         refused and reported; then the new people's blocking keys are indexed."""
-        aliases = self.rules.column_aliases()
-        return self._keyed_load(
-            lambda: load_stage.load_people_file(
-                self.master, Path(path), aliases, source=source, valid_from=valid_from, mapping=mapping
-            )
-        )
+        file, aliases = Path(path), self.rules.column_aliases()
+        load = load_stage.load_people_file
+        return self._keyed_load(load, file, aliases, source=source, valid_from=valid_from, mapping=mapping)
 
-    def _keyed_load(self, load: Callable[[], T]) -> T:
-        """A load, then its people's keys; refused before it writes if master is keyed by other rules."""
-        link_stage.ensure_link_keys(self.master, self.rules.matching["person"])
-        loaded = load()
-        link_stage.refresh_link_keys(self.master, self.rules.matching["person"], missing_only=True)
+    def _keyed_load(self, load: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A load into master that keys its people as it commits; refused before it writes if master
+        is keyed by other rules."""
+        rules = self.rules.matching["person"]
+        loaded = keyed_load(self.master, rules, lambda keys: load(self.master, *args, keys=keys, **kwargs))
         refresh_statistics(self.master, MASTER_GROWN)
         self._model = None
         return loaded

@@ -9,11 +9,13 @@ name) are refused and reported, never loaded half-right.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 from sqlalchemy import Connection, Engine, insert, select
 
@@ -23,7 +25,7 @@ from govdb.readers import read_records
 from govdb.readers.columns import check_mapping, plan_columns
 from govdb.store.bulk import among, id_chunks, indexes_deferred, insert_frame
 from govdb.store.feed import record_changes
-from govdb.store.locks import writing
+from govdb.store.locks import writing, xact_lock
 from govdb.store.master import BulkLoad, FieldHistory, Person
 from govdb.validate import record_place, validate_frame
 
@@ -31,6 +33,16 @@ PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address
 PERSON = Person.__table__  # type: ignore[attr-defined]
 HISTORY = FieldHistory.__table__  # type: ignore[attr-defined]
 STEP = 50_000
+
+
+class KeyWriter(Protocol):
+    """Writes the link keys of a load's people in the load's transaction (govdb.link.loadkeys)."""
+
+    def start(self, conn: Connection, people: pl.DataFrame) -> None:
+        """The people the load will insert (person_id and the loaded columns), before it writes."""
+
+    def __call__(self, conn: Connection, people: pl.DataFrame) -> None:
+        """The same people, once they and their lineage are written."""
 
 
 @dataclass(frozen=True)
@@ -106,15 +118,21 @@ def load_people_file(
     source: str,
     valid_from: dt.date | None = None,
     mapping: dict[str, str] | None = None,
+    keys: KeyWriter | None = None,
 ) -> LoadReport:
     """Load a register file of people: standardized, refused rows reported, known IDs skipped."""
     people, refused, read = read_register(path, aliases, mapping)
-    load_id, loaded = _load(master, people, source=source, valid_from=valid_from)
+    load_id, loaded = _load(master, people, source=source, valid_from=valid_from, keys=keys)
     return LoadReport(load_id, read, loaded, people.height - loaded, refused)
 
 
 def bulk_load_people(
-    master: Engine, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None
+    master: Engine,
+    people: pl.DataFrame,
+    *,
+    source: str,
+    valid_from: dt.date | None = None,
+    keys: KeyWriter | None = None,
 ) -> str:
     """Load people from an authoritative register (e.g. the population register), recording the source.
 
@@ -122,7 +140,8 @@ def bulk_load_people(
     `person_id` column keeps the register's ids (they must be unique and new). `valid_from` is
     the date the register's values hold from; unknown (None) by default, so a later change
     reported with its own date supersedes them. Returns the bulk load id, which every field
-    history row of the load carries.
+    history row of the load carries. `keys` (govdb.link.loadkeys.LoadKeys) writes the link keys
+    of the people inserted, in the load's transaction.
     """
     missing = {"id_number", "name"} - set(people.columns)
     if missing:
@@ -134,18 +153,29 @@ def bulk_load_people(
     frame = people.select(*columns, *(["person_id"] if keep_ids else [])).unique("id_number", keep="first")
     if keep_ids:
         _check_person_ids(frame)
-    return _load(master, frame, source=source, valid_from=valid_from)[0]
+    return _load(master, frame, source=source, valid_from=valid_from, keys=keys)[0]
 
 
-def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.date | None) -> tuple[str, int]:
+def _load(
+    master: Engine,
+    frame: pl.DataFrame,
+    *,
+    source: str,
+    valid_from: dt.date | None,
+    keys: KeyWriter | None = None,
+) -> tuple[str, int]:
     """Insert the people whose ID numbers master does not hold yet, with their lineage, in bulk."""
     load_id = str(uuid.uuid4())
     columns = [c for c in PERSON_COLUMNS if c in frame.columns]
     keep_ids = "person_id" in frame.columns
     frame = frame.unique("id_number", keep="first")
     with writing(master) as conn:
+        # Loads take turns (SQLite's writer lock does this already): two registers naming the same
+        # person at once would both find them new, and the second would fail on the unique index.
+        xact_lock(conn, "bulk_load:person")
         known = _existing(conn, PERSON.c.id_number, frame.get_column("id_number").to_list())
-        frame = frame.filter(~pl.col("id_number").is_in(list(known)))
+        if known:
+            frame = frame.filter(~pl.col("id_number").is_in(list(known)))
         if keep_ids:
             taken = _existing(conn, PERSON.c.person_id, frame.get_column("person_id").to_list())
             if taken:
@@ -154,9 +184,7 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
                     f"e.g. {sorted(taken)[:3]}; leave person_id out to have ids assigned"
                 )
         else:
-            frame = frame.with_columns(
-                pl.Series("person_id", [f"P{uuid.uuid4().hex[:15].upper()}" for _ in range(frame.height)])
-            )
+            frame = frame.with_columns(new_person_ids(frame.height))
         now = utcnow()
         conn.execute(
             insert(BulkLoad.__table__),  # type: ignore[attr-defined]
@@ -171,18 +199,23 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
             ],
         )
         people = frame.select("person_id", *columns).sort("person_id")
+        loaded = people.height
+        del frame  # the unsorted copy is not kept through the load
+        if keys is not None:
+            keys.start(conn, people)
         dates = [c for c, dtype in people.schema.items() if dtype == pl.Date]
         with indexes_deferred(conn, PERSON, people.height):
-            insert_frame(
-                conn,
-                PERSON,
-                people.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d")) if dates else people,
-                {"created_at": now, "updated_at": now},
-            )
+            for start in range(0, people.height, 4 * STEP):  # bounded memory for the bound values
+                stored = people.slice(start, 4 * STEP)
+                if dates:
+                    stored = stored.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d"))
+                insert_frame(conn, PERSON, stored, {"created_at": now, "updated_at": now})
         with indexes_deferred(conn, HISTORY, people.height * len(columns)):
             _insert_history(
                 conn, people, columns, source=source, load_id=load_id, valid_from=valid_from, now=now
             )
+        if keys is not None:
+            keys(conn, people)
 
         # The feed tells of each loaded person once (field None: the whole entity inserted), not
         # of each field: a register of 1M people is 1M changes to act on, not 7M.
@@ -199,7 +232,7 @@ def _load(master: Engine, frame: pl.DataFrame, *, source: str, valid_from: dt.da
             ),
             now,
         )
-    return load_id, frame.height
+    return load_id, loaded
 
 
 def _insert_history(
@@ -238,9 +271,23 @@ def _insert_history(
         )
 
 
+def new_person_ids(n: int) -> pl.Series:
+    """n new person ids in the form they always had: `P` and the first 15 upper-case hex digits of
+    a random UUID (version 4, so the 13th digit is 4), drawn for all of them at once."""
+    drawn = np.frombuffer(os.urandom(7 * n), dtype=np.uint8).reshape(n, 7)
+    digits = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)[
+        np.stack([drawn >> 4, drawn & 15], axis=2).reshape(n, 14)
+    ]
+    ids = np.empty((n, 16), dtype=np.uint8)
+    ids[:, 0], ids[:, 1:13], ids[:, 13], ids[:, 14:] = ord("P"), digits[:, :12], ord("4"), digits[:, 12:]
+    return pl.Series("person_id", ids.view("S16").ravel(), dtype=pl.Binary).cast(pl.String)
+
+
 def _existing(conn: Connection, column: Any, values: list[str]) -> set[str]:
     """The values master's `column` already holds."""
     found: set[str] = set()
+    if not values or conn.execute(select(column).limit(1)).first() is None:
+        return found  # nobody in master yet: nothing to look up
     for chunk in id_chunks(conn, values):
         found.update(conn.execute(select(column).where(among(conn, column, chunk))).scalars())
     return found

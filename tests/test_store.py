@@ -237,6 +237,74 @@ def test_a_bulk_insert_stores_text_and_bytes_exactly_however_they_are_bound(db: 
     assert [tuple(r) for r in got] == expected
 
 
+def test_a_bulk_insert_spanning_many_statements_keeps_every_row_in_order(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite takes rows as multi-row VALUES statements: rows land in the frame's order (ids
+    ascending with it), a last short statement included, a wide frame in statements under the
+    bound-parameter limit; a duplicate in a later statement refuses the whole insert."""
+    import datetime as dt
+    import sqlite3
+
+    import polars as pl
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from govdb.store import bulk
+    from govdb.store.events import Quarantine
+
+    monkeypatch.setattr(bulk, "ROWS_PER_INSERT", 100)
+    table = Quarantine.__table__  # type: ignore[attr-defined]
+    n = 1_234
+    rows = pl.DataFrame(
+        {
+            "line": list(range(n, 0, -1)),  # not in line order: the frame's order must hold
+            "file_sha256": [f"{i:064x}" for i in range(n)],
+            "raw_text": [f"第{i}行\u2028'\"" for i in range(n)],
+            "source_file": [None if i % 7 == 0 else f"f{i}.csv" for i in range(n)],
+            "reason": [f"r{i}" for i in range(n)],
+        }
+    )
+    constants = {
+        "batch_id": "b1",
+        "source_system": "hall",
+        "received_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+    }
+    with db.events.begin() as conn:
+        bulk.insert_frame(conn, table, rows, constants)
+    with db.events.connect() as conn:
+        got = conn.execute(
+            select(
+                table.c.line, table.c.file_sha256, table.c.raw_text, table.c.source_file, table.c.reason
+            ).order_by(table.c.id)
+        ).all()
+    assert [tuple(r) for r in got] == rows.rows()
+
+    # A frame too wide for 100 rows a statement under a lowered parameter limit.
+    with db.events.connect() as conn:
+        driver = conn.connection.driver_connection
+        if conn.dialect.name == "sqlite":
+            old = driver.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 9)  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                bulk.insert_frame(
+                    conn, table, rows.head(10).with_columns(file_sha256=pl.lit("e" * 64)), constants
+                )
+        finally:
+            if conn.dialect.name == "sqlite":
+                driver.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, old)  # type: ignore[union-attr]
+    with db.events.connect() as conn:
+        wide = conn.execute(select(table.c.line).where(table.c.file_sha256 == "e" * 64).order_by(table.c.id))
+        assert list(wide.scalars()) == rows.head(10).get_column("line").to_list()
+
+    # The 250th row repeats a stored (source, file, line): the third statement fails, nothing stays.
+    clash = pl.concat([rows.head(249).with_columns(file_sha256=pl.lit("f" * 64)), rows.slice(0, 1)])
+    with pytest.raises(IntegrityError), db.events.begin() as conn:
+        bulk.insert_frame(conn, table, clash, constants)
+    with db.events.connect() as conn:
+        assert conn.execute(select(table.c.id).where(table.c.file_sha256 == "f" * 64)).first() is None
+
+
 def test_a_bulk_insert_that_breaks_a_constraint_raises_as_sqlalchemy_does(db: GovDB) -> None:
     """The driver's own error (COPY, executemany) comes out as SQLAlchemy's IntegrityError, which
     callers catch and the command line explains in one line, as for any other statement."""

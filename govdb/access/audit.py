@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import polars as pl
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from govdb.base.clock import utcnow
 from govdb.errors import AuditChainError, ConfigError, StoreError
+from govdb.store.bulk import insert_frame
 from govdb.store.events import AuditCheckpoint
 from govdb.store.locks import writing
 from govdb.store.master import AuditHead, AuditLog, AuditSubject
@@ -244,10 +246,12 @@ def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_f
         }
         row["hash"] = entry_hash(key, head["hash"], row)
         conn.execute(insert(LOG), [row])
-        if len(subjects) > 1:
-            conn.execute(
-                insert(SUBJECTS),
-                [{"seq": row["seq"], "subject_kind": read.subject_kind, "subject_id": s} for s in subjects],
+        if len(subjects) > 1:  # a programme run reads a county's eligible people: one bulk insert
+            insert_frame(
+                conn,
+                SUBJECTS,
+                pl.DataFrame({"subject_id": subjects}, schema={"subject_id": pl.String}),
+                {"seq": row["seq"], "subject_kind": read.subject_kind},
             )
         conn.execute(
             update(HEAD)

@@ -41,6 +41,9 @@ from govdb.store.master import (
 
 CHUNK = 5000
 KEY_CHUNK = 50_000  # keys per candidate lookup
+# Rows per bulk insert of keys (features: a fifth): a county's 9M keys bound at once are 18M
+# Python bytes objects held together at the load's peak; a slice at a time, the same rows in order.
+WRITE_ROWS = 500_000
 MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
 
 
@@ -227,26 +230,59 @@ def refresh_link_keys(
             people = read_people(conn, person_ids)
         if people.height == 0:
             return 0
-        prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
-        # In primary-key order: the index grows by appending instead of splitting pages at random.
-        keys = (
-            key_strings(prepared, rules)
-            .unique()
-            .select("key", pl.col("rid").alias("person_id"))
-            .sort("key", "person_id")
-        )
-        if old is not None:
-            gone = old.join(keys, on=["key", "person_id"], how="anti")
-            if gone.height:
-                conn.execute(
-                    delete(table).where(table.c.key == bindparam("k"), table.c.person_id == bindparam("p")),
-                    [{"k": k, "p": p} for k, p in gone.iter_rows()],
-                )
-            keys = keys.join(old, on=["key", "person_id"], how="anti")
-        with indexes_deferred(conn, table, keys.height):
-            insert_frame(conn, table, keys)
-        _store_features(conn, prepared, replace=not everyone)
-        return keys.height
+        keys, features = prepare_keys(rules, people, address_hint, today=today)
+        return write_keys(conn, keys, features, old=old, replace=not everyone)
+
+
+def prepare_keys(
+    rules: MatchingRules, people: pl.DataFrame, address_hint: str | None, *, today: dt.date | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The blocking keys (key, person_id) and linkage features (person_id, JSON text) of master
+    people (its columns, as `read_people` gives them), each in its primary key's order: computed,
+    not written (a load computes them in a thread of its own while it writes its people)."""
+    prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
+    # In primary-key order: the index grows by appending instead of splitting pages at random.
+    keys = (
+        key_strings(prepared, rules)
+        .unique()
+        .select("key", pl.col("rid").alias("person_id"))
+        .sort("key", "person_id")
+    )
+    # One JSON object per person, encoded by polars for the whole column at once.
+    features = prepared.sort("rid").select(
+        pl.col("rid").alias("person_id"),
+        pl.struct(pl.all().exclude("birth_date"), pl.col("birth_date").cast(pl.String))
+        .struct.json_encode()
+        .alias("features"),
+    )
+    return keys, features
+
+
+def write_keys(
+    conn: Connection,
+    keys: pl.DataFrame,
+    features: pl.DataFrame,
+    *,
+    old: pl.DataFrame | None = None,
+    replace: bool = True,
+) -> int:
+    """Write what `prepare_keys` computed; `old` holds the people's stored keys (only the
+    difference is written), `replace` deletes their stored features first. Returns the key rows
+    written."""
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    if old is not None:
+        gone = old.join(keys, on=["key", "person_id"], how="anti")
+        if gone.height:
+            conn.execute(
+                delete(table).where(table.c.key == bindparam("k"), table.c.person_id == bindparam("p")),
+                [{"k": k, "p": p} for k, p in gone.iter_rows()],
+            )
+        keys = keys.join(old, on=["key", "person_id"], how="anti")
+    with indexes_deferred(conn, table, keys.height):
+        for start in range(0, keys.height, WRITE_ROWS):
+            insert_frame(conn, table, keys.slice(start, WRITE_ROWS))
+    _store_features(conn, features, replace=replace)
+    return keys.height
 
 
 def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
@@ -260,19 +296,13 @@ def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
 
 
-def _store_features(conn: Connection, prepared: pl.DataFrame, *, replace: bool = True) -> None:
+def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool = True) -> None:
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
-    ids = prepared.get_column("rid").to_list() if replace else []
+    ids = features.get_column("person_id").to_list() if replace else []
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))
-    # One JSON object per person, encoded by polars for the whole column at once.
-    features = prepared.sort("rid").select(
-        pl.col("rid").alias("person_id"),
-        pl.struct(pl.all().exclude("birth_date"), pl.col("birth_date").cast(pl.String))
-        .struct.json_encode()
-        .alias("features"),
-    )
-    insert_frame(conn, table, features)
+    for start in range(0, features.height, WRITE_ROWS // 5):  # a few hundred bytes each
+        insert_frame(conn, table, features.slice(start, WRITE_ROWS // 5))
 
 
 def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
@@ -294,21 +324,37 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
     return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
 
 
-def feature_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
+def feature_rows(
+    conn: Connection, person_ids: list[str], *, id_number: str | None = None
+) -> list[dict[str, Any]]:
     """The stored features of a few people as dicts (what `read_features(...).to_dicts()` gives):
-    `link_one` reads a handful per call, where a polars decode costs a millisecond whatever the size."""
+    `link_one` reads a handful per call, where a polars decode costs a millisecond whatever the size.
+
+    With `id_number`, only people whose features hold no ID number or that one: under the
+    `different_valid_ids` hard rule `best_link` skips every other candidate, and a large block
+    (a common given name in a village) is hundreds of them, read and decoded for nothing."""
     texts: list[str] = []
+    params: tuple[Any, ...]
     # Straight to the driver: building and compiling an IN list of hundreds of ids took twice
     # as long as SQLite's reading of their rows (a block of 500 people: 4.8 ms against 1.6 ms).
     for chunk in id_chunks(conn, person_ids):
         if conn.dialect.name == "postgresql":
             statement, params = "SELECT features::text FROM linkfeatures WHERE person_id = ANY(%s)", (chunk,)
+            if id_number is not None:
+                statement += " AND (features->>'id_number' IS NULL OR features->>'id_number' = %s)"
+                params = (chunk, id_number)
         else:
             marks = ",".join("?" * len(chunk))
             statement, params = (
                 f"SELECT features FROM linkfeatures WHERE person_id IN ({marks})",
                 tuple(chunk),
             )
+            if id_number is not None:
+                statement += (
+                    " AND (json_extract(features, '$.id_number') IS NULL"
+                    " OR json_extract(features, '$.id_number') = ?)"
+                )
+                params = (*chunk, id_number)
         texts += [features for (features,) in conn.exec_driver_sql(statement, params)]
     rows = []
     for decoded in map(json.loads, texts):
@@ -527,7 +573,9 @@ def link_one(
             rule = keys[key]
             if person_id not in rule_of or order[rule] < order[rule_of[person_id]]:
                 rule_of[person_id] = rule
-        stored = feature_rows(conn, sorted(rule_of)) if rule_of else []
+        # Under `different_valid_ids`, candidates with another ID number can never be chosen.
+        only = feats["id_number"] if "different_valid_ids" in rules.hard_rules else None
+        stored = feature_rows(conn, sorted(rule_of), id_number=only) if rule_of else []
         result = one.best_link(feats, [(c, rule_of[c["rid"]]) for c in stored], model, rules)
         people = _person_rows(conn, [result["person_id"]]) if result["person_id"] else []
     return LinkResult(

@@ -241,3 +241,56 @@ def test_an_explanation_changed_by_replace_is_not_shadowed_by_the_linkers_text()
     object.__setattr__(found, "explanation_json", '{"candidate":"P1"}')
     changed = dataclasses.replace(found, explanation={"candidate": "P1", "excluded": ["P2"]})
     assert changed.explanation_json is None and changed.explanation["excluded"] == ["P2"]
+
+
+def test_a_look_up_with_an_id_number_reads_only_candidates_it_could_choose(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `different_valid_ids` a record with an ID number can only link to the person with
+    that number or to someone master holds no number for: `link_one` reads only those, and
+    decides exactly as when it read every candidate (records with, without and with wrong IDs)."""
+    import json
+
+    from sqlalchemy import update
+
+    import govdb.link.online as online
+    from govdb.store.master import LinkFeatures
+
+    master, events, _ = linkgen.generate(1500, 300, "hard", seed=5)
+    db.load_people(master.drop("person_id"), source="population_register")
+    table = LinkFeatures.__table__  # type: ignore[attr-defined]
+    with db.master.connect() as conn:
+        ids = sorted(read_people(conn).get_column("person_id"))
+        rows = {r["rid"]: r for r in feature_rows(conn, ids)}
+    # Master without an ID number for a few people (features as a record without one gives).
+    nameless = ids[:40:4]
+    with db.master.begin() as conn:
+        for pid in nameless:
+            stored = {k: v.isoformat() if k == "birth_date" and v else v for k, v in rows[pid].items()}
+            conn.execute(
+                update(table).where(table.c.person_id == pid).values(features=stored | {"id_number": None})
+            )
+    wanted = rows[ids[50]]["id_number"]
+    with db.master.connect() as conn:
+        some = feature_rows(conn, ids[:60], id_number=wanted)
+    assert sorted(r["rid"] for r in some) == sorted([*nameless, ids[50]])
+
+    sample = [r for r in events.head(150).iter_rows(named=True)]
+    sample += [{**r, "id_number": None} for r in sample[:40]]  # records without an ID number
+    sample += [{**r, "id_number": rows[ids[7]]["id_number"]} for r in sample[:20]]  # someone else's
+    filtered = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in sample]
+    asked: list[object] = []
+    everyone = online.feature_rows
+
+    def unfiltered(conn: object, person_ids: list[str], *, id_number: str | None = None) -> list[object]:
+        asked.append(id_number)
+        return everyone(conn, person_ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(online, "feature_rows", unfiltered)
+    read_all = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in sample]
+    assert any(a is not None for a in asked) and None in asked
+    assert [dataclasses.astuple(a) for a in filtered] == [dataclasses.astuple(b) for b in read_all]
+    assert {a.decision for a in filtered} >= {"match", "new"}
+    assert json.dumps([a.explanation for a in filtered], sort_keys=True) == json.dumps(
+        [b.explanation for b in read_all], sort_keys=True
+    )

@@ -205,11 +205,12 @@ def _load(
             keys.start(conn, people)
         dates = [c for c, dtype in people.schema.items() if dtype == pl.Date]
         with indexes_deferred(conn, PERSON, people.height):
-            for start in range(0, people.height, 4 * STEP):  # bounded memory for the bound values
-                stored = people.slice(start, 4 * STEP)
-                if dates:
-                    stored = stored.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d"))
-                insert_frame(conn, PERSON, stored, {"created_at": now, "updated_at": now})
+            insert_frame(
+                conn,
+                PERSON,
+                people.with_columns(pl.col(dates).dt.to_string("%Y-%m-%d")) if dates else people,
+                {"created_at": now, "updated_at": now},
+            )
         with indexes_deferred(conn, HISTORY, people.height * len(columns)):
             _insert_history(
                 conn, people, columns, source=source, load_id=load_id, valid_from=valid_from, now=now

@@ -254,6 +254,7 @@ def test_a_bulk_insert_spanning_many_statements_keeps_every_row_in_order(
     from govdb.store.events import Quarantine
 
     monkeypatch.setattr(bulk, "ROWS_PER_INSERT", 100)
+    monkeypatch.setattr(bulk, "BIND_ROWS", 250)  # slices of 200 rows bound at a time
     table = Quarantine.__table__  # type: ignore[attr-defined]
     n = 1_234
     rows = pl.DataFrame(

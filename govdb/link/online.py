@@ -41,9 +41,6 @@ from govdb.store.master import (
 
 CHUNK = 5000
 KEY_CHUNK = 50_000  # keys per candidate lookup
-# Rows per bulk insert of keys (features: a fifth): a county's 9M keys bound at once are 18M
-# Python bytes objects held together at the load's peak; a slice at a time, the same rows in order.
-WRITE_ROWS = 500_000
 MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
 
 
@@ -279,8 +276,7 @@ def write_keys(
             )
         keys = keys.join(old, on=["key", "person_id"], how="anti")
     with indexes_deferred(conn, table, keys.height):
-        for start in range(0, keys.height, WRITE_ROWS):
-            insert_frame(conn, table, keys.slice(start, WRITE_ROWS))
+        insert_frame(conn, table, keys)
     _store_features(conn, features, replace=replace)
     return keys.height
 
@@ -301,8 +297,7 @@ def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool =
     ids = features.get_column("person_id").to_list() if replace else []
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))
-    for start in range(0, features.height, WRITE_ROWS // 5):  # a few hundred bytes each
-        insert_frame(conn, table, features.slice(start, WRITE_ROWS // 5))
+    insert_frame(conn, table, features)
 
 
 def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 COPY_CHUNK = 50_000
+BIND_ROWS = 100_000  # rows turned into Python values at once
 ROWS_PER_INSERT = 500  # rows of one SQLite INSERT statement (fewer when its columns are many)
 Constant = str | int | dt.datetime | None  # a value a whole insert shares; datetimes must be aware
 
@@ -89,14 +90,19 @@ def _executemany(conn: Connection, table: Table, frame: pl.DataFrame, constants:
     driver = conn.connection.driver_connection
     limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
     per = max(1, min(ROWS_PER_INSERT, limit // max(1, frame.width)))
-    rows = _bind_rows(frame, sqlite=True)
     cursor = driver.cursor()  # type: ignore[union-attr]
     try:
         full = head + ", ".join([row] * per)
-        for start in range(0, frame.height, per):
-            count = min(per, frame.height - start)
-            statement = full if count == per else head + ", ".join([row] * count)
-            cursor.execute(statement, list(chain.from_iterable(islice(rows, count))))
+        # Bound values are Python objects: a slice of the frame at a time, so a county's 9M link
+        # keys never exist as 18M objects at once (the statements are the same, in order).
+        step = per * max(1, BIND_ROWS // per)
+        for offset in range(0, frame.height, step):
+            part = frame.slice(offset, step)
+            rows = _bind_rows(part, sqlite=True)
+            for start in range(0, part.height, per):
+                count = min(per, part.height - start)
+                statement = full if count == per else head + ", ".join([row] * count)
+                cursor.execute(statement, list(chain.from_iterable(islice(rows, count))))
     finally:
         cursor.close()
 

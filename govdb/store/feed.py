@@ -29,7 +29,6 @@ CHANGE = MasterChange.__table__  # type: ignore[attr-defined]
 COLUMNS = ("entity_kind", "entity_id", "field", "op", "valid_from", "cause", "cause_id")
 SCHEMA = {c: pl.String for c in COLUMNS}
 MAX_PAGE = 100_000
-WRITE_ROWS = 200_000
 CURSOR = re.compile(r"[0-9]{1,18}")  # ASCII digits only (int() would take ٣), within BIGINT
 KINDS = ("person", "credential", "enterprise", "place")
 
@@ -58,8 +57,7 @@ def record_changes(conn: Connection, changes: pl.DataFrame, at: dt.datetime) -> 
         raise StateError("the change feed has no head row; run `govdb init` to upgrade the master store")
     first = int(base) - n + 1
     frame = changes.select(*COLUMNS).with_columns(pl.int_range(first, first + n, dtype=pl.Int64).alias("seq"))
-    for start in range(0, n, WRITE_ROWS):  # a county's load: 1M changes, bound a slice at a time
-        insert_frame(conn, CHANGE, frame.slice(start, WRITE_ROWS), {"at": at})
+    insert_frame(conn, CHANGE, frame, {"at": at})
     return n
 
 

@@ -92,6 +92,7 @@ def test_vectorised_canonical_json_equals_json_dumps() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    from govdb.base.jsontext import json_objects
     from govdb.ingest import _canonical_json_column, canonical_json
 
     names = st.text(min_size=0, max_size=6)
@@ -103,6 +104,11 @@ def test_vectorised_canonical_json_equals_json_dumps() -> None:
         rows = data.draw(st.lists(st.tuples(*[cells] * len(columns)), min_size=1, max_size=5))
         frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
         assert _canonical_json_column(frame).to_list() == [canonical_json(r) for r in frame.to_dicts()]
+        # validate's form: the header's order, nulls left out, json.dumps' default separators
+        keys = {c: f"{i}:{c}" for i, c in enumerate(columns)}
+        present = [{keys[c]: v for c, v in r.items() if v is not None} for r in frame.to_dicts()]
+        shown = json_objects(frame, keys, omit_nulls=True).to_list()
+        assert shown == [json.dumps(r, ensure_ascii=False) for r in present]
 
     check()
 

@@ -245,6 +245,56 @@ def test_fuzzed_json_lines(store: GovDB, folder: Path, case: tuple[bytes, str, s
     ingest_and_check(store, folder, data, ext, key)
 
 
+@st.composite
+def _cells_as_quoted(draw: st.DrawFn, delimiter: str) -> str:
+    """A line of cells, mostly quoted whole (the form some hall systems export), with the odd
+    quote, delimiter, blank, CR or FS inside, so both readers of quoted files are exercised."""
+    text = st.text(alphabet='ab中 ,"\t\r\x1c\u3000\u2028', max_size=4)
+    cells = draw(st.lists(st.one_of(text, text.map(lambda t: f'"{t}"')), min_size=1, max_size=4))
+    return delimiter.join(cells)
+
+
+def _read_both_ways(raw: bytes, delimiter: str) -> list[Any]:
+    """What the reader makes of a file, and what it makes of it when only csv may read quotes."""
+    from govdb.errors import InputFileError
+    from govdb.readers import delimited
+
+    def outcome() -> Any:
+        try:
+            records = delimited._read_delimited(raw, delimiter, "csv")
+        except InputFileError as exc:
+            return str(exc)
+        assert records.frame is not None
+        texts = records.text_series().to_list()
+        return records.columns, records.lines, records.blank, records.bad, texts, records.frame.rows()
+
+    original = delimited._simply_quoted
+    by_columns = outcome()
+    try:
+        delimited._simply_quoted = lambda body, delimiter: False
+        by_csv = outcome()
+    finally:
+        delimited._simply_quoted = original
+    return [by_columns, by_csv]
+
+
+@FUZZ
+@given(data=st.data(), delimiter=st.sampled_from([",", "\t"]))
+def test_simply_quoted_files_read_as_the_csv_reader_reads_them(data: st.DataObject, delimiter: str) -> None:
+    """Whole columns read quoted files whose quotes wrap whole cells; what they make of a file
+    (records, texts, lines, reasons, blanks, errors) is exactly what Python's csv reader makes of it."""
+    from govdb.readers.delimited import _simply_quoted
+
+    lines = data.draw(st.lists(_cells_as_quoted(delimiter), min_size=1, max_size=6))
+    ending = data.draw(st.sampled_from(["\n", "\r\n"]))
+    header = data.draw(st.sampled_from([f'"k"{delimiter}名', f'k{delimiter}"名"', "k"]))
+    raw = (ending.join([header, *lines]) + data.draw(st.sampled_from(["", ending]))).encode()
+    by_columns, by_csv = _read_both_ways(raw, delimiter)
+    assert by_columns == by_csv
+    simple = _simply_quoted(pl.Series(raw.decode().split("\n")), delimiter)
+    event("read on columns" if simple else "read by csv")
+
+
 @FUZZ
 @given(
     data=st.binary(max_size=3000),

@@ -17,7 +17,13 @@ _JSON_ESCAPES = {
 
 
 def json_string(column: pl.Expr, escape: bool, control: bool) -> pl.Expr:
-    """A text column as JSON string literals, exactly as json.dumps(ensure_ascii=False) writes them.
+    """A text column as JSON string literals, exactly as json.dumps(ensure_ascii=False) writes them."""
+    return pl.concat_str(_json_string_parts(column, escape, control, ""))
+
+
+def _json_string_parts(column: pl.Expr, escape: bool, control: bool, before: str) -> list[pl.Expr]:
+    """`before` and a text column as a JSON string literal, as pieces for one concat_str (chained
+    `+` would build a new column of texts at every step).
 
     Only columns holding a backslash, a quote or a control character (`escape`) pay for the
     replacements, and only those holding a control character (`control`, rare) for all 32 of them.
@@ -28,7 +34,7 @@ def json_string(column: pl.Expr, escape: bool, control: bool) -> pl.Expr:
     if control:
         for char, escaped in _JSON_ESCAPES.items():
             out = out.str.replace_all(char, escaped, literal=True)
-    return pl.lit('"') + out + pl.lit('"')
+    return [pl.lit(before + '"'), out, pl.lit('"')]
 
 
 def json_objects(
@@ -61,18 +67,20 @@ def json_objects(
     parts: list[pl.Expr] = []
     for n, (column, key) in enumerate(keys.items()):
         name = names[column]
-        value = json_string(pl.col(name), escape[name], control[name])
         label = json.dumps(key, ensure_ascii=False) + pair
         if omit_nulls:
             # Every present field starts with the item separator; the object drops the first one.
-            part = pl.lit(item + label) + value
+            part = pl.concat_str(_json_string_parts(pl.col(name), escape[name], control[name], item + label))
             parts.append(
                 pl.when(pl.col(name).is_not_null()).then(part).otherwise(pl.lit("")) if nulls[name] else part
             )
             continue
+        before = ("{" if n == 0 else item) + label
         if nulls[name]:
-            value = pl.when(pl.col(name).is_null()).then(pl.lit("null")).otherwise(value)
-        parts.append(pl.lit(("{" if n == 0 else item) + label) + value)
+            value = json_string(pl.col(name), escape[name], control[name])
+            parts += [pl.lit(before), pl.when(pl.col(name).is_null()).then(pl.lit("null")).otherwise(value)]
+        else:
+            parts += _json_string_parts(pl.col(name), escape[name], control[name], before)
     if omit_nulls:
         body = pl.concat_str(parts).str.strip_prefix(item)
         return frame.select((pl.lit("{") + body + pl.lit("}")).alias("json")).to_series()

@@ -4,6 +4,7 @@ quote that never closes) for the rest."""
 from __future__ import annotations
 
 import csv
+import re
 
 import polars as pl
 
@@ -31,11 +32,11 @@ def _read_delimited(data: bytes, delimiter: str, fmt: str) -> FileRecords:
     encoding, foreign, suspicious = decoded.encoding, decoded.foreign, decoded.suspicious
     quoted = '"' in decoded.text
     lines: list[str] | pl.Series
-    if quoted or suspicious or foreign or len(decoded.text) > LINE_COLUMN_MAX_CHARS:
+    if suspicious or foreign or len(decoded.text) > LINE_COLUMN_MAX_CHARS:
         lines, newline = _split_lines(decoded.text)
     else:
-        # Clean text without quotes (what hall systems export) is split on one column, never
-        # becoming a Python string per line: a fifth of the time of reading such a file.
+        # Clean text (what hall systems export) is split on one column, never becoming a Python
+        # string per line: a fifth of the time of reading such a file.
         lines, newline = _line_column(decoded.text)
     del decoded  # the file's text is held once from here on, as its lines
     if newline != "\n":
@@ -53,8 +54,13 @@ def _read_delimited(data: bytes, delimiter: str, fmt: str) -> FileRecords:
         first += 1
     if first >= len(lines):
         raise InputFileError("the file is empty: no header line was found")
-    if quoted:
-        assert isinstance(lines, list)
+    if quoted and isinstance(lines, pl.Series) and _simply_quoted(lines.slice(first), delimiter):
+        _header(_quoted_header([lines[first] + newline], 0, delimiter), first + 1, encoding, records)
+        body = lines.slice(first + 1).rename("text")
+        del lines
+        _split_body(body, first, delimiter, encoding, records, [], quoted=True)
+    elif quoted:
+        lines = lines.to_list() if isinstance(lines, pl.Series) else lines
         _read_quoted(lines, newline, first, delimiter, encoding, records, foreign, suspicious)
     else:
         _read_unquoted(lines, first, delimiter, encoding, records, foreign, suspicious)
@@ -74,10 +80,10 @@ def _header(cells: list[str], line: int, encoding: str, records: FileRecords) ->
 def _line_column(text: str) -> tuple[pl.Series, str]:
     """`_split_lines` as one text column (for text a column can hold: no undecodable byte)."""
     newline = "\n" if "\n" in text or "\r" not in text else "\r"
-    lines = pl.Series("text", [text], dtype=pl.String).str.split(newline).explode()
-    if lines.len() and lines[-1] == "":
-        lines = lines.head(-1)  # the terminator of the last line ends it; it starts no record
-    return lines, newline
+    pieces = text.split(newline)  # Python's split and one column of its pieces: faster than polars'
+    if pieces and pieces[-1] == "":
+        pieces.pop()  # the terminator of the last line ends it; it starts no record
+    return pl.Series("text", pieces, dtype=pl.String), newline
 
 
 def _read_unquoted(
@@ -114,25 +120,45 @@ def _read_unquoted(
     _split_body(body, first, delimiter, encoding, records, unstorable)
 
 
+def _simply_quoted(body: pl.Series, delimiter: str) -> bool:
+    """Whether every line is a record on its own whose quotes only wrap whole cells (`"a","",b`):
+    no quote inside a cell, no delimiter or line break inside quotes, no FS/GS/RS/US (which
+    Python's strip takes for blanks and polars' does not). Then the csv reader reads each line as
+    its cells without the quotes, and whole columns can do it; any other file goes to csv."""
+    d = "\\t" if delimiter == "\t" else re.escape(delimiter)
+    cell = f'(?:"[^"{d}\\r\\x1c-\\x1f]*"|[^"{d}\\r\\x1c-\\x1f]*)'
+    return bool(body.str.contains(f"^{cell}(?:{d}{cell})*\\r?$").all())
+
+
 def _split_body(
-    body: pl.Series, first: int, delimiter: str, encoding: str, records: FileRecords, unstorable: list[int]
+    body: pl.Series,
+    first: int,
+    delimiter: str,
+    encoding: str,
+    records: FileRecords,
+    unstorable: list[int],
+    *,
+    quoted: bool = False,
 ) -> None:
     """The lines after the header, split on whole columns into the records' frame; lines that are
-    not a record (wrong field count, blanks, a CR) go to `records.bad` with their reason."""
+    not a record (wrong field count, blanks, a CR) go to `records.bad` with their reason.
+
+    `quoted`: the lines are `_simply_quoted`; each cell loses the quotes around it."""
     offset = first + 2  # line number of the first body line
     body_lines = body.len()
     width = len(records.columns)
     n = pl.col("text").str.count_matches(delimiter, literal=True) + 1  # cells in the line
+    # Lines that may not be a record: a CR, another field count, nothing but delimiters and blanks.
+    # Only those are told why (a reason for every line would build a column of texts to test).
+    blank_or_cr = "^[\\s" + ("\\t" if delimiter == "\t" else re.escape(delimiter)) + "]*$|\\r"
     why = (
         pl.when(pl.col("text").str.strip_chars() == "")
         .then(pl.lit("the row holds no values (only blanks)"))
         .when(pl.col("text").str.contains("\r", literal=True))
         .then(pl.lit("a carriage return (CR) inside an unquoted cell"))
-        .when(n != width)
-        .then(pl.format(f"expected {width} fields as in the header, found {{}}", n))
-        # every cell blank: the line holds nothing but delimiters and blanks
-        .when(pl.col("text").str.replace_all(delimiter, "", literal=True).str.strip_chars() == "")
-        .then(pl.lit("the row holds no values (only blanks)"))
+        .when(pl.col("n") != width)
+        .then(pl.format(f"expected {width} fields as in the header, found {{}}", pl.col("n")))
+        .otherwise(pl.lit("the row holds no values (only blanks)"))  # every cell blank
     )
     frame = (
         body.to_frame()
@@ -141,24 +167,30 @@ def _split_body(
         .filter(~pl.col("line").is_in(unstorable))
         .with_columns(pl.col("text").str.strip_suffix("\r"))
         .filter(pl.col("text") != "")
-        .with_columns(why.alias("reason"))
+        .with_columns(n.alias("n"))
+        .with_columns(
+            (
+                (pl.col("n") != width)
+                | (
+                    pl.col("text").str.replace_all('"', "", literal=True) if quoted else pl.col("text")
+                ).str.contains(blank_or_cr)
+            ).alias("odd")
+        )
         .collect()
     )
     del body
     records.blank += body_lines - len(unstorable) - frame.height  # empty lines, filtered out above
-    for line, text, why in (
-        frame.filter(pl.col("reason").is_not_null()).select("line", "text", "reason").iter_rows()
-    ):
-        records.bad.append(_unreadable_text(line, text, encoding, why))
-    good = frame.filter(pl.col("reason").is_null()).drop("reason")
+    odd = frame.filter("odd").select("line", "text", why.alias("reason"))
+    for line, text, why_not in odd.iter_rows():
+        records.bad.append(_unreadable_text(line, text, encoding, why_not))
+    good = frame.filter(~pl.col("odd")).drop("n", "odd") if odd.height else frame.drop("n", "odd")
     del frame
     records.lines = good.get_column("line").to_list()
     records.text_column = good.get_column("text")
-    cells = records.text_column.str.split(delimiter)
-    records.frame = pl.DataFrame(
-        [cells.list.get(i).alias(name) for i, name in enumerate(records.columns)],
-        schema=dict.fromkeys(records.columns, pl.String),
-    )
+    cells = records.text_column.str.splitn(delimiter, width).struct.unnest()
+    if quoted:
+        cells = cells.with_columns(pl.all().str.strip_prefix('"').str.strip_suffix('"'))
+    records.frame = cells.rename(dict(zip(cells.columns, records.columns, strict=True)))
 
 
 def _read_quoted(

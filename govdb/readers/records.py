@@ -161,17 +161,27 @@ def _utf8_evidence(data: bytes) -> tuple[int, int, list[int]]:
     cjk: list[int] = []
     while True:
         end = data.find(b"\n", start + EVIDENCE_CHUNK) if start + EVIDENCE_CHUNK < len(data) else -1
-        piece = data[start:] if end < 0 else data[start:end]
-        text = piece.decode("utf-8", errors="replace")
-        lines = pl.Series([text], dtype=pl.String).str.split("\n").explode()
-        bad = lines.str.count_matches("\ufffd", literal=True)
-        bad_total += int(bad.sum())
-        valid += int((lines.str.len_bytes() - lines.str.len_chars()).filter(bad == 0).sum())
-        cjk += [first_line + i for i in ((bad == 0) & lines.str.contains("[\u0800-\uffff]")).arg_true()]
+        text = (data[start:] if end < 0 else data[start:end]).decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        bad_total += bad
+        lines = text.split("\n")
+        if bad:  # plain Python over the lines: most of a GBK file's lines hold a U+FFFD early on
+            for i, line in enumerate(lines):
+                if line.isascii() or "\ufffd" in line:
+                    continue
+                valid += len(line.encode()) - len(line)
+                if _CJK.search(line):
+                    cjk.append(first_line + i)
+        else:  # the whole slice is valid UTF-8
+            valid += len(text.encode()) - len(text)
+            cjk += [first_line + i for i, line in enumerate(lines) if _CJK.search(line)]
         if end < 0:
             return bad_total, valid, cjk
-        first_line += lines.len()
+        first_line += len(lines)
         start = end + 1
+
+
+_CJK = re.compile("[\u0800-\uffff]")
 
 
 _FOREIGN = "a line of UTF-8 text in a file read as GB18030 (it would be stored garbled)"

@@ -32,7 +32,7 @@ from govdb.readers import FileRecords, Unreadable, plain_text, read_records, rec
 from govdb.readers.columns import check_mapping, plan_columns
 from govdb.standards import STANDARD_COLUMNS
 from govdb.standards.dates import parse_datetime
-from govdb.store.bulk import Constant, insert_frame, insert_ignoring_duplicates
+from govdb.store.bulk import Constant, indexes_deferred, insert_frame, insert_ignoring_duplicates
 from govdb.store.engine import store_errors
 from govdb.store.events import KEY_MAX, SOURCE_MAX, Event, IngestBatch, Quarantine
 
@@ -424,10 +424,13 @@ def _insert_events(
             constants[name] = column[0]
             written = written.drop(name)
     table = Event.__table__  # type: ignore[attr-defined]
-    for start in range(0, events.height, INSERT_CHUNK):
-        insert_frame(conn, table, written.slice(start, INSERT_CHUNK), constants)
-        if progress:
-            progress(min(start + INSERT_CHUNK, events.height), events.height)
+    # The plan holds each (key, version) and (key, content) once, so a large ingest may build the
+    # unique indexes after its rows instead of placing every row in them at random.
+    with indexes_deferred(conn, table, events.height, unique=True):
+        for start in range(0, events.height, INSERT_CHUNK):
+            insert_frame(conn, table, written.slice(start, INSERT_CHUNK), constants)
+            if progress:
+                progress(min(start + INSERT_CHUNK, events.height), events.height)
 
 
 def _quarantine(conn: Connection, bad: list[Unreadable], batch: dict[str, Any]) -> None:

@@ -514,3 +514,45 @@ def test_a_clean_file_reads_the_same_whichever_way_its_lines_are_split(
         )
     assert read[0] == read[1]
     assert read[0][1]  # some records were read
+
+
+def test_a_large_ingest_builds_the_unique_indexes_after_its_rows(db: GovDB, tmp_path: Path) -> None:
+    """On SQLite the first ingest into an empty table drops event's indexes, inserts and builds
+    them again: afterwards every index is there and still refuses a second (key, version)."""
+    from sqlalchemy import insert, inspect
+    from sqlalchemy.exc import IntegrityError
+
+    path = tmp_path / "hall.csv"
+    path.write_bytes((HEADER + "".join(ROWS)).encode("gbk"))
+    db.ingest(path, source="hall", key_column="受理编号")
+    indexes = {ix["name"]: ix["unique"] for ix in inspect(db.events).get_indexes("event")}
+    assert {k: bool(v) for k, v in indexes.items()} == {
+        "uq_event_source_version": True,
+        "uq_event_source_content": True,
+        "ix_event_status": False,
+        "ix_event_division_code": False,
+    }
+    first = events(db)[0]
+    copy = first.model_dump(exclude={"event_id"}) | {"content_sha256": "f" * 64}
+    with pytest.raises(IntegrityError), db.events.begin() as conn:
+        conn.execute(insert(Event.__table__), [copy])  # type: ignore[attr-defined]
+
+
+def test_an_index_build_that_finds_a_clash_stores_nothing(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the plan ever to give two rows one (key, version), the build after the insert (SQLite)
+    or the kept index (PostgreSQL) refuses it, and the whole ingest rolls back."""
+    import govdb.ingest as ingest
+    from govdb.errors import StoreError
+
+    plan = ingest._plan
+    one_version = pl.lit(1, pl.Int64).alias("version")
+    monkeypatch.setattr(ingest, "_plan", lambda keyed, known: plan(keyed, known).with_columns(one_version))
+    path = tmp_path / "hall.csv"
+    path.write_bytes((HEADER + ROWS[0] + ROWS[0].replace("张伟", "张为")).encode())  # SL1 twice
+    with pytest.raises(StoreError, match=r"(?i)unique constraint failed|duplicate key"):
+        db.ingest(path, source="hall", key_column="受理编号")
+    assert events(db) == []
+    with Session(db.events) as es:
+        assert list(es.exec(select(IngestBatch))) == []

@@ -1,5 +1,5 @@
-"""CSV and TSV: whole columns for files without quotes, Python's csv reader (restarting after a
-quote that never closes) for the rest."""
+"""CSV and TSV: whole columns for files without quotes or whose quotes only wrap whole cells,
+Python's csv reader (restarting after a quote that never closes) for the rest."""
 
 from __future__ import annotations
 
@@ -31,13 +31,12 @@ def _read_delimited(data: bytes, delimiter: str, fmt: str) -> FileRecords:
     decoded = _decode(data)
     encoding, foreign, suspicious = decoded.encoding, decoded.foreign, decoded.suspicious
     quoted = '"' in decoded.text
-    lines: list[str] | pl.Series
-    if suspicious or foreign or len(decoded.text) > LINE_COLUMN_MAX_CHARS:
-        lines, newline = _split_lines(decoded.text)
-    else:
-        # Clean text (what hall systems export) is split on one column, never becoming a Python
-        # string per line: a fifth of the time of reading such a file.
-        lines, newline = _line_column(decoded.text)
+    split, newline = _split_lines(decoded.text)
+    lines: list[str] | pl.Series = split
+    if not (suspicious or foreign or len(decoded.text) > LINE_COLUMN_MAX_CHARS):
+        # Clean text (what hall systems export) is read on one column of its lines: a fifth of
+        # the time of reading such a file line by line.
+        lines = pl.Series("text", split, dtype=pl.String)
     del decoded  # the file's text is held once from here on, as its lines
     if newline != "\n":
         foreign = frozenset()  # line numbers count LFs; a CR-only file is not told apart this way
@@ -55,14 +54,16 @@ def _read_delimited(data: bytes, delimiter: str, fmt: str) -> FileRecords:
     if first >= len(lines):
         raise InputFileError("the file is empty: no header line was found")
     if quoted and isinstance(lines, pl.Series) and _simply_quoted(lines.slice(first), delimiter):
-        _header(_quoted_header([lines[first] + newline], 0, delimiter), first + 1, encoding, records)
+        header = _quoted_header([lines[first] + newline], 0, delimiter, first_line=first + 1)
+        _header(header, first + 1, encoding, records)
         body = lines.slice(first + 1).rename("text")
-        del lines
+        del lines, split
         _split_body(body, first, delimiter, encoding, records, [], quoted=True)
-    elif quoted:
-        lines = lines.to_list() if isinstance(lines, pl.Series) else lines
-        _read_quoted(lines, newline, first, delimiter, encoding, records, foreign, suspicious)
+    elif quoted:  # the csv reader, on the lines as Python strings
+        del lines
+        _read_quoted(split, newline, first, delimiter, encoding, records, foreign, suspicious)
     else:
+        del split  # held once: as the column, or as the list `lines` is
         _read_unquoted(lines, first, delimiter, encoding, records, foreign, suspicious)
     records.bad.sort(key=lambda u: u.line)
     return records
@@ -75,15 +76,6 @@ def _header(cells: list[str], line: int, encoding: str, records: FileRecords) ->
             f"line {line}: the header has {_bad_reason(kind, encoding)}; save the file as UTF-8"
         )
     records.columns = unique_names((c.strip() for c in cells), records.warnings)
-
-
-def _line_column(text: str) -> tuple[pl.Series, str]:
-    """`_split_lines` as one text column (for text a column can hold: no undecodable byte)."""
-    newline = "\n" if "\n" in text or "\r" not in text else "\r"
-    pieces = text.split(newline)  # Python's split and one column of its pieces: faster than polars'
-    if pieces and pieces[-1] == "":
-        pieces.pop()  # the terminator of the last line ends it; it starts no record
-    return pl.Series("text", pieces, dtype=pl.String), newline
 
 
 def _read_unquoted(
@@ -226,9 +218,11 @@ def _read_quoted(
     records.texts = []
 
 
-def _quoted_header(lines: list[str], index: int, delimiter: str) -> list[str]:
+def _quoted_header(lines: list[str], index: int, delimiter: str, first_line: int | None = None) -> list[str]:
+    """The header at lines[index], read strictly; `first_line` is its line number in the file
+    where `lines` do not start the file."""
     reader = csv.reader(iter(lines[index:]), delimiter=delimiter, strict=True)
-    line = index + 1
+    line = first_line or index + 1
     try:
         header = next(reader)
     except csv.Error as exc:

@@ -245,7 +245,9 @@ def json_value(value: Any) -> Any:
 
 
 @contextmanager
-def indexes_deferred(conn: Connection, table: Table, incoming: int) -> Iterator[None]:
+def indexes_deferred(
+    conn: Connection, table: Table, incoming: int, *, unique: bool = False
+) -> Iterator[None]:
     """Around a bulk insert into `table` (a rowid table) on SQLite: when it brings more rows than
     the table holds, drop the table's non-unique indexes first and build them again after.
 
@@ -253,14 +255,17 @@ def indexes_deferred(conn: Connection, table: Table, incoming: int) -> Iterator[
     random place, which misses the page cache once the index outgrows it (a county's 9M link keys
     indexed by person: 2M keys 10.1 s kept, 6.4 s rebuilt). DDL is transactional on SQLite, so a
     failure leaves the indexes as they were, and readers keep theirs until the commit. Unique
-    indexes stay: they check the rows as they come. PostgreSQL keeps its indexes (dropping one
-    would lock its readers out until the commit); COPY already writes fast there.
+    indexes stay unless `unique` (a caller whose rows cannot clash, such as ingest's plan): the
+    build checks them once instead of row by row, and a clash fails the build, and with it the
+    caller's transaction. Unique table constraints cannot be dropped and always stay.
+    PostgreSQL keeps its indexes (dropping one would lock its readers out until the commit); COPY
+    already writes fast there.
     """
     deferred = []
     if conn.dialect.name == "sqlite" and incoming:
         held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
         if incoming > held:  # max(rowid) never undercounts what the table holds
-            deferred = [ix for ix in table.indexes if not ix.unique]
+            deferred = [ix for ix in table.indexes if unique or not ix.unique]
     for index in deferred:
         conn.execute(DropIndex(index, if_exists=True))
     yield

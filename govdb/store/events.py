@@ -59,8 +59,10 @@ class Event(EventModel, table=True):
     """
 
     __table_args__ = (
-        UniqueConstraint("source_system", "source_key", "version", name="uq_event_source_version"),
-        UniqueConstraint("source_system", "source_key", "content_sha256", name="uq_event_source_content"),
+        # Indexes rather than table constraints, so that a bulk ingest can build them after its
+        # insert (store.bulk.indexes_deferred); unique all the same.
+        Index("uq_event_source_version", "source_system", "source_key", "version", unique=True),
+        Index("uq_event_source_content", "source_system", "source_key", "content_sha256", unique=True),
         Index("ix_event_status", "status"),
         # Ingest leaves division_code empty (validate fills it in): NULLs stay out of the index.
         Index(

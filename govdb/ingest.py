@@ -425,7 +425,8 @@ def _insert_events(
             written = written.drop(name)
     table = Event.__table__  # type: ignore[attr-defined]
     # The plan holds each (key, version) and (key, content) once, so a large ingest may build the
-    # unique indexes after its rows instead of placing every row in them at random.
+    # unique indexes after its rows instead of placing every row in them at random (keys come in
+    # any order; the other indexes grow at their ends and stay).
     with indexes_deferred(conn, table, events.height, unique=True):
         for start in range(0, events.height, INSERT_CHUNK):
             insert_frame(conn, table, written.slice(start, INSERT_CHUNK), constants)

@@ -255,9 +255,10 @@ def indexes_deferred(
     random place, which misses the page cache once the index outgrows it (a county's 9M link keys
     indexed by person: 2M keys 10.1 s kept, 6.4 s rebuilt). DDL is transactional on SQLite, so a
     failure leaves the indexes as they were, and readers keep theirs until the commit. Unique
-    indexes stay unless `unique` (a caller whose rows cannot clash, such as ingest's plan): the
-    build checks them once instead of row by row, and a clash fails the build, and with it the
-    caller's transaction. Unique table constraints cannot be dropped and always stay.
+    indexes stay, unless `unique`: then they are the ones deferred, and the others stay (ingest,
+    whose keys come in any order while its other indexes grow at their ends). The build checks
+    uniqueness once instead of row by row; a clash fails it, and with it the caller's
+    transaction. Unique table constraints cannot be dropped and always stay.
     PostgreSQL keeps its indexes (dropping one would lock its readers out until the commit); COPY
     already writes fast there.
     """
@@ -265,7 +266,7 @@ def indexes_deferred(
     if conn.dialect.name == "sqlite" and incoming:
         held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
         if incoming > held:  # max(rowid) never undercounts what the table holds
-            deferred = [ix for ix in table.indexes if unique or not ix.unique]
+            deferred = [ix for ix in table.indexes if ix.unique == unique]
     for index in deferred:
         conn.execute(DropIndex(index, if_exists=True))
     yield

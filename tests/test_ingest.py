@@ -516,15 +516,26 @@ def test_a_clean_file_reads_the_same_whichever_way_its_lines_are_split(
     assert read[0][1]  # some records were read
 
 
-def test_a_large_ingest_builds_the_unique_indexes_after_its_rows(db: GovDB, tmp_path: Path) -> None:
-    """On SQLite the first ingest into an empty table drops event's indexes, inserts and builds
-    them again: afterwards every index is there and still refuses a second (key, version)."""
+def test_a_large_ingest_builds_the_unique_indexes_after_its_rows(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the first ingest of keys in no order into an empty table drops event's unique
+    indexes, inserts and builds them again: afterwards every index is there and still refuses a
+    second (key, version)."""
     from sqlalchemy import insert, inspect
     from sqlalchemy.exc import IntegrityError
 
+    import govdb.store.bulk as bulk
+
+    dropped: list[str] = []
+    drop = bulk.DropIndex
+    spy = lambda index, **kw: dropped.append(index.name) or drop(index, **kw)  # noqa: E731
+    monkeypatch.setattr(bulk, "DropIndex", spy)
     path = tmp_path / "hall.csv"
-    path.write_bytes((HEADER + "".join(ROWS)).encode("gbk"))
+    path.write_bytes((HEADER + "".join(reversed(ROWS))).encode("gbk"))  # SL2, then SL1
     db.ingest(path, source="hall", key_column="受理编号")
+    sqlite = db.events.dialect.name == "sqlite"
+    assert sorted(dropped) == (["uq_event_source_content", "uq_event_source_version"] if sqlite else [])
     indexes = {ix["name"]: ix["unique"] for ix in inspect(db.events).get_indexes("event")}
     assert {k: bool(v) for k, v in indexes.items()} == {
         "uq_event_source_version": True,
@@ -550,7 +561,8 @@ def test_an_index_build_that_finds_a_clash_stores_nothing(
     one_version = pl.lit(1, pl.Int64).alias("version")
     monkeypatch.setattr(ingest, "_plan", lambda keyed, known: plan(keyed, known).with_columns(one_version))
     path = tmp_path / "hall.csv"
-    path.write_bytes((HEADER + ROWS[0] + ROWS[0].replace("张伟", "张为")).encode())  # SL1 twice
+    rows = [ROWS[1], ROWS[0], ROWS[1].replace("李娜", "李那")]  # SL2, SL1, SL2 again: no order
+    path.write_bytes((HEADER + "".join(rows)).encode())
     with pytest.raises(StoreError, match=r"(?i)unique constraint failed|duplicate key"):
         db.ingest(path, source="hall", key_column="受理编号")
     assert events(db) == []

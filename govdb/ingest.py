@@ -32,7 +32,13 @@ from govdb.readers import FileRecords, Unreadable, plain_text, read_records, rec
 from govdb.readers.columns import check_mapping, plan_columns
 from govdb.standards import STANDARD_COLUMNS
 from govdb.standards.dates import parse_datetime
-from govdb.store.bulk import Constant, indexes_deferred, insert_frame, insert_ignoring_duplicates
+from govdb.store.bulk import (
+    Constant,
+    driver_fetch,
+    indexes_deferred,
+    insert_frame,
+    insert_ignoring_duplicates,
+)
 from govdb.store.engine import store_errors
 from govdb.store.events import KEY_MAX, SOURCE_MAX, Event, IngestBatch, Quarantine
 
@@ -234,12 +240,7 @@ def _known_versions(conn: Connection, source: str, keys: pl.Series) -> pl.DataFr
         values = json.dumps(distinct, ensure_ascii=False)
     # The driver's own cursor: a re-ingest of a large file fetches a row per key, and SQLAlchemy's
     # result rows would cost more than the query.
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(statement, (source, values))
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    rows = driver_fetch(conn, statement, (source, values))
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 

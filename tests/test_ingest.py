@@ -446,9 +446,21 @@ def test_ingest_indexes_migrate_and_keep_the_data(backend: str, tmp_path: Path) 
         assert "ix_event_batch_id" not in indexes
         where = indexes["ix_event_division_code"]["dialect_options"][f"{engine.dialect.name}_where"]
         assert "division_code IS NOT NULL" in str(where)
-        migrate(engine, "events")
+        with engine.begin() as conn:  # a processed store: links refer to its events
+            conn.execute(
+                text(
+                    "INSERT INTO link (event_id, entity_kind, score, decision, explanation, created_at)"
+                    " SELECT event_id, 'person', 1.0, 'match', '{}', '2026-11-01 00:00:00+00:00' FROM event"
+                )
+            )
+        migrate(engine, "events")  # later revisions rebuild the event table on SQLite
         with engine.connect() as conn:
             assert conn.execute(text(f"SELECT {kept} FROM event ORDER BY event_id")).all() == before
+            linked = conn.execute(text("SELECT event_id FROM link ORDER BY event_id")).scalars().all()
+            assert linked == [row[0] for row in before]
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
             found = conn.execute(text("SELECT source_key FROM event WHERE division_code = '440605011001'"))
             assert found.scalars().all() == ["SL1"]
             if engine.dialect.name == "sqlite":

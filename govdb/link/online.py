@@ -28,7 +28,7 @@ from govdb.link.blocking import key_string, rule_name
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
 from govdb.link.model import LinkModel
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import among, id_chunks, indexes_deferred, insert_frame, read_frame
+from govdb.store.bulk import among, driver_fetch, id_chunks, indexes_deferred, insert_frame, read_frame
 from govdb.store.locks import writing, xact_lock
 from govdb.store.master import (
     LinkFeatures,
@@ -334,7 +334,6 @@ def feature_rows(
     params: tuple[Any, ...]
     # The driver's cursor: compiling an IN list of hundreds of ids took twice SQLite's reading of
     # their rows (500 people: 4.8 against 1.6 ms); SQLAlchemy's result fetched a row per call.
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     for chunk in id_chunks(conn, person_ids):
         if conn.dialect.name == "postgresql":
             statement, params = "SELECT features::text FROM linkfeatures WHERE person_id = ANY(%s)", (chunk,)
@@ -353,9 +352,7 @@ def feature_rows(
                     " OR json_extract(features, '$.id_number') = ?)"
                 )
                 params = (*chunk, id_number)
-        cursor.execute(statement, params)
-        texts += [features for (features,) in cursor.fetchall()]
-    cursor.close()
+        texts += [features for (features,) in driver_fetch(conn, statement, params)]
     rows = []
     for decoded in map(json.loads, texts):
         row = {k: decoded.get(k) for k in FEATURE_SCHEMA}

@@ -228,12 +228,17 @@ def driver_rows(conn: Connection, query: Any) -> Sequence[Any]:
     params: Any = compiled.params
     if compiled.positional:
         params = tuple(params[name] for name in compiled.positiontup or ())
-    # The driver's own cursor (in the connection's transaction): plain tuples, where SQLAlchemy's
-    # result wraps every row in a Row (a third of reading a county's million people).
+    return driver_fetch(conn, str(compiled), params)
+
+
+def driver_fetch(conn: Connection, statement: str, params: Any) -> list[Any]:
+    """The rows of a statement in the driver's paramstyle, through the driver's own cursor (in the
+    connection's transaction): plain tuples, where SQLAlchemy's result wraps every row in a Row
+    (a third of reading a county's million people) and fetches them one call each."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(str(compiled), params)
-        return cursor.fetchall()
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())
     finally:
         cursor.close()
 

@@ -223,14 +223,31 @@ def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
     config.set_main_option("version_locations", str(MIGRATIONS / store / "versions"))
     config.attributes["store"] = store
     # alembic keeps its state in module globals: threads of one process migrate one at a time.
-    with _MIGRATING, store_errors(engine), engine.begin() as connection:
-        # One migration at a time: processes opening a new store together wait, then find it current.
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('govdb.migrate'))"))
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with _MIGRATING, store_errors(engine), engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        driver = connection.connection.driver_connection
+        if sqlite:
+            # SQLite's way to rebuild a table others refer to (alembic's batch mode): foreign keys
+            # off outside the transaction (a DROP TABLE would otherwise delete through them, and
+            # fail), then checked as a whole before the commit.
+            driver.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                # One at a time: processes opening a new store together wait, then find it current.
+                if sqlite:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('govdb.migrate'))"))
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise StoreError(
+                        f"migrating the {store} store to {revision} left rows that refer to missing "
+                        "ones (PRAGMA foreign_key_check); nothing was changed: report this with the store"
+                    )
+        finally:
+            if sqlite:
+                driver.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 _READ_ONLY = (StoreReadOnlyError, "the store is read-only: give govdb a writable --home or database user")

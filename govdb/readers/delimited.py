@@ -112,12 +112,17 @@ def _read_unquoted(
     _split_body(body, first, delimiter, encoding, records, unstorable)
 
 
+def _in_pattern(delimiter: str) -> str:
+    """The delimiter as a regular expression (polars' engine takes `\\t`, not an escaped tab)."""
+    return "\\t" if delimiter == "\t" else re.escape(delimiter)
+
+
 def _simply_quoted(body: pl.Series, delimiter: str) -> bool:
     """Whether every line is a record on its own whose quotes only wrap whole cells (`"a","",b`):
     no quote inside a cell, no delimiter or line break inside quotes, no FS/GS/RS/US (which
     Python's strip takes for blanks and polars' does not). Then the csv reader reads each line as
     its cells without the quotes, and whole columns can do it; any other file goes to csv."""
-    d = "\\t" if delimiter == "\t" else re.escape(delimiter)
+    d = _in_pattern(delimiter)
     cell = f'(?:"[^"{d}\\r\\x1c-\\x1f]*"|[^"{d}\\r\\x1c-\\x1f]*)'
     return bool(body.str.contains(f"^{cell}(?:{d}{cell})*\\r?$").all())
 
@@ -142,7 +147,7 @@ def _split_body(
     n = pl.col("text").str.count_matches(delimiter, literal=True) + 1  # cells in the line
     # Lines that may not be a record: a CR, another field count, nothing but delimiters and blanks.
     # Only those are told why (a reason for every line would build a column of texts to test).
-    blank_or_cr = "^[\\s" + ("\\t" if delimiter == "\t" else re.escape(delimiter)) + "]*$|\\r"
+    blank_or_cr = "^[\\s" + _in_pattern(delimiter) + "]*$|\\r"
     why = (
         pl.when(pl.col("text").str.strip_chars() == "")
         .then(pl.lit("the row holds no values (only blanks)"))

@@ -105,9 +105,7 @@ def key_rules_fingerprint(rules: MatchingRules, address_hint: str | None) -> tup
 def link_keys_current(conn: Connection, rules: MatchingRules) -> bool:
     """Whether master's link keys were written with these blocking rules and master's county."""
     fingerprint, _ = key_rules_fingerprint(rules, served_county(conn))
-    table = LinkKeyRules.__table__  # type: ignore[attr-defined]
-    recorded = select(table.c.fingerprint).where(table.c.entity_kind == rules.entity)
-    return conn.execute(recorded).scalar() == fingerprint  # the fingerprint alone: a look-up asks
+    return _keyed_with(conn, rules.entity) == fingerprint
 
 
 def ensure_link_keys(master: Engine, rules: MatchingRules, *, rekey: bool = False) -> int:
@@ -137,8 +135,9 @@ def key_unrecorded_store(master: Engine, rules: MatchingRules) -> int:
 
 
 def _keyed_with(conn: Connection, entity_kind: str) -> str | None:
-    recorded = _recorded_rules(conn, entity_kind)
-    return None if recorded is None else recorded["fingerprint"]
+    """The fingerprint of the rules master's keys follow; read alone (every look-up asks)."""
+    table = LinkKeyRules.__table__  # type: ignore[attr-defined]
+    return conn.execute(select(table.c.fingerprint).where(table.c.entity_kind == entity_kind)).scalar()
 
 
 def _anyone(conn: Connection) -> bool:

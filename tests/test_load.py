@@ -12,7 +12,8 @@ from sqlalchemy import Connection, func, select, text
 
 from govdb import GovDB
 from govdb.demo import make_people
-from govdb.link.online import read_features, refresh_link_keys
+from govdb.link.online import refresh_link_keys
+from govdb.link.reads import read_features
 from govdb.load import bulk_load_people, new_person_ids
 from govdb.store.master import BulkLoad, FieldHistory, LinkFeatures, LinkKey, MasterChange, Person
 

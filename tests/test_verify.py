@@ -851,7 +851,7 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
 
     import govdb.verify.proposals as proposals
     from govdb import load_rulebook
-    from govdb.link.online import FeatureCache
+    from govdb.link.reads import FeatureCache
 
     if max_block != 1000:
         shutil.copytree(REPO / "rules", tmp_path / "rules")

@@ -1,7 +1,7 @@
 """Record linkage: which master person each record is about (Fellegi-Sunter, batch and online).
 
 features (prepare both sides) -> blocking (candidate pairs) -> comparisons (levels) -> model (m, u,
-prior, weights) -> batch (files and frames) / online (one record against the master store) ->
+prior, weights) -> batch (files and frames) / online (one record against the master store, through reads) ->
 clusters (records of one person within a file); stored (the model a store links with).
 """
 
@@ -14,9 +14,9 @@ from govdb.link.online import (
     key_unrecorded_store,
     link_against_master,
     link_one,
-    read_people,
     refresh_link_keys,
 )
+from govdb.link.reads import read_people
 from govdb.link.stored import default_model, store_model, stored_model
 
 __all__ = [

@@ -17,13 +17,13 @@ import polars as pl
 from sqlalchemy import Connection, Engine, func, select
 
 from govdb.link.online import (
-    MASTER_COLUMNS,
     ensure_link_keys,
     link_keys_current,
     prepare_keys,
     refresh_link_keys,
     write_keys,
 )
+from govdb.link.reads import MASTER_COLUMNS
 from govdb.rulebook.models import MatchingRules
 from govdb.store.locks import xact_lock
 from govdb.store.master import LinkFeatures, Person, served_county

@@ -18,30 +18,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, Text, bindparam, cast, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text
 
 from govdb.base.clock import utcnow
-from govdb.errors import ConfigError, RulesChangedError, StateError
+from govdb.errors import ConfigError, RulesChangedError
 from govdb.link import record as one
 from govdb.link.batch import link_prepared
 from govdb.link.blocking import key_string, rule_name
-from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS, prepare
+from govdb.link.features import prepare
 from govdb.link.model import LinkModel
+from govdb.link.reads import FeatureCache, feature_rows, person_rows, read_features, read_people
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import among, driver_fetch, id_chunks, indexes_deferred, insert_frame, read_frame
+from govdb.store.bulk import among, indexes_deferred, insert_frame
 from govdb.store.locks import writing, xact_lock
 from govdb.store.master import (
     LinkFeatures,
     LinkKey,
     LinkKeyRules,
-    MasterChange,
     Person,
     served_county,
 )
 
 CHUNK = 5000
 KEY_CHUNK = 50_000  # keys per candidate lookup
-MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
 
 
 @dataclass(frozen=True)
@@ -67,28 +66,6 @@ def key_strings(prepared: pl.DataFrame, rules: MatchingRules) -> pl.DataFrame:
         for keys in rules.blocking.rules
     ]
     return pl.concat(parts) if parts else pl.DataFrame(schema={"rid": pl.String, "key": pl.String})
-
-
-def read_people(
-    conn: Connection, person_ids: Iterable[str] | None = None, *, without_keys: bool = False
-) -> pl.DataFrame:
-    """Master people (the columns linkage reads): all of them, these ids, or those without link keys."""
-    table = Person.__table__  # type: ignore[attr-defined]
-    columns = [table.c[c] for c in MASTER_COLUMNS]
-    schema = {c: (pl.Date if c == "birth_date" else pl.String) for c in MASTER_COLUMNS}
-    if person_ids is None:
-        query = select(*columns)
-        if without_keys:
-            keyed = LinkKey.__table__.c.person_id  # type: ignore[attr-defined]
-            query = query.where(~table.c.person_id.in_(select(keyed)))
-        return read_frame(conn, query, schema)  # a whole county: plain tuples, not row objects
-    ids = list(person_ids)
-    rows: list[Any] = []
-    for start in range(0, len(ids), CHUNK):
-        rows += conn.execute(
-            select(*columns).where(among(conn, table.c.person_id, ids[start : start + CHUNK]))
-        ).all()
-    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 KEYS_VERSION = 1  # raise when `prepare` or the key strings change: every store is keyed again
@@ -301,135 +278,6 @@ def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool =
     insert_frame(conn, table, features)
 
 
-def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
-    """Stored linkage features of these people, or of everyone (the frame `prepare` made when they
-    were keyed). Read as JSON text and decoded by polars for the whole column: a chunk of events
-    has hundreds of thousands of candidates, too many to decode one JSON document at a time."""
-    table = LinkFeatures.__table__  # type: ignore[attr-defined]
-    as_text = cast(table.c.features, Text)
-    texts: list[str] = []
-    if person_ids is None:
-        texts = list(conn.execute(select(as_text)).scalars())
-    for start in range(0, len(person_ids or []), CHUNK):
-        chunk = (person_ids or [])[start : start + CHUNK]
-        texts += conn.execute(select(as_text).where(among(conn, table.c.person_id, chunk))).scalars()
-    schema = {k: (pl.String() if k == "birth_date" else v) for k, v in FEATURE_SCHEMA.items()}
-    if not texts:
-        return pl.DataFrame(schema=schema).with_columns(pl.col("birth_date").str.to_date())
-    decoded = pl.Series("f", texts, dtype=pl.String).str.json_decode(pl.Struct(schema))
-    return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
-
-
-def feature_rows(
-    conn: Connection, person_ids: list[str], *, id_number: str | None = None
-) -> list[dict[str, Any]]:
-    """The stored features of a few people as dicts (what `read_features(...).to_dicts()` gives):
-    `link_one` reads a handful per call, where a polars decode costs a millisecond whatever the size.
-
-    With `id_number`, only people whose features hold no ID number or that one: under the
-    `different_valid_ids` hard rule `best_link` skips every other candidate, and a large block
-    (a common given name in a village) is hundreds of them, read and decoded for nothing."""
-    texts: list[str] = []
-    params: tuple[Any, ...]
-    # The driver's cursor: compiling an IN list of hundreds of ids took twice SQLite's reading of
-    # their rows (500 people: 4.8 against 1.6 ms); SQLAlchemy's result fetched a row per call.
-    for chunk in id_chunks(conn, person_ids):
-        if conn.dialect.name == "postgresql":
-            statement, params = "SELECT features::text FROM linkfeatures WHERE person_id = ANY(%s)", (chunk,)
-            if id_number is not None:
-                statement += " AND (features->>'id_number' IS NULL OR features->>'id_number' = %s)"
-                params = (chunk, id_number)
-        else:
-            marks = ",".join("?" * len(chunk))
-            statement, params = (
-                f"SELECT features FROM linkfeatures WHERE person_id IN ({marks})",
-                tuple(chunk),
-            )
-            if id_number is not None:
-                statement += (
-                    " AND (json_extract(features, '$.id_number') IS NULL"
-                    " OR json_extract(features, '$.id_number') = ?)"
-                )
-                params = (*chunk, id_number)
-        texts += [features for (features,) in driver_fetch(conn, statement, params)]
-    rows = []
-    for decoded in map(json.loads, texts):
-        row = {k: decoded.get(k) for k in FEATURE_SCHEMA}
-        if row["birth_date"] is not None:
-            row["birth_date"] = dt.date.fromisoformat(row["birth_date"])
-        rows.append(row)
-    return rows
-
-
-def _person_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
-    table = Person.__table__  # type: ignore[attr-defined]
-    query = select(*(table.c[c] for c in MASTER_COLUMNS)).where(among(conn, table.c.person_id, person_ids))
-    return [dict(row) for row in conn.execute(query).mappings()]
-
-
-class FeatureCache:
-    """Every master person's linkage features, held for one `process` run.
-
-    A county's worth of events links faster against the whole master in memory (the batch
-    linker's equi-joins, as `govdb link` runs) than through link-key look-ups per chunk, whose
-    candidates grow with the number of people per village. Master may change while the run goes
-    on (a promote, a revert, a resolved conflict): before each chunk `refresh` reads the change
-    feed since it last looked and reads those people's features again, at every chunk to the end
-    of the run (their keys and features are rewritten just after their master write, in a
-    transaction of their own), so a chunk sees what a key look-up at that moment would see.
-    """
-
-    def __init__(self, limit: int = 2_000_000) -> None:
-        self.limit = limit
-        self._frame: pl.DataFrame | None = None
-        self._seen = 0  # the change feed's head when last looked at
-        self._changed: set[str] = set()  # people master changed during the run
-
-    @property
-    def everyone(self) -> bool:
-        return self._frame is not None
-
-    def load_everyone(self, conn: Connection) -> bool:
-        """Read every person's features, when master holds no more than `limit` people."""
-        features = LinkFeatures.__table__  # type: ignore[attr-defined]
-        if conn.execute(select(func.count()).select_from(features)).scalar_one() > self.limit:
-            return False
-        self._seen = _feed_head(conn)  # first: a change committed meanwhile is read again later
-        self._frame = read_features(conn)
-        return True
-
-    def refresh(self, conn: Connection) -> None:
-        """Read again the features of the people master changed since the run began."""
-        if self._frame is None:
-            return
-        head = _feed_head(conn)
-        if head > self._seen:
-            changes = MasterChange.__table__  # type: ignore[attr-defined]
-            self._changed.update(
-                conn.execute(
-                    select(changes.c.entity_id)
-                    .where(
-                        changes.c.seq > self._seen, changes.c.seq <= head, changes.c.entity_kind == "person"
-                    )
-                    .distinct()
-                ).scalars()
-            )
-            self._seen = head
-        if self._changed:
-            changed = pl.DataFrame({"rid": sorted(self._changed)}, schema={"rid": pl.String})
-            kept = self._frame.join(changed, on="rid", how="anti")
-            self._frame = pl.concat([kept, read_features(conn, sorted(self._changed))])
-
-    def all(self) -> pl.DataFrame:
-        if self._frame is None:
-            raise StateError("the features of everyone were not loaded (load_everyone)")
-        return self._frame
-
-
-def _feed_head(conn: Connection) -> int:
-    return int(conn.execute(text("SELECT seq FROM changehead WHERE id = 1")).scalar() or 0)
-
-
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:
     """(key, person_id) for people sharing any of these keys, skipping key values shared by more
     than `max_block` people (as batch blocking does). One statement per chunk of keys."""
@@ -593,4 +441,4 @@ def _look_up(
     only = feats["id_number"] if "different_valid_ids" in rules.hard_rules else None
     stored = feature_rows(conn, sorted(rule_of), id_number=only) if rule_of else []
     result = one.best_link(feats, [(c, rule_of[c["rid"]]) for c in stored], model, rules)
-    return result, _person_rows(conn, [result["person_id"]]) if result["person_id"] else []
+    return result, person_rows(conn, [result["person_id"]]) if result["person_id"] else []

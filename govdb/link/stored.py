@@ -14,7 +14,7 @@ from govdb.errors import StateError
 from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
-from govdb.link.online import read_features, read_people
+from govdb.link.reads import read_features, read_people
 from govdb.rulebook.models import MatchingRules
 from govdb.store.master import LinkageModel, Person
 

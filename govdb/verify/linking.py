@@ -12,7 +12,8 @@ from sqlalchemy import Connection, Engine, select
 
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import FeatureCache, LinkResult, link_against_master, read_people
+from govdb.link.online import LinkResult, link_against_master
+from govdb.link.reads import FeatureCache, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import LinkExclusion, Proposal

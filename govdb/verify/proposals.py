@@ -23,7 +23,8 @@ from sqlmodel import Session
 from govdb.base.clock import utcnow
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import FeatureCache, LinkResult, ensure_link_keys, read_people
+from govdb.link.online import LinkResult, ensure_link_keys
+from govdb.link.reads import FeatureCache, read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize

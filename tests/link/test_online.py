@@ -15,13 +15,8 @@ from govdb.demo import make_people
 from govdb.errors import RulesChangedError
 from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
-from govdb.link.online import (
-    _person_rows,
-    ensure_link_keys,
-    feature_rows,
-    key_unrecorded_store,
-    read_features,
-)
+from govdb.link.online import ensure_link_keys, key_unrecorded_store
+from govdb.link.reads import feature_rows, person_rows, read_features
 from govdb.link.stored import default_model
 from govdb.rulebook import Rulebook
 from govdb.rulebook.models import Bands
@@ -206,7 +201,7 @@ def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) 
             sorted(feature_rows(conn, ids), key=lambda r: r["rid"])
             == read_features(conn, ids).sort("rid").to_dicts()
         )
-        by_id = {r["person_id"]: r for r in _person_rows(conn, ids)}
+        by_id = {r["person_id"]: r for r in person_rows(conn, ids)}
         assert [by_id[i] for i in ids] == read_people(conn, ids).sort("person_id").to_dicts()
 
 

@@ -1,0 +1,208 @@
+"""Reading master people and their stored linkage features: by id for a chunk's candidates and a
+look-up's handful, or everyone's for a `process` run that links a county in memory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection, func, select, text
+
+from govdb.errors import StateError
+from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS
+from govdb.store.bulk import among, driver_fetch, id_chunks, read_frame
+from govdb.store.master import LinkFeatures, LinkKey, MasterChange, Person
+
+MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
+# Rows per slice when reading many: the driver's strings of one slice are decoded and dropped
+# before the next is fetched, so a county's million JSON texts are never held at once (they
+# took 4 GB of a 5 GB peak, for a 216 MB frame).
+SLICE = 50_000
+
+
+def read_people(
+    conn: Connection, person_ids: Iterable[str] | None = None, *, without_keys: bool = False
+) -> pl.DataFrame:
+    """Master people (the columns linkage reads): all of them, these ids, or those without link keys."""
+    table = Person.__table__  # type: ignore[attr-defined]
+    schema = {c: (pl.Date if c == "birth_date" else pl.String) for c in MASTER_COLUMNS}
+    if person_ids is None:
+        query = select(*(table.c[c] for c in MASTER_COLUMNS))
+        if without_keys:
+            keyed = LinkKey.__table__.c.person_id  # type: ignore[attr-defined]
+            query = query.where(~table.c.person_id.in_(select(keyed)))
+        return read_frame(conn, query, schema)  # a whole county: plain tuples, not row objects
+    columns = ", ".join(MASTER_COLUMNS)
+    raw = {c: pl.String for c in MASTER_COLUMNS} if conn.dialect.name == "sqlite" else schema
+    frames = [
+        pl.DataFrame(rows, schema=raw, orient="row")
+        for rows in _rows_of(conn, f"SELECT {columns} FROM person", list(person_ids))
+    ]
+    people = pl.concat(frames) if frames else pl.DataFrame(schema=raw)
+    if conn.dialect.name == "sqlite":  # dates come as ISO text
+        people = people.with_columns(pl.col("birth_date").str.to_date("%Y-%m-%d"))
+    return people
+
+
+def _rows_of(conn: Connection, select_from: str, person_ids: list[str]) -> Iterator[list[Any]]:
+    """The rows of `select_from` for these people, a slice at a time, through the driver's cursor.
+
+    The ids go as one parameter (a JSON array on SQLite, an array on PostgreSQL): a statement with
+    thousands of bound values cost more to compile and bind than SQLite took to read the rows.
+    Each person once, however often asked for."""
+    person_ids = list(dict.fromkeys(person_ids))
+    for start in range(0, len(person_ids), SLICE):
+        chunk = person_ids[start : start + SLICE]
+        if conn.dialect.name == "postgresql":
+            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s)", (chunk,))
+        else:
+            statement = f"{select_from} WHERE person_id IN (SELECT value FROM json_each(?))"
+            yield driver_fetch(conn, statement, (json.dumps(chunk),))
+
+
+def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
+    """Stored linkage features of these people, or of everyone (the frame `prepare` made when they
+    were keyed). Read as JSON text and decoded by polars a slice at a time: a chunk of events has
+    hundreds of thousands of candidates, too many to decode one JSON document at a time, and a
+    county's texts at once are many times the frame they make."""
+    select_from = (
+        "SELECT features::text FROM linkfeatures"
+        if conn.dialect.name == "postgresql"
+        else "SELECT features FROM linkfeatures"
+    )
+    slices = _all_rows(conn, select_from) if person_ids is None else _rows_of(conn, select_from, person_ids)
+    frames = [_decoded([t for (t,) in rows]) for rows in slices if rows]
+    if not frames:
+        return _decoded([])
+    return pl.concat(frames).rechunk()
+
+
+def _all_rows(conn: Connection, statement: str) -> Iterator[list[Any]]:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+        while rows := cursor.fetchmany(SLICE):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def _decoded(texts: list[str]) -> pl.DataFrame:
+    schema = {k: (pl.String() if k == "birth_date" else v) for k, v in FEATURE_SCHEMA.items()}
+    if not texts:
+        return pl.DataFrame(schema=schema).with_columns(pl.col("birth_date").str.to_date())
+    decoded = pl.Series("f", texts, dtype=pl.String).str.json_decode(pl.Struct(schema))
+    return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
+
+
+def feature_rows(
+    conn: Connection, person_ids: list[str], *, id_number: str | None = None
+) -> list[dict[str, Any]]:
+    """The stored features of a few people as dicts (what `read_features(...).to_dicts()` gives):
+    `link_one` reads a handful per call, where a polars decode costs a millisecond whatever the size.
+
+    With `id_number`, only people whose features hold no ID number or that one: under the
+    `different_valid_ids` hard rule `best_link` skips every other candidate, and a large block
+    (a common given name in a village) is hundreds of them, read and decoded for nothing."""
+    texts: list[str] = []
+    params: tuple[Any, ...]
+    # The driver's cursor: compiling an IN list of hundreds of ids took twice SQLite's reading of
+    # their rows (500 people: 4.8 against 1.6 ms); SQLAlchemy's result fetched a row per call.
+    for chunk in id_chunks(conn, person_ids):
+        if conn.dialect.name == "postgresql":
+            statement, params = "SELECT features::text FROM linkfeatures WHERE person_id = ANY(%s)", (chunk,)
+            if id_number is not None:
+                statement += " AND (features->>'id_number' IS NULL OR features->>'id_number' = %s)"
+                params = (chunk, id_number)
+        else:
+            marks = ",".join("?" * len(chunk))
+            statement, params = (
+                f"SELECT features FROM linkfeatures WHERE person_id IN ({marks})",
+                tuple(chunk),
+            )
+            if id_number is not None:
+                statement += (
+                    " AND (json_extract(features, '$.id_number') IS NULL"
+                    " OR json_extract(features, '$.id_number') = ?)"
+                )
+                params = (*chunk, id_number)
+        texts += [features for (features,) in driver_fetch(conn, statement, params)]
+    rows = []
+    for decoded in map(json.loads, texts):
+        row = {k: decoded.get(k) for k in FEATURE_SCHEMA}
+        if row["birth_date"] is not None:
+            row["birth_date"] = dt.date.fromisoformat(row["birth_date"])
+        rows.append(row)
+    return rows
+
+
+def person_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
+    table = Person.__table__  # type: ignore[attr-defined]
+    query = select(*(table.c[c] for c in MASTER_COLUMNS)).where(among(conn, table.c.person_id, person_ids))
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+class FeatureCache:
+    """Every master person's linkage features, held for one `process` run.
+
+    A county's worth of events links faster against the whole master in memory (the batch
+    linker's equi-joins, as `govdb link` runs) than through link-key look-ups per chunk, whose
+    candidates grow with the number of people per village. Master may change while the run goes
+    on (a promote, a revert, a resolved conflict): before each chunk `refresh` reads the change
+    feed since it last looked and reads those people's features again, at every chunk to the end
+    of the run (their keys and features are rewritten just after their master write, in a
+    transaction of their own), so a chunk sees what a key look-up at that moment would see.
+    """
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self.limit = limit
+        self._frame: pl.DataFrame | None = None
+        self._seen = 0  # the change feed's head when last looked at
+        self._changed: set[str] = set()  # people master changed during the run
+
+    @property
+    def everyone(self) -> bool:
+        return self._frame is not None
+
+    def load_everyone(self, conn: Connection) -> bool:
+        """Read every person's features, when master holds no more than `limit` people."""
+        features = LinkFeatures.__table__  # type: ignore[attr-defined]
+        if conn.execute(select(func.count()).select_from(features)).scalar_one() > self.limit:
+            return False
+        self._seen = _feed_head(conn)  # first: a change committed meanwhile is read again later
+        self._frame = read_features(conn)
+        return True
+
+    def refresh(self, conn: Connection) -> None:
+        """Read again the features of the people master changed since the run began."""
+        if self._frame is None:
+            return
+        head = _feed_head(conn)
+        if head > self._seen:
+            changes = MasterChange.__table__  # type: ignore[attr-defined]
+            self._changed.update(
+                conn.execute(
+                    select(changes.c.entity_id)
+                    .where(
+                        changes.c.seq > self._seen, changes.c.seq <= head, changes.c.entity_kind == "person"
+                    )
+                    .distinct()
+                ).scalars()
+            )
+            self._seen = head
+        if self._changed:
+            changed = pl.DataFrame({"rid": sorted(self._changed)}, schema={"rid": pl.String})
+            kept = self._frame.join(changed, on="rid", how="anti")
+            self._frame = pl.concat([kept, read_features(conn, sorted(self._changed))])
+
+    def all(self) -> pl.DataFrame:
+        if self._frame is None:
+            raise StateError("the features of everyone were not loaded (load_everyone)")
+        return self._frame
+
+
+def _feed_head(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT seq FROM changehead WHERE id = 1")).scalar() or 0)

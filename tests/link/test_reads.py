@@ -1,0 +1,45 @@
+"""Reading master people and their features a slice at a time, on both backends: the same frames
+whatever the slice, for everyone and for a list of ids with repeats and unknown ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+import govdb.link.reads as reads
+from govdb import GovDB
+from govdb.demo import make_people
+from govdb.link.reads import FeatureCache, read_features, read_people
+
+TODAY = dt.date(2026, 11, 29)
+
+
+def test_slices_read_what_one_pass_reads(db: GovDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    register = make_people(45, seed=9, today=TODAY)
+    blanks = register.head(4).with_columns(
+        pl.lit(None, pl.Date).alias("birth_date"), pl.lit(None).alias("phone")
+    )
+    db.load_people(pl.concat([register.slice(4), blanks]), source="population_register")
+    with db.master.connect() as conn:
+        everyone = read_features(conn).sort("rid")
+        people = read_people(conn).sort("person_id")
+        ids = people.get_column("person_id").to_list()
+        asked = [*ids[::3], "P-nobody", ids[0], *ids[1::3]]
+        by_ids = read_features(conn, asked).sort("rid")
+        people_by_ids = read_people(conn, asked).sort("person_id")
+        monkeypatch.setattr(reads, "SLICE", 7)  # many slices, the last one short
+        assert read_features(conn).sort("rid").equals(everyone)
+        assert read_features(conn, asked).sort("rid").equals(by_ids)
+        assert read_people(conn, asked).sort("person_id").equals(people_by_ids)
+        cache = FeatureCache()
+        assert cache.load_everyone(conn)
+        assert cache.all().sort("rid").equals(everyone)
+        assert read_features(conn, []).schema == everyone.schema
+        assert read_people(conn, []).schema == people.schema
+    assert everyone.height == people.height == 45
+    assert by_ids.get_column("rid").to_list() == sorted(set(ids[::3]) | set(ids[1::3]))
+    assert people_by_ids.equals(people.filter(pl.col("person_id").is_in(asked)))
+    assert people.schema["birth_date"] == pl.Date and everyone.schema["birth_date"] == pl.Date
+    assert people.get_column("birth_date").null_count() == 4

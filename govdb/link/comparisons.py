@@ -167,12 +167,52 @@ def _identifiers(left: pl.Series, right: pl.Series, levels: tuple[str, ...] = ID
     that level), different."""
     missing, exact = _missing(left, right), _equal(left, right)
     undecided = _equal(left.str.len_chars(), right.str.len_chars()) & ~(missing | exact)
-    hamming = _distance(left, right, Hamming.distance, undecided, -1)
+    hamming, swapped = _one_edit(left, right, undecided)
     choices = [(missing, NULL), (exact, "exact"), (hamming == 1, "one_digit")]
     if "transposed" in levels:
-        osa = _distance(left, right, OSA.distance, undecided & (hamming != 1), -1)
-        choices.append((osa == 1, "transposed"))
+        choices.append((swapped, "transposed"))
     return _select(levels, choices, "different")
+
+
+def _one_edit(left: pl.Series, right: pl.Series, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For the pairs `where` says (non-empty, of one length): the Hamming distance, and whether one
+    swap of two adjacent characters makes them equal (OSA distance 1 at Hamming distance 2); -1
+    and False elsewhere.
+
+    Most candidate pairs of a county hold two different 18-character ID numbers: ASCII codes of
+    one length are compared as byte matrices in numpy, where handing a million pairs to rapidfuzz
+    as Python strings took a tenth of `process`. Any other text goes to rapidfuzz as before."""
+    hamming = np.full(len(left), -1, dtype=np.float32)
+    swapped = np.zeros(len(left), dtype=bool)
+    chosen = np.flatnonzero(where)
+    if len(chosen) == 0:
+        return hamming, swapped
+    positions = pl.Series(chosen)
+    a, b = left.gather(positions), right.gather(positions)
+    size = a.str.len_bytes()
+    plain = ((size == a.str.len_chars()) & (size == b.str.len_bytes())).fill_null(False).to_numpy()
+    lengths = size.fill_null(0).to_numpy()
+    for length in np.unique(lengths[plain]):
+        rows = np.flatnonzero(plain & (lengths == length))
+        a_bytes, b_bytes = _byte_matrix(a, rows, int(length)), _byte_matrix(b, rows, int(length))
+        differ = a_bytes != b_bytes
+        distance = differ.sum(axis=1)
+        hamming[chosen[rows]] = distance
+        crossed = differ[:, :-1] & (a_bytes[:, :-1] == b_bytes[:, 1:]) & (a_bytes[:, 1:] == b_bytes[:, :-1])
+        swapped[chosen[rows]] = (distance == 2) & crossed.any(axis=1)
+    rest = np.zeros(len(left), dtype=bool)
+    rest[chosen[~plain]] = True
+    if rest.any():
+        hamming[rest] = _distance(left, right, Hamming.distance, rest, -1)[rest]
+        osa = _distance(left, right, OSA.distance, rest & (hamming != 1), -1)
+        swapped |= rest & (osa == 1)
+    return hamming, swapped
+
+
+def _byte_matrix(texts: pl.Series, rows: np.ndarray, length: int) -> np.ndarray:
+    """ASCII texts of `length` characters as a rows x length matrix of their bytes."""
+    array = texts.gather(pl.Series(rows)).cast(pl.Binary).bin.reinterpret(dtype=pl.Array(pl.UInt8, length))
+    return array.to_numpy().reshape(len(rows), length)
 
 
 _register(Comparison("id_number", ID_LEVELS, ("id_text",), _codes_on("id_text"), (0.95, 0.02, 0.01, 0.02)))

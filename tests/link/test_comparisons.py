@@ -2,6 +2,9 @@ import datetime as dt
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz.distance import OSA, Hamming
 
 from govdb.link.comparisons import COMPARISONS, compare
 from govdb.link.features import preparer
@@ -163,3 +166,61 @@ def test_enterprise_levels() -> None:
         [({"uscc": code}, {"uscc": b}) for b in (code.lower(), code[:-1] + "C", None)], "enterprise"
     )
     assert compare(frame, "uscc").to_list() == ["exact", "one_digit", "null"]
+
+
+_ID_TEXT = st.text(alphabet="0123456789X", min_size=0, max_size=6)
+_ANY_TEXT = st.text(alphabet="0123X號号é身", min_size=0, max_size=4)
+
+
+def _near(text: str, draw: st.DrawFn) -> str:
+    """The text, or it with one character changed, two adjacent swapped (and maybe one more
+    changed), or one added."""
+    how = draw(st.sampled_from(["same", "change", "swap", "swap_change", "add", "other"]))
+    if not text or how == "same":
+        return text
+    i = draw(st.integers(0, len(text) - 1))
+    if how == "change":
+        return text[:i] + draw(st.sampled_from("0X号")) + text[i + 1 :]
+    if how in ("swap", "swap_change") and i + 1 < len(text):
+        swapped = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+        if how == "swap":
+            return swapped
+        j = draw(st.sampled_from([k for k in range(len(text)) if k not in (i, i + 1)] or [i]))
+        return swapped[:j] + "9" + swapped[j + 1 :]
+    if how == "add":
+        return text[:i] + "7" + text[i:]
+    return draw(st.one_of(_ID_TEXT, _ANY_TEXT))
+
+
+@st.composite
+def _id_pairs(draw: st.DrawFn) -> list[tuple[str | None, str | None]]:
+    out = []
+    for _ in range(draw(st.integers(0, 40))):
+        left = draw(st.one_of(st.none(), _ID_TEXT, _ANY_TEXT))
+        right = draw(st.one_of(st.none(), st.just(_near(left or "", draw))))
+        out.append((left, right) if draw(st.booleans()) else (right, left))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_id_pairs())
+def test_id_levels_on_byte_matrices_are_rapidfuzz_levels(values: list[tuple[str | None, str | None]]) -> None:
+    """Codes of one length are compared as byte matrices: the levels rapidfuzz's Hamming and OSA
+    distances give, for ASCII and other text, nulls, blanks and every length."""
+    left = pl.Series([a for a, _ in values], dtype=pl.String)
+    right = pl.Series([b for _, b in values], dtype=pl.String)
+    frame = pl.DataFrame({"id_text_l": left, "id_text_r": right})
+    got = compare(frame, "id_number").to_list()
+    expected = []
+    for a, b in values:
+        if not a or not b:
+            expected.append("null")
+        elif a == b:
+            expected.append("exact")
+        elif len(a) == len(b) and Hamming.distance(a, b) == 1:
+            expected.append("one_digit")
+        elif len(a) == len(b) and OSA.distance(a, b) == 1:
+            expected.append("transposed")
+        else:
+            expected.append("different")
+    assert got == expected

@@ -192,14 +192,21 @@ def _one_edit(left: pl.Series, right: pl.Series, where: np.ndarray) -> tuple[np.
     size = a.str.len_bytes()
     plain = ((size == a.str.len_chars()) & (size == b.str.len_bytes())).fill_null(False).to_numpy()
     lengths = size.fill_null(0).to_numpy()
-    for length in np.unique(lengths[plain]):
-        rows = np.flatnonzero(plain & (lengths == length))
-        a_bytes, b_bytes = _byte_matrix(a, rows, int(length)), _byte_matrix(b, rows, int(length))
+    kinds = np.unique(lengths[plain])
+    for length in kinds:
+        if len(kinds) == 1 and plain.all():  # the usual chunk: every pair two codes of one length
+            rows, a_rows, b_rows = np.arange(len(chosen)), a, b
+        else:
+            rows = np.flatnonzero(plain & (lengths == length))
+            a_rows, b_rows = a.gather(pl.Series(rows)), b.gather(pl.Series(rows))
+        a_bytes, b_bytes = _byte_matrix(a_rows, int(length)), _byte_matrix(b_rows, int(length))
         differ = a_bytes != b_bytes
-        distance = differ.sum(axis=1)
+        distance = np.count_nonzero(differ, axis=1)
         hamming[chosen[rows]] = distance
-        crossed = differ[:, :-1] & (a_bytes[:, :-1] == b_bytes[:, 1:]) & (a_bytes[:, 1:] == b_bytes[:, :-1])
-        swapped[chosen[rows]] = (distance == 2) & crossed.any(axis=1)
+        two = np.flatnonzero(distance == 2)  # only these can be one swap apart
+        x, y = a_bytes[two], b_bytes[two]
+        crossed = differ[two, :-1] & (x[:, :-1] == y[:, 1:]) & (x[:, 1:] == y[:, :-1])
+        swapped[chosen[rows[two]]] = crossed.any(axis=1)
     rest = np.zeros(len(left), dtype=bool)
     rest[chosen[~plain]] = True
     if rest.any():
@@ -209,10 +216,10 @@ def _one_edit(left: pl.Series, right: pl.Series, where: np.ndarray) -> tuple[np.
     return hamming, swapped
 
 
-def _byte_matrix(texts: pl.Series, rows: np.ndarray, length: int) -> np.ndarray:
-    """ASCII texts of `length` characters as a rows x length matrix of their bytes."""
-    array = texts.gather(pl.Series(rows)).cast(pl.Binary).bin.reinterpret(dtype=pl.Array(pl.UInt8, length))
-    return array.to_numpy().reshape(len(rows), length)
+def _byte_matrix(texts: pl.Series, length: int) -> np.ndarray:
+    """ASCII texts of `length` characters as a texts x length matrix of their bytes."""
+    array = texts.cast(pl.Binary).bin.reinterpret(dtype=pl.Array(pl.UInt8, length))
+    return array.to_numpy().reshape(len(texts), length)
 
 
 _register(Comparison("id_number", ID_LEVELS, ("id_text",), _codes_on("id_text"), (0.95, 0.02, 0.01, 0.02)))

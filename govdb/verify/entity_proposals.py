@@ -24,7 +24,8 @@ from govdb.rulebook.models import Service
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import EventStatus
 from govdb.store.master import Place
-from govdb.verify.proposals import ProposeReport, _as_text, _Chunk, _proposal, _route, _within
+from govdb.verify.chunk_writes import ChunkWork
+from govdb.verify.proposals import ProposeReport, _as_text, _proposal, _route, _within
 from govdb.verify.routes import UnitIndex
 
 ENTITY_CHANGES = ("enterprise", "place")
@@ -62,7 +63,7 @@ def plan_entity_events(
     rules: Rulebook,
     units: UnitIndex,
     events: list[dict[str, Any]],
-    work: _Chunk,
+    work: ChunkWork,
     report: ProposeReport,
     *,
     address_hint: str | None = None,
@@ -97,7 +98,7 @@ def _plan_enterprises(
     units: UnitIndex,
     events: list[dict[str, Any]],
     services: dict[int, Service],
-    work: _Chunk,
+    work: ChunkWork,
     report: ProposeReport,
     address_hint: str | None,
 ) -> None:
@@ -130,7 +131,7 @@ def _plan_enterprises(
 def _propose(
     rules: Rulebook,
     units: UnitIndex,
-    work: _Chunk,
+    work: ChunkWork,
     report: ProposeReport,
     event: dict[str, Any],
     service: Service,
@@ -197,7 +198,7 @@ def _plan_places(
     units: UnitIndex,
     events: list[dict[str, Any]],
     services: dict[int, Service],
-    work: _Chunk,
+    work: ChunkWork,
     report: ProposeReport,
 ) -> None:
     payloads = {e["event_id"]: _place_payload(e, services[e["event_id"]]) for e in events}

@@ -3,21 +3,21 @@
 Set-based: events are taken in chunks, linked with the batch linker and the stored model,
 compared with master after both sides are standardized (a value written differently opens no
 task), routed by jurisdiction from master, auto-passed by vectorised rules, and written with bulk
-inserts and checked transitions in one transaction per chunk. The caller holds the `process` job
+inserts and checked transitions in one transaction per chunk (govdb.verify.chunk_writes, in a
+thread of its own while the next chunk is linked). The caller holds the `process` job
 lock, so two runs never propose one event twice (a unique proposal per event and change backs it).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session
 
 from govdb.base.clock import utcnow
@@ -30,20 +30,16 @@ from govdb.rulebook.models import Service
 from govdb.standards import standardize
 from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
-from govdb.store.bulk import among, driver_rows, id_chunks, insert_frame, json_value
-from govdb.store.events import Event, IngestBatch, Link, LinkExclusion, Proposal, Task
-from govdb.store.locks import writing
-from govdb.store.states import EventStatus, ProposalState, TaskState, move
+from govdb.store.bulk import driver_rows, json_value
+from govdb.store.events import Event, IngestBatch
+from govdb.store.states import EventStatus, ProposalState, TaskState
+from govdb.verify.chunk_writes import ChunkWork, ChunkWriter
 from govdb.verify.linking import link_events, reviewed_links
 from govdb.verify.routes import UnitIndex
-from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, auto_pass_decisions, run_auto_pass
+from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, run_auto_pass
 
 EVENT = Event.__table__  # type: ignore[attr-defined]
 BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
-PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
-TASK = Task.__table__  # type: ignore[attr-defined]
-LINK = Link.__table__  # type: ignore[attr-defined]
-EXCLUSION = LinkExclusion.__table__  # type: ignore[attr-defined]
 CHUNK = 50_000
 # From this many waiting events on, a run links against every master person held in memory
 # (FeatureCache.load_everyone) rather than looking candidates up by key for each chunk.
@@ -67,38 +63,6 @@ class ProposeReport:
     auto_passed: int = 0  # steps passed by a rule earned by an authenticated source
     new_enterprises: int = 0
     new_places: int = 0
-
-
-@dataclass
-class _Chunk:
-    """What one chunk writes."""
-
-    links: list[dict[str, Any]] = field(default_factory=list)
-    proposals: list[dict[str, Any]] = field(default_factory=list)
-    flows: list[Flow] = field(default_factory=list)
-    status: dict[tuple[EventStatus, EventStatus], list[dict[str, Any]]] = field(default_factory=dict)
-    flags: list[dict[str, Any]] = field(default_factory=list)
-    resolved: list[dict[str, Any]] = field(default_factory=list)
-
-    def link(self, event: dict[str, Any], kind: str, link: LinkResult) -> None:
-        """The event's link row (the explanation as JSON text, as the linker wrote it if it did)."""
-        self.links.append(
-            {
-                "event_id": event["event_id"],
-                "entity_kind": kind,
-                "entity_id": link.person_id or link.explanation.get("candidate"),
-                "score": link.match_probability,
-                "decision": link.decision,
-                "explanation": link.explanation_json or _json(link.explanation),
-            }
-        )
-
-    def event_to(self, event: dict[str, Any], target: EventStatus, flag: str | None = None) -> None:
-        self.status.setdefault((EventStatus(event["status"]), target), []).append(
-            {"event_id": event["event_id"]}
-        )
-        if flag:
-            self.flags.append({"k_event_id": event["event_id"], "v_flags": [*event["quality_flags"], flag]})
 
 
 def _as_text(value: Any) -> str | None:
@@ -239,18 +203,22 @@ def propose_events(
         with master.connect() as conn:
             if features.load_everyone(conn) and not isinstance(model, LinkModel):
                 model = _with_features(model, features)
-    while True:
-        with events.connect() as conn:
-            chunk = _read_chunk(conn, after)
-        if not chunk:
-            return report
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)
-        after = chunk[-1]["event_id"]
-        with master.connect() as conn:
-            features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
-        _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
+    with ChunkWriter(events) as writer:
+        while True:
+            with events.connect() as conn:
+                chunk = _read_chunk(conn, after)
+            if not chunk:
+                return report
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+            after = chunk[-1]["event_id"]
+            with master.connect() as conn:
+                features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
+            work = _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
+            if work is not None:
+                writer.write(work)
+    return report  # pragma: no cover - the loop returns
 
 
 def _with_features(factory: Callable[..., LinkModel], features: FeatureCache) -> Callable[[], LinkModel]:
@@ -285,14 +253,14 @@ def _propose_chunk(
     report: ProposeReport,
     address_hint: str | None,
     features: FeatureCache | None = None,
-) -> None:
-    """One chunk of events: settle reviewed links, link the rest, plan, auto-pass, write."""
+) -> ChunkWork | None:
+    """One chunk of events: settle reviewed links, link the rest, plan, auto-pass; what to write."""
     from govdb.verify.entity_proposals import is_entity_event, plan_entity_events  # it imports this module
 
     for event in chunk:
         proven = rules.verification.sources.get(event["authenticated_source"] or "")
         event["proven_department"] = proven.department if proven else None
-    work = _Chunk()
+    work = ChunkWork()
     with events.connect() as conn:
         settled = reviewed_links(conn, master, chunk, work.resolved)
     pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
@@ -300,7 +268,7 @@ def _propose_chunk(
     entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
     pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
     if not pending and not entities:
-        return
+        return None
     if pending:
         report.events += len(pending)
         fresh = [e for e in pending if e["event_id"] not in settled]
@@ -312,7 +280,7 @@ def _propose_chunk(
         plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
     report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
     report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
-    _write(events, work)
+    return work
 
 
 def _plan(
@@ -321,7 +289,7 @@ def _plan(
     units: UnitIndex,
     by_id: dict[int, dict[str, Any]],
     results: list[LinkResult],
-    work: _Chunk,
+    work: ChunkWork,
     report: ProposeReport,
 ) -> None:
     """Decide, in memory, what each linked event becomes: a proposal on its route, an identity
@@ -443,7 +411,7 @@ def _proposal(
 def _route(
     rules: Rulebook,
     units: UnitIndex,
-    work: _Chunk,
+    work: ChunkWork,
     event: dict[str, Any],
     proposal: dict[str, Any],
     home: str | None,
@@ -487,102 +455,3 @@ def _route(
         )
     )
     return True
-
-
-def _write(events: Engine, work: _Chunk) -> None:
-    """One transaction: links, proposals, tasks, auto-pass decisions, event transitions."""
-    now = utcnow()
-    states = {f.proposal_id: f.state for f in work.flows}
-    for p in work.proposals:
-        if p["proposal_id"] in states:
-            p["state"] = states[p["proposal_id"]].value
-    text, day = pl.String, pl.Datetime("us", "UTC")
-    task_columns = ("proposal_id", "step", "level", "department", "unit_id", "division_code", "state")
-    planned = [(f.proposal_id, t) for f in work.flows for t in f.tasks]
-    tasks = pl.DataFrame(
-        {"proposal_id": [p for p, _ in planned]}
-        | {c: [getattr(t, c) for _, t in planned] for c in task_columns[1:-1]}
-        | {"state": [t.state.value for _, t in planned], "decided_at": [t.decided_at for _, t in planned]},
-        schema={**{c: (pl.Int64 if c == "step" else text) for c in task_columns}, "decided_at": day},
-    )
-    link_schema = {
-        "event_id": pl.Int64,
-        "entity_kind": text,
-        "entity_id": text,
-        "score": pl.Float64,
-        "decision": text,
-        "explanation": text,
-    }
-    # Frames built a column at a time: building them from a dict per row cost more than the insert.
-    links = pl.DataFrame({c: [k[c] for k in work.links] for c in link_schema}, schema=link_schema)
-    proposal_columns = (
-        "proposal_id",
-        "event_id",
-        "change",
-        "entity_kind",
-        "entity_id",
-        "division_code",
-        "county_code",
-        "source",
-        "department",
-        "state",
-        "round",
-    )
-    proposals = pl.DataFrame(
-        {c: [p[c] for p in work.proposals] for c in proposal_columns}
-        | {"payload": [_json(p["payload"]) for p in work.proposals]},
-        schema={
-            **{c: (pl.Int64 if c in ("event_id", "round") else text) for c in proposal_columns},
-            "payload": text,
-        },
-    )
-    with writing(events) as conn:
-        insert_frame(conn, LINK, links, {"created_at": now})
-        insert_frame(conn, PROPOSAL, proposals, {"created_at": now, "updated_at": now})
-        insert_frame(conn, TASK, tasks, {"round": 0, "created_at": now})
-        passed = [f for f in work.flows if any(t.passed_by for t in f.tasks)]
-        if passed:
-            ids = _task_ids(conn, [f.proposal_id for f in passed])
-            for f in passed:
-                for t in f.tasks:
-                    t.task_id = ids[(f.proposal_id, t.step)]
-            conn.execute(insert(Event.metadata.tables["decision"]), auto_pass_decisions(passed))
-        for (source, target), rows in work.status.items():
-            if source != target:
-                move(conn, EVENT, "status", EventStatus, source, target, rows, key=("event_id",))
-        if work.flags:
-            conn.execute(
-                update(EVENT)
-                .where(EVENT.c.event_id == bindparam("k_event_id"))
-                .values(quality_flags=bindparam("v_flags")),
-                work.flags,
-            )
-        for state in (ProposalState.approved, ProposalState.rejected):
-            rows = [{"proposal_id": r["proposal_id"]} for r in work.resolved if r["state"] == state]
-            move(
-                conn,
-                PROPOSAL,
-                "state",
-                ProposalState,
-                state,
-                ProposalState.resolved,
-                rows,
-                key=("proposal_id",),
-                values={"updated_at": now},
-            )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _task_ids(conn: Connection, proposal_ids: list[str]) -> dict[tuple[str, int], int]:
-    out: dict[tuple[str, int], int] = {}
-    for chunk in id_chunks(conn, proposal_ids):
-        for r in conn.execute(
-            select(TASK.c.proposal_id, TASK.c.step, TASK.c.task_id).where(
-                among(conn, TASK.c.proposal_id, chunk)
-            )
-        ):
-            out[(r.proposal_id, r.step)] = r.task_id
-    return out

@@ -1,0 +1,198 @@
+"""What a chunk of proposing writes, and the one transaction that writes it: links, proposals,
+tasks, auto-pass decisions and the events' checked transitions, in bulk. A run writes each chunk
+in a thread of its own while it links and plans the next (`ChunkWriter`)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
+
+from govdb.base.clock import utcnow
+from govdb.link.online import LinkResult
+from govdb.store.bulk import among, id_chunks, insert_frame
+from govdb.store.events import Event, Link, Proposal, Task
+from govdb.store.locks import writing
+from govdb.store.states import EventStatus, ProposalState, move
+from govdb.verify.tasks import Flow, auto_pass_decisions
+
+EVENT = Event.__table__  # type: ignore[attr-defined]
+PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
+TASK = Task.__table__  # type: ignore[attr-defined]
+LINK = Link.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class ChunkWork:
+    """What one chunk of proposing writes."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+    status: dict[tuple[EventStatus, EventStatus], list[dict[str, Any]]] = field(default_factory=dict)
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    resolved: list[dict[str, Any]] = field(default_factory=list)
+
+    def link(self, event: dict[str, Any], kind: str, link: LinkResult) -> None:
+        """The event's link row (the explanation as JSON text, as the linker wrote it if it did)."""
+        self.links.append(
+            {
+                "event_id": event["event_id"],
+                "entity_kind": kind,
+                "entity_id": link.person_id or link.explanation.get("candidate"),
+                "score": link.match_probability,
+                "decision": link.decision,
+                "explanation": link.explanation_json or _json(link.explanation),
+            }
+        )
+
+    def event_to(self, event: dict[str, Any], target: EventStatus, flag: str | None = None) -> None:
+        self.status.setdefault((EventStatus(event["status"]), target), []).append(
+            {"event_id": event["event_id"]}
+        )
+        if flag:
+            self.flags.append({"k_event_id": event["event_id"], "v_flags": [*event["quality_flags"], flag]})
+
+
+class ChunkWriter:
+    """Writes each chunk's plan in a thread of its own while the next chunk is linked and planned.
+
+    Planning a chunk reads the event store (its events, their identity reviews) and never writes
+    it; the events a chunk writes are all behind the next chunk's. One write runs at a time, in
+    chunk order, and the next waits for it, so a failed write stops the run at the following
+    chunk with that write's error; the writer's transaction is the same one per chunk as before.
+    A shared in-memory SQLite store has one connection for every thread: there, writes run inline.
+    """
+
+    def __init__(self, events: Engine) -> None:
+        self.events = events
+        inline = isinstance(events.pool, StaticPool | SingletonThreadPool)
+        self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="govdb-propose-write")
+        self._pending: Future[None] | None = None
+
+    def write(self, work: ChunkWork) -> None:
+        self._wait()
+        if self._pool is None:
+            write_chunk(self.events, work)
+        else:
+            self._pending = self._pool.submit(write_chunk, self.events, work)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # the chunk's write error, raised here
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            if error is None:
+                self._wait()  # the last chunk is written before the run returns
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)  # a write under way finishes (or fails) first
+
+
+def write_chunk(events: Engine, work: ChunkWork) -> None:
+    """One transaction: links, proposals, tasks, auto-pass decisions, event transitions."""
+    now = utcnow()
+    states = {f.proposal_id: f.state for f in work.flows}
+    for p in work.proposals:
+        if p["proposal_id"] in states:
+            p["state"] = states[p["proposal_id"]].value
+    text, day = pl.String, pl.Datetime("us", "UTC")
+    task_columns = ("proposal_id", "step", "level", "department", "unit_id", "division_code", "state")
+    planned = [(f.proposal_id, t) for f in work.flows for t in f.tasks]
+    tasks = pl.DataFrame(
+        {"proposal_id": [p for p, _ in planned]}
+        | {c: [getattr(t, c) for _, t in planned] for c in task_columns[1:-1]}
+        | {"state": [t.state.value for _, t in planned], "decided_at": [t.decided_at for _, t in planned]},
+        schema={**{c: (pl.Int64 if c == "step" else text) for c in task_columns}, "decided_at": day},
+    )
+    link_schema = {
+        "event_id": pl.Int64,
+        "entity_kind": text,
+        "entity_id": text,
+        "score": pl.Float64,
+        "decision": text,
+        "explanation": text,
+    }
+    # Frames built a column at a time: building them from a dict per row cost more than the insert.
+    links = pl.DataFrame({c: [k[c] for k in work.links] for c in link_schema}, schema=link_schema)
+    proposal_columns = (
+        "proposal_id",
+        "event_id",
+        "change",
+        "entity_kind",
+        "entity_id",
+        "division_code",
+        "county_code",
+        "source",
+        "department",
+        "state",
+        "round",
+    )
+    proposals = pl.DataFrame(
+        {c: [p[c] for p in work.proposals] for c in proposal_columns}
+        | {"payload": [_json(p["payload"]) for p in work.proposals]},
+        schema={
+            **{c: (pl.Int64 if c in ("event_id", "round") else text) for c in proposal_columns},
+            "payload": text,
+        },
+    )
+    with writing(events) as conn:
+        insert_frame(conn, LINK, links, {"created_at": now})
+        insert_frame(conn, PROPOSAL, proposals, {"created_at": now, "updated_at": now})
+        insert_frame(conn, TASK, tasks, {"round": 0, "created_at": now})
+        passed = [f for f in work.flows if any(t.passed_by for t in f.tasks)]
+        if passed:
+            ids = _task_ids(conn, [f.proposal_id for f in passed])
+            for f in passed:
+                for t in f.tasks:
+                    t.task_id = ids[(f.proposal_id, t.step)]
+            conn.execute(insert(Event.metadata.tables["decision"]), auto_pass_decisions(passed))
+        for (source, target), rows in work.status.items():
+            if source != target:
+                move(conn, EVENT, "status", EventStatus, source, target, rows, key=("event_id",))
+        if work.flags:
+            conn.execute(
+                update(EVENT)
+                .where(EVENT.c.event_id == bindparam("k_event_id"))
+                .values(quality_flags=bindparam("v_flags")),
+                work.flags,
+            )
+        for state in (ProposalState.approved, ProposalState.rejected):
+            rows = [{"proposal_id": r["proposal_id"]} for r in work.resolved if r["state"] == state]
+            move(
+                conn,
+                PROPOSAL,
+                "state",
+                ProposalState,
+                state,
+                ProposalState.resolved,
+                rows,
+                key=("proposal_id",),
+                values={"updated_at": now},
+            )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _task_ids(conn: Connection, proposal_ids: list[str]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for chunk in id_chunks(conn, proposal_ids):
+        for r in conn.execute(
+            select(TASK.c.proposal_id, TASK.c.step, TASK.c.task_id).where(
+                among(conn, TASK.c.proposal_id, chunk)
+            )
+        ):
+            out[(r.proposal_id, r.step)] = r.task_id
+    return out

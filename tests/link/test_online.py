@@ -4,6 +4,7 @@ kept current by bulk loads and promotion, and review-band links routed to the vi
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 
 import polars as pl
@@ -232,10 +233,36 @@ def test_an_explanation_changed_by_replace_is_not_shadowed_by_the_linkers_text()
 
     from govdb.link.online import LinkResult
 
-    found = LinkResult("r1", "P1", "match", 0.99, 9.1, {"candidate": "P1"})
-    object.__setattr__(found, "explanation_json", '{"candidate":"P1"}')
+    found = LinkResult.from_linker("r1", "P1", "match", 0.99, 9.1, '{"candidate":"P1"}', None)
     changed = dataclasses.replace(found, explanation={"candidate": "P1", "excluded": ["P2"]})
     assert changed.explanation_json is None and changed.explanation["excluded"] == ["P2"]
+
+
+def test_a_linkers_explanation_is_decoded_when_first_read() -> None:
+    """`from_linker` keeps the linker's text and decodes it on first read: the same result, in
+    every way a caller can see, as one made with the decoded explanation."""
+    import copy
+    import dataclasses
+    import pickle
+
+    from govdb.link.online import LinkResult
+
+    text = '{"candidate":"P1","name":{"level":"exact","weight":3.5},"runner_up":null}'
+    made = LinkResult("r1", "P1", "match", 0.99, 9.1, json.loads(text), {"person_id": "P1"})
+    lazy = LinkResult.from_linker("r1", "P1", "match", 0.99, 9.1, text, {"person_id": "P1"})
+    assert "explanation" not in vars(lazy)  # nothing decoded yet
+    assert lazy.explanation_json == text and lazy.decision == "match"
+    assert "explanation" not in vars(lazy)
+    assert lazy == made and repr(lazy) == repr(made)
+    assert vars(lazy)["explanation"] is lazy.explanation  # decoded once, then kept
+    fresh = LinkResult.from_linker("r1", "P1", "match", 0.99, 9.1, text, {"person_id": "P1"})
+    assert dataclasses.astuple(fresh)[:-1] == dataclasses.astuple(made)[:-1]  # all but the text
+    for twin in (copy.deepcopy(fresh), pickle.loads(pickle.dumps(fresh))):
+        assert twin == made and twin.explanation_json == text
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        _ = lazy.missing  # type: ignore[attr-defined]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lazy.explanation = {}  # type: ignore[misc]
 
 
 def test_a_look_up_with_an_id_number_reads_only_candidates_it_could_choose(

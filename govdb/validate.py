@@ -27,6 +27,7 @@ from govdb.store.bulk import driver_rows, json_value, update_rows
 from govdb.store.events import Event, IngestBatch
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, check_transition
+from govdb.store.writer import BackgroundWriter
 
 FAILURE_SCHEMA = {
     "row_id": pl.Int64,
@@ -290,15 +291,20 @@ def standardize_events(
     what any event gets, and a run stopped midway leaves the rest `received` for the next.
     """
     after, read, failures = 0, 0, [pl.DataFrame(schema=FAILURE_SCHEMA)]
-    while True:
-        with engine.connect() as conn:
-            chunk = _received(conn, after)
-            # Read with each chunk: a file ingested with a map during the run is in a later chunk.
-            column_maps = _column_maps(conn)
-        if not chunk:
-            break
-        after, read = chunk[-1][0], read + len(chunk)
-        failures.append(_standardize_chunk(engine, rules, chunk, column_maps, today, address_hint))
+    # Each chunk is written in a thread while the next is read and standardized (its events are
+    # all after the chunk being written).
+    with BackgroundWriter(engine, "govdb-standardize-write") as writer:
+        while True:
+            with engine.connect() as conn:
+                chunk = _received(conn, after)
+                # Read with each chunk: a file ingested with a map during the run is in a later chunk.
+                column_maps = _column_maps(conn)
+            if not chunk:
+                break
+            after, read = chunk[-1][0], read + len(chunk)
+            updates, chunk_failures = _standardize_chunk(rules, chunk, column_maps, today, address_hint)
+            writer.submit(_write_chunk, engine, updates)
+            failures.append(chunk_failures)
     return ValidationReport(read, pl.concat(failures).sort("row_id", "column"))
 
 
@@ -328,15 +334,13 @@ def _received(conn: Connection, after: int) -> list[tuple[Any, ...]]:
 
 
 def _standardize_chunk(
-    engine: Engine,
     rules: Rulebook,
     chunk: list[tuple[Any, ...]],
     column_maps: dict[str, dict[str, str]],
     today: dt.date | None,
     address_hint: str | None,
-) -> pl.DataFrame:
-    """Standardize, validate and write one chunk of received events; its failures."""
-    table = Event.__table__  # type: ignore[attr-defined]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Standardize and validate one chunk of received events: (the rows to write, its failures)."""
     maps = [column_maps.get(batch) for *_, batch in chunk] if column_maps else None
     # what ingest noticed (an unreadable occurred-at) stays; validation's own flags are redone
     ingest_flags = {
@@ -408,9 +412,14 @@ def _standardize_chunk(
         .otherwise(pl.lit(EventStatus.standardized.value))
         .alias("status"),
     )
+    return updates, failures
+
+
+def _write_chunk(engine: Engine, updates: pl.DataFrame) -> None:
+    """A checked transition: only events still `received` move, and all of them must."""
+    table = Event.__table__  # type: ignore[attr-defined]
     for target in (EventStatus.standardized, EventStatus.invalid):
         check_transition(EventStatus, EventStatus.received, target)
-    # A checked transition: only events still `received` move, and all of them must.
     with writing(engine) as conn:
         moved = update_rows(
             conn, table, updates, key="event_id", where={"status": EventStatus.received.value}
@@ -421,7 +430,6 @@ def _standardize_chunk(
                 "being standardized; none of them was written (earlier chunks were), "
                 "run `govdb process` again"
             )
-    return failures
 
 
 def _flags_json(ingest_flags: dict[int, list[str]], flag_map: dict[int, list[str]]) -> dict[int, str]:

@@ -514,3 +514,55 @@ def test_a_bulk_move_stores_an_aware_time_as_its_utc_time(db: GovDB) -> None:
         stored = conn.execute(select(table.c.received_at).where(table.c.event_id == ids[0])).scalar_one()
     assert stored.replace(tzinfo=None) == dt.datetime(2026, 11, 30, 8, 30)
     assert json_value(b'["occurred_at_unreadable"]') == ["occurred_at_unreadable"]  # a BLOB, by an insider
+
+
+def test_a_background_writer_writes_in_order_and_raises_a_failed_write_at_the_next(tmp_path: Path) -> None:
+    """Writes run one at a time in the writer's thread, in the order given; a failed write is
+    raised by the next submit, and leaving the block waits for the last write. A shared
+    in-memory store writes inline (one connection for every thread)."""
+    import threading
+
+    from sqlalchemy import text
+
+    from govdb.store.writer import BackgroundWriter
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER, thread TEXT)"))
+    release = threading.Event()
+
+    def write(n: int, fail: bool = False) -> None:
+        if n == 0:
+            release.wait(5)  # the first write is slow: the second waits for it
+        if fail:
+            raise ValueError(f"write {n} failed")
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO t VALUES (:n, :t)"), {"n": n, "t": threading.current_thread().name}
+            )
+
+    with BackgroundWriter(engine, "test-writer") as writer:
+        writer.submit(write, 0)
+        release.set()
+        writer.submit(write, 1)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT n, thread FROM t ORDER BY rowid")).all()
+    assert [n for n, _ in rows] == [0, 1] and all(t.startswith("test-writer") for _, t in rows)
+
+    release.set()
+    with pytest.raises(ValueError, match="write 2 failed"), BackgroundWriter(engine, "test-writer") as writer:
+        writer.submit(write, 2, True)
+        writer.submit(write, 3)  # raises the failure of 2; 3 is never written
+    with pytest.raises(ValueError, match="write 4 failed"), BackgroundWriter(engine, "test-writer") as writer:
+        writer.submit(write, 4, True)  # the last write: raised on leaving the block
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT max(n) FROM t")).scalar() == 1
+
+    memory = make_engine("sqlite://")
+    with memory.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER, thread TEXT)"))
+    engine = memory  # what `write` writes to from here
+    with BackgroundWriter(memory, "test-writer") as writer:
+        writer.submit(write, 5)
+    with memory.connect() as conn:
+        assert conn.execute(text("SELECT thread FROM t")).scalar() == threading.current_thread().name

@@ -153,11 +153,11 @@ def test_a_file_ingested_with_a_map_during_a_run_is_read_through_its_map(
     monkeypatch.setattr(validate, "CHUNK", 1)
     first_chunk = validate._standardize_chunk
 
-    def then_ingest(*args: object, **kwargs: object) -> pl.DataFrame:
-        failures = first_chunk(*args, **kwargs)  # type: ignore[arg-type]
+    def then_ingest(*args: object, **kwargs: object) -> tuple[pl.DataFrame, pl.DataFrame]:
+        standardized = first_chunk(*args, **kwargs)  # type: ignore[arg-type]
         monkeypatch.setattr(validate, "_standardize_chunk", first_chunk)
         db.ingest_frame(mapped("LATE1"), source="late", key_column="编号", mapping=mapping)
-        return failures
+        return standardized
 
     monkeypatch.setattr(validate, "_standardize_chunk", then_ingest)
     standardize_events(db.events, db.rules, today=TODAY)

@@ -5,13 +5,11 @@ in a thread of its own while it links and plans the next (`ChunkWriter`)."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from govdb.base.clock import utcnow
 from govdb.link.online import LinkResult
@@ -19,6 +17,7 @@ from govdb.store.bulk import among, id_chunks, insert_frame
 from govdb.store.events import Event, Link, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, ProposalState, move
+from govdb.store.writer import BackgroundWriter
 from govdb.verify.tasks import Flow, auto_pass_decisions
 
 EVENT = Event.__table__  # type: ignore[attr-defined]
@@ -59,44 +58,16 @@ class ChunkWork:
             self.flags.append({"k_event_id": event["event_id"], "v_flags": [*event["quality_flags"], flag]})
 
 
-class ChunkWriter:
+class ChunkWriter(BackgroundWriter):
     """Writes each chunk's plan in a thread of its own while the next chunk is linked and planned.
-
     Planning a chunk reads the event store (its events, their identity reviews) and never writes
-    it; the events a chunk writes are all behind the next chunk's. One write runs at a time, in
-    chunk order, and the next waits for it, so a failed write stops the run at the following
-    chunk with that write's error; the writer's transaction is the same one per chunk as before.
-    A shared in-memory SQLite store has one connection for every thread: there, writes run inline.
-    """
+    it; the events a chunk writes are all behind the next chunk's."""
 
     def __init__(self, events: Engine) -> None:
-        self.events = events
-        inline = isinstance(events.pool, StaticPool | SingletonThreadPool)
-        self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="govdb-propose-write")
-        self._pending: Future[None] | None = None
+        super().__init__(events, "govdb-propose-write")
 
     def write(self, work: ChunkWork) -> None:
-        self._wait()
-        if self._pool is None:
-            write_chunk(self.events, work)
-        else:
-            self._pending = self._pool.submit(write_chunk, self.events, work)
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()  # the chunk's write error, raised here
-
-    def __enter__(self) -> ChunkWriter:
-        return self
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        try:
-            if error is None:
-                self._wait()  # the last chunk is written before the run returns
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)  # a write under way finishes (or fails) first
+        self.submit(write_chunk, self.engine, work)
 
 
 def write_chunk(events: Engine, work: ChunkWork) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ class LinkModel:
 
     def total_weight(self, pairs: pl.DataFrame, codes: dict[str, np.ndarray]) -> np.ndarray:
         """The match weight of every pair (prior + every comparison's weight), nothing else."""
-        return self.prior_weight() + np.sum(list(self.weights(pairs, codes).values()), axis=0)
+        return self.prior_weight() + _summed(self.weights(pairs, codes).values())
 
     def codes(self, pairs: pl.DataFrame) -> dict[str, np.ndarray]:
         """Level index of every pair under every comparison."""
@@ -96,7 +96,7 @@ class LinkModel:
         (`codes`, when already computed, are the pairs' level indices)."""
         codes = codes if codes is not None else self.codes(pairs)
         weights = self.weights(pairs, codes)
-        total = self.prior_weight() + np.sum(list(weights.values()), axis=0)
+        total = self.prior_weight() + _summed(weights.values())
         columns: dict[str, Any] = {}
         for params in self.comparisons:
             columns[f"{params.field}_level"] = params.comparison.labels(codes[params.field])
@@ -416,3 +416,15 @@ def estimate_prior(
             return new_prior
         prior = new_prior
     return prior
+
+
+def _summed(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """Element-wise sum of equal-length arrays, added in order into one buffer: what
+    `np.sum(list(arrays), axis=0)` gives, bit for bit, without stacking a chunk's tens of
+    millions of pairs once per comparison first."""
+    total: np.ndarray | None = None
+    for array in arrays:
+        total = np.array(array, dtype=np.float64) if total is None else np.add(total, array, out=total)
+    if total is None:
+        raise ValueError("no weights to add: a model has at least one comparison")
+    return total

@@ -123,3 +123,20 @@ def test_a_file_that_is_not_a_model_is_refused_with_its_name(tmp_path: Path) -> 
     path.write_text('{"prior": 0.1}', encoding="utf-8")
     with pytest.raises(InputFileError, match=r"links\.json: not a govdb linkage model"):
         LinkModel.load(path)
+
+
+def test_weights_are_added_as_numpy_adds_them_without_touching_them() -> None:
+    """A pair's total weight adds each comparison's weight in order into one buffer: bit for bit
+    what summing the stacked weights gives, and the weights themselves are left as they were."""
+    import numpy as np
+
+    from govdb.link.model import _summed
+
+    rng = np.random.default_rng(3)
+    for count in (1, 2, 6, 9):
+        arrays = [rng.normal(size=10_001) * 10.0 ** rng.integers(-3, 4) for _ in range(count)]
+        kept = [a.copy() for a in arrays]
+        assert np.array_equal(_summed(arrays), np.sum(arrays, axis=0))
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, kept, strict=True))
+    with pytest.raises(ValueError, match="no weights"):
+        _summed([])

@@ -21,6 +21,7 @@ from rapidfuzz.distance import OSA, Hamming, Indel, JaroWinkler
 
 NULL = "null"
 PARALLEL_FROM = 10_000
+MATRIX_FROM = 64  # pairs of one text length from which ID numbers are compared as byte matrices
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,10 @@ def _one_edit(left: pl.Series, right: pl.Series, where: np.ndarray) -> tuple[np.
     size = a.str.len_bytes()
     plain = ((size == a.str.len_chars()) & (size == b.str.len_bytes())).fill_null(False).to_numpy()
     lengths = size.fill_null(0).to_numpy()
-    kinds = np.unique(lengths[plain])
+    kinds, counts = np.unique(lengths[plain], return_counts=True)
+    if len(kinds) > 1:  # a matrix per length pays only for lengths many pairs share
+        kinds = kinds[counts >= MATRIX_FROM]
+        plain &= np.isin(lengths, kinds)
     for length in kinds:
         if len(kinds) == 1 and plain.all():  # the usual chunk: every pair two codes of one length
             rows, a_rows, b_rows = np.arange(len(chosen)), a, b

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select, text
 
 from govdb.errors import StateError
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS
-from govdb.store.bulk import among, driver_fetch, id_chunks, read_frame
+from govdb.store.bulk import among, driver_cursor, driver_fetch, id_chunks, read_frame
 from govdb.store.master import LinkFeatures, LinkKey, MasterChange, Person
 
 MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
@@ -47,20 +47,24 @@ def read_people(
     return people
 
 
-def _rows_of(conn: Connection, select_from: str, person_ids: list[str]) -> Iterator[list[Any]]:
-    """The rows of `select_from` for these people, a slice at a time, through the driver's cursor.
-
-    The ids go as one parameter (a JSON array on SQLite, an array on PostgreSQL): a statement with
-    thousands of bound values cost more to compile and bind than SQLite took to read the rows.
-    Each person once, however often asked for."""
-    person_ids = list(dict.fromkeys(person_ids))
-    for start in range(0, len(person_ids), SLICE):
-        chunk = person_ids[start : start + SLICE]
+def _rows_of(conn: Connection, select_from: str, person_ids: Iterable[Any]) -> Iterator[list[Any]]:
+    """The rows of `select_from` for these people, about a slice at a time, through the driver's
+    cursor (SQLAlchemy compiling an IN list of thousands cost more than SQLite's reading of the
+    rows): an array parameter on PostgreSQL, bound values on SQLite. Each person once, however
+    often asked for; ids are person ids as text."""
+    ids = list(dict.fromkeys(str(i) for i in person_ids))
+    if conn.dialect.name == "postgresql":  # its text holds no NUL: no person has such an id
+        ids = [i for i in ids if "\x00" not in i]
+    for start in range(0, len(ids), SLICE):
+        part = ids[start : start + SLICE]
         if conn.dialect.name == "postgresql":
-            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s)", (chunk,))
-        else:
-            statement = f"{select_from} WHERE person_id IN (SELECT value FROM json_each(?))"
-            yield driver_fetch(conn, statement, (json.dumps(chunk),))
+            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s)", (part,))
+            continue
+        rows: list[Any] = []
+        for chunk in id_chunks(conn, part):
+            marks = ",".join("?" * len(chunk))
+            rows += driver_fetch(conn, f"{select_from} WHERE person_id IN ({marks})", tuple(chunk))
+        yield rows
 
 
 def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
@@ -71,7 +75,7 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
     select_from = (
         "SELECT features::text FROM linkfeatures"
         if conn.dialect.name == "postgresql"
-        else "SELECT features FROM linkfeatures"
+        else "SELECT CAST(features AS TEXT) FROM linkfeatures"  # text, however a writer bound it
     )
     slices = _all_rows(conn, select_from) if person_ids is None else _rows_of(conn, select_from, person_ids)
     frames = [_decoded([t for (t,) in rows]) for rows in slices if rows]
@@ -81,13 +85,10 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
 
 
 def _all_rows(conn: Connection, statement: str) -> Iterator[list[Any]]:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn, statement) as cursor:
         cursor.execute(statement)
         while rows := cursor.fetchmany(SLICE):
             yield rows
-    finally:
-        cursor.close()
 
 
 def _decoded(texts: list[str]) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import chain, islice
 from typing import Any
 
@@ -235,12 +235,27 @@ def driver_fetch(conn: Connection, statement: str, params: Any) -> list[Any]:
     """The rows of a statement in the driver's paramstyle, through the driver's own cursor (in the
     connection's transaction): plain tuples, where SQLAlchemy's result wraps every row in a Row
     (a third of reading a county's million people) and fetches them one call each."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn, statement) as cursor:
         cursor.execute(statement, params)
         return list(cursor.fetchall())
+
+
+@contextmanager
+def driver_cursor(conn: Connection, statement: str) -> Iterator[Any]:
+    """The driver's own cursor, its errors raised as SQLAlchemy's (what the store's error handling
+    and the command line recognise), the connection invalidated when the server is gone."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi_error as exc:
+        gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, dbapi_error, connection_invalidated=gone) from exc
     finally:
-        cursor.close()
+        with suppress(dbapi_error):  # a cursor of a connection already gone
+            cursor.close()
 
 
 def json_value(value: Any) -> Any:

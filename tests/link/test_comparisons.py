@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import OSA, Hamming
 
+from govdb.link import comparisons
 from govdb.link.comparisons import COMPARISONS, compare
 from govdb.link.features import preparer
 
@@ -211,6 +212,12 @@ def test_id_levels_on_byte_matrices_are_rapidfuzz_levels(values: list[tuple[str 
     right = pl.Series([b for _, b in values], dtype=pl.String)
     frame = pl.DataFrame({"id_text_l": left, "id_text_r": right})
     got = compare(frame, "id_number").to_list()
+    matrix_from = comparisons.MATRIX_FROM
+    try:
+        comparisons.MATRIX_FROM = 1  # every length as a byte matrix, however few its pairs
+        assert compare(frame, "id_number").to_list() == got
+    finally:
+        comparisons.MATRIX_FROM = matrix_from
     expected = []
     for a, b in values:
         if not a or not b:

@@ -263,6 +263,9 @@ def test_a_linkers_explanation_is_decoded_when_first_read() -> None:
         _ = lazy.missing  # type: ignore[attr-defined]
     with pytest.raises(dataclasses.FrozenInstanceError):
         lazy.explanation = {}  # type: ignore[misc]
+    for bad in (None, b"{}", "[]", ""):
+        with pytest.raises(TypeError, match="JSON object"):
+            LinkResult.from_linker("r1", None, "new", 0.0, None, bad, None)  # type: ignore[arg-type]
 
 
 def test_a_look_up_with_an_id_number_reads_only_candidates_it_could_choose(

@@ -43,3 +43,30 @@ def test_slices_read_what_one_pass_reads(db: GovDB, monkeypatch: pytest.MonkeyPa
     assert people_by_ids.equals(people.filter(pl.col("person_id").is_in(asked)))
     assert people.schema["birth_date"] == pl.Date and everyone.schema["birth_date"] == pl.Date
     assert people.get_column("birth_date").null_count() == 4
+
+
+def test_odd_ids_stored_bytes_and_driver_errors(db: GovDB) -> None:
+    """An id with a NUL or of another type finds nobody (and breaks nothing); features a writer
+    stored as a BLOB on SQLite read as text; a driver error arrives as SQLAlchemy's."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from govdb.store.bulk import driver_fetch
+
+    db.load_people(make_people(12, seed=2, today=TODAY), source="population_register")
+    with db.master.connect() as conn:
+        everyone = read_features(conn).sort("rid")
+        first = everyone.get_column("rid")[0]
+        odd = [first + "\x00x", 123, "", "'; DROP TABLE person; --"]
+        assert read_people(conn, odd).height == 0 and read_features(conn, odd).height == 0
+        assert read_people(conn, [first, *odd]).get_column("person_id").to_list() == [first]
+    if db.master.dialect.name == "sqlite":
+        with db.master.begin() as conn:
+            conn.execute(text("UPDATE linkfeatures SET features = CAST(features AS BLOB)"))
+    with db.master.connect() as conn:
+        assert read_features(conn).sort("rid").equals(everyone)
+        assert read_features(conn, [first]).equals(everyone.head(1))
+        with pytest.raises(DBAPIError, match="no_such_table"):
+            driver_fetch(conn, "SELECT 1 FROM no_such_table", ())
+    with db.master.connect() as conn:  # the pool's next connection works
+        assert read_people(conn, [first]).height == 1

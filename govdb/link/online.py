@@ -71,7 +71,7 @@ class LinkResult:
     ) -> LinkResult:
         """A result the batch linker explained, its explanation decoded from the linker's JSON
         when first read: `process` reads it for the few events it routes by it (reviews, someone
-        new) and stores the text of the rest, where decoding every one took 7% of a county's run.
+        new) and stores the text of the rest, where decoding every one was about 5% of a county's run.
         The text is the linker's own JSON (polars writes it); anything else is refused here."""
         if not isinstance(explanation_json, str) or not explanation_json.startswith("{"):
             raise TypeError(f"a linker's explanation is a JSON object's text, not {explanation_json!r:.80}")

@@ -208,7 +208,7 @@ def propose_events(
             with events.connect() as conn:
                 chunk = _read_chunk(conn, after)
             if not chunk:
-                return report
+                break
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -218,7 +218,7 @@ def propose_events(
             work = _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
             if work is not None:
                 writer.write(work)
-    return report  # pragma: no cover - the loop returns
+    return report  # after the last chunk's write: leaving the writer waits for it
 
 
 def _with_features(factory: Callable[..., LinkModel], features: FeatureCache) -> Callable[[], LinkModel]:

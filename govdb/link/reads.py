@@ -47,24 +47,38 @@ def read_people(
     return people
 
 
-def _rows_of(conn: Connection, select_from: str, person_ids: Iterable[Any]) -> Iterator[list[Any]]:
-    """The rows of `select_from` for these people, about a slice at a time, through the driver's
-    cursor (SQLAlchemy compiling an IN list of thousands cost more than SQLite's reading of the
-    rows): an array parameter on PostgreSQL, bound values on SQLite. Each person once, however
-    often asked for; ids are person ids as text."""
+def _rows_of(
+    conn: Connection,
+    select_from: str,
+    person_ids: Iterable[Any],
+    also: str = "",
+    also_params: tuple[Any, ...] = (),
+) -> Iterator[list[Any]]:
+    """The rows of `select_from` for these people (and the condition `also`, in the driver's
+    paramstyle, with `also_params`), about a slice at a time, through the driver's cursor
+    (SQLAlchemy compiling an IN list of hundreds cost twice SQLite's reading of the rows): an array
+    parameter on PostgreSQL, bound values on SQLite. Each person once, however often asked for;
+    ids are person ids as text."""
     ids = list(dict.fromkeys(str(i) for i in person_ids))
     if conn.dialect.name == "postgresql":  # its text holds no NUL: no person has such an id
         ids = [i for i in ids if "\x00" not in i]
     for start in range(0, len(ids), SLICE):
         part = ids[start : start + SLICE]
         if conn.dialect.name == "postgresql":
-            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s)", (part,))
+            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s){also}", (part, *also_params))
             continue
         rows: list[Any] = []
         for chunk in id_chunks(conn, part):
             marks = ",".join("?" * len(chunk))
-            rows += driver_fetch(conn, f"{select_from} WHERE person_id IN ({marks})", tuple(chunk))
+            statement = f"{select_from} WHERE person_id IN ({marks}){also}"
+            rows += driver_fetch(conn, statement, (*chunk, *also_params))
         yield rows
+
+
+def _features_select(conn: Connection) -> str:
+    if conn.dialect.name == "postgresql":
+        return "SELECT features::text FROM linkfeatures"
+    return "SELECT CAST(features AS TEXT) FROM linkfeatures"  # text, however a writer bound it
 
 
 def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.DataFrame:
@@ -72,11 +86,7 @@ def read_features(conn: Connection, person_ids: list[str] | None = None) -> pl.D
     were keyed). Read as JSON text and decoded by polars a slice at a time: a chunk of events has
     hundreds of thousands of candidates, too many to decode one JSON document at a time, and a
     county's texts at once are many times the frame they make."""
-    select_from = (
-        "SELECT features::text FROM linkfeatures"
-        if conn.dialect.name == "postgresql"
-        else "SELECT CAST(features AS TEXT) FROM linkfeatures"  # text, however a writer bound it
-    )
+    select_from = _features_select(conn)
     slices = _all_rows(conn, select_from) if person_ids is None else _rows_of(conn, select_from, person_ids)
     frames = [_decoded([t for (t,) in rows]) for rows in slices if rows]
     if not frames:
@@ -108,29 +118,15 @@ def feature_rows(
     With `id_number`, only people whose features hold no ID number or that one: under the
     `different_valid_ids` hard rule `best_link` skips every other candidate, and a large block
     (a common given name in a village) is hundreds of them, read and decoded for nothing."""
-    texts: list[str] = []
-    params: tuple[Any, ...]
-    # The driver's cursor: compiling an IN list of hundreds of ids took twice SQLite's reading of
-    # their rows (500 people: 4.8 against 1.6 ms); SQLAlchemy's result fetched a row per call.
-    for chunk in id_chunks(conn, person_ids):
-        if conn.dialect.name == "postgresql":
-            statement, params = "SELECT features::text FROM linkfeatures WHERE person_id = ANY(%s)", (chunk,)
-            if id_number is not None:
-                statement += " AND (features->>'id_number' IS NULL OR features->>'id_number' = %s)"
-                params = (chunk, id_number)
-        else:
-            marks = ",".join("?" * len(chunk))
-            statement, params = (
-                f"SELECT features FROM linkfeatures WHERE person_id IN ({marks})",
-                tuple(chunk),
-            )
-            if id_number is not None:
-                statement += (
-                    " AND (json_extract(features, '$.id_number') IS NULL"
-                    " OR json_extract(features, '$.id_number') = ?)"
-                )
-                params = (*chunk, id_number)
-        texts += [features for (features,) in driver_fetch(conn, statement, params)]
+    also = ""
+    also_params: tuple[Any, ...] = ()
+    if id_number is not None:
+        server = conn.dialect.name == "postgresql"
+        found = "features->>'id_number'" if server else "json_extract(features, '$.id_number')"
+        also = f" AND ({found} IS NULL OR {found} = {'%s' if server else '?'})"
+        also_params = (id_number,)
+    slices = _rows_of(conn, _features_select(conn), person_ids, also, also_params)
+    texts = [features for rows in slices for (features,) in rows]
     rows = []
     for decoded in map(json.loads, texts):
         row = {k: decoded.get(k) for k in FEATURE_SCHEMA}

@@ -403,7 +403,9 @@ def link_against_master(
             left, right, rules, model=model, left_id="rid", right_id="person_id", skip_keys=skip
         )
         chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
-        by_id = {row["person_id"]: row for row in read_people(conn, chosen).to_dicts()}
+        held = features if features is not None and features.everyone else None
+        people = held.people(conn, chosen) if held else read_people(conn, chosen)
+        by_id = {row["person_id"]: row for row in people.to_dicts()}
     columns = ("rid", "person_id", "decision", "match_probability", "match_weight", "explanation")
     results = []
     for rid, person, decision, p, w, why in out.links.select(columns).iter_rows():

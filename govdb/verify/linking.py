@@ -93,16 +93,20 @@ def link_events(
     fresh: list[dict[str, Any]],
     address_hint: str | None,
     features: FeatureCache | None = None,
+    records: pl.DataFrame | None = None,
 ) -> list[LinkResult]:
     """Link the chunk's events against master in one batch; an event a split took off someone is
-    linked on its own, with that person left out of its candidates."""
+    linked on its own, with that person left out of its candidates. `records` may hold the
+    events' `event_records` already (of these events and perhaps others)."""
     relinked = [e for e in fresh if e["link_round"]]
     plain = [e for e in fresh if not e["link_round"]]
     matching = rules.matching["person"]
+    if records is None:
+        records = event_records(plain)
+    elif records.height != len(plain):
+        records = records.filter(pl.col("event_id").is_in([str(e["event_id"]) for e in plain]))
     out = (
-        link_against_master(
-            master, event_records(plain), matching, model, address_hint=address_hint, features=features
-        )
+        link_against_master(master, records, matching, model, address_hint=address_hint, features=features)
         if plain
         else []
     )

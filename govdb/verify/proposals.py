@@ -34,7 +34,7 @@ from govdb.store.bulk import driver_rows, json_value
 from govdb.store.events import Event, IngestBatch
 from govdb.store.states import EventStatus, ProposalState, TaskState
 from govdb.verify.chunk_writes import ChunkWork, ChunkWriter
-from govdb.verify.linking import link_events, reviewed_links
+from govdb.verify.linking import event_records, link_events, reviewed_links
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, run_auto_pass
 
@@ -72,42 +72,70 @@ def _as_text(value: Any) -> str | None:
     return text if text != "" else None
 
 
-def _standardized_master(people: pl.DataFrame) -> dict[str, dict[str, str | None]]:
+def _standardized_master(people: pl.DataFrame) -> pl.DataFrame:
     """Master values of these people through the same standards as events, so a value written
-    differently (traditional characters, another address form) compares equal."""
-    if people.height == 0:
-        return {}
+    differently (traditional characters, another address form) compares equal: person_id and
+    each compared field as text."""
     std = standardize(people.with_columns(pl.col("birth_date").cast(pl.String)), place_addresses=False)
     std = std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
-    columns = [
-        pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String).alias(k) for k in COMPARED
+    text = [pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String) for k in COMPARED]
+    return std.select(
+        "person_id", *(t.replace("", None).alias(k) for t, k in zip(text, COMPARED, strict=True))
+    )
+
+
+def _master_frame(linked: list[dict[str, Any]]) -> pl.DataFrame:
+    """The linked people's master rows (as the linker read them), a column at a time."""
+    names = ("person_id", *COMPARED)
+    schema = {k: (pl.Date if k == "birth_date" else pl.String) for k in names}
+    return pl.DataFrame({k: [m.get(k) for m in linked] for k in names}, schema=schema).unique("person_id")
+
+
+def _changed_fields(records: pl.DataFrame, people: pl.DataFrame) -> dict[str, list[str]]:
+    """For each record about a known person (records: event_id, person_id and the compared
+    fields as text), the fields whose value master does not hold: neither as stored nor
+    standardized (both sides through the same standards), nor with traditional and look-alike
+    characters folded, nor a division the master one is inside. Compared on whole columns; only
+    the few values still differing are looked at one by one."""
+    if records.height == 0 or people.height == 0:
+        return {}
+    stored = people.select("person_id", *(pl.col(k).cast(pl.String).alias(f"{k}__m") for k in COMPARED))
+    standard = _standardized_master(people).rename({k: f"{k}__s" for k in COMPARED})
+    joined = records.join(stored, on="person_id", how="inner").join(standard, on="person_id", how="left")
+    differ = [
+        (
+            pl.col(k).is_not_null()
+            & ~(pl.col(k) == pl.col(f"{k}__m")).fill_null(False)
+            & ~(pl.col(k) == pl.col(f"{k}__s")).fill_null(False)
+        ).alias(f"{k}__d")
+        for k in COMPARED
     ]
-    return {
-        row["person_id"]: {k: _as_text(row[k]) for k in COMPARED}
-        for row in std.select("person_id", *columns).iter_rows(named=True)
-    }
+    joined = joined.with_columns(differ).filter(pl.any_horizontal(f"{k}__d" for k in COMPARED))
+    changed: dict[str, list[str]] = {}
+    for row in joined.iter_rows(named=True):
+        fields = []
+        for k in COMPARED:
+            if not row[f"{k}__d"]:
+                continue  # the common case: master holds it already, as written or standardized
+            value, held = row[k], row[f"{k}__m"]
+            if k in FOLDED and _fold(value) == _fold(row[f"{k}__s"] or held):
+                continue
+            if k == "division_code" and _within(held, value):
+                continue
+            fields.append(k)
+        if fields:
+            changed[row["event_id"]] = fields
+    return changed
 
 
 def _person_change(
-    service: Service, rec: dict[str, Any], master: dict[str, Any] | None, master_std: dict[str, Any] | None
+    service: Service, rec: dict[str, Any], known: bool, changed: list[str]
 ) -> tuple[str | None, dict[str, Any]]:
-    """(route, payload) for a person event: all fields when new, the differing ones when known
-    (differing after standardization on both sides, and from master as stored)."""
-    fields = {k: rec[k] for k in COMPARED if rec.get(k) not in (None, "")}
-    if master is None:
-        return service.route, fields
-    standardized = master_std or {}
-    changed: dict[str, Any] = {}
-    for k, v in fields.items():
-        text = _as_text(v)
-        if text == _as_text(master.get(k)) or text == standardized.get(k):
-            continue  # the common case: master holds it already, as written or standardized
-        if k in FOLDED and _fold(v) == _fold(standardized.get(k) or master.get(k)):
-            continue
-        if k == "division_code" and _within(master.get(k), v):
-            continue
-        changed[k] = v
-    return (service.update_route, changed) if changed and service.update_route else (None, {})
+    """(route, payload) for a person event: all fields when new, the `changed` ones when known."""
+    if not known:
+        return service.route, {k: rec[k] for k in COMPARED if rec.get(k) not in (None, "")}
+    payload = {k: rec[k] for k in changed}
+    return (service.update_route, payload) if payload and service.update_route else (None, {})
 
 
 def _within(master_code: Any, event_code: Any) -> bool:
@@ -273,9 +301,11 @@ def _propose_chunk(
         report.events += len(pending)
         fresh = [e for e in pending if e["event_id"] not in settled]
         results = list(settled.values())
+        records = event_records(pending)  # the compared fields as text, for linking and planning
         if fresh:
-            results += link_events(events, master, rules, model, fresh, address_hint, features)
-        _plan(master, rules, units, {e["event_id"]: e for e in pending}, results, work, report)
+            results += link_events(events, master, rules, model, fresh, address_hint, features, records)
+        by_id = {e["event_id"]: e for e in pending}
+        _plan(master, rules, units, by_id, results, records, work, report)
     if entities:
         plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
     report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
@@ -289,6 +319,7 @@ def _plan(
     units: UnitIndex,
     by_id: dict[int, dict[str, Any]],
     results: list[LinkResult],
+    records: pl.DataFrame,
     work: ChunkWork,
     report: ProposeReport,
 ) -> None:
@@ -296,19 +327,16 @@ def _plan(
     check, unlinked or confirmed."""
     candidates: set[Any] = {r.explanation.get("candidate") for r in results if r.decision == "review"}
     candidates -= {None}
-    linked = [r.master for r in results if r.master is not None]
     with master.connect() as mconn:
         candidate_rows = (
             {r["person_id"]: r for r in read_people(mconn, list(candidates)).to_dicts()} if candidates else {}
         )
-    people = pl.DataFrame(
-        [{k: m.get(k) for k in ("person_id", *COMPARED)} for m in linked],
-        schema={
-            "person_id": pl.String,
-            **{k: (pl.Date if k == "birth_date" else pl.String) for k in COMPARED},
-        },
-    ).unique("person_id")
-    master_std = _standardized_master(people)
+    known = [(r.record_id, r.master) for r in results if r.master is not None]
+    about = pl.DataFrame(
+        {"event_id": [e for e, _ in known], "person_id": [m["person_id"] for _, m in known]},
+        schema={"event_id": pl.String, "person_id": pl.String},
+    )
+    changed = _changed_fields(records.join(about, on="event_id"), _master_frame([m for _, m in known]))
     for link in results:
         event = by_id[int(link.record_id)]
         rec = event["standardized"] or {}
@@ -351,7 +379,7 @@ def _plan(
         master_row = link.master
         if service.change == "person":
             route_name, payload = _person_change(
-                service, rec, master_row, master_std.get(link.person_id or "")
+                service, rec, master_row is not None, changed.get(link.record_id, [])
             )
             # Jurisdiction from master: a known person's own residence; someone new where they register.
             home = (master_row or {}).get("division_code") if master_row else payload.get("division_code")

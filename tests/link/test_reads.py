@@ -70,3 +70,48 @@ def test_odd_ids_stored_bytes_and_driver_errors(db: GovDB) -> None:
             driver_fetch(conn, "SELECT 1 FROM no_such_table", ())
     with db.master.connect() as conn:  # the pool's next connection works
         assert read_people(conn, [first]).height == 1
+
+
+def test_cache_holds_master_rows_as_read_and_refreshes_changed_people(db: GovDB) -> None:
+    """`FeatureCache.people` gives what `read_people` reads, before and after master changes
+    (a phone changed, a person removed) that the change feed reports."""
+    from sqlalchemy import text
+
+    from govdb.base.clock import utcnow
+    from govdb.store.feed import record_changes
+
+    db.load_people(make_people(30, seed=5, today=TODAY), source="population_register")
+    with db.master.connect() as conn:
+        ids = read_people(conn).sort("person_id").get_column("person_id").to_list()
+        asked = [ids[3], ids[0], "P-nobody", ids[3], ids[7]]
+        cache = FeatureCache()
+        assert cache.load_everyone(conn)
+        assert cache.people(conn, asked).sort("person_id").equals(read_people(conn, asked).sort("person_id"))
+    changed, removed = ids[0], ids[7]
+    with db.master.begin() as conn:
+        conn.execute(text("UPDATE person SET phone = '13900000000' WHERE person_id = :p"), {"p": changed})
+        for table in ("linkkey", "linkfeatures", "credential", "issuance"):
+            conn.execute(text(f"DELETE FROM {table} WHERE person_id = :p"), {"p": removed})
+        conn.execute(text("DELETE FROM person WHERE person_id = :p"), {"p": removed})
+        change = {
+            "entity_kind": "person",
+            "field": "phone",
+            "op": "update",
+            "valid_from": None,
+            "cause_id": None,
+        }
+        rows = [
+            {**change, "entity_id": changed, "cause": "test"},
+            {**change, "entity_id": removed, "cause": "test"},
+        ]
+        record_changes(conn, pl.DataFrame(rows), utcnow())
+    with db.master.connect() as conn:
+        stale = cache.people(conn, asked)
+        assert stale.filter(pl.col("person_id") == changed).get_column("phone").to_list() != ["13900000000"]
+        cache.refresh(conn)
+        fresh = cache.people(conn, asked).sort("person_id")
+        assert fresh.equals(read_people(conn, asked).sort("person_id"))
+        assert fresh.filter(pl.col("person_id") == changed).get_column("phone").to_list() == ["13900000000"]
+        assert removed not in fresh.get_column("person_id").to_list()
+        assert cache.all().filter(pl.col("rid") == removed).height == 0
+        assert cache.people(conn, ids).height == len(ids) - 1

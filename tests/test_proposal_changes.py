@@ -1,0 +1,81 @@
+"""What a person event changes in master (verify.proposals._changed_fields), worked out on whole
+columns: the same fields a field-by-field comparison of each event with its master row finds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from govdb.standards import standardize
+from govdb.verify.proposals import COMPARED, FOLDED, _as_text, _changed_fields, _fold, _master_frame, _within
+
+VALUES: dict[str, list[Any]] = {
+    "name": ["张伟", "張偉", "张 伟", "李娜", "", None],
+    "gender": ["男", "女", "1", "M", "", None],
+    "birth_date": [dt.date(1990, 1, 2), dt.date(1964, 12, 1), None],
+    "id_number": ["440605199001020011", "44060519900102001X", "440605199001020012", "", None],
+    "phone": ["13800138000", "138 0013 8000", "+86 13800138000", "13900139000", "", None],
+    "address": ["南海区桂城街道南一路1号", "南海區桂城街道南一路1號", "南海区桂城街道南一路１号", "", None],
+    "division_code": ["440605", "440605001", "440605001001", "440605002003", "440606", "", None],
+}
+EVENT_TEXT = {**VALUES, "birth_date": ["1990-01-02", "1964-12-01", "1990/01/02", "", None]}
+
+
+def _reference(rec: dict[str, Any], master: dict[str, Any], std: dict[str, Any]) -> list[str]:
+    """The field-by-field comparison `process` made before it compared whole columns."""
+    changed = []
+    for k in COMPARED:
+        v = rec.get(k)
+        if v in (None, ""):
+            continue
+        text = _as_text(v)
+        if text == _as_text(master.get(k)) or text == std.get(k):
+            continue
+        if k in FOLDED and _fold(v) == _fold(std.get(k) or master.get(k)):
+            continue
+        if k == "division_code" and _within(master.get(k), v):
+            continue
+        changed.append(k)
+    return changed
+
+
+def _standardized(people: pl.DataFrame) -> dict[str, dict[str, str | None]]:
+    std = standardize(people.with_columns(pl.col("birth_date").cast(pl.String)), place_addresses=False)
+    std = std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+    columns = [
+        pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String).alias(k) for k in COMPARED
+    ]
+    return {
+        row["person_id"]: {k: _as_text(row[k]) for k in COMPARED}
+        for row in std.select("person_id", *columns).iter_rows(named=True)
+    }
+
+
+person = st.fixed_dictionaries({k: st.sampled_from(v) for k, v in VALUES.items()})
+event = st.fixed_dictionaries({k: st.sampled_from(v) for k, v in EVENT_TEXT.items()})
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    people=st.lists(person, min_size=1, max_size=6),
+    events=st.lists(st.tuples(event, st.integers(0, 5)), max_size=20),
+)
+def test_changed_fields_are_the_field_by_field_ones(people: list[dict[str, Any]], events: list[Any]) -> None:
+    masters = [{"person_id": f"p{i}", **p} for i, p in enumerate(people)]
+    linked = [(str(n), rec, masters[i % len(masters)]) for n, (rec, i) in enumerate(events)]
+    records = pl.DataFrame(
+        {
+            "event_id": [n for n, _, _ in linked],
+            "person_id": [m["person_id"] for _, _, m in linked],
+            **{k: [_as_text(rec.get(k)) for _, rec, _ in linked] for k in COMPARED},
+        },
+        schema={"event_id": pl.String, "person_id": pl.String, **{k: pl.String for k in COMPARED}},
+    )
+    frame = _master_frame(masters)
+    std = _standardized(frame)
+    expected = {n: f for n, rec, m in linked if (f := _reference(rec, m, std[m["person_id"]]))}
+    assert _changed_fields(records, frame) == expected

@@ -566,3 +566,19 @@ def test_a_background_writer_writes_in_order_and_raises_a_failed_write_at_the_ne
         writer.submit(write, 5)
     with memory.connect() as conn:
         assert conn.execute(text("SELECT thread FROM t")).scalar() == threading.current_thread().name
+
+
+def test_uuid4_texts_are_version_4_uuids_in_their_text_form() -> None:
+    import uuid
+
+    from govdb.base.ids import uuid4_texts
+
+    ids = uuid4_texts(5000)
+    assert len(set(ids)) == 5000 and uuid4_texts(0) == []
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # every random bit varies: no position of the 122 is stuck
+    bits = {i: {int(t.replace("-", ""), 16) >> i & 1 for t in ids} for i in range(128)}
+    fixed = {i for i, seen in bits.items() if len(seen) == 1}
+    assert fixed == {76, 77, 78, 79, 62, 63}

@@ -76,10 +76,16 @@ class LinkResult:
         if not isinstance(explanation_json, str) or not explanation_json.startswith("{"):
             raise TypeError(f"a linker's explanation is a JSON object's text, not {explanation_json!r:.80}")
         result = cls.__new__(cls)
-        values = (record_id, person_id, decision, match_probability, match_weight, master, explanation_json)
-        names = ("record_id", "person_id", "decision", "match_probability", "match_weight", "master")
-        for name, value in zip((*names, "explanation_json"), values, strict=True):
-            object.__setattr__(result, name, value)  # frozen; `explanation` is left to __getattr__
+        # Frozen: set through the instance's dict, once (`explanation` is left to __getattr__).
+        result.__dict__.update(
+            record_id=record_id,
+            person_id=person_id,
+            decision=decision,
+            match_probability=match_probability,
+            match_weight=match_weight,
+            master=master,
+            explanation_json=explanation_json,
+        )
         return result
 
     def __getattr__(self, name: str) -> Any:

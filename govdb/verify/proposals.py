@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session
 
 from govdb.base.clock import utcnow
+from govdb.base.ids import uuid4_texts
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult, ensure_link_keys
@@ -337,6 +338,7 @@ def _plan(
         schema={"event_id": pl.String, "person_id": pl.String},
     )
     changed = _changed_fields(records.join(about, on="event_id"), _master_frame([m for _, m in known]))
+    proposal_ids = iter(uuid4_texts(len(results)))  # at most one proposal per result
     for link in results:
         event = by_id[int(link.record_id)]
         rec = event["standardized"] or {}
@@ -358,6 +360,7 @@ def _plan(
                 candidate["person_id"] if candidate else None,
                 home,
                 {"candidate": link.explanation.get("candidate"), "match_probability": link.match_probability},
+                next(proposal_ids),
             )
             if _route(rules, units, work, event, proposal, home, None):
                 report.identity_reviews += 1
@@ -399,6 +402,7 @@ def _plan(
             link.person_id,
             home,
             payload,
+            next(proposal_ids),
         )
         if _route(rules, units, work, event, proposal, home, destination):
             report.proposals += 1
@@ -414,10 +418,11 @@ def _proposal(
     entity_id: str | None,
     home: str | None,
     payload: dict[str, Any],
+    proposal_id: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     return {
-        "proposal_id": str(uuid.uuid4()),
+        "proposal_id": proposal_id or str(uuid.uuid4()),
         "event_id": event["event_id"],
         "change": change,
         "entity_kind": kind,

@@ -204,6 +204,23 @@ def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) 
         )
         by_id = {r["person_id"]: r for r in person_rows(conn, ids)}
         assert [by_id[i] for i in ids] == read_people(conn, ids).sort("person_id").to_dicts()
+    # Stored features with a field missing and one more (a store written before or after this
+    # code's fields): the frame's fields, the missing one None, as the polars decode gives them.
+    from sqlalchemy import text
+
+    with db.master.begin() as conn:
+        odd = conn.execute(text("SELECT features FROM linkfeatures WHERE person_id = :p"), {"p": ids[0]})
+        stored = odd.scalar_one()
+        stored = json.loads(stored) if isinstance(stored, str) else stored
+        stored = {k: v for k, v in stored.items() if k != "township_code"} | {"extra": 1}
+        conn.execute(
+            text("UPDATE linkfeatures SET features = :f WHERE person_id = :p"),
+            {"f": json.dumps(stored, ensure_ascii=False), "p": ids[0]},
+        )
+    with db.master.connect() as conn:
+        rows = sorted(feature_rows(conn, ids[:3]), key=lambda r: r["rid"])
+        assert rows == read_features(conn, ids[:3]).sort("rid").to_dicts()
+        assert rows[0]["township_code"] is None and "extra" not in rows[0]
 
 
 def test_the_default_model_from_features_held_equals_the_one_from_the_store(

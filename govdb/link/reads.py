@@ -4,16 +4,17 @@ look-up's handful, or everyone's for a `process` run that links a county in memo
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Dialect, func, select, text
 
 from govdb.errors import StateError
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS
-from govdb.store.bulk import among, driver_cursor, driver_fetch, id_chunks, read_frame
+from govdb.store.bulk import driver_cursor, driver_fetch, id_chunks, read_frame
 from govdb.store.master import LinkFeatures, LinkKey, MasterChange, Person
 
 MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
@@ -143,9 +144,24 @@ _FEATURE_KEYS = frozenset(FEATURE_SCHEMA)
 
 
 def person_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:
+    """Master people as dicts of MASTER_COLUMNS (a look-up's chosen one), read through the driver:
+    SQLAlchemy's building of the statement and its rows was most of the read. Values come as
+    SQLAlchemy gives them: each column's own result processing (SQLite's dates are text)."""
+    processors = _person_processors(conn.dialect)
+    columns = ", ".join(MASTER_COLUMNS)
+    out = []
+    for rows in _rows_of(conn, f"SELECT {columns} FROM person", person_ids):
+        for row in rows:
+            values = (v if f is None else f(v) for f, v in zip(processors, row, strict=True))
+            out.append(dict(zip(MASTER_COLUMNS, values, strict=True)))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _person_processors(dialect: Dialect) -> list[Callable[[Any], Any] | None]:
+    """What SQLAlchemy does to each of MASTER_COLUMNS' values as a row arrives, on this dialect."""
     table = Person.__table__  # type: ignore[attr-defined]
-    query = select(*(table.c[c] for c in MASTER_COLUMNS)).where(among(conn, table.c.person_id, person_ids))
-    return [dict(row) for row in conn.execute(query).mappings()]
+    return [table.c[c].type.dialect_impl(dialect).result_processor(dialect, None) for c in MASTER_COLUMNS]
 
 
 class FeatureCache:

@@ -9,6 +9,7 @@ import sys
 
 import polars as pl
 import pytest
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from govdb import Actor, GovDB
@@ -16,13 +17,13 @@ from govdb.demo import make_people
 from govdb.errors import RulesChangedError
 from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
-from govdb.link.online import ensure_link_keys, key_unrecorded_store
+from govdb.link.online import ensure_link_keys, key_rules_fingerprint, key_unrecorded_store, link_keys_current
 from govdb.link.reads import feature_rows, person_rows, read_features
 from govdb.link.stored import default_model
 from govdb.rulebook import Rulebook
-from govdb.rulebook.models import Bands
+from govdb.rulebook.models import Bands, MatchingRules
 from govdb.store.events import Proposal
-from govdb.store.master import LinkKey, LinkKeyRules, Person
+from govdb.store.master import LinkKey, LinkKeyRules, Person, served_county
 
 from ..conftest import REPO, TODAY
 
@@ -140,13 +141,24 @@ def test_changed_blocking_rules_are_refused_until_applied_and_then_key_master_ag
     def use(rules: Rulebook) -> None:  # as if the stores were opened again with these rules
         db.rules, db.audit = rules, dataclasses.replace(db.audit, rules=rules)
 
+    def current(rules: MatchingRules) -> bool:
+        """link_keys_current (one statement), held equal to its two reads apart."""
+        with db.master.connect() as conn:
+            together = link_keys_current(conn, rules)
+            recorded = conn.execute(sa_select(LinkKeyRules.fingerprint)).scalar()  # type: ignore[call-overload]
+            apart = recorded == key_rules_fingerprint(rules, served_county(conn))[0]
+        assert together == apart
+        return together
+
     register = make_people(40, seed=21, today=TODAY)
     db.load_people(register.head(30), source="population_register")  # keyed by the shipped rules
+    assert current(person) and not current(without_phone)
     use(dataclasses.replace(full, matching={**full.matching, "person": without_phone}))
     with pytest.raises(RulesChangedError, match=r"drop \['phone'\].*govdb rules apply"):
         db.load_people(register.tail(10), source="population_register")  # refused before writing
     assert db.counts()["person"] == 30
     assert db.apply_rules(governor).link_keys_written > 0
+    assert current(without_phone) and not current(person)
     db.load_people(register.tail(10), source="population_register")
     someone = register.row(7, named=True)
     probe = {"name": someone["name"], "phone": someone["phone"]}  # only the phone rule blocks on this
@@ -176,15 +188,18 @@ def test_changed_blocking_rules_are_refused_until_applied_and_then_key_master_ag
     with Session(db.master) as ms:  # a store keyed before this record existed
         ms.delete(ms.exec(select(LinkKeyRules)).one())
         ms.commit()
+    assert not current(person)
     assert key_unrecorded_store(db.master, person) > 0  # what opening it does
     assert key_unrecorded_store(db.master, person) == 0
     assert phone_keys() == register.height
     again = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
     assert (again.person_id, again.decision) == (found.person_id, found.decision)
 
+    assert current(person)
     db.serve_district("440604")  # two counties served: addresses are read without a county hint
     with Session(db.master) as ms:
         assert ms.exec(select(LinkKeyRules)).one().address_hint is None  # keyed again, not refused
+    assert current(person) and not current(without_phone)
     db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
 
 

@@ -44,6 +44,7 @@ SUBJECTS = AuditSubject.__table__  # type: ignore[attr-defined]
 HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 CHECKPOINTS = AuditCheckpoint.__table__  # type: ignore[attr-defined]
 SUBJECT_MAX = 32
+FEW_SUBJECTS = 64  # up to this many an entry's subjects go in one executemany, more as a frame
 
 
 @dataclass(frozen=True)
@@ -246,12 +247,17 @@ def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_f
         }
         row["hash"] = entry_hash(key, head["hash"], row)
         conn.execute(insert(LOG), [row])
-        if len(subjects) > 1:  # a programme run reads a county's eligible people: one bulk insert
+        if len(subjects) > FEW_SUBJECTS:  # a programme run reads a county's eligible people: one bulk insert
             insert_frame(
                 conn,
                 SUBJECTS,
                 pl.DataFrame({"subject_id": subjects}, schema={"subject_id": pl.String}),
                 {"seq": row["seq"], "subject_kind": read.subject_kind},
+            )
+        elif len(subjects) > 1:  # a look-up's person and runner-up: a frame cost twice the rows
+            conn.execute(
+                insert(SUBJECTS),
+                [{"seq": row["seq"], "subject_kind": read.subject_kind, "subject_id": s} for s in subjects],
             )
         conn.execute(
             update(HEAD)

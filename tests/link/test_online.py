@@ -351,3 +351,26 @@ def test_a_look_up_with_an_id_number_reads_only_candidates_it_could_choose(
     assert json.dumps([a.explanation for a in filtered], sort_keys=True) == json.dumps(
         [b.explanation for b in read_all], sort_keys=True
     )
+
+
+def test_candidate_keys_read_through_the_driver_as_through_sqlalchemy(db: GovDB) -> None:
+    """The look-up's candidate keys, read through the driver's cursor, are the rows SQLAlchemy's
+    statement gives: keys of a block over max_block skipped, unknown and odd keys finding nobody."""
+    from sqlalchemy import text
+
+    import govdb.link.online as online
+
+    db.load_people(make_people(80, seed=6, today=TODAY), source="population_register")
+    with db.master.connect() as conn:
+        stored = [k for (k,) in conn.execute(text("SELECT DISTINCT key FROM linkkey ORDER BY key"))]
+        sizes = dict(conn.execute(text("SELECT key, count(*) FROM linkkey GROUP BY key")).all())
+        big = max(sizes, key=lambda k: sizes[k])
+        keys = [*stored[::7], big, "phone=nobody", "name=O'Brien \u5f20", ""]
+        for max_block in (1, sizes[big] - 1, sizes[big], 1000):
+            via_driver = online.candidate_keys(conn, keys, max_block)
+            statement, params = online._candidates_statement(conn, keys, max_block, "l.key, l.person_id")
+            via_sqlalchemy = [tuple(row) for row in conn.execute(statement, params)]
+            assert sorted(via_driver) == sorted(via_sqlalchemy)
+            assert all(sizes[k] <= max_block for k, _ in via_driver)
+            assert any(k == big for k, _ in via_driver) == (sizes[big] <= max_block)
+        assert {k for k, _ in online.candidate_keys(conn, keys, 1000)} == {*stored[::7], big}

@@ -374,3 +374,55 @@ def test_candidate_keys_read_through_the_driver_as_through_sqlalchemy(db: GovDB)
             assert all(sizes[k] <= max_block for k, _ in via_driver)
             assert any(k == big for k, _ in via_driver) == (sizes[big] <= max_block)
         assert {k for k, _ in online.candidate_keys(conn, keys, 1000)} == {*stored[::7], big}
+
+
+def test_a_look_up_scores_large_blocks_as_pair_by_pair(db: GovDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """link_one through `best_link` (a block a column at a time) returns what it returned through
+    `best_link_pairwise`: person, decision, probability, weight, explanation and master row, for
+    records in a village block of 300 people sharing a given name (with and without their ID
+    number, the surname or birth date mistyped, someone else's ID number) and records elsewhere."""
+    import govdb.link.online as online
+    import govdb.link.record as one
+
+    register = make_people(700, seed=17, today=TODAY)
+    village = register.row(0, named=True)
+    crowd = register.head(300).with_columns(
+        (pl.col("name").str.slice(0, 1) + "伟").alias("name"),
+        pl.lit(village["division_code"]).alias("division_code"),
+        (pl.lit(village["address"]) + pl.int_range(300).cast(pl.String) + "室").alias("address"),
+    )
+    db.load_people(pl.concat([crowd, register.slice(300)]), source="population_register")
+    people = pl.concat([crowd, register.slice(300)]).to_dicts()
+    records: list[dict[str, object]] = []
+    for i, person in enumerate(people[:60] + people[300:340]):
+        record = {k: person[k] for k in ("name", "gender", "phone", "address", "id_number")}
+        record |= {"event_id": f"r{i}", "birth_date": person["birth_date"].isoformat()}
+        variant = i % 5
+        if variant == 1:
+            record["id_number"] = None
+        elif variant == 2:
+            record |= {"id_number": None, "name": "许" + str(person["name"])[1:], "phone": None}
+        elif variant == 3:
+            record |= {"id_number": None, "birth_date": None, "phone": None}
+        elif variant == 4:
+            record["id_number"] = people[(i * 7 + 1) % len(people)]["id_number"]  # someone else's
+        records.append(record)
+    records.append({"event_id": "nobody", "name": "欧阳娜娜", "address": village["address"]})
+
+    sizes: list[int] = []
+    reading = online.feature_rows
+
+    def counted(conn: object, person_ids: list[str], **options: object) -> list[dict[str, object]]:
+        sizes.append(len(person_ids))
+        return reading(conn, person_ids, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(online, "feature_rows", counted)
+    fast = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in records]
+    monkeypatch.setattr(one, "best_link", one.best_link_pairwise)
+    plain = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in records]
+    assert [dataclasses.astuple(a) for a in fast] == [dataclasses.astuple(b) for b in plain]
+    assert json.dumps([a.explanation for a in fast], sort_keys=True, ensure_ascii=False) == json.dumps(
+        [b.explanation for b in plain], sort_keys=True, ensure_ascii=False
+    )
+    assert sum(size >= 300 for size in sizes) >= 20  # the village's block was read and scored
+    assert {a.decision for a in fast} >= {"match", "new"} and any(a.explanation for a in fast)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from govdb.base.clock import utcnow
 from govdb.errors import AuditChainError, ConfigError, StoreError
-from govdb.store.bulk import insert_frame
+from govdb.store.bulk import driver_fetch, insert_frame
 from govdb.store.events import AuditCheckpoint
 from govdb.store.locks import writing
 from govdb.store.master import AuditHead, AuditLog, AuditSubject
@@ -196,14 +196,20 @@ def checkpoint_mac(key: AuditKey, seq: int, hash_: str) -> str:
     return key.mac(f"checkpoint|{seq}|{hash_}")
 
 
+_HEAD_COLUMNS = tuple(c.name for c in HEAD.columns)  # integers and text: nothing to convert
+
+
 def _lock_head(conn: Connection) -> dict[str, Any]:
-    query = select(HEAD).where(HEAD.c.id == 1)
+    """The head row, locked for this transaction (FOR UPDATE on PostgreSQL; SQLite's writer holds
+    the one write lock). Read through the driver: every audited read appends, and SQLAlchemy's
+    statement cost several times SQLite's reading of one row."""
+    statement = f"SELECT {', '.join(_HEAD_COLUMNS)} FROM {HEAD.name} WHERE id = 1"
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    head = conn.execute(query).mappings().first()
-    if head is None:  # a store whose migration found no head row cannot exist; be explicit anyway
+        statement += " FOR UPDATE"
+    rows = driver_fetch(conn, statement, ())
+    if not rows:  # a store whose migration found no head row cannot exist; be explicit anyway
         raise AuditChainError("the audit head is missing: the audit log's anchor was removed")
-    return dict(head)
+    return dict(zip(_HEAD_COLUMNS, rows[0], strict=True))
 
 
 def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_fingerprint: str) -> int:

@@ -116,8 +116,9 @@ def key_rules_fingerprint(rules: MatchingRules, address_hint: str | None) -> tup
 def link_keys_current(conn: Connection, rules: MatchingRules) -> bool:
     """Whether master's link keys were written with these blocking rules and master's county.
 
-    Both read from master at every call (`served_county` and `_keyed_with` in one statement,
-    through the driver: every look-up asks, and two SQLAlchemy statements were a tenth of one)."""
+    Both are read from master at every call, in one statement through the driver (what
+    `served_county` and `_keyed_with` read): every look-up asks, and their two SQLAlchemy
+    statements cost about 0.1 ms of a 2-3 ms look-up."""
     keyed = LinkKeyRules.__table__.name  # type: ignore[attr-defined]
     division = Division.__table__.name  # type: ignore[attr-defined]
     mark = "%s" if conn.dialect.name == "postgresql" else "?"

@@ -110,6 +110,10 @@ def _decoded(texts: list[str]) -> pl.DataFrame:
     return decoded.struct.unnest().with_columns(pl.col("birth_date").str.to_date())
 
 
+_DECODER = json.JSONDecoder()  # json.loads' own (no hooks): the same objects, one call less a text
+_FEATURE_KEYS = frozenset(FEATURE_SCHEMA)
+
+
 def feature_rows(
     conn: Connection, person_ids: list[str], *, id_number: str | None = None
 ) -> list[dict[str, Any]]:
@@ -137,10 +141,6 @@ def feature_rows(
             row["birth_date"] = dt.date.fromisoformat(row["birth_date"])
         rows.append(row)
     return rows
-
-
-_DECODER = json.JSONDecoder()  # json.loads' own (no hooks): the same objects, one call less a text
-_FEATURE_KEYS = frozenset(FEATURE_SCHEMA)
 
 
 def person_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:

@@ -875,3 +875,23 @@ def test_verifying_while_readers_append_raises_no_false_alarm(db: GovDB, reads: 
     assert len(results) >= 2 and all(r.ok for r in results), [r.problem for r in results if not r.ok]
     final = db.verify_audit()
     assert final.ok and final.entries == 7 + 2 * len(ids)
+
+
+def test_an_entrys_subjects_are_stored_however_many(db: GovDB) -> None:
+    """A few subjects (a look-up's person and runner-up) go in as rows, many (a programme run) as
+    a frame: either way every subject once, with its entry's seq and kind, and the chain holds."""
+    from govdb.access.audit import FEW_SUBJECTS, Claimed, Read, append
+
+    reader = Claimed("wang", TRANSPORT.unit_id, "transport")
+    for count in (1, 2, FEW_SUBJECTS, FEW_SUBJECTS + 1, 300):
+        subjects = [f"P{i:05d}" for i in range(count)]
+        read = Read("link_one", "identity_lookup", subjects=[*subjects, subjects[-1]], query=("phone", "1"))
+        seq = append(db.master, db.audit.key, reader, read, rules_fingerprint=db.audit.fingerprint)
+        entry = _last(db)
+        assert entry["seq"] == seq and entry["subject_count"] == count
+        assert _subjects(db, seq) == ([] if count == 1 else subjects)
+        assert entry["subject_id"] == (subjects[0] if count == 1 else "")
+        with db.master.connect() as conn:
+            kinds = set(conn.execute(select(SUBJECTS.c.subject_kind).where(SUBJECTS.c.seq == seq)).scalars())
+        assert kinds == (set() if count == 1 else {"person"})
+    assert db.verify_audit().ok

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from govdb.base.clock import utcnow
 from govdb.errors import AuditChainError, ConfigError, StoreError
-from govdb.store.bulk import insert_frame
+from govdb.store.bulk import driver_fetch, insert_frame
 from govdb.store.events import AuditCheckpoint
 from govdb.store.locks import writing
 from govdb.store.master import AuditHead, AuditLog, AuditSubject
@@ -44,6 +44,7 @@ SUBJECTS = AuditSubject.__table__  # type: ignore[attr-defined]
 HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 CHECKPOINTS = AuditCheckpoint.__table__  # type: ignore[attr-defined]
 SUBJECT_MAX = 32
+FEW_SUBJECTS = 64  # up to this many an entry's subjects go in one executemany, more as a frame
 
 
 @dataclass(frozen=True)
@@ -195,14 +196,20 @@ def checkpoint_mac(key: AuditKey, seq: int, hash_: str) -> str:
     return key.mac(f"checkpoint|{seq}|{hash_}")
 
 
+_HEAD_COLUMNS = tuple(c.name for c in HEAD.columns)  # integers and text: nothing to convert
+
+
 def _lock_head(conn: Connection) -> dict[str, Any]:
-    query = select(HEAD).where(HEAD.c.id == 1)
+    """The head row, locked for this transaction (FOR UPDATE on PostgreSQL; SQLite's writer holds
+    the one write lock). Read through the driver: every audited read appends, and SQLAlchemy's
+    statement cost several times SQLite's reading of one row."""
+    statement = f"SELECT {', '.join(_HEAD_COLUMNS)} FROM {HEAD.name} WHERE id = 1"
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    head = conn.execute(query).mappings().first()
-    if head is None:  # a store whose migration found no head row cannot exist; be explicit anyway
+        statement += " FOR UPDATE"
+    rows = driver_fetch(conn, statement, ())
+    if not rows:  # a store whose migration found no head row cannot exist; be explicit anyway
         raise AuditChainError("the audit head is missing: the audit log's anchor was removed")
-    return dict(head)
+    return dict(zip(_HEAD_COLUMNS, rows[0], strict=True))
 
 
 def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_fingerprint: str) -> int:
@@ -246,12 +253,17 @@ def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_f
         }
         row["hash"] = entry_hash(key, head["hash"], row)
         conn.execute(insert(LOG), [row])
-        if len(subjects) > 1:  # a programme run reads a county's eligible people: one bulk insert
+        if len(subjects) > FEW_SUBJECTS:  # a programme run reads a county's eligible people: one bulk insert
             insert_frame(
                 conn,
                 SUBJECTS,
                 pl.DataFrame({"subject_id": subjects}, schema={"subject_id": pl.String}),
                 {"seq": row["seq"], "subject_kind": read.subject_kind},
+            )
+        elif len(subjects) > 1:  # a look-up's person and runner-up: a frame cost twice the rows
+            conn.execute(
+                insert(SUBJECTS),
+                [{"seq": row["seq"], "subject_kind": read.subject_kind, "subject_id": s} for s in subjects],
             )
         conn.execute(
             update(HEAD)

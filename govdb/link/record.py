@@ -11,6 +11,7 @@ equal to a batch run.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -85,19 +86,19 @@ def _missing(a: Any, b: Any) -> bool:
     return a is None or b is None or a == "" or b == ""
 
 
-def _names(a: Mapping[str, Any], b: Mapping[str, Any], p: str = "") -> str:
-    if _missing(a[f"{p}name"], b[f"{p}name"]):
+def _names(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    if _missing(a["name"], b["name"]):
         return "null"
-    if a[f"{p}name"] == b[f"{p}name"]:
+    if a["name"] == b["name"]:
         return "exact"
-    if a[f"{p}name_folded"] is not None and a[f"{p}name_folded"] == b[f"{p}name_folded"]:
+    if a["name_folded"] is not None and a["name_folded"] == b["name_folded"]:
         return "variant"
-    if a[f"{p}name_pinyin"] is not None and a[f"{p}name_pinyin"] == b[f"{p}name_pinyin"]:
+    if a["name_pinyin"] is not None and a["name_pinyin"] == b["name_pinyin"]:
         return "homophone"
-    same_surname = a[f"{p}surname_pinyin"] is not None and a[f"{p}surname_pinyin"] == b[f"{p}surname_pinyin"]
+    same_surname = a["surname_pinyin"] is not None and a["surname_pinyin"] == b["surname_pinyin"]
     if (
         same_surname
-        and JaroWinkler.normalized_similarity(a[f"{p}name_pinyin"] or "", b[f"{p}name_pinyin"] or "") >= 0.9
+        and JaroWinkler.normalized_similarity(a["name_pinyin"] or "", b["name_pinyin"] or "") >= 0.9
     ):
         return "similar"
     return "surname_only" if same_surname else "different"
@@ -169,6 +170,31 @@ def levels(method: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
 
 ONE_RECORD_METHODS = frozenset({"chinese_name", "id_number", "date", "phone", "address", "gender"})
 
+# Per method: the record's own value that, missing, makes every pair's level "null".
+_OWN = {"chinese_name": "name", "id_number": "id_text", "date": "birth_date", "phone": "phone",
+        "address": "address", "gender": "gender"}  # fmt: skip
+
+
+def column_levels(method: str, a: Mapping[str, Any], people: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`levels(method, a, b)` for every b of a block, the method chosen once: a village's common
+    given name is hundreds of pairs with one record, most of its fields missing in some."""
+    own = a[_OWN[method]]
+    if own is None or (own == "" and method != "date"):  # every twin's first test
+        return ["null"] * len(people)
+    if method == "chinese_name":
+        return [_names(a, b) for b in people]
+    if method == "id_number":
+        return [_codes(own, b["id_text"]) for b in people]
+    if method == "date":
+        return [_dates(own, b["birth_date"]) for b in people]
+    if method == "phone":
+        return [_codes(own, b["phone"], transposed=False) for b in people]
+    if method == "address":
+        return [_addresses(a, b) for b in people]
+    if method == "gender":
+        return [_genders(own, b["gender"]) for b in people]
+    raise ValueError(f"no one-record comparison for {method!r}")
+
 
 # --- the best candidate --------------------------------------------------------------------------
 
@@ -219,7 +245,72 @@ def best_link(
     rules: MatchingRules,
 ) -> dict[str, Any]:
     """person_id, match_probability, match_weight, decision and explanation for one record, from
-    (candidate features, blocking rule) pairs: `batch.decide` for one left record."""
+    (candidate features, blocking rule) pairs: `batch.decide` for one left record.
+
+    A large block (a village's common given name, up to max_block people) cost 3-4 us a
+    candidate through `_weighs`; here each comparison's levels come a column at a time
+    (`column_levels`), every weight is summed as `_weighs` sums it (the same floats in the same
+    order), and only the chosen candidate's explanation is built. `best_link_pairwise` is the
+    pair-by-pair form, which tests hold this one equal to."""
+    scorer, prior_weight = _scorer(model), model.prior_weight()
+    ranked = _ranked(record, candidates, scorer, prior_weight, rules)
+    if not ranked:
+        return _nobody()
+    # The two first of sorted(ranked), ties in the candidates' order (the index) as a stable sort.
+    top = heapq.nsmallest(2, ranked)
+    minus_hard, _, candidate, index = top[0]
+    cand, rule = candidates[index]
+    weight, detail = _weighs(scorer, prior_weight, record, cand)  # the same weight, and its parts
+    runner, runner_weight = (top[1][2], -top[1][1]) if len(top) > 1 else (None, -1e3)
+    return _decided(candidate, -minus_hard, weight, detail, rule, runner, runner_weight, rules)
+
+
+def _ranked(
+    record: Mapping[str, Any],
+    candidates: Sequence[tuple[Mapping[str, Any], str]],
+    scorer: Scorer,
+    prior_weight: float,
+    rules: MatchingRules,
+) -> list[tuple[int, float, str, int]]:
+    """(-hard, -weight, person id, index) of every candidate the hard rules leave, each weight
+    summed as `_weighs` sums it: the same floats, in the same order."""
+    same_rule, different_rule = "same_valid_id" in rules.hard_rules, "different_valid_ids" in rules.hard_rules
+    own_id = record["id_number"]
+    kept: list[tuple[int, int, Mapping[str, Any]]] = []
+    for index, (cand, _) in enumerate(candidates):
+        hard = 0
+        if own_id is not None and cand["id_number"] is not None:
+            if same_rule and own_id == cand["id_number"]:
+                hard = 1
+            elif different_rule and own_id != cand["id_number"]:
+                continue
+        kept.append((index, hard, cand))
+    people = [cand for _, _, cand in kept]
+    columns = []
+    for _, method, index_of, level_weights, tf in scorer:
+        found = [index_of[level] for level in column_levels(method, record, people)]
+        weights = [level_weights[i] for i in found]
+        if tf is not None:
+            table, column, floor, m_exact = tf
+            for n, i in enumerate(found):
+                if i == 0:
+                    weights[n] = math.log2(m_exact / max(table.get(people[n][column], floor), 1e-9))
+        columns.append(weights)
+    empty = [prior_weight + sum([])] * len(kept)  # no comparisons: `_weighs` sums an empty list
+    totals = [prior_weight + sum(parts) for parts in zip(*columns, strict=True)] if columns else empty
+    return [
+        (-hard, -total, cand["rid"], index) for (index, hard, cand), total in zip(kept, totals, strict=True)
+    ]
+
+
+def best_link_pairwise(
+    record: Mapping[str, Any],
+    candidates: Sequence[tuple[Mapping[str, Any], str]],
+    model: LinkModel,
+    rules: MatchingRules,
+) -> dict[str, Any]:
+    """`best_link` scoring pair by pair through `_weighs`: the reference its faster form is
+    tested against."""
     ranked = []
     scorer, prior_weight = _scorer(model), model.prior_weight()
     for cand, rule in candidates:
@@ -232,12 +323,29 @@ def best_link(
         weight, detail = _weighs(scorer, prior_weight, record, cand)
         ranked.append((-hard, -weight, cand["rid"], hard, weight, detail, rule))
     if not ranked:
-        return {"person_id": None, "match_probability": 0.0, "match_weight": None, "decision": "new",
-                "explanation": {"candidates": 0}}  # fmt: skip
+        return _nobody()
     ranked.sort(key=lambda r: r[:3])
     _, _, candidate, hard, weight, detail, rule = ranked[0]
-    runner = ranked[1] if len(ranked) > 1 else None
-    runner_weight = runner[4] if runner else -1e3
+    runner, runner_weight = (ranked[1][2], ranked[1][4]) if len(ranked) > 1 else (None, -1e3)
+    return _decided(candidate, hard, weight, detail, rule, runner, runner_weight, rules)
+
+
+def _nobody() -> dict[str, Any]:
+    return {"person_id": None, "match_probability": 0.0, "match_weight": None, "decision": "new",
+            "explanation": {"candidates": 0}}  # fmt: skip
+
+
+def _decided(
+    candidate: str,
+    hard: int,
+    weight: float,
+    detail: dict[str, tuple[str, float]],
+    rule: str,
+    runner: str | None,
+    runner_weight: float,
+    rules: MatchingRules,
+) -> dict[str, Any]:
+    """The bands, decision and explanation of the best candidate against the runner-up."""
     probability = 1.0 if hard == 1 else 1.0 / (1.0 + 2.0 ** (-weight))
     runner_p = 1.0 / (1.0 + 2.0 ** (-runner_weight))
     share = 1.0 / (1.0 + 2.0 ** min(max(runner_weight - weight, -1e3), 1e3))
@@ -257,8 +365,8 @@ def best_link(
         "blocking": rule,
         "hard_rule": "same_valid_id" if hard == 1 else None,
         **{f: {"level": level, "weight": float(np.round(w, 3))} for f, (level, w) in detail.items()},
-        "runner_up": runner[2] if runner else None,
-        "runner_up_probability": float(np.round(runner_p, 6)) if runner else None,
+        "runner_up": runner,
+        "runner_up_probability": float(np.round(runner_p, 6)) if runner is not None else None,
     }
     return {
         "person_id": None if decision == "new" else candidate,

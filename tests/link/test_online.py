@@ -9,6 +9,7 @@ import sys
 
 import polars as pl
 import pytest
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from govdb import Actor, GovDB
@@ -16,13 +17,13 @@ from govdb.demo import make_people
 from govdb.errors import RulesChangedError
 from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
-from govdb.link.online import ensure_link_keys, key_unrecorded_store
+from govdb.link.online import ensure_link_keys, key_rules_fingerprint, key_unrecorded_store, link_keys_current
 from govdb.link.reads import feature_rows, person_rows, read_features
 from govdb.link.stored import default_model
 from govdb.rulebook import Rulebook
-from govdb.rulebook.models import Bands
+from govdb.rulebook.models import Bands, MatchingRules
 from govdb.store.events import Proposal
-from govdb.store.master import LinkKey, LinkKeyRules, Person
+from govdb.store.master import LinkKey, LinkKeyRules, Person, served_county
 
 from ..conftest import REPO, TODAY
 
@@ -140,13 +141,24 @@ def test_changed_blocking_rules_are_refused_until_applied_and_then_key_master_ag
     def use(rules: Rulebook) -> None:  # as if the stores were opened again with these rules
         db.rules, db.audit = rules, dataclasses.replace(db.audit, rules=rules)
 
+    def current(rules: MatchingRules) -> bool:
+        """link_keys_current (one statement), held equal to its two reads apart."""
+        with db.master.connect() as conn:
+            together = link_keys_current(conn, rules)
+            recorded = conn.execute(sa_select(LinkKeyRules.fingerprint)).scalar()  # type: ignore[call-overload]
+            apart = recorded == key_rules_fingerprint(rules, served_county(conn))[0]
+        assert together == apart
+        return together
+
     register = make_people(40, seed=21, today=TODAY)
     db.load_people(register.head(30), source="population_register")  # keyed by the shipped rules
+    assert current(person) and not current(without_phone)
     use(dataclasses.replace(full, matching={**full.matching, "person": without_phone}))
     with pytest.raises(RulesChangedError, match=r"drop \['phone'\].*govdb rules apply"):
         db.load_people(register.tail(10), source="population_register")  # refused before writing
     assert db.counts()["person"] == 30
     assert db.apply_rules(governor).link_keys_written > 0
+    assert current(without_phone) and not current(person)
     db.load_people(register.tail(10), source="population_register")
     someone = register.row(7, named=True)
     probe = {"name": someone["name"], "phone": someone["phone"]}  # only the phone rule blocks on this
@@ -176,15 +188,18 @@ def test_changed_blocking_rules_are_refused_until_applied_and_then_key_master_ag
     with Session(db.master) as ms:  # a store keyed before this record existed
         ms.delete(ms.exec(select(LinkKeyRules)).one())
         ms.commit()
+    assert not current(person)
     assert key_unrecorded_store(db.master, person) > 0  # what opening it does
     assert key_unrecorded_store(db.master, person) == 0
     assert phone_keys() == register.height
     again = db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
     assert (again.person_id, again.decision) == (found.person_id, found.decision)
 
+    assert current(person)
     db.serve_district("440604")  # two counties served: addresses are read without a county hint
     with Session(db.master) as ms:
         assert ms.exec(select(LinkKeyRules)).one().address_hint is None  # keyed again, not refused
+    assert current(person) and not current(without_phone)
     db.link_one(probe, actor=WINDOW, purpose="identity_lookup", today=TODAY)
 
 
@@ -204,6 +219,23 @@ def test_a_look_up_reads_features_and_people_as_the_frames_hold_them(db: GovDB) 
         )
         by_id = {r["person_id"]: r for r in person_rows(conn, ids)}
         assert [by_id[i] for i in ids] == read_people(conn, ids).sort("person_id").to_dicts()
+    # Stored features with a field missing and one more (a store written before or after this
+    # code's fields): the frame's fields, the missing one None, as the polars decode gives them.
+    from sqlalchemy import text
+
+    with db.master.begin() as conn:
+        odd = conn.execute(text("SELECT features FROM linkfeatures WHERE person_id = :p"), {"p": ids[0]})
+        stored = odd.scalar_one()
+        stored = json.loads(stored) if isinstance(stored, str) else stored
+        stored = {k: v for k, v in stored.items() if k != "township_code"} | {"extra": 1}
+        conn.execute(
+            text("UPDATE linkfeatures SET features = :f WHERE person_id = :p"),
+            {"f": json.dumps(stored, ensure_ascii=False), "p": ids[0]},
+        )
+    with db.master.connect() as conn:
+        rows = sorted(feature_rows(conn, ids[:3]), key=lambda r: r["rid"])
+        assert rows == read_features(conn, ids[:3]).sort("rid").to_dicts()
+        assert rows[0]["township_code"] is None and "extra" not in rows[0]
 
 
 def test_the_default_model_from_features_held_equals_the_one_from_the_store(
@@ -319,3 +351,78 @@ def test_a_look_up_with_an_id_number_reads_only_candidates_it_could_choose(
     assert json.dumps([a.explanation for a in filtered], sort_keys=True) == json.dumps(
         [b.explanation for b in read_all], sort_keys=True
     )
+
+
+def test_candidate_keys_read_through_the_driver_as_through_sqlalchemy(db: GovDB) -> None:
+    """The look-up's candidate keys, read through the driver's cursor, are the rows SQLAlchemy's
+    statement gives: keys of a block over max_block skipped, unknown and odd keys finding nobody."""
+    from sqlalchemy import text
+
+    import govdb.link.online as online
+
+    db.load_people(make_people(80, seed=6, today=TODAY), source="population_register")
+    with db.master.connect() as conn:
+        stored = [k for (k,) in conn.execute(text("SELECT DISTINCT key FROM linkkey ORDER BY key"))]
+        sizes = dict(conn.execute(text("SELECT key, count(*) FROM linkkey GROUP BY key")).all())
+        big = max(sizes, key=lambda k: sizes[k])
+        keys = [*stored[::7], big, "phone=nobody", "name=O'Brien \u5f20", ""]
+        for max_block in (1, sizes[big] - 1, sizes[big], 1000):
+            via_driver = online.candidate_keys(conn, keys, max_block)
+            statement, params = online._candidates_statement(conn, keys, max_block, "l.key, l.person_id")
+            via_sqlalchemy = [tuple(row) for row in conn.execute(statement, params)]
+            assert sorted(via_driver) == sorted(via_sqlalchemy)
+            assert all(sizes[k] <= max_block for k, _ in via_driver)
+            assert any(k == big for k, _ in via_driver) == (sizes[big] <= max_block)
+        assert {k for k, _ in online.candidate_keys(conn, keys, 1000)} == {*stored[::7], big}
+
+
+def test_a_look_up_scores_large_blocks_as_pair_by_pair(db: GovDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """link_one through `best_link` (a block a column at a time) returns what it returned through
+    `best_link_pairwise`: person, decision, probability, weight, explanation and master row, for
+    records in a village block of 300 people sharing a given name (with and without their ID
+    number, the surname or birth date mistyped, someone else's ID number) and records elsewhere."""
+    import govdb.link.online as online
+    import govdb.link.record as one
+
+    register = make_people(700, seed=17, today=TODAY)
+    village = register.row(0, named=True)
+    crowd = register.head(300).with_columns(
+        (pl.col("name").str.slice(0, 1) + "伟").alias("name"),
+        pl.lit(village["division_code"]).alias("division_code"),
+        (pl.lit(village["address"]) + pl.int_range(300).cast(pl.String) + "室").alias("address"),
+    )
+    db.load_people(pl.concat([crowd, register.slice(300)]), source="population_register")
+    people = pl.concat([crowd, register.slice(300)]).to_dicts()
+    records: list[dict[str, object]] = []
+    for i, person in enumerate(people[:60] + people[300:340]):
+        record = {k: person[k] for k in ("name", "gender", "phone", "address", "id_number")}
+        record |= {"event_id": f"r{i}", "birth_date": person["birth_date"].isoformat()}
+        variant = i % 5
+        if variant == 1:
+            record["id_number"] = None
+        elif variant == 2:
+            record |= {"id_number": None, "name": "许" + str(person["name"])[1:], "phone": None}
+        elif variant == 3:
+            record |= {"id_number": None, "birth_date": None, "phone": None}
+        elif variant == 4:
+            record["id_number"] = people[(i * 7 + 1) % len(people)]["id_number"]  # someone else's
+        records.append(record)
+    records.append({"event_id": "nobody", "name": "欧阳娜娜", "address": village["address"]})
+
+    sizes: list[int] = []
+    reading = online.feature_rows
+
+    def counted(conn: object, person_ids: list[str], **options: object) -> list[dict[str, object]]:
+        sizes.append(len(person_ids))
+        return reading(conn, person_ids, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(online, "feature_rows", counted)
+    fast = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in records]
+    monkeypatch.setattr(one, "best_link", one.best_link_pairwise)
+    plain = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in records]
+    assert [dataclasses.astuple(a) for a in fast] == [dataclasses.astuple(b) for b in plain]
+    assert json.dumps([a.explanation for a in fast], sort_keys=True, ensure_ascii=False) == json.dumps(
+        [b.explanation for b in plain], sort_keys=True, ensure_ascii=False
+    )
+    assert sum(size >= 300 for size in sizes) >= 20  # the village's block was read and scored
+    assert {a.decision for a in fast} >= {"match", "new"} and any(a.explanation for a in fast)

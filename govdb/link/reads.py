@@ -30,18 +30,17 @@ def read_people(
     """Master people (the columns linkage reads): all of them, these ids, or those without link keys."""
     table = Person.__table__  # type: ignore[attr-defined]
     schema = {c: (pl.Date if c == "birth_date" else pl.String) for c in MASTER_COLUMNS}
-    if person_ids is None:
-        query = select(*(table.c[c] for c in MASTER_COLUMNS))
-        if without_keys:
-            keyed = LinkKey.__table__.c.person_id  # type: ignore[attr-defined]
-            query = query.where(~table.c.person_id.in_(select(keyed)))
-        return read_frame(conn, query, schema)  # a whole county: plain tuples, not row objects
     columns = ", ".join(MASTER_COLUMNS)
+    if person_ids is None and without_keys:
+        keyed = LinkKey.__table__.c.person_id  # type: ignore[attr-defined]
+        query = select(*(table.c[c] for c in MASTER_COLUMNS)).where(~table.c.person_id.in_(select(keyed)))
+        return read_frame(conn, query, schema)  # plain tuples, not row objects
+    statement = f"SELECT {columns} FROM person"
+    # Everyone a slice at a time, as features are: a county's million rows of tuples at once cost
+    # more than half a gigabyte beside the frame they make.
+    slices = _all_rows(conn, statement) if person_ids is None else _rows_of(conn, statement, list(person_ids))
     raw = {c: pl.String for c in MASTER_COLUMNS} if conn.dialect.name == "sqlite" else schema
-    frames = [
-        pl.DataFrame(rows, schema=raw, orient="row")
-        for rows in _rows_of(conn, f"SELECT {columns} FROM person", list(person_ids))
-    ]
+    frames = [pl.DataFrame(rows, schema=raw, orient="row") for rows in slices]
     people = pl.concat(frames) if frames else pl.DataFrame(schema=raw)
     if conn.dialect.name == "sqlite":  # dates come as ISO text
         people = people.with_columns(pl.col("birth_date").str.to_date("%Y-%m-%d"))
@@ -228,6 +227,10 @@ class FeatureCache:
         """`read_people(conn, person_ids)`: from memory when everyone is held, each person once."""
         if self._people is None:
             return read_people(conn, person_ids)
+        # As a read at this moment would find them: a promote may have committed while the chunk
+        # was linked (master rows and their feed entries commit together).
+        if _feed_head(conn) > self._seen:
+            self.refresh(conn)
         wanted = pl.DataFrame({"person_id": list(dict.fromkeys(person_ids))}, schema={"person_id": pl.String})
         return self._people.join(wanted, on="person_id", how="semi")
 

@@ -103,8 +103,11 @@ def link_events(
     matching = rules.matching["person"]
     if records is None:
         records = event_records(plain)
-    elif records.height != len(plain):
-        records = records.filter(pl.col("event_id").is_in([str(e["event_id"]) for e in plain]))
+    else:  # these events' rows, in their order
+        order = pl.DataFrame(
+            {"event_id": [str(e["event_id"]) for e in plain]}, schema={"event_id": pl.String}
+        )
+        records = order.join(records, on="event_id", how="left", maintain_order="left")
     out = (
         link_against_master(master, records, matching, model, address_hint=address_hint, features=features)
         if plain

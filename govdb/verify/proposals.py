@@ -73,36 +73,37 @@ def _as_text(value: Any) -> str | None:
     return text if text != "" else None
 
 
-def _standardized_master(people: pl.DataFrame) -> pl.DataFrame:
-    """Master values of these people through the same standards as events, so a value written
-    differently (traditional characters, another address form) compares equal: person_id and
-    each compared field as text."""
-    std = standardize(people.with_columns(pl.col("birth_date").cast(pl.String)), place_addresses=False)
+def _standardized_master(masters: pl.DataFrame) -> pl.DataFrame:
+    """Master values through the same standards as events, so a value written differently
+    (traditional characters, another address form) compares equal: event_id and each compared
+    field as text."""
+    std = standardize(masters.with_columns(pl.col("birth_date").cast(pl.String)), place_addresses=False)
     std = std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
     text = [pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String) for k in COMPARED]
     return std.select(
-        "person_id", *(t.replace("", None).alias(k) for t, k in zip(text, COMPARED, strict=True))
+        "event_id", *(t.replace("", None).alias(k) for t, k in zip(text, COMPARED, strict=True))
     )
 
 
-def _master_frame(linked: list[dict[str, Any]]) -> pl.DataFrame:
-    """The linked people's master rows (as the linker read them), a column at a time."""
+def _master_frame(known: list[tuple[str, dict[str, Any]]]) -> pl.DataFrame:
+    """Each (event id, its linked person's master row as the linker read it), a column at a time."""
     names = ("person_id", *COMPARED)
-    schema = {k: (pl.Date if k == "birth_date" else pl.String) for k in names}
-    return pl.DataFrame({k: [m.get(k) for m in linked] for k in names}, schema=schema).unique("person_id")
+    schema = {"event_id": pl.String, **{k: (pl.Date if k == "birth_date" else pl.String) for k in names}}
+    columns = {"event_id": [e for e, _ in known], **{k: [m.get(k) for _, m in known] for k in names}}
+    return pl.DataFrame(columns, schema=schema)
 
 
-def _changed_fields(records: pl.DataFrame, people: pl.DataFrame) -> dict[str, list[str]]:
-    """For each record about a known person (records: event_id, person_id and the compared
-    fields as text), the fields whose value master does not hold: neither as stored nor
-    standardized (both sides through the same standards), nor with traditional and look-alike
-    characters folded, nor a division the master one is inside. Compared on whole columns; only
-    the few values still differing are looked at one by one."""
-    if records.height == 0 or people.height == 0:
+def _changed_fields(records: pl.DataFrame, masters: pl.DataFrame) -> dict[str, list[str]]:
+    """For each record about a known person (records: event_id and the compared fields as text;
+    masters: event_id and its person's master row), the fields whose value master does not hold:
+    neither as stored nor standardized (both sides through the same standards), nor with
+    traditional and look-alike characters folded, nor a division the master one is inside.
+    Compared on whole columns; only the few values still differing are looked at one by one."""
+    if records.height == 0 or masters.height == 0:
         return {}
-    stored = people.select("person_id", *(pl.col(k).cast(pl.String).alias(f"{k}__m") for k in COMPARED))
-    standard = _standardized_master(people).rename({k: f"{k}__s" for k in COMPARED})
-    joined = records.join(stored, on="person_id", how="inner").join(standard, on="person_id", how="left")
+    stored = masters.select("event_id", *(pl.col(k).cast(pl.String).alias(f"{k}__m") for k in COMPARED))
+    standard = _standardized_master(masters).rename({k: f"{k}__s" for k in COMPARED})
+    joined = records.select("event_id", *COMPARED).join(stored, on="event_id").join(standard, on="event_id")
     differ = [
         (
             pl.col(k).is_not_null()
@@ -333,11 +334,7 @@ def _plan(
             {r["person_id"]: r for r in read_people(mconn, list(candidates)).to_dicts()} if candidates else {}
         )
     known = [(r.record_id, r.master) for r in results if r.master is not None]
-    about = pl.DataFrame(
-        {"event_id": [e for e, _ in known], "person_id": [m["person_id"] for _, m in known]},
-        schema={"event_id": pl.String, "person_id": pl.String},
-    )
-    changed = _changed_fields(records.join(about, on="event_id"), _master_frame([m for _, m in known]))
+    changed = _changed_fields(records, _master_frame(known))
     proposal_ids = iter(uuid4_texts(len(results)))  # at most one proposal per result
     for link in results:
         event = by_id[int(link.record_id)]

@@ -89,6 +89,9 @@ class Flow:
     entity_id: str | None = None  # the master person a change is about
     home: str | None = None  # the place whose units check it (the proposal's division code)
     rehomed: bool = False
+    entity_kind: str | None = None  # person, enterprise, place, credential (about its holder)
+    payload: dict[str, Any] | None = None  # the proposed values, where a decision needs them
+    source_known: bool = True  # False: `authenticated_source` is not read yet (see read_sources)
 
     def open_task(self) -> StepTask | None:
         return next((t for t in self.tasks if t.state == TaskState.open), None)
@@ -103,10 +106,13 @@ class Flow:
         return None
 
 
-def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> int:
+def run_auto_pass(
+    rules: Rulebook, flows: Sequence[Flow], now: dt.datetime, conn: Connection | None = None
+) -> int:
     """Pass every open step an auto-pass rule accepts, step after step; returns the passes.
 
-    Vectorised: the rules run once per (route, step) over every proposal waiting there."""
+    Vectorised: the rules run once per (route, step) over every proposal waiting there. Flows
+    whose source is not known yet have it read through `conn`, only where a step has rules."""
     passes = 0
     fingerprint: str | None = None  # hashed once per run, and only when something passes
     waiting = [f for f in flows if f.open_task() is not None]
@@ -121,6 +127,8 @@ def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> i
             step = rules.verification.routes[route_name].steps[route_step]
             if not step.auto_pass:
                 continue
+            if conn is not None:
+                read_sources(conn, group)
             frame = source_columns(rules, pl.Series([f.authenticated_source for f in group], dtype=pl.String))
             passed = auto_passed(rules, AutoPassBatch(frame, route_name, step)).to_list()
             for flow, rule in zip(group, passed, strict=True):
@@ -172,46 +180,52 @@ def list_tasks(
     ]
 
 
-def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]:
-    """The proposals and all their tasks, rows locked until the transaction ends (on PostgreSQL;
-    SQLite's writer already holds the database)."""
+def load_flows(conn: Connection, task_ids: Sequence[int]) -> dict[str, Flow]:
+    """The proposals of these tasks (with their payloads) and all their tasks, in two statements
+    per chunk of ids, rows locked until the transaction ends (on PostgreSQL; SQLite's writer
+    already holds the database). A task id that does not exist brings nothing."""
     flows: dict[str, Flow] = {}
     locking = conn.dialect.name == "postgresql"
-    for chunk in id_chunks(conn, sorted(set(proposal_ids))):
+    for chunk in id_chunks(conn, sorted(set(task_ids))):
+        theirs = select(TASK.c.proposal_id).where(among(conn, TASK.c.task_id, chunk))
         query = (
             select(
                 PROPOSAL.c.proposal_id,
                 PROPOSAL.c.change,
                 PROPOSAL.c.event_id,
                 PROPOSAL.c.state,
+                PROPOSAL.c.entity_kind,
                 PROPOSAL.c.entity_id,
                 PROPOSAL.c.division_code,
-                BATCH.c.authenticated_source,
+                PROPOSAL.c.payload,
             )
-            .join(EVENT, EVENT.c.event_id == PROPOSAL.c.event_id)
-            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
-            .where(among(conn, PROPOSAL.c.proposal_id, chunk))
+            .where(PROPOSAL.c.proposal_id.in_(theirs))
             .order_by(PROPOSAL.c.proposal_id)  # every batch locks in one order: no deadlock
         )
+        fresh: set[str] = set()  # a proposal two chunks share is read once
         for r in conn.execute(query.with_for_update(of=PROPOSAL) if locking else query):
+            if r.proposal_id in flows:
+                continue
             state = ProposalState(r.state)
+            fresh.add(r.proposal_id)
             flows[r.proposal_id] = Flow(
                 r.proposal_id,
                 r.change,
                 r.event_id,
                 [],
                 state,
-                r.authenticated_source,
+                None,
                 state,
                 r.entity_id,
                 r.division_code,
+                entity_kind=r.entity_kind,
+                payload=r.payload,
+                source_known=False,
             )
-        tasks = (
-            select(TASK)
-            .where(among(conn, TASK.c.proposal_id, chunk))
-            .order_by(TASK.c.proposal_id, TASK.c.step)
-        )
+        tasks = select(TASK).where(TASK.c.proposal_id.in_(theirs)).order_by(TASK.c.proposal_id, TASK.c.step)
         for t in conn.execute(tasks.with_for_update() if locking else tasks):
+            if t.proposal_id not in fresh:
+                continue
             task_state = TaskState(t.state)
             flows[t.proposal_id].tasks.append(
                 StepTask(
@@ -231,6 +245,24 @@ def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]
     for flow in flows.values():
         _fix_route_steps(flow)
     return flows
+
+
+def read_sources(conn: Connection, flows: Sequence[Flow]) -> None:
+    """Fill in the authenticated source of the flows that lack it: the ingest that brought each
+    proposal's event. Read only for a step with auto-pass rules; it costs a look-up of the event's
+    row (wide, with its raw payload) for every proposal, which most decisions never need."""
+    missing = {f.proposal_id: f for f in flows if not f.source_known}
+    for chunk in id_chunks(conn, sorted(missing)):
+        query = (
+            select(PROPOSAL.c.proposal_id, BATCH.c.authenticated_source)
+            .join(EVENT, EVENT.c.event_id == PROPOSAL.c.event_id)
+            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
+            .where(among(conn, PROPOSAL.c.proposal_id, chunk))
+        )
+        for proposal_id, source in conn.execute(query):
+            missing[proposal_id].authenticated_source = source
+    for flow in missing.values():
+        flow.source_known = True
 
 
 def _fix_route_steps(flow: Flow) -> None:

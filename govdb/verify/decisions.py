@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from govdb.base.actors import ResolvedActor
 from govdb.base.clock import utcnow
@@ -20,7 +20,7 @@ from govdb.errors import GovdbError, JurisdictionError, NotFoundError, StateErro
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
-from govdb.store.bulk import among, id_chunks
+from govdb.store.bulk import among, id_chunks, insert_rows
 from govdb.store.master import Enterprise, Person, Place
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.validate import validate_frame
@@ -451,7 +451,7 @@ def _record(
             amended,
         )
     write_transitions(conn, [p.flow for p in planned], now)
-    conn.execute(insert(DECISION), decision_rows)
+    insert_rows(conn, DECISION, decision_rows)
     for p in planned:
         task, flow = p.task, p.flow
         following = flow.open_task()

@@ -171,3 +171,32 @@ def test_a_batch_stores_its_decisions_with_their_times_and_amendments(db: GovDB,
     assert next(r.amendments for r in rows if r.task_id == named.task_id) == {"name": "王芳"}
     with pytest.raises(StateError, match="not open"):
         db.decide_many(Actor("li", unit), batch[:1])
+
+
+def test_the_queue_read_through_the_driver_is_what_sqlalchemy_reads(db: GovDB, tmp_path: Path) -> None:
+    from govdb.store.events import Proposal
+
+    _scenario(db, tmp_path, people=30, seed=9)
+    db.process(today=TODAY)
+    listed = db.tasks(state=None, limit=10_000)
+    query = (
+        select(Task, Proposal.change, Proposal.payload, Proposal.division_code.label("place"))
+        .join(Proposal, Proposal.proposal_id == Task.proposal_id)
+        .order_by(Task.task_id)
+    )
+    with db.events.connect() as conn:
+        rows = conn.execute(query).all()
+    assert len(listed) == len(rows) > 0
+    for view, r in zip(listed, rows, strict=True):
+        assert (view.task_id, view.proposal_id, view.unit_id, view.state, view.change) == (
+            r.task_id, r.proposal_id, r.unit_id, r.state, r.change,
+        )  # fmt: skip
+        assert (view.payload, view.created_at, view.division_code) == (
+            r.payload,
+            r.created_at,
+            r.division_code or r.place,
+        )
+    unit = listed[0].unit_id
+    assert [t.task_id for t in db.tasks(unit_id=unit, limit=2)] == [
+        t.task_id for t in listed if t.unit_id == unit and t.state == "open"
+    ][:2]

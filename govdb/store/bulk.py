@@ -195,6 +195,24 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     return executemany(conn, table, sql, columns, [tuple(r[c] for c in columns) for r in rows])
 
 
+def result_processor(conn: Connection, column: Any) -> Any:
+    """The function SQLAlchemy's result turns a value of this column into Python with on this
+    connection (SQLite's JSON text decoded, its time text parsed), or None where the driver's
+    value is already it; looked up once per engine's dialect."""
+    known = _RESULTS.setdefault(conn.dialect, {})
+    if column.type not in known:
+        known[column.type] = column.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+    return known[column.type]
+
+
+def id_test(conn: Connection, column: str, ids: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """SQL text testing `column` against `ids` in the driver's paramstyle, and its parameters: an
+    IN list of placeholders on SQLite, one array parameter on PostgreSQL (as `among`)."""
+    if conn.dialect.paramstyle == "qmark":
+        return f"{column} IN ({', '.join('?' * len(ids))})", tuple(ids)
+    return f"{column} = ANY(%s)", (list(ids),)
+
+
 def _utc(value: Any) -> Any:
     """An aware time as its UTC time (SQLite's binding drops the zone; update_rows does the same)."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -212,6 +230,7 @@ def _bind_processor(conn: Connection, column_type: Any) -> Any:
 
 
 _PROCESSORS: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+_RESULTS: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_bindable(conn: Connection, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:

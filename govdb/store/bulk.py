@@ -167,14 +167,14 @@ def executemany(
     """`statement` (placeholders written `?`) once for each of `rows` through the driver's cursor,
     in the caller's transaction; the rows changed (both drivers sum them). The value at each
     placeholder is bound as SQLAlchemy binds a value of that column (`columns` name them in order):
-    JSON comes out as the same stored text, an aware time as its UTC time. For a batch of a few
-    dozen rows SQLAlchemy's executemany (cache key, processing per row, result) cost more than
-    the write itself."""
-    processors = [_bind_processor(conn, table.c[c].type) for c in columns]
-    params = [
-        tuple(_utc(v) if p is None else p(_utc(v)) for p, v in zip(processors, row, strict=True))
-        for row in rows
-    ]
+    JSON and times come out as the same stored text. For a batch of a few dozen rows SQLAlchemy's
+    executemany (cache key, processing per row, result) cost more than the write itself."""
+    converters = [_converter(conn, table.c[c].type) for c in columns]
+    converted = [(i, f) for i, f in enumerate(converters) if f is not None]
+    params = [list(row) for row in rows]
+    for row in params:
+        for i, convert in converted:
+            row[i] = convert(row[i])
     if conn.dialect.paramstyle != "qmark":
         statement = statement.replace("?", "%s")
     with driver_cursor(conn, statement) as cursor:
@@ -213,16 +213,10 @@ def id_test(conn: Connection, column: str, ids: Sequence[Any]) -> tuple[str, tup
     return f"{column} = ANY(%s)", (list(ids),)
 
 
-def _utc(value: Any) -> Any:
-    """An aware time as its UTC time (SQLite's binding drops the zone; update_rows does the same)."""
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC)
-    return value
-
-
-def _bind_processor(conn: Connection, column_type: Any) -> Any:
-    """The function SQLAlchemy binds a value of this type with on this connection (its engine's
-    JSON serializer included), or None; looked up once per engine's dialect."""
+def _converter(conn: Connection, column_type: Any) -> Any:
+    """SQLAlchemy's bind processor of this column type on this connection (its engine's JSON
+    serializer, a time's conversion to UTC and refusal of a naive one included), or None where the
+    value binds as it is; looked up once per engine's dialect."""
     known = _PROCESSORS.setdefault(conn.dialect, {})
     if column_type not in known:
         known[column_type] = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)

@@ -206,8 +206,9 @@ def move(
         return 0
     keys = list(key)
     fixed = {state_column: target.value, **(values or {})}
-    if len(keys) == 1 and _driver_movable(keys[0], rows, fixed):
-        # Keys only, constant values: one executemany through the driver (bulk.update_rows).
+    if len(keys) == 1 and len(rows) > FEW and _driver_movable(keys[0], rows, fixed):
+        # Many keys, constant values: one executemany of a frame through the driver (update_rows);
+        # a few (a batch of decisions) cost less as tuples than as a frame (`_moved`).
         frame = pl.DataFrame({keys[0]: [r[keys[0]] for r in rows]})
         moved = update_rows(
             conn, table, frame, key=keys[0], where={state_column: source.value}, constants=fixed
@@ -220,6 +221,9 @@ def move(
             f"(another clerk or job moved them first); nothing was changed, look again and retry"
         )
     return moved
+
+
+FEW = 1000  # rows a move binds as tuples rather than as a frame
 
 
 def _driver_movable(key: str, rows: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any]) -> bool:

@@ -367,9 +367,17 @@ class GovDB:
         batch = list(decisions)
         with Session(self.master) as ms:
             who = resolve(ms, actor)
-            homes = current_homes(ms, self.events, batch, self._unit_index(ms))
-        with writing(self.events) as conn:
-            return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)
+            units, master = self._unit_index(ms), ms.connection()
+            with writing(self.events) as conn:
+                # Residences are read once the batch's rows are read and locked.
+                return decide_many(
+                    conn,
+                    self.rules,
+                    who,
+                    batch,
+                    allow_refusals=allow_refusals,
+                    homes=lambda entities: current_homes(master, entities, units),
+                )
 
     def _proven(self, source: str, token: str | None, options: dict[str, Any]) -> str | None:
         """The source a token proves, or None; never one the caller names (invariant 9)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from itertools import chain, islice
 from typing import Any
@@ -158,6 +159,72 @@ def update_rows(
         return _driver_executemany(conn, f'UPDATE "{table.name}" SET {sets} WHERE {tests}', rows)
     except dbapi_error as exc:
         raise DBAPIError.instance(f'bulk update of "{table.name}"', None, exc, dbapi_error) from exc
+
+
+def executemany(
+    conn: Connection, table: Table, statement: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> int:
+    """`statement` (placeholders written `?`) once for each of `rows` through the driver's cursor,
+    in the caller's transaction; the rows changed (both drivers sum them). The value at each
+    placeholder is bound as SQLAlchemy binds a value of that column (`columns` name them in order):
+    JSON and times come out as the same stored text. For a batch of a few dozen rows SQLAlchemy's
+    executemany (cache key, processing per row, result) cost more than the write itself."""
+    converters = [_converter(conn, table.c[c].type) for c in columns]
+    converted = [(i, f) for i, f in enumerate(converters) if f is not None]
+    params = [list(row) for row in rows]
+    for row in params:
+        for i, convert in converted:
+            row[i] = convert(row[i])
+    if conn.dialect.paramstyle != "qmark":
+        statement = statement.replace("?", "%s")
+    with driver_cursor(conn, statement) as cursor:
+        cursor.executemany(statement, params)
+        return int(cursor.rowcount)
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """INSERT the rows (mappings with the same columns) with one `executemany` through the driver;
+    what a batch of decisions writes, where SQLAlchemy's insert cost more than the insert."""
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    if any(len(r) != len(columns) or set(r) != set(columns) for r in rows):
+        raise ValueError(f"insert_rows needs the same columns in every row of {table.name}")
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+    return executemany(conn, table, sql, columns, [tuple(r[c] for c in columns) for r in rows])
+
+
+def result_processor(conn: Connection, column: Any) -> Any:
+    """The function SQLAlchemy's result turns a value of this column into Python with on this
+    connection (SQLite's JSON text decoded, its time text parsed), or None where the driver's
+    value is already it; looked up once per engine's dialect."""
+    known = _RESULTS.setdefault(conn.dialect, {})
+    if column.type not in known:
+        known[column.type] = column.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+    return known[column.type]
+
+
+def id_test(conn: Connection, column: str, ids: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """SQL text testing `column` against `ids` in the driver's paramstyle, and its parameters: an
+    IN list of placeholders on SQLite, one array parameter on PostgreSQL (as `among`)."""
+    if conn.dialect.paramstyle == "qmark":
+        return f"{column} IN ({', '.join('?' * len(ids))})", tuple(ids)
+    return f"{column} = ANY(%s)", (list(ids),)
+
+
+def _converter(conn: Connection, column_type: Any) -> Any:
+    """SQLAlchemy's bind processor of this column type on this connection (its engine's JSON
+    serializer, a time's conversion to UTC and refusal of a naive one included), or None where the
+    value binds as it is; looked up once per engine's dialect."""
+    known = _PROCESSORS.setdefault(conn.dialect, {})
+    if column_type not in known:
+        known[column_type] = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return known[column_type]
+
+
+_PROCESSORS: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+_RESULTS: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_bindable(conn: Connection, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:

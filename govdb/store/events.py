@@ -190,7 +190,8 @@ class Task(EventModel, table=True):
     department: str | None = Field(default=None, max_length=64)
     unit_id: str = Field(max_length=64)
     division_code: str | None = Field(default=None, max_length=12)
-    state: str = Field(default="waiting", max_length=16, index=True)
+    # No index of its own: each decision would move two entries of it (events_0012).
+    state: str = Field(default="waiting", max_length=16)
     round: int = 0
     created_at: dt.datetime = Field(default_factory=utcnow)
     decided_at: dt.datetime | None = None

@@ -15,10 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Table, and_, bindparam, update
+from sqlalchemy import BindParameter, ClauseElement, Connection, Table, and_, bindparam, update
 
 from govdb.errors import StateError
-from govdb.store.bulk import update_rows
+from govdb.store.bulk import executemany, update_rows
 
 
 class EventStatus(StrEnum):
@@ -206,8 +206,9 @@ def move(
         return 0
     keys = list(key)
     fixed = {state_column: target.value, **(values or {})}
-    if len(keys) == 1 and _driver_movable(keys[0], rows, fixed):
-        # Keys only, constant values: one executemany through the driver (bulk.update_rows).
+    if len(keys) == 1 and len(rows) > FEW and _driver_movable(keys[0], rows, fixed):
+        # Many keys, constant values: one executemany of a frame through the driver (update_rows);
+        # a few (a batch of decisions) cost less as tuples than as a frame (`_moved`).
         frame = pl.DataFrame({keys[0]: [r[keys[0]] for r in rows]})
         moved = update_rows(
             conn, table, frame, key=keys[0], where={state_column: source.value}, constants=fixed
@@ -220,6 +221,9 @@ def move(
             f"(another clerk or job moved them first); nothing was changed, look again and retry"
         )
     return moved
+
+
+FEW = 1000  # rows a move binds as tuples rather than as a frame
 
 
 def _driver_movable(key: str, rows: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any]) -> bool:
@@ -247,8 +251,18 @@ def _moved(
     rows: Sequence[Mapping[str, Any]],
     values: Mapping[str, Any],
 ) -> int:
-    """The general move: SQLAlchemy's executemany, for composite keys, per-row values and SQL
-    expressions (`link_round + 1`)."""
+    """The general move, for composite keys and per-row values: through the driver (bulk.executemany)
+    unless a value is an SQL expression (`link_round + 1`), which SQLAlchemy's executemany writes."""
+    if not any(isinstance(v, ClauseElement) and not isinstance(v, BindParameter) for v in values.values()):
+        sets = ", ".join(f'"{c}" = ?' for c in values)
+        tests = " AND ".join(f'"{c}" = ?' for c in [*keys, state_column])
+        per_row = [(v.key if isinstance(v, BindParameter) else None, v) for v in values.values()]
+        bound = [
+            (*(v if name is None else r[name] for name, v in per_row), *(r[k] for k in keys), source.value)
+            for r in rows
+        ]
+        sql = f'UPDATE "{table.name}" SET {sets} WHERE {tests}'
+        return executemany(conn, table, sql, [*values, *keys, state_column], bound)
     where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys), table.c[state_column] == source.value)
     statement = update(table).where(where).values(dict(values))
     params = [

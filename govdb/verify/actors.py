@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from govdb.base.actors import Actor, ResolvedActor
@@ -14,6 +15,8 @@ from govdb.store.master import OrgUnit
 __all__ = ["ACTOR_MAX", "Actor", "ResolvedActor", "resolve"]
 
 ACTOR_MAX = 64
+_TABLE = OrgUnit.__table__  # type: ignore[attr-defined]
+UNIT = tuple(_TABLE.c[c] for c in ("unit_id", "name", "level", "division_code", "department"))
 
 
 def resolve(session: Session, actor: Actor) -> ResolvedActor:
@@ -26,7 +29,9 @@ def resolve(session: Session, actor: Actor) -> ResolvedActor:
         raise StateError(f"actor id {actor.actor_id[:20]!r}... is longer than {ACTOR_MAX} characters")
     if not isinstance(actor.unit_id, str):
         raise NotFoundError(f"unit {actor.unit_id!r} is not a unit id such as village:440605011001")
-    unit = session.get(OrgUnit, actor.unit_id)
+    # A plain select, not `session.get`: resolved before every batch of decisions, and the ORM's
+    # object (identity map, instance state) cost more than the look-up.
+    unit = session.connection().execute(select(*UNIT).where(UNIT[0] == actor.unit_id)).first()
     if unit is None:
         raise NotFoundError(
             f"unit {actor.unit_id[:80]!r} of actor {actor.actor_id!r} is not registered; "

@@ -7,13 +7,12 @@ they are read, and every change is a checked transition (govdb.verify.tasks.writ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlmodel import Session
+from sqlalchemy import Connection, bindparam, update
 
 from govdb.base.actors import ResolvedActor
 from govdb.base.clock import utcnow
@@ -21,15 +20,14 @@ from govdb.errors import GovdbError, JurisdictionError, NotFoundError, StateErro
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
-from govdb.store.bulk import among, id_chunks
-from govdb.store.master import Enterprise, Person, Place
+from govdb.store.bulk import driver_fetch, id_chunks, id_test, insert_rows
+from govdb.store.master import Person
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.validate import validate_frame
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import (
     DECISION,
     PROPOSAL,
-    TASK,
     Flow,
     StepTask,
     auto_pass_decisions,
@@ -249,12 +247,13 @@ def decide_many(
     decisions: Sequence[DecisionInput | Mapping[str, Any]],
     *,
     allow_refusals: bool = False,
-    homes: Homes | None = None,
+    homes: Callable[[Iterable[tuple[str, str]]], Homes] | None = None,
 ) -> BatchDecisionReport:
     """Record a batch of decisions in the caller's (writing) transaction.
 
-    `homes` (see `current_homes`) are the master residences of the people the tasks are about,
-    read just before: a person who moved since their tasks opened is checked where they live now.
+    `homes` (see `current_homes`) reads the master residences of the (entity kind, id) the tasks
+    are about, once their rows are read and locked: a person who moved since their tasks opened
+    is checked where they live now.
 
     Each decision is checked for its task's state, the actor's jurisdiction and its amendments;
     with `allow_refusals` the refused ones are reported and the rest recorded, otherwise the first
@@ -267,16 +266,14 @@ def decide_many(
             parsed.append((index, parse_decision(raw), None))
         except GovdbError as exc:
             parsed.append((index, None, str(exc)))
-    task_ids = [d.task_id for _, d, _ in parsed if d is not None]
-    proposal_of: dict[int, str] = {}
-    for chunk in id_chunks(conn, sorted(set(task_ids))):
-        proposal_of.update(
-            conn.execute(
-                select(TASK.c.task_id, TASK.c.proposal_id).where(among(conn, TASK.c.task_id, chunk))
-            ).all()
-        )
-    flows = load_flows(conn, list(proposal_of.values()))
-    payloads = _payloads(conn, [f.proposal_id for f in flows.values()])
+    flows = load_flows(conn, [d.task_id for _, d, _ in parsed if d is not None])
+    proposal_of = {t.task_id: f.proposal_id for f in flows.values() for t in f.tasks}
+    payloads = {f.proposal_id: f.payload or {} for f in flows.values()}
+    residences = (
+        homes((f.entity_kind or "", f.entity_id) for f in flows.values() if f.entity_id is not None)
+        if homes is not None
+        else None
+    )
     planned: list[_Planned] = []
     seen_proposals: set[str] = set()
     refusals: list[RefusedDecision] = []
@@ -303,8 +300,8 @@ def decide_many(
             continue
         flow = flows[proposal_id]
         task = next(t for t in flow.tasks if t.task_id == decision.task_id)
-        if homes is not None:
-            _follow_the_person(flow, homes)
+        if residences is not None:
+            _follow_the_person(flow, residences)
         try:
             check_jurisdiction(actor, task, decision.task_id)
         except JurisdictionError as exc:
@@ -348,41 +345,23 @@ class Homes:
     units: UnitIndex
 
 
-def current_homes(
-    master: Session, events: Engine, decisions: Sequence[Any], units: UnitIndex | None = None
-) -> Homes:
-    """The master residence of every person the batch's tasks are about (read before deciding)."""
-    task_ids: list[int] = sorted(
-        {d.get("task_id") if isinstance(d, Mapping) else getattr(d, "task_id", None) for d in decisions}
-        - {None}  # type: ignore[arg-type]  # None is taken out: what is left are task ids
-    )
-    task_ids = [t for t in task_ids if isinstance(t, int) and not isinstance(t, bool) and 0 < t < 2**63]
-    entities: set[tuple[str, str]] = set()  # (entity kind, id)
-    with events.connect() as conn:
-        for chunk in id_chunks(conn, task_ids):
-            entities.update(
-                conn.execute(
-                    select(PROPOSAL.c.entity_kind, PROPOSAL.c.entity_id)
-                    .join(TASK, TASK.c.proposal_id == PROPOSAL.c.proposal_id)
-                    .where(among(conn, TASK.c.task_id, chunk), PROPOSAL.c.entity_id.is_not(None))
-                ).all()
-            )
+def current_homes(master: Connection, entities: Iterable[tuple[str, str]], units: UnitIndex) -> Homes:
+    """Where master has these (entity kind, id) now: people (a credential is about its holder),
+    enterprises and places, by their registered division."""
+    entities = set(entities)
     residence: dict[str, str | None] = {}
-    mconn = master.connection()
-    # People (a credential is about its holder), enterprises and places: where master has them now.
-    for model, key, kind in ((Person, "person_id", None), (Enterprise, "enterprise_id", "enterprise"),
-                             (Place, "place_id", "place")):  # fmt: skip
+    # Read through the driver: a batch's few dozen look-ups cost less than SQLAlchemy's rows.
+    for table, key, kind in (("person", "person_id", None), ("enterprise", "enterprise_id", "enterprise"),
+                             ("place", "place_id", "place")):  # fmt: skip
         ids = sorted(
             {i for k, i in entities if k == kind or (kind is None and k not in ("enterprise", "place"))}
         )
-        table = model.__table__  # type: ignore[union-attr]  # SQLModel does not declare __table__
-        for chunk in id_chunks(mconn, ids):
+        for chunk in id_chunks(master, ids):
+            test, params = id_test(master, key, chunk)
             residence.update(
-                mconn.execute(
-                    select(table.c[key], table.c.division_code).where(among(mconn, table.c[key], chunk))
-                ).all()
+                driver_fetch(master, f"SELECT {key}, division_code FROM {table} WHERE {test}", params)
             )
-    return Homes(residence, units or UnitIndex(master))
+    return Homes(residence, units)
 
 
 def _follow_the_person(flow: Flow, homes: Homes) -> None:
@@ -407,19 +386,6 @@ def _refusal_error(message: str) -> type[GovdbError]:
     if "does not exist" in message:
         return NotFoundError
     return StateError
-
-
-def _payloads(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for chunk in id_chunks(conn, list(proposal_ids)):
-        out.update(
-            conn.execute(
-                select(PROPOSAL.c.proposal_id, PROPOSAL.c.payload).where(
-                    among(conn, PROPOSAL.c.proposal_id, chunk)
-                )
-            ).all()
-        )
-    return out
 
 
 def _record(
@@ -469,7 +435,7 @@ def _record(
             task.state, task.round = TaskState.waiting, task.round + 1
             previous = flow.tasks[task.step - 1]
             previous.state, previous.round, previous.decided_at = TaskState.open, previous.round + 1, None
-    report.auto_passed = run_auto_pass(rules, opened, now)
+    report.auto_passed = run_auto_pass(rules, opened, now, conn)
     decision_rows += auto_pass_decisions([p.flow for p in planned])
     amended = [
         {"k_proposal_id": p.flow.proposal_id, "v_payload": {**payloads[p.flow.proposal_id], **p.amendments}}
@@ -484,7 +450,7 @@ def _record(
             amended,
         )
     write_transitions(conn, [p.flow for p in planned], now)
-    conn.execute(insert(DECISION), decision_rows)
+    insert_rows(conn, DECISION, decision_rows)
     for p in planned:
         task, flow = p.task, p.flow
         following = flow.open_task()

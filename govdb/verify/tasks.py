@@ -22,7 +22,7 @@ from govdb.base.actors import ResolvedActor
 from govdb.errors import JurisdictionError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.standards.divisions import covers
-from govdb.store.bulk import among, id_chunks
+from govdb.store.bulk import among, driver_fetch, id_chunks, id_test, result_processor
 from govdb.store.events import Decision, Event, IngestBatch, Proposal, Task
 from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, move, parse
 from govdb.verify.routes import AutoPassBatch, auto_passed, source_columns
@@ -89,6 +89,9 @@ class Flow:
     entity_id: str | None = None  # the master person a change is about
     home: str | None = None  # the place whose units check it (the proposal's division code)
     rehomed: bool = False
+    entity_kind: str | None = None  # person, enterprise, place, credential (about its holder)
+    payload: dict[str, Any] | None = None  # the proposed values, where a decision needs them
+    source_known: bool = True  # False: `authenticated_source` is not read yet (see read_sources)
 
     def open_task(self) -> StepTask | None:
         return next((t for t in self.tasks if t.state == TaskState.open), None)
@@ -103,10 +106,13 @@ class Flow:
         return None
 
 
-def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> int:
+def run_auto_pass(
+    rules: Rulebook, flows: Sequence[Flow], now: dt.datetime, conn: Connection | None = None
+) -> int:
     """Pass every open step an auto-pass rule accepts, step after step; returns the passes.
 
-    Vectorised: the rules run once per (route, step) over every proposal waiting there."""
+    Vectorised: the rules run once per (route, step) over every proposal waiting there. Flows
+    whose source is not known yet have it read through `conn`, only where a step has rules."""
     passes = 0
     fingerprint: str | None = None  # hashed once per run, and only when something passes
     waiting = [f for f in flows if f.open_task() is not None]
@@ -121,6 +127,8 @@ def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> i
             step = rules.verification.routes[route_name].steps[route_step]
             if not step.auto_pass:
                 continue
+            if conn is not None:
+                read_sources(conn, group)
             frame = source_columns(rules, pl.Series([f.authenticated_source for f in group], dtype=pl.String))
             passed = auto_passed(rules, AutoPassBatch(frame, route_name, step)).to_list()
             for flow, rule in zip(group, passed, strict=True):
@@ -143,94 +151,106 @@ def run_auto_pass(rules: Rulebook, flows: Sequence[Flow], now: dt.datetime) -> i
 def list_tasks(
     conn: Connection, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
 ) -> list[TaskView]:
-    """Tasks (open by default), oldest first, optionally only one unit's."""
-    query = select(TASK, PROPOSAL.c.change, PROPOSAL.c.payload, PROPOSAL.c.division_code.label("place")).join(
-        PROPOSAL, PROPOSAL.c.proposal_id == TASK.c.proposal_id
-    )
-    if unit_id:
-        query = query.where(TASK.c.unit_id == unit_id)
+    """Tasks (open by default), oldest first, optionally only one unit's.
+
+    Read through the driver: a clerk lists their queue before each batch, and SQLAlchemy's rows
+    (a Row, a time parsed and a payload decoded per task) cost more than reading them."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise StateError(f"limit {limit!r} is not a positive whole number of tasks")
+    tests, params = [], []
+    if unit_id:
+        tests.append("t.unit_id = ?")
+        params.append(str(unit_id))
     if state:
-        query = query.where(TASK.c.state == parse(TaskState, state, what="task state").value)
-    query = query.order_by(TASK.c.task_id).limit(limit)
-    return [
-        TaskView(
-            r.task_id,
-            r.proposal_id,
-            r.step,
-            r.level,
-            r.department,
-            r.unit_id,
-            r.state,
-            r.change,
-            r.division_code or r.place,
-            r.payload,
-            r.created_at,
-        )
-        for r in conn.execute(query)
-    ]
+        tests.append("t.state = ?")
+        params.append(parse(TaskState, state, what="task state").value)
+    where = f"WHERE {' AND '.join(tests)} " if tests else ""
+    statement = (
+        "SELECT t.task_id, t.proposal_id, t.step, t.level, t.department, t.unit_id, t.state, p.change, "
+        "t.division_code, p.division_code, p.payload, t.created_at "
+        f"FROM task t JOIN proposal p ON p.proposal_id = t.proposal_id {where}ORDER BY t.task_id LIMIT ?"
+    )
+    if conn.dialect.paramstyle != "qmark":
+        statement = statement.replace("?", "%s")
+    payload, created = result_processor(conn, PROPOSAL.c.payload), result_processor(conn, TASK.c.created_at)
+    views = []
+    for r in driver_fetch(conn, statement, (*params, limit)):
+        values, at = r[10], r[11]
+        views.append(
+            TaskView(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] or r[9],
+                values if payload is None else payload(values), at if created is None else created(at),
+            )
+        )  # fmt: skip
+    return views
 
 
-def load_flows(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, Flow]:
-    """The proposals and all their tasks, rows locked until the transaction ends (on PostgreSQL;
-    SQLite's writer already holds the database)."""
+def load_flows(conn: Connection, task_ids: Sequence[int]) -> dict[str, Flow]:
+    """The proposals of these tasks (with their payloads) and all their tasks, in two statements
+    per chunk of ids through the driver (SQLAlchemy's rows cost more than the reads), rows locked
+    until the transaction ends (on PostgreSQL; SQLite's writer already holds the database). A
+    task id that does not exist brings nothing."""
     flows: dict[str, Flow] = {}
-    locking = conn.dialect.name == "postgresql"
-    for chunk in id_chunks(conn, sorted(set(proposal_ids))):
-        query = (
-            select(
-                PROPOSAL.c.proposal_id,
-                PROPOSAL.c.change,
-                PROPOSAL.c.event_id,
-                PROPOSAL.c.state,
-                PROPOSAL.c.entity_id,
-                PROPOSAL.c.division_code,
-                BATCH.c.authenticated_source,
-            )
-            .join(EVENT, EVENT.c.event_id == PROPOSAL.c.event_id)
-            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
-            .where(among(conn, PROPOSAL.c.proposal_id, chunk))
-            .order_by(PROPOSAL.c.proposal_id)  # every batch locks in one order: no deadlock
+    pg = conn.dialect.name == "postgresql"
+    lock = {"proposal": " FOR UPDATE OF p", "task": " FOR UPDATE"} if pg else {}
+    payload, decided = result_processor(conn, PROPOSAL.c.payload), result_processor(conn, TASK.c.decided_at)
+    for chunk in id_chunks(conn, sorted(set(task_ids))):
+        test, params = id_test(conn, "task_id", chunk)
+        theirs = f"IN (SELECT proposal_id FROM task WHERE {test})"
+        proposals = (
+            "SELECT p.proposal_id, p.change, p.event_id, p.state, p.entity_id, p.division_code, "
+            f"p.entity_kind, p.payload FROM proposal p WHERE p.proposal_id {theirs} "
+            # every batch locks in one order: no deadlock
+            f"ORDER BY p.proposal_id{lock.get('proposal', '')}"
         )
-        for r in conn.execute(query.with_for_update(of=PROPOSAL) if locking else query):
-            state = ProposalState(r.state)
-            flows[r.proposal_id] = Flow(
-                r.proposal_id,
-                r.change,
-                r.event_id,
-                [],
-                state,
-                r.authenticated_source,
-                state,
-                r.entity_id,
-                r.division_code,
-            )
+        fresh: set[str] = set()  # a proposal two chunks share is read once
+        for proposal_id, change, event_id, state, entity, home, kind, values in driver_fetch(
+            conn, proposals, params
+        ):
+            if proposal_id in flows:
+                continue
+            fresh.add(proposal_id)
+            flows[proposal_id] = Flow(
+                proposal_id, change, event_id, [], ProposalState(state), None, ProposalState(state),
+                entity, home, entity_kind=kind, payload=values if payload is None else payload(values),
+                source_known=False,
+            )  # fmt: skip
         tasks = (
-            select(TASK)
-            .where(among(conn, TASK.c.proposal_id, chunk))
-            .order_by(TASK.c.proposal_id, TASK.c.step)
-        )
-        for t in conn.execute(tasks.with_for_update() if locking else tasks):
-            task_state = TaskState(t.state)
-            flows[t.proposal_id].tasks.append(
-                StepTask(
-                    t.step,
-                    t.level,
-                    t.department,
-                    t.unit_id,
-                    t.division_code,
-                    0,
-                    task_state,
-                    t.round,
-                    t.task_id,
-                    (task_state, t.round),
-                    t.decided_at,
-                )
-            )
+            "SELECT proposal_id, step, level, department, unit_id, division_code, state, round, task_id, "
+            f"decided_at FROM task WHERE proposal_id {theirs} ORDER BY proposal_id, step"
+        ) + lock.get("task", "")
+        for proposal_id, step, level, department, unit, place, state, round_, task_id, at in driver_fetch(
+            conn, tasks, params
+        ):
+            if proposal_id not in fresh:
+                continue
+            task_state = TaskState(state)
+            at = at if decided is None or at is None else decided(at)
+            flows[proposal_id].tasks.append(
+                StepTask(step, level, department, unit, place, 0, task_state, round_, task_id,
+                         (task_state, round_), at)
+            )  # fmt: skip
     for flow in flows.values():
         _fix_route_steps(flow)
     return flows
+
+
+def read_sources(conn: Connection, flows: Sequence[Flow]) -> None:
+    """Fill in the authenticated source of the flows that lack it: the ingest that brought each
+    proposal's event. Read only for a step with auto-pass rules; it costs a look-up of the event's
+    row (wide, with its raw payload) for every proposal, which most decisions never need."""
+    missing = {f.proposal_id: f for f in flows if not f.source_known}
+    for chunk in id_chunks(conn, sorted(missing)):
+        query = (
+            select(PROPOSAL.c.proposal_id, BATCH.c.authenticated_source)
+            .join(EVENT, EVENT.c.event_id == PROPOSAL.c.event_id)
+            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
+            .where(among(conn, PROPOSAL.c.proposal_id, chunk))
+        )
+        for proposal_id, source in conn.execute(query):
+            missing[proposal_id].authenticated_source = source
+    for flow in missing.values():
+        flow.source_known = True
 
 
 def _fix_route_steps(flow: Flow) -> None:

@@ -120,3 +120,26 @@ def test_a_load_of_known_people_only_inserts_nobody(db: GovDB) -> None:
     with db.master.connect() as conn:
         ids = conn.execute(text("SELECT person_id FROM person")).scalars().all()
     assert all(re.fullmatch(r"P[0-9A-F]{12}4[0-9A-F]{2}", i) for i in ids)
+
+
+def test_a_load_into_an_empty_master_builds_every_person_index_after_its_rows(db: GovDB) -> None:
+    """The first load builds person's indexes after its rows, the unique ID number's too: they are
+    all there afterwards, and the ID number's still refuses a second person with the same one."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import IntegrityError
+
+    def indexes() -> set[tuple[str, bool]]:
+        with db.master.connect() as conn:
+            return {(ix["name"] or "", bool(ix["unique"])) for ix in inspect(conn).get_indexes("person")}
+
+    before = indexes()
+    assert ("ix_person_id_number", True) in before
+    register = make_people(30, seed=36, today=TODAY)
+    db.load_people(register, source="population_register")
+    assert indexes() == before
+    with pytest.raises(IntegrityError), db.master.begin() as conn:
+        row = conn.execute(select(Person.__table__)).mappings().first()  # type: ignore[attr-defined]
+        assert row is not None
+        conn.execute(Person.__table__.insert(), [{**row, "person_id": "P-again"}])  # type: ignore[attr-defined]
+    with db.master.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Person.__table__)).scalar_one() == 30  # type: ignore[attr-defined]

@@ -143,3 +143,23 @@ def test_a_load_into_an_empty_master_builds_every_person_index_after_its_rows(db
         conn.execute(Person.__table__.insert(), [{**row, "person_id": "P-again"}])  # type: ignore[attr-defined]
     with db.master.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Person.__table__)).scalar_one() == 30  # type: ignore[attr-defined]
+
+
+def test_keys_prepared_in_slices_are_those_prepared_at_once(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load prepares its people's keys a slice at a time (its memory); keys and features must
+    be those of all the people at once, in the primary keys' order, whatever order they came in."""
+    from govdb.link import loadkeys
+    from govdb.link.online import prepare_keys
+
+    register = make_people(50, seed=35, today=TODAY)
+    people = register.with_columns(new_person_ids(register.height)).reverse()  # not in id order
+    rules, hint = db.rules.matching["person"], db.served_county()
+    keys, features = prepare_keys(rules, loadkeys.master_people(people), hint)
+    monkeypatch.setattr(loadkeys, "PREPARE_SLICE", 7)
+    sliced = loadkeys.prepare_in_slices(rules, people, hint)
+    assert keys.height > 50 * 5 and features.height == 50
+    assert sliced[0].equals(keys) and sliced[1].equals(features)
+    empty = loadkeys.prepare_in_slices(rules, people.clear(), hint)
+    assert empty[0].is_empty() and empty[1].is_empty()

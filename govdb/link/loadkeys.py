@@ -85,15 +85,14 @@ def keyed_load(master: Engine, rules: MatchingRules, load: Callable[[LoadKeys], 
 
 def prepare_in_slices(rules: MatchingRules, people: pl.DataFrame, hint: str | None) -> Prepared:
     """`prepare_keys` of the people a slice at a time, keys and features in their primary keys'
-    order as if prepared at once (features are per person). Its working columns for a county's
-    million people at once were a gigabyte more than the load's peak without them."""
+    order as if prepared at once (features are per person; keys sorted once, at the end). Its
+    working columns for a county's million people at once were a gigabyte more than the load's
+    peak without them."""
     keys, features = [], []
     for start in range(0, max(people.height, 1), PREPARE_SLICE):  # an empty frame once
-        part = prepare_keys(rules, master_people(people.slice(start, PREPARE_SLICE)), hint)
+        part = prepare_keys(rules, master_people(people.slice(start, PREPARE_SLICE)), hint, ordered=False)
         keys.append(part[0])
         features.append(part[1])
-    if len(keys) == 1:
-        return keys[0], features[0]
     everyone = pl.concat(features)
     if not everyone.get_column("person_id").is_sorted():  # a load's people come in id order
         everyone = everyone.sort("person_id")

@@ -204,7 +204,9 @@ def _load(
         if keys is not None:
             keys.start(conn, people)
         dates = [c for c, dtype in people.schema.items() if dtype == pl.Date]
-        with indexes_deferred(conn, PERSON, people.height):
+        # All of person's indexes are built after its rows when it was empty: the ID numbers come
+        # in person-id order, so keeping their unique index meant a random B-tree insert per row.
+        with indexes_deferred(conn, PERSON, people.height, unique=None):
             insert_frame(
                 conn,
                 PERSON,

@@ -120,3 +120,81 @@ def test_a_load_of_known_people_only_inserts_nobody(db: GovDB) -> None:
     with db.master.connect() as conn:
         ids = conn.execute(text("SELECT person_id FROM person")).scalars().all()
     assert all(re.fullmatch(r"P[0-9A-F]{12}4[0-9A-F]{2}", i) for i in ids)
+
+
+def test_keys_prepared_in_slices_are_those_prepared_at_once(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load prepares its people's keys a slice at a time (its memory); keys and features must
+    be those of all the people at once, in the primary keys' order, whatever order they came in."""
+    from govdb.link import loadkeys
+    from govdb.link.online import prepare_keys
+
+    register = make_people(50, seed=35, today=TODAY)
+    people = register.with_columns(new_person_ids(register.height)).reverse()  # not in id order
+    rules, hint = db.rules.matching["person"], db.served_county()
+    keys, features = prepare_keys(rules, loadkeys.master_people(people), hint)
+    monkeypatch.setattr(loadkeys, "PREPARE_SLICE", 7)
+    sliced = loadkeys.prepare_in_slices(rules, people, hint)
+    assert keys.height > 50 * 5 and features.height == 50
+    assert sliced[0].equals(keys) and sliced[1].equals(features)
+    empty = loadkeys.prepare_in_slices(rules, people.clear(), hint)
+    assert empty[0].is_empty() and empty[1].is_empty()
+
+
+def test_a_load_into_an_empty_master_builds_every_person_index_after_its_rows(db: GovDB) -> None:
+    """The first load builds person's indexes after its rows, the unique ID number's too: they are
+    all there afterwards, and the ID number's still refuses a second person with the same one."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import IntegrityError
+
+    def indexes() -> set[tuple[str, bool]]:
+        with db.master.connect() as conn:
+            return {(ix["name"] or "", bool(ix["unique"])) for ix in inspect(conn).get_indexes("person")}
+
+    before = indexes()
+    assert ("ix_person_id_number", True) in before
+    register = make_people(30, seed=36, today=TODAY)
+    db.load_people(register, source="population_register")
+    assert indexes() == before
+    with pytest.raises(IntegrityError), db.master.begin() as conn:
+        row = conn.execute(select(Person.__table__)).mappings().first()  # type: ignore[attr-defined]
+        assert row is not None
+        conn.execute(Person.__table__.insert(), [{**row, "person_id": "P-again"}])  # type: ignore[attr-defined]
+    with db.master.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Person.__table__)).scalar_one() == 30  # type: ignore[attr-defined]
+
+
+def test_the_feed_of_a_load_holds_its_constant_columns_as_any_change(db: GovDB) -> None:
+    """The feed's columns with one value for every change go in as constants: each loaded person
+    still has one numbered change with the load's kind, op and cause, and a writer whose changes
+    differ in a column stores each its own value."""
+    import datetime as dt
+
+    from govdb.store.feed import change_rows, record_changes
+
+    register = make_people(12, seed=37, today=TODAY)
+    load_id = db.load_people(register, source="population_register")
+    query = "SELECT seq, entity_kind, entity_id, field, op, valid_from, cause, cause_id FROM masterchange"
+    with db.master.connect() as conn:
+        rows = conn.execute(text(query + " ORDER BY seq")).all()
+        ids = set(conn.execute(text("SELECT person_id FROM person")).scalars())
+    assert [r[0] for r in rows] == list(range(rows[0][0], rows[0][0] + 12))
+    assert {r[2] for r in rows} == ids
+    assert {(r[1], r[3], r[4], r[5], r[6], r[7]) for r in rows} == {
+        ("person", None, "insert", None, "bulk_load", load_id)
+    }
+    mixed = change_rows(
+        [
+            {"entity_kind": "person", "entity_id": "P1", "field": "phone", "op": "update", "cause": "c"},
+            {"entity_kind": "person", "entity_id": "P1", "field": "name", "op": "update", "cause": "c"},
+        ]
+    )
+    with db.master.begin() as conn:
+        record_changes(conn, mixed, dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    with db.master.connect() as conn:
+        last = conn.execute(text(query + " WHERE entity_id = 'P1' ORDER BY seq")).all()
+    assert [(r[1], r[3], r[4], r[6], r[7]) for r in last] == [
+        ("person", "phone", "update", "c", None),
+        ("person", "name", "update", "c", None),
+    ]

@@ -582,3 +582,44 @@ def test_uuid4_texts_are_version_4_uuids_in_their_text_form() -> None:
     bits = {i: {int(t.replace("-", ""), 16) >> i & 1 for t in ids} for i in range(128)}
     fixed = {i for i, seen in bits.items() if len(seen) == 1}
     assert fixed == {76, 77, 78, 79, 62, 63}
+
+
+def test_a_bulk_insert_binds_times_of_the_frame_as_text_in_every_slice(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's rows are made bindable a slice at a time: an aware time column of the frame is
+    stored as SQLAlchemy's UTC text in every slice, as a constant time is, and reads back equal."""
+    import datetime as dt
+
+    import polars as pl
+    from sqlalchemy import select, text
+
+    from govdb.store import bulk
+    from govdb.store.events import Quarantine
+
+    monkeypatch.setattr(bulk, "ROWS_PER_INSERT", 10)
+    monkeypatch.setattr(bulk, "BIND_ROWS", 25)  # slices of 20 rows
+    table = Quarantine.__table__  # type: ignore[attr-defined]
+    n = 65
+    at = [dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC) + dt.timedelta(minutes=i) for i in range(n)]
+    rows = pl.DataFrame(
+        {
+            "line": list(range(n)),
+            "file_sha256": ["a" * 64] * n,
+            "raw_text": [f"第{i}行" for i in range(n)],
+            "reason": ["r"] * n,
+            "received_at": pl.Series(at, dtype=pl.Datetime("us", "UTC")).dt.convert_time_zone(
+                "Asia/Shanghai"
+            ),
+        }
+    )
+    with db.events.begin() as conn:
+        bulk.insert_frame(conn, table, rows, {"batch_id": "b1", "source_system": "hall"})
+    with db.events.connect() as conn:
+        got = conn.execute(select(table.c.received_at).order_by(table.c.line)).scalars().all()
+        if conn.dialect.name == "sqlite":
+            kinds = conn.execute(
+                text("SELECT DISTINCT typeof(received_at), typeof(raw_text) FROM quarantine")
+            )
+            assert kinds.all() == [("text", "text")]
+    assert got == at

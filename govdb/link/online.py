@@ -263,19 +263,22 @@ def refresh_link_keys(
 
 
 def prepare_keys(
-    rules: MatchingRules, people: pl.DataFrame, address_hint: str | None, *, today: dt.date | None = None
+    rules: MatchingRules,
+    people: pl.DataFrame,
+    address_hint: str | None,
+    *,
+    today: dt.date | None = None,
+    ordered: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The blocking keys (key, person_id) and linkage features (person_id, JSON text) of master
     people (its columns, as `read_people` gives them), each in its primary key's order: computed,
-    not written (a load computes them in a thread of its own while it writes its people)."""
+    not written (a load computes them in a thread of its own while it writes its people). Keys
+    in no order unless `ordered` (a caller that sorts slices' keys together sorts them once)."""
     prepared = prepare(people, id_column="person_id", today=today, address_hint=address_hint)
     # In primary-key order: the index grows by appending instead of splitting pages at random.
-    keys = (
-        key_strings(prepared, rules)
-        .unique()
-        .select("key", pl.col("rid").alias("person_id"))
-        .sort("key", "person_id")
-    )
+    keys = key_strings(prepared, rules).unique().select("key", pl.col("rid").alias("person_id"))
+    if ordered:
+        keys = keys.sort("key", "person_id")
     # One JSON object per person, encoded by polars for the whole column at once.
     features = prepared.sort("rid").select(
         pl.col("rid").alias("person_id"),

@@ -79,7 +79,8 @@ def _executemany(conn: Connection, table: Table, frame: pl.DataFrame, constants:
     """Rows as multi-row VALUES statements of up to ROWS_PER_INSERT rows: SQLite inserts a whole
     statement's rows in one step, where executemany steps, resets and binds again for every row
     (a quarter of the time of inserting 100,000 events)."""
-    frame, texts = _sqlite_bindable(conn, frame)
+    utf8 = _utf8(conn)
+    texts = _bound_as_text(frame, utf8=utf8)
     names = ", ".join(f'"{c}"' for c in [*frame.columns, *constants])
     row = "({})".format(
         ", ".join(
@@ -95,10 +96,11 @@ def _executemany(conn: Connection, table: Table, frame: pl.DataFrame, constants:
     try:
         full = head + ", ".join([row] * per)
         # Bound values are Python objects: a slice of the frame at a time, so a county's 9M link
-        # keys never exist as 18M objects at once (the statements are the same, in order).
+        # keys never exist as 18M objects at once (the statements are the same, in order). The
+        # slice is made bindable, not the frame: its text as bytes is a copy of the whole column.
         step = per * max(1, BIND_ROWS // per)
         for offset in range(0, frame.height, step):
-            part = frame.slice(offset, step)
+            part = _sqlite_bindable(frame.slice(offset, step), utf8=utf8)
             rows = _bind_rows(part, sqlite=True)
             for start in range(0, part.height, per):
                 count = min(per, part.height - start)
@@ -141,7 +143,9 @@ def update_rows(
     fixed = {**constants, **{f"_where_{c}": v for c, v in where.items()}}
     rows = frame.select(*changed, key)
     if conn.dialect.name == "sqlite":  # constants as literals: each row binds only what varies
-        rows, texts = _sqlite_bindable(conn, rows)
+        utf8 = _utf8(conn)
+        texts = _bound_as_text(rows, utf8=utf8)
+        rows = _sqlite_bindable(rows, utf8=utf8)
         bound = {c: "CAST(? AS TEXT)" if c in texts else "?" for c in rows.columns}
         bound |= {c: _sqlite_literal(v) for c, v in fixed.items()}
     else:
@@ -227,22 +231,32 @@ _PROCESSORS: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDic
 _RESULTS: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def _sqlite_bindable(conn: Connection, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    """The frame as SQLite binds it (aware times as SQLAlchemy's UTC text, text as UTF-8 bytes to
-    be cast back), and the names of the text columns."""
+def _sqlite_bindable(frame: pl.DataFrame, *, utf8: bool) -> pl.DataFrame:
+    """The frame as SQLite binds it: aware times as SQLAlchemy's UTC text, and the columns of
+    `_bound_as_text` as UTF-8 bytes, to be cast back by `CAST(? AS TEXT)`."""
+    texts = _bound_as_text(frame, utf8=utf8)
     timestamps = [
         pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
         for c, dtype in frame.schema.items()
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+        if _aware(dtype)
     ]
     if timestamps:
         frame = frame.with_columns(timestamps)
     # Text goes in as its UTF-8 bytes, cast back to text by SQLite: the same stored value, without
     # decoding every payload into a Python string and encoding it again to bind it.
-    texts = [c for c, dtype in frame.schema.items() if dtype == pl.String] if _utf8(conn) else []
     if texts:
         frame = frame.with_columns(frame.get_column(c).cast(pl.Binary) for c in texts)
-    return frame, texts
+    return frame
+
+
+def _bound_as_text(frame: pl.DataFrame, *, utf8: bool) -> list[str]:
+    """The columns bound as UTF-8 bytes (text, and aware times as text) when the database keeps
+    its text as UTF-8 (`utf8`); none otherwise."""
+    return [c for c, dtype in frame.schema.items() if dtype == pl.String or _aware(dtype)] if utf8 else []
+
+
+def _aware(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
 
 
 def _driver_executemany(conn: Connection, statement: str, frame: pl.DataFrame) -> int:
@@ -333,7 +347,7 @@ def json_value(value: Any) -> Any:
 
 @contextmanager
 def indexes_deferred(
-    conn: Connection, table: Table, incoming: int, *, unique: bool = False
+    conn: Connection, table: Table, incoming: int, *, unique: bool | None = False
 ) -> Iterator[None]:
     """Around a bulk insert into `table` (a rowid table) on SQLite: when it brings more rows than
     the table holds, drop the table's non-unique indexes first and build them again after.
@@ -345,7 +359,8 @@ def indexes_deferred(
     indexes stay, unless `unique`: then they are the ones deferred, and the others stay (ingest,
     whose keys come in any order while its other indexes grow at their ends). The build checks
     uniqueness once instead of row by row; a clash fails it, and with it the caller's
-    transaction. Unique table constraints cannot be dropped and always stay.
+    transaction. `unique` None defers both kinds (a load into an empty table: no row of it is
+    looked up before the commit). Unique table constraints cannot be dropped and always stay.
     PostgreSQL keeps its indexes (dropping one would lock its readers out until the commit); COPY
     already writes fast there.
     """
@@ -353,7 +368,7 @@ def indexes_deferred(
     if conn.dialect.name == "sqlite" and incoming:
         held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
         if incoming > held:  # max(rowid) never undercounts what the table holds
-            deferred = [ix for ix in table.indexes if ix.unique == unique]
+            deferred = [ix for ix in table.indexes if unique is None or ix.unique == unique]
     for index in deferred:
         conn.execute(DropIndex(index, if_exists=True))
     yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,16 +369,9 @@ class GovDB:
         with Session(self.master) as ms:
             who = resolve(ms, actor)
             units, master = self._unit_index(ms), ms.connection()
+            homes = functools.partial(current_homes, master, units=units)  # read once rows are locked
             with writing(self.events) as conn:
-                # Residences are read once the batch's rows are read and locked.
-                return decide_many(
-                    conn,
-                    self.rules,
-                    who,
-                    batch,
-                    allow_refusals=allow_refusals,
-                    homes=lambda entities: current_homes(master, entities, units),
-                )
+                return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)
 
     def _proven(self, source: str, token: str | None, options: dict[str, Any]) -> str | None:
         """The source a token proves, or None; never one the caller names (invariant 9)."""

@@ -4,14 +4,20 @@ columns: the same fields a field-by-field comparison of each event with its mast
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from govdb import Actor
+from govdb.demo import make_hall_events, make_people
 from govdb.standards import standardize
 from govdb.verify.proposals import COMPARED, FOLDED, _as_text, _changed_fields, _fold, _master_frame, _within
+
+from .conftest import BACKENDS, TODAY, open_backend
 
 VALUES: dict[str, list[Any]] = {
     "name": ["张伟", "張偉", "张 伟", "李娜", "", None],
@@ -76,3 +82,65 @@ def test_changed_fields_are_the_field_by_field_ones(events: list[Any]) -> None:
     std = _standardized(pl.DataFrame(rows, schema=_master_frame([]).drop("event_id").schema))
     expected = {n: f for n, rec, m in linked if (f := _reference(rec, m, std[n]))}
     assert _changed_fields(records, _master_frame([(n, m) for n, _, m in linked])) == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_division_codes_stored_as_numbers_route_as_their_text(
+    backend: str, tmp_path: Path, rules: Any
+) -> None:
+    """A standardized record whose division code an edit of the store made a JSON number (an
+    insider, a faulty tool) is proposed and routed as the same record with the code as text, and
+    its proposals promote."""
+    from sqlalchemy import text
+
+    from govdb import validate
+
+    outcomes = {}
+    for case in ("text", "number"):
+        with open_backend(backend, tmp_path / case, rules) as db:
+            db.serve_district("440605")
+            register = make_people(40, seed=3, today=TODAY)
+            db.load_people(register.slice(10), source="public_security")  # the first ten are new
+            make_hall_events(register, tmp_path / "hall.csv", seed=3, today=TODAY)
+            db.ingest(
+                tmp_path / "hall.csv",
+                source="hall",
+                service_code="hall.resident_registration",
+                key_column="受理编号",
+            )
+            validate.standardize_events(db.events, db.rules, today=TODAY, address_hint=db.served_county())
+            if case == "number":
+                with db.events.begin() as conn:
+                    if backend == "sqlite":
+                        edit = (
+                            "UPDATE event SET standardized = json_set(standardized, '$.division_code',"
+                            " CAST(json_extract(standardized, '$.division_code') AS INTEGER))"
+                            " WHERE json_extract(standardized, '$.division_code') GLOB '[0-9]*'"
+                        )
+                    else:
+                        edit = (
+                            "UPDATE event SET standardized = jsonb_set(standardized::jsonb,"
+                            " '{division_code}', to_jsonb((standardized->>'division_code')::bigint))::json"
+                            " WHERE standardized->>'division_code' ~ '^[0-9]+$'"
+                        )
+                    assert conn.execute(text(edit)).rowcount > 0
+            report = db.process(today=TODAY)
+            with db.events.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT e.source_key, p.change, p.division_code, p.state, t.unit_id,"
+                        " CAST(p.payload AS TEXT) FROM proposal p"
+                        " JOIN event e USING (event_id) LEFT JOIN task t USING (proposal_id) ORDER BY 1, 2, 5"
+                    )
+                ).all()
+            proposed = (report.proposals.proposals, report.proposals.new_people, [tuple(r) for r in rows])
+            while tasks := db.tasks(limit=10_000):  # every check approved, a unit's batch at a time
+                for unit in {t.unit_id for t in tasks}:
+                    batch = [{"task_id": t.task_id, "outcome": "approve"} for t in tasks if t.unit_id == unit]
+                    db.decide_many(Actor("clerk", unit), batch)
+            promoted = db.promote()
+            with db.master.connect() as conn:
+                held = conn.execute(text("SELECT id_number, division_code FROM person ORDER BY 1")).all()
+            outcomes[case] = (*proposed, promoted.promoted, [tuple(r) for r in held])
+    assert outcomes["text"][1] > 0 and outcomes["text"][2] and outcomes["text"][3] > 0
+    assert outcomes["number"] == outcomes["text"]

@@ -134,9 +134,10 @@ def _person_change(
     service: Service, rec: dict[str, Any], known: bool, changed: list[str]
 ) -> tuple[str | None, dict[str, Any]]:
     """(route, payload) for a person event: all fields when new, the `changed` ones when known."""
+    # Values as text, as they are compared: a record's JSON edited in the store may hold a number.
     if not known:
-        return service.route, {k: rec[k] for k in COMPARED if rec.get(k) not in (None, "")}
-    payload = {k: rec[k] for k in changed}
+        return service.route, {k: _as_text(rec[k]) for k in COMPARED if rec.get(k) not in (None, "")}
+    payload = {k: _as_text(rec[k]) for k in changed}
     return (service.update_route, payload) if payload and service.update_route else (None, {})
 
 

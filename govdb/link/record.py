@@ -250,8 +250,8 @@ def best_link(
     A large block (a village's common given name, up to max_block people) cost 3-4 us a
     candidate through `_weighs`; here each comparison's levels come a column at a time
     (`column_levels`), every weight is summed as `_weighs` sums it (the same floats in the same
-    order), and only the chosen candidate's explanation is built. `best_link_pairwise` is the
-    pair-by-pair form, which tests hold this one equal to."""
+    order), and only the chosen candidate's explanation is built. Tests hold it equal to the
+    pair-by-pair form (tests/link/pairwise.py)."""
     scorer, prior_weight = _scorer(model), model.prior_weight()
     ranked = _ranked(record, candidates, scorer, prior_weight, rules)
     if not ranked:
@@ -301,33 +301,6 @@ def _ranked(
     return [
         (-hard, -total, cand["rid"], index) for (index, hard, cand), total in zip(kept, totals, strict=True)
     ]
-
-
-def best_link_pairwise(
-    record: Mapping[str, Any],
-    candidates: Sequence[tuple[Mapping[str, Any], str]],
-    model: LinkModel,
-    rules: MatchingRules,
-) -> dict[str, Any]:
-    """`best_link` scoring pair by pair through `_weighs`: the reference its faster form is
-    tested against."""
-    ranked = []
-    scorer, prior_weight = _scorer(model), model.prior_weight()
-    for cand, rule in candidates:
-        both = record["id_number"] is not None and cand["id_number"] is not None
-        hard = 0
-        if both and "same_valid_id" in rules.hard_rules and record["id_number"] == cand["id_number"]:
-            hard = 1
-        elif both and "different_valid_ids" in rules.hard_rules and record["id_number"] != cand["id_number"]:
-            continue
-        weight, detail = _weighs(scorer, prior_weight, record, cand)
-        ranked.append((-hard, -weight, cand["rid"], hard, weight, detail, rule))
-    if not ranked:
-        return _nobody()
-    ranked.sort(key=lambda r: r[:3])
-    _, _, candidate, hard, weight, detail, rule = ranked[0]
-    runner, runner_weight = (ranked[1][2], ranked[1][4]) if len(ranked) > 1 else (None, -1e3)
-    return _decided(candidate, hard, weight, detail, rule, runner, runner_weight, rules)
 
 
 def _nobody() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from govdb.store.events import Proposal
 from govdb.store.master import LinkKey, LinkKeyRules, Person, served_county
 
 from ..conftest import REPO, TODAY
+from .pairwise import best_link_pairwise
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import linkgen
@@ -418,7 +419,7 @@ def test_a_look_up_scores_large_blocks_as_pair_by_pair(db: GovDB, monkeypatch: p
 
     monkeypatch.setattr(online, "feature_rows", counted)
     fast = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in records]
-    monkeypatch.setattr(one, "best_link", one.best_link_pairwise)
+    monkeypatch.setattr(one, "best_link", best_link_pairwise)
     plain = [db.link_one(r, actor=WINDOW, purpose="identity_lookup", today=TODAY) for r in records]
     assert [dataclasses.astuple(a) for a in fast] == [dataclasses.astuple(b) for b in plain]
     assert json.dumps([a.explanation for a in fast], sort_keys=True, ensure_ascii=False) == json.dumps(

@@ -17,6 +17,7 @@ from govdb.link.features import prepare
 from govdb.standards import record as std
 
 from ..conftest import REPO, TODAY
+from .pairwise import best_link_pairwise
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import linkgen
@@ -136,7 +137,7 @@ def test_best_link_equals_scoring_pair_by_pair(generated, rules) -> None:
             expected = [one.levels(method, record, c) for c in block]
             assert one.column_levels(method, record, block) == expected, method
         fast = one.best_link(record, candidates, model, matching)
-        plain = one.best_link_pairwise(record, candidates, model, matching)
+        plain = best_link_pairwise(record, candidates, model, matching)
         assert json.dumps(fast, sort_keys=True) == json.dumps(plain, sort_keys=True), record["rid"]
         outcomes.add(fast["decision"])
         checked += bool(fast["explanation"].get("runner_up"))

@@ -173,6 +173,9 @@ def _load(
         # Loads take turns (SQLite's writer lock does this already): two registers naming the same
         # person at once would both find them new, and the second would fail on the unique index.
         xact_lock(conn, "bulk_load:person")
+        # Then the keys' lock, as a promotion takes it before it reads people: whichever comes
+        # second sees the other's people (the load writes its keys in this transaction too).
+        xact_lock(conn, "link_keys")
         known = _existing(conn, PERSON.c.id_number, frame.get_column("id_number").to_list())
         if known:
             frame = frame.filter(~pl.col("id_number").is_in(list(known)))

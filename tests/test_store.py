@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -101,6 +102,61 @@ def test_the_check_rewrite_keeps_every_row_and_index(tmp_path) -> None:  # type:
         assert index is not None and "WHERE division_code IS NOT NULL" in index
         table = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'event'")).scalar()
         assert "status = 'received' OR" in table and "status IN" not in table
+    engine.dispose()
+
+
+def test_link_keys_are_clustered_by_their_key_and_the_rebuild_keeps_every_key(tmp_path: Path) -> None:
+    """master_0011 makes SQLite's linkkey a WITHOUT ROWID table: the same keys, both indexes, the
+    index by person covering a person's keys; a large insert into it still defers that index."""
+    import sqlalchemy as sa
+
+    from govdb.store.bulk import indexes_deferred, insert_frame
+    from govdb.store.engine import migrate
+    from govdb.store.master import LinkKey
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'master.sqlite'}")
+    migrate(engine, "master", "master_0010")
+    keys = [{"k": f"rule={i % 7}", "p": f"P{i:05d}"} for i in range(300)]
+    with engine.begin() as conn:
+        conn.execute(sa.text('INSERT INTO linkkey ("key", person_id) VALUES (:k, :p)'), keys)
+    migrate(engine, "master")
+    with engine.connect() as conn:
+        table = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'linkkey'")).scalar()
+        assert table is not None and "WITHOUT ROWID" in table
+        stored = conn.execute(sa.text('SELECT "key", person_id FROM linkkey')).all()
+        assert sorted(stored) == sorted((k["k"], k["p"]) for k in keys)
+        plan = " ".join(
+            str(r[-1])
+            for r in conn.execute(
+                sa.text("EXPLAIN QUERY PLAN SELECT \"key\" FROM linkkey WHERE person_id = 'P00001'")
+            )
+        )
+        assert "COVERING INDEX ix_linkkey_person_id" in plan
+        with pytest.raises(sa.exc.IntegrityError):  # the primary key still refuses a key twice
+            conn.execute(sa.text("INSERT INTO linkkey VALUES ('rule=1', 'P00001')"))
+        conn.rollback()
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    frame = pl.DataFrame(
+        {"key": [f"new={i}" for i in range(1000)], "person_id": [f"Q{i}" for i in range(1000)]}
+    )
+    with engine.begin() as conn:
+        dropped: list[str] = []
+        sa.event.listen(
+            conn, "before_cursor_execute", lambda *a: dropped.append(a[2]) if "DROP INDEX" in a[2] else None
+        )
+        with indexes_deferred(conn, table, frame.height):
+            insert_frame(conn, table, frame)
+    assert any("ix_linkkey_person_id" in d for d in dropped)  # 1,000 rows into 300: built after
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM linkkey")).scalar() == 1300
+        indexes = (
+            conn.execute(
+                sa.text("SELECT name FROM sqlite_master WHERE tbl_name = 'linkkey' AND type = 'index'")
+            )
+            .scalars()
+            .all()
+        )
+        assert "ix_linkkey_person_id" in indexes
     engine.dispose()
 
 

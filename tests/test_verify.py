@@ -13,13 +13,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text, update
 from typer.testing import CliRunner
 
 from govdb import AccessDeniedError, Actor, GovDB, JurisdictionError, StateError
 from govdb.demo import make_disability_records, make_hall_events, make_people
 from govdb.store.events import Decision, Event, Link, Proposal, Task
-from govdb.store.master import FieldHistory, Issuance, LinkFeatures, Person, Promotion
+from govdb.store.master import FieldHistory, Issuance, LinkFeatures, LinkKey, Person, Promotion
 from govdb.store.states import (
     TRANSITIONS,
     EventStatus,
@@ -548,7 +548,7 @@ args = json.loads(sys.argv[1])
 point = args["point"]
 if point == "before_marking":
     promote._mark_promoted = lambda *a, **k: os._exit(9)
-elif point == "before_keys":
+elif point == "after_marking":
     original = promote._mark_promoted
     def mark(*a, **k):
         original(*a, **k)
@@ -559,7 +559,14 @@ db.promote()
 """
 
 
-@pytest.mark.parametrize("point", ["before_marking", "before_keys"])
+def _unkeyed_promotions(db: GovDB) -> int:
+    with db.master.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(Promotion).where(Promotion.keys_refreshed.is_(False))
+        ).scalar_one()
+
+
+@pytest.mark.parametrize("point", ["before_marking", "after_marking"])
 def test_a_promote_killed_between_its_steps_is_completed_by_the_next(
     db: GovDB, tmp_path: Path, point: str
 ) -> None:
@@ -574,20 +581,14 @@ def test_a_promote_killed_between_its_steps_is_completed_by_the_next(
         timeout=600,
     )
     assert proc.returncode == 9, proc.stderr[-2000:]
-    with db.master.connect() as conn:
-        unkeyed = conn.execute(
-            select(func.count()).select_from(Promotion).where(Promotion.keys_refreshed.is_(False))
-        ).scalar_one()
-    assert unkeyed > 0
-    report = db.promote()
-    assert report.promoted == 0 and report.keys_refreshed > 0
+    # The first chunk's people were keyed in the transaction that changed them: a kill after it
+    # leaves no person changed but keyed as they were.
     with db.master.connect() as conn:
         people = conn.execute(select(func.count()).select_from(Person)).scalar_one()
         keyed = conn.execute(select(func.count()).select_from(LinkFeatures)).scalar_one()
-        unkeyed = conn.execute(
-            select(func.count()).select_from(Promotion).where(Promotion.keys_refreshed.is_(False))
-        ).scalar_one()
-    assert people == keyed and unkeyed == 0
+    assert _unkeyed_promotions(db) == 0 and people == keyed
+    report = db.promote()
+    assert report.promoted == 0
     with db.events.connect() as conn:
         left = conn.execute(
             select(func.count()).select_from(Proposal).where(Proposal.state == "approved")
@@ -596,6 +597,35 @@ def test_a_promote_killed_between_its_steps_is_completed_by_the_next(
             select(func.count()).select_from(Event).where(Event.status == "promoted")
         ).scalar_one()
     assert left == 0 and promoted_events > 0
+
+
+def test_promotions_left_unkeyed_are_keyed_by_the_next_promote(db: GovDB, tmp_path: Path) -> None:
+    """As an older version's run killed before its keys step left them (or a chunk promoted while
+    master's keys followed other rules): the next run re-keys those people first."""
+    _scenario(db, tmp_path, people=40, seed=15)
+    db.process(today=TODAY)
+    _approve_all(db)
+    assert db.promote().promoted > 0
+    link_key, features = LinkKey.__table__, LinkFeatures.__table__  # type: ignore[attr-defined]
+    with db.master.begin() as conn:
+        people = (
+            conn.execute(select(Promotion.entity_id).where(Promotion.entity_kind == "person").distinct())
+            .scalars()
+            .all()
+        )
+        conn.execute(update(Promotion).where(Promotion.entity_kind == "person").values(keys_refreshed=False))
+        conn.execute(delete(link_key).where(link_key.c.person_id.in_(people)))
+        conn.execute(delete(features).where(features.c.person_id.in_(people)))
+    assert people and _unkeyed_promotions(db) > 0
+    report = db.promote()
+    assert report.promoted == 0 and report.keys_refreshed == len(people)
+    with db.master.connect() as conn:
+        everyone = conn.execute(select(func.count()).select_from(Person)).scalar_one()
+        keyed = conn.execute(select(func.count()).select_from(LinkFeatures)).scalar_one()
+        rekeyed = conn.execute(
+            select(func.count(func.distinct(link_key.c.person_id))).where(link_key.c.person_id.in_(people))
+        ).scalar_one()
+    assert everyone == keyed and rekeyed == len(people) and _unkeyed_promotions(db) == 0
 
 
 def test_a_register_file_loads_standardized_and_refuses_rows_without_a_valid_id(

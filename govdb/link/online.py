@@ -27,7 +27,14 @@ from govdb.link.batch import link_prepared
 from govdb.link.blocking import key_string, rule_name
 from govdb.link.features import prepare
 from govdb.link.model import LinkModel
-from govdb.link.reads import FeatureCache, feature_rows, person_rows, read_features, read_people
+from govdb.link.reads import (
+    FeatureCache,
+    feature_rows,
+    person_rows,
+    read_features,
+    read_people,
+    stored_keys,
+)
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, driver_fetch, indexes_deferred, insert_frame
 from govdb.store.locks import writing, xact_lock
@@ -254,12 +261,30 @@ def refresh_link_keys(
                 conn.execute(delete(LinkFeatures.__table__))  # type: ignore[attr-defined]
             else:
                 person_ids = sorted(set(person_ids or ()))
-                old = _stored_keys(conn, person_ids)
+                old = stored_keys(conn, person_ids)
             people = read_people(conn, person_ids)
         if people.height == 0:
             return 0
         keys, features = prepare_keys(rules, people, address_hint, today=today)
         return write_keys(conn, keys, features, old=old, replace=not everyone)
+
+
+def rekey_people(conn: Connection, rules: MatchingRules, people: pl.DataFrame) -> int | None:
+    """Rewrite these people's keys and features from their rows as given (`read_people`'s
+    columns), in the caller's master transaction: a promotion re-keys the people it changes in the
+    transaction that changes them, so no crash can leave them changed but keyed as they were.
+    Returns the key rows written, or None, writing nothing, when master's keys follow other rules
+    or another county (then `refresh_link_keys` re-keys everyone, or refuses, as it decides).
+    The caller takes `xact_lock(conn, "link_keys")` before it reads or writes people."""
+    address_hint = served_county(conn)
+    recorded = _recorded_rules(conn, rules.entity)
+    if recorded is None or recorded["fingerprint"] != key_rules_fingerprint(rules, address_hint)[0]:
+        return None
+    if people.height == 0:
+        return 0
+    old = stored_keys(conn, people.get_column("person_id").to_list())
+    keys, features = prepare_keys(rules, people, address_hint)
+    return write_keys(conn, keys, features, old=old, replace=True)
 
 
 def prepare_keys(
@@ -313,17 +338,6 @@ def write_keys(
         insert_frame(conn, table, keys)
     _store_features(conn, features, replace=replace)
     return keys.height
-
-
-def _stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
-    table = LinkKey.__table__  # type: ignore[attr-defined]
-    rows: list[tuple[str, str]] = []
-    for start in range(0, len(person_ids), CHUNK):
-        chunk = person_ids[start : start + CHUNK]
-        rows += conn.execute(
-            select(table.c.key, table.c.person_id).where(among(conn, table.c.person_id, chunk))
-        ).all()
-    return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
 
 
 def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool = True) -> None:

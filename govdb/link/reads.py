@@ -47,6 +47,13 @@ def read_people(
     return people
 
 
+def stored_keys(conn: Connection, person_ids: list[str]) -> pl.DataFrame:
+    """These people's stored link keys (key, person_id), read through the driver a slice at a time."""
+    statement = f'SELECT "key", person_id FROM {LinkKey.__table__.name}'  # type: ignore[attr-defined]
+    rows = [r for part in _rows_of(conn, statement, person_ids) for r in part]
+    return pl.DataFrame(rows, schema={"key": pl.String, "person_id": pl.String}, orient="row")
+
+
 def _rows_of(
     conn: Connection,
     select_from: str,

@@ -3,12 +3,13 @@
 Set-based, chunk by chunk: the chunk's proposals, checks, event dates and the master rows they
 touch are read in a few statements, the changes are worked out in memory, then written with bulk
 inserts and executemany updates. Promotion spans two databases, so it is idempotent: the master
-changes and the `promotion` rows (unique on proposal id) commit in one master transaction; the
-proposals are then marked promoted in the event store (a checked transition); then the touched
-people's blocking keys are rewritten and their promotions marked `keys_refreshed`. A run after a
-crash at any point completes the marking and the keys. One `promote` runs at a time (a job lock);
-a second waits, then finds nothing left. Nothing else writes people or credentials except
-authoritative bulk loads (invariant 1).
+changes, the changed people's blocking keys and the `promotion` rows (unique on proposal id)
+commit in one master transaction; the proposals are then marked promoted in the event store (a
+checked transition). A run after a crash at any point completes the marking. Promotions whose
+keys could not be written with them (master keyed with other rules: `keys_refreshed` False, as
+an older version left them after a crash) are re-keyed by the next run. One `promote` runs at a
+time (a job lock); a second waits, then finds nothing left. Nothing else writes people or
+credentials except authoritative bulk loads (invariant 1).
 
 Valid time: each value is valid from its event's date. A change dated before the value master
 holds is kept as a past value (valid until the current one began), never as the current value, so
@@ -21,16 +22,18 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from govdb.base.clock import LOCAL_ZONE, utcnow
-from govdb.link.online import refresh_link_keys
+from govdb.link.online import refresh_link_keys, rekey_people
+from govdb.link.reads import MASTER_COLUMNS
 from govdb.promote.entities import attach_places
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import Decision, Event, Proposal, Task
-from govdb.store.locks import job_lock, writing
+from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import Promotion
 from govdb.store.states import EventStatus, ProposalState, move
 
@@ -188,6 +191,18 @@ def promote_approved(
                 progress(done, total)
 
 
+def _rekey(conn: Connection, rules: Rulebook, work: Chunk) -> int | None:
+    """Blocking keys of the people this chunk creates or changes, from their rows as they will be;
+    the people re-keyed, or None when master's keys follow other rules (left for
+    `refresh_pending_keys`)."""
+    ids = sorted({*work.new_people, *work.changed_people})
+    schema = {c: (pl.Date if c == "birth_date" else pl.String) for c in MASTER_COLUMNS}
+    rows = [work.people[i] for i in ids]
+    people = pl.DataFrame({c: [r[c] for r in rows] for c in MASTER_COLUMNS}, schema=schema)
+    written = rekey_people(conn, rules.matching["person"], people)
+    return None if written is None else len(ids)
+
+
 def _promote_chunk(
     master: Engine,
     rules: Rulebook,
@@ -200,6 +215,9 @@ def _promote_chunk(
     """The master half of one chunk, in one transaction (skipping proposals a crashed run applied)."""
     today = dt.date.today()
     with writing(master) as conn:
+        # First, before people are read: a load or a correction re-keying people waits for the
+        # whole chunk (and a load's new people are then seen here, never inserted twice).
+        xact_lock(conn, "link_keys")
         already: set[str] = set()
         for chunk in id_chunks(conn, [p["proposal_id"] for p in approved]):
             already.update(
@@ -233,11 +251,14 @@ def _promote_chunk(
                     "entity_id": entity_id,
                     "changes": proposal["payload"],
                     "applied_at": work.now,
-                    "keys_refreshed": proposal["entity_kind"] != "person",
                 }
             )
             report.promoted += 1
             report.promoted_ids.append(proposal["proposal_id"])
+        keyed = _rekey(conn, rules, work)
+        report.keys_refreshed += keyed or 0
+        for promotion in work.promotions:
+            promotion["keys_refreshed"] = promotion["entity_kind"] != "person" or keyed is not None
         work.write(conn)
         # People and enterprises reference the master building at their address (set-based).
         buildings = [

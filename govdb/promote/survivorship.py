@@ -21,7 +21,7 @@ from govdb.base.clock import utcnow
 from govdb.errors import StateError
 from govdb.promote.entities import EntityWork
 from govdb.rulebook.loader import Rulebook
-from govdb.store.bulk import among, id_chunks, insert_frame
+from govdb.store.bulk import among, executemany, fetch_among, id_chunks, insert_frame, result_processor
 from govdb.store.feed import change_rows, record_changes
 from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion
 
@@ -109,13 +109,17 @@ class Chunk(EntityWork):
             for p in proposals
             if p["entity_kind"] == "person" and p["payload"].get("id_number")
         }
-        columns = [PERSON.c.person_id, *(PERSON.c[c] for c in PERSON_COLUMNS)]
-        for chunk in id_chunks(conn, sorted(person_ids)):
-            for r in conn.execute(select(*columns).where(among(conn, PERSON.c.person_id, chunk))):
-                self._person_row(dict(r._mapping))
-        for chunk in id_chunks(conn, sorted(id_numbers - set(self.by_id_number))):
-            for r in conn.execute(select(*columns).where(among(conn, PERSON.c.id_number, chunk))):
-                self._person_row(dict(r._mapping))
+        names = ("person_id", *PERSON_COLUMNS)
+        people = f"SELECT {', '.join(names)} FROM {PERSON.name} WHERE {{among}}"
+        birth = result_processor(conn, PERSON.c.birth_date)
+        at = names.index("birth_date")
+        for column, ids in (("person_id", person_ids), ("id_number", id_numbers)):
+            wanted = sorted(ids - set(self.people if column == "person_id" else self.by_id_number))
+            for r in fetch_among(conn, people, column, wanted):
+                row = dict(zip(names, r, strict=True))
+                if birth is not None:
+                    row["birth_date"] = birth(r[at])
+                self._person_row(row)
         keys = {
             (p["payload"].get("kind"), p["payload"].get("number"))
             for p in proposals
@@ -135,20 +139,14 @@ class Chunk(EntityWork):
 
     def read_current(self, conn: Connection, kind: str, ids: list[str]) -> None:
         """The current lineage row (source, valid from) of every field of these entities."""
-        for chunk in id_chunks(conn, ids):
-            rows = conn.execute(
-                select(
-                    HISTORY.c.id, HISTORY.c.entity_id, HISTORY.c.field, HISTORY.c.source, HISTORY.c.valid_from
-                )
-                .where(
-                    HISTORY.c.entity_kind == kind,
-                    among(conn, HISTORY.c.entity_id, chunk),
-                    HISTORY.c.valid_to.is_(None),
-                )
-                .order_by(HISTORY.c.id)
-            )
-            for r in rows:
-                self.current[(kind, r.entity_id, r.field)] = _Current(r.source, r.valid_from, r.id)
+        statement = (
+            f"SELECT id, entity_id, field, source, valid_from FROM {HISTORY.name} "
+            "WHERE entity_kind = ? AND valid_to IS NULL AND {among}"
+        )
+        day = result_processor(conn, HISTORY.c.valid_from) or (lambda v: v)
+        rows = fetch_among(conn, statement, "entity_id", ids, (kind,))
+        for row_id, entity_id, name, source, valid_from in sorted(rows):  # in id order: the last wins
+            self.current[(kind, entity_id, name)] = _Current(source, day(valid_from), row_id)
 
     def _person_row(self, row: dict[str, Any]) -> None:
         self.people[row["person_id"]] = row
@@ -363,22 +361,25 @@ class Chunk(EntityWork):
                 [{**r, "created_at": self.now, "updated_at": self.now} for r in self.new_people.values()],
             )
         if self.changed_people:
-            conn.execute(
-                update(PERSON)
-                .where(PERSON.c.person_id == bindparam("k_person_id"))
-                .values({**{c: bindparam(f"v_{c}") for c in PERSON_COLUMNS}, "updated_at": self.now}),
+            columns = [*PERSON_COLUMNS, "updated_at", "person_id"]
+            executemany(
+                conn,
+                PERSON,
+                f"UPDATE {PERSON.name} SET {', '.join(f'{c} = ?' for c in columns[:-1])} WHERE person_id = ?",
+                columns,
                 [
-                    {"k_person_id": pid, **{f"v_{c}": self.people[pid][c] for c in PERSON_COLUMNS}}
+                    (*(self.people[pid][c] for c in PERSON_COLUMNS), self.now, pid)
                     for pid in sorted(self.changed_people)
                 ],
             )
         if self.closes:
-            closed = conn.execute(
-                update(HISTORY)
-                .where(HISTORY.c.id == bindparam("k_id"), HISTORY.c.valid_to.is_(None))
-                .values(valid_to=bindparam("v_valid_to"), closed_at=self.now),
-                self.closes,
-            ).rowcount
+            closed = executemany(
+                conn,
+                HISTORY,
+                f"UPDATE {HISTORY.name} SET valid_to = ?, closed_at = ? WHERE id = ? AND valid_to IS NULL",
+                ["valid_to", "closed_at", "id"],
+                [(c["v_valid_to"], self.now, c["k_id"]) for c in self.closes],
+            )
             if closed != len(self.closes):
                 raise StateError(
                     f"{len(self.closes) - closed} current lineage row(s) changed while promoting; "

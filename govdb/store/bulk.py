@@ -199,6 +199,21 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     return executemany(conn, table, sql, columns, [tuple(r[c] for c in columns) for r in rows])
 
 
+def fetch_among(
+    conn: Connection, statement: str, column: str, ids: Sequence[Any], params: Sequence[Any] = ()
+) -> list[Any]:
+    """The rows of `statement` (its own placeholders written `?`, bound to `params`, all before
+    `{among}`), where `{among}` tests `column` against `ids`: a slice of ids at a time through the
+    driver's cursor, plain tuples (the driver's values: run them through `result_processor` where
+    a backend gives text for a date, time or JSON)."""
+    rows: list[Any] = []
+    for part in id_chunks(conn, list(ids)):
+        test, values = id_test(conn, column, part)
+        sql = statement.replace("?", "%s") if conn.dialect.paramstyle != "qmark" else statement
+        rows += driver_fetch(conn, sql.format(among=test), (*params, *values))
+    return rows
+
+
 def result_processor(conn: Connection, column: Any) -> Any:
     """The function SQLAlchemy's result turns a value of this column into Python with on this
     connection (SQLite's JSON text decoded, its time text parsed), or None where the driver's
@@ -349,7 +364,7 @@ def json_value(value: Any) -> Any:
 def indexes_deferred(
     conn: Connection, table: Table, incoming: int, *, unique: bool | None = False
 ) -> Iterator[None]:
-    """Around a bulk insert into `table` (a rowid table) on SQLite: when it brings more rows than
+    """Around a bulk insert into `table` on SQLite: when it brings more rows than
     the table holds, drop the table's non-unique indexes first and build them again after.
 
     Building an index sorts its entries once; keeping it means one B-tree insert per row at a
@@ -366,7 +381,11 @@ def indexes_deferred(
     """
     deferred = []
     if conn.dialect.name == "sqlite" and incoming:
-        held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
+        if table.dialect_options["sqlite"]["with_rowid"] is False:  # counted up to what comes in
+            count = f'SELECT count(*) FROM (SELECT 1 FROM "{table.name}" LIMIT {int(incoming) + 1})'
+            held = conn.execute(text(count)).scalar() or 0
+        else:
+            held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
         if incoming > held:  # max(rowid) never undercounts what the table holds
             deferred = [ix for ix in table.indexes if unique is None or ix.unique == unique]
     for index in deferred:

@@ -271,8 +271,11 @@ def process(
             "proposals": p.proposals,
             "auto-approved": p.auto_approved,
             "unroutable": p.unroutable,
+            "refused (values master cannot store)": p.refused,
         },
     )
+    if p.refused_events:
+        _render.table("refused events", ["event", "why"], list(p.refused_events.items()))
     reasons = report.validation.by_reason()
     if reasons.height:
         _render.table("quality issues", reasons.columns, reasons.rows())
@@ -307,8 +310,11 @@ def promote(ctx: typer.Context, as_json: JsonOption = False, home: HomeOption = 
             "conflicts for owners": r.conflicts,
             "completed after a crash": r.completed_after_crash,
             "people re-keyed for linkage": r.keys_refreshed,
+            "set aside (values master cannot store)": r.set_aside,
         },
     )
+    if r.set_aside_reasons:
+        _render.table("set aside", ["proposal", "why"], list(r.set_aside_reasons.items()))
 
 
 @app.command(rich_help_panel=SERVING)

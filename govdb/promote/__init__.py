@@ -29,6 +29,7 @@ from govdb.base.clock import LOCAL_ZONE, utcnow
 from govdb.link.online import refresh_link_keys, rekey_people
 from govdb.link.reads import MASTER_COLUMNS
 from govdb.promote.entities import attach_places
+from govdb.promote.storable import unstorable
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
@@ -107,6 +108,31 @@ def _approved(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def _set_aside(events: Engine, aside: dict[str, str], by_id: dict[str, dict[str, Any]]) -> None:
+    """approved -> unpromotable for the proposals master cannot store (`aside`: id -> why), the
+    reason kept in the payload as an unroutable proposal's is. Their events stay `proposed`, as
+    an unroutable one's do. Before the marking: a crash in between sets them aside again."""
+    with writing(events) as conn:
+        move(
+            conn,
+            PROPOSAL,
+            "state",
+            ProposalState,
+            ProposalState.approved,
+            ProposalState.unpromotable,
+            [
+                {"proposal_id": i, "v_payload": {**_mapping(by_id[i]["payload"]), "_unpromotable": why}}
+                for i, why in aside.items()
+            ],
+            key=("proposal_id",),
+            values={"payload": bindparam("v_payload"), "updated_at": utcnow()},
+        )
+
+
+def _mapping(payload: Any) -> dict[str, Any]:
+    return payload if isinstance(payload, dict) else {"_payload": payload}
+
+
 def _mark_promoted(events: Engine, proposals: list[dict[str, Any]]) -> None:
     """The event store's half: approved -> promoted for the proposals and their events."""
     now = utcnow()
@@ -183,8 +209,10 @@ def promote_approved(
                     return report
                 checks = _checks(conn, [p["proposal_id"] for p in approved])
                 dates = _event_dates(conn, [p["event_id"] for p in approved])
-            _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
-            _mark_promoted(events, approved)
+            aside = _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
+            if aside:
+                _set_aside(events, aside, {p["proposal_id"]: p for p in approved})
+            _mark_promoted(events, [p for p in approved if p["proposal_id"] not in aside])
             report.keys_refreshed += refresh_pending_keys(master, rules)
             done += len(approved)
             if progress is not None:
@@ -211,8 +239,10 @@ def _promote_chunk(
     checks: dict[str, list[dict[str, Any]]],
     dates: dict[int, dt.date],
     fingerprint: str,
-) -> None:
-    """The master half of one chunk, in one transaction (skipping proposals a crashed run applied)."""
+) -> dict[str, str]:
+    """The master half of one chunk, in one transaction (skipping proposals a crashed run applied).
+    Returns the proposals set aside, id -> why: a value master cannot store, found in Python
+    before anything is written, so no statement of the transaction carries it."""
     today = dt.date.today()
     with writing(master) as conn:
         # First, before people are read: a load or a correction re-keying people waits for the
@@ -227,8 +257,14 @@ def _promote_chunk(
             )
         fresh = [p for p in approved if p["proposal_id"] not in already]
         report.completed_after_crash += len(already)
+        aside = {p["proposal_id"]: why for p in fresh if (why := unstorable(p)) is not None}
+        if aside:
+            fresh = [p for p in fresh if p["proposal_id"] not in aside]
+            report.set_aside += len(aside)
+            report.set_aside_ids += list(aside)
+            report.set_aside_reasons.update(aside)
         if not fresh:
-            return
+            return aside
         work = Chunk(rules, report, fingerprint)
         work.read(conn, fresh)
         touched: list[str] = []
@@ -273,3 +309,4 @@ def _promote_chunk(
             buildings,
         )
     report.person_ids += list(dict.fromkeys(touched))
+    return aside

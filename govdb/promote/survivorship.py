@@ -48,6 +48,11 @@ class PromoteReport:
     keys_refreshed: int = 0  # people whose blocking keys were rewritten
     promoted_ids: list[str] = field(default_factory=list)
     person_ids: list[str] = field(default_factory=list)  # people created or changed
+    # Approved proposals with a value master cannot store (a NUL, ...), moved to `unpromotable`
+    # so they block no promote: how many, their ids, and why (proposal id -> reason).
+    set_aside: int = 0
+    set_aside_ids: list[str] = field(default_factory=list)
+    set_aside_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def lineage_source(proposal: dict[str, Any]) -> str:

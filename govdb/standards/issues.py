@@ -48,6 +48,12 @@ REASONS: dict[str, tuple[Severity, str]] = {
         "error",
         "the record's division is above street/township level, and the service's checks start there",
     ),
+    # `process` refuses a standardized record (edited in the store) holding what master cannot store
+    "nul_character": ("error", "a NUL character (U+0000), which PostgreSQL cannot hold in text"),
+    "lone_surrogate": ("error", "a lone surrogate (U+D800-U+DFFF without its pair), which is not text"),
+    "too_long": ("error", "longer than master's column for it"),
+    "not_a_stored_date": ("error", "a standardized date not written YYYY-MM-DD"),
+    "record_unreadable": ("error", "the standardized record is not a JSON object"),
 }
 
 

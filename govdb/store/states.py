@@ -45,6 +45,8 @@ class ProposalState(StrEnum):
     resolved = "resolved"  # an identity check whose answer the next `process` took
     promoted = "promoted"  # applied to master
     reverted = "reverted"  # applied, then undone by an authorised actor (`govdb revert`)
+    # approved, but a value master cannot store (a NUL, ...): `promote` set it aside, with why
+    unpromotable = "unpromotable"
 
 
 class TaskState(StrEnum):
@@ -75,12 +77,14 @@ TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
     EventStatus: {
         EventStatus.received: frozenset({EventStatus.standardized, EventStatus.invalid}),
         EventStatus.invalid: frozenset({EventStatus.received}),
+        # -> invalid: `process` refuses a record edited to hold what master cannot store (a NUL).
         EventStatus.standardized: frozenset(
             {
                 EventStatus.identity_review,
                 EventStatus.unlinked,
                 EventStatus.confirmed,
                 EventStatus.proposed,
+                EventStatus.invalid,
             }
         ),
         EventStatus.identity_review: frozenset(
@@ -98,13 +102,16 @@ TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
         ProposalState.pending: frozenset(
             {ProposalState.approved, ProposalState.rejected, ProposalState.returned}
         ),
-        ProposalState.approved: frozenset({ProposalState.promoted, ProposalState.resolved}),
+        ProposalState.approved: frozenset(
+            {ProposalState.promoted, ProposalState.resolved, ProposalState.unpromotable}
+        ),
         ProposalState.rejected: frozenset({ProposalState.resolved}),
         ProposalState.returned: frozenset(),
         ProposalState.unroutable: frozenset(),
         ProposalState.resolved: frozenset(),
         ProposalState.promoted: frozenset({ProposalState.reverted}),
         ProposalState.reverted: frozenset(),
+        ProposalState.unpromotable: frozenset(),
     },
     TaskState: {
         # waiting -> approved: the step a decision opened passed at once by an auto-pass rule

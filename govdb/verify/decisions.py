@@ -23,6 +23,7 @@ from govdb.standards import STANDARD_COLUMNS
 from govdb.store.bulk import driver_fetch, id_chunks, id_test, insert_rows
 from govdb.store.master import Person
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
+from govdb.store.storable import WHY, shown, text_problem
 from govdb.validate import validate_frame
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import (
@@ -116,6 +117,8 @@ def parse_decision(raw: DecisionInput | Mapping[str, Any]) -> DecisionInput:
     if reason is not None and not isinstance(reason, str):
         raise StateError(f"reason {reason!r} is not text")
     reason = reason.strip() if reason else None
+    if reason and (why := text_problem(reason)):
+        raise StateError(f"the reason holds {WHY[why]}, which no store can hold: {shown(reason)}")
     amendments = data.get("amendments") or {}
     if not isinstance(amendments, Mapping):
         raise StateError(f"amendments {amendments!r} are not a mapping of field to new value")
@@ -223,9 +226,17 @@ def _amendment_problem(values: Mapping[str, Any], payload: Mapping[str, Any]) ->
 
 
 def _nul_problem(values: Mapping[str, Any]) -> str | None:
-    """A NUL character no store keeps (PostgreSQL refuses it in text: promote would fail)."""
-    nul = sorted(str(k) for k, v in values.items() if "\x00" in str(v))
-    return f"amended value(s) of {nul} hold a NUL character; type the value again" if nul else None
+    """A NUL character or a lone surrogate no store keeps (PostgreSQL refuses a NUL in text:
+    promote would fail; neither backend encodes a lone surrogate), each value shown escaped."""
+    found = sorted((str(k), why, str(v)) for k, v in values.items() if (why := text_problem(str(v))))
+    if not found:
+        return None
+    whys = sorted({WHY[why] for _, why, _ in found})
+    values_shown = ", ".join(f"{k}={shown(v)}" for k, _, v in found)
+    return (
+        f"amended value(s) of {[k for k, _, _ in found]} hold {' and '.join(whys)}, which no store "
+        f"can hold ({values_shown}); type the value again"
+    )
 
 
 # --- deciding --------------------------------------------------------------------------------

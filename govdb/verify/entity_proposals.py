@@ -23,9 +23,11 @@ from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import EventStatus
-from govdb.store.master import Place
+from govdb.store.master import Enterprise, Place
+from govdb.store.storable import widths
 from govdb.verify.chunk_writes import ChunkWork
 from govdb.verify.proposals import ProposeReport, _as_text, _proposal, _route, _within
+from govdb.verify.refusals import explain, payload_problems, refuse
 from govdb.verify.routes import UnitIndex
 
 ENTITY_CHANGES = ("enterprise", "place")
@@ -43,6 +45,8 @@ ENTERPRISE_PAYLOAD = {
 }
 PLACE_FIELDS = ("kind", "name", "address", "road", "building", "division_code")
 PLACE_COLUMNS = ("place_id", *PLACE_FIELDS)
+ENTERPRISE_WIDTH = widths(Enterprise.__table__)  # type: ignore[attr-defined]
+PLACE_WIDTH = widths(PLACE)
 
 
 def _clean(value: Any) -> str | None:
@@ -103,9 +107,15 @@ def _plan_enterprises(
     address_hint: str | None,
 ) -> None:
     payloads = {e["event_id"]: _enterprise_payload(e) for e in events}
+    events = _storable(events, payloads, ENTERPRISE_WIDTH, work, report)
+    if not events:
+        return
     fields = ("name", "uscc", "legal_representative", "phone", "address")
     records = pl.DataFrame(
-        [{"event_id": str(i), **{f: _as_text(p.get(f)) for f in fields}} for i, p in payloads.items()],
+        [
+            {"event_id": str(e["event_id"]), **{f: _as_text(payloads[e["event_id"]].get(f)) for f in fields}}
+            for e in events
+        ],
         schema={"event_id": pl.String, **dict.fromkeys(fields, pl.String)},
     )
     results = link_enterprises(master, records, rules.matching["enterprise"], address_hint=address_hint)
@@ -126,6 +136,26 @@ def _plan_enterprises(
         report.linked += known is not None
         _propose(rules, units, work, report, event, service, "enterprise", link.person_id, known, payload)
         report.new_enterprises += known is None
+
+
+def _storable(
+    events: list[dict[str, Any]],
+    payloads: dict[int, dict[str, Any]],
+    width: dict[str, int],
+    work: ChunkWork,
+    report: ProposeReport,
+) -> list[dict[str, Any]]:
+    """The events whose payload master can store; the others are refused (a value wider than its
+    column would fail `process` on PostgreSQL, and `promote` after it), before they are linked."""
+    kept = []
+    for event in events:
+        problems = payload_problems(payloads[event["event_id"]], width)
+        if problems:
+            report.refused += 1
+            refuse(work, report.refused_events, event, problems, explain(event["event_id"], problems, width))
+        else:
+            kept.append(event)
+    return kept
 
 
 def _propose(
@@ -202,6 +232,7 @@ def _plan_places(
     report: ProposeReport,
 ) -> None:
     payloads = {e["event_id"]: _place_payload(e, services[e["event_id"]]) for e in events}
+    events = _storable(events, payloads, PLACE_WIDTH, work, report)
     # A renamed road is found under its former name.
     lookups = {}
     for e in events:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Text, cast, func, select
 from sqlmodel import Session
 
 from govdb.base.clock import utcnow
@@ -36,6 +36,7 @@ from govdb.store.events import Event, IngestBatch
 from govdb.store.states import EventStatus, ProposalState, TaskState
 from govdb.verify.chunk_writes import ChunkWork, ChunkWriter
 from govdb.verify.linking import event_records, link_events, reviewed_links
+from govdb.verify.refusals import PERSON_WIDTH, Problem, column_problems, decode_records, explain, refuse
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, run_auto_pass
 
@@ -64,6 +65,8 @@ class ProposeReport:
     auto_passed: int = 0  # steps passed by a rule earned by an authenticated source
     new_enterprises: int = 0
     new_places: int = 0
+    refused: int = 0  # a value master cannot store (a NUL, ...): not proposed
+    refused_events: dict[int, str] = field(default_factory=dict)  # event id -> why (field, value)
 
 
 def _as_text(value: Any) -> str | None:
@@ -187,6 +190,8 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
         BATCH.c.authenticated_source,
     )
     names = [c.name for c in columns]
+    if conn.dialect.name == "postgresql":  # the record as its JSON text, scanned before decoding
+        columns = (*columns[:5], cast(EVENT.c.standardized, Text), *columns[6:])
     rows: list[dict[str, Any]] = []
     for state in (EventStatus.standardized, EventStatus.identity_review):
         query = (
@@ -199,14 +204,13 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
         # The driver's rows, JSON decoded here: SQLAlchemy's per-value processing cost more.
         rows += [
             dict(zip(names, row, strict=True))
-            | {
-                "standardized": json_value(row[5]),
-                "quality_flags": [] if row[6] == "[]" else json_value(row[6]),
-            }
+            | {"quality_flags": [] if row[6] == "[]" else json_value(row[6])}
             for row in driver_rows(conn, query)
         ]
     rows.sort(key=lambda r: r["event_id"])
-    return rows[:CHUNK]
+    rows = rows[:CHUNK]
+    decode_records(rows)  # a record no store can hold is marked `unstorable`, and never proposed
+    return rows
 
 
 def propose_events(
@@ -295,16 +299,26 @@ def _propose_chunk(
     with events.connect() as conn:
         settled = reviewed_links(conn, master, chunk, work.resolved)
     pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
+    pending = _refused(pending, work, report, lambda e: e.get("unstorable"))
     # Enterprise and place events take their own path (govdb.verify.entity_proposals).
     entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
     pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
+    if pending:
+        records = event_records(pending)  # the compared fields as text, for linking and planning
+        # A person's values wider than master's columns, or a date it cannot read (whole columns).
+        wide = column_problems(records, PERSON_WIDTH)
+        if wide:
+            person = {e["event_id"] for e in pending if _changes_person(rules, e)}
+            found = {int(i): p for i, p in wide.items() if int(i) in person}
+            pending = _refused(pending, work, report, lambda e: found.get(e["event_id"]))
+            records = records.filter(~pl.col("event_id").is_in([str(i) for i in found]))
     if not pending and not entities:
-        return None
+        return work if work.status else None
     if pending:
         report.events += len(pending)
         fresh = [e for e in pending if e["event_id"] not in settled]
-        results = list(settled.values())
-        records = event_records(pending)  # the compared fields as text, for linking and planning
+        kept = {e["event_id"] for e in pending}
+        results = [r for e, r in settled.items() if e in kept]  # a refused one is not planned
         if fresh:
             results += link_events(events, master, rules, model, fresh, address_hint, features, records)
         by_id = {e["event_id"]: e for e in pending}
@@ -314,6 +328,31 @@ def _propose_chunk(
     report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
     report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
     return work
+
+
+def _refused(
+    events: list[dict[str, Any]],
+    work: ChunkWork,
+    report: ProposeReport,
+    problems_of: Callable[[dict[str, Any]], list[Problem] | None],
+) -> list[dict[str, Any]]:
+    """The events with no problem; each other one is refused (govdb.verify.refusals)."""
+    kept = []
+    for event in events:
+        problems = problems_of(event)
+        if not problems:
+            kept.append(event)
+            continue
+        report.events += 1
+        report.refused += 1
+        refuse(work, report.refused_events, event, problems, explain(event["event_id"], problems))
+    return kept
+
+
+def _changes_person(rules: Rulebook, event: dict[str, Any]) -> bool:
+    """Whether the event's service proposes a person's own fields (not a credential's)."""
+    service = rules.verification.services.get(event["service_code"] or "")
+    return service is not None and service.change == "person"
 
 
 def _plan(

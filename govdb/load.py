@@ -20,6 +20,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, insert, select
 
 from govdb.base.clock import utcnow
+from govdb.base.collector import bulk_collection
 from govdb.errors import InputFileError
 from govdb.readers import read_records
 from govdb.readers.columns import check_mapping, plan_columns
@@ -126,6 +127,7 @@ def load_people_file(
     return LoadReport(load_id, read, loaded, people.height - loaded, refused)
 
 
+@bulk_collection()
 def bulk_load_people(
     master: Engine,
     people: pl.DataFrame,

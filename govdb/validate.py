@@ -17,6 +17,7 @@ import polars as pl
 from pandera.errors import SchemaErrors
 from sqlalchemy import Connection, Engine, select, update
 
+from govdb.base.collector import bulk_collection
 from govdb.base.jsontext import json_objects
 from govdb.errors import ConfigError, StateError
 from govdb.ingest import INGEST_FLAGS
@@ -280,6 +281,7 @@ def events_frame(
 CHUNK = 50_000  # events read, standardized and written per transaction
 
 
+@bulk_collection()
 def standardize_events(
     engine: Engine, rules: Rulebook, *, today: dt.date | None = None, address_hint: str | None = None
 ) -> ValidationReport:

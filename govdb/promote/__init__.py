@@ -26,13 +26,14 @@ import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from govdb.base.clock import LOCAL_ZONE, utcnow
+from govdb.base.collector import bulk_collection
 from govdb.link.online import refresh_link_keys, rekey_people
 from govdb.link.reads import MASTER_COLUMNS
 from govdb.promote.entities import attach_places
 from govdb.promote.storable import unstorable
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
-from govdb.store.bulk import among, id_chunks
+from govdb.store.bulk import among, driver_mappings, id_chunks
 from govdb.store.events import Decision, Event, Proposal, Task
 from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import Promotion
@@ -52,7 +53,7 @@ def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dic
     """Every decision on each proposal's tasks, in order: the check chain its lineage carries."""
     out: dict[str, list[dict[str, Any]]] = {}
     for chunk in id_chunks(conn, list(proposal_ids)):
-        rows = conn.execute(
+        query = (
             select(
                 TASK.c.proposal_id,
                 TASK.c.level,
@@ -69,18 +70,18 @@ def _checks(conn: Connection, proposal_ids: Sequence[str]) -> dict[str, list[dic
             .where(among(conn, TASK.c.proposal_id, chunk))
             .order_by(DECISION.c.id)
         )
-        for r in rows:
-            out.setdefault(r.proposal_id, []).append(
+        for r in driver_mappings(conn, query):
+            out.setdefault(r["proposal_id"], []).append(
                 {
-                    "level": r.level,
-                    "department": r.department,
-                    "unit": r.unit_id,
-                    "actor": r.actor_id,
-                    "rule": r.rule,
-                    "source": r.source,
-                    "outcome": r.outcome,
-                    "at": r.decided_at.isoformat(),
-                    "amendments": r.amendments or None,
+                    "level": r["level"],
+                    "department": r["department"],
+                    "unit": r["unit_id"],
+                    "actor": r["actor_id"],
+                    "rule": r["rule"],
+                    "source": r["source"],
+                    "outcome": r["outcome"],
+                    "at": r["decided_at"].isoformat(),
+                    "amendments": r["amendments"] or None,
                 }
             )
     return out
@@ -105,7 +106,7 @@ def _approved(conn: Connection) -> list[dict[str, Any]]:
         .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
         .limit(CHUNK)
     )
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return driver_mappings(conn, query)
 
 
 def _set_aside(events: Engine, aside: dict[str, str], by_id: dict[str, dict[str, Any]]) -> None:
@@ -181,6 +182,7 @@ def refresh_pending_keys(master: Engine, rules: Rulebook) -> int:
     return len(people)
 
 
+@bulk_collection()
 def promote_approved(
     events: Engine,
     master: Engine,

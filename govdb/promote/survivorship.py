@@ -22,7 +22,7 @@ from govdb.errors import StateError
 from govdb.promote.entities import EntityWork
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, executemany, fetch_among, id_chunks, insert_frame, result_processor
-from govdb.store.feed import change_rows, record_changes
+from govdb.store.feed import record_changes
 from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion
 
 PERSON_COLUMNS = ("id_number", "name", "gender", "birth_date", "phone", "address", "division_code")
@@ -92,7 +92,7 @@ class Chunk(EntityWork):
         self.people: dict[str, dict[str, Any]] = {}  # person_id -> row (as it will be)
         self.by_id_number: dict[str, str] = {}
         self.new_people: dict[str, dict[str, Any]] = {}
-        self.changed_people: set[str] = set()
+        self.changed_people: dict[str, set[str]] = {}  # person_id -> the columns changed
         self.current: dict[tuple[str, str, str], _Current] = {}
         self.credentials: dict[tuple[str, str], dict[str, Any]] = {}
         self.new_credentials: dict[str, dict[str, Any]] = {}
@@ -297,7 +297,7 @@ class Chunk(EntityWork):
             if self._set(proposal, "person", person_id, name, value, valid_from, checks):
                 person[name] = _to_column(name, value)
                 if person_id not in self.new_people:
-                    self.changed_people.add(person_id)
+                    self.changed_people.setdefault(person_id, set()).add(name)
                 self.report.fields_updated += 1
         return person_id
 
@@ -343,19 +343,21 @@ class Chunk(EntityWork):
 
     # --- writes --------------------------------------------------------------------------
 
-    def _feed(self) -> pl.DataFrame:
-        """The change feed's rows for this chunk's lineage: an entity's first values are its insert."""
-        created = set(self.new_people) | set(self.new_credentials)
-        return change_rows(
-            [
-                {
-                    **{k: r[k] for k in ("entity_kind", "entity_id", "field", "valid_from")},
-                    "op": "insert" if r["entity_id"] in created else "update",
-                    "cause": "promotion",
-                    "cause_id": r["proposal_id"],
-                }
-                for r in sorted(self.history, key=lambda r: (r["entity_kind"], r["entity_id"], r["field"]))
-            ]
+    def _feed(self, history: pl.DataFrame) -> pl.DataFrame:
+        """The change feed's rows for this chunk's lineage (`history_frame`'s, in its order): an
+        entity's first values are its insert."""
+        created = pl.Series([*self.new_people, *self.new_credentials], dtype=pl.String)
+        return history.select(
+            "entity_kind",
+            "entity_id",
+            "field",
+            pl.when(pl.col("entity_id").is_in(created))
+            .then(pl.lit("insert"))
+            .otherwise(pl.lit("update"))
+            .alias("op"),
+            "valid_from",
+            pl.lit("promotion").alias("cause"),
+            pl.col("proposal_id").alias("cause_id"),
         )
 
     def write(self, conn: Connection) -> None:
@@ -365,17 +367,20 @@ class Chunk(EntityWork):
                 insert(PERSON),
                 [{**r, "created_at": self.now, "updated_at": self.now} for r in self.new_people.values()],
             )
-        if self.changed_people:
-            columns = [*PERSON_COLUMNS, "updated_at", "person_id"]
+        # Only the columns that changed, people grouped by them: an UPDATE naming a column
+        # rewrites that column's index entries even when the value is the same (a new phone
+        # would move the person in the ID number, birth date and division indexes too).
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for pid, names in self.changed_people.items():
+            groups.setdefault(tuple(c for c in PERSON_COLUMNS if c in names), []).append(pid)
+        for changed, pids in sorted(groups.items()):
+            columns = [*changed, "updated_at", "person_id"]
             executemany(
                 conn,
                 PERSON,
                 f"UPDATE {PERSON.name} SET {', '.join(f'{c} = ?' for c in columns[:-1])} WHERE person_id = ?",
                 columns,
-                [
-                    (*(self.people[pid][c] for c in PERSON_COLUMNS), self.now, pid)
-                    for pid in sorted(self.changed_people)
-                ],
+                [(*(self.people[pid][c] for c in changed), self.now, pid) for pid in sorted(pids)],
             )
         if self.closes:
             closed = executemany(
@@ -391,8 +396,9 @@ class Chunk(EntityWork):
                     "nothing was written, run `govdb promote` again"
                 )
         if self.history:
-            insert_frame(conn, HISTORY, history_frame(self.history), {"recorded_at": self.now})
-            record_changes(conn, self._feed(), self.now)
+            history = history_frame(self.history)
+            insert_frame(conn, HISTORY, history, {"recorded_at": self.now})
+            record_changes(conn, self._feed(history), self.now)
         if self.conflicts:
             conn.execute(insert(CONFLICT), self.conflicts)
         if self.new_credentials:
@@ -476,4 +482,4 @@ def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
                 )
             },
         },
-    ).sort("entity_kind", "entity_id", "field")
+    ).sort("entity_kind", "entity_id", "field", maintain_order=True)  # as the feed numbers them

@@ -327,6 +327,22 @@ def driver_rows(conn: Connection, query: Any) -> Sequence[Any]:
     return driver_fetch(conn, str(compiled), params)
 
 
+def driver_mappings(conn: Connection, query: Any) -> list[dict[str, Any]]:
+    """The rows of a SELECT of table columns as dicts, values as SQLAlchemy's result gives them
+    (each column's own result processor, once per column rather than once per value): JSON
+    decoded, dates and times parsed, on either backend."""
+    columns = list(query.selected_columns)
+    names = [c.name for c in columns]
+    processors = [(i, f) for i, c in enumerate(columns) if (f := result_processor(conn, c)) is not None]
+    out: list[dict[str, Any]] = []
+    for row in driver_rows(conn, query):
+        values = list(row)
+        for i, process in processors:
+            values[i] = process(values[i])
+        out.append(dict(zip(names, values, strict=True)))
+    return out
+
+
 def driver_fetch(conn: Connection, statement: str, params: Any) -> list[Any]:
     """The rows of a statement in the driver's paramstyle, through the driver's own cursor (in the
     connection's transaction): plain tuples, where SQLAlchemy's result wraps every row in a Row

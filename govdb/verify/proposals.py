@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Text, cast, func, select
 from sqlmodel import Session
 
 from govdb.base.clock import utcnow
+from govdb.base.collector import bulk_collection
 from govdb.base.ids import uuid4_texts
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
@@ -213,6 +214,7 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
     return rows
 
 
+@bulk_collection()
 def propose_events(
     events: Engine,
     master: Engine,

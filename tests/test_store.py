@@ -160,6 +160,25 @@ def test_link_keys_are_clustered_by_their_key_and_the_rebuild_keeps_every_key(tm
     engine.dispose()
 
 
+def test_a_bulk_transaction_s_larger_page_cache_is_given_back_after_it(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from govdb.errors import StoreError
+    from govdb.store.engine import SQLITE_CACHE_KIB
+    from govdb.store.locks import writing
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'master.sqlite'}")
+    with writing(engine, cache_mib=256) as conn:
+        assert conn.execute(sa.text("PRAGMA cache_size")).scalar() == -256 * 1024
+        conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    with pytest.raises(StoreError, match="no such table"), writing(engine, cache_mib=256) as conn:
+        conn.execute(sa.text("INSERT INTO missing VALUES (1)"))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA cache_size")).scalar() == -SQLITE_CACHE_KIB
+        assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar() == 0  # the first one committed
+    engine.dispose()
+
+
 def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them(db: GovDB) -> None:
     import polars as pl
     import pytest

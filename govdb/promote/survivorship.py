@@ -351,7 +351,7 @@ class Chunk(EntityWork):
             "entity_kind",
             "entity_id",
             "field",
-            pl.when(pl.col("entity_id").is_in(created))
+            pl.when(pl.col("entity_id").is_in(created.implode()))
             .then(pl.lit("insert"))
             .otherwise(pl.lit("update"))
             .alias("op"),

@@ -15,24 +15,38 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
-from govdb.store.engine import store_errors
+from govdb.store.engine import SQLITE_CACHE_KIB, store_errors
 
 _MEMORY_LOCKS: dict[tuple[int, str], threading.Lock] = {}
 _GUARD = threading.Lock()
 
 
 @contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A transaction that holds the write lock from its start on SQLite; commits on success."""
-    with store_errors(engine), engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        yield conn
+def writing(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its start on SQLite; commits on success.
+
+    `cache_mib`: SQLite's page cache for this transaction, given back after its commit. A bulk
+    job's chunk changes B-trees at random places (link keys, lineage by entity, promotions by
+    proposal id); a county's indexes outgrow the usual cache, and every page read again costs a
+    copy from the OS."""
+    with store_errors(engine), engine.connect() as conn:
+        driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if driver is not None and cache_mib:
+            driver.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                if driver is not None:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                yield conn
+        finally:
+            if driver is not None and cache_mib:  # the pages beyond the usual cache are freed
+                with suppress(conn.dialect.loaded_dbapi.Error):  # never hides what failed
+                    driver.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # type: ignore[union-attr]
 
 
 def xact_lock(conn: Connection, name: str) -> None:

@@ -12,8 +12,10 @@ from sqlmodel import Session, col, select
 from govdb import AccessDeniedError, Actor, GovDB, JurisdictionError, NotFoundError
 from govdb.demo import COUNTY, make_people
 from govdb.errors import StateError
+from govdb.link.online import prepare_keys
+from govdb.link.reads import read_people
 from govdb.store.events import Event, Proposal
-from govdb.store.master import Conflict, FieldHistory, Issuance, Person, Promotion
+from govdb.store.master import Conflict, FieldHistory, Issuance, Person, Promotion, served_county
 
 from .conftest import TODAY, neighbour_transport
 from .test_profile import NEW_PHONE, _senior
@@ -127,6 +129,34 @@ def test_owners_list_and_resolve_their_conflicts_once(db: GovDB) -> None:
     assert db.conflicts(actor=HALL) == [] and len(db.conflicts(actor=HALL, status="all")) == 1
     # Every listing and resolution is in the audit log, which still verifies.
     assert db.verify_audit().ok
+
+
+def test_an_accepted_name_is_keyed_in_the_resolution_s_own_transaction(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the resolution's commit can leave nothing to re-key: the keys change in the
+    transaction that changes the name (a re-key after it would fail here, and is not called)."""
+    import govdb.correct.conflicts as conflicts
+    from govdb.link.reads import stored_keys
+
+    senior = _senior(db)
+    (name,) = db.conflicts(actor=POLICE)
+
+    def after_commit(*_: object, **__: object) -> int:
+        raise AssertionError("re-keyed after the commit")
+
+    monkeypatch.setattr(conflicts, "refresh_link_keys", after_commit)
+    with db.master.connect() as conn:
+        before = stored_keys(conn, [_person(db, senior.id_number).person_id])
+    db.resolve_conflict(name.conflict_id, "accept", actor=POLICE, reason="户籍已变更")
+    person = _person(db, senior.id_number)
+    with db.master.connect() as conn:
+        after = stored_keys(conn, [person.person_id])
+        expected, _ = prepare_keys(
+            db.rules.matching["person"], read_people(conn, [person.person_id]), served_county(conn)
+        )
+    assert person.name == "改名字"
+    assert sorted(after.rows()) == sorted(expected.rows()) != sorted(before.rows())
 
 
 def test_another_county_cannot_resolve_or_see_a_conflict(db: GovDB) -> None:

@@ -25,9 +25,10 @@ from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import local_today, utcnow
 from govdb.correct._writes import Where, actor_text, entity_table, feed, locate, supersede
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
-from govdb.link.online import refresh_link_keys
+from govdb.link.online import refresh_link_keys, rekey_people
+from govdb.link.reads import read_people
 from govdb.rulebook.loader import Rulebook
-from govdb.store.locks import job_lock, writing
+from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import Conflict, Credential
 from govdb.verify.decisions import standardized_amendments
 
@@ -207,6 +208,7 @@ def resolve_conflict(
         touched: list[str] = []
         # Corrections and promotions take turns (the promote job lock): none works from a stale read.
         with job_lock(events, "promote"), writing(master) as conn:
+            xact_lock(conn, "link_keys")  # first, as promote and loads: the keys change with the value
             row = conn.execute(select(CONFLICT).where(CONFLICT.c.id == conflict_id)).first()
             if row is None:
                 raise NotFoundError(
@@ -270,10 +272,15 @@ def resolve_conflict(
                 )
                 if row.entity_kind == "person" and row.field in KEYED:
                     touched.append(row.entity_id)
+            # The person's keys in the same transaction: a crash never leaves the new value keyed
+            # as the old one. Only master keyed with other rules leaves it to a whole re-key after.
+            keyed = not touched or (
+                rekey_people(conn, rules.matching["person"], read_people(conn, touched)) is not None
+            )
             resolved = conn.execute(select(CONFLICT).where(CONFLICT.c.id == conflict_id)).one()
             seen: dict[str, bool] = {}
             view = _view(conn, resolved, attempt.grant, seen)
-        if touched:
+        if not keyed:
             refresh_link_keys(master, rules.matching["person"], touched)
         return view, _outcome(seen, "changed")
 

@@ -30,7 +30,7 @@ from govdb.base.collector import bulk_collection
 from govdb.link.online import refresh_link_keys, rekey_people
 from govdb.link.reads import MASTER_COLUMNS
 from govdb.promote.entities import attach_places
-from govdb.promote.storable import unstorable
+from govdb.promote.storable import missing_entity, unstorable
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, driver_mappings, id_chunks
@@ -239,6 +239,18 @@ def _rekey(conn: Connection, rules: Rulebook, work: Chunk) -> int | None:
     return None if written is None else len(ids)
 
 
+def _without(
+    proposals: list[dict[str, Any]], aside: dict[str, str], report: PromoteReport
+) -> list[dict[str, Any]]:
+    """The proposals not set aside; those set aside counted in the report with their reasons."""
+    if not aside:
+        return proposals
+    report.set_aside += len(aside)
+    report.set_aside_ids += list(aside)
+    report.set_aside_reasons.update(aside)
+    return [p for p in proposals if p["proposal_id"] not in aside]
+
+
 def _promote_chunk(
     master: Engine,
     rules: Rulebook,
@@ -266,15 +278,18 @@ def _promote_chunk(
         fresh = [p for p in approved if p["proposal_id"] not in already]
         report.completed_after_crash += len(already)
         aside = {p["proposal_id"]: why for p in fresh if (why := unstorable(p)) is not None}
-        if aside:
-            fresh = [p for p in fresh if p["proposal_id"] not in aside]
-            report.set_aside += len(aside)
-            report.set_aside_ids += list(aside)
-            report.set_aside_reasons.update(aside)
+        fresh = _without(fresh, aside, report)
         if not fresh:
             return aside
         work = Chunk(rules, report, fingerprint)
         work.read(conn, fresh)
+        # Against master as this transaction reads it: a person reverted since approval.
+        people, numbers = set(work.people), set(work.by_id_number)
+        gone = {p["proposal_id"]: why for p in fresh if (why := missing_entity(p, people, numbers))}
+        aside |= gone
+        fresh = _without(fresh, gone, report)
+        if not fresh:
+            return aside
         touched: list[str] = []
 
         # A value holds from its event's date, never from a date still to come (a mistyped 2099

@@ -26,7 +26,6 @@ COLUMNS = {
 CREDENTIAL_WIDTH = widths(CREDENTIAL)
 FIELD_WIDTH = widths(HISTORY)["field"]  # a credential's attribute names are lineage field names
 SOURCE_WIDTH = widths(HISTORY)["source"]
-SCALAR = (str, int, float)
 
 
 def unstorable(proposal: dict[str, Any]) -> str | None:
@@ -65,13 +64,15 @@ def _lineage(proposal: dict[str, Any]) -> list[str]:
 
 
 def _columns(proposal: dict[str, Any], payload: dict[str, Any]) -> list[str]:
-    """Values for master's columns: a single value, within the column's width, dates as dates."""
+    """Values for master's columns: text, within the column's width, dates as dates."""
     width, columns = COLUMNS[proposal["entity_kind"]]
     problems = []
     for name in (c for c in columns if c in payload):
         value = payload[name]
-        if value is not None and not isinstance(value, SCALAR):
-            problems.append(f"{name} is not a single value: {shown(value)}")
+        if value is not None and not isinstance(value, str):
+            # Master's columns are text: a number or true/false is not guessed into text (SQLite
+            # and PostgreSQL would write true as 1 and as true), it is refused.
+            problems.append(f"{name} is not text: {shown(value)}")
         elif name == "birth_date" and value is not None and not _date(value):
             problems.append(f"{name} {shown(value)} is not a date written YYYY-MM-DD")
         elif name in width and value is not None and len(str(value)) > width[name]:
@@ -109,3 +110,19 @@ def _credential(payload: dict[str, Any]) -> list[str]:
         if long:
             problems.append(f"attribute name(s) longer than {FIELD_WIDTH} characters: {long}")
     return problems
+
+
+def missing_entity(proposal: dict[str, Any], people: set[str], by_id_number: set[str]) -> str | None:
+    """Why a proposal cannot be applied to master as it now is (read in the chunk's transaction),
+    or None: the person it changes is gone (a correction reverted their creation) and it does not
+    carry what a new person needs, or the person a new credential belongs to is gone."""
+    payload, entity = proposal["payload"], proposal["entity_id"]
+    where = f"proposal {proposal['proposal_id']} (event {proposal['event_id']})"
+    if proposal["entity_kind"] == "person" and entity not in people:
+        known = payload.get("id_number") in by_id_number
+        if not known and not (payload.get("id_number") and payload.get("name")):
+            gone = f"changes person {entity}, who is no longer in master" if entity else "adds a person"
+            return f"{where}: {gone}, and holds no ID number and name to register them anew"
+    if proposal["entity_kind"] == "credential" and entity not in people:
+        return f"{where}: belongs to person {shown(entity)}, who is not in master (reverted?)"
+    return None

@@ -37,7 +37,7 @@ def writing(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connect
     with store_errors(engine), engine.connect() as conn:
         driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
         if driver is not None and cache_mib:
-            driver.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # type: ignore[union-attr]
+            driver.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
         try:
             with conn.begin():
                 if driver is not None:
@@ -46,7 +46,7 @@ def writing(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connect
         finally:
             if driver is not None and cache_mib:  # the pages beyond the usual cache are freed
                 with suppress(conn.dialect.loaded_dbapi.Error):  # never hides what failed
-                    driver.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # type: ignore[union-attr]
+                    driver.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
 
 
 def xact_lock(conn: Connection, name: str) -> None:

@@ -4,6 +4,7 @@ proposal (a NUL in its payload, edited into the event store) used to fail every 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import govdb.promote
 from govdb import Actor, GovDB
 from govdb.demo import make_disability_records, make_hall_events, make_people
 from govdb.promote.storable import unstorable
+from govdb.standards.ids import make_id
 from govdb.store.engine import make_engine, migrate
 from govdb.store.events import Event, Proposal
 from govdb.store.master import Credential, FieldHistory, Person
@@ -167,7 +169,14 @@ BASE = {
         ({"entity_kind": "person", "payload": {"name": "张伟"}}, "a new person without an id_number"),
         (
             {"entity_kind": "person", "payload": {"id_number": "440605199001020011", "address": {"a": 1}}},
-            "address is not a single value: {'a': 1}",
+            "address is not text: {'a': 1}",
+        ),
+        *(
+            (
+                {"entity_kind": "person", "payload": {"id_number": "440605199001020011", "phone": value}},
+                f"phone is not text: {value}",
+            )
+            for value in (13755550009, 1.5, True)
         ),
         ({"entity_kind": "credential", "payload": {"kind": "disability"}}, "number is not text: None"),
         ({"entity_kind": "place", "payload": {"kind": "road", "name": "路" * 129}}, "name is 129 characters"),
@@ -236,3 +245,55 @@ def migrate_down(engine: sa.Engine, revision: str) -> None:
         with connection.begin():
             config.attributes["connection"] = connection
             command.downgrade(config, revision)
+
+
+def test_a_change_to_a_person_reverted_since_its_approval_is_set_aside(db: GovDB, tmp_path: Path) -> None:
+    """The bureau reverts a person's registration while a change to them waits, approved: the
+    change is set aside (it would have made a person without ID number or name, and failed every
+    promote after it), and the next promote has nothing left to fail on."""
+    register = make_people(20, seed=3, today=TODAY)
+    db.load_people(register, source="public_security")
+    home = register.row(0, named=True)["division_code"]
+    token = db.register_source("hall_window_system")
+    new_id = make_id("440106", dt.date(1970, 3, 4), 11)
+    hall = "受理编号,姓名,性别,身份证号,出生日期,联系电话,居住地址,村居代码,办理时间\n"
+    (tmp_path / "a.csv").write_text(
+        hall + f"N1,欧阳新,男,{new_id},1970-03-04,13911112222,南海区桂城街道桂澜路8号,{home},"
+        "2026-01-01 09:00\n",
+        encoding="utf-8",
+    )
+    db.ingest(tmp_path / "a.csv", source="hall_window_system", source_token=token, key_column="受理编号",
+              occurred_at_column="办理时间", service_code="hall.resident_registration")  # fmt: skip
+    db.process(today=TODAY)
+    _approve_all(db)
+    assert db.promote().people_created == 1
+    (tmp_path / "b.csv").write_text(  # a contact update needs no ID number
+        "受理编号,姓名,性别,出生日期,联系电话,居住地址,村居代码,办理时间\n"
+        f"U1,欧阳新,男,1970-03-04,13933334444,南海区桂城街道桂澜路8号,{home},2026-02-01 09:00\n",
+        encoding="utf-8",
+    )
+    db.ingest(tmp_path / "b.csv", source="hall_window_system", source_token=token, key_column="受理编号",
+              occurred_at_column="办理时间", service_code="hall.contact_update")  # fmt: skip
+    db.process(today=TODAY)
+    _approve_all(db)
+    update = next(p for p in _approved(db).values())
+    assert update.payload.get("id_number") is None
+    with db.events.connect() as conn:
+        registration = conn.execute(
+            select(PROPOSAL.c.proposal_id).where(
+                PROPOSAL.c.change == "new_person", PROPOSAL.c.state == "promoted"
+            )
+        ).scalar_one()
+    db.revert(registration, actor=Actor("sun", "department:data_bureau:440605"), reason="重复登记")
+    report = db.promote()
+    assert report.promoted == 0 and report.set_aside_ids == [update.proposal_id]
+    assert "who is no longer in master" in report.set_aside_reasons[update.proposal_id]
+    with db.events.connect() as conn:
+        state = conn.execute(
+            select(PROPOSAL.c.state).where(PROPOSAL.c.proposal_id == update.proposal_id)
+        ).scalar_one()
+    assert state == "unpromotable"
+    again = db.promote()
+    assert again.promoted == 0 and again.set_aside == 0
+    with db.master.connect() as conn:
+        assert conn.execute(select(Person.person_id).where(Person.name == "欧阳新")).first() is None

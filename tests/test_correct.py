@@ -293,6 +293,32 @@ def _update_phone(db: GovDB, person: Person, key: str, phone: str, day: str) -> 
     db.promote()
 
 
+def test_a_revert_re_keys_the_person_in_its_own_master_transaction(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restored phone and address are keyed in the transaction that restores them (a re-key
+    after it would fail here, and is not called): a crash after the commit leaves nothing stale."""
+    import govdb.correct.revert as revert
+    from govdb.link.reads import stored_keys
+
+    senior = _senior(db)
+
+    def after_commit(*_: object, **__: object) -> int:
+        raise AssertionError("re-keyed after the commit")
+
+    monkeypatch.setattr(revert, "refresh_link_keys", after_commit)
+    person_id = _person(db, senior.id_number).person_id
+    with db.master.connect() as conn:
+        before = stored_keys(conn, [person_id])
+    db.revert(_promotion_of(db, "U1"), actor=BUREAU, reason="窗口误录，非本人变更")
+    with db.master.connect() as conn:
+        after = stored_keys(conn, [person_id])
+        people = read_people(conn, [person_id])
+        expected, _ = prepare_keys(db.rules.matching["person"], people, served_county(conn))
+    assert _person(db, senior.id_number).phone == senior.phone
+    assert sorted(after.rows()) == sorted(expected.rows()) != sorted(before.rows())
+
+
 def test_reverts_keep_to_a_stack_and_a_created_person_goes(db: GovDB) -> None:
     register = make_people(5, seed=9, today=TODAY)
     db.load_people(register, source="public_security", valid_from=dt.date(2020, 1, 1))

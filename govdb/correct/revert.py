@@ -33,10 +33,11 @@ from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import utcnow
 from govdb.correct._writes import HISTORY, actor_text, entity_table, feed, locate, set_entity_field
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
-from govdb.link.online import refresh_link_keys
+from govdb.link.online import refresh_link_keys, rekey_people
+from govdb.link.reads import read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.store.events import Event, LinkExclusion, Proposal
-from govdb.store.locks import job_lock, writing
+from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import (
     Conflict,
     Credential,
@@ -382,6 +383,7 @@ def _revert_all(
         }
     reports: list[RevertReport] = []
     with writing(master) as conn:
+        xact_lock(conn, "link_keys")  # first, as promote and loads: keys change with the values
         for proposal_id in proposal_ids:
             promotion = _promotion(conn, proposal_id)
             if promotion.reverted_at is None:
@@ -399,13 +401,14 @@ def _revert_all(
                     proposal_id, promotion.entity_kind, promotion.entity_id, completed_after_crash=True
                 )
             )
-    return reports
-
-
-def _rekey(master: Engine, rules: Rulebook, reports: list[RevertReport]) -> None:
-    people = sorted({r.entity_id for r in reports if r.entity_kind == "person" and not r.entity_deleted})
-    if people:
+        # The people's keys in the same transaction: a crash never leaves a restored value keyed
+        # as the reverted one. Only master keyed with other rules leaves them to a whole re-key.
+        people = sorted({r.entity_id for r in reports if r.entity_kind == "person" and not r.entity_deleted})
+        matching = rules.matching["person"]
+        keyed = not people or rekey_people(conn, matching, read_people(conn, people)) is not None
+    if not keyed:
         refresh_link_keys(master, rules.matching["person"], people)
+    return reports
 
 
 def revert_promotion(
@@ -427,7 +430,6 @@ def revert_promotion(
             (report,) = _revert_all(events, master, rules, attempt.who, attempt, [proposal_id], reason)
             with writing(events) as conn:
                 _mark_reverted(conn, [proposal_id])
-            _rekey(master, rules, [report])
         return report, Outcome(report.restored + report.cleared + report.withdrawn_past, [], "changed")
 
     result, _ = guarded_read(master, ctx, actor, purpose=PURPOSE, action="revert", query=None, read=run)
@@ -534,7 +536,6 @@ def split_person(
                 key=("event_id",),
                 values={"link_round": EVENT.c.link_round + 1},
             )
-        _rekey(master, rules, reverts)
         fields = sorted({f for r in reverts for f in r.restored + r.cleared + r.withdrawn_past})
         return SplitReport(person_id, wanted, reverts), Outcome(fields, [], "changed")
 

@@ -276,14 +276,12 @@ def rekey_people(conn: Connection, rules: MatchingRules, people: pl.DataFrame) -
     Returns the key rows written, or None, writing nothing, when master's keys follow other rules
     or another county (then `refresh_link_keys` re-keys everyone, or refuses, as it decides).
     The caller takes `xact_lock(conn, "link_keys")` before it reads or writes people."""
-    address_hint = served_county(conn)
-    recorded = _recorded_rules(conn, rules.entity)
-    if recorded is None or recorded["fingerprint"] != key_rules_fingerprint(rules, address_hint)[0]:
+    if not link_keys_current(conn, rules):  # the check a bulk load's keys make (LoadKeys)
         return None
     if people.height == 0:
         return 0
     old = stored_keys(conn, people.get_column("person_id").to_list())
-    keys, features = prepare_keys(rules, people, address_hint)
+    keys, features = prepare_keys(rules, people, served_county(conn))
     return write_keys(conn, keys, features, old=old, replace=True)
 
 

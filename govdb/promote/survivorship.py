@@ -3,7 +3,7 @@
 `Chunk` reads the master rows a chunk of approved proposals touches (people by id and ID number,
 credentials, current lineage), applies each proposal (new person, field updates with source trust,
 conflicts for the owner, credentials, bitemporal history), then writes everything with bulk
-inserts and executemany updates in the caller's master transaction.
+inserts and set-based updates in the caller's master transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from govdb.base.clock import utcnow
 from govdb.errors import StateError
 from govdb.promote.entities import EntityWork
 from govdb.rulebook.loader import Rulebook
-from govdb.store.bulk import among, executemany, fetch_among, id_chunks, insert_frame, result_processor
+from govdb.store.bulk import among, fetch_among, id_chunks, insert_frame, result_processor, update_many
 from govdb.store.feed import record_changes
 from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion
 
@@ -374,21 +374,21 @@ class Chunk(EntityWork):
         for pid, names in self.changed_people.items():
             groups.setdefault(tuple(c for c in PERSON_COLUMNS if c in names), []).append(pid)
         for changed, pids in sorted(groups.items()):
-            columns = [*changed, "updated_at", "person_id"]
-            executemany(
+            update_many(
                 conn,
                 PERSON,
-                f"UPDATE {PERSON.name} SET {', '.join(f'{c} = ?' for c in columns[:-1])} WHERE person_id = ?",
-                columns,
+                [*changed, "updated_at"],
+                ["person_id"],
                 [(*(self.people[pid][c] for c in changed), self.now, pid) for pid in sorted(pids)],
             )
         if self.closes:
-            closed = executemany(
+            closed = update_many(
                 conn,
                 HISTORY,
-                f"UPDATE {HISTORY.name} SET valid_to = ?, closed_at = ? WHERE id = ? AND valid_to IS NULL",
-                ["valid_to", "closed_at", "id"],
+                ["valid_to", "closed_at"],
+                ["id"],
                 [(c["v_valid_to"], self.now, c["k_id"]) for c in self.closes],
+                where={"valid_to": None},
             )
             if closed != len(self.closes):
                 raise StateError(

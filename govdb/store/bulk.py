@@ -22,6 +22,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
+from govdb.store.arrays import insert_from_arrays, update_from_arrays
+
 COPY_CHUNK = 50_000
 BIND_ROWS = 100_000  # rows turned into Python values at once
 ROWS_PER_INSERT = 500  # rows of one SQLite INSERT statement (fewer when its columns are many)
@@ -122,10 +124,11 @@ def update_rows(
     """`UPDATE table SET <frame's other columns>, <constants> WHERE key = <row's key> AND <where>`
     for every row of `frame`, in the caller's transaction; returns how many rows changed.
 
-    One executemany through the driver (SQLAlchemy's parameter processing cost more than the
-    update itself). `where` holds columns to their expected values (a checked transition's state),
-    so the count tells the caller whether every row was still where it expected. JSON columns take
-    JSON text the caller serialized once; keys must be unique.
+    One executemany through the driver on SQLite (SQLAlchemy's parameter processing cost more
+    than the update itself), one statement over arrays on PostgreSQL. `where` holds columns to
+    their expected values (a checked transition's state), so the count tells the caller whether
+    every row was still where it expected. JSON columns take JSON text the caller serialized once;
+    keys must be unique.
     """
     if frame.is_empty():
         return 0
@@ -138,27 +141,26 @@ def update_rows(
         raise ValueError(f"update_rows needs one row per {key!r}")
     if any(isinstance(v, dt.datetime) and v.tzinfo is None for v in constants.values()):
         raise ValueError("a constant time must be aware (UTC), on either backend")
-    dbapi_error = conn.dialect.loaded_dbapi.Error
     changed = [c for c in frame.columns if c != key]
-    fixed = {**constants, **{f"_where_{c}": v for c, v in where.items()}}
     rows = frame.select(*changed, key)
-    if conn.dialect.name == "sqlite":  # constants as literals: each row binds only what varies
-        utf8 = _utf8(conn)
-        texts = _bound_as_text(rows, utf8=utf8)
-        rows = _sqlite_bindable(rows, utf8=utf8)
-        bound = {c: "CAST(? AS TEXT)" if c in texts else "?" for c in rows.columns}
-        bound |= {c: _sqlite_literal(v) for c, v in fixed.items()}
-    else:
-        rows = rows.with_columns(
-            pl.lit(v.astimezone(dt.UTC), pl.Datetime("us", "UTC")).alias(c)
-            if isinstance(v, dt.datetime)
-            else pl.lit(v).alias(c)
-            for c, v in fixed.items()
-        )
-        rows = rows.select(*changed, *constants, key, *[f"_where_{c}" for c in where])
-        bound = dict.fromkeys(rows.columns, "%s")
-    sets = ", ".join(f'"{c}" = {bound[c]}' for c in [*changed, *constants])
-    tests = " AND ".join(f'"{c}" = {bound[n]}' for c, n in [(key, key), *((c, f"_where_{c}") for c in where)])
+    if conn.dialect.name != "sqlite":  # the rows as array columns, constants as scalars
+        with driver_cursor(conn, f'UPDATE "{table.name}"') as cursor:
+            bound = list(_bind_rows(rows, sqlite=False))
+            return update_from_arrays(
+                cursor, conn, table, changed, [key], bound, where=where, constants=constants
+            )
+    # SQLite: constants as literals, so each row binds only what varies
+    utf8 = _utf8(conn)
+    texts = _bound_as_text(rows, utf8=utf8)
+    rows = _sqlite_bindable(rows, utf8=utf8)
+    placeholders = {c: "CAST(? AS TEXT)" if c in texts else "?" for c in rows.columns}
+    placeholders |= {c: _sqlite_literal(v) for c, v in constants.items()}
+    placeholders |= {f"_where_{c}": _sqlite_literal(v) for c, v in where.items()}
+    sets = ", ".join(f'"{c}" = {placeholders[c]}' for c in [*changed, *constants])
+    tests = " AND ".join(
+        f'"{c}" = {placeholders[n]}' for c, n in [(key, key), *((c, f"_where_{c}") for c in where)]
+    )
+    dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
         return _driver_executemany(conn, f'UPDATE "{table.name}" SET {sets} WHERE {tests}', rows)
     except dbapi_error as exc:
@@ -173,17 +175,58 @@ def executemany(
     placeholder is bound as SQLAlchemy binds a value of that column (`columns` name them in order):
     JSON and times come out as the same stored text. For a batch of a few dozen rows SQLAlchemy's
     executemany (cache key, processing per row, result) cost more than the write itself."""
+    params = _bound(conn, table, columns, rows)
+    if conn.dialect.paramstyle != "qmark":
+        statement = statement.replace("?", "%s")
+    with driver_cursor(conn, statement) as cursor:
+        cursor.executemany(statement, params)
+        return int(cursor.rowcount)
+
+
+def update_many(
+    conn: Connection,
+    table: Table,
+    sets: Sequence[str],
+    keys: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    where: Mapping[str, Any] | None = None,
+) -> int:
+    """`UPDATE table SET <sets> WHERE <keys> AND <where>` once for each row of (*set values, *key
+    values), in the caller's transaction; the rows changed. `where` holds columns to constants
+    (None: IS NULL), so the count tells whether every row was still as expected. Values are bound
+    as SQLAlchemy binds them. PostgreSQL gets one statement over arrays where the keys are unique
+    (`arrays.update_from_arrays`), SQLite one executemany."""
+    where = where or {}
+    params = _bound(conn, table, [*sets, *keys], rows)
+    if not params:
+        return 0
+    if conn.dialect.name == "postgresql" and len({tuple(r[len(sets) :]) for r in params}) == len(params):
+        with driver_cursor(conn, f'UPDATE "{table.name}"') as cursor:
+            return update_from_arrays(cursor, conn, table, sets, keys, params, where=where, constants={})
+    assignments = ", ".join(f'"{c}" = ?' for c in sets)
+    tests = [f'"{c}" = ?' for c in keys]
+    tests += [f'"{c}" IS NULL' if v is None else f'"{c}" = ?' for c, v in where.items()]
+    fixed = [v for v in where.values() if v is not None]
+    statement = f'UPDATE "{table.name}" SET {assignments} WHERE {" AND ".join(tests)}'
+    if conn.dialect.paramstyle != "qmark":
+        statement = statement.replace("?", "%s")
+    with driver_cursor(conn, statement) as cursor:
+        cursor.executemany(statement, [[*r, *fixed] for r in params])
+        return int(cursor.rowcount)
+
+
+def _bound(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> list[list[Any]]:
+    """The rows' values as SQLAlchemy binds each column (`columns` name them in order)."""
     converters = [_converter(conn, table.c[c].type) for c in columns]
     converted = [(i, f) for i, f in enumerate(converters) if f is not None]
     params = [list(row) for row in rows]
     for row in params:
         for i, convert in converted:
             row[i] = convert(row[i])
-    if conn.dialect.paramstyle != "qmark":
-        statement = statement.replace("?", "%s")
-    with driver_cursor(conn, statement) as cursor:
-        cursor.executemany(statement, params)
-        return int(cursor.rowcount)
+    return params
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -194,9 +237,13 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     columns = list(rows[0])
     if any(len(r) != len(columns) or set(r) != set(columns) for r in rows):
         raise ValueError(f"insert_rows needs the same columns in every row of {table.name}")
+    values = [tuple(r[c] for c in columns) for r in rows]
+    if conn.dialect.name == "postgresql":  # one statement over arrays
+        with driver_cursor(conn, f'INSERT INTO "{table.name}"') as cursor:
+            return insert_from_arrays(cursor, conn, table, columns, _bound(conn, table, columns, values))
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
-    return executemany(conn, table, sql, columns, [tuple(r[c] for c in columns) for r in rows])
+    return executemany(conn, table, sql, columns, values)
 
 
 def fetch_among(

@@ -18,7 +18,7 @@ import polars as pl
 from sqlalchemy import BindParameter, ClauseElement, Connection, Table, and_, bindparam, update
 
 from govdb.errors import StateError
-from govdb.store.bulk import executemany, update_rows
+from govdb.store.bulk import update_many, update_rows
 
 
 class EventStatus(StrEnum):
@@ -258,18 +258,15 @@ def _moved(
     rows: Sequence[Mapping[str, Any]],
     values: Mapping[str, Any],
 ) -> int:
-    """The general move, for composite keys and per-row values: through the driver (bulk.executemany)
-    unless a value is an SQL expression (`link_round + 1`), which SQLAlchemy's executemany writes."""
+    """The general move, for composite keys and per-row values: through the driver
+    (`bulk.update_many`: one statement over arrays on PostgreSQL) unless a value is an SQL
+    expression (`link_round + 1`), which SQLAlchemy's executemany writes."""
     if not any(isinstance(v, ClauseElement) and not isinstance(v, BindParameter) for v in values.values()):
-        sets = ", ".join(f'"{c}" = ?' for c in values)
-        tests = " AND ".join(f'"{c}" = ?' for c in [*keys, state_column])
         per_row = [(v.key if isinstance(v, BindParameter) else None, v) for v in values.values()]
         bound = [
-            (*(v if name is None else r[name] for name, v in per_row), *(r[k] for k in keys), source.value)
-            for r in rows
+            (*(v if name is None else r[name] for name, v in per_row), *(r[k] for k in keys)) for r in rows
         ]
-        sql = f'UPDATE "{table.name}" SET {sets} WHERE {tests}'
-        return executemany(conn, table, sql, [*values, *keys, state_column], bound)
+        return update_many(conn, table, list(values), keys, bound, where={state_column: source.value})
     where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys), table.c[state_column] == source.value)
     statement = update(table).where(where).values(dict(values))
     params = [

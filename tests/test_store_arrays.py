@@ -1,0 +1,158 @@
+"""Row-wise writes as set statements: `update_many` and `insert_rows` give the same rows and the
+same counts on SQLite (one executemany) and PostgreSQL (one statement over arrays)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import JSON, Column, Date, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy.exc import IntegrityError
+
+from govdb.api import GovDB
+from govdb.store.bulk import insert_rows, update_many
+from govdb.store.states import TaskState, move
+
+WHEN = dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def scratch(db: GovDB) -> Iterator[Table]:
+    """A table of composite keys, a state, JSON, a date and an aware time in the event store."""
+    table = Table(
+        "scratch_rows",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("round", Integer, primary_key=True),
+        Column("state", String(16), nullable=False),
+        Column("note", JSON),
+        Column("day", Date),
+        Column("at", DateTime(timezone=True)),
+        Column("label", String(8)),
+    )
+    table.create(db.events)
+    try:
+        yield table
+    finally:
+        table.drop(db.events)
+
+
+def _rows(db: GovDB, table: Table) -> list[tuple[object, ...]]:
+    with db.events.connect() as conn:
+        got = conn.execute(select(table).order_by(table.c.id, table.c.round)).all()
+    return [(*r[:5], r.at.replace(tzinfo=None) if r.at else None, r.label) for r in got]
+
+
+def test_insert_rows_and_update_many_write_every_type_and_count_what_still_held(
+    db: GovDB, scratch: Table
+) -> None:
+    with db.events.begin() as conn:
+        inserted = insert_rows(
+            conn,
+            scratch,
+            [
+                {
+                    "id": i,
+                    "round": 0,
+                    "state": "open",
+                    "note": {"n": i, "名": "张伟"} if i % 2 else None,
+                    "day": dt.date(2026, 1, i),
+                    "at": WHEN,
+                    "label": None,
+                }
+                for i in range(1, 6)
+            ],
+        )
+    assert inserted == 5
+    assert _rows(db, scratch)[0] == (
+        1,
+        0,
+        "open",
+        {"n": 1, "名": "张伟"},
+        dt.date(2026, 1, 1),
+        WHEN.replace(tzinfo=None),
+        None,
+    )
+    with db.events.begin() as conn:  # row 3 is no longer open: another clerk moved it
+        conn.execute(scratch.update().where(scratch.c.id == 3).values(state="done"))
+        changed = update_many(
+            conn,
+            scratch,
+            ["state", "note", "round", "label"],
+            ["id", "round"],
+            [("done", {"李": "娜"}, 1, f"L{i}", i, 0) for i in (1, 2, 3)],
+            where={"state": "open"},
+        )
+    assert changed == 2
+    got = _rows(db, scratch)
+    assert [r[:4] + r[6:] for r in got[:3]] == [
+        (1, 1, "done", {"李": "娜"}, "L1"),
+        (2, 1, "done", {"李": "娜"}, "L2"),
+        (3, 0, "done", {"n": 3, "名": "张伟"}, None),
+    ]
+    with db.events.begin() as conn:  # a constant tested for NULL: only the rows still without a label
+        assert update_many(conn, scratch, ["label"], ["id"], [("x", 1), ("y", 4)], where={"label": None}) == 1
+    assert [r[6] for r in _rows(db, scratch)] == ["L1", "L2", None, "y", None]
+
+
+def test_update_many_with_a_key_twice_counts_each_statement_alike(db: GovDB, scratch: Table) -> None:
+    """Keys given twice are not one array statement (it would change the row once): both backends
+    run the rows one by one, and the second finds the row already moved."""
+    with db.events.begin() as conn:
+        insert_rows(conn, scratch, [{"id": 1, "round": 0, "state": "open", "note": None, "day": None,
+                                     "at": None, "label": None}])  # fmt: skip
+        changed = update_many(conn, scratch, ["state"], ["id"], [("a", 1), ("b", 1)], where={"state": "open"})
+    assert changed == 1
+    assert _rows(db, scratch)[0][2] == "a"
+
+
+def test_a_refused_row_fails_the_whole_batch_as_sqlalchemy_raises(db: GovDB, scratch: Table) -> None:
+    """The arrays' statement fails as one, with SQLAlchemy's error (what the CLI recognises)."""
+    with pytest.raises(IntegrityError), db.events.begin() as conn:  # NOT NULL, either backend
+        insert_rows(conn, scratch, [{"id": i, "round": 0, "state": None if i == 2 else "open", "note": None,
+                                     "day": None, "at": None, "label": None} for i in (1, 2, 3)])  # fmt: skip
+    assert _rows(db, scratch) == []
+
+
+def test_a_move_of_tasks_with_per_row_rounds_is_one_checked_transition(db: GovDB, scratch: Table) -> None:
+    """`move` with composite keys and a per-row value (a task's round) through `update_many`."""
+    from sqlalchemy import bindparam
+
+    from govdb.errors import StateError
+
+    with db.events.begin() as conn:
+        insert_rows(conn, scratch, [{"id": i, "round": 0, "state": "open", "note": None, "day": None,
+                                     "at": None, "label": None} for i in (1, 2)])  # fmt: skip
+    rows = [{"id": i, "round": 0, "v_round": 1} for i in (1, 2)]
+    with db.events.begin() as conn:
+        moved = move(conn, scratch, "state", TaskState, TaskState.open, TaskState.waiting, rows,
+                     key=("id", "round"), values={"round": bindparam("v_round")})  # fmt: skip
+    assert moved == 2
+    assert [r[1:3] for r in _rows(db, scratch)] == [(1, "waiting"), (1, "waiting")]
+    with pytest.raises(StateError, match="2 of 2"), db.events.begin() as conn:  # round 0 is gone
+        move(conn, scratch, "state", TaskState, TaskState.waiting, TaskState.open, rows,
+             key=("id", "round"), values={"round": bindparam("v_round")})  # fmt: skip
+
+
+def test_a_column_of_mixed_python_types_is_written_as_each_backend_casts_it(
+    db: GovDB, scratch: Table
+) -> None:
+    """A number beside text in one column (what SQLite takes as its column's affinity makes it):
+    PostgreSQL's driver dumps a list of one Python type only, so such a column goes as text."""
+    with db.events.begin() as conn:
+        insert_rows(
+            conn,
+            scratch,
+            [
+                {"id": i, "round": 0, "state": "open", "note": None, "day": None, "at": None, "label": label}
+                for i, label in ((1, 7), (2, "x"), (3, None))
+            ],
+        )
+        rows = [(dt.date(1962, 7, 3), 4, 1), (dt.date(1963, 8, 4), "5", 2)]
+        assert update_many(conn, scratch, ["day", "round"], ["id"], rows) == 2
+    assert [(r[0], r[1], r[4], r[6]) for r in _rows(db, scratch)] == [
+        (1, 4, dt.date(1962, 7, 3), "7"),
+        (2, 5, dt.date(1963, 8, 4), "x"),
+        (3, 0, None, None),
+    ]

@@ -202,11 +202,12 @@ def move(
 ) -> int:
     """Move the rows identified by `key` columns from `source` to `target`, set-based.
 
-    One executemany of `UPDATE ... SET state = target WHERE key = :key AND state = source`; each
-    row of `rows` gives the key values (and the values of `values`' bind parameters). The count
-    of moved rows is checked: with `expect_all`, a row that is no longer in `source` (another
-    clerk or job moved it first) raises StateError and the caller's transaction is rolled back.
-    Returns how many rows moved.
+    `UPDATE ... SET state = target WHERE key = :key AND state = source` for each row, as one
+    executemany on SQLite and one statement over arrays on PostgreSQL; each row of `rows` gives
+    the key values (and the values of `values`' bind parameters). The count of moved rows is
+    checked: with `expect_all`, a row that is no longer in `source` (another clerk or job moved it
+    first) raises StateError and the caller's transaction is rolled back. Returns how many rows
+    moved.
     """
     check_transition(machine, source, target)
     if not rows:

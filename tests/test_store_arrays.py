@@ -30,6 +30,7 @@ def scratch(db: GovDB) -> Iterator[Table]:
         Column("day", Date),
         Column("at", DateTime(timezone=True)),
         Column("label", String(8)),
+        Column("body", String),
     )
     table.create(db.events)
     try:
@@ -156,3 +157,46 @@ def test_a_column_of_mixed_python_types_is_written_as_each_backend_casts_it(
         (2, 5, dt.date(1963, 8, 4), "x"),
         (3, 0, None, None),
     ]
+
+
+def test_text_that_looks_like_array_syntax_or_null_comes_back_as_written(db: GovDB, scratch: Table) -> None:
+    """Values an array literal would misread (NULL, braces, commas, quotes, backslashes, spaces)
+    are written and updated exactly, text and JSON alike."""
+    hostile = [
+        "NULL",
+        "null",
+        "a,b",
+        '{"x":1}',
+        'q"uote',
+        "back\\slash",
+        "{}",
+        "",
+        " lead ",
+        "中文",
+        "t\tn\n",
+    ]
+    with db.events.begin() as conn:
+        insert_rows(
+            conn,
+            scratch,
+            [
+                {
+                    "id": i,
+                    "round": 0,
+                    "state": "open",
+                    "note": {"v": v} if i % 2 else v,
+                    "day": None,
+                    "at": None,
+                    "label": None,
+                    "body": v,
+                }
+                for i, v in enumerate(hostile)
+            ],
+        )
+        rows = [(f"{v}!", {"w": v}, i) for i, v in enumerate(hostile)]
+        assert update_many(conn, scratch, ["body", "note"], ["id"], rows, where={"state": "open"}) == len(
+            hostile
+        )
+    with db.events.connect() as conn:
+        got = conn.execute(select(scratch.c.body, scratch.c.note).order_by(scratch.c.id)).all()
+    assert [tuple(r) for r in got] == [(f"{v}!", {"w": v}) for v in hostile]

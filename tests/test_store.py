@@ -180,9 +180,11 @@ def test_a_bulk_transaction_s_larger_page_cache_is_given_back_after_it(tmp_path:
 
 
 def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them(db: GovDB) -> None:
+    from typing import Any
+
     import polars as pl
     import pytest
-    from sqlalchemy import text
+    from sqlalchemy import event, text
 
     from govdb.store.bulk import indexes_deferred, insert_frame
     from govdb.store.locks import writing
@@ -216,18 +218,24 @@ def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them
         raise RuntimeError("the load fails half way")
     assert indexes() == before  # rolled back with the rows
 
+    def sent(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
     with writing(db.master) as conn:
         conn.exec_driver_sql("SELECT 1")
         listen = conn.connection.driver_connection
         if conn.dialect.name == "sqlite":
             listen.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        else:
+            event.listen(conn, "before_cursor_execute", sent)
         with indexes_deferred(conn, table, rows.height):
             insert_frame(conn, table, rows)
         if conn.dialect.name == "sqlite":
             listen.set_trace_callback(None)  # type: ignore[union-attr]
-            # more rows than the table held: dropped and rebuilt, one sort instead of 500 inserts
-            assert any(s.strip().startswith("DROP INDEX") for s in statements)
-            assert any(s.strip().startswith("CREATE INDEX ix_linkkey_person_id") for s in statements)
+        # SQLite: more rows than the table held; PostgreSQL: an empty table, taken exclusively.
+        # Dropped and rebuilt: one sort instead of 500 inserts.
+        assert any(s.strip().startswith("DROP INDEX") for s in statements)
+        assert any(s.strip().startswith("CREATE INDEX ix_linkkey_person_id") for s in statements)
     assert indexes() == before
     with db.master.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM linkkey WHERE person_id = 'P7'")).scalar() == 10
@@ -246,11 +254,42 @@ def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them
         conn.exec_driver_sql("SELECT 1")
         if conn.dialect.name == "sqlite":
             conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        else:
+            event.listen(conn, "before_cursor_execute", sent)
         with indexes_deferred(conn, table, 3):
             insert_frame(conn, table, pl.DataFrame({"key": ["x1", "x2", "x3"], "person_id": ["P1"] * 3}))
         if conn.dialect.name == "sqlite":
             conn.connection.driver_connection.set_trace_callback(None)  # type: ignore[union-attr]
     assert not any("INDEX" in s for s in statements)
+
+
+def test_postgres_keeps_the_indexes_of_an_empty_table_another_transaction_holds(db: GovDB) -> None:
+    """Deferring takes the table exclusively, and only when no one else holds it (NOWAIT): a
+    reader's open transaction, or a second first ingest that read the table too, is neither
+    blocked nor deadlocked; the insert keeps the indexes, and the transaction goes on."""
+    import polars as pl
+    from sqlalchemy import event, text
+
+    from govdb.store.bulk import indexes_deferred, insert_frame
+    from govdb.store.locks import writing
+    from govdb.store.master import LinkKey
+
+    if db.master.dialect.name != "postgresql":
+        pytest.skip("SQLite's writer holds the whole database; nothing else holds a table")
+    table = LinkKey.__table__  # type: ignore[attr-defined]
+    rows = pl.DataFrame({"key": [f"k{i}" for i in range(50)], "person_id": ["P1"] * 50})
+    statements: list[str] = []
+    with db.master.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM linkkey")).scalar()  # holds it until it ends
+        with writing(db.master) as conn:
+            event.listen(conn, "before_cursor_execute", lambda c, cur, s, *a: statements.append(s))
+            with indexes_deferred(conn, table, rows.height):
+                insert_frame(conn, table, rows)
+        reader.rollback()
+    assert any("NOWAIT" in s for s in statements)
+    assert not any("DROP INDEX" in s or "CREATE INDEX" in s for s in statements)
+    with db.master.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM linkkey")).scalar() == 50
 
 
 def test_a_bulk_insert_stores_text_and_bytes_exactly_however_they_are_bound(db: GovDB) -> None:

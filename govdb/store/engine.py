@@ -270,6 +270,11 @@ _HINTS: tuple[tuple[str, type[StoreError], str], ...] = (
         "create the database (createdb NAME) or fix the URL",
     ),
     ("password authentication failed", StoreUnavailableError, "check the user and password of the URL"),
+    (
+        "could not create unique index",
+        StoreError,
+        "two rows of this write share a value the index keeps unique; nothing was written",
+    ),
     ("connection", *_DOWN),
     ("could not connect", *_DOWN),
     ("unable to open", StoreUnavailableError, "check that the folder exists and is writable"),

@@ -200,3 +200,50 @@ def test_text_that_looks_like_array_syntax_or_null_comes_back_as_written(db: Gov
     with db.events.connect() as conn:
         got = conn.execute(select(scratch.c.body, scratch.c.note).order_by(scratch.c.id)).all()
     assert [tuple(r) for r in got] == [(f"{v}!", {"w": v}) for v in hostile]
+
+
+def test_a_key_longer_than_its_column_finds_no_row_and_a_long_value_is_refused(
+    db: GovDB, scratch: Table
+) -> None:
+    """Nothing is cut to a column's length on the way: a key longer than the column matches no
+    row (a checked move finds it gone), and a value too long for the column fails the batch on
+    PostgreSQL, as a single statement would (SQLite keeps text of any length)."""
+    from sqlalchemy.exc import DBAPIError
+
+    with db.events.begin() as conn:
+        insert_rows(conn, scratch, [{"id": 1, "round": 0, "state": "open", "note": None, "day": None,
+                                     "at": None, "label": "ABCDEFGH", "body": None}])  # fmt: skip
+        moved = update_many(
+            conn, scratch, ["body"], ["label"], [("moved", "ABCDEFGH-x")], where={"state": "open"}
+        )
+        assert moved == 0
+        statelike = update_many(
+            conn, scratch, ["body"], ["id"], [("moved", 1)], where={"state": "open-but-longer!"}
+        )
+        assert statelike == 0
+    if db.events.dialect.name == "postgresql":
+        with pytest.raises(DBAPIError, match="too long"), db.events.begin() as conn:
+            update_many(conn, scratch, ["label"], ["id"], [("ABCDEFGHIJ", 1)])
+        with pytest.raises(DBAPIError, match="too long"), db.events.begin() as conn:
+            insert_rows(conn, scratch, [{"id": 2, "round": 0, "state": "open", "note": None, "day": None,
+                                         "at": None, "label": "ABCDEFGHIJ", "body": None}])  # fmt: skip
+    assert [(r[0], r[6]) for r in _rows(db, scratch)] == [(1, "ABCDEFGH")]
+
+
+def test_update_rows_tests_an_expected_null_alike_and_numbers_mixed_with_floats_go_in(
+    db: GovDB, scratch: Table
+) -> None:
+    import polars as pl
+
+    from govdb.store.bulk import update_rows
+
+    with db.events.begin() as conn:
+        insert_rows(conn, scratch, [{"id": i, "round": 0, "state": "open", "note": None, "day": None,
+                                     "at": None, "label": None if i == 1 else "x", "body": None}
+                                    for i in (1, 2)])  # fmt: skip
+        frame = pl.DataFrame({"id": [1, 2], "body": ["b1", "b2"]})
+        assert update_rows(conn, scratch, frame, key="id", where={"label": None}) == 1
+        assert update_many(conn, scratch, ["round"], ["id"], [(5, 1), (6.0, 2)]) == 2
+    assert [(r[0], r[1]) for r in _rows(db, scratch)] == [(1, 5), (2, 6)]
+    with db.events.connect() as conn:
+        assert conn.execute(select(scratch.c.body).order_by(scratch.c.id)).scalars().all() == ["b1", None]

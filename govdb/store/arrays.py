@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Float, Integer, Numeric, String, Table
 
 ARRAY_ROWS = 100_000  # rows of one statement
 
@@ -27,7 +27,15 @@ def _unnest(conn: Connection, table: Table, columns: Sequence[str]) -> str:
 
 
 def _type(conn: Connection, table: Table, column: str) -> str:
-    return str(table.c[column].type.compile(dialect=conn.dialect))
+    """The column's type without its length or precision: a cast to `varchar(8)` cuts a longer
+    value to 8 characters silently (a key `ABCDEFGH-x` would find the row `ABCDEFGH`), where the
+    assignment of an unbounded value refuses it and a comparison matches nothing."""
+    impl = table.c[column].type.dialect_impl(conn.dialect)
+    if isinstance(impl, String):
+        return "TEXT"
+    if isinstance(impl, Numeric) and not isinstance(impl, Float | Integer):
+        return "NUMERIC"
+    return str(impl.compile(dialect=conn.dialect))
 
 
 def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -36,7 +44,10 @@ def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     as text, which the server casts to the column's type as it would each value."""
     columns = [list(column) for column in zip(*rows, strict=True)]
     for i, column in enumerate(columns):
-        if len({type(v) for v in column if v is not None}) > 1:
+        kinds = {type(v) for v in column if v is not None}
+        if kinds == {int, float}:  # as float8, which the column's cast rounds as an assignment would
+            columns[i] = [None if v is None else float(v) for v in column]
+        elif len(kinds) > 1:
             columns[i] = [None if v is None else _text(v) for v in column]
     return columns
 

@@ -119,7 +119,7 @@ def update_rows(
     frame: pl.DataFrame,
     *,
     key: str,
-    where: dict[str, str] | None = None,
+    where: dict[str, str | None] | None = None,
     constants: dict[str, Constant] | None = None,
 ) -> int:
     """`UPDATE table SET <frame's other columns>, <constants> WHERE key = <row's key> AND <where>`
@@ -127,9 +127,9 @@ def update_rows(
 
     One executemany through the driver on SQLite (SQLAlchemy's parameter processing cost more
     than the update itself), one statement over arrays on PostgreSQL. `where` holds columns to
-    their expected values (a checked transition's state), so the count tells the caller whether
-    every row was still where it expected. JSON columns take JSON text the caller serialized once;
-    keys must be unique.
+    their expected values (a checked transition's state; None: IS NULL), so the count tells the
+    caller whether every row was still where it expected. JSON columns take JSON text the caller
+    serialized once; keys must be unique.
     """
     if frame.is_empty():
         return 0
@@ -156,10 +156,10 @@ def update_rows(
     rows = _sqlite_bindable(rows, utf8=utf8)
     placeholders = {c: "CAST(? AS TEXT)" if c in texts else "?" for c in rows.columns}
     placeholders |= {c: _sqlite_literal(v) for c, v in constants.items()}
-    placeholders |= {f"_where_{c}": _sqlite_literal(v) for c, v in where.items()}
     sets = ", ".join(f'"{c}" = {placeholders[c]}' for c in [*changed, *constants])
     tests = " AND ".join(
-        f'"{c}" = {placeholders[n]}' for c, n in [(key, key), *((c, f"_where_{c}") for c in where)]
+        [f'"{key}" = {placeholders[key]}']
+        + [f'"{c}" IS NULL' if v is None else f'"{c}" = {_sqlite_literal(v)}' for c, v in where.items()]
     )
     dbapi_error = conn.dialect.loaded_dbapi.Error
     try:

@@ -19,9 +19,9 @@ ARRAY_ROWS = 100_000  # rows of one statement
 
 
 def _unnest(conn: Connection, table: Table, columns: Sequence[str]) -> str:
-    """`unnest(%s::T0[], ...) AS v(c0, ...)`: each column an array cast to its column's own type
-    (JSON text or psycopg's Json, times, bounded text), named by position so that a column may be
-    both set and tested (a task's round)."""
+    """`unnest(%s::T0[], ...) AS v(c0, ...)`: each column an array cast to its column's type
+    without bounds (`_type`), named by position so that a column may be both set and tested (a
+    task's round)."""
     arrays = ", ".join(f"%s::{_type(conn, table, c)}[]" for c in columns)
     return f"unnest({arrays}) AS v({', '.join(f'c{i}' for i in range(len(columns)))})"
 
@@ -40,8 +40,8 @@ def _type(conn: Connection, table: Table, column: str) -> str:
 
 def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """The rows' columns as lists. psycopg dumps a list of one Python type only: a column that
-    mixes them (a birth date read from master as a date beside one from a payload as text) goes
-    as text, which the server casts to the column's type as it would each value."""
+    mixes them (a number beside its text) goes as text, which the server casts to the column's
+    type as it would each value."""
     columns = [list(column) for column in zip(*rows, strict=True)]
     for i, column in enumerate(columns):
         kinds = {type(v) for v in column if v is not None}

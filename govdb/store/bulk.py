@@ -444,13 +444,13 @@ def indexes_deferred(
     PostgreSQL defers them only into an empty table (a county's first load or ingest): dropping
     an index locks the table's readers out until the commit, and an empty table has nothing to
     serve them meanwhile. The build gets a larger sort memory for the transaction. A 100,000-person
-    load took 0.74 of its time (benchmarks/RESULTS.md).
+    load took 0.73 of its time (benchmarks/RESULTS.md).
     """
     deferred = []
-    if conn.dialect.name == "postgresql" and incoming:
-        deferrable = [ix for ix in table.indexes if unique is None or ix.unique == unique]
+    deferrable = [ix for ix in table.indexes if unique is None or ix.unique == unique]
+    if conn.dialect.name == "postgresql" and incoming and deferrable:
         empty = f'SELECT NOT EXISTS (SELECT 1 FROM "{table.name}")'
-        if deferrable and conn.execute(text(empty)).scalar() and _pg_exclusive(conn, table):
+        if conn.execute(text(empty)).scalar() and _pg_exclusive(conn, table):
             deferred = deferrable  # rows another transaction committed meanwhile go in the build too
             conn.execute(text(f"SET LOCAL maintenance_work_mem = '{PG_BUILD_MEMORY}'"))
     if conn.dialect.name == "sqlite" and incoming:
@@ -460,7 +460,7 @@ def indexes_deferred(
         else:
             held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
         if incoming > held:  # max(rowid) never undercounts what the table holds
-            deferred = [ix for ix in table.indexes if unique is None or ix.unique == unique]
+            deferred = deferrable
     for index in deferred:
         conn.execute(DropIndex(index, if_exists=True))
     yield

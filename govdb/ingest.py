@@ -41,6 +41,7 @@ from govdb.store.bulk import (
 )
 from govdb.store.engine import store_errors
 from govdb.store.events import KEY_MAX, SOURCE_MAX, Event, IngestBatch, Quarantine
+from govdb.store.locks import xact_lock
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
 INSERT_CHUNK = 20_000  # events per statement, so progress moves on a large file
@@ -220,7 +221,7 @@ def _standard_columns(
 def _lock_source(conn: Connection, source: str) -> None:
     """Serialize ingests of one source until the transaction ends."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"govdb.ingest:{source}"})
+        xact_lock(conn, f"ingest:{source}")
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 

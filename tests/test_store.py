@@ -217,6 +217,13 @@ def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them
         insert_frame(conn, table, rows)
         raise RuntimeError("the load fails half way")
     assert indexes() == before  # rolled back with the rows
+    if db.master.dialect.name == "sqlite":  # a caller that swallows the failure and commits
+        with writing(db.master) as conn:
+            with pytest.raises(RuntimeError), indexes_deferred(conn, table, rows.height):
+                insert_frame(conn, table, rows)
+                raise RuntimeError("a progress callback fails")
+            conn.execute(text("DELETE FROM linkkey"))
+        assert indexes() == before  # built again before the failure went on
 
     def sent(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
         statements.append(statement)
@@ -737,3 +744,35 @@ def test_a_bulk_insert_binds_times_of_the_frame_as_text_in_every_slice(
             )
             assert kinds.all() == [("text", "text")]
     assert got == at
+
+
+def test_job_locks_belong_to_one_store_not_to_the_whole_postgres_database(db: GovDB, tmp_path: Path) -> None:
+    """PostgreSQL's advisory locks are the database's: a second store in another schema of it
+    takes its own `promote` and `link_keys` locks at once, while a second connection to the same
+    store waits for them (here: times out)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from govdb.store.locks import job_lock, xact_lock
+
+    from .conftest import open_backend
+
+    if db.events.dialect.name != "postgresql":
+        pytest.skip("SQLite's locks are files beside each store")
+    with (
+        open_backend("postgresql", tmp_path / "other", db.rules) as other,
+        job_lock(db.events, "promote"),
+        db.master.connect() as holder,
+    ):
+        xact_lock(holder, "link_keys")
+        for engine, name in ((other.events, "promote"), (other.master, "link_keys")):
+            with engine.connect() as conn:
+                conn.execute(text("SET lock_timeout = '5s'"))
+                xact_lock(conn, name)  # another store: granted at once
+                conn.rollback()
+        for engine, name in ((db.events, "promote"), (db.master, "link_keys")):
+            with engine.connect() as conn:
+                conn.execute(text("SET lock_timeout = '200ms'"))
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    xact_lock(conn, name)  # the same store: waits for the holder
+        holder.rollback()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import JSON, Column, Date, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.sql.sqltypes import AutoString
 
 from govdb.api import GovDB
 from govdb.store.bulk import insert_rows, update_many
@@ -19,7 +20,8 @@ WHEN = dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.UTC)
 
 @pytest.fixture
 def scratch(db: GovDB) -> Iterator[Table]:
-    """A table of composite keys, a state, JSON, a date and an aware time in the event store."""
+    """A table of composite keys, a state, JSON, a date, an aware time and bounded text (typed as
+    the models type it) in the event store."""
     table = Table(
         "scratch_rows",
         MetaData(),
@@ -29,7 +31,7 @@ def scratch(db: GovDB) -> Iterator[Table]:
         Column("note", JSON),
         Column("day", Date),
         Column("at", DateTime(timezone=True)),
-        Column("label", String(8)),
+        Column("label", AutoString(8)),  # as the models declare their text (a TypeDecorator)
         Column("body", String),
     )
     table.create(db.events)

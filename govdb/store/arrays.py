@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Float, Integer, Numeric, String, Table
+from sqlalchemy import Connection, Float, Integer, Numeric, String, Table, TypeDecorator
 
 ARRAY_ROWS = 100_000  # rows of one statement
 
@@ -31,6 +31,8 @@ def _type(conn: Connection, table: Table, column: str) -> str:
     value to 8 characters silently (a key `ABCDEFGH-x` would find the row `ABCDEFGH`), where the
     assignment of an unbounded value refuses it and a comparison matches nothing."""
     impl = table.c[column].type.dialect_impl(conn.dialect)
+    if isinstance(impl, TypeDecorator):  # the models' text is sqlmodel's AutoString over String(n)
+        impl = impl.load_dialect_impl(conn.dialect)
     if isinstance(impl, String):
         return "TEXT"
     if isinstance(impl, Numeric) and not isinstance(impl, Float | Integer):

@@ -463,7 +463,16 @@ def indexes_deferred(
             deferred = deferrable
     for index in deferred:
         conn.execute(DropIndex(index, if_exists=True))
-    yield
+    try:
+        yield
+    except BaseException:
+        # The caller's transaction should now roll back, and the indexes with it; should it go on
+        # and commit instead, the table must not be left without them. On PostgreSQL a failed
+        # statement has aborted the transaction and no build can run: nothing can commit there.
+        with suppress(DBAPIError):
+            for index in deferred:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+        raise
     for index in deferred:
         conn.execute(CreateIndex(index))
 

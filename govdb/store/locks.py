@@ -11,7 +11,6 @@ lock behind.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -53,12 +52,17 @@ def xact_lock(conn: Connection, name: str) -> None:
     """Serialize the rest of this transaction with others taking the same lock (PostgreSQL: an
     advisory lock released at commit; SQLite: `writing` already holds the one write lock)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key(name)})
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_KEY})"), {"name": _name(name)})
 
 
-def _key(name: str) -> int:
-    """A stable signed 64-bit advisory lock key for a job name."""
-    return int.from_bytes(hashlib.sha256(f"govdb.job:{name}".encode()).digest()[:8], "big", signed=True)
+# PostgreSQL's advisory locks belong to the database, not the schema: the key names the schema the
+# connection works in (a store's search_path), so two stores in one database (a test's schemas, two
+# deployments) never wait for each other's jobs, while every connection to one store shares them.
+_PG_KEY = "hashtextextended(:name || '@' || current_schema(), 0)"
+
+
+def _name(name: str) -> str:
+    return f"govdb.job:{name}"
 
 
 @contextmanager
@@ -66,12 +70,12 @@ def job_lock(engine: Engine, name: str) -> Iterator[None]:
     """Hold the lock of job `name` on this store until the block ends; others wait for it."""
     if engine.dialect.name == "postgresql":
         with store_errors(engine), engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _key(name)})
+            conn.execute(text(f"SELECT pg_advisory_lock({_PG_KEY})"), {"name": _name(name)})
             conn.commit()
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
+                conn.execute(text(f"SELECT pg_advisory_unlock({_PG_KEY})"), {"name": _name(name)})
                 conn.commit()
         return
     database = engine.url.database

@@ -50,7 +50,7 @@ from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.store.counts import table_counts
 from govdb.store.engine import StoreConfig, checkpoint_in_background, make_engine, migrate, refresh_statistics
 from govdb.store.feed import ChangePage, read_changes
-from govdb.store.locks import job_lock, writing
+from govdb.store.locks import job_lock, reading, writing
 from govdb.store.master import OrgUnit, served_county
 from govdb.store.states import Outcome
 from govdb.verify import (
@@ -335,7 +335,7 @@ class GovDB:
         self, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
     ) -> list[TaskView]:
         """Tasks in `state` (open by default; None for all), oldest first, optionally of one unit."""
-        with self.events.connect() as conn:
+        with reading(self.events) as conn:
             return list_tasks(conn, unit_id=unit_id, state=state, limit=limit)
 
     def decide(
@@ -366,9 +366,9 @@ class GovDB:
         if decisions is None or isinstance(decisions, (str, bytes, dict)):
             raise StateError("decisions are a list of mappings such as {'task_id': 12, 'outcome': 'approve'}")
         batch = list(decisions)
-        with Session(self.master) as ms:
+        with reading(self.master) as master, Session(bind=master) as ms:
             who = resolve(ms, actor)
-            units, master = self._unit_index(ms), ms.connection()
+            units = self._unit_index(ms)
             homes = functools.partial(current_homes, master, units=units)  # read once rows are locked
             with writing(self.events) as conn:
                 return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)

@@ -249,3 +249,85 @@ def test_update_rows_tests_an_expected_null_alike_and_numbers_mixed_with_floats_
     assert [(r[0], r[1]) for r in _rows(db, scratch)] == [(1, 5), (2, 6)]
     with db.events.connect() as conn:
         assert conn.execute(select(scratch.c.body).order_by(scratch.c.id)).scalars().all() == ["b1", None]
+
+
+def _scratch_rows(ids: range, state: str = "open") -> list[dict[str, object]]:
+    return [{"id": i, "round": 0, "state": state, "note": None, "day": None, "at": None, "label": None}
+            for i in ids]  # fmt: skip
+
+
+def test_move_all_writes_moves_and_inserts_together_and_refuses_them_all_if_one_row_moved(
+    db: GovDB, scratch: Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's moves and the rows inserted with them: one statement on PostgreSQL, one after the
+    other on SQLite, the same rows either way. A row another clerk moved first refuses the whole
+    batch, and the caller's transaction keeps nothing of it."""
+    from sqlalchemy import bindparam
+
+    from govdb.store import arrays
+    from govdb.store.states import Move, StateError, move_all
+
+    statements: list[int] = []
+    together = arrays.together
+    monkeypatch.setattr(arrays, "together", lambda c, s: statements.append(len(s)) or together(c, s))
+    log = Table("scratch_log", MetaData(), Column("id", Integer, primary_key=True), Column("what", String))
+    log.create(db.events)
+    try:
+        with db.events.begin() as conn:
+            insert_rows(conn, scratch, _scratch_rows(range(1, 5)) + _scratch_rows(range(5, 7), "waiting"))
+        per_row = {"round": bindparam("v_round")}
+        approve = Move(
+            scratch,
+            "state",
+            TaskState,
+            TaskState.open,
+            TaskState.approved,
+            [{"id": i, "round": 0, "v_round": 0} for i in (1, 2)],
+            ("id", "round"),
+            per_row,
+        )
+        reopen = Move(scratch, "state", TaskState, TaskState.waiting, TaskState.open,
+                      [{"id": 5, "round": 0, "v_round": 1}], ("id", "round"), per_row)  # fmt: skip
+        with db.events.begin() as conn:
+            move_all(conn, [approve, reopen], [(log, [{"id": 1, "what": "a"}, {"id": 2, "what": "b"}])])
+        assert [r[1:3] for r in _rows(db, scratch)] == [
+            (0, "approved"),
+            (0, "approved"),
+            (0, "open"),
+            (0, "open"),
+            (1, "open"),
+            (0, "waiting"),
+        ]
+        assert statements == ([3] if db.events.dialect.name == "postgresql" else [])
+        two = [{"id": i, "round": 0, "v_round": 0} for i in (2, 3)]
+        stale = Move(
+            scratch, "state", TaskState, TaskState.open, TaskState.rejected, two, ("id", "round"), per_row
+        )
+        with pytest.raises(StateError, match="1 of 2 scratch_rows"), db.events.begin() as conn:
+            move_all(conn, [stale], [(log, [{"id": 3, "what": "c"}])])
+        with db.events.connect() as conn:
+            assert conn.execute(select(log.c.id).order_by(log.c.id)).scalars().all() == [1, 2]
+        assert [r[2] for r in _rows(db, scratch)][2] == "open"
+    finally:
+        log.drop(db.events)
+
+
+def test_move_all_runs_apart_what_one_statement_would_not_see(db: GovDB, scratch: Table) -> None:
+    """One statement sees none of its own changes: two moves of the same row (open, then on to
+    approved) and a key given twice run one after the other, with the outcome and the count of
+    moving them in order, on both backends."""
+    from govdb.store.states import Move, StateError, move_all
+
+    with db.events.begin() as conn:
+        insert_rows(conn, scratch, _scratch_rows(range(1, 3), "waiting"))
+    first, key = [{"id": 1, "round": 0}], ("id", "round")
+    opened = Move(scratch, "state", TaskState, TaskState.waiting, TaskState.open, first, key)
+    approved = Move(scratch, "state", TaskState, TaskState.open, TaskState.approved, first, key)
+    with db.events.begin() as conn:
+        move_all(conn, [opened, approved])
+    assert [r[2] for r in _rows(db, scratch)] == ["approved", "waiting"]
+    twice = Move(scratch, "state", TaskState, TaskState.waiting, TaskState.open,
+                 [{"id": 2, "round": 0}, {"id": 2, "round": 0}], ("id", "round"))  # fmt: skip
+    with pytest.raises(StateError, match="1 of 2"), db.events.begin() as conn:
+        move_all(conn, [twice])
+    assert [r[2] for r in _rows(db, scratch)] == ["approved", "waiting"]

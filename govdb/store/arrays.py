@@ -62,6 +62,41 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def update_statement(
+    conn: Connection,
+    table: Table,
+    sets: Sequence[str],
+    keys: Sequence[str],
+    *,
+    where: Mapping[str, Any],
+    constants: Mapping[str, Any],
+) -> str:
+    """`UPDATE table SET <sets>, <constants> FROM unnest(...) WHERE <keys> = ... AND <where>`; its
+    parameters are `update_params`. An expected value of `where` (a state) is joined as one more
+    array column, not compared with a constant: against a constant, stale statistics (a state that
+    was rare at the last ANALYZE) let the planner read every row in that state through its index
+    and hash them, 27 ms for twenty tasks; joined, each row is found by its key. None stays a
+    test: `IS NULL`."""
+    expected = [c for c, v in where.items() if v is not None]
+    columns = [*sets, *keys, *expected]
+    assignments = [f'"{c}" = v.c{i}' for i, c in enumerate(sets)]
+    assignments += [f'"{c}" = %s::{_type(conn, table, c)}' for c in constants]
+    tests = [f'"{table.name}"."{k}" = v.c{len(sets) + i}' for i, k in enumerate([*keys, *expected])]
+    tests += [f'"{table.name}"."{c}" IS NULL' for c, v in where.items() if v is None]
+    return (
+        f'UPDATE "{table.name}" SET {", ".join(assignments)} FROM {_unnest(conn, table, columns)} '
+        f"WHERE {' AND '.join(tests)}"
+    )
+
+
+def update_params(
+    rows: Sequence[Sequence[Any]], *, where: Mapping[str, Any], constants: Mapping[str, Any]
+) -> tuple[Any, ...]:
+    """The parameters of `update_statement` for these rows of (*set values, *key values)."""
+    fixed = tuple(v for v in where.values() if v is not None)
+    return (*constants.values(), *_arrays([(*row, *fixed) for row in rows]))
+
+
 def update_from_arrays(
     cursor: Any,
     conn: Connection,
@@ -73,42 +108,50 @@ def update_from_arrays(
     where: Mapping[str, Any],
     constants: Mapping[str, Any],
 ) -> int:
-    """`UPDATE table SET <sets>, <constants> WHERE <keys> = ... AND <where>` for every row of
-    (*set values, *key values), as one statement per ARRAY_ROWS rows; the rows changed. The keys
-    must be unique across `rows` (a target row is changed at most once per statement: the caller
-    checks).
-
-    An expected value of `where` (a state) is joined as one more array column, not compared with a
-    constant: against a constant, stale statistics (a state that was rare at the last ANALYZE) let
-    the planner read every row in that state through its index and hash them, 27 ms for twenty
-    tasks; joined, each row is found by its key. None stays a test: `IS NULL`."""
-    expected = {c: v for c, v in where.items() if v is not None}
-    columns = [*sets, *keys, *expected]
-    assignments = [f'"{c}" = v.c{i}' for i, c in enumerate(sets)]
-    assignments += [f'"{c}" = %s::{_type(conn, table, c)}' for c in constants]
-    tests = [f'"{table.name}"."{k}" = v.c{len(sets) + i}' for i, k in enumerate([*keys, *expected])]
-    tests += [f'"{table.name}"."{c}" IS NULL' for c, v in where.items() if v is None]
-    statement = (
-        f'UPDATE "{table.name}" SET {", ".join(assignments)} FROM {_unnest(conn, table, columns)} '
-        f"WHERE {' AND '.join(tests)}"
-    )
-    fixed = tuple(expected.values())
+    """`update_statement` for every row of (*set values, *key values), one statement per
+    ARRAY_ROWS rows; the rows changed. The keys must be unique across `rows` (a target row is
+    changed at most once per statement: the caller checks)."""
+    statement = update_statement(conn, table, sets, keys, where=where, constants=constants)
     changed = 0
     for start in range(0, len(rows), ARRAY_ROWS):
-        part = [(*row, *fixed) for row in rows[start : start + ARRAY_ROWS]]
-        cursor.execute(statement, (*constants.values(), *_arrays(part)))
+        part = rows[start : start + ARRAY_ROWS]
+        cursor.execute(statement, update_params(part, where=where, constants=constants))
         changed += int(cursor.rowcount)
     return changed
+
+
+def insert_statement(conn: Connection, table: Table, columns: Sequence[str]) -> str:
+    """`INSERT INTO table (<columns>) SELECT FROM unnest(...)`; its parameters are `_arrays(rows)`."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f'INSERT INTO "{table.name}" ({names}) SELECT * FROM {_unnest(conn, table, columns)}'
 
 
 def insert_from_arrays(
     cursor: Any, conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> int:
-    """`INSERT INTO table (<columns>) SELECT FROM unnest(...)`, one statement per ARRAY_ROWS rows."""
-    names = ", ".join(f'"{c}"' for c in columns)
-    statement = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM {_unnest(conn, table, columns)}'
+    """`insert_statement`, one statement per ARRAY_ROWS rows."""
+    statement = insert_statement(conn, table, columns)
     inserted = 0
     for start in range(0, len(rows), ARRAY_ROWS):
-        cursor.execute(statement, _arrays(rows[start : start + ARRAY_ROWS]))
+        cursor.execute(statement, insert_params(rows[start : start + ARRAY_ROWS]))
         inserted += int(cursor.rowcount)
     return inserted
+
+
+def insert_params(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+    return tuple(_arrays(rows))
+
+
+def together(cursor: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+    """Run several writes as one statement, one round trip: `WITH w0 AS (<write> RETURNING 1), ...
+    SELECT (SELECT count(*) FROM w0), ...`; the rows each wrote. They all see the table as it was
+    before the statement and none sees another's rows, so they must touch different rows (the
+    caller checks); PostgreSQL runs every data-modifying WITH to its end."""
+    if len(statements) == 1:
+        sql, params = statements[0]
+        cursor.execute(sql, params)
+        return [int(cursor.rowcount)]
+    parts = ", ".join(f"w{i} AS ({sql} RETURNING 1)" for i, (sql, _) in enumerate(statements))
+    counts = ", ".join(f"(SELECT count(*) FROM w{i})" for i in range(len(statements)))
+    cursor.execute(f"WITH {parts} SELECT {counts}", tuple(p for _, params in statements for p in params))
+    return [int(n) for n in cursor.fetchone()]

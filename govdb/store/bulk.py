@@ -176,7 +176,7 @@ def executemany(
     placeholder is bound as SQLAlchemy binds a value of that column (`columns` name them in order):
     JSON and times come out as the same stored text. For a batch of a few dozen rows SQLAlchemy's
     executemany (cache key, processing per row, result) cost more than the write itself."""
-    params = _bound(conn, table, columns, rows)
+    params = bound_values(conn, table, columns, rows)
     if conn.dialect.paramstyle != "qmark":
         statement = statement.replace("?", "%s")
     with driver_cursor(conn, statement) as cursor:
@@ -199,7 +199,7 @@ def update_many(
     as SQLAlchemy binds them. PostgreSQL gets one statement over arrays where the keys are unique
     (`arrays.update_from_arrays`), SQLite one executemany."""
     where = where or {}
-    params = _bound(conn, table, [*sets, *keys], rows)
+    params = bound_values(conn, table, [*sets, *keys], rows)
     if not params:
         return 0
     if conn.dialect.name == "postgresql" and len({tuple(r[len(sets) :]) for r in params}) == len(params):
@@ -217,7 +217,7 @@ def update_many(
         return int(cursor.rowcount)
 
 
-def _bound(
+def bound_values(
     conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> list[list[Any]]:
     """The rows' values as SQLAlchemy binds each column (`columns` name them in order)."""
@@ -241,7 +241,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     values = [tuple(r[c] for c in columns) for r in rows]
     if conn.dialect.name == "postgresql":  # one statement over arrays
         with driver_cursor(conn, f'INSERT INTO "{table.name}"') as cursor:
-            return insert_from_arrays(cursor, conn, table, columns, _bound(conn, table, columns, values))
+            bound = bound_values(conn, table, columns, values)
+            return insert_from_arrays(cursor, conn, table, columns, bound)
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
     return executemany(conn, table, sql, columns, values)

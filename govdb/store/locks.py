@@ -2,10 +2,10 @@
 
 `writing` opens a transaction that is a writer from its first statement (SQLite's BEGIN
 IMMEDIATE, so a read-then-write never fails half way with "database is locked"; on PostgreSQL
-rows are locked by the statements themselves). `job_lock` serializes a job that spans several
-transactions (process, promote, a programme run): a session-level advisory lock on PostgreSQL, an
-OS file lock beside a SQLite file; both vanish with the process, so a killed job never leaves a
-lock behind.
+rows are locked by the statements themselves); `reading` gives a connection for reads outside
+any. `job_lock` serializes a job that spans several transactions (process, promote, a programme
+run): a session-level advisory lock on PostgreSQL, an OS file lock beside a SQLite file; both
+vanish with the process, so a killed job never leaves a lock behind.
 """
 
 from __future__ import annotations
@@ -46,6 +46,18 @@ def writing(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connect
             if driver is not None and cache_mib:  # the pages beyond the usual cache are freed
                 with suppress(conn.dialect.loaded_dbapi.Error):  # never hides what failed
                     driver.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that need no transaction of their own: each statement sees what is
+    committed when it runs. On PostgreSQL it runs in autocommit: no BEGIN and ROLLBACK round trips
+    around a clerk's queue or a batch's master look-ups, and the driver keeps the statements it
+    prepared (psycopg discards them at every ROLLBACK). SQLite reads outside a transaction anyway."""
+    with store_errors(engine), engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 def xact_lock(conn: Connection, name: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -18,7 +19,8 @@ import polars as pl
 from sqlalchemy import BindParameter, ClauseElement, Connection, Table, and_, bindparam, update
 
 from govdb.errors import StateError
-from govdb.store.bulk import update_many, update_rows
+from govdb.store import arrays
+from govdb.store.bulk import bound_values, driver_cursor, insert_rows, update_many, update_rows
 
 
 class EventStatus(StrEnum):
@@ -223,11 +225,8 @@ def move(
         )
     else:
         moved = _moved(conn, table, state_column, source, keys, rows, fixed)
-    if expect_all and moved != len(rows):
-        raise StateError(
-            f"{len(rows) - moved} of {len(rows)} {table.name} row(s) were no longer {source.value!r} "
-            f"(another clerk or job moved them first); nothing was changed, look again and retry"
-        )
+    if expect_all:
+        _check_moved(table, source, len(rows), moved)
     return moved
 
 
@@ -262,11 +261,8 @@ def _moved(
     """The general move, for composite keys and per-row values: through the driver
     (`bulk.update_many`: one statement over arrays on PostgreSQL) unless a value is an SQL
     expression (`link_round + 1`), which SQLAlchemy's executemany writes."""
-    if not any(isinstance(v, ClauseElement) and not isinstance(v, BindParameter) for v in values.values()):
-        per_row = [(v.key if isinstance(v, BindParameter) else None, v) for v in values.values()]
-        bound = [
-            (*(v if name is None else r[name] for name, v in per_row), *(r[k] for k in keys)) for r in rows
-        ]
+    if _plain(values):
+        bound = _update_rows(keys, rows, values)
         return update_many(conn, table, list(values), keys, bound, where={state_column: source.value})
     where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys), table.c[state_column] == source.value)
     statement = update(table).where(where).values(dict(values))
@@ -274,6 +270,111 @@ def _moved(
         {**{f"k_{k}": r[k] for k in keys}, **{n: v for n, v in r.items() if n not in keys}} for r in rows
     ]
     return _rowcount(conn, statement, params)
+
+
+def _plain(values: Mapping[str, Any]) -> bool:
+    """Whether every value is a constant or a per-row bind parameter, not an SQL expression."""
+    return not any(isinstance(v, ClauseElement) and not isinstance(v, BindParameter) for v in values.values())
+
+
+def _update_rows(
+    keys: Sequence[str], rows: Sequence[Mapping[str, Any]], values: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """(*values, *keys) of each row, a bind parameter's value taken from the row by its name."""
+    per_row = [(v.key if isinstance(v, BindParameter) else None, v) for v in values.values()]
+    return [(*(v if name is None else r[name] for name, v in per_row), *(r[k] for k in keys)) for r in rows]
+
+
+@dataclass(frozen=True)
+class Move:
+    """One checked move of `move_all`: the arguments of `move`."""
+
+    table: Table
+    state_column: str
+    machine: type[StrEnum]
+    source: StrEnum
+    target: StrEnum
+    rows: Sequence[Mapping[str, Any]]
+    key: tuple[str, ...]
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def move_all(
+    conn: Connection, moves: Sequence[Move], inserts: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = ()
+) -> None:
+    """Several checked moves (every row expected), then the rows inserted with them, as if one
+    after the other (`move`, `insert_rows`): so on SQLite; on PostgreSQL in one statement
+    (`arrays.together`, one round trip where a batch of decisions took six or seven).
+
+    A statement sees none of its own changes, so a move that could not see an earlier one (rows
+    of one table moved by another key, or a key an earlier move names) starts a new statement,
+    and one that cannot go over arrays (an SQL expression for a value, a key given twice) runs on
+    its own, in its turn."""
+    for m in moves:
+        check_transition(m.machine, m.source, m.target)
+    moves = [m for m in moves if m.rows]
+    inserts = [(table, rows) for table, rows in inserts if rows]
+    if conn.dialect.name != "postgresql":
+        for m in moves:
+            _move_one(conn, m)
+        for table, rows in inserts:
+            insert_rows(conn, table, rows)
+        return
+    joint: list[Move] = []
+    seen: dict[str, tuple[tuple[str, ...], set[tuple[Any, ...]]]] = {}  # table -> (key, keys moved)
+    for m in moves:
+        these = [tuple(r[k] for k in m.key) for r in m.rows]
+        if not _plain(m.values) or len(m.rows) > arrays.ARRAY_ROWS or len(set(these)) != len(these):
+            _move_together(conn, joint)
+            joint, seen = [], {}
+            _move_one(conn, m)
+            continue
+        key, moved = seen.get(m.table.name, (m.key, set()))
+        if key != m.key or not moved.isdisjoint(these):
+            _move_together(conn, joint)
+            joint, seen = [], {}
+            key, moved = m.key, set()
+        moved.update(these)
+        seen[m.table.name] = (key, moved)
+        joint.append(m)
+    _move_together(conn, joint, inserts)
+
+
+def _move_together(
+    conn: Connection, moves: Sequence[Move], inserts: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = ()
+) -> None:
+    """The moves (of different rows), then the inserts, as one statement; every move checked."""
+    statements: list[tuple[str, Sequence[Any]]] = []
+    for m in moves:
+        fixed = {m.state_column: m.target.value, **m.values}
+        sets, where = list(fixed), {m.state_column: m.source.value}
+        bound = bound_values(conn, m.table, [*sets, *m.key], _update_rows(m.key, m.rows, fixed))
+        sql = arrays.update_statement(conn, m.table, sets, m.key, where=where, constants={})
+        statements.append((sql, arrays.update_params(bound, where=where, constants={})))
+    for table, rows in inserts:
+        columns = list(rows[0])
+        if any(len(r) != len(columns) or set(r) != set(columns) for r in rows):
+            raise ValueError(f"move_all needs the same columns in every inserted row of {table.name}")
+        bound = bound_values(conn, table, columns, [tuple(r[c] for c in columns) for r in rows])
+        statements.append((arrays.insert_statement(conn, table, columns), arrays.insert_params(bound)))
+    if not statements:
+        return
+    with driver_cursor(conn, "WITH ... (moves)") as cursor:
+        counts = arrays.together(cursor, statements)
+    for m, moved in zip(moves, counts, strict=False):
+        _check_moved(m.table, m.source, len(m.rows), moved)
+
+
+def _move_one(conn: Connection, m: Move) -> None:
+    move(conn, m.table, m.state_column, m.machine, m.source, m.target, m.rows, key=m.key, values=m.values)
+
+
+def _check_moved(table: Table, source: StrEnum, expected: int, moved: int) -> None:
+    if moved != expected:
+        raise StateError(
+            f"{expected - moved} of {expected} {table.name} row(s) were no longer {source.value!r} "
+            f"(another clerk or job moved them first); nothing was changed, look again and retry"
+        )
 
 
 def _rowcount(conn: Connection, statement: Any, params: list[dict[str, Any]]) -> int:

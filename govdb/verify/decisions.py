@@ -20,14 +20,13 @@ from govdb.errors import GovdbError, JurisdictionError, NotFoundError, StateErro
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
-from govdb.store.bulk import driver_fetch, id_chunks, id_test, insert_rows
+from govdb.store.bulk import driver_fetch, id_chunks, id_test
 from govdb.store.master import Person
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.store.storable import WHY, shown, text_problem
 from govdb.validate import validate_frame
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import (
-    DECISION,
     PROPOSAL,
     Flow,
     StepTask,
@@ -460,8 +459,7 @@ def _record(
             .values(payload=bindparam("v_payload"), updated_at=now),
             amended,
         )
-    write_transitions(conn, [p.flow for p in planned], now)
-    insert_rows(conn, DECISION, decision_rows)
+    write_transitions(conn, [p.flow for p in planned], now, decision_rows)
     for p in planned:
         task, flow = p.task, p.flow
         following = flow.open_task()

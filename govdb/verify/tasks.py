@@ -24,7 +24,7 @@ from govdb.rulebook.loader import Rulebook
 from govdb.standards.divisions import covers
 from govdb.store.bulk import among, driver_fetch, id_chunks, id_test, result_processor
 from govdb.store.events import Decision, Event, IngestBatch, Proposal, Task
-from govdb.store.states import EventStatus, Outcome, ProposalState, TaskState, move, parse
+from govdb.store.states import EventStatus, Move, Outcome, ProposalState, TaskState, move_all, parse
 from govdb.verify.routes import AutoPassBatch, auto_passed, source_columns
 
 TASK = Task.__table__  # type: ignore[attr-defined]
@@ -186,47 +186,42 @@ def list_tasks(
 
 
 def load_flows(conn: Connection, task_ids: Sequence[int]) -> dict[str, Flow]:
-    """The proposals of these tasks (with their payloads) and all their tasks, in two statements
-    per chunk of ids through the driver (SQLAlchemy's rows cost more than the reads), rows locked
+    """The proposals of these tasks (with their payloads) and all their tasks, one statement per
+    chunk of ids through the driver (SQLAlchemy's rows cost more than the reads), rows locked
     until the transaction ends (on PostgreSQL; SQLite's writer already holds the database). A
-    task id that does not exist brings nothing."""
+    task id that does not exist brings nothing.
+
+    Every batch locks in one order, each proposal and then its tasks by step, proposals by id: no
+    two batches wait for each other's rows."""
     flows: dict[str, Flow] = {}
-    pg = conn.dialect.name == "postgresql"
-    lock = {"proposal": " FOR UPDATE OF p", "task": " FOR UPDATE"} if pg else {}
+    lock = " FOR UPDATE OF p, t" if conn.dialect.name == "postgresql" else ""
     payload, decided = result_processor(conn, PROPOSAL.c.payload), result_processor(conn, TASK.c.decided_at)
     for chunk in id_chunks(conn, sorted(set(task_ids))):
         test, params = id_test(conn, "task_id", chunk)
-        theirs = f"IN (SELECT proposal_id FROM task WHERE {test})"
-        proposals = (
+        statement = (
             "SELECT p.proposal_id, p.change, p.event_id, p.state, p.entity_id, p.division_code, "
-            f"p.entity_kind, p.payload FROM proposal p WHERE p.proposal_id {theirs} "
-            # every batch locks in one order: no deadlock
-            f"ORDER BY p.proposal_id{lock.get('proposal', '')}"
+            "p.entity_kind, p.payload, t.step, t.level, t.department, t.unit_id, t.division_code, t.state, "
+            "t.round, t.task_id, t.decided_at FROM proposal p JOIN task t ON t.proposal_id = p.proposal_id "
+            f"WHERE p.proposal_id IN (SELECT proposal_id FROM task WHERE {test}) "
+            f"ORDER BY p.proposal_id, t.step{lock}"
         )
         fresh: set[str] = set()  # a proposal two chunks share is read once
-        for proposal_id, change, event_id, state, entity, home, kind, values in driver_fetch(
-            conn, proposals, params
-        ):
-            if proposal_id in flows:
+        for row in driver_fetch(conn, statement, params):
+            proposal_id = row[0]
+            flow = flows.get(proposal_id)
+            if flow is None:
+                values = row[7] if payload is None else payload(row[7])
+                flow = flows[proposal_id] = Flow(
+                    proposal_id, row[1], row[2], [], ProposalState(row[3]), None, ProposalState(row[3]),
+                    row[4], row[5], entity_kind=row[6], payload=values, source_known=False,
+                )  # fmt: skip
+                fresh.add(proposal_id)
+            elif proposal_id not in fresh:
                 continue
-            fresh.add(proposal_id)
-            flows[proposal_id] = Flow(
-                proposal_id, change, event_id, [], ProposalState(state), None, ProposalState(state),
-                entity, home, entity_kind=kind, payload=values if payload is None else payload(values),
-                source_known=False,
-            )  # fmt: skip
-        tasks = (
-            "SELECT proposal_id, step, level, department, unit_id, division_code, state, round, task_id, "
-            f"decided_at FROM task WHERE proposal_id {theirs} ORDER BY proposal_id, step"
-        ) + lock.get("task", "")
-        for proposal_id, step, level, department, unit, place, state, round_, task_id, at in driver_fetch(
-            conn, tasks, params
-        ):
-            if proposal_id not in fresh:
-                continue
+            step, level, department, unit, place, state, round_, task_id, at = row[8:]
             task_state = TaskState(state)
             at = at if decided is None or at is None else decided(at)
-            flows[proposal_id].tasks.append(
+            flow.tasks.append(
                 StepTask(step, level, department, unit, place, 0, task_state, round_, task_id,
                          (task_state, round_), at)
             )  # fmt: skip
@@ -313,8 +308,11 @@ def auto_pass_decisions(flows: Iterable[Flow]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_transitions(conn: Connection, flows: Sequence[Flow], now: dt.datetime) -> None:
-    """Write every task, proposal and event state that changed in memory, as checked transitions."""
+def write_transitions(
+    conn: Connection, flows: Sequence[Flow], now: dt.datetime, decisions: Sequence[dict[str, Any]] = ()
+) -> None:
+    """Write every task, proposal and event state that changed in memory, as checked transitions,
+    and the decision rows that changed them: one statement on PostgreSQL (`states.move_all`)."""
     rehomed = [
         {"k_id": t.task_id, "v_unit": t.unit_id, "v_division": t.division_code}
         for f in flows
@@ -352,21 +350,13 @@ def write_transitions(conn: Connection, flows: Sequence[Flow], now: dt.datetime)
                     "v_decided_at": task.decided_at,
                 }
             )
-    # A return opens the previous task before this one waits; order the moves so no unique or
-    # check constraint sees a half-written route: closing moves first, then opening ones.
-    order = sorted(task_moves, key=lambda pair: pair[1] == TaskState.open)
-    for source, target in order:
-        move(
-            conn,
-            TASK,
-            "state",
-            TaskState,
-            source,
-            target,
-            task_moves[(source, target)],
-            key=("task_id", "round"),
-            values={"round": bindparam("v_round"), "decided_at": bindparam("v_decided_at")},
-        )
+    # Each task, proposal and event moves once, so the moves touch different rows and may go in
+    # one statement; no constraint spans two tasks of a route, so none sees a half-written one.
+    values: dict[str, Any] = {"round": bindparam("v_round"), "decided_at": bindparam("v_decided_at")}
+    moves = [
+        Move(TASK, "state", TaskState, source, target, rows, ("task_id", "round"), values)
+        for (source, target), rows in task_moves.items()
+    ]
     proposal_moves: dict[tuple[ProposalState, ProposalState], list[dict[str, Any]]] = {}
     event_moves: dict[EventStatus, list[dict[str, Any]]] = {}
     for flow in flows:
@@ -378,17 +368,12 @@ def write_transitions(conn: Connection, flows: Sequence[Flow], now: dt.datetime)
         if flow.route != IDENTITY_ROUTE and flow.state in (ProposalState.rejected, ProposalState.returned):
             status = EventStatus.rejected if flow.state == ProposalState.rejected else EventStatus.returned
             event_moves.setdefault(status, []).append({"event_id": flow.event_id})
-    for (was, becomes), rows in proposal_moves.items():
-        move(
-            conn,
-            PROPOSAL,
-            "state",
-            ProposalState,
-            was,
-            becomes,
-            rows,
-            key=("proposal_id",),
-            values={"updated_at": now},
-        )
-    for status, rows in event_moves.items():
-        move(conn, EVENT, "status", EventStatus, EventStatus.proposed, status, rows, key=("event_id",))
+    moves += [
+        Move(PROPOSAL, "state", ProposalState, was, becomes, rows, ("proposal_id",), {"updated_at": now})
+        for (was, becomes), rows in proposal_moves.items()
+    ]
+    moves += [
+        Move(EVENT, "status", EventStatus, EventStatus.proposed, status, rows, ("event_id",))
+        for status, rows in event_moves.items()
+    ]
+    move_all(conn, moves, [(DECISION, decisions)])

@@ -108,6 +108,10 @@ def test_update_many_with_a_key_twice_counts_each_statement_alike(db: GovDB, scr
         changed = update_many(conn, scratch, ["state"], ["id"], [("a", 1), ("b", 1)], where={"state": "open"})
     assert changed == 1
     assert _rows(db, scratch)[0][2] == "a"
+    with db.events.begin() as conn:  # 1 and "1" are one integer key to the database
+        changed = update_many(conn, scratch, ["state"], ["id"], [("c", 1), ("d", "1")])
+    assert changed == 2
+    assert _rows(db, scratch)[0][2] == "d"
 
 
 def test_a_refused_row_fails_the_whole_batch_as_sqlalchemy_raises(db: GovDB, scratch: Table) -> None:

@@ -202,7 +202,7 @@ def update_many(
     params = bound_values(conn, table, [*sets, *keys], rows)
     if not params:
         return 0
-    if conn.dialect.name == "postgresql" and len({tuple(r[len(sets) :]) for r in params}) == len(params):
+    if conn.dialect.name == "postgresql" and distinct_keys([r[len(sets) :] for r in params]):
         with driver_cursor(conn, f'UPDATE "{table.name}"') as cursor:
             return update_from_arrays(cursor, conn, table, sets, keys, params, where=where, constants={})
     assignments = ", ".join(f'"{c}" = ?' for c in sets)
@@ -215,6 +215,17 @@ def update_many(
     with driver_cursor(conn, statement) as cursor:
         cursor.executemany(statement, [[*r, *fixed] for r in params])
         return int(cursor.rowcount)
+
+
+def distinct_keys(keys: Sequence[Sequence[Any]]) -> bool:
+    """Whether no key is given twice, as the database compares them (`key_form`)."""
+    return len({key_form(k) for k in keys}) == len(keys)
+
+
+def key_form(key: Sequence[Any]) -> tuple[str, ...]:
+    """A key as text: 1, 1.0 and "1" name one integer row, so they are one key here (a false
+    match of two keys only sends their rows one statement each)."""
+    return tuple(str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in key)
 
 
 def bound_values(

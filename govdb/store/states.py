@@ -20,7 +20,7 @@ from sqlalchemy import BindParameter, ClauseElement, Connection, Table, and_, bi
 
 from govdb.errors import StateError
 from govdb.store import arrays
-from govdb.store.bulk import bound_values, driver_cursor, insert_rows, update_many, update_rows
+from govdb.store.bulk import bound_values, driver_cursor, insert_rows, key_form, update_many, update_rows
 
 
 class EventStatus(StrEnum):
@@ -323,7 +323,7 @@ def move_all(
     joint: list[Move] = []
     seen: dict[str, tuple[tuple[str, ...], set[tuple[Any, ...]]]] = {}  # table -> (key, keys moved)
     for m in moves:
-        these = [tuple(r[k] for k in m.key) for r in m.rows]
+        these = [key_form([r[k] for k in m.key]) for r in m.rows]
         if not _plain(m.values) or len(m.rows) > arrays.ARRAY_ROWS or len(set(these)) != len(these):
             _move_together(conn, joint)
             joint, seen = [], {}

@@ -217,13 +217,16 @@ def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them
         insert_frame(conn, table, rows)
         raise RuntimeError("the load fails half way")
     assert indexes() == before  # rolled back with the rows
-    if db.master.dialect.name == "sqlite":  # a caller that swallows the failure and commits
-        with writing(db.master) as conn:
-            with pytest.raises(RuntimeError), indexes_deferred(conn, table, rows.height):
-                insert_frame(conn, table, rows)
-                raise RuntimeError("a progress callback fails")
-            conn.execute(text("DELETE FROM linkkey"))
-        assert indexes() == before  # built again before the failure went on
+    with (  # a caller that swallows the failure and commits
+        writing(db.master) as conn,
+        pytest.raises(RuntimeError),
+        indexes_deferred(conn, table, rows.height),
+    ):
+        insert_frame(conn, table, rows)
+        raise RuntimeError("a progress callback fails")
+    assert indexes() == before  # back to before the block: indexes kept, its rows gone
+    with db.master.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM linkkey")).scalar() == 0
 
     def sent(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
         statements.append(statement)
@@ -749,7 +752,7 @@ def test_a_bulk_insert_binds_times_of_the_frame_as_text_in_every_slice(
 def test_job_locks_belong_to_one_store_not_to_the_whole_postgres_database(db: GovDB, tmp_path: Path) -> None:
     """PostgreSQL's advisory locks are the database's: a second store in another schema of it
     takes its own `promote` and `link_keys` locks at once, while a second connection to the same
-    store waits for them (here: times out)."""
+    store waits for them (here: times out), whatever its search_path lists before the store."""
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
@@ -775,4 +778,43 @@ def test_job_locks_belong_to_one_store_not_to_the_whole_postgres_database(db: Go
                 conn.execute(text("SET lock_timeout = '200ms'"))
                 with pytest.raises(OperationalError, match="lock timeout"):
                     xact_lock(conn, name)  # the same store: waits for the holder
+                conn.rollback()
+                # ... also where its search_path lists another schema first (public holds no store)
+                schema = conn.execute(text("SELECT current_schema()")).scalar()
+                conn.execute(text(f"SET search_path = public, \"{schema}\"; SET lock_timeout = '200ms'"))
+                assert conn.execute(text("SELECT current_schema()")).scalar() == "public"
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    xact_lock(conn, name)
         holder.rollback()
+
+
+def test_a_connection_lost_while_indexes_are_deferred_is_reported_as_the_store_gone(
+    db: GovDB,
+) -> None:
+    """The server ends the session in the middle of a first load: the error is the store being
+    unavailable (what the command line explains), not one about the savepoint left behind."""
+    from sqlalchemy import create_engine, text
+
+    from govdb.errors import StoreUnavailableError
+    from govdb.store.bulk import indexes_deferred
+    from govdb.store.engine import store_errors
+    from govdb.store.locks import writing
+    from govdb.store.master import Person
+
+    if db.master.dialect.name != "postgresql":
+        pytest.skip("a SQLite store has no server to lose")
+    other = create_engine(db.master.url)
+    try:
+        with (
+            pytest.raises(StoreUnavailableError),
+            store_errors(db.master),
+            writing(db.master) as conn,
+            indexes_deferred(conn, Person.__table__, 10, unique=None),  # type: ignore[attr-defined]
+        ):
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            with other.connect() as killer:
+                killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                killer.commit()
+            conn.execute(text("SELECT 1"))
+    finally:
+        other.dispose()

@@ -318,8 +318,10 @@ def test_move_all_writes_moves_and_inserts_together_and_refuses_them_all_if_one_
 
 def test_move_all_runs_apart_what_one_statement_would_not_see(db: GovDB, scratch: Table) -> None:
     """One statement sees none of its own changes: two moves of the same row (open, then on to
-    approved) and a key given twice run one after the other, with the outcome and the count of
-    moving them in order, on both backends."""
+    approved, by its key or by the key the first gave it) and a key given twice run one after the
+    other, with the outcome and the count of moving them in order, on both backends."""
+    from sqlalchemy import bindparam
+
     from govdb.store.states import Move, StateError, move_all
 
     with db.events.begin() as conn:
@@ -335,3 +337,20 @@ def test_move_all_runs_apart_what_one_statement_would_not_see(db: GovDB, scratch
     with pytest.raises(StateError, match="1 of 2"), db.events.begin() as conn:
         move_all(conn, [twice])
     assert [r[2] for r in _rows(db, scratch)] == ["approved", "waiting"]
+    # a move that gives its row a new key (a task's next round), then one that names the new key
+    per_row = {"round": bindparam("v_round")}
+    to_round_1 = Move(
+        scratch,
+        "state",
+        TaskState,
+        TaskState.waiting,
+        TaskState.open,
+        [{"id": 2, "round": 0, "v_round": 1}],
+        key,
+        per_row,
+    )
+    in_round_1 = Move(scratch, "state", TaskState, TaskState.open, TaskState.approved,
+                      [{"id": 2, "round": 1, "v_round": 1}], key, per_row)  # fmt: skip
+    with db.events.begin() as conn:
+        move_all(conn, [to_round_1, in_round_1])
+    assert [r[1:3] for r in _rows(db, scratch)] == [(0, "approved"), (1, "approved")]

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, Engine, Table, any_, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from govdb.store.arrays import insert_from_arrays, update_from_arrays
@@ -445,13 +445,13 @@ def indexes_deferred(
 
     Building an index sorts its entries once; keeping it means one B-tree insert per row at a
     random place, which misses the page cache once the index outgrows it (a county's 9M link keys
-    indexed by person: 2M keys 10.1 s kept, 6.4 s rebuilt). DDL is transactional on SQLite, so a
-    failure leaves the indexes as they were, and readers keep theirs until the commit. Unique
-    indexes stay, unless `unique`: then they are the ones deferred, and the others stay (ingest,
-    whose keys come in any order while its other indexes grow at their ends). The build checks
-    uniqueness once instead of row by row; a clash fails it, and with it the caller's
-    transaction. `unique` None defers both kinds (a load into an empty table: no row of it is
-    looked up before the commit). Unique table constraints cannot be dropped and always stay.
+    indexed by person: 2M keys 10.1 s kept, 6.4 s rebuilt). Readers keep theirs until the commit.
+    Unique indexes stay, unless `unique`: then they are the ones deferred, and the others stay
+    (ingest, whose keys come in any order while its other indexes grow at their ends). The build
+    checks uniqueness once instead of row by row. `unique` None defers both kinds (a load into an
+    empty table: no row of it is looked up before the commit). Unique table constraints cannot be
+    dropped and always stay. A failure in the block or in a build (a clash) takes the transaction
+    back to before the block (a savepoint): the indexes as they were, the block's rows gone.
 
     PostgreSQL defers them only into an empty table (a county's first load or ingest): dropping
     an index locks the table's readers out until the commit, and an empty table has nothing to
@@ -473,20 +473,25 @@ def indexes_deferred(
             held = conn.execute(text(f'SELECT max(rowid) FROM "{table.name}"')).scalar() or 0
         if incoming > held:  # max(rowid) never undercounts what the table holds
             deferred = deferrable
-    for index in deferred:
-        conn.execute(DropIndex(index, if_exists=True))
-    try:
+    if not deferred:
         yield
+        return
+    # In a savepoint: a failure, the builds' included, takes the transaction back to before the
+    # block (its rows gone, the indexes back: DDL is transactional on both backends), so a caller
+    # that goes on and commits cannot keep a table without its indexes.
+    savepoint = conn.begin_nested()
+    try:
+        for index in deferred:
+            conn.execute(DropIndex(index, if_exists=True))
+        yield
+        for index in deferred:
+            conn.execute(CreateIndex(index))
     except BaseException:
-        # The caller's transaction should now roll back, and the indexes with it; should it go on
-        # and commit instead, the table must not be left without them. On PostgreSQL a failed
-        # statement has aborted the transaction and no build can run: nothing can commit there.
-        with suppress(DBAPIError):
-            for index in deferred:
-                conn.execute(CreateIndex(index, if_not_exists=True))
+        if not conn.invalidated:  # a lost connection raises what it raised
+            with suppress(SQLAlchemyError):
+                savepoint.rollback()
         raise
-    for index in deferred:
-        conn.execute(CreateIndex(index))
+    savepoint.commit()
 
 
 def _pg_exclusive(conn: Connection, table: Table) -> bool:

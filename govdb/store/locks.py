@@ -67,10 +67,16 @@ def xact_lock(conn: Connection, name: str) -> None:
         conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_KEY})"), {"name": _name(name)})
 
 
-# PostgreSQL's advisory locks belong to the database, not the schema: the key names the schema the
-# connection works in (a store's search_path), so two stores in one database (a test's schemas, two
-# deployments) never wait for each other's jobs, while every connection to one store shares them.
-_PG_KEY = "hashtextextended(:name || '@' || current_schema(), 0)"
+# PostgreSQL's advisory locks belong to the database, not the schema: the key names the schema that
+# holds the store (where its connections find its migration table, the event store's first, as
+# they find its tables), so two stores in one database (a test's schemas, two deployments) never
+# wait for each other's jobs, while every connection to one store shares them whatever else its
+# search_path lists first.
+_PG_KEY = (
+    "hashtextextended(:name || '@' || coalesce((SELECT relnamespace::regnamespace::text FROM pg_class "
+    "WHERE oid = coalesce(to_regclass('alembic_version_events'), to_regclass('alembic_version_master'))), "
+    "current_schema()), 0)"
+)
 
 
 def _name(name: str) -> str:

@@ -307,9 +307,10 @@ def move_all(
     (`arrays.together`, one round trip where a batch of decisions took six or seven).
 
     A statement sees none of its own changes, so a move that could not see an earlier one (rows
-    of one table moved by another key, or a key an earlier move names) starts a new statement,
-    and one that cannot go over arrays (an SQL expression for a value, a key given twice) runs on
-    its own, in its turn."""
+    of one table moved by another key, or a key an earlier move names or gives a row) starts a
+    new statement, and one that cannot go over arrays (an SQL expression for a value, a key given
+    twice) runs on its own, in its turn. On StateError the caller's transaction must roll back,
+    as after `move`: the moves of its statement have run."""
     for m in moves:
         check_transition(m.machine, m.source, m.target)
     moves = [m for m in moves if m.rows]
@@ -335,9 +336,19 @@ def move_all(
             joint, seen = [], {}
             key, moved = m.key, set()
         moved.update(these)
+        if set(m.key) & set(m.values):  # it gives rows new keys (a task's round): they count too
+            moved.update(key_form([_new_value(r, k, m.values) for k in m.key]) for r in m.rows)
         seen[m.table.name] = (key, moved)
         joint.append(m)
     _move_together(conn, joint, inserts)
+
+
+def _new_value(row: Mapping[str, Any], column: str, values: Mapping[str, Any]) -> Any:
+    """What a move leaves in `column` of this row: its new value where it sets one, else the key's."""
+    if column not in values:
+        return row[column]
+    value = values[column]
+    return row[value.key] if isinstance(value, BindParameter) else value
 
 
 def _move_together(

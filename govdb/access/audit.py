@@ -252,7 +252,20 @@ def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_f
             "prev_hash": head["hash"],
         }
         row["hash"] = entry_hash(key, head["hash"], row)
-        conn.execute(insert(LOG), [row])
+        moved = (
+            update(HEAD)
+            .where(HEAD.c.id == 1)
+            .values(
+                seq=row["seq"],
+                hash=row["hash"],
+                key_id=key.key_id,
+                mac=head_mac(key, row["seq"], row["hash"], head["legacy_until"]),
+            )
+        )
+        if conn.dialect.name == "postgresql":  # the entry and the head in one statement
+            conn.execute(moved.add_cte(insert(LOG).values(row).cte("entry")))
+        else:
+            conn.execute(insert(LOG), [row])
         if len(subjects) > FEW_SUBJECTS:  # a programme run reads a county's eligible people: one bulk insert
             insert_frame(
                 conn,
@@ -265,16 +278,8 @@ def append(master: Engine, key: AuditKey, reader: Reader, read: Read, *, rules_f
                 insert(SUBJECTS),
                 [{"seq": row["seq"], "subject_kind": read.subject_kind, "subject_id": s} for s in subjects],
             )
-        conn.execute(
-            update(HEAD)
-            .where(HEAD.c.id == 1)
-            .values(
-                seq=row["seq"],
-                hash=row["hash"],
-                key_id=key.key_id,
-                mac=head_mac(key, row["seq"], row["hash"], head["legacy_until"]),
-            )
-        )
+        if conn.dialect.name != "postgresql":
+            conn.execute(moved)
     return int(row["seq"])
 
 

@@ -87,7 +87,9 @@ def link_one(
         }
         return dataclasses.replace(found, master=shown, explanation=explanation), Outcome(seen, masked)
 
-    result, _ = guarded_read(master, ctx, actor, purpose=purpose, action="link_one", query=query, read=read)
+    result, _ = guarded_read(
+        master, ctx, actor, purpose=purpose, action="link_one", query=query, read=read, only_reads=True
+    )
     return result
 
 

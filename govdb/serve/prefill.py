@@ -99,6 +99,7 @@ def prefill_form(
         action=f"prefill:{form.code}",
         query=("id_number", cleaned),
         read=read,
+        only_reads=True,
     )
     return dataclasses.replace(result, audit_seq=seq)
 

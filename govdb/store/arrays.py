@@ -121,7 +121,7 @@ def update_from_arrays(
 
 
 def insert_statement(conn: Connection, table: Table, columns: Sequence[str]) -> str:
-    """`INSERT INTO table (<columns>) SELECT FROM unnest(...)`; its parameters are `_arrays(rows)`."""
+    """`INSERT INTO table (<columns>) SELECT FROM unnest(...)`; its parameters are `insert_params`."""
     names = ", ".join(f'"{c}"' for c in columns)
     return f'INSERT INTO "{table.name}" ({names}) SELECT * FROM {_unnest(conn, table, columns)}'
 
@@ -139,6 +139,7 @@ def insert_from_arrays(
 
 
 def insert_params(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+    """The parameters of `insert_statement` for these rows."""
     return tuple(_arrays(rows))
 
 

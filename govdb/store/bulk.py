@@ -241,15 +241,20 @@ def bound_values(
     return params
 
 
+def row_values(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(the columns, each row's values in their order) of rows that must all name the same columns."""
+    columns = list(rows[0])
+    if any(len(r) != len(columns) or set(r) != set(columns) for r in rows):
+        raise ValueError(f"rows inserted into {table.name} must all have the same columns")
+    return columns, [tuple(r[c] for c in columns) for r in rows]
+
+
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """INSERT the rows (mappings with the same columns) with one `executemany` through the driver;
     what a batch of decisions writes, where SQLAlchemy's insert cost more than the insert."""
     if not rows:
         return 0
-    columns = list(rows[0])
-    if any(len(r) != len(columns) or set(r) != set(columns) for r in rows):
-        raise ValueError(f"insert_rows needs the same columns in every row of {table.name}")
-    values = [tuple(r[c] for c in columns) for r in rows]
+    columns, values = row_values(table, rows)
     if conn.dialect.name == "postgresql":  # one statement over arrays
         with driver_cursor(conn, f'INSERT INTO "{table.name}"') as cursor:
             bound = bound_values(conn, table, columns, values)

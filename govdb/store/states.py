@@ -20,7 +20,15 @@ from sqlalchemy import BindParameter, ClauseElement, Connection, Table, and_, bi
 
 from govdb.errors import StateError
 from govdb.store import arrays
-from govdb.store.bulk import bound_values, driver_cursor, insert_rows, key_form, update_many, update_rows
+from govdb.store.bulk import (
+    bound_values,
+    driver_cursor,
+    insert_rows,
+    key_form,
+    row_values,
+    update_many,
+    update_rows,
+)
 
 
 class EventStatus(StrEnum):
@@ -363,10 +371,8 @@ def _move_together(
         sql = arrays.update_statement(conn, m.table, sets, m.key, where=where, constants={})
         statements.append((sql, arrays.update_params(bound, where=where, constants={})))
     for table, rows in inserts:
-        columns = list(rows[0])
-        if any(len(r) != len(columns) or set(r) != set(columns) for r in rows):
-            raise ValueError(f"move_all needs the same columns in every inserted row of {table.name}")
-        bound = bound_values(conn, table, columns, [tuple(r[c] for c in columns) for r in rows])
+        columns, values = row_values(table, rows)
+        bound = bound_values(conn, table, columns, values)
         statements.append((arrays.insert_statement(conn, table, columns), arrays.insert_params(bound)))
     if not statements:
         return

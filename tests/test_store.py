@@ -818,3 +818,27 @@ def test_a_connection_lost_while_indexes_are_deferred_is_reported_as_the_store_g
             conn.execute(text("SELECT 1"))
     finally:
         other.dispose()
+
+
+def test_reads_outside_a_transaction_leave_the_pool_to_writers_as_it_was(db: GovDB) -> None:
+    """`reading` runs in autocommit on PostgreSQL (no BEGIN, no ROLLBACK): the connection goes back
+    to the pool as it came, so the next writer's statements are one transaction again."""
+    from sqlalchemy import create_engine, text
+
+    from govdb.store.locks import reading, writing
+
+    pg = db.events.dialect.name == "postgresql"
+    one = create_engine(db.events.url, pool_size=1, max_overflow=0)  # the writer gets the same one
+    try:
+        with reading(one) as conn:
+            driver = conn.connection.driver_connection
+            assert driver.autocommit if pg else True  # type: ignore[union-attr]
+            conn.execute(text("SELECT count(*) FROM task")).scalar()
+        with writing(one) as conn:
+            assert conn.connection.driver_connection is driver
+            if pg:
+                assert not driver.autocommit  # type: ignore[union-attr]
+                began = conn.execute(text("SELECT now() = statement_timestamp()")).scalar()
+                assert began is False  # inside a transaction begun before this statement
+    finally:
+        one.dispose()

@@ -37,7 +37,7 @@ from govdb.link.reads import (
 )
 from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, driver_fetch, indexes_deferred, insert_frame
-from govdb.store.locks import writing, xact_lock
+from govdb.store.locks import reading, writing, xact_lock
 from govdb.store.master import (
     Division,
     LinkFeatures,
@@ -494,11 +494,12 @@ def link_one(
         if all(v is not None for v in values):
             text = "|".join(v.isoformat() if isinstance(v, dt.date) else str(v) for v in values)
             keys.setdefault(f"{rule_name(keys_of_rule)}={text}", rule_name(keys_of_rule))
-    with master.connect() as conn:  # keys current (the usual case): one connection for all
+    # Keys current (the usual case): one connection for all, outside a transaction (`reading`).
+    with reading(master) as conn:
         found = _look_up(conn, feats, keys, rules, model) if link_keys_current(conn, rules) else None
     if found is None:
         ensure_link_keys(master, rules)
-        with master.connect() as conn:
+        with reading(master) as conn:
             found = _look_up(conn, feats, keys, rules, model)
     result, people = found
     return LinkResult(

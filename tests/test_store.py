@@ -842,3 +842,23 @@ def test_reads_outside_a_transaction_leave_the_pool_to_writers_as_it_was(db: Gov
                 assert began is False  # inside a transaction begun before this statement
     finally:
         one.dispose()
+
+
+def test_postgres_plans_each_prepared_statement_for_its_own_parameters(db: GovDB) -> None:
+    """psycopg prepares a statement after five runs on a connection; PostgreSQL would then switch
+    to a generic plan that costs `= ANY($1)` as a few rows whatever the array holds (promote's
+    60,000 people: minutes per statement). Every connection plans for its parameters instead."""
+    from govdb.store.bulk import driver_fetch
+    from govdb.store.locks import writing
+
+    if db.master.dialect.name != "postgresql":
+        pytest.skip("SQLite prepares no server-side plans")
+    statement = "SELECT person_id FROM person WHERE person_id = ANY(%s)"
+    with writing(db.master) as conn:
+        for i in range(12):
+            driver_fetch(conn, statement, ([f"P{i}", f"Q{i}"],))
+        generic, custom = conn.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ("%person_id = ANY($1)%",),
+        ).one()
+    assert (generic, custom) == (0, 12 - 5)  # prepared at the sixth run, each run planned since

@@ -454,6 +454,59 @@ def test_fifty_concurrent_readers_on_postgresql(db: GovDB, rules: Rulebook, shar
     assert result.ok and result.entries == before + 100, result
 
 
+@pytest.mark.parametrize("db", [pytest.param("postgresql", marks=pytest.mark.pg)], indirect=True)
+def test_an_entry_chained_to_a_head_that_moved_is_not_appended(db: GovDB, reads: pl.DataFrame) -> None:
+    """A look-up appends without locking the head (one statement on its own connection): when
+    another reader appended between its reading the head and its write, the write changes
+    nothing at all (no entry, no subjects, the head as the other left it)."""
+    from govdb.access import audit
+    from govdb.store.locks import reading
+
+    who, read = audit.Claimed("li.ming", "x"), audit.Read(action="t", purpose="p", subjects=["p1", "p2"])
+    with reading(db.master) as conn:
+        stale = audit._head(conn, lock=False)
+    row, moved = audit._entry(db.audit.key, who, read, stale, ["p1", "p2"], "fingerprint")
+    other = _prefill(db, reads["id_number"][3])  # another reader takes the next seq first
+    assert other == row["seq"]
+    count, head = _count(db), _head(db)
+    with reading(db.master) as conn:
+        assert audit._append_if_head(conn, stale, row, moved, ["p1", "p2"]) is False
+    assert _count(db) == count and _head(db) == head and _subjects(db, other) == []
+    with reading(db.master) as conn:  # read again, it goes in after the other
+        seq = audit.append(db.master, db.audit.key, who, read, rules_fingerprint="f", conn=conn)
+    assert seq == other + 1 and _subjects(db, seq) == ["p1", "p2"]
+    assert db.verify_audit().ok
+
+
+@pytest.mark.parametrize("db", [pytest.param("postgresql", marks=pytest.mark.pg)], indirect=True)
+@pytest.mark.parametrize("losses", [1, 3], ids=["won-on-retry", "queued-for-the-lock"])
+def test_a_look_up_that_loses_the_race_retries_then_waits_for_the_lock(
+    db: GovDB, reads: pl.DataFrame, monkeypatch: pytest.MonkeyPatch, losses: int
+) -> None:
+    """Each time a look-up reads the head, another reader appends before its write; after
+    OPTIMISTIC_TRIES losses it queues for the head's lock. One entry either way, chained after
+    the others', and the person's read is on record."""
+    from govdb.access import audit
+
+    assert losses <= audit.OPTIMISTIC_TRIES
+    real_head, raced, racing = audit._head, [], []
+
+    def head_then_race(conn: Any, *, lock: bool) -> dict[str, Any]:
+        head = real_head(conn, lock=lock)
+        if not lock and not racing and len(raced) < losses:
+            racing.append(True)  # the other reader's own append is not raced
+            raced.append(_prefill(db, reads["id_number"][len(raced) + 1]))
+            racing.pop()
+        return head
+
+    monkeypatch.setattr(audit, "_head", head_then_race)
+    before = _count(db)
+    seq = _prefill(db, reads["id_number"][0])
+    assert raced == list(range(before + 1, before + 1 + losses)) and seq == before + losses + 1
+    assert _count(db) == before + losses + 1 and _head(db)["seq"] == seq
+    assert db.verify_audit().ok
+
+
 SQLITE_READER = r"""
 import json, pathlib, sys, time
 from govdb import Actor, GovDB

@@ -862,3 +862,36 @@ def test_postgres_plans_each_prepared_statement_for_its_own_parameters(db: GovDB
             ("%person_id = ANY($1)%",),
         ).one()
     assert (generic, custom) == (0, 12 - 5)  # prepared at the sixth run, each run planned since
+
+
+@pytest.mark.parametrize("idle", ["idle", "just-used"])
+def test_a_pooled_connection_the_server_ended_is_replaced(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch, idle: str
+) -> None:
+    """Connections idle a while are pinged before reuse, and one the server ended is replaced
+    unseen; one used moments ago is not pinged (a round trip saved per look-up), so its loss
+    surfaces once, as the store being unavailable, and the next call gets a new connection."""
+    from sqlalchemy import create_engine, text
+
+    from govdb.errors import StoreUnavailableError
+    from govdb.store import engine as engines
+    from govdb.store.engine import store_errors
+
+    if db.master.dialect.name != "postgresql":
+        pytest.skip("a SQLite store has no server to lose")
+    monkeypatch.setattr(engines, "PING_AFTER_IDLE_SECONDS", 0.0 if idle == "idle" else 3600.0)
+    db.master.dispose()
+    with db.master.connect() as conn:  # the pool's one connection
+        ended = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    other = create_engine(db.master.url)
+    try:
+        with other.connect() as killer:
+            killer.execute(text("SELECT pg_terminate_backend(:p, 10000)"), {"p": ended})  # and wait
+            killer.commit()
+    finally:
+        other.dispose()
+    if idle == "just-used":
+        with pytest.raises(StoreUnavailableError), store_errors(db.master), db.master.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    with db.master.connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != ended

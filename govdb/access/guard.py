@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from govdb.access.audit import AuditKey, Claimed, Read, append
@@ -70,8 +70,10 @@ def guarded_read(
     """Run `read` as `actor` for `purpose`; return its result and the audit entry's seq.
 
     `only_reads`: `read` writes nothing through its session, which then reads outside a
-    transaction (`store.locks.reading`: on PostgreSQL two round trips fewer per look-up, and the
-    driver keeps its prepared statements)."""
+    transaction (`store.locks.reading`: on PostgreSQL no BEGIN and ROLLBACK, and the driver keeps
+    its prepared statements), and the audit entry is appended on the same connection in one
+    statement (govdb.access.audit.append)."""
+    reads: Connection | None = None
 
     def record(
         reader: object, outcome: str, reason: str | None, attempt: Attempt | None, seen: Outcome | None = None
@@ -92,10 +94,13 @@ def guarded_read(
                 query=query,
             ),
             rules_fingerprint=ctx.fingerprint,
+            conn=reads,
         )
 
     with ExitStack() as stack:
-        ms = stack.enter_context(Session(stack.enter_context(reading(master)) if only_reads else master))
+        if only_reads:
+            reads = stack.enter_context(reading(master))
+        ms = stack.enter_context(Session(reads if reads is not None else master))
         try:
             if not isinstance(actor, Actor):
                 raise StateError(f"the reader is an Actor(actor_id, unit_id), not {type(actor).__name__}")
@@ -124,4 +129,4 @@ def guarded_read(
             # A change refused (already done, out of order, lost a race) is on record too.
             record(who, "refused", str(exc)[:512], attempt)
             raise
-    return result, record(who, seen.outcome, None, attempt, seen)
+        return result, record(who, seen.outcome, None, attempt, seen)

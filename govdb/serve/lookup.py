@@ -55,7 +55,13 @@ def link_one(
 
     def read(ms: Session, attempt: Attempt) -> tuple[LinkResult, Outcome]:
         found = link_record(
-            master, record, ctx.rules.matching["person"], model(), today=today, address_hint=address_hint
+            master,
+            record,
+            ctx.rules.matching["person"],
+            model(),
+            today=today,
+            address_hint=address_hint,
+            conn=ms.connection(),
         )
         scored = [found.explanation.get(k) for k in ("candidate", "runner_up")]
         attempt.subjects.extend(sorted({str(p) for p in scored if p}))

@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import urllib.parse
 import weakref
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from govdb.errors import ConfigError, StoreBusyError, StoreError, StoreReadOnlyError, StoreUnavailableError
@@ -118,6 +119,28 @@ def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.autocommit = autocommit
 
 
+# A pooled connection idle this long is pinged before it is handed out (the server may have ended
+# it: a restart, idle_session_timeout). One used moments ago is not: a look-up checks out a
+# connection or two, and a ping on each was a round trip in ten. Should the server end one
+# within this window, its next statement fails (StoreUnavailableError) and the pool replaces
+# every connection it held then.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_from"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    idle_from = record.info.pop("idle_from", None)
+    if idle_from is not None and time.monotonic() - idle_from < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except dialect.loaded_dbapi.Error as exc:  # the pool discards it and connects afresh
+        raise DisconnectionError(f"a pooled connection was gone: {exc}") from exc
+
+
 # JSON columns hold readable UTF-8 (张伟, not \u5f20\u4f1f), on SQLite as in PostgreSQL.
 _json_serializer = functools.partial(json.dumps, ensure_ascii=False)
 SQLITE_CACHE_KIB = 65536
@@ -134,8 +157,10 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, json_serializer=_json_serializer, **kwargs)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        engine = create_engine(url, pool_pre_ping=True, json_serializer=_json_serializer)
+        engine = create_engine(url, json_serializer=_json_serializer)
         event.listen(engine, "connect", _postgres_session)
+        event.listen(engine.pool, "checkin", _idle_from)
+        event.listen(engine.pool, "checkout", functools.partial(_ping_if_idle, engine.dialect))
         return engine
     except (ArgumentError, ModuleNotFoundError) as exc:
         hint = (

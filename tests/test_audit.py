@@ -41,7 +41,7 @@ from govdb.access.audit import (
 )
 from govdb.cli import app
 from govdb.demo import DemoReport, make_people, run_demo_on
-from govdb.errors import AuditChainError
+from govdb.errors import AuditChainError, StateError
 from govdb.rulebook import Rulebook
 from govdb.store.append_only import audit_role_sql
 from govdb.store.master import Issuance
@@ -489,10 +489,12 @@ def test_a_look_up_that_loses_the_race_retries_then_waits_for_the_lock(
     from govdb.access import audit
 
     assert losses <= audit.OPTIMISTIC_TRIES
-    real_head, raced, racing = audit._head, [], []
+    real_head, raced, racing, locked = audit._head, [], [], []
 
     def head_then_race(conn: Any, *, lock: bool) -> dict[str, Any]:
         head = real_head(conn, lock=lock)
+        if lock and not racing:
+            locked.append(conn)
         if not lock and not racing and len(raced) < losses:
             racing.append(True)  # the other reader's own append is not raced
             raced.append(_prefill(db, reads["id_number"][len(raced) + 1]))
@@ -504,7 +506,37 @@ def test_a_look_up_that_loses_the_race_retries_then_waits_for_the_lock(
     seq = _prefill(db, reads["id_number"][0])
     assert raced == list(range(before + 1, before + 1 + losses)) and seq == before + losses + 1
     assert _count(db) == before + losses + 1 and _head(db)["seq"] == seq
+    assert len(locked) == (1 if losses == audit.OPTIMISTIC_TRIES else 0)
     assert db.verify_audit().ok
+
+
+@pytest.mark.parametrize("db", [pytest.param("postgresql", marks=pytest.mark.pg)], indirect=True)
+def test_a_connection_inside_a_transaction_never_appends_without_the_lock(db: GovDB) -> None:
+    """Only a connection the driver says commits each statement takes the one-statement append:
+    one with a BEGIN sent by hand (whatever SQLAlchemy was told) gets the locked append on a
+    connection of its own, so its ROLLBACK takes nothing back from the log."""
+    from govdb.access import audit
+    from govdb.store.locks import reading
+
+    before = _count(db)
+    with reading(db.master) as conn:
+        conn.exec_driver_sql("BEGIN")
+        assert not audit._autocommit_postgres(conn)
+        seq = audit.append(
+            db.master, db.audit.key, audit.Claimed("li", "x"), audit.Read(action="t", purpose="p"),
+            rules_fingerprint="f", conn=conn,
+        )  # fmt: skip
+        conn.exec_driver_sql("ROLLBACK")
+    assert seq == before + 1 and _count(db) == before + 1 and db.verify_audit().ok
+
+
+def test_a_keyed_head_whose_seal_was_removed_is_refused(db: GovDB, reads: pl.DataFrame) -> None:
+    """An insider moves the head forward and drops its mac (the trigger lets seq grow): appends
+    refuse to chain after it, and the read is not given out."""
+    with db.master.begin() as conn:
+        conn.execute(update(HEAD).values(seq=HEAD.c.seq + 5, mac=None))
+    with pytest.raises(AuditChainError, match="unsealed"):
+        _prefill(db, reads["id_number"][0])
 
 
 SQLITE_READER = r"""
@@ -731,6 +763,32 @@ def test_refused_reads_are_audited(db: GovDB, reads: pl.DataFrame) -> None:
         assert entry["purpose"] == purpose and entry["action"] == f"prefill:{form}"
         assert entry["subject_id"] == subject
         assert entry["query_digest"] == db.audit.key.digest("id_number", person["id_number"])
+    assert db.verify_audit().ok
+
+
+def test_a_nul_in_who_reads_or_why_is_refused_and_on_record(db: GovDB, reads: pl.DataFrame) -> None:
+    """A NUL in the actor, the unit or the purpose: refused with a clear error (never the store's
+    failure), and the refusal is in the log with the NUL written out."""
+    id_number = reads["id_number"][2]
+    cases = [
+        (lambda: _prefill(db, id_number, Actor("li\x00ming", TRANSPORT.unit_id)), StateError, "li\\x00ming"),
+        (lambda: _prefill(db, id_number, Actor("li", "department:transport\x00")), NotFoundError, "li"),
+        (
+            lambda: db.link_one(
+                dict(reads.row(2, named=True)), actor=TRANSPORT, purpose="identity\x00lookup"
+            ),
+            AccessDeniedError,
+            TRANSPORT.actor_id,
+        ),
+    ]
+    for call, error, actor_id in cases:
+        before = _count(db)
+        with pytest.raises(error, match=r"NUL|not a unit id"):
+            call()
+        entry = _last(db)
+        assert _count(db) == before + 1 and entry["outcome"] == "refused" and entry["actor_id"] == actor_id
+        assert not any("\x00" in str(value) for value in entry.values())
+    assert _last(db)["purpose"] == "identity\\x00lookup"
     assert db.verify_audit().ok
 
 

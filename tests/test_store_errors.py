@@ -56,3 +56,14 @@ def test_a_database_that_does_not_exist_says_so() -> None:
         GovDB.open(master_url=wrong, events_url=wrong + "2", audit_key="k" * 32)
     message = str(caught.value)
     assert "govdb_no_such_db" in message and "createdb" in message and "secret" not in message
+
+
+def test_a_pool_with_no_connection_free_is_the_store_busy() -> None:
+    """Every pooled connection held past the pool's timeout: the caller hears the store is busy,
+    never SQLAlchemy's own error."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from govdb.store.engine import explain
+
+    explained = explain(PoolTimeoutError("QueuePool limit of size 5 overflow 10 reached"))
+    assert explained is not None and explained[0] is StoreBusyError and "try again" in explained[2]

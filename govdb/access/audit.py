@@ -145,7 +145,9 @@ class Read:
 
 
 def _clip(value: Any, size: int) -> str:
-    text = "" if value is None else str(value)
+    """Text the log can hold: a NUL (which PostgreSQL's text refuses) written as \\x00, so a
+    refusal of a caller who sent one is on record too; at most `size` characters."""
+    text = "" if value is None else str(value).replace("\x00", "\\x00")
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
@@ -237,6 +239,14 @@ def append(
             row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
             if _append_if_head(conn, head, row, moved, subjects):
                 return int(row["seq"])
+        # Lost every race: queue for the head's lock on this same connection (a second one from
+        # the pool could wait forever when every connection is a look-up waiting for its second).
+        with conn.connection.driver_connection.transaction():  # type: ignore[union-attr]
+            head = _head(conn, lock=True)
+            row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
+            if not _append_if_head(conn, head, row, moved, subjects):
+                raise AuditChainError("the audit head moved while this append held its lock")
+        return int(row["seq"])
     with writing(master) as conn:
         head = _head(conn, lock=True)
         row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
@@ -266,9 +276,12 @@ OPTIMISTIC_TRIES = 3  # then wait for the head's lock: a busy hall's readers que
 
 
 def _autocommit_postgres(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql" and conn.get_execution_options().get("isolation_level") == (
-        "AUTOCOMMIT"
-    )
+    """Whether each statement on `conn` commits by itself: asked of the driver, not of what
+    SQLAlchemy was told (a BEGIN sent by hand would leave an entry a ROLLBACK could take back)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    driver = conn.connection.driver_connection
+    return bool(driver.autocommit) and driver.info.transaction_status.name == "IDLE"  # type: ignore[union-attr]
 
 
 def _entry(
@@ -287,6 +300,10 @@ def _entry(
             f"open the stores with the deployment's key ({KEY_ENV})"
         )
     sealed = head_mac(key, head["seq"], head["hash"], head["legacy_until"])
+    if head["key_id"] is not None and head["mac"] is None:
+        raise AuditChainError(
+            "the audit head is keyed but unsealed (its mac was removed); run `govdb audit verify`"
+        )
     if head["mac"] is not None and head["mac"] != sealed:
         raise AuditChainError(
             "the audit head was changed by someone without the audit key; run `govdb audit verify`"

@@ -120,6 +120,8 @@ def guarded_read(
                 raise AccessDeniedError(
                     f"purpose {purpose!r} is empty; every read of personal data names its purpose"
                 )
+            if "\x00" in purpose:
+                raise AccessDeniedError(f"purpose {purpose[:40]!r} holds a NUL character; name it in text")
             attempt = Attempt(who, authorize(ctx.rules, who, purpose))
             result, seen = read(ms, attempt)
         except NotFoundError as exc:

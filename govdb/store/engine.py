@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 
 from govdb.errors import ConfigError, StoreBusyError, StoreError, StoreReadOnlyError, StoreUnavailableError
@@ -332,6 +333,8 @@ def hidden_password(url: str) -> str:
 def explain(exc: BaseException) -> tuple[type[StoreError], str, str] | None:
     """(the StoreError kind, the driver's first line, a hint) of a database failure, else None."""
     # SQLAlchemy's wrapper, or a driver error it never saw (PostgreSQL's COPY runs on the driver).
+    if isinstance(exc, PoolTimeoutError):  # every pooled connection in use for the pool's timeout
+        return StoreBusyError, str(exc).splitlines()[0], "too many callers at once; try again in a moment"
     if isinstance(exc, DBAPIError):
         cause: BaseException = exc.orig if exc.orig is not None else exc
     elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):

@@ -25,9 +25,11 @@ def resolve(session: Session, actor: Actor) -> ResolvedActor:
         raise StateError(
             f"actor id {actor.actor_id!r} is empty; every decision and read names the person acting"
         )
+    if "\x00" in actor.actor_id:
+        raise StateError(f"actor id {actor.actor_id[:20]!r} holds a NUL character; name the person in text")
     if len(actor.actor_id) > ACTOR_MAX:
         raise StateError(f"actor id {actor.actor_id[:20]!r}... is longer than {ACTOR_MAX} characters")
-    if not isinstance(actor.unit_id, str):
+    if not isinstance(actor.unit_id, str) or "\x00" in actor.unit_id:
         raise NotFoundError(f"unit {actor.unit_id!r} is not a unit id such as village:440605011001")
     # A plain select, not `session.get`: resolved before every batch of decisions, and the ORM's
     # object (identity map, instance state) cost more than the look-up.

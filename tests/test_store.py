@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -180,8 +181,6 @@ def test_a_bulk_transaction_s_larger_page_cache_is_given_back_after_it(tmp_path:
 
 
 def test_a_large_insert_rebuilds_the_non_unique_indexes_and_a_failure_keeps_them(db: GovDB) -> None:
-    from typing import Any
-
     import polars as pl
     import pytest
     from sqlalchemy import event, text
@@ -844,24 +843,47 @@ def test_reads_outside_a_transaction_leave_the_pool_to_writers_as_it_was(db: Gov
         one.dispose()
 
 
-def test_postgres_plans_each_prepared_statement_for_its_own_parameters(db: GovDB) -> None:
-    """psycopg prepares a statement after five runs on a connection; PostgreSQL would then switch
-    to a generic plan that costs `= ANY($1)` as a few rows whatever the array holds (promote's
-    60,000 people: minutes per statement). Every connection plans for its parameters instead."""
-    from govdb.store.bulk import driver_fetch
+def test_postgres_plans_long_arrays_for_themselves_and_prepares_the_rest(db: GovDB) -> None:
+    """psycopg prepares a statement after five runs on a connection, and PostgreSQL may then
+    switch to a generic plan that costs `= ANY($1)` as a few rows whatever the array holds
+    (promote's 60,000 people: minutes per statement). A short array rides the prepared
+    statement; a long one is never sent through it, so it is planned for what it holds."""
+    from sqlalchemy import select
+
+    from govdb.store.bulk import among, driver_fetch
+    from govdb.store.engine import PLAN_EACH_ARRAY_OVER
     from govdb.store.locks import writing
+    from govdb.store.master import Person
 
     if db.master.dialect.name != "postgresql":
         pytest.skip("SQLite prepares no server-side plans")
-    statement = "SELECT person_id FROM person WHERE person_id = ANY(%s)"
+    long_array = [f"P{i}" for i in range(PLAN_EACH_ARRAY_OVER + 1)]
+    by_driver = "SELECT person_id FROM person WHERE person_id = ANY(%s)"
+
+    def by_sqlalchemy(conn: Any, ids: list[str]) -> None:
+        conn.execute(select(Person.person_id).where(among(conn, Person.person_id, ids))).all()
+
+    def plans(conn: Any, pattern: str) -> int:
+        rows = conn.exec_driver_sql(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            (pattern,),
+        ).all()
+        assert len(rows) == 1, rows
+        return int(rows[0][0])
+
     with writing(db.master) as conn:
         for i in range(12):
-            driver_fetch(conn, statement, ([f"P{i}", f"Q{i}"],))
-        generic, custom = conn.exec_driver_sql(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-            ("%person_id = ANY($1)%",),
-        ).one()
-    assert (generic, custom) == (0, 12 - 5)  # prepared at the sixth run, each run planned since
+            driver_fetch(conn, by_driver, ([f"P{i}", f"Q{i}"],))
+            by_sqlalchemy(conn, [f"P{i}", f"Q{i}"])
+        for pattern in ("%WHERE person_id = ANY($1)", "%person.person_id = ANY ($1::%"):
+            assert plans(conn, pattern) == 12 - 5  # prepared at the sixth run
+        for _ in range(3):
+            driver_fetch(conn, by_driver, (long_array,))
+            by_sqlalchemy(conn, long_array)
+        for pattern in ("%WHERE person_id = ANY($1)", "%person.person_id = ANY ($1::%"):
+            assert plans(conn, pattern) == 12 - 5  # not through the prepared statement
+        driver_fetch(conn, by_driver, (long_array[:PLAN_EACH_ARRAY_OVER],))
+        assert plans(conn, "%WHERE person_id = ANY($1)") == 12 - 5 + 1  # a short enough one is
 
 
 @pytest.mark.parametrize("idle", ["idle", "just-used"])

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -234,19 +235,17 @@ def append(
     written with another key (the entry is not added)."""
     subjects = sorted(set(read.subjects))
     if conn is not None and _autocommit_postgres(conn) and len(subjects) <= FEW_SUBJECTS:
-        for _ in range(OPTIMISTIC_TRIES):
-            head = _head(conn, lock=False)
-            row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
-            if _append_if_head(conn, head, row, moved, subjects):
-                return int(row["seq"])
-        # Lost every race: queue for the head's lock on this same connection (a second one from
-        # the pool could wait forever when every connection is a look-up waiting for its second).
-        with conn.connection.driver_connection.transaction():  # type: ignore[union-attr]
-            head = _head(conn, lock=True)
-            row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
-            if not _append_if_head(conn, head, row, moved, subjects):
-                raise AuditChainError("the audit head moved while this append held its lock")
-        return int(row["seq"])
+        driver = conn.connection.driver_connection
+        for tries in range(1, OPTIMISTIC_TRIES + 2):
+            # Lost every race: queue for the head's lock on this same connection (a second one from
+            # the pool could wait forever when every connection is a look-up waiting for its second).
+            locked = tries > OPTIMISTIC_TRIES
+            with driver.transaction() if locked else nullcontext():  # type: ignore[union-attr]
+                head = _head(conn, lock=locked)
+                row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
+                if _append_if_head(conn, head, row, moved, subjects):
+                    return int(row["seq"])
+        raise AuditChainError("the audit head moved while this append held its lock")
     with writing(master) as conn:
         head = _head(conn, lock=True)
         row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)

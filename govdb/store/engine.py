@@ -105,19 +105,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Arrays longer than this are sent in statements psycopg never prepares (see `_postgres_session`).
+PLAN_EACH_ARRAY_OVER = 1_000
+
+
 def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
-    """Plan every statement for its own parameters. psycopg prepares a statement it has run five
-    times on a connection, and PostgreSQL then settles on a generic plan whose estimates ignore
-    the parameters: `person_id = ANY($1)` is costed as a few rows, so promote's look-up of a
-    chunk's 60,000 people became a bitmap scan rechecking each row against the whole array,
-    unhashed (minutes per statement at a million people, against 2 s planned for the array).
-    Statements are still parsed once."""
-    autocommit = dbapi_connection.autocommit
-    dbapi_connection.autocommit = True
-    try:
-        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
-    finally:
-        dbapi_connection.autocommit = autocommit
+    """Statements with a long array are planned for that array, every other statement once.
+
+    psycopg prepares a statement it has run five times on a connection, and PostgreSQL may then
+    settle on a generic plan whose estimates ignore the parameters. For a short array that is
+    the plan it would choose anyway, and planning a decision's dozen statements anew each time
+    was a third of the server's work. For a long one it is a trap: `person_id = ANY($1)` is
+    costed as a few rows, so promote's look-up of a chunk's 60,000 people became a bitmap scan
+    rechecking each row against the whole array, unhashed (minutes per statement at a million
+    people, against 2 s planned for the array). So a statement given an array longer than
+    `PLAN_EACH_ARRAY_OVER` goes unprepared, planned for what it carries."""
+    dbapi_connection.cursor_factory = _array_aware_cursor()
+
+
+@functools.cache
+def _array_aware_cursor() -> type:
+    import psycopg
+
+    class ArrayAwareCursor(psycopg.Cursor[Any]):
+        def execute(
+            self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+        ) -> ArrayAwareCursor:
+            if prepare is None and params and _carries_long_array(params):
+                prepare = False
+            return super().execute(query, params, prepare=prepare, binary=binary)
+
+    return ArrayAwareCursor
+
+
+def _carries_long_array(params: Any) -> bool:
+    values = params.values() if isinstance(params, dict) else params
+    return any(isinstance(v, list | tuple) and len(v) > PLAN_EACH_ARRAY_OVER for v in values)
 
 
 # A pooled connection idle this long is pinged before it is handed out (the server may have ended

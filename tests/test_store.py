@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import polars as pl
@@ -884,6 +885,25 @@ def test_postgres_plans_long_arrays_for_themselves_and_prepares_the_rest(db: Gov
             assert plans(conn, pattern) == 12 - 5  # not through the prepared statement
         driver_fetch(conn, by_driver, (long_array[:PLAN_EACH_ARRAY_OVER],))
         assert plans(conn, "%WHERE person_id = ANY($1)") == 12 - 5 + 1  # a short enough one is
+        # Nor by the driver's other ways in: rows of an executemany, a read-only mapping, a
+        # two-dimensional array whose outer list is short.
+        driver = conn.connection.driver_connection
+        by_name = "SELECT person_id FROM person WHERE person_id = ANY(%(ids)s) AND %(n)s::int > 0"
+        grid = "SELECT person_id FROM person WHERE person_id = ANY(%s::text[][])"
+        with driver.cursor() as cursor:
+            for i in range(7):
+                cursor.executemany(by_driver, [([f"P{i}"],)] * 2)
+                cursor.execute(by_name, MappingProxyType({"ids": [f"P{i}"], "n": i + 1}))
+                cursor.execute(grid, ([[f"P{i}"], [f"Q{i}"]],))
+            counted = {
+                p: plans(conn, p)
+                for p in ("%WHERE person_id = ANY($1)", "%ANY($1) AND%", "%ANY($1::text[][])")
+            }
+            cursor.executemany(by_driver, [(long_array,)] * 2)
+            cursor.execute(by_name, MappingProxyType({"ids": long_array, "n": 1}))
+            cursor.execute(grid, ([long_array[:600], long_array[400:1000]],))
+            assert {p: plans(conn, p) for p in counted} == counted
+            assert driver.prepare_threshold == 5  # put back after the executemany
 
 
 @pytest.mark.parametrize("idle", ["idle", "just-used"])

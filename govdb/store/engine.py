@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +135,29 @@ def _array_aware_cursor() -> type:
                 prepare = False
             return super().execute(query, params, prepare=prepare, binary=binary)
 
+        def executemany(self, query: Any, params_seq: Any, *, returning: bool = False) -> None:
+            rows = params_seq if isinstance(params_seq, list) else list(params_seq)
+            if not any(row and _carries_long_array(row) for row in rows):
+                return super().executemany(query, rows, returning=returning)
+            threshold, self.connection.prepare_threshold = self.connection.prepare_threshold, None
+            try:  # executemany takes no `prepare`: the connection prepares nothing meanwhile
+                return super().executemany(query, rows, returning=returning)
+            finally:
+                self.connection.prepare_threshold = threshold
+
     return ArrayAwareCursor
 
 
 def _carries_long_array(params: Any) -> bool:
-    values = params.values() if isinstance(params, dict) else params
-    return any(isinstance(v, list | tuple) and len(v) > PLAN_EACH_ARRAY_OVER for v in values)
+    values = params.values() if isinstance(params, Mapping) else params
+    return any(_array_values(v) > PLAN_EACH_ARRAY_OVER for v in values)
+
+
+def _array_values(value: Any) -> int:
+    """How many values an array parameter carries, nested arrays counted through."""
+    if not isinstance(value, list | tuple):
+        return 0
+    return len(value) + sum(_array_values(v) for v in value[:1]) * len(value)
 
 
 # A pooled connection idle this long is pinged before it is handed out (the server may have ended

@@ -12,6 +12,13 @@ then times `prefill` of each and `link_one` of countygen's records about them (h
 holds them, half mistyped). Runs alternate backend and tree within each round, so each ratio is of
 figures taken minutes apart on the same machine. Prints each run and the medians; with
 `--record`, appends them to benchmarks/link_one_results.jsonl.
+
+A tree whose migrations are newer than another's cannot share its store (the older code refuses a
+revision it does not know): give one store per tree, in `--code`'s order, as copies of one county
+(`cp -r` of a SQLite home; `CREATE DATABASE copy TEMPLATE county` on PostgreSQL):
+
+    python benchmarks/bench_lookups.py --code OLD NEW --sqlite OLD_HOME NEW_HOME \
+        --pg URL_OF_OLD_DB URL_OF_NEW_DB --schemas MASTER EVENTS
 """
 
 from __future__ import annotations
@@ -87,8 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sqlite", type=Path, help="a SQLite county's folder")
-    parser.add_argument("--pg", help="PostgreSQL URL of the database holding the schemas")
+    parser.add_argument("--sqlite", type=Path, nargs="+", help="a SQLite county's folder (or one per tree)")
+    parser.add_argument(
+        "--pg", nargs="+", help="PostgreSQL URL of the database holding the schemas (or one per tree)"
+    )
     parser.add_argument(
         "--schemas", nargs=2, metavar=("MASTER", "EVENTS"), help="bench_county's kept schemas"
     )
@@ -103,15 +112,20 @@ def main() -> None:
     if args.child:
         child(args.child, args.lookups, args.seed)
         return
-    stores: dict[str, dict[str, str]] = {}
+    stores: dict[str, list[dict[str, str]]] = {}  # backend -> the store of each tree, in --code's order
+    for given in (args.sqlite, args.pg):
+        if given and len(given) not in (1, len(args.code)):
+            parser.error(f"give one store, or one for each of the {len(args.code)} trees: {given}")
     if args.sqlite:
-        stores["sqlite"] = {"home": str(args.sqlite.resolve())}
+        stores["sqlite"] = [{"home": str(home.resolve())} for home in args.sqlite]
     if args.pg:
         if not args.schemas:
             parser.error("--pg needs --schemas MASTER EVENTS")
-        sep = "&" if "?" in args.pg else "?"
-        master, events = (f"{args.pg}{sep}options=-csearch_path%3D{name}" for name in args.schemas)
-        stores["postgresql"] = {"master": master, "events": events}
+        stores["postgresql"] = []
+        for url in args.pg:
+            sep = "&" if "?" in url else "?"
+            master, events = (f"{url}{sep}options=-csearch_path%3D{name}" for name in args.schemas)
+            stores["postgresql"].append({"master": master, "events": events})
     if not stores:
         parser.error("name a store: --sqlite HOME and/or --pg URL --schemas MASTER EVENTS")
     runs = []
@@ -121,7 +135,8 @@ def main() -> None:
             order.reverse()
         for backend, tree in order:
             load = os.getloadavg()[0]
-            command = [sys.executable, __file__, "--child", json.dumps(stores[backend]),
+            store = stores[backend][args.code.index(tree) % len(stores[backend])]
+            command = [sys.executable, __file__, "--child", json.dumps(store),
                        "--lookups", str(args.lookups), "--seed", str(args.seed)]  # fmt: skip
             env = os.environ | {"PYTHONPATH": str(tree.resolve())}
             out = subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from govdb.base.clock import utcnow
 from govdb.errors import AuditChainError, ConfigError, StoreError
-from govdb.store.bulk import driver_fetch, insert_frame
+from govdb.store.bulk import driver_fetch, executemany, insert_frame, insert_rows
 from govdb.store.events import AuditCheckpoint
 from govdb.store.locks import writing
 from govdb.store.master import AuditHead, AuditLog, AuditSubject
@@ -249,11 +249,12 @@ def append(
     with writing(master) as conn:
         head = _head(conn, lock=True)
         row, moved = _entry(key, reader, read, head, subjects, rules_fingerprint)
-        head_moved = update(HEAD).where(HEAD.c.id == 1).values(**moved)
-        if conn.dialect.name == "postgresql":  # the entry and the head in one statement
+        server = conn.dialect.name == "postgresql"
+        if server:  # the entry and the head in one statement
+            head_moved = update(HEAD).where(HEAD.c.id == 1).values(**moved)
             conn.execute(head_moved.add_cte(insert(LOG).values(row).cte("entry")))
-        else:
-            conn.execute(insert(LOG), [row])
+        else:  # through the driver: SQLAlchemy's statements cost more than SQLite's writing them
+            insert_rows(conn, LOG, [row])
         if len(subjects) > FEW_SUBJECTS:  # a programme run reads a county's eligible people: one bulk insert
             insert_frame(
                 conn,
@@ -262,12 +263,22 @@ def append(
                 {"seq": row["seq"], "subject_kind": read.subject_kind},
             )
         elif len(subjects) > 1:  # a look-up's person and runner-up: a frame cost twice the rows
-            conn.execute(
-                insert(SUBJECTS),
+            insert_rows(
+                conn,
+                SUBJECTS,
                 [{"seq": row["seq"], "subject_kind": read.subject_kind, "subject_id": s} for s in subjects],
             )
-        if conn.dialect.name != "postgresql":
-            conn.execute(head_moved)
+        if not server:
+            sets = ", ".join(f"{c} = ?" for c in moved)
+            moved_rows = executemany(
+                conn,
+                HEAD,
+                f"UPDATE {HEAD.name} SET {sets} WHERE id = 1",
+                list(moved),
+                [tuple(moved.values())],
+            )
+            if moved_rows != 1:  # the transaction holds the write lock: only a removed head row
+                raise AuditChainError("the audit head is missing: the audit log's anchor was removed")
     return int(row["seq"])
 
 

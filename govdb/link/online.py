@@ -344,7 +344,10 @@ def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool =
     ids = features.get_column("person_id").to_list() if replace else []
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))
-    insert_frame(conn, table, features)
+    # A load into a store that holds fewer: the ID number's index built once after the rows (its
+    # entries come in person order, the numbers at random places).
+    with indexes_deferred(conn, table, features.height):
+        insert_frame(conn, table, features)
 
 
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:

@@ -15,7 +15,14 @@ from sqlalchemy import Connection, Dialect, func, select, text
 from govdb.errors import StateError
 from govdb.link.features import FEATURE_SCHEMA, PERSON_FIELDS
 from govdb.store.bulk import driver_cursor, driver_fetch, id_chunks, read_frame
-from govdb.store.master import LinkFeatures, LinkKey, MasterChange, Person
+from govdb.store.master import (
+    FEATURE_ID_NUMBER,
+    FEATURE_ID_PREFIX,
+    LinkFeatures,
+    LinkKey,
+    MasterChange,
+    Person,
+)
 
 MASTER_COLUMNS = ("person_id", *PERSON_FIELDS, "division_code")
 # Rows per slice when reading many: the driver's strings of one slice are decoded and dropped
@@ -128,25 +135,46 @@ def feature_rows(
 
     With `id_number`, only people whose features hold no ID number or that one: under the
     `different_valid_ids` hard rule `best_link` skips every other candidate, and a large block
-    (a common given name in a village) is hundreds of them, read and decoded for nothing."""
-    also = ""
-    also_params: tuple[Any, ...] = ()
+    (a common given name in a village) is hundreds of them, each row at a random place, read and
+    decoded for nothing. Which of them qualify comes from an index (`_choosable`)."""
     if id_number is not None:
-        server = conn.dialect.name == "postgresql"
-        found = "features->>'id_number'" if server else "json_extract(features, '$.id_number')"
-        also = f" AND ({found} IS NULL OR {found} = {'%s' if server else '?'})"
-        also_params = (id_number,)
-    slices = _rows_of(conn, _features_select(conn), person_ids, also, also_params)
+        person_ids = _choosable(conn, person_ids, id_number)
+    slices = _rows_of(conn, _features_select(conn), person_ids)
     texts = [features for rows in slices for (features,) in rows]
     rows = []
     # A large block is hundreds of texts: the decoder itself (what json.loads calls), and a dict
     # built again only when the stored one lacks or adds a field (a store written before them).
     for decoded in map(_DECODER.decode, texts):
         row = decoded if decoded.keys() == _FEATURE_KEYS else {k: decoded.get(k) for k in FEATURE_SCHEMA}
+        if id_number is not None and row["id_number"] not in (None, id_number):
+            continue  # beyond the prefix PostgreSQL indexes, another number
         if row["birth_date"] is not None:
             row["birth_date"] = dt.date.fromisoformat(row["birth_date"])
         rows.append(row)
     return rows
+
+
+def _choosable(conn: Connection, person_ids: list[str], id_number: str) -> list[str]:
+    """Those of these people whose features may hold `id_number` or no ID number: read from
+    master_0012's index on (the number, person_id), never from the candidates' rows. A
+    superset where PostgreSQL indexes only a prefix of the number: `feature_rows` compares whole
+    numbers once the few rows are read."""
+    ids = list(dict.fromkeys(str(i) for i in person_ids))
+    if not ids:
+        return []
+    found = FEATURE_ID_NUMBER[conn.dialect.name]
+    server = conn.dialect.name == "postgresql"
+    wanted = id_number[:FEATURE_ID_PREFIX] if server else id_number
+    # SQLite's planner prefers the primary key for the candidates, then reads each row to test
+    # it: told the index, it probes (no number, person) for each candidate in the index alone.
+    statement = "SELECT person_id FROM linkfeatures" + (
+        "" if server else " INDEXED BY ix_linkfeatures_id_number"
+    )
+    holders = driver_fetch(conn, f"{statement} WHERE {found} = {'%s' if server else '?'}", (wanted,))
+    choosable = {p for (p,) in holders}
+    without = _rows_of(conn, statement, ids, f" AND {found} IS NULL")
+    choosable.update(p for rows in without for (p,) in rows)
+    return [p for p in ids if p in choosable]
 
 
 def person_rows(conn: Connection, person_ids: list[str]) -> list[dict[str, Any]]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, String, UniqueConstraint
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import registry
+from sqlalchemy.sql.expression import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from govdb.base.clock import utcnow
@@ -53,9 +55,41 @@ class LinkKey(MasterModel, table=True):
     person_id: str = Field(primary_key=True, max_length=32, index=True)
 
 
+# The ID number inside a person's stored features, as each backend's indexes and queries spell it
+# (an index on an expression serves a query only when the query spells it the same). Every row
+# is indexed, so the expression must not fail on one govdb never wrote: malformed JSON on SQLite
+# is no number; PostgreSQL indexes at most FEATURE_ID_PREFIX characters (a B-tree entry holds at
+# most 2,704 bytes), and readers compare the rest.
+FEATURE_ID_PREFIX = 64
+FEATURE_ID_NUMBER = {
+    "sqlite": "CASE WHEN json_valid(features) THEN json_extract(features, '$.id_number') END",
+    "postgresql": f"left(features ->> 'id_number'::text, {FEATURE_ID_PREFIX})",
+}
+
+
+class _FeatureIdNumber(ColumnElement[str]):
+    """FEATURE_ID_NUMBER as one index expression of the model, spelt for the backend it is
+    compiled for: two indexes of one name, one per backend, would make the model hold both."""
+
+    inherit_cache = True
+    type = String()
+
+
+@compiles(_FeatureIdNumber)
+def _feature_id_number(element: _FeatureIdNumber, compiler: Any, **kw: Any) -> str:
+    return FEATURE_ID_NUMBER[compiler.dialect.name]
+
+
 class LinkFeatures(MasterModel, table=True):
     """A master person's linkage features (govdb.link.features.prepare), kept with the keys so an
-    online lookup compares candidates without standardizing them again."""
+    online lookup compares candidates without standardizing them again.
+
+    Indexed by the ID number they hold, then person (master_0012): a look-up of a record with an
+    ID number reads only candidates that could be chosen under `different_valid_ids` (the
+    number's holders, and the candidates holding none, found in the index alone), where a
+    village's common given name is hundreds of people, each read at a random place."""
+
+    __table_args__ = (Index("ix_linkfeatures_id_number", _FeatureIdNumber(), "person_id"),)
 
     person_id: str = Field(primary_key=True, max_length=32)
     features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

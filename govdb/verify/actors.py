@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from govdb.base.actors import Actor, ResolvedActor
 from govdb.errors import NotFoundError, StateError
+from govdb.store.bulk import driver_fetch
 from govdb.store.master import OrgUnit
 
 __all__ = ["ACTOR_MAX", "Actor", "ResolvedActor", "resolve"]
@@ -17,6 +17,7 @@ __all__ = ["ACTOR_MAX", "Actor", "ResolvedActor", "resolve"]
 ACTOR_MAX = 64
 _TABLE = OrgUnit.__table__  # type: ignore[attr-defined]
 UNIT = tuple(_TABLE.c[c] for c in ("unit_id", "name", "level", "division_code", "department"))
+_COLUMNS = ", ".join(c.name for c in UNIT)
 
 
 def resolve(session: Session, actor: Actor) -> ResolvedActor:
@@ -31,15 +32,19 @@ def resolve(session: Session, actor: Actor) -> ResolvedActor:
         raise StateError(f"actor id {actor.actor_id[:20]!r}... is longer than {ACTOR_MAX} characters")
     if not isinstance(actor.unit_id, str) or "\x00" in actor.unit_id:
         raise NotFoundError(f"unit {actor.unit_id!r} is not a unit id such as village:440605011001")
-    # A plain select, not `session.get`: resolved before every batch of decisions, and the ORM's
-    # object (identity map, instance state) cost more than the look-up.
-    unit = session.connection().execute(select(*UNIT).where(UNIT[0] == actor.unit_id)).first()
-    if unit is None:
+    # Through the driver, not `session.get` or a select: resolved before every batch of decisions
+    # and every audited read, where the ORM's object or SQLAlchemy's statement cost several times
+    # the look-up.
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    found = driver_fetch(
+        conn, f"SELECT {_COLUMNS} FROM {_TABLE.name} WHERE unit_id = {mark}", (actor.unit_id,)
+    )
+    if not found:
         raise NotFoundError(
             f"unit {actor.unit_id[:80]!r} of actor {actor.actor_id!r} is not registered; "
             "list units with `govdb units` (ids look like village:<12-digit code>, street:<9-digit code>, "
             "department:<name>:<county code>)"
         )
-    return ResolvedActor(
-        actor.actor_id, unit.unit_id, unit.name, unit.level, unit.division_code, unit.department
-    )
+    unit_id, name, level, division_code, department = found[0]
+    return ResolvedActor(actor.actor_id, unit_id, name, level, division_code, department)

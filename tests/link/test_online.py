@@ -354,6 +354,65 @@ def test_a_look_up_with_an_id_number_reads_only_candidates_it_could_choose(
     )
 
 
+def test_which_candidates_could_be_chosen_comes_from_an_index_not_their_rows(db: GovDB) -> None:
+    """A record with an ID number learns which candidates hold that number or none from master_0012's
+    index on (the number, person_id): no candidate's row is read to find out (the rows
+    of a large block are hundreds of reads at random places)."""
+    from sqlalchemy import text
+
+    from govdb.store.master import FEATURE_ID_NUMBER
+
+    master, _, _ = linkgen.generate(300, 10, "hard", seed=9)
+    db.load_people(master.drop("person_id"), source="population_register")
+    dialect = db.master.dialect.name
+    found = FEATURE_ID_NUMBER[dialect]
+    with db.master.connect() as conn:
+        if dialect == "sqlite":
+            definition = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'ix_linkfeatures_id_number'")
+            ).scalar_one()
+            select_from = "SELECT person_id FROM linkfeatures INDEXED BY ix_linkfeatures_id_number"
+            # Each probe is a search of the index: a row is read only for someone found there.
+            probes = {
+                f"{found} = ?": ("x",),
+                f"person_id IN (?, ?) AND {found} IS NULL": ("a", "b"),
+            }
+            for where, params in probes.items():
+                plan = " ".join(
+                    r[-1]
+                    for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {select_from} WHERE {where}", params)
+                )
+                searched = "(<expr>=? AND person_id=?)" if "IS NULL" in where else "(<expr>=?)"
+                assert f"SEARCH linkfeatures USING INDEX ix_linkfeatures_id_number {searched}" in plan, plan
+        else:
+            definition = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_linkfeatures_id_number'")
+            ).scalar_one()
+    assert "id_number" in definition and "person_id" in definition
+
+    # Rows govdb never writes are still indexed, and never let a wrong number through: a number of
+    # thousands of characters sharing the probe's first 64 (PostgreSQL indexes that prefix), and on
+    # SQLite malformed JSON (no number to index).
+    with db.master.connect() as conn:
+        ids = sorted(read_people(conn).get_column("person_id"))
+        rows = {r["rid"]: r for r in feature_rows(conn, ids)}
+    probe = rows[ids[3]]["id_number"]
+    stored = {k: v.isoformat() if k == "birth_date" and v else v for k, v in rows[ids[4]].items()}
+    hostile = [("LONG1", json.dumps(stored | {"rid": "LONG1", "id_number": probe + "9" * 5000}))]
+    if dialect == "sqlite":
+        hostile.append(("BROKEN1", "{not json"))
+    with db.master.begin() as conn:
+        for person_id, features in hostile:
+            conn.execute(
+                text("INSERT INTO linkfeatures (person_id, features) VALUES (:p, :f)"),
+                {"p": person_id, "f": features},
+            )
+    with db.master.connect() as conn:
+        chosen = feature_rows(conn, [*ids[:10], "LONG1"], id_number=probe)
+        assert [r["rid"] for r in chosen] == [ids[3]]
+        assert feature_rows(conn, [], id_number=probe) == []
+
+
 def test_candidate_keys_read_through_the_driver_as_through_sqlalchemy(db: GovDB) -> None:
     """The look-up's candidate keys, read through the driver's cursor, are the rows SQLAlchemy's
     statement gives: keys of a block over max_block skipped, unknown and odd keys finding nobody."""

@@ -58,12 +58,14 @@ class LinkKey(MasterModel, table=True):
 # The ID number inside a person's stored features, as each backend's indexes and queries spell it
 # (an index on an expression serves a query only when the query spells it the same). Every row
 # is indexed, so the expression must not fail on one govdb never wrote: malformed JSON on SQLite
-# is no number; PostgreSQL indexes at most FEATURE_ID_PREFIX characters (a B-tree entry holds at
-# most 2,704 bytes), and readers compare the rest.
+# is no number. On PostgreSQL it is master_0012's function `govdb_feature_id_number`: `->>` on a
+# json value decodes the whole document and fails on the escape of a NUL or a lone surrogate
+# anywhere in it, where the function gives no number; it keeps FEATURE_ID_PREFIX characters (a
+# B-tree entry holds at most 2,704 bytes), and readers compare the rest.
 FEATURE_ID_PREFIX = 64
 FEATURE_ID_NUMBER = {
     "sqlite": "CASE WHEN json_valid(features) THEN json_extract(features, '$.id_number') END",
-    "postgresql": f"left(features ->> 'id_number'::text, {FEATURE_ID_PREFIX})",
+    "postgresql": "govdb_feature_id_number(features)",
 }
 
 

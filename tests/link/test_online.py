@@ -386,7 +386,10 @@ def test_which_candidates_could_be_chosen_comes_from_an_index_not_their_rows(db:
                 assert f"SEARCH linkfeatures USING INDEX ix_linkfeatures_id_number {searched}" in plan, plan
         else:
             definition = conn.execute(
-                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_linkfeatures_id_number'")
+                text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_linkfeatures_id_number' "
+                    "AND schemaname = current_schema()"
+                )
             ).scalar_one()
     assert "id_number" in definition and "person_id" in definition
 
@@ -401,6 +404,11 @@ def test_which_candidates_could_be_chosen_comes_from_an_index_not_their_rows(db:
     hostile = [("LONG1", json.dumps(stored | {"rid": "LONG1", "id_number": probe + "9" * 5000}))]
     if dialect == "sqlite":
         hostile.append(("BROKEN1", "{not json"))
+    else:  # text a json value holds but `->>` cannot decode: no number, never a failed write
+        hostile += [
+            ("NUL1", '{"name": "a\\u0000b", "id_number": null}'),
+            ("SURROGATE1", '{"id_number": "\\ud800x"}'),
+        ]
     with db.master.begin() as conn:
         for person_id, features in hostile:
             conn.execute(
@@ -410,6 +418,9 @@ def test_which_candidates_could_be_chosen_comes_from_an_index_not_their_rows(db:
     with db.master.connect() as conn:
         chosen = feature_rows(conn, [*ids[:10], "LONG1"], id_number=probe)
         assert [r["rid"] for r in chosen] == [ids[3]]
+        if dialect == "postgresql":  # read as text and decoded in Python: one holds no number
+            odd = feature_rows(conn, ["NUL1", "SURROGATE1"], id_number=probe)
+            assert [r["name"] for r in odd] == ["a\x00b"]
         assert feature_rows(conn, [], id_number=probe) == []
 
 

@@ -21,21 +21,35 @@ down_revision: str | None = "master_0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# As govdb.store.master.FEATURE_ID_NUMBER spells them when this revision was written: a row govdb
-# never wrote (malformed JSON on SQLite, an "ID number" of thousands of characters on PostgreSQL)
-# fails neither the build nor a later write. A PostgreSQL row whose number holds the escape of a
-# NUL (\u0000) cannot be read as text at all: the build fails naming that error, and the row must
-# be mended (the look-ups it was a candidate in failed on it before this revision too).
+# As govdb.store.master.FEATURE_ID_NUMBER spells them when this revision was written. No row fails
+# the build or a later write: on SQLite malformed JSON is no number; on PostgreSQL `->>` decodes
+# the whole json document and fails on the escape of a NUL or a lone surrogate anywhere in it, so
+# a function gives no number for such a row (a data exception, class 22, caught), and keeps the
+# first 64 characters of a number (a B-tree entry holds at most 2,704 bytes).
 ID_NUMBER = {
     "sqlite": "CASE WHEN json_valid(features) THEN json_extract(features, '$.id_number') END",
-    "postgresql": "left(features ->> 'id_number'::text, 64)",
+    "postgresql": "govdb_feature_id_number(features)",
 }
+FUNCTION = """
+CREATE OR REPLACE FUNCTION govdb_feature_id_number(features json) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN left(features ->> 'id_number', 64);
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$
+"""
 
 
 def upgrade() -> None:
-    expression = ID_NUMBER[op.get_bind().dialect.name]
-    op.create_index("ix_linkfeatures_id_number", "linkfeatures", [sa.text(expression), "person_id"])
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute(FUNCTION)
+    op.create_index("ix_linkfeatures_id_number", "linkfeatures", [sa.text(ID_NUMBER[dialect]), "person_id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_linkfeatures_id_number", table_name="linkfeatures")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION govdb_feature_id_number(json)")

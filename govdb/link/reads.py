@@ -66,10 +66,9 @@ def _rows_of(
     select_from: str,
     person_ids: Iterable[Any],
     also: str = "",
-    also_params: tuple[Any, ...] = (),
 ) -> Iterator[list[Any]]:
-    """The rows of `select_from` for these people (and the condition `also`, in the driver's
-    paramstyle, with `also_params`), about a slice at a time, through the driver's cursor
+    """The rows of `select_from` for these people (and the condition `also`, which binds nothing),
+    about a slice at a time, through the driver's cursor
     (SQLAlchemy compiling an IN list of hundreds cost twice SQLite's reading of the rows): an array
     parameter on PostgreSQL, bound values on SQLite. Each person once, however often asked for;
     ids are person ids as text."""
@@ -79,13 +78,13 @@ def _rows_of(
     for start in range(0, len(ids), SLICE):
         part = ids[start : start + SLICE]
         if conn.dialect.name == "postgresql":
-            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s){also}", (part, *also_params))
+            yield driver_fetch(conn, f"{select_from} WHERE person_id = ANY(%s){also}", (part,))
             continue
         rows: list[Any] = []
         for chunk in id_chunks(conn, part):
             marks = ",".join("?" * len(chunk))
             statement = f"{select_from} WHERE person_id IN ({marks}){also}"
-            rows += driver_fetch(conn, statement, (*chunk, *also_params))
+            rows += driver_fetch(conn, statement, tuple(chunk))
         yield rows
 
 

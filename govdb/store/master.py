@@ -88,7 +88,7 @@ class LinkFeatures(MasterModel, table=True):
 
     Indexed by the ID number they hold, then person (master_0012): a look-up of a record with an
     ID number reads only candidates that could be chosen under `different_valid_ids` (the
-    number's holders, and the candidates holding none, found in the index alone), where a
+    number's holders, and the candidates holding none, found in the index), where a
     village's common given name is hundreds of people, each read at a random place."""
 
     __table_args__ = (Index("ix_linkfeatures_id_number", _FeatureIdNumber(), "person_id"),)

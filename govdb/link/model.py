@@ -243,7 +243,8 @@ def exact_u(left: pl.Series, right: pl.Series) -> float:
     """
     # Missing values first: a null or an empty text has a hash too and would count as a value.
     hashed = [value_frequencies(_present(side).hash(seed=0).rename("h")) for side in (left, right)]
-    joined = hashed[0].join(hashed[1], on="value", suffix="_r")
+    # Summed in value order: counts come back in no fixed order, and a float sum depends on it.
+    joined = hashed[0].join(hashed[1], on="value", suffix="_r").sort("value")
     return float((joined.get_column("p") * joined.get_column("p_r")).sum())
 
 

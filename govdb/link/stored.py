@@ -63,6 +63,10 @@ def default_model(
         raise StateError(
             f"the master store holds {people} people; load the population register before linking"
         )
+    # u is sampled by row position: the rows in person order, so every process (and every backend)
+    # builds the same model whatever order the store returned them in (on PostgreSQL, the heap's
+    # from wherever the last scan stopped).
+    prepared = prepared.sort("rid")
     spec = [(c.field, c.method) for c in rules.comparisons]
     u = estimate_u(
         prepared, prepared, spec, sample_pairs=min(rules.training.u_sample_pairs, 200_000), same_frame=True

@@ -259,6 +259,25 @@ def test_the_default_model_from_features_held_equals_the_one_from_the_store(
     assert reads == [None]  # a frame of other people: everyone read from the store
 
 
+def test_the_default_model_does_not_depend_on_the_order_the_store_returns_features_in(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """u is sampled by row position. PostgreSQL returns a table's rows from wherever its last scan
+    stopped, so two processes reading one store got two models; any order gives the same one."""
+    import govdb.link.stored as stored
+
+    db.load_people(make_people(300, seed=8, today=TODAY), source="population_register")
+    rules = db.rules.matching["person"]
+    with db.master.connect() as conn:
+        everyone = read_features(conn)
+    models = []
+    for order in (everyone, everyone.reverse(), everyone.sample(fraction=1.0, shuffle=True, seed=3)):
+        monkeypatch.setattr(stored, "read_features", lambda conn, ids=None, rows=order: rows)
+        models.append(default_model(db.master, rules).to_dict())
+        models.append(default_model(db.master, rules, features=order).to_dict())
+    assert all(model == models[0] for model in models[1:])
+
+
 def test_an_explanation_changed_by_replace_is_not_shadowed_by_the_linkers_text() -> None:
     """The linker's JSON text rides along only until the explanation is replaced (a split adds
     `excluded`, a look-up redacts): then the stored text is the new explanation's."""

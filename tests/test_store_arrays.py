@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import JSON, Column, Date, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import JSON, BigInteger, Column, Date, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.sql.sqltypes import AutoString
 
@@ -33,6 +33,7 @@ def scratch(db: GovDB) -> Iterator[Table]:
         Column("at", DateTime(timezone=True)),
         Column("label", AutoString(8)),  # as the models declare their text (a TypeDecorator)
         Column("body", String),
+        Column("big", BigInteger),
     )
     table.create(db.events)
     try:
@@ -251,6 +252,11 @@ def test_update_rows_tests_an_expected_null_alike_and_numbers_mixed_with_floats_
         assert update_rows(conn, scratch, frame, key="id", where={"label": None}) == 1
         assert update_many(conn, scratch, ["round"], ["id"], [(5, 1), (6.0, 2)]) == 2
     assert [(r[0], r[1]) for r in _rows(db, scratch)] == [(1, 5), (2, 6)]
+    # An integer past 2**53 beside a float: as the integer it is, not its nearest float8.
+    with db.events.begin() as conn:
+        assert update_many(conn, scratch, ["big"], ["id"], [(2**53 + 1, 1), (6.0, 2)]) == 2
+    with db.events.connect() as conn:
+        assert conn.execute(select(scratch.c.big).order_by(scratch.c.id)).scalars().all() == [2**53 + 1, 6]
     with db.events.connect() as conn:
         assert conn.execute(select(scratch.c.body).order_by(scratch.c.id)).scalars().all() == ["b1", None]
 

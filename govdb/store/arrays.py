@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Float, Integer, Numeric, String, Table, TypeDecorator
@@ -47,11 +48,16 @@ def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     columns = [list(column) for column in zip(*rows, strict=True)]
     for i, column in enumerate(columns):
         kinds = {type(v) for v in column if v is not None}
-        if kinds == {int, float}:  # as float8, which the column's cast rounds as an assignment would
-            columns[i] = [None if v is None else float(v) for v in column]
+        if kinds == {int, float}:  # as numeric: exact for an int past 2**53, which float8 rounds
+            columns[i] = [None if v is None else _number(v) for v in column]
         elif len(kinds) > 1:
             columns[i] = [None if v is None else _text(v) for v in column]
     return columns
+
+
+def _number(value: int | float) -> Decimal:
+    """The value as numeric, from a float's shortest text (6.0 stays 6.0 for a text column)."""
+    return Decimal(value if isinstance(value, int) else repr(value))
 
 
 def _text(value: Any) -> str:

@@ -360,3 +360,22 @@ def test_move_all_runs_apart_what_one_statement_would_not_see(db: GovDB, scratch
     with db.events.begin() as conn:
         move_all(conn, [to_round_1, in_round_1])
     assert [r[1:3] for r in _rows(db, scratch)] == [(0, "approved"), (1, "approved")]
+
+
+def test_rows_read_through_the_driver_compare_a_time_as_its_column_stores_it(
+    db: GovDB, scratch: Table
+) -> None:
+    """`driver_mappings` binds without SQLAlchemy's execution: an aware time went to sqlite3 as
+    its own text (with `+00:00`), which sorts after the stored text, so `at = t` found nothing and
+    `at > t` found the row at t (a promote reading its queue by position re-read a chunk)."""
+    from govdb.store.bulk import driver_mappings
+
+    later = WHEN + dt.timedelta(microseconds=1)
+    with db.events.begin() as conn:
+        insert_rows(conn, scratch, [{"id": i, "round": 0, "state": "open", "note": None, "day": None,
+                                     "at": at, "label": None, "body": None}
+                                    for i, at in ((1, WHEN), (2, later))])  # fmt: skip
+    with db.events.connect() as conn:
+        ids = [scratch.c.id]
+        assert [r["id"] for r in driver_mappings(conn, select(*ids).where(scratch.c.at == WHEN))] == [1]
+        assert [r["id"] for r in driver_mappings(conn, select(*ids).where(scratch.c.at > WHEN))] == [2]

@@ -387,6 +387,13 @@ def driver_rows(conn: Connection, query: Any) -> Sequence[Any]:
     JSON and dates as text, psycopg's JSON already decoded)."""
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params: Any = compiled.params
+    # A time goes as its column binds it (SQLite's stored text), never as the driver would format
+    # it: sqlite3 writes an aware time with its offset, which sorts after the stored text.
+    for name, value in params.items():
+        bind = compiled.binds.get(name)
+        if isinstance(value, dt.datetime) and bind is not None:
+            convert = _converter(conn, bind.type)
+            params[name] = value if convert is None else convert(value)
     if compiled.positional:
         params = tuple(params[name] for name in compiled.positiontup or ())
     return driver_fetch(conn, str(compiled), params)

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from govdb import GovDB
-from govdb.store.engine import WalCheckpointer, make_engine
+from govdb.store.engine import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer, make_engine
 from govdb.store.events import EventModel
 from govdb.store.master import MasterModel
 
@@ -486,8 +486,8 @@ def test_a_background_checkpoint_moves_the_log_into_the_store_and_stops_on_close
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reads at a window commit audit entries; the log they grow is copied into the database file
-    by the checkpointer's thread, not inside one of those commits (SQLite's own checkpoint would
-    run there only once 1,000 pages pile up between two ticks)."""
+    by the checkpointer's thread, not inside one of those commits (SQLite's own checkpoint runs
+    there only once WAL_AUTOCHECKPOINT_PAGES pile up without the log starting again)."""
     monkeypatch.setattr(WalCheckpointer, "INTERVAL", 0.05)
     gov = GovDB.open(tmp_path / "home")
     try:
@@ -498,7 +498,7 @@ def test_a_background_checkpoint_moves_the_log_into_the_store_and_stops_on_close
         ]
         gov.serve_district("440605")  # writes divisions and units: pages in the master log
         with gov.master.connect() as conn:  # nothing else checkpoints: SQLite's mark is far off
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_AUTOCHECKPOINT_PAGES
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             last = checkpointers[0].last

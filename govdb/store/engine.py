@@ -102,6 +102,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache (taken as pages are used, not up front) instead of SQLite's 2 MiB: a
     # bulk insert into an index in random order (link keys by person) ran twice as long with 2.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")  # see WalCheckpointer
     cursor.close()
 
 
@@ -185,6 +186,9 @@ def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, _proxy: Any)
 # JSON columns hold readable UTF-8 (张伟, not \u5f20\u4f1f), on SQLite as in PostgreSQL.
 _json_serializer = functools.partial(json.dumps, ensure_ascii=False)
 SQLITE_CACHE_KIB = 65536
+# The log's size (pages) at which a commit checkpoints it itself, SQLite's safety net behind the
+# checkpointer's thread: 1,000 by default, which a window's audited reads reached every 140th read.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_BUSY_SECONDS = 60  # how long a writer waits for another (ingests of one source queue up)
 
 
@@ -226,9 +230,12 @@ class WalCheckpointer:
 
     Left to itself SQLite checkpoints inside whichever commit takes the log past 1,000 pages: on
     a store serving a window, every 140th or so audited read (seven 16 KiB pages each) paid about
-    15-20 ms for it, where a read takes 2-4. A passive checkpoint every tenth of a second keeps the
-    log short, so commits rarely cross the mark (every half second was too seldom: a look-up loop
-    wrote nearly 1,000 pages between two ticks). It never waits for readers or writers, and
+    15-20 ms for it, where a read takes 2-4. A passive checkpoint every tenth of a second copies the
+    log into the database file. It never waits for readers or writers, but it cannot start the
+    log again: only a writer does, and only when it finds the whole log copied. Look-ups that
+    commit every few milliseconds always add pages while a checkpoint syncs, so the log still
+    grew to the mark, and the commit that crossed it synced the log and the store (8-9 ms). The
+    mark is therefore WAL_AUTOCHECKPOINT_PAGES (160 MB of log), crossed ten times less often;
     SQLite's own checkpoints stay on as the safety net (a bulk load writes past the mark anyway).
     """
 

@@ -511,6 +511,33 @@ def test_a_background_checkpoint_moves_the_log_into_the_store_and_stops_on_close
     assert not any(c.running for c in checkpointers)
 
 
+def test_a_store_a_newer_govdb_migrated_is_refused_with_what_to_do(db: GovDB, tmp_path: Path) -> None:
+    """An older version opening a store a newer one migrated got alembic's own error ("Can't
+    locate revision") and, on the command line, its traceback; now a StoreError says what
+    happened and what to run, and the store is left as it was."""
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from govdb.cli import app
+    from govdb.errors import StoreError
+    from govdb.store.engine import migrate
+
+    with db.master.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version_master SET version_num = 'master_9999'"))
+    with pytest.raises(StoreError, match=r"master store is at revision master_9999.*newer govdb"):
+        migrate(db.master, "master")
+    with db.master.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT version_num FROM alembic_version_master")).scalar() == "master_9999"
+        )
+    if db.master.dialect.name != "sqlite":
+        return
+    home = Path(str(db.master.url.database)).parent
+    result = CliRunner().invoke(app, ["promote", "--home", str(home)])
+    assert result.exit_code != 0 and "newer govdb" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
 def test_no_checkpointer_creates_a_store_or_runs_for_postgresql(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.sqlite"
     checkpointer = WalCheckpointer.for_engine(make_engine(f"sqlite:///{missing}"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
@@ -306,6 +306,7 @@ def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
     """Bring one store's schema to an alembic revision, the newest by default (idempotent)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util.exc import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -329,7 +330,10 @@ def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
                 else:
                     connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('govdb.migrate'))"))
                 config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+                try:
+                    command.upgrade(config, revision)
+                except CommandError as exc:
+                    raise _unknown_revision(connection, config, store, exc) from exc
                 if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
                     raise StoreError(
                         f"migrating the {store} store to {revision} left rows that refer to missing "
@@ -338,6 +342,25 @@ def migrate(engine: Engine, store: StoreName, revision: str = "head") -> None:
         finally:
             if sqlite:
                 driver.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+def _unknown_revision(connection: Connection, config: Any, store: StoreName, exc: Exception) -> Exception:
+    """A store migrated by a newer govdb than this one, said so (never alembic's traceback); any
+    other failure of the upgrade as it was."""
+    from alembic.script import ScriptDirectory
+
+    try:
+        found = connection.exec_driver_sql(f"SELECT version_num FROM alembic_version_{store}").scalars().all()
+    except DBAPIError:
+        return exc
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if not found or set(found) <= known:
+        return exc
+    return StoreError(
+        f"the {store} store is at revision {', '.join(sorted(found))}, which this version of govdb "
+        "does not know: a newer govdb has migrated it. Run that version (pip install -U govdb) or "
+        "open a store this version made; nothing was changed"
+    )
 
 
 _READ_ONLY = (StoreReadOnlyError, "the store is read-only: give govdb a writable --home or database user")

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from govdb import GovDB
-from govdb.store.engine import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer, make_engine
+from govdb.store.engine import WAL_AUTOCHECKPOINT_PAGES, WAL_FILE_LIMIT_BYTES, WalCheckpointer, make_engine
 from govdb.store.events import EventModel
 from govdb.store.master import MasterModel
 
@@ -499,6 +499,7 @@ def test_a_background_checkpoint_moves_the_log_into_the_store_and_stops_on_close
         gov.serve_district("440605")  # writes divisions and units: pages in the master log
         with gov.master.connect() as conn:  # nothing else checkpoints: SQLite's mark is far off
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_AUTOCHECKPOINT_PAGES
+            assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == WAL_FILE_LIMIT_BYTES
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             last = checkpointers[0].last

@@ -259,6 +259,18 @@ def test_update_rows_tests_an_expected_null_alike_and_numbers_mixed_with_floats_
         assert conn.execute(select(scratch.c.big).order_by(scratch.c.id)).scalars().all() == [2**53 + 1, 6]
     with db.events.connect() as conn:
         assert conn.execute(select(scratch.c.body).order_by(scratch.c.id)).scalars().all() == ["b1", None]
+    # A key of 2.5 names no row (the cast of the keys rounded it to row 2's); 2.0 names row 2.
+    with db.events.begin() as conn:
+        assert update_many(conn, scratch, ["body"], ["id"], [("half", 2.5)]) == 0
+        assert update_many(conn, scratch, ["body"], ["id"], [("x", 1), ("half", 1.5), ("two", 2.0)]) == 2
+    with db.events.connect() as conn:
+        assert conn.execute(select(scratch.c.body).order_by(scratch.c.id)).scalars().all() == ["x", "two"]
+    if db.events.dialect.name == "postgresql":  # a fraction beside an int, rounded as assigned
+        with db.events.begin() as conn:
+            assert update_many(conn, scratch, ["big"], ["id"], [(7, 1), (2.5, 2)]) == 2
+            one = conn.exec_driver_sql("SELECT CAST(CAST(2.5 AS float8) AS bigint)").scalar()
+        with db.events.connect() as conn:
+            assert conn.execute(select(scratch.c.big).order_by(scratch.c.id)).scalars().all() == [7, one]
 
 
 def _scratch_rows(ids: range, state: str = "open") -> list[dict[str, object]]:
@@ -367,7 +379,7 @@ def test_rows_read_through_the_driver_compare_a_time_as_its_column_stores_it(
 ) -> None:
     """`driver_mappings` binds without SQLAlchemy's execution: an aware time went to sqlite3 as
     its own text (with `+00:00`), which sorts after the stored text, so `at = t` found nothing and
-    `at > t` found the row at t (a promote reading its queue by position re-read a chunk)."""
+    `at > t` found the row at t; an IN list's times too."""
     from govdb.store.bulk import driver_mappings
 
     later = WHEN + dt.timedelta(microseconds=1)
@@ -379,3 +391,5 @@ def test_rows_read_through_the_driver_compare_a_time_as_its_column_stores_it(
         ids = [scratch.c.id]
         assert [r["id"] for r in driver_mappings(conn, select(*ids).where(scratch.c.at == WHEN))] == [1]
         assert [r["id"] for r in driver_mappings(conn, select(*ids).where(scratch.c.at > WHEN))] == [2]
+        listed = select(*ids).where(scratch.c.at.in_([WHEN, WHEN - dt.timedelta(days=1)]))
+        assert [r["id"] for r in driver_mappings(conn, listed)] == [1]

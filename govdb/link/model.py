@@ -243,9 +243,11 @@ def exact_u(left: pl.Series, right: pl.Series) -> float:
     """
     # Missing values first: a null or an empty text has a hash too and would count as a value.
     hashed = [value_frequencies(_present(side).hash(seed=0).rename("h")) for side in (left, right)]
-    # Summed in value order: counts come back in no fixed order, and a float sum depends on it.
+    # Summed in value order by numpy: counts come back in no fixed order, and polars sums a
+    # column a piece per thread, so the float sum depended on both (a 16-core server's model
+    # differed from a 2-core one's in the last bits).
     joined = hashed[0].join(hashed[1], on="value", suffix="_r").sort("value")
-    return float((joined.get_column("p") * joined.get_column("p_r")).sum())
+    return float((joined.get_column("p") * joined.get_column("p_r")).to_numpy().sum())
 
 
 EXACT_COLUMN = {
@@ -269,14 +271,19 @@ def estimate_u(
     sample_pairs: int = 1_000_000,
     seed: int = 42,
     same_frame: bool = False,
+    order: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """u per level of each (field, method): exact levels from value frequencies, the rest from a
-    random sample of pairs (add-half smoothed, so a level never seen still has a small u)."""
+    random sample of pairs (add-half smoothed, so a level never seen still has a small u).
+    `order` (with `same_frame`): the rows' positions in a fixed order, so the pairs drawn do not
+    depend on the order the rows came in."""
     if left.height == 0 or right.height == 0:
         raise InputFileError("cannot estimate u probabilities from an empty file")
     rng = np.random.default_rng(seed)
     li = rng.integers(0, left.height, sample_pairs)
     ri = rng.integers(0, right.height, sample_pairs)
+    if order is not None:
+        li, ri = order[li], order[ri]
     if same_frame:
         keep = li != ri
         li, ri = li[keep], ri[keep]

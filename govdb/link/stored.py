@@ -49,12 +49,14 @@ def default_model(
     """A model before any training: m from the comparisons' defaults, u and term frequencies from
     master itself, and a prior of one match per record (1 / people in master). `features` are
     every person's, when the caller holds them already (a `process` run's FeatureCache): a
-    county's are not read, and held, a second time."""
+    county's are not read, and held, a second time; a frame that is not one row per person in
+    master (another count, a person twice) is not used."""
     person = Person.__table__  # type: ignore[attr-defined]
     with master.connect() as conn:
         people = int(conn.execute(select(func.count()).select_from(person)).scalar_one())
         # Keyed people carry their features already; standardize again only if some are not keyed.
-        prepared = features if features is not None and features.height == people else read_features(conn)
+        held = features is not None and features.height == people == features.get_column("rid").n_unique()
+        prepared = features if features is not None and held else read_features(conn)
         if prepared.height != people:
             prepared = prepare(
                 read_people(conn), id_column="person_id", today=today, address_hint=address_hint
@@ -63,13 +65,18 @@ def default_model(
         raise StateError(
             f"the master store holds {people} people; load the population register before linking"
         )
-    # u is sampled by row position: the rows in person order, so every process (and every backend)
-    # builds the same model whatever order the store returned them in (on PostgreSQL, the heap's
-    # from wherever the last scan stopped).
-    prepared = prepared.sort("rid")
+    # u is sampled by row position: positions in person order, so every process (and every
+    # backend) builds the same model whatever order the store returned the rows in (on
+    # PostgreSQL, the heap's from wherever the last scan stopped), without a sorted copy.
+    order = prepared.get_column("rid").arg_sort().to_numpy()
     spec = [(c.field, c.method) for c in rules.comparisons]
     u = estimate_u(
-        prepared, prepared, spec, sample_pairs=min(rules.training.u_sample_pairs, 200_000), same_frame=True
+        prepared,
+        prepared,
+        spec,
+        sample_pairs=min(rules.training.u_sample_pairs, 200_000),
+        same_frame=True,
+        order=order,
     )
     comparisons = [
         ComparisonParams(c.field, c.method, np.array(COMPARISONS[c.method].m_start), u[c.field], c.tf_adjust)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Float, Integer, Numeric, String, Table, TypeDecorator
@@ -41,23 +40,39 @@ def _type(conn: Connection, table: Table, column: str) -> str:
     return str(impl.compile(dialect=conn.dialect))
 
 
-def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+def _integers(conn: Connection, table: Table, columns: Sequence[str]) -> list[bool]:
+    """Which of these columns hold integers (the key and value columns of a batch, in order)."""
+    return [_type(conn, table, c) in ("SMALLINT", "INTEGER", "BIGINT") for c in columns]
+
+
+def _arrays(rows: Sequence[Sequence[Any]], integers: Sequence[bool]) -> list[list[Any]]:
     """The rows' columns as lists. psycopg dumps a list of one Python type only: a column that
     mixes them (a number beside its text) goes as text, which the server casts to the column's
-    type as it would each value."""
+    type as it would each value. Floats beside ints go as float8, which the column's cast rounds
+    as an assignment would; in an integer column whole floats go as the ints they are, exact
+    past 2**53 (where float8 would round 2**53 + 1 to another row's key)."""
     columns = [list(column) for column in zip(*rows, strict=True)]
     for i, column in enumerate(columns):
         kinds = {type(v) for v in column if v is not None}
-        if kinds == {int, float}:  # as numeric: exact for an int past 2**53, which float8 rounds
-            columns[i] = [None if v is None else _number(v) for v in column]
+        if float in kinds and kinds <= {int, float} and integers[i] and all(_whole(v) for v in column):
+            columns[i] = [None if v is None else int(v) for v in column]
+        elif kinds == {int, float}:
+            columns[i] = [None if v is None else float(v) for v in column]
         elif len(kinds) > 1:
             columns[i] = [None if v is None else _text(v) for v in column]
     return columns
 
 
-def _number(value: int | float) -> Decimal:
-    """The value as numeric, from a float's shortest text (6.0 stays 6.0 for a text column)."""
-    return Decimal(value if isinstance(value, int) else repr(value))
+def _whole(value: Any) -> bool:
+    return not isinstance(value, float) or value.is_integer()
+
+
+def _matchable(rows: Sequence[Sequence[Any]], integer_keys: Sequence[int]) -> list[Sequence[Any]]:
+    """The rows whose keys an integer column could hold: a key of 2.5 names no row (as on SQLite),
+    where the cast of the keys to the column's type would round it to row 2's."""
+    if not integer_keys:
+        return list(rows)
+    return [row for row in rows if all(_whole(row[i]) for i in integer_keys)]
 
 
 def _text(value: Any) -> str:
@@ -96,11 +111,27 @@ def update_statement(
 
 
 def update_params(
-    rows: Sequence[Sequence[Any]], *, where: Mapping[str, Any], constants: Mapping[str, Any]
+    conn: Connection,
+    table: Table,
+    sets: Sequence[str],
+    keys: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    where: Mapping[str, Any],
+    constants: Mapping[str, Any],
 ) -> tuple[Any, ...]:
-    """The parameters of `update_statement` for these rows of (*set values, *key values)."""
-    fixed = tuple(v for v in where.values() if v is not None)
-    return (*constants.values(), *_arrays([(*row, *fixed) for row in rows]))
+    """The parameters of `update_statement` for these rows of (*set values, *key values); rows
+    whose integer key is a fraction are left out (they name no row)."""
+    fixed = {c: v for c, v in where.items() if v is not None}
+    columns = [*sets, *keys, *fixed]
+    integers = _integers(conn, table, columns)
+    key_columns = range(len(sets), len(columns))
+    rows = _matchable([(*row, *fixed.values()) for row in rows], [i for i in key_columns if integers[i]])
+    return (
+        (*constants.values(), *_arrays(rows, integers))
+        if rows
+        else (*constants.values(), *([[]] * len(columns)))
+    )
 
 
 def update_from_arrays(
@@ -121,7 +152,9 @@ def update_from_arrays(
     changed = 0
     for start in range(0, len(rows), ARRAY_ROWS):
         part = rows[start : start + ARRAY_ROWS]
-        cursor.execute(statement, update_params(part, where=where, constants=constants))
+        cursor.execute(
+            statement, update_params(conn, table, sets, keys, part, where=where, constants=constants)
+        )
         changed += int(cursor.rowcount)
     return changed
 
@@ -139,14 +172,16 @@ def insert_from_arrays(
     statement = insert_statement(conn, table, columns)
     inserted = 0
     for start in range(0, len(rows), ARRAY_ROWS):
-        cursor.execute(statement, insert_params(rows[start : start + ARRAY_ROWS]))
+        cursor.execute(statement, insert_params(conn, table, columns, rows[start : start + ARRAY_ROWS]))
         inserted += int(cursor.rowcount)
     return inserted
 
 
-def insert_params(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+def insert_params(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[Any, ...]:
     """The parameters of `insert_statement` for these rows."""
-    return tuple(_arrays(rows))
+    return tuple(_arrays(rows, _integers(conn, table, columns)))
 
 
 def together(cursor: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:

@@ -385,18 +385,20 @@ def read_frame(conn: Connection, query: Any, schema: dict[str, Any]) -> pl.DataF
 def driver_rows(conn: Connection, query: Any) -> Sequence[Any]:
     """The rows of a SELECT as the driver returns them: no result processing per value (SQLite's
     JSON and dates as text, psycopg's JSON already decoded)."""
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params: Any = compiled.params
-    # A time goes as its column binds it (SQLite's stored text), never as the driver would format
-    # it: sqlite3 writes an aware time with its offset, which sorts after the stored text.
+    compiled = query.compile(dialect=conn.dialect)
+    expanded = compiled.construct_expanded_state()  # IN lists as one parameter per value
+    params = dict(expanded.parameters)
+    # A time goes as its column binds it (SQLite's stored text), an IN list's too, never as the
+    # driver formats it: sqlite3 writes an aware time with its offset, which sorts after the text.
     for name, value in params.items():
-        bind = compiled.binds.get(name)
-        if isinstance(value, dt.datetime) and bind is not None:
-            convert = _converter(conn, bind.type)
+        if isinstance(value, dt.datetime):
+            convert = expanded.processors.get(name)
+            if convert is None and (bind := compiled.binds.get(name)) is not None:
+                convert = _converter(conn, bind.type)
             params[name] = value if convert is None else convert(value)
     if compiled.positional:
-        params = tuple(params[name] for name in compiled.positiontup or ())
-    return driver_fetch(conn, str(compiled), params)
+        return driver_fetch(conn, expanded.statement, tuple(params[n] for n in expanded.positiontup or ()))
+    return driver_fetch(conn, expanded.statement, params)
 
 
 def driver_mappings(conn: Connection, query: Any) -> list[dict[str, Any]]:

@@ -103,6 +103,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # bulk insert into an index in random order (link keys by person) ran twice as long with 2.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")  # see WalCheckpointer
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_FILE_LIMIT_BYTES}")  # the log's file, once it restarts
     cursor.close()
 
 
@@ -189,6 +190,8 @@ SQLITE_CACHE_KIB = 65536
 # The log's size (pages) at which a commit checkpoints it itself, SQLite's safety net behind the
 # checkpointer's thread: 1,000 by default, which a window's audited reads reached every 140th read.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
+# What is left of the log's file when the log starts again: SQLite keeps it at its largest.
+WAL_FILE_LIMIT_BYTES = 64 * 1024 * 1024
 SQLITE_BUSY_SECONDS = 60  # how long a writer waits for another (ingests of one source queue up)
 
 

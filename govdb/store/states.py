@@ -369,11 +369,15 @@ def _move_together(
         sets, where = list(fixed), {m.state_column: m.source.value}
         bound = bound_values(conn, m.table, [*sets, *m.key], _update_rows(m.key, m.rows, fixed))
         sql = arrays.update_statement(conn, m.table, sets, m.key, where=where, constants={})
-        statements.append((sql, arrays.update_params(bound, where=where, constants={})))
+        statements.append(
+            (sql, arrays.update_params(conn, m.table, sets, m.key, bound, where=where, constants={}))
+        )
     for table, rows in inserts:
         columns, values = row_values(table, rows)
         bound = bound_values(conn, table, columns, values)
-        statements.append((arrays.insert_statement(conn, table, columns), arrays.insert_params(bound)))
+        statements.append(
+            (arrays.insert_statement(conn, table, columns), arrays.insert_params(conn, table, columns, bound))
+        )
     if not statements:
         return
     with driver_cursor(conn, "WITH ... (moves)") as cursor:

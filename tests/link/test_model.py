@@ -61,6 +61,33 @@ def test_exact_u_is_the_chance_two_random_records_agree() -> None:
     assert exact_u(left, right) == pytest.approx(2 / 3 * 1 / 4 + 1 / 3 * 2 / 4)
 
 
+EXACT_U_IN_A_PROCESS = """
+import numpy as np, polars as pl
+from govdb.link.model import exact_u
+rng = np.random.default_rng(4)
+values = pl.Series("v", rng.integers(0, 150_000, 400_000).astype(str))
+print(repr(exact_u(values, values.sample(fraction=1.0, shuffle=True, seed=2))))
+"""
+
+
+def test_exact_u_is_the_same_float_whatever_the_number_of_threads() -> None:
+    """polars sums a column a piece per thread: a 16-core server and a 2-core one built models
+    differing in the last bits. The sum is numpy's now, in value order."""
+    import os
+    import subprocess
+    import sys
+
+    sums = set()
+    for threads in ("1", "3", "8"):
+        env = {**os.environ, "POLARS_MAX_THREADS": threads}
+        run = subprocess.run(
+            [sys.executable, "-c", EXACT_U_IN_A_PROCESS], env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        sums.add(run.stdout.strip())
+    assert len(sums) == 1, sums
+
+
 def test_a_training_pass_leaves_alone_the_fields_it_blocks_on() -> None:
     fields = {"name": "name", "birth_date": "birth_date", "phone": "phone", "id_number": "id_number"}
     assert training_fields(["name_pinyin", "birth_date"], fields) == ["phone", "id_number"]

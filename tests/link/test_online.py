@@ -276,6 +276,11 @@ def test_the_default_model_does_not_depend_on_the_order_the_store_returns_featur
         models.append(default_model(db.master, rules).to_dict())
         models.append(default_model(db.master, rules, features=order).to_dict())
     assert all(model == models[0] for model in models[1:])
+    # A frame with a person twice is not one row per person in master: the store's are used.
+    twice = pl.concat([everyone.head(everyone.height - 1), everyone.head(1)])
+    reads: list[object] = []
+    monkeypatch.setattr(stored, "read_features", lambda conn, ids=None: reads.append(ids) or everyone)
+    assert default_model(db.master, rules, features=twice).to_dict() == models[0] and reads == [None]
 
 
 def test_an_explanation_changed_by_replace_is_not_shadowed_by_the_linkers_text() -> None:

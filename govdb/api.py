@@ -325,9 +325,12 @@ class GovDB:
                 self.events,
                 self.master,
                 self.rules,
-                self.linkage_model,
+                self._model if self._model is not None else self.linkage_model,
                 address_hint=self.served_county(),
                 progress=progress,
+                # A subclass's own model is built here; the stored or default one where the
+                # features are (a large run's linking process).
+                stored_or_default=type(self).linkage_model is GovDB.linkage_model,
             )
         return ProcessReport(validation, proposals, retried)
 

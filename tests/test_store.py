@@ -720,20 +720,27 @@ def test_a_background_writer_writes_in_order_and_raises_a_failed_write_at_the_ne
         assert conn.execute(text("SELECT thread FROM t")).scalar() == threading.current_thread().name
 
 
-def test_uuid4_texts_are_version_4_uuids_in_their_text_form() -> None:
+def test_uuid7_texts_are_ordered_version_7_uuids_in_their_text_form() -> None:
     import uuid
 
-    from govdb.base.ids import uuid4_texts
+    from govdb.base.ids import uuid7_texts
 
-    ids = uuid4_texts(5000)
-    assert len(set(ids)) == 5000 and uuid4_texts(0) == []
+    ids = uuid7_texts(5000)
+    assert len(set(ids)) == 5000 and uuid7_texts(0) == []
+    assert ids == sorted(ids)  # they append to an index, in the order drawn
     for text in ids:
         parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    # every random bit varies: no position of the 122 is stuck
-    bits = {i: {int(t.replace("-", ""), 16) >> i & 1 for t in ids} for i in range(128)}
-    fixed = {i for i, seen in bits.items() if len(seen) == 1}
-    assert fixed == {76, 77, 78, 79, 62, 63}
+        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    stamp = int(ids[0].replace("-", "")[:12], 16)
+    assert abs(stamp / 1000 - __import__("time").time()) < 60  # unix milliseconds
+    # the 48 bits after the counter are random: none stuck over 5,000 ids
+    bits = {i: {int(t.replace("-", ""), 16) >> i & 1 for t in ids} for i in range(48)}
+    assert {i for i, seen in bits.items() if len(seen) == 1} == set()
+    # a later millisecond sorts after every id of an earlier one, whatever its counter
+    assert uuid7_texts(1, now_ms=stamp + 1)[0] > uuid7_texts(70_000, now_ms=stamp)[-1]
+    # ids counted past 2**14 carry into the bits before the variant: still ordered, still v7
+    many = uuid7_texts(70_000, now_ms=stamp)
+    assert many == sorted(many) and uuid.UUID(many[-1]).version == 7
 
 
 def test_a_bulk_insert_binds_times_of_the_frame_as_text_in_every_slice(

@@ -927,6 +927,8 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
         return linkage_model(self, features)
 
     monkeypatch.setattr(GovDB, "linkage_model", model_spy)
+    # Linked in this process, which then holds everyone (tests/verify/test_link_worker.py: a second).
+    monkeypatch.setenv("GOVDB_LINK_PROCESS", "0")
     for mode, threshold in (("keys", 10**12), ("memory", 0)):
         monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", threshold)
         with open_backend(backend, tmp_path / mode, rules) as db:

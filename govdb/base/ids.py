@@ -1,19 +1,35 @@
-"""Random (version 4) UUIDs as text, many at a time."""
+"""UUIDs as text, many at a time."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
+COUNTER_BITS = 26  # ids in one call keep their order in the 12 bits of rand_a and 14 of rand_b
 
-def uuid4_texts(n: int) -> list[str]:
-    """`n` random UUIDs (version 4, RFC 4122 variant) in their usual text form, from one read of
-    the system's random source: `str(uuid.uuid4())` reads it once per id, a second or more of a
-    county's `process` for its million proposals."""
+
+def uuid7_texts(n: int, *, now_ms: int | None = None) -> list[str]:
+    """`n` time-ordered UUIDs (version 7, RFC 9562) in their usual text form, ascending in the
+    order returned (the millisecond, then a counter in the first 26 bits after it, method 1 of
+    the RFC), each with 48 random bits from one read of the system's random source.
+
+    Proposal ids are primary keys: random ones (version 4) land all over their index, and a
+    county's `process` spent more time inserting 750,000 proposals and their 1.6 million tasks
+    (keyed by proposal) than planning them. Ordered ones append."""
+    if n == 0:
+        return []
+    if n >= 1 << COUNTER_BITS:
+        raise ValueError(f"at most {(1 << COUNTER_BITS) - 1} ids a call, not {n}")
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    counter = np.arange(n, dtype=np.uint64)
     octets = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    octets[:, 6] = (octets[:, 6] & 0x0F) | 0x40  # version 4
-    octets[:, 8] = (octets[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    octets[:, :6] = np.frombuffer(stamp.to_bytes(8, "big")[2:], dtype=np.uint8)  # unix ms, 48 bits
+    octets[:, 6] = 0x70 | (counter >> 22).astype(np.uint8)  # version 7, counter bits 25-22
+    octets[:, 7] = (counter >> 14).astype(np.uint8) & 0xFF  # counter bits 21-14
+    octets[:, 8] = 0x80 | ((counter >> 8).astype(np.uint8) & 0x3F)  # RFC variant, bits 13-8
+    octets[:, 9] = (counter & 0xFF).astype(np.uint8)  # counter bits 7-0
     h = octets.tobytes().hex()
     return [
         f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"

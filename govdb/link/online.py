@@ -435,41 +435,78 @@ def link_against_master(
     are never candidates (a split said these records are not about them). A large run passes a
     `features` cache holding every person (FeatureCache.load_everyone): each chunk is then blocked
     against all of master in memory instead of looking its candidates up by key."""
-    left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
     ensure_link_keys(master, rules)
     with master.connect() as conn:
-        skip: list[str] = []
-        if features is not None and features.everyone and not exclude:
-            right = features.all()  # blocking against everyone finds the pairs the key look-up would
-        else:
-            keys = key_strings(left, rules).get_column("key").unique().to_list()
-            candidates, usable = candidate_ids(conn, keys, rules.blocking.max_block)
-            if exclude:
-                candidates = [c for c in candidates if c not in set(exclude)]
-            right = read_features(conn, candidates)
-            # Keys held by too many people in master pair nobody, even people who are candidates
-            # through another key: as blocking against everyone would (chunk-independent).
-            skip = sorted(set(keys) - usable)
-        if right.height == 0:  # nobody to compare with: every record is someone new
-            return [
-                LinkResult(rid, None, "new", 0.0, None, {"candidates": 0}) for rid in left.get_column("rid")
-            ]
-        if not isinstance(model, LinkModel):
-            model = model()
-        out = link_prepared(
-            left, right, rules, model=model, left_id="rid", right_id="person_id", skip_keys=skip
+        links, people = linked_frames(
+            conn,
+            records,
+            rules,
+            model,
+            id_column=id_column,
+            today=today,
+            address_hint=address_hint,
+            exclude=exclude,
+            features=features,
         )
-        chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
-        held = features if features is not None and features.everyone else None
-        people = held.people(conn, chosen) if held else read_people(conn, chosen)
-        by_id = {row["person_id"]: row for row in people.to_dicts()}
-    columns = ("rid", "person_id", "decision", "match_probability", "match_weight", "explanation")
-    results = []
-    for rid, person, decision, p, w, why in out.links.select(columns).iter_rows():
-        results.append(
-            LinkResult.from_linker(rid, person, decision, p, w, why, by_id.get(person) if person else None)
+    return link_results(links, people)
+
+
+LINK_COLUMNS = ("rid", "person_id", "decision", "match_probability", "match_weight", "explanation")
+
+
+def linked_frames(
+    conn: Connection,
+    records: pl.DataFrame,
+    rules: MatchingRules,
+    model: LinkModel | Callable[[], LinkModel],
+    *,
+    id_column: str = "event_id",
+    today: dt.date | None = None,
+    address_hint: str | None = None,
+    exclude: Collection[str] = (),
+    features: FeatureCache | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """`link_against_master`'s work as frames (`LINK_COLUMNS`, the chosen people's master rows),
+    which a linking process hands back whole (govdb.link.worker)."""
+    left = prepare(records, id_column=id_column, today=today, address_hint=address_hint, source="record")
+    skip: list[str] = []
+    if features is not None and features.everyone and not exclude:
+        right = features.all()  # blocking against everyone finds the pairs the key look-up would
+    else:
+        keys = key_strings(left, rules).get_column("key").unique().to_list()
+        candidates, usable = candidate_ids(conn, keys, rules.blocking.max_block)
+        if exclude:
+            candidates = [c for c in candidates if c not in set(exclude)]
+        right = read_features(conn, candidates)
+        # Keys held by too many people in master pair nobody, even people who are candidates
+        # through another key: as blocking against everyone would (chunk-independent).
+        skip = sorted(set(keys) - usable)
+    if right.height == 0:  # nobody to compare with: every record is someone new
+        nobody = left.select(
+            pl.col("rid"),
+            pl.lit(None, pl.String).alias("person_id"),
+            pl.lit("new").alias("decision"),
+            pl.lit(0.0).alias("match_probability"),
+            pl.lit(None, pl.Float64).alias("match_weight"),
+            pl.lit('{"candidates": 0}').alias("explanation"),
         )
-    return results
+        return nobody, None
+    if not isinstance(model, LinkModel):
+        model = model()
+    out = link_prepared(left, right, rules, model=model, left_id="rid", right_id="person_id", skip_keys=skip)
+    chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
+    held = features if features is not None and features.everyone else None
+    people = held.people(conn, chosen) if held else read_people(conn, chosen)
+    return out.links.select(LINK_COLUMNS), people
+
+
+def link_results(links: pl.DataFrame, people: pl.DataFrame | None) -> list[LinkResult]:
+    """The results of `linked_frames`, each with its person's master row."""
+    by_id = {row["person_id"]: row for row in people.to_dicts()} if people is not None else {}
+    return [
+        LinkResult.from_linker(rid, person, decision, p, w, why, by_id.get(person) if person else None)
+        for rid, person, decision, p, w, why in links.select(LINK_COLUMNS).iter_rows()
+    ]
 
 
 def link_one(

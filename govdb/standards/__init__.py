@@ -31,6 +31,7 @@ def standardize(
     address_hint: str | None = None,
     issues: bool = True,
     place_addresses: bool = True,
+    pinyin: bool = True,
 ) -> pl.DataFrame:
     """The frame with `<column>_std` / `<column>_issues` for every standard column it has.
 
@@ -38,6 +39,7 @@ def standardize(
     `place_addresses=False` only normalizes addresses (`address_std`): no division columns and no
     placing issues, for callers that compare or store the text (a decision's amended address,
     master's values beside an event's). Placing costs tens of milliseconds however few the rows.
+    `pinyin=False` leaves out `name_pinyin` (only linkage's blocking reads it).
     """
     today = today or dt.date.today()
     present = set(frame.columns)
@@ -64,7 +66,7 @@ def standardize(
         lazy = standardize_id(lazy, "id_number", today=today, known_regions=region_codes())
     if "uscc" in present:
         lazy = standardize_uscc(lazy, "uscc")
-    if "name" in present:
+    if "name" in present and pinyin:
         lazy = name_pinyin(lazy)
     if not issues:
         lazy = lazy.select(pl.exclude("^.*_issues$"))  # the planner then never computes them

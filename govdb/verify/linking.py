@@ -14,6 +14,7 @@ from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult, link_against_master
 from govdb.link.reads import FeatureCache, read_people
+from govdb.link.worker import LinkWorker
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import LinkExclusion, Proposal
@@ -85,6 +86,22 @@ def reviewed_links(
     return settled
 
 
+def _plain_records(plain: list[dict[str, Any]], records: pl.DataFrame | None) -> pl.DataFrame:
+    """The `event_records` of these events, in their order (`records` may hold them and others)."""
+    if records is None:
+        return event_records(plain)
+    order = pl.DataFrame({"event_id": [str(e["event_id"]) for e in plain]}, schema={"event_id": pl.String})
+    return order.join(records, on="event_id", how="left", maintain_order="left")
+
+
+def submit_links(worker: LinkWorker, fresh: list[dict[str, Any]], records: pl.DataFrame | None) -> None:
+    """Start linking the chunk's events in the linking process: those `link_events` would link in
+    one batch (it collects them)."""
+    plain = [e for e in fresh if not e["link_round"]]
+    if plain:
+        worker.submit(_plain_records(plain, records))
+
+
 def link_events(
     events: Engine,
     master: Engine,
@@ -94,25 +111,27 @@ def link_events(
     address_hint: str | None,
     features: FeatureCache | None = None,
     records: pl.DataFrame | None = None,
+    worker: LinkWorker | None = None,
 ) -> list[LinkResult]:
     """Link the chunk's events against master in one batch; an event a split took off someone is
     linked on its own, with that person left out of its candidates. `records` may hold the
-    events' `event_records` already (of these events and perhaps others)."""
+    events' `event_records` already (of these events and perhaps others). With a `worker`, the
+    batch was submitted to it (`submit_links`) and its links are collected here."""
     relinked = [e for e in fresh if e["link_round"]]
     plain = [e for e in fresh if not e["link_round"]]
     matching = rules.matching["person"]
-    if records is None:
-        records = event_records(plain)
-    else:  # these events' rows, in their order
-        order = pl.DataFrame(
-            {"event_id": [str(e["event_id"]) for e in plain]}, schema={"event_id": pl.String}
+    out: list[LinkResult] = []
+    if plain and worker is not None:
+        out = worker.collect()
+    elif plain:
+        out = link_against_master(
+            master,
+            _plain_records(plain, records),
+            matching,
+            model,
+            address_hint=address_hint,
+            features=features,
         )
-        records = order.join(records, on="event_id", how="left", maintain_order="left")
-    out = (
-        link_against_master(master, records, matching, model, address_hint=address_hint, features=features)
-        if plain
-        else []
-    )
     if not relinked:
         return out
     excluded: dict[int, set[str]] = {}

@@ -10,8 +10,8 @@ lock, so two runs never propose one event twice (a unique proposal per event and
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +22,12 @@ from sqlmodel import Session
 
 from govdb.base.clock import utcnow
 from govdb.base.collector import bulk_collection
-from govdb.base.ids import uuid4_texts
+from govdb.base.ids import uuid7_texts
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult, ensure_link_keys
 from govdb.link.reads import FeatureCache, read_people
+from govdb.link.worker import LinkWorker
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize
@@ -37,7 +38,7 @@ from govdb.store.engine import refresh_statistics
 from govdb.store.events import Event, IngestBatch
 from govdb.store.states import EventStatus, ProposalState, TaskState
 from govdb.verify.chunk_writes import ChunkWork, ChunkWriter
-from govdb.verify.linking import event_records, link_events, reviewed_links
+from govdb.verify.linking import event_records, link_events, reviewed_links, submit_links
 from govdb.verify.refusals import PERSON_WIDTH, Problem, column_problems, decode_records, explain, refuse
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, run_auto_pass
@@ -49,6 +50,8 @@ CHUNK = 50_000
 # From this many waiting events on, a run links against every master person held in memory
 # (FeatureCache.load_everyone) rather than looking candidates up by key for each chunk.
 IN_MEMORY_EVENTS = 20_000
+# Such a run links in a second process while this one plans (govdb.link.worker), unless the
+# store is in this process's memory or GOVDB_LINK_PROCESS=0 (a host that cannot start one).
 COMPARED = (*PERSON_FIELDS, "division_code")
 
 
@@ -82,13 +85,18 @@ def _as_text(value: Any) -> str | None:
 def _standardized_master(masters: pl.DataFrame) -> pl.DataFrame:
     """Master values through the same standards as events, so a value written differently
     (traditional characters, another address form) compares equal: event_id and each compared
-    field as text."""
-    std = standardize(masters.with_columns(pl.col("birth_date").cast(pl.String)), place_addresses=False)
+    field of `masters` as text."""
+    fields = [k for k in COMPARED if k in masters.columns]
+    if "birth_date" in fields:
+        masters = masters.with_columns(pl.col("birth_date").cast(pl.String))
+    std = standardize(masters, place_addresses=False, issues=False, pinyin=False)
     std = std.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
-    text = [pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String) for k in COMPARED]
-    return std.select(
-        "event_id", *(t.replace("", None).alias(k) for t, k in zip(text, COMPARED, strict=True))
-    )
+    text = [pl.col(f"{k}_std" if f"{k}_std" in std.columns else k).cast(pl.String) for k in fields]
+    return std.select("event_id", *(t.replace("", None).alias(k) for t, k in zip(text, fields, strict=True)))
+
+
+# A standardized field read from others of the row: gender and birth date come from a valid ID.
+_STANDARDIZED_FROM = {"gender": ("id_number",), "birth_date": ("id_number",)}
 
 
 def _master_frame(known: list[tuple[str, dict[str, Any]]]) -> pl.DataFrame:
@@ -108,17 +116,30 @@ def _changed_fields(records: pl.DataFrame, masters: pl.DataFrame) -> dict[str, l
     if records.height == 0 or masters.height == 0:
         return {}
     stored = masters.select("event_id", *(pl.col(k).cast(pl.String).alias(f"{k}__m") for k in COMPARED))
-    standard = _standardized_master(masters).rename({k: f"{k}__s" for k in COMPARED})
-    joined = records.select("event_id", *COMPARED).join(stored, on="event_id").join(standard, on="event_id")
+    joined = records.select("event_id", *COMPARED).join(stored, on="event_id")
+    # Master's standardized values only where the value as stored differs (most of a chunk's
+    # fields match as stored, and standardizing names is the costly part), a field with what it
+    # is read from (the same values, row for row, as standardizing the whole row).
     differ = [
-        (
-            pl.col(k).is_not_null()
-            & ~(pl.col(k) == pl.col(f"{k}__m")).fill_null(False)
-            & ~(pl.col(k) == pl.col(f"{k}__s")).fill_null(False)
-        ).alias(f"{k}__d")
+        (pl.col(k).is_not_null() & ~(pl.col(k) == pl.col(f"{k}__m")).fill_null(False)).alias(f"{k}__d")
         for k in COMPARED
     ]
     joined = joined.with_columns(differ).filter(pl.any_horizontal(f"{k}__d" for k in COMPARED))
+    if joined.height == 0:
+        return {}
+    counts = joined.select(pl.col(f"{k}__d").sum() for k in COMPARED).row(0)
+    wanted = {k for k, n in zip(COMPARED, counts, strict=True) if n}
+    wanted |= {f for k in wanted for f in _STANDARDIZED_FROM.get(k, ())}
+    rows = masters.select("event_id", *(k for k in COMPARED if k in wanted)).join(
+        joined.select("event_id"), on="event_id", how="semi"
+    )
+    standard = _standardized_master(rows).rename({k: f"{k}__s" for k in wanted})
+    joined = joined.join(standard, on="event_id", how="left")
+    joined = joined.with_columns(
+        (pl.col(f"{k}__d") & ~(pl.col(k) == pl.col(f"{k}__s")).fill_null(False)).alias(f"{k}__d")
+        for k in COMPARED
+        if k in wanted
+    ).filter(pl.any_horizontal(f"{k}__d" for k in COMPARED))
     changed: dict[str, list[str]] = {}
     for row in joined.iter_rows(named=True):
         fields = []
@@ -126,7 +147,7 @@ def _changed_fields(records: pl.DataFrame, masters: pl.DataFrame) -> dict[str, l
             if not row[f"{k}__d"]:
                 continue  # the common case: master holds it already, as written or standardized
             value, held = row[k], row[f"{k}__m"]
-            if k in FOLDED and _fold(value) == _fold(row[f"{k}__s"] or held):
+            if k in FOLDED and _fold(value) == _fold(row.get(f"{k}__s") or held):
                 continue
             if k == "division_code" and _within(held, value):
                 continue
@@ -225,38 +246,64 @@ def propose_events(
     *,
     address_hint: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stored_or_default: bool = False,
 ) -> ProposeReport:
     """Link every standardized event, record its link, and propose its change for verification.
 
     Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
     next run takes the reviewer's answer as the link and proposes the event's change. The caller
     holds the `process` job lock. A `model` factory is called when first needed, with `features`
-    (every person's) when the run holds them, else without arguments."""
+    (every person's) when the run holds them, else without arguments. `stored_or_default` says the
+    factory gives the stored model, else the default one (GovDB.linkage_model): a linking process
+    then builds that itself; with another factory, the run links in this process.
+
+    Chunks go through a pipeline: chunk N+1 is read and its linking started (in a second process
+    for a large run on a file or server store, `govdb.link.worker`) before chunk N is planned, and
+    each planned chunk is written in a thread (`ChunkWriter`) while the next is planned."""
     report = ProposeReport()
     with Session(master) as ms:
         units = UnitIndex(ms)
     after, done, total = 0, 0, _waiting(events)
     features = FeatureCache()  # a large run: every person's features, read once
     ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
-    if total >= IN_MEMORY_EVENTS:
-        with master.connect() as conn:
-            if features.load_everyone(conn) and not isinstance(model, LinkModel):
-                model = _with_features(model, features)
-    with ChunkWriter(events) as writer:
+    with contextlib.ExitStack() as stack:
+        worker = None
+        separate = isinstance(model, LinkModel) or stored_or_default
+        if total >= IN_MEMORY_EVENTS and separate and LinkWorker.wanted() and LinkWorker.can_open(master):
+            # Started first: it reads everyone's features while this process reads the first chunk.
+            worker = stack.enter_context(LinkWorker(master, rules.matching["person"], address_hint))
+        if worker is not None:
+            # The linking process holds everyone's features itself: this one never reads them.
+            if isinstance(model, LinkModel):
+                worker.use_model(model)
+            else:  # it builds the stored or default model from them, as GovDB.linkage_model does
+                worker.build_model()
+                model = worker.model
+        elif total >= IN_MEMORY_EVENTS:
+            with master.connect() as conn:
+                if features.load_everyone(conn) and not isinstance(model, LinkModel):
+                    model = _with_features(model, features)
+        writer = stack.enter_context(ChunkWriter(events))
+        queued: _Prepared | None = None
         while True:
             with events.connect() as conn:
                 chunk = _read_chunk(conn, after)
-            if not chunk:
+            prepared = None
+            if chunk:
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+                after = chunk[-1]["event_id"]
+                prepared = _prepare_chunk(events, master, rules, chunk, report, worker)
+            if queued is not None:  # planned while the next chunk links
+                work = _finish_chunk(
+                    master, rules, model, units, queued, report, address_hint, features, worker
+                )
+                if work is not None:
+                    writer.write(work)
+            if prepared is None:
                 break
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-            after = chunk[-1]["event_id"]
-            with master.connect() as conn:
-                features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
-            work = _propose_chunk(events, master, rules, model, units, chunk, report, address_hint, features)
-            if work is not None:
-                writer.write(work)
+            queued = prepared
     if report.events:  # after the last chunk's write: leaving the writer waited for it
         # The clerks list and decide their queues next: PostgreSQL planned them over tables it
         # had never analyzed (the first 20,000 decisions of a 200,000 county: 46 s, then 16 s).
@@ -286,19 +333,28 @@ def _waiting(events: Engine) -> int:
         )
 
 
-def _propose_chunk(
+@dataclass
+class _Prepared:
+    """A chunk read and sorted, its linking perhaps started: what planning it needs."""
+
+    events: Engine
+    work: ChunkWork
+    pending: list[dict[str, Any]]
+    entities: list[dict[str, Any]]
+    settled: dict[int, LinkResult]
+    records: pl.DataFrame | None
+
+
+def _prepare_chunk(
     events: Engine,
     master: Engine,
     rules: Rulebook,
-    model: LinkModel | Callable[[], LinkModel],
-    units: UnitIndex,
     chunk: list[dict[str, Any]],
     report: ProposeReport,
-    address_hint: str | None,
-    features: FeatureCache | None = None,
-) -> ChunkWork | None:
-    """One chunk of events: settle reviewed links, link the rest, plan, auto-pass; what to write."""
-    from govdb.verify.entity_proposals import is_entity_event, plan_entity_events  # it imports this module
+    worker: LinkWorker | None,
+) -> _Prepared:
+    """Settle reviewed links, refuse what cannot be stored, sort out entity events; start linking."""
+    from govdb.verify.entity_proposals import is_entity_event  # it imports this module
 
     for event in chunk:
         proven = rules.verification.sources.get(event["authenticated_source"] or "")
@@ -311,6 +367,7 @@ def _propose_chunk(
     # Enterprise and place events take their own path (govdb.verify.entity_proposals).
     entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
     pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
+    records = None
     if pending:
         records = event_records(pending)  # the compared fields as text, for linking and planning
         # A person's values wider than master's columns, or a date it cannot read (whole columns).
@@ -320,6 +377,27 @@ def _propose_chunk(
             found = {int(i): p for i, p in wide.items() if int(i) in person}
             pending = _refused(pending, work, report, lambda e: found.get(e["event_id"]))
             records = records.filter(~pl.col("event_id").is_in([str(i) for i in found]))
+        if worker is not None:
+            submit_links(worker, [e for e in pending if e["event_id"] not in settled], records)
+    return _Prepared(events, work, pending, entities, settled, records)
+
+
+def _finish_chunk(
+    master: Engine,
+    rules: Rulebook,
+    model: LinkModel | Callable[[], LinkModel],
+    units: UnitIndex,
+    prepared: _Prepared,
+    report: ProposeReport,
+    address_hint: str | None,
+    features: FeatureCache,
+    worker: LinkWorker | None,
+) -> ChunkWork | None:
+    """One chunk of events: link the rest (or take the linking process's links), plan, auto-pass;
+    what to write."""
+    from govdb.verify.entity_proposals import plan_entity_events  # it imports this module
+
+    work, pending, entities, settled = prepared.work, prepared.pending, prepared.entities, prepared.settled
     if not pending and not entities:
         return work if work.status else None
     if pending:
@@ -328,9 +406,15 @@ def _propose_chunk(
         kept = {e["event_id"] for e in pending}
         results = [r for e, r in settled.items() if e in kept]  # a refused one is not planned
         if fresh:
-            results += link_events(events, master, rules, model, fresh, address_hint, features, records)
+            if worker is None:
+                with master.connect() as conn:
+                    features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
+            results += link_events(
+                prepared.events, master, rules, model, fresh, address_hint, features, prepared.records, worker
+            )
         by_id = {e["event_id"]: e for e in pending}
-        _plan(master, rules, units, by_id, results, records, work, report)
+        assert prepared.records is not None
+        _plan(master, rules, units, by_id, results, prepared.records, work, report)
     if entities:
         plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
     report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
@@ -383,7 +467,7 @@ def _plan(
         )
     known = [(r.record_id, r.master) for r in results if r.master is not None]
     changed = _changed_fields(records, _master_frame(known))
-    proposal_ids = iter(uuid4_texts(len(results)))  # at most one proposal per result
+    proposal_ids = iter(uuid7_texts(len(results)))  # at most one proposal per result, in order
     for link in results:
         event = by_id[int(link.record_id)]
         rec = event["standardized"] or {}
@@ -467,7 +551,7 @@ def _proposal(
 ) -> dict[str, Any]:
     now = utcnow()
     return {
-        "proposal_id": proposal_id or str(uuid.uuid4()),
+        "proposal_id": proposal_id or uuid7_texts(1)[0],
         "event_id": event["event_id"],
         "change": change,
         "entity_kind": kind,

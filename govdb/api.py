@@ -316,6 +316,9 @@ class GovDB:
         received (after their data or the rules were fixed), so they are validated again.
         """
         self._require_applied()
+        # A subclass's own model is built here; the stored or default one (or the one this GovDB
+        # holds) where the features are: a large run's linking process.
+        own_model = type(self).linkage_model is GovDB.linkage_model
         with job_lock(self.events, "process"):
             retried = validate_stage.retry_events(self.events, retry) if retry is not None else 0
             validation = validate_stage.standardize_events(
@@ -325,12 +328,10 @@ class GovDB:
                 self.events,
                 self.master,
                 self.rules,
-                self._model if self._model is not None else self.linkage_model,
+                self._model if own_model and self._model is not None else self.linkage_model,
                 address_hint=self.served_county(),
                 progress=progress,
-                # A subclass's own model is built here; the stored or default one where the
-                # features are (a large run's linking process).
-                stored_or_default=type(self).linkage_model is GovDB.linkage_model,
+                stored_or_default=own_model,
             )
         return ProcessReport(validation, proposals, retried)
 

@@ -6,11 +6,12 @@ promote and were slower). The linking process holds every person's features itse
 store, refreshed from the change feed before each chunk, as `FeatureCache` does in process) and
 links chunk N+1 while the caller plans chunk N.
 
-It is started as `python -m govdb.link.worker` with pipes, not through multiprocessing: a spawned
-multiprocessing child imports the caller's main script again, and a script without a `__main__`
-guard would run its own work a second time. Messages are pickles between the two processes of one
-run, never read from anywhere else. The linking process exits when its input closes (the caller
-stopped, however it stopped), and ignores the terminal's Ctrl-C, which the caller handles.
+It is started with pipes as an isolated interpreter given this process's module path
+(`child_command`), not through multiprocessing: a spawned multiprocessing child imports the
+caller's main script again, and a script without a `__main__` guard would run its work twice.
+Messages are pickles between the two processes of one run, never read from anywhere else. The
+linking process exits when its input closes (the caller stopped, however it stopped), and
+ignores the terminal's Ctrl-C, which the caller handles.
 """
 
 from __future__ import annotations
@@ -54,20 +55,12 @@ class LinkWorker:
     """Chunks linked in a second process, in the order submitted (`submit`, then `collect`)."""
 
     def __init__(self, master: Engine, rules: MatchingRules, address_hint: str | None) -> None:
-        import govdb
-
-        env = dict(os.environ)
-        # The govdb this process runs, even when it is not installed (a checkout on sys.path).
-        root = str(Path(govdb.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         try:
-            # -P: the current folder is not put on its path (a `polars.py` there would run).
             self._child = subprocess.Popen(
-                [sys.executable, "-P", "-m", "govdb.link.worker"],
+                child_command(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=env,
             )
         except (OSError, ValueError) as exc:  # no such interpreter, no processes left, ...
             raise LinkWorkerError(
@@ -88,7 +81,12 @@ class LinkWorker:
             target=_read_lines, args=(self._child.stderr, self._stderr.append), daemon=True
         ).start()
         # The URL (a password in it) goes through the pipe, never on the command line.
-        self._send(("start", master.url.render_as_string(hide_password=False), rules, address_hint))
+        try:
+            self._send(("start", master.url.render_as_string(hide_password=False), rules, address_hint))
+        except BaseException:
+            self._child.kill()
+            self._child.wait()
+            raise
 
     @staticmethod
     def wanted() -> bool:
@@ -167,6 +165,8 @@ class LinkWorker:
         try:
             pickle.dump(message, self._child.stdin, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[arg-type]
             self._child.stdin.flush()  # type: ignore[union-attr]
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # the run stops: half sent
+            raise _stopped(f"could not be sent its {message[0]!r} ({type(exc).__name__}: {exc})") from None
         except (BrokenPipeError, OSError):
             code = self._child.wait()
             while (reply := self._replies.get()) is not None:  # it may have said why first
@@ -191,6 +191,20 @@ class LinkWorker:
         if error is not None:  # its work is not wanted: stop it now
             self._child.kill()
         self.close()
+
+
+def child_command() -> list[str]:
+    """How the linking process is started: isolated (`-I`: no PYTHON* variables, no user site, not
+    the current folder), with this process's module path made absolute, so it imports what this
+    process would, from where this one would. An empty entry (the current folder, which changes)
+    is left out; the folder of the govdb running here goes last if it is not on the path already."""
+    # Relative folders as they resolve now; other entries (an editable install's path hook) as they are.
+    paths = [os.path.abspath(p) if not os.path.isabs(p) and os.path.isdir(p) else p for p in sys.path if p]
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding govdb/link/worker.py
+    if root not in paths:
+        paths.append(root)
+    prelude = f"import sys; sys.path[:] = {paths!r}; from govdb.link import worker; worker.main()"
+    return [sys.executable, "-I", "-c", prelude]
 
 
 def _read_pickles(stream: IO[bytes], put: Callable[[Any], None]) -> None:
@@ -244,6 +258,8 @@ def _serve(requests: queue.Queue[Any], reply: Callable[[tuple[Any, ...]], None])
                 engine = make_engine(url)
                 with store_errors(engine), engine.connect() as conn:
                     cache.load_everyone(conn)
+            elif kind == "error":  # what the caller sent could not be read here: say why
+                raise rest[0]
             elif kind == "use":
                 (model,) = rest
             elif kind == "build":
@@ -293,15 +309,19 @@ def main() -> None:
         pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
 
-    with contextlib.suppress(BrokenPipeError):  # the caller is gone
-        _serve(requests, reply)
-    sys.stderr.flush()
-    # Not the interpreter's shutdown: the reading thread is blocked in stdin, whose lock shutdown
-    # would wait for (a fatal error). Every reply was flushed.
-    os._exit(0)
+    status = 1
+    try:
+        with contextlib.suppress(BrokenPipeError):  # the caller is gone
+            _serve(requests, reply)
+        status = 0
+    finally:
+        sys.stderr.flush()
+        # Not the interpreter's shutdown: the reading thread is blocked in stdin, whose lock
+        # shutdown would wait for (a fatal error). Every reply was flushed.
+        os._exit(status)
 
 
-if __name__ == "__main__":  # run as `python -m govdb.link.worker`: the module's own classes, not __main__'s
+if __name__ == "__main__":  # `python -m govdb.link.worker`: the module's own classes, not __main__'s
     from govdb.link import worker
 
     worker.main()

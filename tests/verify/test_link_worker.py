@@ -4,6 +4,7 @@ error (the rerun finishes), leave no linking process behind, and never run a cal
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from govdb import GovDB, GovdbError
 from govdb.demo import make_people
-from govdb.link.worker import LinkWorker, LinkWorkerError
+from govdb.link.worker import LinkWorker, LinkWorkerError, child_command
 from govdb.store.events import Event, Link, Proposal, Task
 
 from ..conftest import BACKENDS, TODAY, open_backend
@@ -327,7 +328,7 @@ def test_a_run_links_with_the_model_its_govdb_holds(
 
     class OwnModel(GovDB):
         def linkage_model(self, features: pl.DataFrame | None = None) -> Any:
-            model = super().linkage_model(features)
+            model = copy.deepcopy(super().linkage_model(features))  # the base one stays held
             model.prior = model.prior / 1000
             return model
 
@@ -335,29 +336,59 @@ def test_a_run_links_with_the_model_its_govdb_holds(
     with open_backend(backend, tmp_path / "subclass", rules) as db:
         db.__class__ = OwnModel
         _county(db)
+        db.linkage_model()  # a look-up before: the base model is held, the subclass's is used
         db.process(today=TODAY)
         assert len(spy.workers) == started  # linked here: its model is this process's
         assert _outcome(db) == seen[False]
 
 
-def test_the_linking_process_does_not_run_code_from_the_current_folder(
+def test_the_linking_process_imports_only_what_its_caller_would(
     tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`python -m` would put the current folder first on the linking process's path: a
-    `polars.py` in a shared folder a clerk's job runs from would run with the store's password."""
+    """Not from the current folder (`python -m` would put it first: a `polars.py` in a shared
+    folder a clerk's job runs from would run with the store's password), nor from PYTHONPATH set
+    after the caller started, nor from an empty path entry that meant the caller's start folder."""
     marker = tmp_path / "hijacked"
-    folder = tmp_path / "shared"
-    folder.mkdir()
-    (folder / "polars.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n")
-    (folder / "govdb").mkdir()
-    (folder / "govdb" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    planted = f"open({str(marker)!r}, 'a').write(__file__ + '\\n')\nraise SystemExit(3)\n"
+    folders = {name: tmp_path / name for name in ("shared", "variable")}
+    for folder in folders.values():
+        (folder / "govdb").mkdir(parents=True)
+        (folder / "polars.py").write_text(planted)
+        (folder / "govdb" / "__init__.py").write_text(planted)
     with open_backend("sqlite", tmp_path / "home", rules) as db:
         _county(db)
-        monkeypatch.chdir(folder)
+        monkeypatch.chdir(folders["shared"])
+        monkeypatch.setenv("PYTHONPATH", f"{folders['variable']}{os.pathsep}")
+        monkeypatch.setattr(sys, "path", ["", *sys.path])
+        command = child_command()
+        assert command[1] == "-I" and str(folders["shared"]) not in command[-1]
         with LinkWorker(db.master, db.rules.matching["person"], "440605") as worker:
             worker.build_model()
             assert worker.model().prior > 0
     assert not marker.exists()
+
+
+def test_a_message_the_linking_process_cannot_read_stops_the_run_saying_why(
+    tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held model of a class only the caller's script defines cannot be read in the linking
+    process: the caller hears why, and no linking process is left."""
+    from govdb.link.model import LinkModel
+
+    held = type("ScriptModel", (LinkModel,), {"__module__": "__main__"})
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptModel", held, raising=False)
+    with open_backend("sqlite", tmp_path / "home", rules) as db:
+        _county(db)
+        model = db.linkage_model()
+        model.__class__ = held
+        with (
+            pytest.raises(LinkWorkerError, match=r"could not be read.*ScriptModel"),
+            LinkWorker(db.master, db.rules.matching["person"], "440605") as worker,
+        ):
+            worker.use_model(model)
+            worker.submit(_linking_records(make_people(5, seed=1, today=TODAY)).head(0))
+            worker.collect()
+        assert worker._child.poll() is not None
 
 
 def test_only_a_store_another_process_can_open_is_linked_in_one(tmp_path: Path) -> None:

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
-import sqlmodel
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -37,7 +34,7 @@ from govdb.access.guard import AuditContext
 from govdb.correct import conflicts as conflict_stage
 from govdb.correct import revert as revert_stage
 from govdb.correct.conflicts import ConflictView
-from govdb.errors import GovdbError, RulesChangedError, StateError
+from govdb.errors import StateError
 from govdb.link.loadkeys import keyed_load
 from govdb.rulebook import Rulebook, load_rulebook
 from govdb.serve import asof as asof_stage
@@ -50,7 +47,7 @@ from govdb.serve.prefill import PrefillResult, prefill_form
 from govdb.store.counts import table_counts
 from govdb.store.engine import StoreConfig, checkpoint_in_background, make_engine, migrate, refresh_statistics
 from govdb.store.feed import ChangePage, read_changes
-from govdb.store.locks import job_lock, reading, writing
+from govdb.store.locks import reading
 from govdb.store.master import OrgUnit, served_county
 from govdb.store.states import Outcome
 from govdb.verify import (
@@ -60,28 +57,17 @@ from govdb.verify import (
     DecisionResult,
     TaskView,
     UnitIndex,
-    decide_many,
     list_tasks,
-    resolve,
 )
 from govdb.verify import sources as source_stage
 from govdb.verify import units as units_stage
-from govdb.verify.decisions import current_homes
-from govdb.verify.proposals import ProposeReport, propose_events
+from govdb.verify.decisions import decide_as
+from govdb.verify.pipeline import ProcessReport, process_events
 from govdb.verify.units import DistrictReport
 
 # Master tables that bulk loads and promotions grow, whose planner statistics must follow.
 T = TypeVar("T")
 MASTER_GROWN = ("person", "linkkey", "linkfeatures", "fieldhistory", "credential", "promotion")
-
-
-@dataclass(frozen=True)
-class ProcessReport:
-    """One processing run: validation of received events, then linkage and proposals."""
-
-    validation: validate_stage.ValidationReport
-    proposals: ProposeReport
-    retried: int = 0  # events taken again (`retry`) before validation
 
 
 class GovDB:
@@ -112,11 +98,9 @@ class GovDB:
             if create:  # keyed now, not in a look-up, if master never recorded its keys' blocking rules
                 link_stage.key_unrecorded_store(self.master, rules.matching["person"])
         else:  # opened to inspect or apply these rules: work under them waits until they are applied
-            try:
-                applied = not governance.rules_status(self.master, self.audit).differs
-            except GovdbError:
-                applied = False
-            self.audit = dataclasses.replace(self.audit, applied=applied)
+            self.audit = dataclasses.replace(
+                self.audit, applied=governance.rules_applied(self.master, self.audit)
+            )
 
     @classmethod
     def open(
@@ -186,11 +170,7 @@ class GovDB:
 
     def units(self, level: str | None = None) -> list[OrgUnit]:
         """Registered checking units (optionally of one level), by id."""
-        with Session(self.master) as ms:
-            query = sqlmodel.select(OrgUnit).order_by(sqlmodel.col(OrgUnit.unit_id))
-            if level:
-                query = query.where(OrgUnit.level == level)
-            return list(ms.exec(query).all())
+        return units_stage.registered_units(self.master, level)
 
     def load_people(self, people: pl.DataFrame, *, source: str, valid_from: dt.date | None = None) -> str:
         """Authoritative bulk load of people (e.g. the population register); returns the load id.
@@ -236,15 +216,11 @@ class GovDB:
     def train_linker(self, events: pl.DataFrame, *, id_column: str = "event_id") -> link_stage.LinkModel:
         """Estimate u, m (EM) and the prior from these records against master, and store the model
         so `process` and `link_one` use it."""
-        matching = self.rules.matching["person"]
-        with self.master.connect() as conn:
-            people = link_stage.read_people(conn)
-        out = link_stage.link_frames(
-            events, people, matching, event_id=id_column, address_hint=self.served_county()
+        matching, hint = self.rules.matching["person"], self.served_county()
+        self._model = link_stage.train_model(
+            self.master, matching, events, id_column=id_column, address_hint=hint
         )
-        link_stage.store_model(self.master, out.model)
-        self._model = out.model
-        return out.model
+        return self._model
 
     def link_one(
         self,
@@ -263,23 +239,10 @@ class GovDB:
         look-up is audited, also when it finds nobody or is refused. `kind="enterprise"` links an
         enterprise record (name, uscc, legal_representative, phone, address) the same way; the
         result's `person_id` is then the enterprise id."""
-        if kind == "enterprise":
-            return serve_enterprise.link_one_enterprise_read(
-                self.master, self.audit, record, actor=actor, purpose=purpose, today=today,
-                address_hint=self.served_county(),
-            )  # fmt: skip
-        if kind != "person":
-            raise StateError(f"link_one links a 'person' or an 'enterprise', not {kind!r}")
         return serve_lookup.link_one(
-            self.master,
-            self.audit,
-            record,
-            actor=actor,
-            purpose=purpose,
-            model=self.linkage_model,
-            today=today,
-            address_hint=self.served_county(),
-        )
+            self.master, self.audit, record, actor=actor, purpose=purpose,
+            model=self.linkage_model, today=today, address_hint=self.served_county(), kind=kind,
+        )  # fmt: skip
 
     # --- the data path -----------------------------------------------------------------------
 
@@ -291,14 +254,18 @@ class GovDB:
         With `source_token` (issued by `register_source`) the ingest proves it is that registered
         source; a wrong token is refused. Without one the events are unauthenticated and earn no
         automatic pass, whatever `department` the caller names."""
-        options["authenticated_source"] = self._proven(source, source_token, options)
+        options["authenticated_source"] = source_stage.ingest_source(
+            self.master, self.rules, source, source_token, options
+        )
         options.setdefault("aliases", self.rules.column_aliases())  # to warn of a file without them
         return ingest_stage.ingest_file(self.events, path, source=source, **options)
 
     def ingest_frame(
         self, frame: pl.DataFrame, *, source: str, source_token: str | None = None, **options: Any
     ) -> ingest_stage.IngestReport:
-        options["authenticated_source"] = self._proven(source, source_token, options)
+        options["authenticated_source"] = source_stage.ingest_source(
+            self.master, self.rules, source, source_token, options
+        )
         options.setdefault("aliases", self.rules.column_aliases())
         return ingest_stage.ingest_frame(self.events, frame, source=source, **options)
 
@@ -319,21 +286,17 @@ class GovDB:
         # A subclass's own model is built here; the stored or default one (or the one this GovDB
         # holds) where the features are: a large run's linking process.
         own_model = type(self).linkage_model is GovDB.linkage_model
-        with job_lock(self.events, "process"):
-            retried = validate_stage.retry_events(self.events, retry) if retry is not None else 0
-            validation = validate_stage.standardize_events(
-                self.events, self.rules, today=today, address_hint=self.served_county()
-            )
-            proposals = propose_events(
-                self.events,
-                self.master,
-                self.rules,
-                self._model if own_model and self._model is not None else self.linkage_model,
-                address_hint=self.served_county(),
-                progress=progress,
-                stored_or_default=own_model,
-            )
-        return ProcessReport(validation, proposals, retried)
+        return process_events(
+            self.events,
+            self.master,
+            self.rules,
+            lambda: self._model if own_model and self._model is not None else self.linkage_model,
+            address_hint=self.served_county,
+            today=today,
+            retry=retry,
+            progress=progress,
+            stored_or_default=own_model,
+        )
 
     def tasks(
         self, *, unit_id: str | None = None, state: str | None = "open", limit: int = 200
@@ -367,24 +330,10 @@ class GovDB:
         jurisdiction and amendments. By default one refusal refuses the batch; with
         `allow_refusals` the refused decisions are listed in the report and the rest recorded."""
         self._require_applied()
-        if decisions is None or isinstance(decisions, (str, bytes, dict)):
-            raise StateError("decisions are a list of mappings such as {'task_id': 12, 'outcome': 'approve'}")
-        batch = list(decisions)
-        with reading(self.master) as master, Session(bind=master) as ms:
-            who = resolve(ms, actor)
-            units = self._unit_index(ms)
-            homes = functools.partial(current_homes, master, units=units)  # read once rows are locked
-            with writing(self.events) as conn:
-                return decide_many(conn, self.rules, who, batch, allow_refusals=allow_refusals, homes=homes)
-
-    def _proven(self, source: str, token: str | None, options: dict[str, Any]) -> str | None:
-        """The source a token proves, or None; never one the caller names (invariant 9)."""
-        if "authenticated_source" in options:
-            raise StateError(
-                "authenticated_source is not an option: a source proves itself with its token "
-                "(source_token=, or GOVDB_SOURCE_TOKEN), which `govdb sources register NAME` issues"
-            )
-        return source_stage.authenticate(self.master, self.rules, source, token)
+        return decide_as(
+            self.events, self.master, self.rules, actor, decisions,
+            units=self._unit_index, allow_refusals=allow_refusals,
+        )  # fmt: skip
 
     def register_source(self, name: str) -> str:
         """Issue a new token for a source registered in the rules and return it (shown once; a
@@ -578,11 +527,7 @@ class GovDB:
         return self.events, self.master, self.audit, self.rules
 
     def _require_applied(self) -> None:
-        if not self.audit.applied:
-            raise RulesChangedError(
-                f"the rules in {str(self.rules.root)!r} are not the ones applied to these stores; "
-                "apply them first (`govdb rules apply --actor NAME@UNIT`)"
-            )
+        governance.require_applied(self.audit, self.rules)
 
     # --- analytics (event store only, aggregates only) and table counts ---------------------------
 

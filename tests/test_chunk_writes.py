@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 import govdb.verify.chunk_writes as chunk_writes
-import govdb.verify.proposals as proposals
+import govdb.verify.pipeline as pipeline
 from govdb import GovDB
 from govdb.demo import make_disability_records, make_enterprises, make_hall_events, make_people
 from govdb.errors import GovdbError
@@ -84,7 +84,7 @@ def test_a_run_in_many_chunks_stores_what_one_chunk_stores(
     monkeypatch.setattr(chunk_writes, "write_chunk", spy)
     seen = {}
     for name, size in (("one", 100_000), ("many", 7)):
-        monkeypatch.setattr(proposals, "CHUNK", size)
+        monkeypatch.setattr(pipeline, "CHUNK", size)
         with open_backend(backend, tmp_path / name, rules) as db:
             db.serve_district("440605")
             _ingested(db, tmp_path / name / "files")
@@ -111,7 +111,7 @@ def test_a_failed_write_stops_the_run_and_a_second_run_finishes_it(
             raise GovdbError("the disk is full")
         write_chunk(events, work)
 
-    monkeypatch.setattr(proposals, "CHUNK", 5)
+    monkeypatch.setattr(pipeline, "CHUNK", 5)
     with open_backend(backend, tmp_path / "clean", rules) as db:
         db.serve_district("440605")
         _ingested(db, tmp_path / "clean" / "files")

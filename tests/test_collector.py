@@ -55,7 +55,7 @@ def test_overlapping_jobs_in_threads_restore_once_the_last_one_ends() -> None:
 
 def test_process_and_promote_run_with_the_bulk_thresholds(db: GovDB, monkeypatch: pytest.MonkeyPatch) -> None:
     import govdb.promote as promote
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
     gc.set_threshold(700, 10, 10)
     seen: list[tuple[int, int, int]] = []
@@ -68,7 +68,7 @@ def test_process_and_promote_run_with_the_bulk_thresholds(db: GovDB, monkeypatch
         seen.append(gc.get_threshold())
         return 0
 
-    monkeypatch.setattr(proposals, "_waiting", waiting)
+    monkeypatch.setattr(pipeline, "_waiting", waiting)
     monkeypatch.setattr(promote, "refresh_pending_keys", pending)
     db.process()
     db.promote()

@@ -972,3 +972,80 @@ def test_a_pooled_connection_the_server_ended_is_replaced(
             conn.execute(text("SELECT 1"))
     with db.master.connect() as conn:
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != ended
+
+
+def test_an_upsert_of_a_frame_rewrites_existing_rows_in_place_and_adds_the_new_ones(db: GovDB) -> None:
+    """SQLite: the rows whose key exists take the frame's values, keeping their row (a delete and
+    an insert would move them); PostgreSQL's COPY cannot, and says so."""
+    import sqlalchemy as sa
+
+    from govdb.errors import GovdbError
+    from govdb.store.bulk import insert_frame
+    from govdb.store.locks import writing
+    from govdb.store.master import LinkFeatures
+
+    table = LinkFeatures.__table__  # type: ignore[attr-defined]
+    first = pl.DataFrame({"person_id": ["P1", "P2"], "features": ['{"n": 1}', '{"n": 2}']})
+    again = pl.DataFrame({"person_id": ["P2", "P3"], "features": ['{"n": 22}', '{"n": 3}']})
+    with writing(db.master) as conn:
+        insert_frame(conn, table, first)
+    if db.master.dialect.name != "sqlite":
+        with pytest.raises(ValueError, match="update_on_conflict is for SQLite"), writing(db.master) as conn:
+            insert_frame(conn, table, again, update_on_conflict=("person_id",))
+        return
+    with db.master.connect() as conn:
+        before = dict(conn.execute(sa.text("SELECT person_id, rowid FROM linkfeatures")).all())
+    with writing(db.master) as conn:
+        insert_frame(conn, table, again, update_on_conflict=("person_id",))
+    with db.master.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT person_id, CAST(features AS TEXT), rowid FROM linkfeatures")
+        ).all()
+    assert {(p, f) for p, f, _ in rows} == {("P1", '{"n": 1}'), ("P2", '{"n": 22}'), ("P3", '{"n": 3}')}
+    assert {p: r for p, _, r in rows if p in before} == before
+    with pytest.raises(GovdbError, match=r"linkfeatures\.person_id"), writing(db.master) as conn:
+        insert_frame(conn, table, again)  # without update_on_conflict, refused
+    twice = pl.DataFrame({"person_id": ["P1", "P1"], "features": ["{}", '{"n": 0}']})
+    with pytest.raises(ValueError, match="in the frame twice"), writing(db.master) as conn:
+        insert_frame(conn, table, twice, update_on_conflict=("person_id",))
+    columns = (sa.Column("k", sa.String, primary_key=True), sa.Column("v", sa.String))
+    keyed = sa.Table("upsert_probe", sa.MetaData(), *columns)
+    keyed.create(db.master)
+    with writing(db.master) as conn:
+        insert_frame(conn, keyed, pl.DataFrame({"k": ["a"], "v": ["kept"]}))
+        # Nothing but the key: the rows there stay as they are, the new ones come in.
+        insert_frame(conn, keyed, pl.DataFrame({"k": ["a", "b"]}), update_on_conflict=("k",))
+    with db.master.connect() as conn:
+        assert conn.execute(sa.select(keyed).order_by(keyed.c.k)).all() == [("a", "kept"), ("b", None)]
+
+
+def test_the_change_feed_is_indexed_by_seq_alone_and_the_downgrade_gives_the_entity_index_back(
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from govdb.store.engine import migrate
+
+    from .promote.test_storable import migrate_down
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'master.sqlite'}")
+    migrate(engine, "master", "master_0012")
+    feed_row = (
+        "INSERT INTO masterchange (seq, at, entity_kind, entity_id, field, op, cause)"
+        " VALUES (1, '2026-12-03', 'person', 'P1', 'phone', 'update', 'promotion')"
+    )
+    indexes = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'masterchange'"
+        " AND name NOT LIKE 'sqlite_autoindex%'"  # the primary key's own
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text(feed_row))
+        assert "ix_masterchange_entity_id" in conn.execute(sa.text(indexes)).scalars().all()
+    migrate(engine, "master")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(indexes)).scalars().all() == []
+        assert conn.execute(sa.text("SELECT entity_id FROM masterchange")).scalars().all() == ["P1"]
+    migrate_down(engine, "master_0012", "master")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(indexes)).scalars().all() == ["ix_masterchange_entity_id"]
+    engine.dispose()

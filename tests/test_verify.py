@@ -879,7 +879,7 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
     through such a value either)."""
     import shutil
 
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
     from govdb import load_rulebook
     from govdb.link.reads import FeatureCache
 
@@ -930,7 +930,7 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
     # Linked in this process, which then holds everyone (tests/verify/test_link_worker.py: a second).
     monkeypatch.setenv("GOVDB_LINK_PROCESS", "0")
     for mode, threshold in (("keys", 10**12), ("memory", 0)):
-        monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", threshold)
+        monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", threshold)
         with open_backend(backend, tmp_path / mode, rules) as db:
             db.serve_district("440605")
             db.load_people(register, source="public_security")
@@ -967,7 +967,7 @@ def test_a_run_in_memory_sees_what_a_promote_changes_while_it_runs(
 ) -> None:
     """A promote between two chunks changes a person's phone: the next chunk links a record known
     only by the name and the new phone to that person, as a key look-up at that moment would."""
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
     register = make_people(20, seed=3, today=TODAY)
     db.load_people(register, source="public_security")
@@ -986,8 +986,8 @@ def test_a_run_in_memory_sees_what_a_promote_changes_while_it_runs(
             db.decide(task.task_id, Actor("clerk", task.unit_id), "approve")
     db.ingest_frame(record("C1", 身份证号=first["id_number"]), **ingest)
     db.ingest_frame(record("C2", 联系电话=new_phone), **ingest)
-    monkeypatch.setattr(proposals, "CHUNK", 1)
-    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(pipeline, "CHUNK", 1)
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
     promoted: list[int] = []
 
     def between_chunks(done: int, total: int) -> None:

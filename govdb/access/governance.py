@@ -322,3 +322,21 @@ def rules_status(master: Engine, ctx: AuditContext) -> RulesStatus:
         if latest["fingerprint"] != governed:
             changed = _differences(latest["summary"], governed_parts(rules))
     return RulesStatus(str(rules.root), rules.fingerprint(), governed, applied, changed)
+
+
+def rules_applied(master: Engine, ctx: AuditContext) -> bool:
+    """Whether the rules in use are the ones last applied to the stores (False when that cannot
+    be read): a store opened to inspect or apply other rules works under them only once applied."""
+    try:
+        return not rules_status(master, ctx).differs
+    except GovdbError:
+        return False
+
+
+def require_applied(ctx: AuditContext, rules: Rulebook) -> None:
+    """Refuse work under `rules` (the rules in use) unless they are the ones applied to the stores."""
+    if not ctx.applied:
+        raise RulesChangedError(
+            f"the rules in {str(rules.root)!r} are not the ones applied to these stores; "
+            "apply them first (`govdb rules apply --actor NAME@UNIT`)"
+        )

@@ -17,7 +17,7 @@ from govdb.link.online import (
     refresh_link_keys,
 )
 from govdb.link.reads import read_people
-from govdb.link.stored import default_model, store_model, stored_model
+from govdb.link.stored import default_model, store_model, stored_model, train_model
 
 __all__ = [
     "DedupeOutput",
@@ -36,4 +36,5 @@ __all__ = [
     "refresh_link_keys",
     "store_model",
     "stored_model",
+    "train_model",
 ]

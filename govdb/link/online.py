@@ -341,6 +341,13 @@ def write_keys(
 
 def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool = True) -> None:
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
+    if replace and conn.dialect.name == "sqlite":
+        # Rewritten in place: a delete and an insert would move each person's entry in the
+        # primary key's index too (a promotion re-keys a chunk's people at random places). The
+        # ID number's index is still built after the rows when they outnumber the table's.
+        with indexes_deferred(conn, table, features.height):
+            insert_frame(conn, table, features, update_on_conflict=("person_id",))
+        return
     ids = features.get_column("person_id").to_list() if replace else []
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 
 from govdb.base.clock import utcnow
 from govdb.errors import StateError
+from govdb.link.batch import link_frames
 from govdb.link.comparisons import COMPARISONS
 from govdb.link.features import prepare
 from govdb.link.model import ComparisonParams, LinkModel, estimate_u, term_frequency_tables
@@ -36,6 +37,17 @@ def store_model(master: Engine, model: LinkModel, entity_kind: str = "person") -
         conn.execute(
             insert(table), [{"entity_kind": entity_kind, "trained_at": utcnow(), "model": model.to_dict()}]
         )
+
+
+def train_model(
+    master: Engine, rules: MatchingRules, events: pl.DataFrame, *, id_column: str, address_hint: str | None
+) -> LinkModel:
+    """Estimate u, m (EM) and the prior from `events` against master's people, and store the model."""
+    with master.connect() as conn:
+        people = read_people(conn)
+    out = link_frames(events, people, rules, event_id=id_column, address_hint=address_hint)
+    store_model(master, out.model)
+    return out.model
 
 
 def default_model(

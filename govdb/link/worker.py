@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Self
@@ -32,12 +33,34 @@ from typing import IO, Any, Self
 import polars as pl
 from sqlalchemy import Engine
 
-from govdb.errors import GovdbError, StoreError
+from govdb.errors import ConfigError, GovdbError, StoreError
 from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult, link_results
 from govdb.rulebook.models import MatchingRules
+from govdb.store.engine import in_process_memory
 
 STDERR_KEPT = 4000  # characters of the linking process's own error output kept for a message
+# How long the caller waits for a linking process that answers nothing before it takes it as hung
+# and stops it: a chunk of 50,000 events against a million people links in under two minutes
+# even on a loaded machine. GOVDB_LINK_TIMEOUT (seconds) sets it.
+SILENCE_SECONDS = 1800.0
+
+
+def silence_limit() -> float:
+    """The seconds a linking process may answer nothing (GOVDB_LINK_TIMEOUT, else SILENCE_SECONDS)."""
+    said = os.environ.get("GOVDB_LINK_TIMEOUT", "").strip()
+    if not said:
+        return SILENCE_SECONDS
+    try:
+        seconds = float(said)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(
+            f"GOVDB_LINK_TIMEOUT={said[:40]!r} is not a number of seconds; set it to how long a "
+            f"linking process may answer nothing, e.g. {SILENCE_SECONDS:.0f}, or unset it"
+        )
+    return seconds
 
 
 class LinkWorkerError(GovdbError):
@@ -97,11 +120,7 @@ class LinkWorker:
     @staticmethod
     def can_open(master: Engine) -> bool:
         """Whether a second process can open this store: not one in this process's memory."""
-        if master.dialect.name != "sqlite":
-            return True
-        database = master.url.database or ""
-        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        return not in_memory and master.url.query.get("mode") != "memory"
+        return not in_process_memory(master)
 
     def use_model(self, model: LinkModel) -> None:
         self._send(("use", model))
@@ -137,15 +156,26 @@ class LinkWorker:
         return link_results(links, people)
 
     def _reply(self, expected: str) -> Any:
-        """The next reply, of kind `expected`; chunks linked meanwhile are kept for `collect`."""
+        """The next reply, of kind `expected`; chunks linked meanwhile are kept for `collect`. A
+        process that answers nothing for `silence_limit()` seconds is stopped as hung."""
+        limit = silence_limit()
+        heard = time.monotonic()
         while True:
             try:
-                reply = self._replies.get(timeout=1.0)
+                reply = self._replies.get(timeout=min(1.0, limit))
             except queue.Empty:
                 if self._child.poll() is not None and self._replies.empty():
                     reply = None
+                elif time.monotonic() - heard >= limit:
+                    self._child.kill()
+                    self._child.wait()
+                    raise _stopped(
+                        f"answered nothing for {limit:g} s and was stopped as hung "
+                        "(GOVDB_LINK_TIMEOUT sets how long to wait)"
+                    ) from None
                 else:
                     continue
+            heard = time.monotonic()
             if reply is not None and reply[0] == "linked" and expected != "linked":
                 self._linked.append((reply[1], reply[2]))
                 continue

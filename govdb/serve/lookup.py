@@ -1,4 +1,4 @@
-"""Find the master person a record is about (link_one), as a read of personal data.
+"""Find the master person (or enterprise) a record is about (link_one), as a read of personal data.
 
 The look-up itself is the linkage stage's (govdb.link.online); this wraps it as every personal
 read is wrapped: the purpose must be granted, the matched person's fields come back as the
@@ -24,6 +24,7 @@ from govdb.link.model import LinkModel
 from govdb.link.online import LinkResult
 from govdb.link.online import link_one as link_record
 from govdb.serve._master_view import clean_id_number
+from govdb.serve.enterprise import link_one_enterprise_read
 from govdb.standards import record as std
 from govdb.store.master import Person
 
@@ -38,6 +39,7 @@ def link_one(
     model: Callable[[], LinkModel],
     today: dt.date | None = None,
     address_hint: str | None = None,
+    kind: str = "person",
 ) -> LinkResult:
     """`record` linked against master; `master` fields as `actor` may see them (audited).
 
@@ -46,7 +48,15 @@ def link_one(
     guessed phone or birth date); for someone of another county, who it is and how sure, no
     fields and no explanation; inside the county, the comparison levels only of fields the
     policy shows in full. Every scored candidate is a subject of the audit entry, and what was
-    looked up is kept as a keyed digest, so the people a search was about see it in who-read."""
+    looked up is kept as a keyed digest, so the people a search was about see it in who-read.
+
+    `kind="enterprise"` links an enterprise record instead (`link_one_enterprise_read`)."""
+    if kind == "enterprise":
+        return link_one_enterprise_read(
+            master, ctx, record, actor=actor, purpose=purpose, today=today, address_hint=address_hint
+        )
+    if kind != "person":
+        raise StateError(f"link_one links a 'person' or an 'enterprise', not {kind!r}")
     if not isinstance(record, dict):
         raise StateError(
             f"link_one takes one record as a mapping of field to value, not {type(record).__name__}"

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import asbool
 
 from govdb.errors import ConfigError, StoreBusyError, StoreError, StoreReadOnlyError, StoreUnavailableError
 
@@ -195,6 +196,21 @@ WAL_FILE_LIMIT_BYTES = 64 * 1024 * 1024
 SQLITE_BUSY_SECONDS = 60  # how long a writer waits for another (ingests of one source queue up)
 
 
+def in_process_memory(engine: Engine) -> bool:
+    """Whether this is a SQLite store held in this process's memory: no other process can open
+    it, and its one shared connection is this thread's alone."""
+    if engine.dialect.name != "sqlite":
+        return False
+    database = engine.url.database or ""
+    if database in ("", ":memory:"):
+        return True
+    query = engine.url.query
+    if not asbool(query.get("uri", False)):  # without uri=true a file: name is a file's name
+        return False
+    path = database.removeprefix("file:")
+    return path == ":memory:" or query.get("mode") == "memory" or query.get("vfs") == "memdb"
+
+
 def make_engine(url: str) -> Engine:
     """An engine for one store; SQLite gets WAL, foreign keys and a shared in-memory pool."""
     try:
@@ -255,7 +271,7 @@ class WalCheckpointer:
     def for_engine(cls, engine: Engine) -> WalCheckpointer | None:
         """One for a SQLite file store; None for PostgreSQL and in-memory SQLite."""
         database = engine.url.database
-        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        if engine.dialect.name != "sqlite" or not database or in_process_memory(engine):
             return None
         return cls(database)
 

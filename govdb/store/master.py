@@ -286,14 +286,15 @@ class MasterChange(MasterModel, table=True):
 
     `seq` is handed out under the lock of `ChangeHead`, held until the writer commits, so the
     order of seqs is the order of commits: a reader that has seen seq N never later finds a
-    smaller one. No values are kept here; they are read through the audited reads."""
+    smaller one. No values are kept here; they are read through the audited reads. Read in seq
+    order only, so indexed by nothing else (master_0013)."""
 
     __table_args__ = (CheckConstraint(one_of("op", ("insert", "update", "delete")), name="ck_change_op"),)
 
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     at: dt.datetime = Field(default_factory=utcnow)
     entity_kind: str = Field(max_length=16)
-    entity_id: str = Field(max_length=32, index=True)
+    entity_id: str = Field(max_length=32)
     field: str | None = Field(default=None, max_length=64)
     op: str = Field(max_length=8)
     valid_from: dt.date | None = None

@@ -7,24 +7,28 @@ they are read, and every change is a checked transition (govdb.verify.tasks.writ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, Engine, bindparam, update
+from sqlmodel import Session
 
-from govdb.base.actors import ResolvedActor
+from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import utcnow
 from govdb.errors import GovdbError, JurisdictionError, NotFoundError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Step
 from govdb.standards import STANDARD_COLUMNS
 from govdb.store.bulk import driver_fetch, id_chunks, id_test
+from govdb.store.locks import reading, writing
 from govdb.store.master import Person
 from govdb.store.states import Outcome, ProposalState, TaskState, parse
 from govdb.store.storable import WHY, shown, text_problem
 from govdb.validate import validate_frame
+from govdb.verify.actors import resolve
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import (
     PROPOSAL,
@@ -345,6 +349,28 @@ def decide_many(
     if planned:
         _record(conn, rules, actor, planned, payloads, report)
     return report
+
+
+def decide_as(
+    events: Engine,
+    master: Engine,
+    rules: Rulebook,
+    actor: Actor,
+    decisions: Iterable[DecisionInput | Mapping[str, Any]],
+    *,
+    units: Callable[[Session], UnitIndex],
+    allow_refusals: bool = False,
+) -> BatchDecisionReport:
+    """`decide_many` as `actor` (resolved in master), in a writing transaction of the event store;
+    `units` gives the checking units (read through the session given) that `current_homes` uses."""
+    if decisions is None or isinstance(decisions, (str, bytes, dict)):
+        raise StateError("decisions are a list of mappings such as {'task_id': 12, 'outcome': 'approve'}")
+    batch = list(decisions)
+    with reading(master) as conn, Session(bind=conn) as ms:
+        who = resolve(ms, actor)
+        homes = functools.partial(current_homes, conn, units=units(ms))  # read once rows are locked
+        with writing(events) as events_conn:
+            return decide_many(events_conn, rules, who, batch, allow_refusals=allow_refusals, homes=homes)
 
 
 @dataclass(frozen=True)

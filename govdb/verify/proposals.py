@@ -1,57 +1,36 @@
-"""Turn linked events into proposals (the change each proposes for master) and open their routes.
+"""What a linked event proposes for master, and the route of checks that verifies it.
 
-Set-based: events are taken in chunks, linked with the batch linker and the stored model,
-compared with master after both sides are standardized (a value written differently opens no
-task), routed by jurisdiction from master, auto-passed by vectorised rules, and written with bulk
-inserts and checked transitions in one transaction per chunk (govdb.verify.chunk_writes, in a
-thread of its own while the next chunk is linked). The caller holds the `process` job
-lock, so two runs never propose one event twice (a unique proposal per event and change backs it).
+Kept apart from the flow of chunks that feeds it (govdb.verify.pipeline): this module only plans,
+in memory, into the chunk's `ChunkWork`. A person event is compared with master after both sides
+are standardized (a value written differently opens no task), on whole columns; what differs
+becomes a proposal, routed by jurisdiction from master (govdb.verify.routes). Enterprise and place
+events are planned by govdb.verify.entity_proposals with the same proposals and routes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, Text, cast, func, select
-from sqlmodel import Session
+from sqlalchemy import Engine
 
 from govdb.base.clock import utcnow
-from govdb.base.collector import bulk_collection
 from govdb.base.ids import uuid7_texts
 from govdb.link.features import PERSON_FIELDS
-from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, ensure_link_keys
-from govdb.link.reads import FeatureCache, read_people
-from govdb.link.worker import LinkWorker
+from govdb.link.online import LinkResult
+from govdb.link.reads import read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import standardize
 from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
-from govdb.store.bulk import driver_rows, json_value
-from govdb.store.engine import refresh_statistics
-from govdb.store.events import Event, IngestBatch
 from govdb.store.states import EventStatus, ProposalState, TaskState
-from govdb.verify.chunk_writes import ChunkWork, ChunkWriter
-from govdb.verify.linking import event_records, link_events, reviewed_links, submit_links
-from govdb.verify.refusals import PERSON_WIDTH, Problem, column_problems, decode_records, explain, refuse
+from govdb.verify.chunk_writes import ChunkWork
 from govdb.verify.routes import UnitIndex
-from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask, run_auto_pass
+from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask
 
-EVENT = Event.__table__  # type: ignore[attr-defined]
-BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
-EVENTS_GROWN = ("event", "link", "proposal", "task", "decision")
-CHUNK = 50_000
-# From this many waiting events on, a run links against every master person held in memory
-# (FeatureCache.load_everyone) rather than looking candidates up by key for each chunk.
-IN_MEMORY_EVENTS = 20_000
-# Such a run links in a second process while this one plans (govdb.link.worker), unless the
-# store is in this process's memory or GOVDB_LINK_PROCESS=0 (a host that cannot start one).
 COMPARED = (*PERSON_FIELDS, "division_code")
 
 
@@ -195,256 +174,6 @@ def _credential_change(service: Service, rec: dict[str, Any]) -> dict[str, Any]:
         "number": rec.get(service.credential_number or ""),
         "attributes": {a: rec[a] for a in service.attributes if rec.get(a) not in (None, "")},
     }
-
-
-def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
-    """The next CHUNK events waiting to be proposed, in event order, after `after`.
-
-    One ordered index range per state, merged here: with both states in one IN list SQLite sorted
-    every waiting event after `after` for each chunk (a county's million, twenty times over)."""
-    columns = (
-        EVENT.c.event_id,
-        EVENT.c.status,
-        EVENT.c.service_code,
-        EVENT.c.source_system,
-        EVENT.c.department,
-        EVENT.c.standardized,
-        EVENT.c.quality_flags,
-        EVENT.c.link_round,
-        BATCH.c.authenticated_source,
-    )
-    names = [c.name for c in columns]
-    if conn.dialect.name == "postgresql":  # the record as its JSON text, scanned before decoding
-        columns = (*columns[:5], cast(EVENT.c.standardized, Text), *columns[6:])
-    rows: list[dict[str, Any]] = []
-    for state in (EventStatus.standardized, EventStatus.identity_review):
-        query = (
-            select(*columns)
-            .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)
-            .where(EVENT.c.status == state.value, EVENT.c.event_id > after)
-            .order_by(EVENT.c.event_id)
-            .limit(CHUNK)
-        )
-        # The driver's rows, JSON decoded here: SQLAlchemy's per-value processing cost more.
-        rows += [
-            dict(zip(names, row, strict=True))
-            | {"quality_flags": [] if row[6] == "[]" else json_value(row[6])}
-            for row in driver_rows(conn, query)
-        ]
-    rows.sort(key=lambda r: r["event_id"])
-    rows = rows[:CHUNK]
-    decode_records(rows)  # a record no store can hold is marked `unstorable`, and never proposed
-    return rows
-
-
-@bulk_collection()
-def propose_events(
-    events: Engine,
-    master: Engine,
-    rules: Rulebook,
-    model: LinkModel | Callable[..., LinkModel],
-    *,
-    address_hint: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    stored_or_default: bool = False,
-) -> ProposeReport:
-    """Link every standardized event, record its link, and propose its change for verification.
-
-    Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
-    next run takes the reviewer's answer as the link and proposes the event's change. The caller
-    holds the `process` job lock. A `model` factory is called when first needed, with `features`
-    (every person's) when the run holds them, else without arguments. `stored_or_default` says the
-    factory gives the stored model, else the default one (GovDB.linkage_model): a linking process
-    then builds that itself; with another factory, the run links in this process.
-
-    Chunks go through a pipeline: chunk N+1 is read and its linking started (in a second process
-    for a large run on a file or server store, `govdb.link.worker`) before chunk N is planned, and
-    each planned chunk is written in a thread (`ChunkWriter`) while the next is planned."""
-    report = ProposeReport()
-    with Session(master) as ms:
-        units = UnitIndex(ms)
-    after, done, total = 0, 0, _waiting(events)
-    features = FeatureCache()  # a large run: every person's features, read once
-    ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
-    with contextlib.ExitStack() as stack:
-        worker = None
-        separate = isinstance(model, LinkModel) or stored_or_default
-        if total >= IN_MEMORY_EVENTS and separate and LinkWorker.wanted() and LinkWorker.can_open(master):
-            # Started first: it reads everyone's features while this process reads the first chunk.
-            worker = stack.enter_context(LinkWorker(master, rules.matching["person"], address_hint))
-        if worker is not None:
-            # The linking process holds everyone's features itself: this one never reads them.
-            if isinstance(model, LinkModel):
-                worker.use_model(model)
-            else:  # it builds the stored or default model from them, as GovDB.linkage_model does
-                worker.build_model()
-                model = worker.model
-        elif total >= IN_MEMORY_EVENTS:
-            with master.connect() as conn:
-                if features.load_everyone(conn) and not isinstance(model, LinkModel):
-                    model = _with_features(model, features)
-        writer = stack.enter_context(ChunkWriter(events))
-        queued: _Prepared | None = None
-        while True:
-            with events.connect() as conn:
-                chunk = _read_chunk(conn, after)
-            prepared = None
-            if chunk:
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-                after = chunk[-1]["event_id"]
-                prepared = _prepare_chunk(events, master, rules, chunk, report, worker)
-            if queued is not None:  # planned while the next chunk links
-                work = _finish_chunk(
-                    master, rules, model, units, queued, report, address_hint, features, worker
-                )
-                if work is not None:
-                    writer.write(work)
-            if prepared is None:
-                break
-            queued = prepared
-    if report.events:  # after the last chunk's write: leaving the writer waited for it
-        # The clerks list and decide their queues next: PostgreSQL planned them over tables it
-        # had never analyzed (the first 20,000 decisions of a 200,000 county: 46 s, then 16 s).
-        refresh_statistics(events, EVENTS_GROWN)
-    return report
-
-
-def _with_features(factory: Callable[..., LinkModel], features: FeatureCache) -> Callable[[], LinkModel]:
-    """The model factory given the run's features of everyone, as they are when it is called."""
-
-    def model() -> LinkModel:
-        return factory(features=features.all())
-
-    return model
-
-
-def _waiting(events: Engine) -> int:
-    with events.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(EVENT)
-                .where(
-                    EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value])
-                )
-            ).scalar_one()
-        )
-
-
-@dataclass
-class _Prepared:
-    """A chunk read and sorted, its linking perhaps started: what planning it needs."""
-
-    events: Engine
-    work: ChunkWork
-    pending: list[dict[str, Any]]
-    entities: list[dict[str, Any]]
-    settled: dict[int, LinkResult]
-    records: pl.DataFrame | None
-
-
-def _prepare_chunk(
-    events: Engine,
-    master: Engine,
-    rules: Rulebook,
-    chunk: list[dict[str, Any]],
-    report: ProposeReport,
-    worker: LinkWorker | None,
-) -> _Prepared:
-    """Settle reviewed links, refuse what cannot be stored, sort out entity events; start linking."""
-    from govdb.verify.entity_proposals import is_entity_event  # it imports this module
-
-    for event in chunk:
-        proven = rules.verification.sources.get(event["authenticated_source"] or "")
-        event["proven_department"] = proven.department if proven else None
-    work = ChunkWork()
-    with events.connect() as conn:
-        settled = reviewed_links(conn, master, chunk, work.resolved)
-    pending = [e for e in chunk if e["status"] == EventStatus.standardized or e["event_id"] in settled]
-    pending = _refused(pending, work, report, lambda e: e.get("unstorable"))
-    # Enterprise and place events take their own path (govdb.verify.entity_proposals).
-    entities = [e for e in pending if e["event_id"] not in settled and is_entity_event(rules, e)]
-    pending = [e for e in pending if e["event_id"] in settled or not is_entity_event(rules, e)]
-    records = None
-    if pending:
-        records = event_records(pending)  # the compared fields as text, for linking and planning
-        # A person's values wider than master's columns, or a date it cannot read (whole columns).
-        wide = column_problems(records, PERSON_WIDTH)
-        if wide:
-            person = {e["event_id"] for e in pending if _changes_person(rules, e)}
-            found = {int(i): p for i, p in wide.items() if int(i) in person}
-            pending = _refused(pending, work, report, lambda e: found.get(e["event_id"]))
-            records = records.filter(~pl.col("event_id").is_in([str(i) for i in found]))
-        if worker is not None:
-            submit_links(worker, [e for e in pending if e["event_id"] not in settled], records)
-    return _Prepared(events, work, pending, entities, settled, records)
-
-
-def _finish_chunk(
-    master: Engine,
-    rules: Rulebook,
-    model: LinkModel | Callable[[], LinkModel],
-    units: UnitIndex,
-    prepared: _Prepared,
-    report: ProposeReport,
-    address_hint: str | None,
-    features: FeatureCache,
-    worker: LinkWorker | None,
-) -> ChunkWork | None:
-    """One chunk of events: link the rest (or take the linking process's links), plan, auto-pass;
-    what to write."""
-    from govdb.verify.entity_proposals import plan_entity_events  # it imports this module
-
-    work, pending, entities, settled = prepared.work, prepared.pending, prepared.entities, prepared.settled
-    if not pending and not entities:
-        return work if work.status else None
-    if pending:
-        report.events += len(pending)
-        fresh = [e for e in pending if e["event_id"] not in settled]
-        kept = {e["event_id"] for e in pending}
-        results = [r for e, r in settled.items() if e in kept]  # a refused one is not planned
-        if fresh:
-            if worker is None:
-                with master.connect() as conn:
-                    features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
-            results += link_events(
-                prepared.events, master, rules, model, fresh, address_hint, features, prepared.records, worker
-            )
-        by_id = {e["event_id"]: e for e in pending}
-        assert prepared.records is not None
-        _plan(master, rules, units, by_id, results, prepared.records, work, report)
-    if entities:
-        plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
-    report.auto_passed += run_auto_pass(rules, work.flows, utcnow())
-    report.auto_approved += sum(f.state == ProposalState.approved for f in work.flows)
-    return work
-
-
-def _refused(
-    events: list[dict[str, Any]],
-    work: ChunkWork,
-    report: ProposeReport,
-    problems_of: Callable[[dict[str, Any]], list[Problem] | None],
-) -> list[dict[str, Any]]:
-    """The events with no problem; each other one is refused (govdb.verify.refusals)."""
-    kept = []
-    for event in events:
-        problems = problems_of(event)
-        if not problems:
-            kept.append(event)
-            continue
-        report.events += 1
-        report.refused += 1
-        refuse(work, report.refused_events, event, problems, explain(event["event_id"], problems))
-    return kept
-
-
-def _changes_person(rules: Rulebook, event: dict[str, Any]) -> bool:
-    """Whether the event's service proposes a person's own fields (not a credential's)."""
-    service = rules.verification.services.get(event["service_code"] or "")
-    return service is not None and service.change == "person"
 
 
 def _plan(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
 from govdb.base.clock import utcnow
-from govdb.errors import AccessDeniedError, NotFoundError
+from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.store.engine import store_errors
 from govdb.store.master import SourceCredential
@@ -72,3 +74,16 @@ def authenticate(master: Engine, rules: Rulebook, name: str, token: str | None) 
             "use the token `govdb sources register` issued last (registering again issues a new one)"
         )
     return name
+
+
+def ingest_source(
+    master: Engine, rules: Rulebook, name: str, token: str | None, options: Mapping[str, Any]
+) -> str | None:
+    """The source an ingest's token proves, or None; never one the caller names in the ingest's
+    `options` (invariant 9)."""
+    if "authenticated_source" in options:
+        raise StateError(
+            "authenticated_source is not an option: a source proves itself with its token "
+            "(source_token=, or GOVDB_SOURCE_TOKEN), which `govdb sources register NAME` issues"
+        )
+    return authenticate(master, rules, name, token)

@@ -12,7 +12,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import sqlmodel
 from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlmodel import Session
 
 from govdb.errors import ConfigError
 from govdb.rulebook import Rulebook
@@ -124,3 +126,12 @@ def _record_load(conn: Connection, rows: int) -> None:
             }
         ],
     )
+
+
+def registered_units(master: Engine, level: str | None = None) -> list[OrgUnit]:
+    """Registered checking units (optionally of one level), by id."""
+    with Session(master) as ms:
+        query = sqlmodel.select(OrgUnit).order_by(sqlmodel.col(OrgUnit.unit_id))
+        if level:
+            query = query.where(OrgUnit.level == level)
+        return list(ms.exec(query).all())

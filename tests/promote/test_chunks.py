@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import govdb.promote
 from govdb import Actor, GovDB
 from govdb.demo import make_hall_events, make_people
 from govdb.store.events import Proposal
+from govdb.store.master import FieldHistory, Promotion
 
 from ..conftest import TODAY
 
@@ -68,6 +69,63 @@ def test_a_proposal_approved_at_the_head_of_the_queue_during_a_run_is_promoted_b
 
     assert len(chunks) >= 3 and first not in report.promoted_ids[: chunks[0]]
     assert first in report.promoted_ids and report.promoted == len(queue) == len(set(report.promoted_ids))
+    with db.events.connect() as conn:
+        states = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.state)).all())
+    assert {states[p] for p in queue} == {"promoted"}
+    assert db.promote().promoted == 0
+
+
+def _approved_county(db: GovDB, tmp_path: Path, people: int = 60) -> list[str]:
+    """A register with its first ten people new, a day of hall registrations processed and every
+    task approved; the approved proposals, in queue order."""
+    register = make_people(people, seed=5, today=TODAY)
+    db.load_people(register.slice(10), source="public_security")
+    make_hall_events(register, tmp_path / "hall.csv", seed=5, today=TODAY)
+    db.ingest(
+        tmp_path / "hall.csv", source="hall", service_code="hall.resident_registration", key_column="受理编号"
+    )
+    db.process(today=TODAY)
+    _approve(db, lambda p: True)
+    with db.events.connect() as conn:
+        return list(
+            conn.execute(
+                select(PROPOSAL.c.proposal_id)
+                .where(PROPOSAL.c.change != "confirm_identity", PROPOSAL.c.state == "approved")
+                .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
+            ).scalars()
+        )
+
+
+def test_a_chunk_the_event_store_fails_to_mark_stops_the_run_and_the_next_run_completes_it(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _approved_county(db, tmp_path)
+    monkeypatch.setattr(govdb.promote, "CHUNK", 4)
+    original = govdb.promote._mark_promoted
+
+    def fail(events: Any, proposals: list[dict[str, Any]]) -> None:
+        raise RuntimeError("the event store went away")
+
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", fail)
+    with pytest.raises(RuntimeError, match="went away"):
+        db.promote()
+    with db.master.connect() as conn:
+        applied = conn.execute(select(func.count()).select_from(Promotion)).scalar_one()
+    assert applied == 4  # the chunk master applied, and nothing after it
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", original)
+
+    report = db.promote()
+
+    assert report.completed_after_crash == applied and report.promoted == len(queue) - applied
+    with db.master.connect() as conn:
+        promotions = conn.execute(select(Promotion.proposal_id)).scalars().all()
+        lineage = conn.execute(
+            select(FieldHistory.proposal_id, FieldHistory.field, func.count())
+            .where(FieldHistory.proposal_id.is_not(None))
+            .group_by(FieldHistory.proposal_id, FieldHistory.field)
+            .having(func.count() > 1)
+        ).all()
+    assert sorted(promotions) == sorted(queue) and lineage == []  # each applied once
     with db.events.connect() as conn:
         states = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.state)).all())
     assert {states[p] for p in queue} == {"promoted"}

@@ -227,9 +227,9 @@ def test_the_migration_takes_the_new_state_and_its_downgrade_gives_it_back(tmp_p
     engine.dispose()
 
 
-def migrate_down(engine: sa.Engine, revision: str) -> None:
-    """alembic's downgrade of a SQLite events store to `revision`, set up as `migrate` sets up
-    its upgrade (which only goes up)."""
+def migrate_down(engine: sa.Engine, revision: str, store: str = "events") -> None:
+    """alembic's downgrade of a SQLite store to `revision`, set up as `migrate` sets up its
+    upgrade (which only goes up)."""
     from alembic import command
     from alembic.config import Config
 
@@ -238,8 +238,8 @@ def migrate_down(engine: sa.Engine, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("version_locations", str(MIGRATIONS / "events" / "versions"))
-    config.attributes["store"] = "events"
+    config.set_main_option("version_locations", str(MIGRATIONS / store / "versions"))
+    config.attributes["store"] = store
     with engine.connect() as connection:
         connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         with connection.begin():

@@ -88,11 +88,11 @@ class _Spy:
 def test_a_run_linked_in_a_second_process_stores_what_one_process_stores(
     backend: str, tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
     spy = _Spy(monkeypatch)
-    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
-    monkeypatch.setattr(proposals, "CHUNK", 37)  # several chunks in the pipeline
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(pipeline, "CHUNK", 37)  # several chunks in the pipeline
     seen = {}
     for worker in (False, True):
         monkeypatch.setenv("GOVDB_LINK_PROCESS", "1" if worker else "0")  # 0: the deployment's opt-out
@@ -111,10 +111,10 @@ def test_a_run_linked_in_a_second_process_stores_what_one_process_stores(
 def test_a_linking_process_that_dies_stops_the_run_with_a_govdb_error_and_the_rerun_finishes(
     backend: str, tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
-    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
-    monkeypatch.setattr(proposals, "CHUNK", 37)
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(pipeline, "CHUNK", 37)
     with open_backend(backend, tmp_path / "clean", rules) as db:
         _county(db)
         db.process(today=TODAY)
@@ -144,9 +144,9 @@ def test_a_linking_process_that_dies_stops_the_run_with_a_govdb_error_and_the_re
 def test_an_error_in_the_linking_process_reaches_the_caller_as_a_govdb_error(
     db: GovDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
-    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
 
     def bad_model(worker: LinkWorker) -> None:
         worker._send(("use", "not a model"))
@@ -235,12 +235,12 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
             f"""
             import json, pathlib
             import polars as pl
-            import govdb.verify.proposals as proposals
+            import govdb.verify.pipeline as pipeline
             from govdb import GovDB
             from govdb.demo import make_people
             with open({str(marks)!r}, "a") as runs:
                 runs.write("ran\\n")
-            proposals.IN_MEMORY_EVENTS = 0
+            pipeline.IN_MEMORY_EVENTS = 0
             db = GovDB.open({str(tmp_path / "home")!r})
             db.serve_district("440605")
             people = make_people(50, seed=3, today=__import__("datetime").date(2026, 11, 23))
@@ -286,10 +286,10 @@ def test_a_run_against_an_empty_master_needs_no_model(
 ) -> None:
     """Nobody in master: nothing to compare with, so no model is built (the default one needs
     people) and every event is about someone new, linked in a second process or not."""
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
     spy = _Spy(monkeypatch)
-    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
 
     def nobody_in_master(db: GovDB) -> None:
         db.serve_district("440605")
@@ -308,10 +308,10 @@ def test_a_run_links_with_the_model_its_govdb_holds(
 ) -> None:
     """A long-lived GovDB links with the model it holds (read or trained before), in a second
     process or not; a subclass's own model is built and used in this process."""
-    import govdb.verify.proposals as proposals
+    import govdb.verify.pipeline as pipeline
 
     spy = _Spy(monkeypatch)
-    monkeypatch.setattr(proposals, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
 
     def holding_a_model(db: GovDB) -> None:
         _county(db)
@@ -401,6 +401,10 @@ def test_only_a_store_another_process_can_open_is_linked_in_one(tmp_path: Path) 
         "sqlite:///:memory:": False,
         "sqlite:///file::memory:?cache=shared&uri=true": False,
         "sqlite:///file:master?mode=memory&cache=shared&uri=true": False,
+        "sqlite:///file:master?vfs=memdb&uri=true": False,
+        # Without uri=true pysqlite opens these as files of those names.
+        f"sqlite:///{tmp_path / 'plain.db'}?mode=memory": True,
+        "sqlite:///file::memory:": True,
     }
     for url, expected in opened.items():
         engine = create_engine(url, poolclass=NullPool)  # never connected
@@ -419,3 +423,37 @@ def test_a_deployment_can_say_no_linking_process(
 ) -> None:
     monkeypatch.setenv("GOVDB_LINK_PROCESS", said)
     assert LinkWorker.wanted() is wanted
+
+
+def test_a_linking_process_that_answers_nothing_is_stopped_as_hung(
+    tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stuck without dying (here stopped by SIGSTOP) would keep the caller waiting for
+    ever: after GOVDB_LINK_TIMEOUT seconds of silence it is killed and the run stops saying so."""
+    monkeypatch.setenv("GOVDB_LINK_TIMEOUT", "1.5")
+    with open_backend("sqlite", tmp_path / "home", rules) as db:
+        _county(db)
+        with LinkWorker(db.master, db.rules.matching["person"], "440605") as worker:
+            worker.build_model()
+            assert worker.model().prior > 0  # it answers while it runs
+            os.kill(worker._child.pid, signal.SIGSTOP)
+            worker.submit(_linking_records(make_people(5, seed=1, today=TODAY)))
+            started = time.monotonic()
+            with pytest.raises(LinkWorkerError, match=r"answered nothing for 1.5 s and was stopped as hung"):
+                worker.collect()
+            assert 1.4 < time.monotonic() - started < 30
+            assert worker._child.poll() is not None
+
+
+@pytest.mark.parametrize("said", ["soon", "0", "-5", "inf", "nan"])
+def test_a_link_timeout_that_is_no_number_of_seconds_is_refused_by_name(
+    said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from govdb.errors import ConfigError
+    from govdb.link.worker import SILENCE_SECONDS, silence_limit
+
+    monkeypatch.setenv("GOVDB_LINK_TIMEOUT", said)
+    with pytest.raises(ConfigError, match=r"GOVDB_LINK_TIMEOUT=.* is not a number of seconds"):
+        silence_limit()
+    monkeypatch.setenv("GOVDB_LINK_TIMEOUT", " ")
+    assert silence_limit() == SILENCE_SECONDS

@@ -341,20 +341,17 @@ def write_keys(
 
 def _store_features(conn: Connection, features: pl.DataFrame, *, replace: bool = True) -> None:
     table = LinkFeatures.__table__  # type: ignore[attr-defined]
-    if replace and conn.dialect.name == "sqlite":
-        # Rewritten in place: a delete and an insert would move each person's entry in the
-        # primary key's index too (a promotion re-keys a chunk's people at random places). The
-        # ID number's index is still built after the rows when they outnumber the table's.
-        with indexes_deferred(conn, table, features.height):
-            insert_frame(conn, table, features, update_on_conflict=("person_id",))
-        return
-    ids = features.get_column("person_id").to_list() if replace else []
+    # SQLite rewrites a person's row in place: a delete and an insert would move each person's
+    # entry in the primary key's index too (a promotion re-keys a chunk's people at random
+    # places). PostgreSQL's COPY cannot, so their rows go first.
+    in_place = replace and conn.dialect.name == "sqlite"
+    ids = features.get_column("person_id").to_list() if replace and not in_place else []
     for start in range(0, len(ids), CHUNK):
         conn.execute(delete(table).where(among(conn, table.c.person_id, ids[start : start + CHUNK])))
     # A load into a store that holds fewer: the ID number's index built once after the rows (its
     # entries come in person order, the numbers at random places).
     with indexes_deferred(conn, table, features.height):
-        insert_frame(conn, table, features)
+        insert_frame(conn, table, features, update_on_conflict=("person_id",) if in_place else ())
 
 
 def candidate_keys(conn: Connection, keys: list[str], max_block: int) -> list[tuple[str, str]]:

@@ -159,6 +159,8 @@ def main() -> None:
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"repeat {i + 1} {name:8} {runs[name][-1]}", flush=True)
     for name, results in runs.items():
+        if not results:  # --repeat 0: the snapshot alone
+            continue
         wall = statistics.median(r["wall"] for r in results)
         cpu = statistics.median(r["cpu"] for r in results)
         # With a linking process: both peaks added, an upper bound of the run's.
@@ -168,7 +170,7 @@ def main() -> None:
             f"{name:8} {args.step} median {wall:7.2f} s, cpu {cpu:7.2f} s, peak {peak:,.0f} MB, "
             f"digest {digests}"
         )
-    if args.baseline:
+    if args.baseline and args.repeat:
         ratios = [c["wall"] / b["wall"] for c, b in zip(runs["current"], runs["baseline"], strict=True)]
         print("current/baseline per repeat: " + ", ".join(f"{r:.2f}" for r in ratios))
 

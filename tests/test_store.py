@@ -602,6 +602,72 @@ def test_update_rows_sets_columns_where_the_state_still_holds(db: GovDB) -> None
         update_rows(conn, table, pl.DataFrame({"event_id": [ids[0]], "status": ["nonsense"]}), key="event_id")
 
 
+def test_update_rows_of_keys_alone_runs_as_one_statement(db: GovDB) -> None:
+    """Keys alone (a move) go as one JSON array in one statement on SQLite: integer keys, plain
+    text keys; a text key json_each would not hand back as bound (a quote, a NUL, a backslash)
+    takes the row-by-row path; either way only rows still in the expected state move, and the
+    count says how many."""
+    import datetime as dt
+
+    import polars as pl
+    from sqlalchemy import select
+
+    from govdb.store.bulk import update_rows
+    from govdb.store.events import Event, IngestBatch
+
+    db.ingest_frame(
+        pl.DataFrame({"受理编号": [f"K{i}" for i in range(6)], "姓名": ["张伟"] * 6}),
+        source="hall",
+        key_column="受理编号",
+    )
+    events = Event.__table__  # type: ignore[attr-defined]
+    batches = IngestBatch.__table__  # type: ignore[attr-defined]
+    with db.events.connect() as conn:
+        ids = list(conn.execute(select(events.c.event_id).order_by(events.c.event_id)).scalars())
+    when = dt.datetime(2026, 11, 30, 8, 30, tzinfo=dt.UTC)
+    statements: list[str] = []
+    sqlite = db.events.dialect.name == "sqlite"
+    with db.events.begin() as conn:
+        conn.execute(events.update().where(events.c.event_id == ids[1]).values(status="invalid"))
+        driver = conn.connection.driver_connection
+        if sqlite:
+            driver.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        moved = update_rows(
+            conn, events, pl.DataFrame({"event_id": ids[:4]}), key="event_id",
+            where={"status": "received"}, constants={"status": "standardized", "received_at": when},
+        )  # fmt: skip
+        if sqlite:
+            driver.set_trace_callback(None)  # type: ignore[union-attr]
+    assert moved == 3
+    if sqlite:
+        assert [s for s in statements if s.startswith("UPDATE")] and all("json_each" in s for s in statements)
+    with db.events.connect() as conn:
+        states = list(conn.execute(select(events.c.status).order_by(events.c.event_id)).scalars())
+    assert states == ["standardized", "invalid", "standardized", "standardized", "received", "received"]
+    # Text keys: plain ones listed, others bound row by row; both counted the same.
+    with db.events.begin() as conn:
+        keys = ["b-1", 'b"2', "b\\3", "b\x004" if sqlite else "b\n4", "b:5"]  # PostgreSQL text holds no NUL
+        for k in keys:
+            conn.execute(batches.insert().values(batch_id=k, source_system="hall", source_file="f"))
+    for chosen in (["b-1", "b:5"], keys, ["nobody"]):
+        statements.clear()
+        with db.events.begin() as conn:
+            if sqlite:
+                conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+            changed = update_rows(
+                conn, batches, pl.DataFrame({"batch_id": chosen}), key="batch_id",
+                where={"source_file": "f"}, constants={"source_file": "g"},
+            )  # fmt: skip
+            if sqlite:
+                conn.connection.driver_connection.set_trace_callback(None)  # type: ignore[union-attr]
+        assert changed == {2: 2, 5: 3, 1: 0}[len(chosen)]
+        if sqlite:  # a key with a quote, a backslash or a NUL is bound row by row
+            assert any("json_each" in s for s in statements) == (chosen != keys), statements
+    with db.events.connect() as conn:
+        got = dict(conn.execute(select(batches.c.batch_id, batches.c.source_file)).all())
+    assert {k: got[k] for k in keys} == dict.fromkeys(keys, "g")
+
+
 def test_a_bulk_move_counts_rows_another_job_moved_first(db: GovDB) -> None:
     """`move` of many keys goes through the driver; a row already moved makes it a StateError and
     the transaction leaves every row where it was."""

@@ -205,6 +205,22 @@ def _hard(pairs: pl.DataFrame, rules: MatchingRules) -> np.ndarray:
     return hard
 
 
+def choosable_pairs(
+    left: pl.DataFrame, right: pl.DataFrame, pairs: pl.DataFrame, rules: MatchingRules
+) -> pl.DataFrame:
+    """The candidate pairs a decision could choose. Under `different_valid_ids` a pair of two
+    different valid ID numbers is never a record's best candidate nor its runner-up
+    (`_best_and_runner_up` drops it): where master holds valid numbers, that is most pairs blocking
+    finds by name and place, and comparing them would be the bulk of linking's work."""
+    if "different_valid_ids" not in rules.hard_rules or pairs.height == 0:
+        return pairs
+    identifier = preparer(rules.entity)[1]
+    left_ids = left.get_column(identifier).gather(pairs.get_column("left_id"))
+    right_ids = right.get_column(identifier).gather(pairs.get_column("right_id"))
+    possible = left_ids.is_null() | right_ids.is_null() | (left_ids == right_ids).fill_null(False)
+    return pairs.filter(possible)
+
+
 @dataclass
 class Compared:
     """Candidate pairs (pair, left_pos, right_pos, rule, hard), every pair's level code under every
@@ -486,7 +502,9 @@ def link_prepared(
     blocking = _candidate_positions(left, right, rules_.rules, rules_.max_block, False, skip_keys)
     seconds["block"] = time.perf_counter() - started
     started = time.perf_counter()
-    compared = compare_pairs(left, right, blocking.pairs, rules)
+    # With a model in hand nothing is trained on the pairs, so only those it could choose are compared.
+    pairs = blocking.pairs if model is None else choosable_pairs(left, right, blocking.pairs, rules)
+    compared = compare_pairs(left, right, pairs, rules)
     seconds["compare"] = time.perf_counter() - started
     if model is None:
         started = time.perf_counter()

@@ -177,3 +177,33 @@ def test_linking_twice_gives_the_same_links(rules: Rulebook, generated) -> None:
     person = rules.matching["person"]
     first = link_frames(events, master, person, today=TODAY).links
     assert first.equals(link_frames(events, master, person, today=TODAY).links)
+
+
+def test_pairs_no_decision_could_choose_are_not_compared(rules: Rulebook, generated, monkeypatch) -> None:
+    """Under `different_valid_ids`, a pair of two different valid ID numbers is never chosen nor a
+    runner-up: with a model given it is dropped before comparing, and every link stays the same."""
+    import govdb.link.batch as batch
+
+    master, events, _ = generated
+    person = rules.matching["person"]
+    model = link_frames(events, master, person, today=TODAY).model
+    compared: list[int] = []
+    real_compare = batch.compare_pairs
+
+    def counting(left, right, pairs, rules_, **kw):
+        compared.append(pairs.height)
+        return real_compare(left, right, pairs, rules_, **kw)
+
+    monkeypatch.setattr(batch, "compare_pairs", counting)
+    pruned = link_frames(events, master, person, model=model, today=TODAY)
+    monkeypatch.setattr(batch, "choosable_pairs", lambda left, right, pairs, rules_: pairs)
+    everything = link_frames(events, master, person, model=model, today=TODAY)
+    assert pruned.links.equals(everything.links)
+    assert pruned.candidates == everything.candidates == compared[1]
+    assert compared[0] < compared[1]  # pairs of two different valid numbers were left out
+    # A record without a valid number keeps every candidate, and is still linked the same.
+    missing = events.with_columns(pl.lit(None, pl.String).alias("id_number"))
+    monkeypatch.undo()
+    pruned = link_frames(missing.head(500), master, person, model=model, today=TODAY).links
+    monkeypatch.setattr(batch, "choosable_pairs", lambda left, right, pairs, rules_: pairs)
+    assert pruned.equals(link_frames(missing.head(500), master, person, model=model, today=TODAY).links)

@@ -24,10 +24,11 @@ from govdb.ingest import INGEST_FLAGS
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
-from govdb.store.bulk import driver_rows, json_value, update_rows
+from govdb.store.bulk import driver_rows, json_value
 from govdb.store.events import Event, IngestBatch
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, check_transition
+from govdb.store.updates import update_rows
 from govdb.store.writer import BackgroundWriter
 
 FAILURE_SCHEMA = {

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from govdb import Actor
 from govdb.demo import make_hall_events, make_people
 from govdb.standards import standardize
-from govdb.verify.proposals import COMPARED, FOLDED, _as_text, _changed_fields, _fold, _master_frame, _within
+from govdb.verify.linking import master_frame
+from govdb.verify.proposals import COMPARED, FOLDED, _as_text, _changed_fields, _fold, _within
 
 from .conftest import BACKENDS, TODAY, open_backend
 
@@ -79,9 +80,9 @@ def test_changed_fields_are_the_field_by_field_ones(events: list[Any]) -> None:
         schema={"event_id": pl.String, **{k: pl.String for k in COMPARED}},
     )
     rows = [{**m, "person_id": n} for n, _, m in linked]  # standardized per reading
-    std = _standardized(pl.DataFrame(rows, schema=_master_frame([]).drop("event_id").schema))
+    std = _standardized(pl.DataFrame(rows, schema=master_frame([]).drop("event_id").schema))
     expected = {n: f for n, rec, m in linked if (f := _reference(rec, m, std[n]))}
-    assert _changed_fields(records, _master_frame([(n, m) for n, _, m in linked])) == expected
+    assert _changed_fields(records, master_frame([(n, m) for n, _, m in linked])) == expected
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

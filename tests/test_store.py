@@ -559,8 +559,8 @@ def test_update_rows_sets_columns_where_the_state_still_holds(db: GovDB) -> None
     from sqlalchemy import select
     from sqlalchemy.exc import IntegrityError
 
-    from govdb.store.bulk import update_rows
     from govdb.store.events import Event
+    from govdb.store.updates import update_rows
 
     frame = pl.DataFrame({"受理编号": ["A1", "A2", "A3"], "姓名": ["张伟", "李娜", "王芳"]})
     db.ingest_frame(frame, source="hall", key_column="受理编号")
@@ -612,8 +612,8 @@ def test_update_rows_of_keys_alone_runs_as_one_statement(db: GovDB) -> None:
     import polars as pl
     from sqlalchemy import select
 
-    from govdb.store.bulk import update_rows
     from govdb.store.events import Event, IngestBatch
+    from govdb.store.updates import update_rows
 
     db.ingest_frame(
         pl.DataFrame({"受理编号": [f"K{i}" for i in range(6)], "姓名": ["张伟"] * 6}),

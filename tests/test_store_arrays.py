@@ -242,7 +242,7 @@ def test_update_rows_tests_an_expected_null_alike_and_numbers_mixed_with_floats_
 ) -> None:
     import polars as pl
 
-    from govdb.store.bulk import update_rows
+    from govdb.store.updates import update_rows
 
     with db.events.begin() as conn:
         insert_rows(conn, scratch, [{"id": i, "round": 0, "state": "open", "note": None, "day": None,

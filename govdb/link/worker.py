@@ -35,7 +35,6 @@ from sqlalchemy import Engine
 
 from govdb.errors import ConfigError, GovdbError, StoreError
 from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, link_results
 from govdb.rulebook.models import MatchingRules
 from govdb.store.engine import in_process_memory
 
@@ -147,13 +146,15 @@ class LinkWorker:
         self._send(("link", records))
         self._outstanding += 1
 
-    def collect(self) -> list[LinkResult]:
-        """The results of the oldest chunk submitted and not collected, each with its master row."""
+    def collect(self) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """The oldest chunk submitted and not collected, as `linked_frames` gives it: its links and
+        the chosen people's master rows (`link_results` makes them results; `process` plans from
+        the frames as they are)."""
         if self._outstanding == 0:
             raise GovdbError("nothing was submitted to the linking process")
         self._outstanding -= 1
         links, people = self._linked.popleft() if self._linked else self._reply("linked")
-        return link_results(links, people)
+        return links, people
 
     def _reply(self, expected: str) -> Any:
         """The next reply, of kind `expected`; chunks linked meanwhile are kept for `collect`. A

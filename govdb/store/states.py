@@ -27,8 +27,8 @@ from govdb.store.bulk import (
     key_form,
     row_values,
     update_many,
-    update_rows,
 )
+from govdb.store.updates import update_rows
 
 
 class EventStatus(StrEnum):

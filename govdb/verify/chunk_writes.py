@@ -39,14 +39,29 @@ class ChunkWork:
 
     def link(self, event: dict[str, Any], kind: str, link: LinkResult) -> None:
         """The event's link row (the explanation as JSON text, as the linker wrote it if it did)."""
+        entity_id = link.person_id or link.explanation.get("candidate")
+        explanation = link.explanation_json or _json(link.explanation)
+        self.add_link(event, kind, entity_id, link.match_probability, link.decision, explanation)
+
+    def add_link(
+        self,
+        event: dict[str, Any],
+        kind: str,
+        entity_id: str | None,
+        score: float,
+        decision: str,
+        explanation: str,
+    ) -> None:
+        """The event's link row: the entity it is about (or a review's candidate), the explanation
+        as JSON text."""
         self.links.append(
             {
                 "event_id": event["event_id"],
                 "entity_kind": kind,
-                "entity_id": link.person_id or link.explanation.get("candidate"),
-                "score": link.match_probability,
-                "decision": link.decision,
-                "explanation": link.explanation_json or _json(link.explanation),
+                "entity_id": entity_id,
+                "score": score,
+                "decision": decision,
+                "explanation": explanation,
             }
         )
 

@@ -4,7 +4,9 @@ against master (events a split took off someone are linked again without that pe
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -12,10 +14,11 @@ from sqlalchemy import Connection, Engine, select
 
 from govdb.link.features import PERSON_FIELDS
 from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, link_against_master
+from govdb.link.online import LINK_COLUMNS, LinkResult, ensure_link_keys, link_against_master, linked_frames
 from govdb.link.reads import FeatureCache, read_people
 from govdb.link.worker import LinkWorker
 from govdb.rulebook.loader import Rulebook
+from govdb.rulebook.models import MatchingRules
 from govdb.store.bulk import among, id_chunks
 from govdb.store.events import LinkExclusion, Proposal
 from govdb.store.states import EventStatus, ProposalState
@@ -31,6 +34,88 @@ def _as_text(value: Any) -> str | None:
         return None
     text = str(value)
     return text if text != "" else None
+
+
+# A chunk's links and linked master rows, as `ChunkLinks` holds them.
+LINK_SCHEMA = dict(
+    zip(LINK_COLUMNS, (pl.String, pl.String, pl.String, pl.Float64, pl.Float64, pl.String), strict=True)
+)
+MASTER_SCHEMA = {
+    "event_id": pl.String,
+    "person_id": pl.String,
+    **{k: (pl.Date if k == "birth_date" else pl.String) for k in COMPARED},
+}
+
+
+def master_frame(known: list[tuple[str, dict[str, Any]]]) -> pl.DataFrame:
+    """Each (event id, its linked person's master row as the linker read it), a column at a time."""
+    columns = {
+        "event_id": [e for e, _ in known],
+        **{k: [m.get(k) for _, m in known] for k in MASTER_SCHEMA if k != "event_id"},
+    }
+    return pl.DataFrame(columns, schema=MASTER_SCHEMA)
+
+
+@dataclass(frozen=True)
+class ChunkLinks:
+    """A chunk's links (`LINK_COLUMNS`, `rid` the event id as text; the explanation as the
+    linker's JSON) and, per event linked to someone master holds, that person's row as the linker
+    read it (`MASTER_SCHEMA`). Planning reads them as columns: a result object and a master dict
+    per event, then a frame rebuilt from the dicts, cost a county's `process` about 20 s."""
+
+    links: pl.DataFrame
+    masters: pl.DataFrame
+
+    @staticmethod
+    def of_frames(links: pl.DataFrame, people: pl.DataFrame | None) -> ChunkLinks:
+        """From `linked_frames`: each link's person found among `people` (a row each, the last
+        one if a person came twice, as `link_results` takes them)."""
+        links = links.select(pl.col(k).cast(t) for k, t in LINK_SCHEMA.items())
+        # Planning reads the explanation as a JSON object (`str.json_path_match` of other text is
+        # null): anything else is no linker's, and is refused as `LinkResult.from_linker` does.
+        odd = links.filter(~pl.col("explanation").str.starts_with("{").fill_null(False))
+        if odd.height:
+            raise TypeError(
+                f"a linker's explanation is a JSON object's text, not {odd.item(0, 'explanation')!r:.80}"
+            )
+        if people is None or people.height == 0:
+            return ChunkLinks(links, pl.DataFrame(schema=MASTER_SCHEMA))
+        rows = people.unique("person_id", keep="last", maintain_order=True)
+        masters = (
+            links.select(pl.col("rid").alias("event_id"), "person_id")
+            .filter(pl.col("person_id").is_not_null())
+            .join(rows, on="person_id", how="inner", maintain_order="left")
+        )
+        return ChunkLinks(links, masters.select(pl.col(k).cast(t) for k, t in MASTER_SCHEMA.items()))
+
+    @staticmethod
+    def of_results(results: list[LinkResult]) -> ChunkLinks:
+        """From results (a reviewer's answers, events linked again without someone)."""
+        rows = [
+            (
+                r.record_id,
+                r.person_id,
+                r.decision,
+                float(r.match_probability),
+                r.match_weight,
+                r.explanation_json or json.dumps(r.explanation, ensure_ascii=False),
+            )
+            for r in results
+        ]
+        links = pl.DataFrame(rows, schema=LINK_SCHEMA, orient="row")
+        return ChunkLinks(
+            links, master_frame([(r.record_id, r.master) for r in results if r.master is not None])
+        )
+
+    @staticmethod
+    def concat(parts: list[ChunkLinks]) -> ChunkLinks:
+        """The parts' links in order, and their master rows."""
+        if len(parts) == 1:
+            return parts[0]
+        return ChunkLinks(
+            pl.concat([p.links for p in parts], how="vertical"),
+            pl.concat([p.masters for p in parts], how="vertical"),
+        )
 
 
 def event_records(pending: list[dict[str, Any]]) -> pl.DataFrame:
@@ -112,7 +197,7 @@ def link_events(
     features: FeatureCache | None = None,
     records: pl.DataFrame | None = None,
     worker: LinkWorker | None = None,
-) -> list[LinkResult]:
+) -> ChunkLinks:
     """Link the chunk's events against master in one batch; an event a split took off someone is
     linked on its own, with that person left out of its candidates. `records` may hold the
     events' `event_records` already (of these events and perhaps others). With a `worker`, the
@@ -120,20 +205,36 @@ def link_events(
     relinked = [e for e in fresh if e["link_round"]]
     plain = [e for e in fresh if not e["link_round"]]
     matching = rules.matching["person"]
-    out: list[LinkResult] = []
+    parts: list[ChunkLinks] = []
     if plain and worker is not None:
-        out = worker.collect()
+        parts.append(ChunkLinks.of_frames(*worker.collect()))
     elif plain:
-        out = link_against_master(
-            master,
-            _plain_records(plain, records),
-            matching,
-            model,
-            address_hint=address_hint,
-            features=features,
-        )
-    if not relinked:
-        return out
+        ensure_link_keys(master, matching)  # as link_against_master does, its results kept as frames
+        with master.connect() as conn:
+            frames = linked_frames(
+                conn,
+                _plain_records(plain, records),
+                matching,
+                model,
+                address_hint=address_hint,
+                features=features,
+            )
+        parts.append(ChunkLinks.of_frames(*frames))
+    if relinked:
+        parts.append(ChunkLinks.of_results(_relink(events, master, matching, model, relinked, address_hint)))
+    return ChunkLinks.concat(parts) if parts else ChunkLinks.of_results([])
+
+
+def _relink(
+    events: Engine,
+    master: Engine,
+    matching: MatchingRules,
+    model: LinkModel | Callable[[], LinkModel],
+    relinked: list[dict[str, Any]],
+    address_hint: str | None,
+) -> list[LinkResult]:
+    """Events a split took off someone, each linked on its own without the people left out."""
+    out: list[LinkResult] = []
     excluded: dict[int, set[str]] = {}
     with events.connect() as conn:
         for chunk in id_chunks(conn, [e["event_id"] for e in relinked]):

@@ -37,7 +37,7 @@ from govdb.store.locks import job_lock
 from govdb.store.states import EventStatus, ProposalState
 from govdb.verify.chunk_writes import ChunkWork, ChunkWriter
 from govdb.verify.entity_proposals import is_entity_event, plan_entity_events
-from govdb.verify.linking import event_records, link_events, reviewed_links, submit_links
+from govdb.verify.linking import ChunkLinks, event_records, link_events, reviewed_links, submit_links
 from govdb.verify.proposals import ProposeReport, _plan
 from govdb.verify.refusals import PERSON_WIDTH, Problem, column_problems, decode_records, explain, refuse
 from govdb.verify.routes import UnitIndex
@@ -301,17 +301,28 @@ def _finish_chunk(
         report.events += len(pending)
         fresh = [e for e in pending if e["event_id"] not in settled]
         kept = {e["event_id"] for e in pending}
-        results = [r for e, r in settled.items() if e in kept]  # a refused one is not planned
+        # A refused one is not planned.
+        parts = [ChunkLinks.of_results([r for e, r in settled.items() if e in kept])]
         if fresh:
             if worker is None:
                 with master.connect() as conn:
                     features.refresh(conn)  # people master changed meanwhile (a concurrent promote)
-            results += link_events(
-                prepared.events, master, rules, model, fresh, address_hint, features, prepared.records, worker
+            parts.append(
+                link_events(
+                    prepared.events,
+                    master,
+                    rules,
+                    model,
+                    fresh,
+                    address_hint,
+                    features,
+                    prepared.records,
+                    worker,
+                )
             )
         by_id = {e["event_id"]: e for e in pending}
         assert prepared.records is not None
-        _plan(master, rules, units, by_id, results, prepared.records, work, report)
+        _plan(master, rules, units, by_id, ChunkLinks.concat(parts), prepared.records, work, report)
     if entities:
         plan_entity_events(master, rules, units, entities, work, report, address_hint=address_hint)
     report.auto_passed += run_auto_pass(rules, work.flows, utcnow())

@@ -19,7 +19,6 @@ from sqlalchemy import Engine
 from govdb.base.clock import utcnow
 from govdb.base.ids import uuid7_texts
 from govdb.link.features import PERSON_FIELDS
-from govdb.link.online import LinkResult
 from govdb.link.reads import read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
@@ -28,6 +27,7 @@ from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
 from govdb.store.states import EventStatus, ProposalState, TaskState
 from govdb.verify.chunk_writes import ChunkWork
+from govdb.verify.linking import ChunkLinks
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask
 
@@ -78,14 +78,6 @@ def _standardized_master(masters: pl.DataFrame) -> pl.DataFrame:
 _STANDARDIZED_FROM = {"gender": ("id_number",), "birth_date": ("id_number",)}
 
 
-def _master_frame(known: list[tuple[str, dict[str, Any]]]) -> pl.DataFrame:
-    """Each (event id, its linked person's master row as the linker read it), a column at a time."""
-    names = ("person_id", *COMPARED)
-    schema = {"event_id": pl.String, **{k: (pl.Date if k == "birth_date" else pl.String) for k in names}}
-    columns = {"event_id": [e for e, _ in known], **{k: [m.get(k) for _, m in known] for k in names}}
-    return pl.DataFrame(columns, schema=schema)
-
-
 def _changed_fields(records: pl.DataFrame, masters: pl.DataFrame) -> dict[str, list[str]]:
     """For each record about a known person (records: event_id and the compared fields as text;
     masters: event_id and its person's master row), the fields whose value master does not hold:
@@ -119,21 +111,31 @@ def _changed_fields(records: pl.DataFrame, masters: pl.DataFrame) -> dict[str, l
         for k in COMPARED
         if k in wanted
     ).filter(pl.any_horizontal(f"{k}__d" for k in COMPARED))
-    changed: dict[str, list[str]] = {}
-    for row in joined.iter_rows(named=True):
-        fields = []
-        for k in COMPARED:
-            if not row[f"{k}__d"]:
-                continue  # the common case: master holds it already, as written or standardized
-            value, held = row[k], row[f"{k}__m"]
-            if k in FOLDED and _fold(value) == _fold(row.get(f"{k}__s") or held):
-                continue
-            if k == "division_code" and _within(held, value):
-                continue
-            fields.append(k)
-        if fields:
-            changed[row["event_id"]] = fields
-    return changed
+    # What still differs is looked at one value at a time, a field's flagged rows only: equal
+    # once traditional and look-alike characters are folded, or a division master's is inside.
+    for k in (*FOLDED, "division_code"):
+        if k not in wanted:
+            continue  # no row differs in it
+        rows = joined.filter(pl.col(f"{k}__d"))
+        held = rows.select(
+            pl.coalesce(f"{k}__s", f"{k}__m") if k in FOLDED else pl.col(f"{k}__m")
+        ).to_series()
+        values = zip(
+            rows.get_column("event_id").to_list(), rows.get_column(k).to_list(), held.to_list(), strict=True
+        )
+        if k in FOLDED:
+            held_already = [e for e, value, master in values if _fold(value) == _fold(master)]
+        else:
+            held_already = [e for e, value, master in values if _within(master, value)]
+        if held_already:
+            joined = joined.with_columns(
+                (pl.col(f"{k}__d") & ~pl.col("event_id").is_in(held_already)).alias(f"{k}__d")
+            )
+    fields = pl.concat_list(pl.when(pl.col(f"{k}__d")).then(pl.lit(k)) for k in COMPARED).list.drop_nulls()
+    listed = joined.select("event_id", fields.alias("fields")).filter(pl.col("fields").list.len() > 0)
+    return dict(
+        zip(listed.get_column("event_id").to_list(), listed.get_column("fields").to_list(), strict=True)
+    )
 
 
 def _person_change(
@@ -181,33 +183,60 @@ def _plan(
     rules: Rulebook,
     units: UnitIndex,
     by_id: dict[int, dict[str, Any]],
-    results: list[LinkResult],
+    linked: ChunkLinks,
     records: pl.DataFrame,
     work: ChunkWork,
     report: ProposeReport,
 ) -> None:
     """Decide, in memory, what each linked event becomes: a proposal on its route, an identity
     check, unlinked or confirmed."""
-    candidates: set[Any] = {r.explanation.get("candidate") for r in results if r.decision == "review"}
-    candidates -= {None}
+    # What the few routed by their explanation read of it (a review's candidate, a split's ID),
+    # taken from the linker's JSON on the whole column.
+    why = pl.col("explanation")
+    links = linked.links.with_columns(
+        why.str.json_path_match("$.candidate").alias("candidate"),
+        (why.str.json_path_match("$.id_of_excluded") == "true").fill_null(False).alias("id_of_excluded"),
+    )
+    candidates = set(
+        links.filter(pl.col("decision") == "review").get_column("candidate").drop_nulls().to_list()
+    )
     with master.connect() as mconn:
         candidate_rows = (
             {r["person_id"]: r for r in read_people(mconn, list(candidates)).to_dicts()} if candidates else {}
         )
-    known = [(r.record_id, r.master) for r in results if r.master is not None]
-    changed = _changed_fields(records, _master_frame(known))
-    proposal_ids = iter(uuid7_texts(len(results)))  # at most one proposal per result, in order
-    for link in results:
-        event = by_id[int(link.record_id)]
+    masters = linked.masters
+    changed = _changed_fields(records, masters)
+    # Each linked event's person's residence, for events about someone master holds.
+    home_of = dict(
+        zip(
+            masters.get_column("event_id").to_list(),
+            masters.get_column("division_code").to_list(),
+            strict=True,
+        )
+    )
+    proposal_ids = iter(uuid7_texts(links.height))  # at most one proposal per link, in order
+    rows = links.select(
+        "rid", "person_id", "decision", "match_probability", "explanation", "candidate", "id_of_excluded"
+    )
+    for (
+        record_id,
+        person_id,
+        decision,
+        probability,
+        explanation,
+        candidate_id,
+        id_of_excluded,
+    ) in rows.iter_rows():
+        event = by_id[int(record_id)]
         rec = event["standardized"] or {}
         service = rules.verification.services.get(event["service_code"] or "")
-        work.link(event, "person", link)
+        work.add_link(event, "person", person_id or candidate_id, probability, decision, explanation)
         if service is None:
             work.event_to(event, EventStatus.unlinked, "unknown_service")
             report.unlinked += 1
             continue
-        if link.decision == "review":
-            candidate = candidate_rows.get(link.explanation.get("candidate"))
+        if decision == "review":
+            candidate = candidate_rows.get(candidate_id)
             # The candidate's own village confirms; a candidate without a place in master has no
             # village to ask, and the place the event claims is not one (it stays unroutable).
             home = (candidate or {}).get("division_code")
@@ -217,7 +246,7 @@ def _plan(
                 "person",
                 candidate["person_id"] if candidate else None,
                 home,
-                {"candidate": link.explanation.get("candidate"), "match_probability": link.match_probability},
+                {"candidate": candidate_id, "match_probability": probability},
                 next(proposal_ids),
             )
             if _route(rules, units, work, event, proposal, home, None):
@@ -226,38 +255,36 @@ def _plan(
                 report.unroutable += 1
             work.event_to(event, EventStatus.identity_review)
             continue
-        if link.decision == "new" and link.explanation.get("id_of_excluded"):
+        if decision == "new" and id_of_excluded:
             # Split off the person its ID number names: the ID itself is wrong; the window corrects it.
             work.event_to(event, EventStatus.unlinked, "id_number_of_split_person")
             report.unlinked += 1
             continue
-        if link.decision == "new" and (service.change == "credential" or not rec.get("id_number")):
+        if decision == "new" and (service.change == "credential" or not rec.get("id_number")):
             flag = "no_master_person" if service.change == "credential" else "no_valid_id"
             work.event_to(event, EventStatus.unlinked, flag)
             report.unlinked += 1
             continue
-        report.linked += link.decision == "match"
-        master_row = link.master
+        report.linked += decision == "match"
+        known = record_id in home_of
         if service.change == "person":
-            route_name, payload = _person_change(
-                service, rec, master_row is not None, changed.get(link.record_id, [])
-            )
+            route_name, payload = _person_change(service, rec, known, changed.get(record_id, []))
             # Jurisdiction from master: a known person's own residence; someone new where they register.
-            home = (master_row or {}).get("division_code") if master_row else payload.get("division_code")
-            destination = payload.get("division_code") if master_row else None
+            home = home_of[record_id] if known else payload.get("division_code")
+            destination = payload.get("division_code") if known else None
         else:
             route_name, payload = service.route, _credential_change(service, rec)
-            home, destination = (master_row or {}).get("division_code"), None
+            home, destination = home_of.get(record_id), None
         if route_name is None:
             work.event_to(event, EventStatus.confirmed)  # master already holds exactly this
             report.unchanged += 1
             continue
-        report.new_people += link.person_id is None
+        report.new_people += person_id is None
         proposal = _proposal(
             event,
             route_name,
             "person" if service.change == "person" else "credential",
-            link.person_id,
+            person_id,
             home,
             payload,
             next(proposal_ids),

@@ -430,12 +430,13 @@ def test_a_linking_process_that_answers_nothing_is_stopped_as_hung(
 ) -> None:
     """A process stuck without dying (here stopped by SIGSTOP) would keep the caller waiting for
     ever: after GOVDB_LINK_TIMEOUT seconds of silence it is killed and the run stops saying so."""
-    monkeypatch.setenv("GOVDB_LINK_TIMEOUT", "1.5")
     with open_backend("sqlite", tmp_path / "home", rules) as db:
         _county(db)
         with LinkWorker(db.master, db.rules.matching["person"], "440605") as worker:
             worker.build_model()
             assert worker.model().prior > 0  # it answers while it runs
+            # Read at each wait: set once the model is built (on a loaded machine that took 1.5 s).
+            monkeypatch.setenv("GOVDB_LINK_TIMEOUT", "1.5")
             os.kill(worker._child.pid, signal.SIGSTOP)
             worker.submit(_linking_records(make_people(5, seed=1, today=TODAY)))
             started = time.monotonic()

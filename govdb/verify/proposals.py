@@ -18,7 +18,6 @@ from sqlalchemy import Engine
 
 from govdb.base.clock import utcnow
 from govdb.base.ids import uuid7_texts
-from govdb.link.features import PERSON_FIELDS
 from govdb.link.reads import read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
@@ -27,11 +26,9 @@ from govdb.standards.divisions import significant_prefix
 from govdb.standards.hanzi import char_folds
 from govdb.store.states import EventStatus, ProposalState, TaskState
 from govdb.verify.chunk_writes import ChunkWork
-from govdb.verify.linking import ChunkLinks
+from govdb.verify.linking import COMPARED, ChunkLinks
 from govdb.verify.routes import UnitIndex
 from govdb.verify.tasks import IDENTITY_ROUTE, Flow, StepTask
-
-COMPARED = (*PERSON_FIELDS, "division_code")
 
 
 @dataclass

@@ -35,9 +35,12 @@ class Blocking:
     skipped: list[SkippedKey] = field(default_factory=list)
 
 
-def _usable(frame: pl.DataFrame, id_column: str, keys: Sequence[str]) -> pl.LazyFrame:
-    """The id and keys of rows whose keys are all present (an empty text is no key)."""
-    rows = frame.lazy().select(id_column, *keys).drop_nulls(keys)
+def _usable(
+    frame: pl.DataFrame, id_column: str, keys: Sequence[str], carried: Sequence[str] = ()
+) -> pl.LazyFrame:
+    """The id, keys (and `carried` columns) of rows whose keys are all present (an empty text is
+    no key)."""
+    rows = frame.lazy().select(id_column, *keys, *carried).drop_nulls(keys)
     texts = [k for k in keys if frame.schema[k] == pl.String]
     return rows.filter(pl.all_horizontal(pl.col(k) != "" for k in texts)) if texts else rows
 
@@ -81,6 +84,7 @@ def block(
     right_id: str,
     max_block: int = 1000,
     skip_keys: Collection[str] = (),
+    compatible: str | None = None,
 ) -> Blocking:
     """Candidate pairs between `left` and `right` under every rule, deduplicated.
 
@@ -99,7 +103,14 @@ def block(
             )
     if not rules:
         return Blocking(pl.DataFrame(schema={"left_id": pl.String, "right_id": pl.String, "rule": pl.String}))
-    sides = [(_usable(left, left_id, keys), _usable(right, right_id, keys)) for keys in rules]
+
+    def carried(keys: Sequence[str]) -> list[str]:
+        return [compatible] if compatible is not None and compatible not in keys else []
+
+    sides = [
+        (_usable(left, left_id, keys, carried(keys)), _usable(right, right_id, keys, carried(keys)))
+        for keys in rules
+    ]
     if skip_keys:
         skipped_keys = pl.Series("skip", sorted(skip_keys), dtype=pl.String).implode()
         sides = [
@@ -123,8 +134,12 @@ def block(
                 value = "|".join(str(row[k]) for k in keys)
                 skipped.append(SkippedKey(rule_name(keys), value, row["left_rows"], row["right_rows"]))
             lhs = lhs.join(common.lazy().select(keys), on=keys, how="anti")
+        joined = lhs.join(rhs, on=keys, how="inner", suffix="_r")
+        for column in carried(keys):  # equal keys are equal values: only other rules need it
+            mine, theirs = pl.col(column), pl.col(f"{column}_r")
+            joined = joined.filter(mine.is_null() | theirs.is_null() | (mine == theirs))
         joins.append(
-            lhs.join(rhs, on=keys, how="inner", suffix="_r").select(
+            joined.select(
                 pl.col(left_id).alias("left_id"),
                 pl.col(right_id if right_id != left_id else f"{right_id}_r").alias("right_id"),
                 pl.lit(order, pl.UInt16).alias("rule_order"),

@@ -497,7 +497,16 @@ def linked_frames(
         return nobody, None
     if not isinstance(model, LinkModel):
         model = model()
-    out = link_prepared(left, right, rules, model=model, left_id="rid", right_id="person_id", skip_keys=skip)
+    out = link_prepared(
+        left,
+        right,
+        rules,
+        model=model,
+        left_id="rid",
+        right_id="person_id",
+        skip_keys=skip,
+        all_candidates=False,
+    )
     chosen = [p for p in out.links.get_column("person_id").unique().to_list() if p]
     held = features if features is not None and features.everyone else None
     people = held.people(conn, chosen) if held else read_people(conn, chosen)

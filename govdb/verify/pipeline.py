@@ -80,9 +80,18 @@ def process_events(
 
     `address_hint()` and `model()` are asked once the lock is held (a run that waited for another
     uses what its caller holds then): the served county, and the model or model factory that
-    `propose_events` takes, asked after validation."""
-    with job_lock(events, "process"):
+    `propose_events` takes. A large run's linking process starts before validation, so it reads
+    everyone's features and builds its model while this process standardizes."""
+    with job_lock(events, "process"), contextlib.ExitStack() as stack:
         retried = validate_stage.retry_events(events, retry) if retry is not None else 0
+        linking_model = model()
+        worker = None
+        if stored_or_default and _waiting(events, EventStatus.received) >= IN_MEMORY_EVENTS:
+            # Its features must follow the rules' keys first, as propose_events would make them.
+            ensure_link_keys(master, rules.matching["person"])
+            worker = _linking_process(stack, master, rules, address_hint())
+            if worker is not None:
+                linking_model = _given(worker, linking_model)
         validation = validate_stage.standardize_events(
             events, rules, today=today, address_hint=address_hint()
         )
@@ -90,10 +99,11 @@ def process_events(
             events,
             master,
             rules,
-            model(),
+            linking_model,
             address_hint=address_hint(),
             progress=progress,
             stored_or_default=stored_or_default,
+            worker=worker,
         )
     return ProcessReport(validation, proposals, retried)
 
@@ -108,6 +118,7 @@ def propose_events(
     address_hint: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     stored_or_default: bool = False,
+    worker: LinkWorker | None = None,
 ) -> ProposeReport:
     """Link every standardized event, record its link, and propose its change for verification.
 
@@ -116,7 +127,9 @@ def propose_events(
     holds the `process` job lock. A `model` factory is called when first needed, with `features`
     (every person's) when the run holds them, else without arguments. `stored_or_default` says the
     factory gives the stored model, else the default one (GovDB.linkage_model): a linking process
-    then builds that itself; with another factory, the run links in this process.
+    then builds that itself; with another factory, the run links in this process. `worker`: a
+    linking process the caller started (process_events, before validation) and gave the model, used
+    as is; `model` is then the one it links with (`_given`).
 
     Chunks go through a pipeline: chunk N+1 is read and its linking started (in a second process
     for a large run on a file or server store, `govdb.link.worker`) before chunk N is planned, and
@@ -127,19 +140,15 @@ def propose_events(
     after, done, total = 0, 0, _waiting(events)
     features = FeatureCache()  # a large run: every person's features, read once
     ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
+    given = worker is not None  # and the model with it
     with contextlib.ExitStack() as stack:
-        worker = None
         separate = isinstance(model, LinkModel) or stored_or_default
-        if total >= IN_MEMORY_EVENTS and separate and LinkWorker.wanted() and LinkWorker.can_open(master):
+        if worker is None and total >= IN_MEMORY_EVENTS and separate:
             # Started first: it reads everyone's features while this process reads the first chunk.
-            worker = stack.enter_context(LinkWorker(master, rules.matching["person"], address_hint))
+            worker = _linking_process(stack, master, rules, address_hint)
         if worker is not None:
-            # The linking process holds everyone's features itself: this one never reads them.
-            if isinstance(model, LinkModel):
-                worker.use_model(model)
-            else:  # it builds the stored or default model from them, as GovDB.linkage_model does
-                worker.build_model()
-                model = worker.model
+            if not given:
+                model = _given(worker, model)
         elif total >= IN_MEMORY_EVENTS:
             with master.connect() as conn:
                 if features.load_everyone(conn) and not isinstance(model, LinkModel):
@@ -181,15 +190,34 @@ def _with_features(factory: Callable[..., LinkModel], features: FeatureCache) ->
     return model
 
 
-def _waiting(events: Engine) -> int:
+def _given(worker: LinkWorker, model: LinkModel | Callable[..., LinkModel]) -> Callable[[], LinkModel]:
+    """The model handed to the linking process, which holds everyone's features (this process never
+    reads them): this one, or the stored or default one it builds as GovDB.linkage_model would;
+    what to link with here (the model it links with)."""
+    if isinstance(model, LinkModel):
+        worker.use_model(model)
+    else:
+        worker.build_model()
+    return worker.model
+
+
+def _linking_process(
+    stack: contextlib.ExitStack, master: Engine, rules: Rulebook, address_hint: str | None
+) -> LinkWorker | None:
+    """A linking process for a large run, closed with `stack`; None where one is not wanted or
+    cannot open the store (govdb.link.worker)."""
+    if not (LinkWorker.wanted() and LinkWorker.can_open(master)):
+        return None
+    return stack.enter_context(LinkWorker(master, rules.matching["person"], address_hint))
+
+
+def _waiting(events: Engine, *also: EventStatus) -> int:
+    """Events waiting to be proposed (and those in the `also` states)."""
+    states = [EventStatus.standardized.value, EventStatus.identity_review.value, *(a.value for a in also)]
     with events.connect() as conn:
         return int(
             conn.execute(
-                select(func.count())
-                .select_from(EVENT)
-                .where(
-                    EVENT.c.status.in_([EventStatus.standardized.value, EventStatus.identity_review.value])
-                )
+                select(func.count()).select_from(EVENT).where(EVENT.c.status.in_(states))
             ).scalar_one()
         )
 

@@ -207,3 +207,30 @@ def test_pairs_no_decision_could_choose_are_not_compared(rules: Rulebook, genera
     pruned = link_frames(missing.head(500), master, person, model=model, today=TODAY).links
     monkeypatch.setattr(batch, "choosable_pairs", lambda left, right, pairs, rules_: pairs)
     assert pruned.equals(link_frames(missing.head(500), master, person, model=model, today=TODAY).links)
+
+
+def test_blocking_that_makes_only_choosable_pairs_links_the_same(rules: Rulebook, generated) -> None:
+    """`all_candidates=False` drops the pairs of two different valid ID numbers inside blocking's
+    joins: every link is the same, and `candidates` counts the pairs compared."""
+    import govdb.link.batch as batch
+    from govdb.link.features import prepare
+
+    master, events, _ = generated
+    person = rules.matching["person"]
+    model = link_frames(events, master, person, today=TODAY).model
+    left = prepare(events, id_column="event_id", today=TODAY, source="events")
+    right = prepare(master, id_column="person_id", today=TODAY, source="master")
+    every = batch.link_prepared(left, right, person, model=model)
+    pruned = batch.link_prepared(left, right, person, model=model, all_candidates=False)
+    assert pruned.links.equals(every.links)
+    chosen = batch.choosable_pairs(
+        left,
+        right,
+        batch._candidate_positions(
+            left, right, person.blocking.rules, person.blocking.max_block, False
+        ).pairs,
+        person,
+    )
+    assert pruned.candidates == chosen.height < every.candidates
+    # Without a model (training needs every pair) nothing is pruned.
+    assert batch.link_prepared(left, right, person, all_candidates=False).candidates == every.candidates

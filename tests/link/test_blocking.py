@@ -68,3 +68,37 @@ def test_only_heavy_values_found_on_both_sides_are_skipped() -> None:
     # wang is heavy on the left and present on the right: skipped. li is heavy but has no partner.
     assert [(s.value, s.left_rows, s.right_rows) for s in result.skipped] == [("wang|1990-01-01", 4, 1)]
     assert sorted(result.pairs.get_column("right_id")) == ["R2", "R3"]
+
+
+def test_pairs_of_two_different_id_numbers_are_not_made_when_asked() -> None:
+    """`compatible`: the pairs of blocking without it, filtered, each keeping its first rule, and
+    the same too-common keys reported."""
+    rules = [["id_number"], ["birth_date"], ["phone"], ["surname", "birth_date"]]
+    ids = {"E1": MASTER["id_number"][0], "E2": None, "E3": MASTER["id_number"][3]}
+    held = dict(zip(MASTER["person_id"], MASTER["id_number"], strict=True))
+    for max_block in (2, 10):
+        everything = block(
+            EVENTS, MASTER, rules, left_id="event_id", right_id="person_id", max_block=max_block
+        )
+        pruned = block(
+            EVENTS,
+            MASTER,
+            rules,
+            left_id="event_id",
+            right_id="person_id",
+            max_block=max_block,
+            compatible="id_number",
+        )
+        expected = everything.pairs.filter(
+            pl.struct("left_id", "right_id").map_elements(
+                lambda p: ids[p["left_id"]] is None or held[p["right_id"]] in (None, ids[p["left_id"]]),
+                return_dtype=pl.Boolean,
+            )
+        )
+        assert pruned.pairs.equals(expected)
+        assert pruned.skipped == everything.skipped
+    assert everything.skipped == [] and 0 < pruned.pairs.height < everything.pairs.height
+    # E3 (holding P4's number) is paired with P3 (no number) but never with P2 (another number).
+    made = set(pruned.pairs.select("left_id", "right_id").iter_rows())
+    assert ("E3", "P3") in made and ("E3", "P2") not in made
+    assert ("E3", "P2") in set(everything.pairs.select("left_id", "right_id").iter_rows())

@@ -141,6 +141,30 @@ def test_a_linking_process_that_dies_stops_the_run_with_a_govdb_error_and_the_re
         assert _outcome(db) == clean
 
 
+def test_a_large_run_starts_its_linking_process_and_model_before_validating(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The linking process reads everyone's features and builds its model while the caller
+    standardizes: it is started, and given the model, before validation; one per run."""
+    import govdb.verify.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
+    spy = _Spy(monkeypatch)
+    seen: list[tuple[int, bool]] = []
+    standardize = pipeline.validate_stage.standardize_events
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append((len(spy.workers), bool(spy.workers) and spy.workers[0]._model_asked))
+        return standardize(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.validate_stage, "standardize_events", watched)
+    _county(db)
+    report = db.process(today=TODAY)
+    assert seen == [(1, True)] and len(spy.workers) == 1 and spy.chunks >= 1
+    assert report.proposals.proposals > 0 and report.proposals.linked > 0
+    assert spy.workers[0]._child.poll() == 0
+
+
 def test_an_error_in_the_linking_process_reaches_the_caller_as_a_govdb_error(
     db: GovDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:

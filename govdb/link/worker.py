@@ -127,9 +127,8 @@ class LinkWorker:
 
     def build_model(self) -> None:
         """Have the linking process take the stored model, else build the default one from the
-        features it holds (as `GovDB.linkage_model` does), at once when it holds someone's (the
-        caller meanwhile validates), else when a chunk first has candidates: this process need not
-        read everyone's features too, and a master of nobody needs no model."""
+        features it holds (as `GovDB.linkage_model` does), when a chunk first has candidates: this
+        process need not read everyone's features too, and a master of nobody needs no model."""
         self._send(("build",))
         self._model_asked = True
 
@@ -269,7 +268,10 @@ def _serve(requests: queue.Queue[Any], reply: Callable[[tuple[Any, ...]], None])
     rules: MatchingRules | None = None
     hint: str | None = None
     model: LinkModel | None = None
-    build = False  # the caller asked for the stored or default model, built as soon as it can be
+    # The caller asked for the stored or default model, built when a chunk first needs it: after
+    # the caller's validation and the features' refresh, from master as it is then (built at once,
+    # it missed what a load or promote changed during validation, and linked differently).
+    build = False
 
     def current() -> LinkModel:
         nonlocal model
@@ -296,9 +298,6 @@ def _serve(requests: queue.Queue[Any], reply: Callable[[tuple[Any, ...]], None])
                 (model,) = rest
             elif kind == "build":
                 build = True
-                if cache.everyone and cache.all().height:  # now, while the caller validates
-                    with contextlib.suppress(Exception):  # else raised when a chunk needs it
-                        current()
             elif kind == "model?":
                 reply(("model", current()))
             elif kind == "link":

@@ -47,6 +47,7 @@ EVENT = Event.__table__  # type: ignore[attr-defined]
 BATCH = IngestBatch.__table__  # type: ignore[attr-defined]
 EVENTS_GROWN = ("event", "link", "proposal", "task", "decision")
 CHUNK = 50_000
+WAITING = (EventStatus.standardized, EventStatus.identity_review)  # to be proposed
 # From this many waiting events on, a run links against every master person held in memory
 # (FeatureCache.load_everyone) rather than looking candidates up by key for each chunk.
 IN_MEMORY_EVENTS = 20_000
@@ -81,12 +82,13 @@ def process_events(
     `address_hint()` and `model()` are asked once the lock is held (a run that waited for another
     uses what its caller holds then): the served county, and the model or model factory that
     `propose_events` takes. A large run's linking process starts before validation, so it reads
-    everyone's features and builds its model while this process standardizes."""
+    everyone's features while this process standardizes (it builds its model when the first chunk
+    needs it, from master as it is then)."""
     with job_lock(events, "process"), contextlib.ExitStack() as stack:
         retried = validate_stage.retry_events(events, retry) if retry is not None else 0
         linking_model = model()
         worker = None
-        if stored_or_default and _waiting(events, EventStatus.received) >= IN_MEMORY_EVENTS:
+        if stored_or_default and _in_states(events, (*WAITING, EventStatus.received)) >= IN_MEMORY_EVENTS:
             # Its features must follow the rules' keys first, as propose_events would make them.
             ensure_link_keys(master, rules.matching["person"])
             worker = _linking_process(stack, master, rules, address_hint())
@@ -211,13 +213,16 @@ def _linking_process(
     return stack.enter_context(LinkWorker(master, rules.matching["person"], address_hint))
 
 
-def _waiting(events: Engine, *also: EventStatus) -> int:
-    """Events waiting to be proposed (and those in the `also` states)."""
-    states = [EventStatus.standardized.value, EventStatus.identity_review.value, *(a.value for a in also)]
+def _waiting(events: Engine) -> int:
+    """Events waiting to be proposed."""
+    return _in_states(events, WAITING)
+
+
+def _in_states(events: Engine, states: tuple[EventStatus, ...]) -> int:
     with events.connect() as conn:
         return int(
             conn.execute(
-                select(func.count()).select_from(EVENT).where(EVENT.c.status.in_(states))
+                select(func.count()).select_from(EVENT).where(EVENT.c.status.in_([s.value for s in states]))
             ).scalar_one()
         )
 

@@ -165,6 +165,39 @@ def test_a_large_run_starts_its_linking_process_and_model_before_validating(
     assert spy.workers[0]._child.poll() == 0
 
 
+def test_master_grown_during_validation_is_linked_as_one_process_links_it(
+    tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The linking process starts before validation, but builds its model when the first chunk
+    needs it: people loaded meanwhile count in it (u, term frequencies, prior) as they do when the
+    run links in one process (an outsider's review found 75 matches turned reviews otherwise)."""
+    import govdb.verify.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
+    register = make_people(300, seed=31, today=TODAY)
+    register = register.with_columns(pl.format("P{}", pl.int_range(pl.len())).alias("person_id"))
+    standardize = pipeline.validate_stage.standardize_events
+    seen = {}
+    for worker in (False, True):
+        monkeypatch.setenv("GOVDB_LINK_PROCESS", "1" if worker else "0")
+        with open_backend("sqlite", tmp_path / str(worker), rules) as db:
+            db.serve_district("440605")
+            db.load_people(register.head(2), source="public_security")
+            db.ingest_frame(_linking_records(register), **INGEST)
+
+            def during(*args: Any, db: GovDB = db, **kwargs: Any) -> Any:
+                time.sleep(3)  # the linking process has read master's two people (and no more)
+                db.load_people(register.slice(2), source="public_security")  # another process's load
+                return standardize(*args, **kwargs)
+
+            monkeypatch.setattr(pipeline.validate_stage, "standardize_events", during)
+            report = db.process(today=TODAY)
+            monkeypatch.setattr(pipeline.validate_stage, "standardize_events", standardize)
+            seen[worker] = (report.proposals.linked, _outcome(db))
+    assert seen[False][0] > 200
+    assert seen[True] == seen[False]
+
+
 def test_an_error_in_the_linking_process_reaches_the_caller_as_a_govdb_error(
     db: GovDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:

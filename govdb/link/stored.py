@@ -75,7 +75,9 @@ def default_model(
             )
     if people < 2:
         raise StateError(
-            f"the master store holds {people} people; load the population register before linking"
+            f"the master store holds {people} {'person' if people == 1 else 'people'}: linking estimates"
+            " how often two people agree by chance from at least two; load the population register"
+            " before linking"
         )
     # u is sampled by row position: positions in person order, so every process (and every
     # backend) builds the same model whatever order the store returned the rows in (on

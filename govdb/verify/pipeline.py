@@ -142,16 +142,14 @@ def propose_events(
     after, done, total = 0, 0, _waiting(events)
     features = FeatureCache()  # a large run: every person's features, read once
     ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
-    given = worker is not None  # and the model with it
     with contextlib.ExitStack() as stack:
         separate = isinstance(model, LinkModel) or stored_or_default
         if worker is None and total >= IN_MEMORY_EVENTS and separate:
             # Started first: it reads everyone's features while this process reads the first chunk.
             worker = _linking_process(stack, master, rules, address_hint)
-        if worker is not None:
-            if not given:
+            if worker is not None:
                 model = _given(worker, model)
-        elif total >= IN_MEMORY_EVENTS:
+        if worker is None and total >= IN_MEMORY_EVENTS:
             with master.connect() as conn:
                 if features.load_everyone(conn) and not isinstance(model, LinkModel):
                     model = _with_features(model, features)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -521,3 +522,20 @@ def test_a_look_up_scores_large_blocks_as_pair_by_pair(db: GovDB, monkeypatch: p
     )
     assert sum(size >= 300 for size in sizes) >= 20  # the village's block was read and scored
     assert {a.decision for a in fast} >= {"match", "new"} and any(a.explanation for a in fast)
+
+
+def test_a_master_of_one_person_refuses_to_link_with_a_clear_error(db: GovDB, tmp_path: Path) -> None:
+    """u is estimated from pairs of master's people: one person gives none. `process` says so, in
+    the singular, and leaves its events waiting for the register (nothing proposed)."""
+    from govdb.demo import make_hall_events
+    from govdb.errors import StateError
+
+    register = make_people(5, seed=11, today=TODAY)
+    db.load_people(register.head(1), source="population_register")
+    hall = tmp_path / "hall.csv"
+    make_hall_events(register, hall, seed=11, today=TODAY)
+    db.ingest(hall, source="hall", service_code="hall.resident_registration", key_column="受理编号")
+    with pytest.raises(StateError, match=r"holds 1 person: .*load the population register"):
+        db.process(today=TODAY)
+    db.load_people(register.tail(4), source="population_register")
+    assert db.process(today=TODAY).proposals.events > 0

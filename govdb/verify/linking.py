@@ -119,12 +119,22 @@ class ChunkLinks:
 
 
 def event_records(pending: list[dict[str, Any]]) -> pl.DataFrame:
-    """Events' standardized person fields as the records the linker reads."""
-    rows = [
-        {"event_id": str(e["event_id"]), **{k: _as_text((e["standardized"] or {}).get(k)) for k in COMPARED}}
-        for e in pending
-    ]
-    return pl.DataFrame(rows, schema={"event_id": pl.String, **{k: pl.String for k in COMPARED}})
+    """Events' standardized person fields as the records the linker reads (values as text, an
+    empty one null).
+
+    A column at a time: standardized records hold text, taken as it is (a dict per event and a
+    call per value cost a county's run 5-9 s); a column with any other value (a record's JSON
+    edited in the store to hold a number) goes value by value."""
+    records = [e["standardized"] or {} for e in pending]
+    columns = [pl.Series("event_id", [str(e["event_id"]) for e in pending], dtype=pl.String)]
+    for k in COMPARED:
+        values = [r.get(k) for r in records]
+        try:
+            column = pl.Series(k, values, dtype=pl.String, strict=True)
+        except TypeError:
+            column = pl.Series(k, [_as_text(v) for v in values], dtype=pl.String)
+        columns.append(column.replace("", None))
+    return pl.DataFrame(columns)
 
 
 def reviewed_links(

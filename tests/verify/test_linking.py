@@ -11,7 +11,7 @@ import pytest
 
 from govdb.link.online import LINK_COLUMNS, link_results
 from govdb.link.reads import MASTER_COLUMNS
-from govdb.verify.linking import MASTER_SCHEMA, ChunkLinks, master_frame
+from govdb.verify.linking import COMPARED, MASTER_SCHEMA, ChunkLinks, event_records, master_frame
 
 
 def _people(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
@@ -87,3 +87,26 @@ def test_an_explanation_that_is_no_json_object_is_refused() -> None:
         links = _links([("1", None, "new", {})]).with_columns(pl.lit(text, pl.String).alias("explanation"))
         with pytest.raises(TypeError, match="a linker's explanation is a JSON object's text"):
             ChunkLinks.of_frames(links, None)
+
+
+def test_event_records_are_the_fields_as_text_whatever_a_record_holds() -> None:
+    """Built a column at a time; a record edited in the store to hold numbers, booleans, objects or
+    empty text gives what reading each value as text gives (empty text and absent fields null)."""
+    pending = [
+        {"event_id": 7, "standardized": {"name": "张伟", "id_number": "440605199001011234", "phone": ""}},
+        {"event_id": 8, "standardized": None},
+        {"event_id": 9, "standardized": {"phone": 13800000000, "gender": True, "address": 1.5}},
+        {"event_id": 10, "standardized": {"division_code": {"code": 1}, "birth_date": ["1990-01-01"]}},
+    ]
+    expected = pl.DataFrame(
+        [
+            {"event_id": "7", "name": "张伟", "id_number": "440605199001011234"},
+            {"event_id": "8"},
+            {"event_id": "9", "phone": "13800000000", "gender": "True", "address": "1.5"},
+            {"event_id": "10", "division_code": "{'code': 1}", "birth_date": "['1990-01-01']"},
+        ],
+        schema={"event_id": pl.String, **dict.fromkeys(COMPARED, pl.String)},
+    )
+    assert event_records(pending).equals(expected)
+    assert event_records(pending[:2]).equals(expected.head(2))  # every column plain text
+    assert event_records([]).schema == expected.schema

@@ -245,7 +245,7 @@ def _read_chunk(conn: Connection, after: int) -> list[dict[str, Any]]:
     if conn.dialect.name == "postgresql":  # the record as its JSON text, scanned before decoding
         columns = (*columns[:5], cast(EVENT.c.standardized, Text), *columns[6:])
     rows: list[dict[str, Any]] = []
-    for state in (EventStatus.standardized, EventStatus.identity_review):
+    for state in WAITING:
         query = (
             select(*columns)
             .join(BATCH, BATCH.c.batch_id == EVENT.c.batch_id, isouter=True)

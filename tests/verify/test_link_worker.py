@@ -141,11 +141,12 @@ def test_a_linking_process_that_dies_stops_the_run_with_a_govdb_error_and_the_re
         assert _outcome(db) == clean
 
 
-def test_a_large_run_starts_its_linking_process_and_model_before_validating(
+def test_a_large_run_starts_its_linking_process_before_validating(
     db: GovDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The linking process reads everyone's features and builds its model while the caller
-    standardizes: it is started, and given the model, before validation; one per run."""
+    """The linking process reads everyone's features while the caller standardizes: it is
+    started, and asked for the stored or default model (built when the first chunk needs it),
+    before validation; one per run."""
     import govdb.verify.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)

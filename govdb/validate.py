@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -292,68 +293,170 @@ def standardize_events(
     Events go a chunk at a time in event order, each chunk in a transaction of its own, so a county's
     million payloads are never held at once; standardizing is per record, so chunks do not change
     what any event gets, and a run stopped midway leaves the rest `received` for the next.
+    (`process` proposes each chunk in the transaction that writes it: `Standardizing`.)
     """
-    after, read, failures = 0, 0, [pl.DataFrame(schema=FAILURE_SCHEMA)]
+    run = Standardizing(engine, rules, today=today, address_hint=address_hint)
     # Each chunk is written in a thread while the next is read and standardized (its events are
     # all after the chunk being written).
     with BackgroundWriter(engine, "govdb-standardize-write") as writer:
+        for chunk in run.chunks():
+            writer.submit(_write_chunk, engine, chunk.updates)
+    return run.report()
+
+
+@dataclass(slots=True)
+class _Received:
+    """A received event as standardizing reads it, with what proposing it needs besides."""
+
+    event_id: int
+    service_code: str | None
+    raw: Any
+    flags: list[str]
+    batch_id: str | None
+    source_system: str | None
+    department: str | None
+    link_round: int
+
+
+@dataclass(frozen=True)
+class StandardizedChunk:
+    """One chunk of received events standardized, not yet written: `updates` are the rows
+    `write_standardized` sets (one per event: its record, flags, place and `standardized` or
+    `invalid`)."""
+
+    updates: pl.DataFrame
+    received: dict[int, _Received]  # by event id, without their payloads
+    sources: dict[str, str]  # batch -> the source it proved to be
+
+    def standardized_events(self) -> list[dict[str, Any]]:
+        """The events this chunk makes `standardized`, in event order, as `process` reads waiting
+        events from the store: the record and flags as the JSON text written, so a chunk proposed
+        in the transaction that writes it sees what a later read would."""
+        rows = []
+        for event_id, record, flags, status in self.updates.select(
+            "event_id", "standardized", "quality_flags", "status"
+        ).iter_rows():
+            if status != EventStatus.standardized.value:
+                continue
+            event = self.received[event_id]
+            rows.append(
+                {
+                    "event_id": event_id,
+                    "status": status,
+                    "service_code": event.service_code,
+                    "source_system": event.source_system,
+                    "department": event.department,
+                    "standardized": record,
+                    "quality_flags": [] if flags == "[]" else json_value(flags),
+                    "link_round": event.link_round,
+                    "authenticated_source": self.sources.get(event.batch_id or ""),
+                }
+            )
+        rows.sort(key=lambda r: r["event_id"])
+        return rows
+
+
+class Standardizing:
+    """A pass over the received events, a chunk at a time in event order, each standardized and
+    validated in memory for its caller to write; what it read is counted for the report."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: Rulebook,
+        *,
+        today: dt.date | None = None,
+        address_hint: str | None = None,
+    ) -> None:
+        self.engine, self.rules, self.today, self.address_hint = engine, rules, today, address_hint
+        self.read = 0
+        self._failures = [pl.DataFrame(schema=FAILURE_SCHEMA)]
+
+    def chunks(self, size: int = CHUNK) -> Iterator[StandardizedChunk]:
+        """Each chunk once its events are standardized; the next is read when asked for, after the
+        last event of this one (whose write the caller may still have under way)."""
+        after = 0
         while True:
-            with engine.connect() as conn:
-                chunk = _received(conn, after)
+            with self.engine.connect() as conn:
+                chunk = _received(conn, after, size)
                 # Read with each chunk: a file ingested with a map during the run is in a later chunk.
-                column_maps = _column_maps(conn)
+                column_maps, sources = _batches(conn)
             if not chunk:
-                break
-            after, read = chunk[-1][0], read + len(chunk)
-            updates, chunk_failures = _standardize_chunk(rules, chunk, column_maps, today, address_hint)
-            writer.submit(_write_chunk, engine, updates)
-            failures.append(chunk_failures)
-    return ValidationReport(read, pl.concat(failures).sort("row_id", "column"))
+                return
+            after, self.read = chunk[-1].event_id, self.read + len(chunk)
+            updates, failures = _standardize_chunk(
+                self.rules, chunk, column_maps, self.today, self.address_hint
+            )
+            self._failures.append(failures)
+            for event in chunk:
+                event.raw = None  # not kept while the caller links and plans
+            yield StandardizedChunk(updates, {e.event_id: e for e in chunk}, sources)
+
+    def report(self) -> ValidationReport:
+        return ValidationReport(self.read, pl.concat(self._failures).sort("row_id", "column"))
 
 
-def _column_maps(conn: Connection) -> dict[str, dict[str, str]]:
-    """batch -> its column map; only ingests given a --map have one (a JSON null is no map)."""
+def _batches(conn: Connection) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """batch -> its column map (only ingests given a --map have one; a JSON null is no map), and
+    batch -> the source it proved to be."""
     batches = IngestBatch.__table__  # type: ignore[attr-defined]
     found = conn.execute(
-        select(batches.c.batch_id, batches.c.column_map).where(batches.c.column_map.is_not(None))
-    )
-    return {batch: mapping for batch, mapping in found if mapping}
+        select(batches.c.batch_id, batches.c.column_map, batches.c.authenticated_source).where(
+            batches.c.column_map.is_not(None) | batches.c.authenticated_source.is_not(None)
+        )
+    ).all()
+    maps = {batch: mapping for batch, mapping, _ in found if mapping}
+    return maps, {batch: source for batch, _, source in found if source}
 
 
-def _received(conn: Connection, after: int) -> list[tuple[Any, ...]]:
-    """The next chunk of received events after `after`: (event_id, service_code, raw, quality
-    flags, batch_id), JSON decoded once here (the driver's rows: no per-row result processing)."""
+def _received(conn: Connection, after: int, size: int) -> list[_Received]:
+    """The next chunk of received events after `after`, JSON decoded once here (the driver's
+    rows: no per-row result processing)."""
     table = Event.__table__  # type: ignore[attr-defined]
     query = (
-        select(table.c.event_id, table.c.service_code, table.c.raw, table.c.quality_flags, table.c.batch_id)
+        select(
+            table.c.event_id,
+            table.c.service_code,
+            table.c.raw,
+            table.c.quality_flags,
+            table.c.batch_id,
+            table.c.source_system,
+            table.c.department,
+            table.c.link_round,
+        )
         .where(table.c.status == EventStatus.received.value, table.c.event_id > after)
         .order_by(table.c.event_id)
-        .limit(CHUNK)
+        .limit(size)
     )
     return [
-        (event_id, service, json_value(raw), [] if flags == "[]" else json_value(flags) or [], batch)
-        for event_id, service, raw, flags, batch in driver_rows(conn, query)
+        _Received(
+            event_id,
+            service,
+            json_value(raw),
+            [] if flags == "[]" else json_value(flags) or [],
+            batch,
+            source,
+            department,
+            link_round,
+        )
+        for event_id, service, raw, flags, batch, source, department, link_round in driver_rows(conn, query)
     ]
 
 
 def _standardize_chunk(
     rules: Rulebook,
-    chunk: list[tuple[Any, ...]],
+    chunk: list[_Received],
     column_maps: dict[str, dict[str, str]],
     today: dt.date | None,
     address_hint: str | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Standardize and validate one chunk of received events: (the rows to write, its failures)."""
-    maps = [column_maps.get(batch) for *_, batch in chunk] if column_maps else None
+    maps = [column_maps.get(e.batch_id or "") for e in chunk] if column_maps else None
     # what ingest noticed (an unreadable occurred-at) stays; validation's own flags are redone
     ingest_flags = {
-        event_id: kept
-        for event_id, _, _, flags, _ in chunk
-        if flags and (kept := [f for f in flags if f in INGEST_FLAGS])
+        e.event_id: kept for e in chunk if e.flags and (kept := [f for f in e.flags if f in INGEST_FLAGS])
     }
-    frame = events_frame(
-        [(event_id, service, raw) for event_id, service, raw, *_ in chunk], rules.column_aliases(), maps
-    )
+    frame = events_frame([(e.event_id, e.service_code, e.raw) for e in chunk], rules.column_aliases(), maps)
     std_parts, failure_parts = [], []
     for (service,), group in frame.group_by("service_code", maintain_order=True):
         svc = rules.verification.services.get(str(service)) if service else None
@@ -419,20 +522,23 @@ def _standardize_chunk(
 
 
 def _write_chunk(engine: Engine, updates: pl.DataFrame) -> None:
-    """A checked transition: only events still `received` move, and all of them must."""
+    with writing(engine) as conn:
+        write_standardized(conn, updates)
+
+
+def write_standardized(conn: Connection, updates: pl.DataFrame) -> None:
+    """A chunk's standardized records, in the caller's transaction. A checked transition: only
+    events still `received` move, and all of them must."""
     table = Event.__table__  # type: ignore[attr-defined]
     for target in (EventStatus.standardized, EventStatus.invalid):
         check_transition(EventStatus, EventStatus.received, target)
-    with writing(engine) as conn:
-        moved = update_rows(
-            conn, table, updates, key="event_id", where={"status": EventStatus.received.value}
+    moved = update_rows(conn, table, updates, key="event_id", where={"status": EventStatus.received.value})
+    if moved != updates.height:
+        raise StateError(
+            f"{updates.height - moved} of {updates.height} events left `received` while they were "
+            "being standardized; none of them was written (earlier chunks were), "
+            "run `govdb process` again"
         )
-        if moved != updates.height:
-            raise StateError(
-                f"{updates.height - moved} of {updates.height} events left `received` while they were "
-                "being standardized; none of them was written (earlier chunks were), "
-                "run `govdb process` again"
-            )
 
 
 def _flags_json(ingest_flags: dict[int, list[str]], flag_map: dict[int, list[str]]) -> dict[int, str]:

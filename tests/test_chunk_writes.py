@@ -4,6 +4,10 @@ both backends."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from govdb import GovDB
 from govdb.demo import make_disability_records, make_enterprises, make_hall_events, make_people
 from govdb.errors import GovdbError
 
-from .conftest import BACKENDS, TODAY, open_backend
+from .conftest import BACKENDS, REPO, TODAY, open_backend
 
 OUTCOME = {
     "event": "SELECT e.event_id, e.source_key, e.status, CAST(e.quality_flags AS TEXT) FROM event e",
@@ -70,6 +74,15 @@ def _outcome(db: GovDB) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def _processed_outcome(backend: str, home: Path, rules: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """What one uninterrupted run stores, in a store of its own."""
+    with open_backend(backend, home, rules) as db:
+        db.serve_district("440605")
+        _ingested(db, home / "files")
+        db.process(today=TODAY)
+        return _outcome(db)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_in_many_chunks_stores_what_one_chunk_stores(
     backend: str, tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
@@ -112,11 +125,7 @@ def test_a_failed_write_stops_the_run_and_a_second_run_finishes_it(
         write_chunk(events, work)
 
     monkeypatch.setattr(pipeline, "CHUNK", 5)
-    with open_backend(backend, tmp_path / "clean", rules) as db:
-        db.serve_district("440605")
-        _ingested(db, tmp_path / "clean" / "files")
-        db.process(today=TODAY)
-        expected = _outcome(db)
+    expected = _processed_outcome(backend, tmp_path / "clean", rules)
     with open_backend(backend, tmp_path / "failing", rules) as db:
         db.serve_district("440605")
         _ingested(db, tmp_path / "failing" / "files")
@@ -126,7 +135,89 @@ def test_a_failed_write_stops_the_run_and_a_second_run_finishes_it(
         assert len(calls) == 3  # the chunk planned meanwhile was never written
         stopped = _outcome(db)
         assert len(stopped["link"]) == sum(calls[:2])  # the first two chunks, and nothing of the third
-        assert sum(status == "standardized" for _, _, status, _ in stopped["event"]) > 5
+        # The rest stay as received: a chunk's standardized records are written with its proposals.
+        states = [status for _, _, status, _ in stopped["event"]]
+        assert states.count("received") > 5 and "standardized" not in states
         monkeypatch.setattr(chunk_writes, "write_chunk", write_chunk)
+        db.process(today=TODAY)
+        assert _outcome(db) == expected
+
+
+KILLED = r"""
+import datetime, json, os, signal, sys
+import govdb.verify.chunk_writes as chunk_writes
+import govdb.verify.pipeline as pipeline
+from govdb import GovDB
+
+args = json.loads(sys.argv[1])
+pipeline.CHUNK = 5
+calls = []
+
+
+def killing(module, name):
+    real = getattr(module, name)
+
+    def at_third(*a, **k):
+        calls.append(name)
+        if len(calls) == 3 and args["when"] == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real(*a, **k)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    setattr(module, name, at_third)
+
+
+module, name, _ = args["at"]
+killing({"chunk_writes": chunk_writes, "pipeline": pipeline}[module], name)
+db = GovDB.open(master_url=args["master"], events_url=args["events"], rules=args["rules"])
+db.process(today=datetime.date(2026, 11, 23))
+print("not killed")
+"""
+KILL_POINTS = [
+    # in the third chunk's transaction, its events' rows rewritten, nothing else of it yet
+    ("chunk_writes", "write_standardized", "after"),
+    # two chunks committed; the third planned, the fourth standardized, neither written
+    ("chunk_writes", "write_chunk", "before"),
+    # the third chunk planned while the second is written
+    ("pipeline", "_finish_chunk", "after"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("at", KILL_POINTS, ids=["-".join(p[1:]) for p in KILL_POINTS])
+def test_a_run_killed_midway_leaves_each_event_received_or_proposed_and_the_next_finishes_it(
+    backend: str, at: tuple[str, str, str], tmp_path: Path, rules: Any
+) -> None:
+    """A chunk's standardized records are written with its proposals: a killed run leaves no event
+    standardized and unproposed, none with a link but still received, and the next run stores what
+    an uninterrupted one does."""
+    expected = _processed_outcome(backend, tmp_path / "clean", rules)
+    with open_backend(backend, tmp_path / "killed", rules) as db:
+        db.serve_district("440605")
+        _ingested(db, tmp_path / "killed" / "files")
+        urls = {
+            "master": db.master.url.render_as_string(hide_password=False),
+            "events": db.events.url.render_as_string(hide_password=False),
+            "rules": str(REPO / "rules"),
+            "at": at,
+            "when": at[2],
+        }
+        run = subprocess.run(
+            [sys.executable, "-c", KILLED, json.dumps(urls)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd="/",
+        )
+        assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+        stopped = _outcome(db)
+        states = {key: status for _, key, status, _ in stopped["event"]}
+        linked = {key for key, *_ in stopped["link"]}
+        assert "standardized" not in states.values()
+        waiting = {key for key, status in states.items() if status == "received"}
+        assert len(waiting) > 5 and not waiting & linked
+        assert linked and 0 < len(states) - len(waiting) < len(states)
         db.process(today=TODAY)
         assert _outcome(db) == expected

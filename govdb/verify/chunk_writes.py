@@ -1,5 +1,6 @@
-"""What a chunk of proposing writes, and the one transaction that writes it: links, proposals,
-tasks, auto-pass decisions and the events' checked transitions, in bulk. A run writes each chunk
+"""What a chunk of proposing writes, and the one transaction that writes it: the standardized
+records of the chunk's received events, links, proposals, tasks, auto-pass decisions and the
+events' checked transitions, in bulk. A run writes each chunk
 in a thread of its own while it links and plans the next (`ChunkWriter`)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from govdb.store.events import Event, Link, Proposal, Task
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, ProposalState, move
 from govdb.store.writer import BackgroundWriter
+from govdb.validate import write_standardized
 from govdb.verify.tasks import Flow, auto_pass_decisions
 
 EVENT = Event.__table__  # type: ignore[attr-defined]
@@ -36,6 +38,9 @@ class ChunkWork:
     status: dict[tuple[EventStatus, EventStatus], list[dict[str, Any]]] = field(default_factory=dict)
     flags: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[dict[str, Any]] = field(default_factory=list)
+    # The chunk's received events standardized (govdb.validate.StandardizedChunk.updates), written
+    # first: each event's row is rewritten once, received -> standardized -> proposed in one commit.
+    standardized: pl.DataFrame | None = None
 
     def link(self, event: dict[str, Any], kind: str, link: LinkResult) -> None:
         """The event's link row (the explanation as JSON text, as the linker wrote it if it did)."""
@@ -86,7 +91,8 @@ class ChunkWriter(BackgroundWriter):
 
 
 def write_chunk(events: Engine, work: ChunkWork) -> None:
-    """One transaction: links, proposals, tasks, auto-pass decisions, event transitions."""
+    """One transaction: standardized records, links, proposals, tasks, auto-pass decisions, event
+    transitions."""
     now = utcnow()
     states = {f.proposal_id: f.state for f in work.flows}
     for p in work.proposals:
@@ -133,6 +139,8 @@ def write_chunk(events: Engine, work: ChunkWork) -> None:
         },
     )
     with writing(events) as conn:
+        if work.standardized is not None:
+            write_standardized(conn, work.standardized)
         insert_frame(conn, LINK, links, {"created_at": now})
         insert_frame(conn, PROPOSAL, proposals, {"created_at": now, "updated_at": now})
         insert_frame(conn, TASK, tasks, {"round": 0, "created_at": now})

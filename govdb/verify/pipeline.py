@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,14 +77,19 @@ def process_events(
     progress: Callable[[int, int], None] | None = None,
     stored_or_default: bool = False,
 ) -> ProcessReport:
-    """Under the `process` job lock: take `retry` events again, standardize and validate the
-    received ones, then link and propose every standardized one (`propose_events`).
+    """Under the `process` job lock: take `retry` events again, then propose every event waiting
+    from before, then standardize, validate and propose the received ones (`propose_events`).
+
+    A received event is standardized, linked and proposed a chunk at a time, and its chunk's
+    standardized records are written in the transaction that writes its proposals: each event's
+    row is rewritten once and never read back, and a run stopped midway leaves every event either
+    `received` or proposed (never standardized and unproposed).
 
     `address_hint()` and `model()` are asked once the lock is held (a run that waited for another
     uses what its caller holds then): the served county, and the model or model factory that
-    `propose_events` takes. A large run's linking process starts before validation, so it reads
-    everyone's features while this process standardizes (it builds its model when the first chunk
-    needs it, from master as it is then)."""
+    `propose_events` takes. A large run's linking process starts before the first chunk is
+    standardized, so it reads everyone's features while this process standardizes (it builds its
+    model when the first chunk needs it, from master as it is then)."""
     with job_lock(events, "process"), contextlib.ExitStack() as stack:
         retried = validate_stage.retry_events(events, retry) if retry is not None else 0
         linking_model = model()
@@ -94,9 +100,7 @@ def process_events(
             worker = _linking_process(stack, master, rules, address_hint())
             if worker is not None:
                 linking_model = _given(worker, linking_model)
-        validation = validate_stage.standardize_events(
-            events, rules, today=today, address_hint=address_hint()
-        )
+        standardizing = validate_stage.Standardizing(events, rules, today=today, address_hint=address_hint())
         proposals = propose_events(
             events,
             master,
@@ -106,8 +110,9 @@ def process_events(
             progress=progress,
             stored_or_default=stored_or_default,
             worker=worker,
+            received=standardizing,
         )
-    return ProcessReport(validation, proposals, retried)
+    return ProcessReport(standardizing.report(), proposals, retried)
 
 
 @bulk_collection()
@@ -121,8 +126,11 @@ def propose_events(
     progress: Callable[[int, int], None] | None = None,
     stored_or_default: bool = False,
     worker: LinkWorker | None = None,
+    received: validate_stage.Standardizing | None = None,
 ) -> ProposeReport:
-    """Link every standardized event, record its link, and propose its change for verification.
+    """Link every standardized event, record its link, and propose its change for verification;
+    then, given `received` (a pass of standardizing), each chunk of received events it standardizes,
+    written with its proposals in one transaction.
 
     Review-band links become identity checks (route `confirm_identity`) instead; once decided, the
     next run takes the reviewer's answer as the link and proposes the event's change. The caller
@@ -133,13 +141,17 @@ def propose_events(
     linking process the caller started (process_events, before validation) and gave the model, used
     as is; `model` is then the one it links with (`_given`).
 
-    Chunks go through a pipeline: chunk N+1 is read and its linking started (in a second process
-    for a large run on a file or server store, `govdb.link.worker`) before chunk N is planned, and
-    each planned chunk is written in a thread (`ChunkWriter`) while the next is planned."""
+    Chunks go through a pipeline: chunk N+1 is read (or standardized) and its linking started (in a
+    second process for a large run on a file or server store, `govdb.link.worker`) before chunk N
+    is planned, and each planned chunk is written in a thread (`ChunkWriter`) while the next is
+    planned. The events waiting from before go first: only they can be `standardized` when read,
+    so an event this run standardized and left unproposed (none should be) waits for the next run
+    rather than being proposed twice in this one."""
     report = ProposeReport()
     with Session(master) as ms:
         units = UnitIndex(ms)
-    after, done, total = 0, 0, _waiting(events)
+    done = 0
+    total = _in_states(events, WAITING if received is None else (*WAITING, EventStatus.received))
     features = FeatureCache()  # a large run: every person's features, read once
     ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
     with contextlib.ExitStack() as stack:
@@ -154,31 +166,57 @@ def propose_events(
                 if features.load_everyone(conn) and not isinstance(model, LinkModel):
                     model = _with_features(model, features)
         writer = stack.enter_context(ChunkWriter(events))
+
+        def plan_and_write(prepared: _Prepared) -> None:
+            work = _finish_chunk(
+                master, rules, model, units, prepared, report, address_hint, features, worker
+            )
+            if work is not None:
+                writer.write(work)
+
         queued: _Prepared | None = None
-        while True:
-            with events.connect() as conn:
-                chunk = _read_chunk(conn, after)
-            prepared = None
-            if chunk:
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-                after = chunk[-1]["event_id"]
-                prepared = _prepare_chunk(events, master, rules, chunk, report, worker)
+        for chunk, standardized in itertools.chain(_waiting_chunks(events), _received_chunks(received)):
+            done += len(chunk) if standardized is None else standardized.height
+            if progress is not None:
+                progress(done, total)
+            prepared = _prepare_chunk(events, master, rules, chunk, report, worker)
+            prepared.work.standardized = standardized
             if queued is not None:  # planned while the next chunk links
-                work = _finish_chunk(
-                    master, rules, model, units, queued, report, address_hint, features, worker
-                )
-                if work is not None:
-                    writer.write(work)
-            if prepared is None:
-                break
+                plan_and_write(queued)
             queued = prepared
+        if queued is not None:
+            plan_and_write(queued)
     if report.events:  # after the last chunk's write: leaving the writer waited for it
         # The clerks list and decide their queues next: PostgreSQL planned them over tables it
         # had never analyzed (the first 20,000 decisions of a 200,000 county: 46 s, then 16 s).
         refresh_statistics(events, EVENTS_GROWN)
     return report
+
+
+def _waiting_chunks(events: Engine) -> Iterator[tuple[list[dict[str, Any]], None]]:
+    """The events waiting to be proposed, a chunk at a time; each read when asked for, after the
+    chunk before (whose write may be under way)."""
+    after = 0
+    while True:
+        with events.connect() as conn:
+            chunk = _read_chunk(conn, after)
+        if not chunk:
+            return
+        after = chunk[-1]["event_id"]
+        yield chunk, None
+
+
+def _received_chunks(
+    received: validate_stage.Standardizing | None,
+) -> Iterator[tuple[list[dict[str, Any]], pl.DataFrame]]:
+    """Each chunk of received events standardized: its standardized events as `_read_chunk` would
+    read them once written, and the rows that write sets."""
+    if received is None:
+        return
+    for chunk in received.chunks(CHUNK):
+        rows = chunk.standardized_events()
+        decode_records(rows)
+        yield rows, chunk.updates
 
 
 def _with_features(factory: Callable[..., LinkModel], features: FeatureCache) -> Callable[[], LinkModel]:
@@ -327,7 +365,7 @@ def _finish_chunk(
     what to write."""
     work, pending, entities, settled = prepared.work, prepared.pending, prepared.entities, prepared.settled
     if not pending and not entities:
-        return work if work.status else None
+        return work if work.status or work.standardized is not None else None
     if pending:
         report.events += len(pending)
         fresh = [e for e in pending if e["event_id"] not in settled]

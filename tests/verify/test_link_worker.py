@@ -152,13 +152,13 @@ def test_a_large_run_starts_its_linking_process_before_validating(
     monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
     spy = _Spy(monkeypatch)
     seen: list[tuple[int, bool]] = []
-    standardize = pipeline.validate_stage.standardize_events
+    chunks = pipeline.validate_stage.Standardizing.chunks
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         seen.append((len(spy.workers), bool(spy.workers) and spy.workers[0]._model_asked))
-        return standardize(*args, **kwargs)
+        return chunks(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline.validate_stage, "standardize_events", watched)
+    monkeypatch.setattr(pipeline.validate_stage.Standardizing, "chunks", watched)
     _county(db)
     report = db.process(today=TODAY)
     assert seen == [(1, True)] and len(spy.workers) == 1 and spy.chunks >= 1
@@ -177,7 +177,7 @@ def test_master_grown_during_validation_is_linked_as_one_process_links_it(
     monkeypatch.setattr(pipeline, "IN_MEMORY_EVENTS", 0)
     register = make_people(300, seed=31, today=TODAY)
     register = register.with_columns(pl.format("P{}", pl.int_range(pl.len())).alias("person_id"))
-    standardize = pipeline.validate_stage.standardize_events
+    chunks = pipeline.validate_stage.Standardizing.chunks
     seen = {}
     for worker in (False, True):
         monkeypatch.setenv("GOVDB_LINK_PROCESS", "1" if worker else "0")
@@ -189,11 +189,11 @@ def test_master_grown_during_validation_is_linked_as_one_process_links_it(
             def during(*args: Any, db: GovDB = db, **kwargs: Any) -> Any:
                 time.sleep(3)  # the linking process has read master's two people (and no more)
                 db.load_people(register.slice(2), source="public_security")  # another process's load
-                return standardize(*args, **kwargs)
+                return chunks(*args, **kwargs)
 
-            monkeypatch.setattr(pipeline.validate_stage, "standardize_events", during)
+            monkeypatch.setattr(pipeline.validate_stage.Standardizing, "chunks", during)
             report = db.process(today=TODAY)
-            monkeypatch.setattr(pipeline.validate_stage, "standardize_events", standardize)
+            monkeypatch.setattr(pipeline.validate_stage.Standardizing, "chunks", chunks)
             seen[worker] = (report.proposals.linked, _outcome(db))
     assert seen[False][0] > 200
     assert seen[True] == seen[False]

@@ -60,7 +60,7 @@ def test_process_and_promote_run_with_the_bulk_thresholds(db: GovDB, monkeypatch
     gc.set_threshold(700, 10, 10)
     seen: list[tuple[int, int, int]] = []
 
-    def waiting(*_: object) -> int:
+    def waiting(*_: object, **__: object) -> int:
         seen.append(gc.get_threshold())
         return 0
 

@@ -151,7 +151,7 @@ def propose_events(
     with Session(master) as ms:
         units = UnitIndex(ms)
     done = 0
-    total = _in_states(events, WAITING if received is None else (*WAITING, EventStatus.received))
+    total = _waiting(events, received=received is not None)
     features = FeatureCache()  # a large run: every person's features, read once
     ensure_link_keys(master, rules.matching["person"])  # before features are read: rules may have changed
     with contextlib.ExitStack() as stack:
@@ -249,9 +249,9 @@ def _linking_process(
     return stack.enter_context(LinkWorker(master, rules.matching["person"], address_hint))
 
 
-def _waiting(events: Engine) -> int:
-    """Events waiting to be proposed."""
-    return _in_states(events, WAITING)
+def _waiting(events: Engine, *, received: bool = False) -> int:
+    """Events waiting to be proposed (and, with `received`, to be standardized first)."""
+    return _in_states(events, (*WAITING, EventStatus.received) if received else WAITING)
 
 
 def _in_states(events: Engine, states: tuple[EventStatus, ...]) -> int:

@@ -372,10 +372,11 @@ class Standardizing:
         self.read = 0
         self._failures = [pl.DataFrame(schema=FAILURE_SCHEMA)]
 
-    def chunks(self, size: int = CHUNK) -> Iterator[StandardizedChunk]:
-        """Each chunk once its events are standardized; the next is read when asked for, after the
-        last event of this one (whose write the caller may still have under way)."""
-        after = 0
+    def chunks(self, size: int | None = None) -> Iterator[StandardizedChunk]:
+        """Each chunk (`size` events, else CHUNK) once its events are standardized; the next is
+        read when asked for, after the last event of this one (whose write the caller may still
+        have under way)."""
+        size, after = size or CHUNK, 0
         while True:
             with self.engine.connect() as conn:
                 chunk = _received(conn, after, size)

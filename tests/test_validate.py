@@ -1,6 +1,7 @@
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -117,12 +118,21 @@ def test_standardizing_in_chunks_stores_what_one_pass_stores(
             conn.execute(reset)
         return rows
 
+    sizes: list[int] = []
+    received = validate._received
+
+    def read(conn: Any, after: int, size: int) -> Any:
+        sizes.append(size)
+        return received(conn, after, size)
+
+    monkeypatch.setattr(validate, "_received", read)
     monkeypatch.setattr(validate, "CHUNK", 100_000)
     whole = standardize_events(db.events, db.rules, today=TODAY, address_hint=COUNTY)
     one_pass = stored()
     monkeypatch.setattr(validate, "CHUNK", 7)
     chunked = standardize_events(db.events, db.rules, today=TODAY, address_hint=COUNTY)
     assert chunked.rows == whole.rows == len(one_pass) > 7 * 3
+    assert sizes == [100_000] * 2 + [7] * (-(-chunked.rows // 7) + 1)  # a chunk at a time, then none left
     assert chunked.failures.equals(whole.failures) and whole.failures.height > 0
     by_chunks = stored()
     assert by_chunks == one_pass

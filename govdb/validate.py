@@ -25,7 +25,7 @@ from govdb.ingest import INGEST_FLAGS
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import Service
 from govdb.standards import REASONS, STANDARD_COLUMNS, standardize
-from govdb.store.bulk import driver_rows, json_value
+from govdb.store.bulk import among, driver_rows, id_chunks, json_value
 from govdb.store.events import Event, IngestBatch
 from govdb.store.locks import writing
 from govdb.store.states import EventStatus, check_transition
@@ -381,7 +381,7 @@ class Standardizing:
             with self.engine.connect() as conn:
                 chunk = _received(conn, after, size)
                 # Read with each chunk: a file ingested with a map during the run is in a later chunk.
-                column_maps, sources = _batches(conn)
+                column_maps, sources = _batches(conn, {e.batch_id for e in chunk if e.batch_id})
             if not chunk:
                 return
             after, self.read = chunk[-1].event_id, self.read + len(chunk)
@@ -397,15 +397,19 @@ class Standardizing:
         return ValidationReport(self.read, pl.concat(self._failures).sort("row_id", "column"))
 
 
-def _batches(conn: Connection) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """batch -> its column map (only ingests given a --map have one; a JSON null is no map), and
-    batch -> the source it proved to be."""
+def _batches(conn: Connection, ids: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Of the batches `ids` (a chunk's): batch -> its column map (only ingests given a --map have
+    one; a JSON null is no map), and batch -> the source it proved to be. Only the chunk's: a hall
+    backend ingesting each submission with its source's token makes a batch of each."""
     batches = IngestBatch.__table__  # type: ignore[attr-defined]
-    found = conn.execute(
-        select(batches.c.batch_id, batches.c.column_map, batches.c.authenticated_source).where(
-            batches.c.column_map.is_not(None) | batches.c.authenticated_source.is_not(None)
-        )
-    ).all()
+    found: list[Any] = []
+    for chunk in id_chunks(conn, sorted(ids)):
+        found += conn.execute(
+            select(batches.c.batch_id, batches.c.column_map, batches.c.authenticated_source).where(
+                among(conn, batches.c.batch_id, chunk),
+                batches.c.column_map.is_not(None) | batches.c.authenticated_source.is_not(None),
+            )
+        ).all()
     maps = {batch: mapping for batch, mapping, _ in found if mapping}
     return maps, {batch: source for batch, _, source in found if source}
 

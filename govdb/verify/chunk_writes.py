@@ -39,7 +39,8 @@ class ChunkWork:
     flags: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[dict[str, Any]] = field(default_factory=list)
     # The chunk's received events standardized (govdb.validate.StandardizedChunk.updates), written
-    # first: each event's row is rewritten once, received -> standardized -> proposed in one commit.
+    # first: received -> standardized -> proposed in one commit (on SQLite each changed page goes
+    # through the log once; PostgreSQL keeps a row version per UPDATE either way).
     standardized: pl.DataFrame | None = None
 
     def link(self, event: dict[str, Any], kind: str, link: LinkResult) -> None:

@@ -81,9 +81,9 @@ def process_events(
     from before, then standardize, validate and propose the received ones (`propose_events`).
 
     A received event is standardized, linked and proposed a chunk at a time, and its chunk's
-    standardized records are written in the transaction that writes its proposals: each event's
-    row is rewritten once and never read back, and a run stopped midway leaves every event either
-    `received` or proposed (never standardized and unproposed).
+    standardized records are written in the transaction that writes its proposals: no event is
+    read back, and a run stopped midway leaves every event either `received` or proposed (never
+    standardized and unproposed).
 
     `address_hint()` and `model()` are asked once the lock is held (a run that waited for another
     uses what its caller holds then): the served county, and the model or model factory that

@@ -1,5 +1,5 @@
-"""A `process` run: the received events validated, then the waiting ones proposed a chunk at a
-time, through linking, planning and writing.
+"""A `process` run: the events waiting from before proposed, then the received ones standardized,
+validated and proposed, a chunk at a time, through linking, planning and writing.
 
 Kept apart from what a linked event proposes (govdb.verify.proposals, and for enterprises and
 places govdb.verify.entity_proposals), which this module drives: here is only the flow of chunks.

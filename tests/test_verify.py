@@ -962,6 +962,42 @@ def test_linking_against_everyone_in_memory_finds_what_the_key_look_ups_find(
     assert seen["memory"] == seen["keys"]  # the same links and scores: the same model
 
 
+def test_progress_never_counts_past_its_total_when_events_arrive_during_a_run(
+    db: GovDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events ingested while `process` runs are standardized and proposed by that run too; the
+    total it reports grows to take them in, so progress never shows more done than there is."""
+    import govdb.verify.pipeline as pipeline
+
+    register = make_people(6, seed=4, today=TODAY)
+    db.load_people(register, source="public_security")
+
+    def records(first: int) -> pl.DataFrame:
+        rows = register.slice(first, 3)
+        return pl.DataFrame(
+            {
+                "受理编号": [f"A{first + i}" for i in range(3)],
+                "姓名": rows["name"],
+                "身份证号": rows["id_number"],
+            }
+        )
+
+    ingest = {"source": "hall", "key_column": "受理编号", "service_code": "hall.contact_update"}
+    db.ingest_frame(records(0), **ingest)
+    monkeypatch.setattr(pipeline, "CHUNK", 1)
+    seen: list[tuple[int, int]] = []
+
+    def arriving(done: int, total: int) -> None:
+        if not seen:
+            db.ingest_frame(records(3), **ingest)  # three more while the first is under way
+        seen.append((done, total))
+
+    report = db.process(today=TODAY, progress=arriving)
+    assert report.validation.rows == report.proposals.events == 6  # the late three included
+    assert seen[0] == (1, 3) and seen[-1] == (6, 6)
+    assert all(done <= total for done, total in seen), seen
+
+
 def test_a_run_in_memory_sees_what_a_promote_changes_while_it_runs(
     db: GovDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -223,6 +223,7 @@ def promote_approved(
             _mark_promoted(events, [p for p in approved if p["proposal_id"] not in aside])
             report.keys_refreshed += refresh_pending_keys(master, rules)
             done += len(approved)
+            total = max(total, done)  # proposals approved during the run are promoted by it too
             if progress is not None:
                 progress(done, total)
 

@@ -177,6 +177,7 @@ def propose_events(
         queued: _Prepared | None = None
         for chunk, standardized in itertools.chain(_waiting_chunks(events), _received_chunks(received)):
             done += len(chunk) if standardized is None else standardized.height
+            total = max(total, done)  # events ingested during the run are taken by it too
             if progress is not None:
                 progress(done, total)
             prepared = _prepare_chunk(events, master, rules, chunk, report, worker)

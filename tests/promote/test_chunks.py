@@ -1,5 +1,6 @@
 """`promote` a chunk at a time: a proposal approved at the head of the queue while the run works on
-later chunks is promoted by that run, once, and the next run finds nothing."""
+later chunks is promoted by that run, once (its progress counting it in the total), and the next
+run finds nothing."""
 
 from __future__ import annotations
 
@@ -65,9 +66,13 @@ def test_a_proposal_approved_at_the_head_of_the_queue_during_a_run_is_promoted_b
 
     monkeypatch.setattr(govdb.promote, "_promote_chunk", chunk_then_approve)
 
-    report = db.promote()
+    seen: list[tuple[int, int]] = []
+    report = db.promote(progress=lambda done, total: seen.append((done, total)))
 
     assert len(chunks) >= 3 and first not in report.promoted_ids[: chunks[0]]
+    # The total grows to take in the proposal approved meanwhile: never more done than there is.
+    assert seen[0][1] == len(queue) - 1 and seen[-1] == (len(queue), len(queue))
+    assert all(done <= total for done, total in seen), seen
     assert first in report.promoted_ids and report.promoted == len(queue) == len(set(report.promoted_ids))
     with db.events.connect() as conn:
         states = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.state)).all())

@@ -1115,3 +1115,136 @@ def test_the_change_feed_is_indexed_by_seq_alone_and_the_downgrade_gives_the_ent
     with engine.connect() as conn:
         assert conn.execute(sa.text(indexes)).scalars().all() == ["ix_masterchange_entity_id"]
     engine.dispose()
+
+
+def test_sqlite_bulk_inserts_in_a_transaction_keep_no_statement_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a transaction SQLite's bulk inserts and upserts begin `INSERT OR FAIL` and update
+    stored rows one UPDATE each, so SQLite copies no page into a statement journal; outside one a
+    plain INSERT. Measured by what the process writes before the commit (nothing but the journal
+    is written then while the page cache holds the transaction): the journaled form writes tens
+    of megabytes here, the shipped one almost nothing. A failure still takes every row back."""
+    import random
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from govdb.errors import StoreError
+    from govdb.store import bulk
+    from govdb.store.locks import writing
+    from govdb.store.master import LinkFeatures, LinkKey
+
+    raw = sqlite3.connect(":memory:", isolation_level=None)
+    assert bulk.sqlite_insert(raw) == "INSERT"
+    raw.execute("BEGIN")
+    assert bulk.sqlite_insert(raw) == "INSERT OR FAIL"
+    raw.close()
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'master.sqlite'}")
+    keys, features = LinkKey.__table__, LinkFeatures.__table__  # type: ignore[attr-defined]
+    MasterModel.metadata.create_all(engine, tables=[keys, features])
+    draw = random.Random(7)
+
+    def some_keys(n: int) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "key": [f"k{draw.getrandbits(64):016x}" for _ in range(n)],
+                "person_id": [f"P{i}" for i in range(n)],
+            }
+        )
+
+    people = [f"P{i:06d}" for i in range(20_000)]
+    with writing(engine) as conn:
+        bulk.insert_frame(conn, keys, some_keys(100_000))
+        bulk.insert_frame(
+            conn,
+            features,
+            pl.DataFrame(
+                {"person_id": people, "features": [f'{{"n": 0, "x": "{i:0400d}"}}' for i in range(20_000)]}
+            ),
+        )
+
+    io = Path("/proc/self/io")
+
+    def written() -> int:
+        return int(next(line for line in io.read_text().splitlines() if line.startswith("wchar")).split()[1])
+
+    def before_commit(frame: pl.DataFrame, table: sa.Table, **how: Any) -> tuple[int, list[str]]:
+        statements: list[str] = []
+        with writing(engine) as conn:
+            conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+            start = written() if io.exists() else 0
+            bulk.insert_frame(conn, table, frame, **how)
+            grew = written() - start if io.exists() else 0
+            conn.connection.driver_connection.set_trace_callback(None)  # type: ignore[union-attr]
+        return grew, [s for s in statements if s.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))]
+
+    changed = pl.DataFrame({"person_id": [*people[::2], "P_new"], "features": ['{"n": 1}'] * 10_001})
+    fail_keys, statements = before_commit(some_keys(5_000), keys)
+    assert statements and all(s.startswith('INSERT OR FAIL INTO "linkkey"') for s in statements)
+    fail_features, statements = before_commit(changed, features, update_on_conflict=("person_id",))
+    assert {s.split(" SET ")[0] for s in statements if s.startswith("UPDATE")} == {
+        'UPDATE OR FAIL "linkfeatures"'
+    }
+    assert all("DO NOTHING" in s for s in statements if s.startswith("INSERT"))
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(sa.text("SELECT person_id, CAST(features AS TEXT) FROM linkfeatures")).all()
+        )
+    assert stored == {
+        p: '{"n": 1}' if i % 2 == 0 else f'{{"n": 0, "x": "{i:0400d}"}}' for i, p in enumerate(people)
+    } | {"P_new": '{"n": 1}'}
+    with engine.connect() as conn:  # a SQLite built to keep temporary files in memory journals there
+        on_file = "TEMP_STORE=3" not in {r[0] for r in conn.exec_driver_sql("PRAGMA compile_options")}
+        on_file = on_file and conn.exec_driver_sql("PRAGMA temp_store").scalar() != 2
+    if io.exists() and on_file:  # the forms a statement journal follows, for comparison
+        monkeypatch.setattr(bulk, "sqlite_insert", lambda driver: "INSERT")
+        journaled_keys, _ = before_commit(some_keys(5_000), keys)
+        assert fail_keys < journaled_keys / 10 and journaled_keys > 20 * 2**20
+        monkeypatch.undo()
+        assert fail_features < 2**20
+
+    # Outside a transaction (autocommit): plain inserts, and an upsert is one statement again,
+    # so its update and its insert cannot commit apart.
+    statements = []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        driver = conn.connection.driver_connection
+        driver.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        bulk.insert_frame(
+            conn,
+            features,
+            changed.with_columns(features=pl.lit('{"n": 2}')),
+            update_on_conflict=("person_id",),
+        )
+        bulk.insert_rows(conn, keys, [{"key": "k_alone", "person_id": "P0"}])
+        driver.set_trace_callback(None)  # type: ignore[union-attr]
+    writes = [s for s in statements if s.startswith(("INSERT", "UPDATE"))]
+    assert [w.split(" (")[0] for w in writes] == ['INSERT INTO "linkfeatures"'] * 21 + [
+        'INSERT INTO "linkkey"'
+    ]
+    assert all("DO UPDATE SET" in w for w in writes[:-1])
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT count(*) FROM linkfeatures WHERE features = '{\"n\": 2}'")).scalar()
+            == 10_001
+        )
+    statements = []
+    with writing(engine) as conn:
+        conn.connection.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        bulk.insert_rows(conn, keys, [{"key": "k_in", "person_id": "P0"}])
+    assert [s.split(" (")[0] for s in statements if s.startswith("INSERT")] == [
+        'INSERT OR FAIL INTO "linkkey"'
+    ]
+
+    # A failure in the third statement of an OR FAIL insert: nothing of the insert stays.
+    clash = pl.concat([some_keys(1_200).with_columns(person_id=pl.lit("P_clash")), some_keys(1)])
+    clash = clash.with_columns(
+        key=pl.when(pl.int_range(pl.len()) == 1_200).then(pl.lit("dup")).otherwise("key")
+    )
+    clash = pl.concat([clash, clash.tail(1)])
+    with pytest.raises(StoreError, match="UNIQUE"), writing(engine) as conn:
+        bulk.insert_frame(conn, keys, clash)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM linkkey WHERE person_id = 'P_clash'")).scalar() == 0
+    engine.dispose()

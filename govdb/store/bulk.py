@@ -45,6 +45,10 @@ def insert_frame(
     received): SQLite gets them as literals in the statement, so each row binds only what varies.
     `update_on_conflict` (SQLite only; COPY cannot): the unique key whose existing rows take the
     frame's other columns instead of failing.
+
+    A failure raises and leaves the transaction holding part of the rows (SQLite's statements
+    keep no journal to back out one statement alone: `sqlite_insert`): roll it back whole, as
+    `locks.writing` does.
     """
     if frame.is_empty():
         return
@@ -89,6 +93,22 @@ def _copy(conn: Connection, table: Table, frame: pl.DataFrame, constants: dict[s
             )
 
 
+def sqlite_insert(driver: Any) -> str:
+    """`INSERT OR FAIL` inside a transaction, else `INSERT`: how a SQLite bulk insert begins.
+
+    To back out one failed statement alone, SQLite copies every page an INSERT changes into a
+    statement journal (a temporary file) first, when the table has a constraint that can fail
+    and more than one B-tree. Bulk inserts change pages at random places of large indexes, so
+    that is a page written per row: 200,000 link keys in statements of 250 rows wrote 6.7 GB
+    instead of 386 MB and took three times as long, and half of the 131 GB a 1M county's
+    promote wrote was statement journals (benchmarks/RESULTS.md). OR FAIL keeps no such journal,
+    and a failure is still raised; only the rows its statement inserted before the failing one
+    stay, in the transaction, and every caller's transaction (`locks.writing`, a savepoint of
+    `indexes_deferred`) is taken back whole on a failure. Outside a transaction a failing
+    statement would commit those rows, so it is a plain INSERT there."""
+    return "INSERT OR FAIL" if driver.in_transaction else "INSERT"
+
+
 def _executemany(
     conn: Connection,
     table: Table,
@@ -108,19 +128,26 @@ def _executemany(
             + [_sqlite_literal(v) for v in constants.values()]
         )
     )
-    head = f'INSERT INTO "{table.name}" ({names}) VALUES '
+    driver = conn.connection.driver_connection
+    head = f'{sqlite_insert(driver)} INTO "{table.name}" ({names}) VALUES '
     tail = ""
+    # Inside a transaction the stored rows are updated first and the insert skips them; outside
+    # one the two steps could commit apart, so the statement updates them itself (journaled).
+    update_first = bool(update_on_conflict) and sqlite_insert(driver) == "INSERT OR FAIL"
     if update_on_conflict:
         updated = [c for c in [*frame.columns, *constants] if c not in update_on_conflict]
         tail = " ON CONFLICT ({}) DO {}".format(
             ", ".join(f'"{c}"' for c in update_on_conflict),
-            "UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in updated) if updated else "NOTHING",
+            "UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in updated)
+            if updated and not update_first
+            else "NOTHING",
         )
-    driver = conn.connection.driver_connection
     limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
     per = max(1, min(ROWS_PER_INSERT, limit // max(1, frame.width)))
     cursor = driver.cursor()  # type: ignore[union-attr]
     try:
+        if update_first:
+            _update_stored(cursor, table, frame, constants, update_on_conflict, utf8=utf8)
         full = head + ", ".join([row] * per) + tail
         # Bound values are Python objects: a slice of the frame at a time, so a county's 9M link
         # keys never exist as 18M objects at once (the statements are the same, in order). The
@@ -135,6 +162,36 @@ def _executemany(
                 cursor.execute(statement, list(chain.from_iterable(islice(rows, count))))
     finally:
         cursor.close()
+
+
+def _update_stored(
+    cursor: Any,
+    table: Table,
+    frame: pl.DataFrame,
+    constants: dict[str, Constant],
+    key: Sequence[str],
+    *,
+    utf8: bool,
+) -> None:
+    """The frame's other columns into the stored rows of its keys, one UPDATE per row; the insert
+    after it then skips those keys (`ON CONFLICT DO NOTHING`). An upsert (`DO UPDATE`) would do
+    both in one statement, but it copies every page it changes into a statement journal first,
+    which a one-row UPDATE does not (1.4 GB against 0.5 GB written for 50,000 people's
+    features). All updates go before any insert: on a table with a second unique key, a new row
+    taking a value a stored row gives up in the same frame is no longer refused (none of
+    govdb's upserted tables has one)."""
+    sets = [c for c in frame.columns if c not in key]
+    if not sets and not constants:
+        return
+    texts = _bound_as_text(frame, utf8=utf8)
+    assignments = [f'"{c}" = CAST(? AS TEXT)' if c in texts else f'"{c}" = ?' for c in sets]
+    assignments += [f'"{c}" = {_sqlite_literal(v)}' for c, v in constants.items() if c not in key]
+    tests = [f'"{c}" = CAST(? AS TEXT)' if c in texts else f'"{c}" = ?' for c in key]
+    statement = f'UPDATE OR FAIL "{table.name}" SET {", ".join(assignments)} WHERE {" AND ".join(tests)}'
+    ordered = frame.select(*sets, *key)
+    for offset in range(0, ordered.height, BIND_ROWS):
+        part = _sqlite_bindable(ordered.slice(offset, BIND_ROWS), utf8=utf8)
+        cursor.executemany(statement, _bind_rows(part, sqlite=True))
 
 
 def executemany(
@@ -220,7 +277,8 @@ def row_values(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[list[st
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """INSERT the rows (mappings with the same columns) with one `executemany` through the driver;
-    what a batch of decisions writes, where SQLAlchemy's insert cost more than the insert."""
+    what a batch of decisions writes, where SQLAlchemy's insert cost more than the insert. As
+    for `insert_frame`, a failure leaves part of the rows in the transaction: roll it back."""
     if not rows:
         return 0
     columns, values = row_values(table, rows)
@@ -229,7 +287,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             bound = bound_values(conn, table, columns, values)
             return insert_from_arrays(cursor, conn, table, columns, bound)
     names = ", ".join(f'"{c}"' for c in columns)
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+    verb = sqlite_insert(conn.connection.driver_connection)
+    sql = f'{verb} INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
     return executemany(conn, table, sql, columns, values)
 
 

@@ -14,9 +14,9 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
-from govdb.store.bulk import among, id_chunks
+from govdb.store.bulk import among, id_chunks, insert_rows
 from govdb.store.master import Enterprise, Person, Place
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class EntityWork:
             return rules.default_trust
         return rule.trust.get(source, rules.default_trust)
 
-    def _entity(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+    def _entity(self, proposal: dict[str, Any], valid_from: dt.date, checks: str) -> str:
         """Apply an enterprise or place proposal; returns the entity id."""
         from govdb.promote.survivorship import lineage_source
 
@@ -182,8 +182,9 @@ class EntityWork:
     def _write_entities(self, conn: Connection) -> None:
         for kind, (table, key, columns) in TABLES.items():
             if self.new_entities[kind]:
-                conn.execute(
-                    insert(table),
+                insert_rows(
+                    conn,
+                    table,
                     [
                         {**r, "created_at": self.now, "updated_at": self.now}
                         for r in self.new_entities[kind].values()

@@ -15,13 +15,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from govdb.base.clock import utcnow
 from govdb.errors import StateError
 from govdb.promote.entities import EntityWork
 from govdb.rulebook.loader import Rulebook
-from govdb.store.bulk import among, fetch_among, id_chunks, insert_frame, result_processor, update_many
+from govdb.store.bulk import (
+    among,
+    fetch_among,
+    id_chunks,
+    insert_frame,
+    insert_rows,
+    result_processor,
+    update_many,
+)
 from govdb.store.feed import record_changes
 from govdb.store.master import Conflict, Credential, FieldHistory, Person, Promotion
 
@@ -173,7 +181,7 @@ class Chunk(EntityWork):
         name: str,
         value: Any,
         valid_from: dt.date,
-        checks: list[dict[str, Any]],
+        checks: str,
         valid_to: dt.date | None = None,
     ) -> dict[str, Any]:
         row = {
@@ -229,7 +237,7 @@ class Chunk(EntityWork):
         name: str,
         value: Any,
         valid_from: dt.date,
-        checks: list[dict[str, Any]],
+        checks: str,
     ) -> bool:
         """Make `value` the field's current value from `valid_from`, closing the current one; a
         value dated before the current one began is kept as a past value instead (False)."""
@@ -249,14 +257,14 @@ class Chunk(EntityWork):
         self.current[key] = _Current(row["source"], valid_from, row=row)
         return True
 
-    def apply(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+    def apply(self, proposal: dict[str, Any], valid_from: dt.date, checks: str) -> str:
         if proposal["entity_kind"] == "credential":
             return self._credential(proposal, valid_from, checks)
         if proposal["entity_kind"] in ("enterprise", "place"):
             return self._entity(proposal, valid_from, checks)
         return self._person(proposal, valid_from, checks)
 
-    def _person(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+    def _person(self, proposal: dict[str, Any], valid_from: dt.date, checks: str) -> str:
         payload = {k: v for k, v in proposal["payload"].items() if k in PERSON_COLUMNS}
         person_id = proposal["entity_id"] if proposal["entity_id"] in self.people else None
         if person_id is None and payload.get("id_number"):
@@ -301,7 +309,7 @@ class Chunk(EntityWork):
                 self.report.fields_updated += 1
         return person_id
 
-    def _credential(self, proposal: dict[str, Any], valid_from: dt.date, checks: list[dict[str, Any]]) -> str:
+    def _credential(self, proposal: dict[str, Any], valid_from: dt.date, checks: str) -> str:
         payload = proposal["payload"]
         key = (payload["kind"], payload["number"])
         existing = self.credentials.get(key)
@@ -363,8 +371,9 @@ class Chunk(EntityWork):
     def write(self, conn: Connection) -> None:
         self._write_entities(conn)
         if self.new_people:
-            conn.execute(
-                insert(PERSON),
+            insert_rows(
+                conn,
+                PERSON,
                 [{**r, "created_at": self.now, "updated_at": self.now} for r in self.new_people.values()],
             )
         # Only the columns that changed, people grouped by them: an UPDATE naming a column
@@ -400,9 +409,9 @@ class Chunk(EntityWork):
             insert_frame(conn, HISTORY, history, {"recorded_at": self.now})
             record_changes(conn, self._feed(history), self.now)
         if self.conflicts:
-            conn.execute(insert(CONFLICT), self.conflicts)
+            insert_rows(conn, CONFLICT, self.conflicts)
         if self.new_credentials:
-            conn.execute(insert(CREDENTIAL), list(self.new_credentials.values()))
+            insert_rows(conn, CREDENTIAL, list(self.new_credentials.values()))
         if self.changed_credentials:
             conn.execute(
                 update(CREDENTIAL)
@@ -438,14 +447,8 @@ class Chunk(EntityWork):
 
 
 def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Lineage rows as one frame for a bulk insert; each proposal's check chain encoded once."""
-    encoded: dict[int, str] = {}
-
-    def chain(checks: list[dict[str, Any]]) -> str:
-        key = id(checks)
-        if key not in encoded:
-            encoded[key] = json.dumps(checks, ensure_ascii=False)
-        return encoded[key]
+    """Lineage rows as one frame for a bulk insert; each row's check chain is its proposal's JSON
+    text (`promote._checks`), shared, and its event ids are integers, written as json.dumps would."""
 
     def day(value: dt.date | None) -> str | None:
         return value.isoformat() if value is not None else None
@@ -460,8 +463,8 @@ def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
             "valid_to": [day(r["valid_to"]) for r in rows],
             "source": [r["source"] for r in rows],
             "proposal_id": [r["proposal_id"] for r in rows],
-            "event_ids": [json.dumps(r["event_ids"]) for r in rows],
-            "checks": [chain(r["checks"]) for r in rows],
+            "event_ids": ["[" + ", ".join(map(str, r["event_ids"])) + "]" for r in rows],
+            "checks": [r["checks"] for r in rows],
             "closed_at": [r.get("closed_at") for r in rows],
         },
         schema={

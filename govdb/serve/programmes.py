@@ -27,7 +27,7 @@ from govdb.base.clock import utcnow
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.serve.eligibility import judge, population
 from govdb.store.bulk import Constant, insert_frame
-from govdb.store.locks import job_lock
+from govdb.store.locks import job_lock, writing
 from govdb.store.master import Issuance
 
 
@@ -167,7 +167,7 @@ def _record(master: Engine, name: str, run: ProgrammeRun, selected: list[dict[st
         "created_at": now,
         "updated_at": now,
     }
-    with master.begin() as conn:
+    with writing(master) as conn:  # begun before the insert: no statement journal on SQLite
         insert_frame(conn, table, rows, constants)
 
 

@@ -129,11 +129,12 @@ def _executemany(
         )
     )
     driver = conn.connection.driver_connection
-    head = f'{sqlite_insert(driver)} INTO "{table.name}" ({names}) VALUES '
+    verb = sqlite_insert(driver)
+    head = f'{verb} INTO "{table.name}" ({names}) VALUES '
     tail = ""
     # Inside a transaction the stored rows are updated first and the insert skips them; outside
     # one the two steps could commit apart, so the statement updates them itself (journaled).
-    update_first = bool(update_on_conflict) and sqlite_insert(driver) == "INSERT OR FAIL"
+    update_first = bool(update_on_conflict) and verb == "INSERT OR FAIL"
     if update_on_conflict:
         updated = [c for c in [*frame.columns, *constants] if c not in update_on_conflict]
         tail = " ON CONFLICT ({}) DO {}".format(

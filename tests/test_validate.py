@@ -89,8 +89,8 @@ def test_standardizing_in_chunks_stores_what_one_pass_stores(
     gives (fields, key order, flags, place, state), whatever the chunk holds."""
     from sqlalchemy import text
 
-    from govdb import validate
     from govdb.demo import COUNTY, make_disability_records, make_enterprises, make_hall_events, make_people
+    from govdb.validate import events as validate
     from govdb.validate import standardize_events
 
     register = make_people(60, seed=5, today=TODAY)
@@ -149,8 +149,8 @@ def test_a_file_ingested_with_a_map_during_a_run_is_read_through_its_map(
     standardized through its map in a later chunk of the same run."""
     from sqlalchemy import text
 
-    from govdb import validate
     from govdb.standards.ids import make_id
+    from govdb.validate import events as validate
     from govdb.validate import standardize_events
 
     id_number = make_id("440605", dt.date(1949, 12, 31), 1)

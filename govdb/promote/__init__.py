@@ -2,10 +2,12 @@
 
 Set-based, chunk by chunk: the chunk's proposals, checks, event dates and the master rows they
 touch are read in a few statements, the changes are worked out in memory, then written with bulk
-inserts and executemany updates. Promotion spans two databases, so it is idempotent: the master
-changes, the changed people's blocking keys and the `promotion` rows (unique on proposal id)
-commit in one master transaction; the proposals are then marked promoted in the event store (a
-checked transition). A run after a crash at any point completes the marking. Promotions whose
+inserts and executemany updates. A run plans its chunks first, each about entities that lie
+together in master (`_chunk_plan`). Promotion spans two databases, so it is idempotent: the
+master changes, the changed people's blocking keys and the `promotion` rows (unique on proposal
+id) commit in one master transaction per chunk; once master holds every planned chunk, the
+proposals are marked promoted in the event store (a checked transition), in their own order. A
+run after a crash at any point completes the marking. Promotions whose
 keys could not be written with them (master keyed with other rules: `keys_refreshed` False, as
 an older version left them after a crash) are re-keyed by the next run. One `promote` runs at a
 time (a job lock); a second waits, then finds nothing left. Nothing else writes people or
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from govdb.base.clock import LOCAL_ZONE, utcnow
 from govdb.base.collector import bulk_collection
@@ -34,7 +36,7 @@ from govdb.promote.entities import attach_places
 from govdb.promote.storable import missing_entity, unstorable
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
-from govdb.store.bulk import among, driver_mappings, fetch_among, id_chunks
+from govdb.store.bulk import among, driver_mappings, driver_rows, fetch_among, id_chunks, result_processor
 from govdb.store.events import Decision, Event, Proposal, Task
 from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import Promotion
@@ -162,14 +164,58 @@ def _event_dates(conn: Connection, event_ids: Sequence[int]) -> dict[int, dt.dat
     return out
 
 
+_PROMOTABLE = (PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity")
+
+
 def _approved(conn: Connection) -> list[dict[str, Any]]:
-    query = (
-        select(PROPOSAL)
-        .where(PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity")
-        .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
-        .limit(CHUNK)
+    """The head of the queue: proposals approved after the run's plan was made."""
+    query = select(PROPOSAL).where(*_PROMOTABLE).order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
+    return driver_mappings(conn, query.limit(CHUNK))
+
+
+def _chunk_plan(conn: Connection) -> list[list[str]]:
+    """Every approved proposal in chunks of about CHUNK, each about entities that lie together in
+    master: proposals about stored entities in the order of the entities' ids (an entity's all in
+    one chunk), then those about new ones in queue order.
+
+    Master keeps people, their features and their lineage in person id order (a load writes them
+    so), and indexes them by it: a chunk of people taken from the queue touched nearly every page
+    of each of those tables and indexes, a chunk of neighbours touches a twelfth of them."""
+    rows = driver_rows(
+        conn, select(PROPOSAL.c.proposal_id, PROPOSAL.c.entity_id, PROPOSAL.c.created_at).where(*_PROMOTABLE)
     )
-    return driver_mappings(conn, query)
+    stored = sorted((entity, proposal) for proposal, entity, _ in rows if entity is not None)
+    new = [
+        proposal for _, proposal in sorted((at, proposal) for proposal, entity, at in rows if entity is None)
+    ]
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    for n, (entity, proposal) in enumerate(stored):
+        if len(current) >= CHUNK and entity != stored[n - 1][0]:
+            chunks.append(current)
+            current = []
+        current.append(proposal)
+    chunks += [current] if current else []
+    return chunks + [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
+
+
+def _approved_among(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
+    """These proposals where still approved, in queue order: read by primary key, the state
+    tested here (SQLite would walk the queue's index of every approved proposal for each slice)."""
+    columns = list(PROPOSAL.columns)
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    statement = f"SELECT {names} FROM {PROPOSAL.name} WHERE {{among}}"
+    processors = [(i, f) for i, c in enumerate(columns) if (f := result_processor(conn, c)) is not None]
+    out: list[dict[str, Any]] = []
+    for row in fetch_among(conn, statement, "proposal_id", sorted(ids)):
+        values = list(row)
+        for i, process in processors:
+            values[i] = process(values[i])
+        proposal = dict(zip((c.name for c in columns), values, strict=True))
+        if proposal["state"] == ProposalState.approved.value and proposal["change"] != "confirm_identity":
+            out.append(proposal)
+    out.sort(key=lambda p: (p["created_at"], p["proposal_id"]))
+    return out
 
 
 def _set_aside(events: Engine, aside: dict[str, str], by_id: dict[str, dict[str, Any]]) -> None:
@@ -177,51 +223,60 @@ def _set_aside(events: Engine, aside: dict[str, str], by_id: dict[str, dict[str,
     reason kept in the payload as an unroutable proposal's is. Their events stay `proposed`, as
     an unroutable one's do. Before the marking: a crash in between sets them aside again."""
     with writing(events) as conn:
-        move(
+        _from_approved(
             conn,
-            PROPOSAL,
-            "state",
-            ProposalState,
-            ProposalState.approved,
             ProposalState.unpromotable,
             [
                 {"proposal_id": i, "v_payload": {**_mapping(by_id[i]["payload"]), "_unpromotable": why}}
                 for i, why in aside.items()
             ],
-            key=("proposal_id",),
-            values={"payload": bindparam("v_payload"), "updated_at": utcnow()},
+            {"payload": bindparam("v_payload"), "updated_at": utcnow()},
         )
+
+
+def _from_approved(
+    conn: Connection, to: ProposalState, rows: list[dict[str, Any]], values: dict[str, Any]
+) -> None:
+    """approved -> `to` for these proposals (checked: all of them must move)."""
+    move(
+        conn,
+        PROPOSAL,
+        "state",
+        ProposalState,
+        ProposalState.approved,
+        to,
+        rows,
+        key=("proposal_id",),
+        values=values,
+    )
 
 
 def _mapping(payload: Any) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {"_payload": payload}
 
 
-def _mark_promoted(events: Engine, proposals: list[dict[str, Any]]) -> None:
-    """The event store's half: approved -> promoted for the proposals and their events."""
-    now = utcnow()
-    with writing(events) as conn:
-        move(
-            conn,
-            PROPOSAL,
-            "state",
-            ProposalState,
-            ProposalState.approved,
-            ProposalState.promoted,
-            [{"proposal_id": p["proposal_id"]} for p in proposals],
-            key=("proposal_id",),
-            values={"updated_at": now},
-        )
-        move(
-            conn,
-            EVENT,
-            "status",
-            EventStatus,
-            EventStatus.proposed,
-            EventStatus.promoted,
-            [{"event_id": e} for e in sorted({p["event_id"] for p in proposals})],
-            key=("event_id",),
-        )
+def _mark_promoted(events: Engine, promoted: list[tuple[str, int]]) -> None:
+    """The event store's half: approved -> promoted for these proposals (id, event id) and their
+    events, in id order, a transaction for each CHUNK of them (each touches its own stretch of
+    the proposal and event tables)."""
+    promoted = sorted(promoted)
+    for start in range(0, len(promoted), CHUNK):
+        batch = promoted[start : start + CHUNK]
+        now = utcnow()
+        with writing(events) as conn:
+            _from_approved(
+                conn, ProposalState.promoted, [{"proposal_id": p} for p, _ in batch], {"updated_at": now}
+            )
+            move(
+                conn,
+                EVENT,
+                "status",
+                EventStatus,
+                EventStatus.proposed,
+                EventStatus.promoted,
+                [{"event_id": e} for e in sorted({e for _, e in batch})],
+                key=("event_id",),
+            )
 
 
 def refresh_pending_keys(master: Engine, rules: Rulebook) -> int:
@@ -259,25 +314,26 @@ def promote_approved(
     with job_lock(events, "promote"):
         report.keys_refreshed += refresh_pending_keys(master, rules)
         with events.connect() as conn:
-            total = conn.execute(
-                select(func.count())
-                .select_from(PROPOSAL)
-                .where(
-                    PROPOSAL.c.state == ProposalState.approved.value, PROPOSAL.c.change != "confirm_identity"
-                )
-            ).scalar_one()
-        done = 0
+            plan = _chunk_plan(conn)
+        total, done = sum(map(len, plan)), 0
+        promoted: list[tuple[str, int]] = []  # in master, not yet marked in the event store
         while True:
+            if promoted and not plan:  # marked before the queue is read for what was approved since
+                _mark_promoted(events, promoted)
+                promoted = []
+            planned = bool(plan)
             with events.connect() as conn:
-                approved = _approved(conn)
+                approved = _approved_among(conn, plan.pop(0)) if planned else _approved(conn)
                 if not approved:
+                    if planned:
+                        continue
                     return report
                 checks = _checks(conn, [p["proposal_id"] for p in approved])
                 dates = _event_dates(conn, [p["event_id"] for p in approved])
             aside = _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
             if aside:
                 _set_aside(events, aside, {p["proposal_id"]: p for p in approved})
-            _mark_promoted(events, [p for p in approved if p["proposal_id"] not in aside])
+            promoted += [(p["proposal_id"], p["event_id"]) for p in approved if p["proposal_id"] not in aside]
             report.keys_refreshed += refresh_pending_keys(master, rules)
             done += len(approved)
             total = max(total, done)  # proposals approved during the run are promoted by it too

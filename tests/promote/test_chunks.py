@@ -12,13 +12,23 @@ from sqlalchemy import func, select
 
 import govdb.promote
 from govdb import Actor, GovDB
-from govdb.demo import make_hall_events, make_people
+from govdb.demo import HALL_HEADER, make_hall_events, make_people, write_csv
 from govdb.store.events import Proposal
-from govdb.store.master import FieldHistory, Promotion
+from govdb.store.master import FieldHistory, Person, Promotion
 
 from ..conftest import TODAY
 
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
+
+
+def _queue(conn: Any, state: str) -> list[str]:
+    """The proposals in `state` that promote takes, in queue order."""
+    query = (
+        select(PROPOSAL.c.proposal_id)
+        .where(PROPOSAL.c.change != "confirm_identity", PROPOSAL.c.state == state)
+        .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
+    )
+    return list(conn.execute(query).scalars())
 
 
 def _approve(db: GovDB, keep: bool) -> int:
@@ -42,15 +52,7 @@ def test_a_proposal_approved_at_the_head_of_the_queue_during_a_run_is_promoted_b
     )
     db.process(today=TODAY)
     with db.events.connect() as conn:
-        queue = (
-            conn.execute(
-                select(PROPOSAL.c.proposal_id)
-                .where(PROPOSAL.c.change != "confirm_identity", PROPOSAL.c.state == "pending")
-                .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
-            )
-            .scalars()
-            .all()
-        )
+        queue = _queue(conn, "pending")
     first = queue[0]  # the head of the queue, left undecided until the run has passed it
     assert _approve(db, lambda p: p != first) > 0
     monkeypatch.setattr(govdb.promote, "CHUNK", 4)
@@ -80,48 +82,52 @@ def test_a_proposal_approved_at_the_head_of_the_queue_during_a_run_is_promoted_b
     assert db.promote().promoted == 0
 
 
-def _approved_county(db: GovDB, tmp_path: Path, people: int = 60) -> list[str]:
+def _approved_county(db: GovDB, tmp_path: Path, people: int = 60, moved_twice: int = 0) -> list[str]:
     """A register with its first ten people new, a day of hall registrations processed and every
-    task approved; the approved proposals, in queue order."""
+    task approved (and `moved_twice` residents from the 21st reporting a move, then a new phone:
+    two proposals about each); the approved proposals, in queue order."""
     register = make_people(people, seed=5, today=TODAY)
     db.load_people(register.slice(10), source="public_security")
     make_hall_events(register, tmp_path / "hall.csv", seed=5, today=TODAY)
-    db.ingest(
-        tmp_path / "hall.csv", source="hall", service_code="hall.resident_registration", key_column="受理编号"
-    )
+    rows = [
+        [
+            f"TW{n}{k}",
+            p["name"],
+            "男" if p["gender"] == "M" else "女",
+            p["id_number"],
+            f"{p['birth_date']:%Y-%m-%d}",
+            phone,
+            f"{p['address']}之{n + 1}",
+            p["division_code"],
+            f"{TODAY:%Y-%m-%d} 1{k}:00",
+        ]
+        for n, p in enumerate(register.slice(20, moved_twice).iter_rows(named=True))
+        for k, phone in enumerate((p["phone"], f"1390000000{n}"))
+    ]
+    write_csv(tmp_path / "twice.csv", HALL_HEADER, rows, "utf-8")
+    for name in ("hall.csv", "twice.csv") if rows else ("hall.csv",):
+        db.ingest(
+            tmp_path / name, source="hall", service_code="hall.resident_registration", key_column="受理编号"
+        )
     db.process(today=TODAY)
     _approve(db, lambda p: True)
     with db.events.connect() as conn:
-        return list(
-            conn.execute(
-                select(PROPOSAL.c.proposal_id)
-                .where(PROPOSAL.c.change != "confirm_identity", PROPOSAL.c.state == "approved")
-                .order_by(PROPOSAL.c.created_at, PROPOSAL.c.proposal_id)
-            ).scalars()
-        )
+        return _queue(conn, "approved")
 
 
-def test_a_chunk_the_event_store_fails_to_mark_stops_the_run_and_the_next_run_completes_it(
-    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    queue = _approved_county(db, tmp_path)
-    monkeypatch.setattr(govdb.promote, "CHUNK", 4)
-    original = govdb.promote._mark_promoted
-
-    def fail(events: Any, proposals: list[dict[str, Any]]) -> None:
-        raise RuntimeError("the event store went away")
-
-    monkeypatch.setattr(govdb.promote, "_mark_promoted", fail)
-    with pytest.raises(RuntimeError, match="went away"):
-        db.promote()
+def _stores(db: GovDB) -> tuple[int, dict[str, str]]:
+    """The promotions master holds, and each proposal's state in the event store."""
     with db.master.connect() as conn:
         applied = conn.execute(select(func.count()).select_from(Promotion)).scalar_one()
-    assert applied == 4  # the chunk master applied, and nothing after it
-    monkeypatch.setattr(govdb.promote, "_mark_promoted", original)
+    with db.events.connect() as conn:
+        return applied, dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.state)).all())
 
+
+def _completed_by_the_next_run(db: GovDB, queue: list[str], unmarked: int, unapplied: int) -> None:
+    """The next run applies what master lacks and completes the marking of what it holds, once each."""
     report = db.promote()
 
-    assert report.completed_after_crash == applied and report.promoted == len(queue) - applied
+    assert report.completed_after_crash == unmarked and report.promoted == unapplied
     with db.master.connect() as conn:
         promotions = conn.execute(select(Promotion.proposal_id)).scalars().all()
         lineage = conn.execute(
@@ -135,3 +141,93 @@ def test_a_chunk_the_event_store_fails_to_mark_stops_the_run_and_the_next_run_co
         states = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.state)).all())
     assert {states[p] for p in queue} == {"promoted"}
     assert db.promote().promoted == 0
+
+
+def test_a_marking_the_event_store_fails_stops_the_run_and_the_next_run_completes_it(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _approved_county(db, tmp_path)
+    monkeypatch.setattr(govdb.promote, "CHUNK", 4)
+    original = govdb.promote._mark_promoted
+    marked: list[str] = []
+
+    def mark_some_then_fail(events: Any, promoted: list[tuple[str, int]]) -> None:
+        original(events, sorted(promoted)[:4])
+        marked.extend(p for p, _ in sorted(promoted)[:4])
+        raise RuntimeError("the event store went away")
+
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", mark_some_then_fail)
+    with pytest.raises(RuntimeError, match="went away"):
+        db.promote()
+    applied, states = _stores(db)
+    # Master applied every planned chunk before the event store was marked; four were marked.
+    assert applied == len(queue) and len(marked) == 4
+    assert sorted(p for p in queue if states[p] == "promoted") == sorted(marked)
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", original)
+
+    _completed_by_the_next_run(db, queue, applied - len(marked), 0)
+
+
+def test_a_run_stopped_between_chunks_leaves_master_ahead_and_the_next_run_completes_it(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _approved_county(db, tmp_path)
+    monkeypatch.setattr(govdb.promote, "CHUNK", 4)
+    original = govdb.promote._promote_chunk
+    chunks: list[int] = []
+
+    def second_fails(*args: Any) -> dict[str, str]:
+        if chunks:
+            raise RuntimeError("killed")
+        chunks.append(len(args[3]))
+        return original(*args)
+
+    monkeypatch.setattr(govdb.promote, "_promote_chunk", second_fails)
+    with pytest.raises(RuntimeError, match="killed"):
+        db.promote()
+    applied, states = _stores(db)
+    # The first chunk is in master and not yet marked: the event store is marked after the plan.
+    assert applied == chunks[0] > 0 and {states[p] for p in queue} == {"approved"}
+    monkeypatch.setattr(govdb.promote, "_promote_chunk", original)
+
+    _completed_by_the_next_run(db, queue, applied, len(queue) - applied)
+
+
+def test_a_run_plans_chunks_of_neighbouring_entities_each_entity_in_one_chunk(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _approved_county(db, tmp_path, moved_twice=3)
+    monkeypatch.setattr(govdb.promote, "CHUNK", 3)
+    with db.events.connect() as conn:
+        plan = govdb.promote._chunk_plan(conn)
+        entity = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.entity_id)).all())
+    assert sorted(p for chunk in plan for p in chunk) == sorted(queue)
+    stored = [p for p in queue if entity[p] is not None]
+    held = [entity[p] for p in stored]
+    assert len(set(held)) < len(held), "the county should change someone twice"
+    # Proposals about stored entities in their ids' order, each entity's in one chunk, then the
+    # new ones in queue order; a chunk closes at CHUNK, or past it only to finish an entity.
+    in_order = [p for chunk in plan for p in chunk]
+    assert in_order[: len(stored)] == sorted(stored, key=lambda p: (entity[p], p))
+    assert in_order[len(stored) :] == [p for p in queue if entity[p] is None]
+    chunks_of: dict[str, set[int]] = {}
+    for n, chunk in enumerate(plan):
+        for p in chunk:
+            chunks_of.setdefault(entity[p] or p, set()).add(n)
+        assert len({entity[p] is None for p in chunk}) == 1
+        closing = chunk[-1]
+        assert (
+            len(chunk) == 3
+            or n == len(plan) - 1
+            or entity[plan[n + 1][0]] is None
+            or (len(chunk) > 3 and entity[chunk[-2]] == entity[closing])
+        )
+    assert all(len(chunks) == 1 for chunks in chunks_of.values())
+    report = db.promote()
+    assert report.promoted == len(queue) and report.completed_after_crash == 0
+    with db.master.connect() as conn:
+        phones = dict(conn.execute(select(Person.id_number, Person.phone)).all())
+    register = make_people(60, seed=5, today=TODAY)
+    assert [phones[p] for p in register.slice(20, 3).get_column("id_number")] == [
+        f"1390000000{n}" for n in range(3)
+    ]

@@ -35,6 +35,7 @@ from govdb.correct._writes import HISTORY, actor_text, entity_table, feed, locat
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
 from govdb.link.online import refresh_link_keys, rekey_people
 from govdb.link.reads import read_people
+from govdb.promote import mark_held
 from govdb.rulebook.loader import Rulebook
 from govdb.store.events import Event, LinkExclusion, Proposal
 from govdb.store.locks import job_lock, writing, xact_lock
@@ -427,6 +428,7 @@ def revert_promotion(
 
     def run(ms: Session, attempt: Attempt) -> tuple[RevertReport, Outcome]:
         with job_lock(events, "promote"):
+            mark_held(events, master, [proposal_id])  # a promote stopped before marking it: completed
             (report,) = _revert_all(events, master, rules, attempt.who, attempt, [proposal_id], reason)
             with writing(events) as conn:
                 _mark_reverted(conn, [proposal_id])
@@ -473,6 +475,12 @@ def split_person(
         with master.connect() as conn:
             where = locate(conn, "person", person_id)
         check_reach(who, where.division_code, "person")
+        with events.connect() as conn:
+            named = conn.execute(
+                select(PROPOSAL.c.proposal_id).where(PROPOSAL.c.event_id.in_(wanted))
+            ).scalars()
+            held = list(named)
+        mark_held(events, master, held)  # a promote stopped before marking them: completed first
         with events.connect() as conn:
             proposals = conn.execute(
                 select(

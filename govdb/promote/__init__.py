@@ -42,13 +42,14 @@ from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import Promotion
 from govdb.store.states import EventStatus, ProposalState, move
 
-__all__ = ["PromoteReport", "lineage_source", "promote_approved", "refresh_pending_keys"]
+__all__ = ["PromoteReport", "lineage_source", "mark_held", "promote_approved", "refresh_pending_keys"]
 
-# Proposals per chunk, and SQLite's page cache while one is written. A chunk changes B-trees at
-# random places (promotions and lineage by proposal id, lineage and the feed by entity, link keys):
-# each chunk dirties most of their pages once, so fewer, larger chunks write fewer pages. A 1M
-# county's promote took 298 s at 20,000 (peak 1.2 GB), 260 s at 60,000, 232 s with the cache at
-# 512 MiB (peak 2.7 GB); 100,000 gained nothing more (benchmarks/RESULTS.md, issue 10).
+# Proposals per chunk, and SQLite's page cache while one is written. A chunk of the queue changed
+# B-trees at random places (people, features and lineage by person, link keys by key): each chunk
+# dirtied most of their pages once, so fewer, larger chunks wrote fewer pages. A 1M county's
+# promote took 298 s at 20,000 (peak 1.2 GB), 260 s at 60,000, 232 s with the cache at 512 MiB
+# (peak 2.7 GB); 100,000 gained nothing more. Chunks of neighbouring entities (`_chunk_plan`)
+# read and wrote less than half of that (benchmarks/RESULTS.md, issue 10).
 CHUNK = 60_000
 CACHE_MIB = 512
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
@@ -173,34 +174,64 @@ def _approved(conn: Connection) -> list[dict[str, Any]]:
     return driver_mappings(conn, query.limit(CHUNK))
 
 
-def _chunk_plan(conn: Connection) -> list[list[str]]:
-    """Every approved proposal in chunks of about CHUNK, each about entities that lie together in
-    master: proposals about stored entities in the order of the entities' ids (an entity's all in
-    one chunk), then those about new ones in queue order.
+def _chunk_plan(events: Engine, master: Engine) -> list[list[str]]:
+    """Every approved proposal in chunks of about CHUNK. First those about people master holds
+    (by person id, or by the ID number of a proposal to register someone), in the order of the
+    person's id, each person's all in one chunk; then every other one (new people, credentials,
+    enterprises, places) in queue order, so claims on one certificate number or one new person's
+    registrations keep the order they were approved in.
 
-    Master keeps people, their features and their lineage in person id order (a load writes them
-    so), and indexes them by it: a chunk of people taken from the queue touched nearly every page
-    of each of those tables and indexes, a chunk of neighbours touches a twelfth of them."""
-    rows = driver_rows(
-        conn, select(PROPOSAL.c.proposal_id, PROPOSAL.c.entity_id, PROPOSAL.c.created_at).where(*_PROMOTABLE)
-    )
-    stored = sorted((entity, proposal) for proposal, entity, _ in rows if entity is not None)
-    new = [
-        proposal for _, proposal in sorted((at, proposal) for proposal, entity, at in rows if entity is None)
-    ]
+    A load writes people, their features and their lineage in person id order, and master indexes
+    them by it: a chunk of the queue touched nearly every page of those tables and indexes, a
+    chunk of neighbours a stretch of them (people promote creates are appended, at random ids)."""
+    with events.connect() as conn:
+        rows = driver_rows(
+            conn,
+            select(
+                PROPOSAL.c.proposal_id, PROPOSAL.c.entity_kind, PROPOSAL.c.entity_id, PROPOSAL.c.created_at
+            ).where(*_PROMOTABLE),
+        )
+        unnamed = [p for p, kind, entity, _ in rows if kind == "person" and entity is None]
+        payload = result_processor(conn, PROPOSAL.c.payload) or (lambda v: v)
+        id_numbers = {
+            p: number
+            for p, text in fetch_among(
+                conn, "SELECT proposal_id, payload FROM proposal WHERE {among}", "proposal_id", unnamed
+            )
+            if isinstance(value := payload(text), dict) and isinstance(number := value.get("id_number"), str)
+        }
+    with master.connect() as conn:
+        held = dict(
+            fetch_among(
+                conn,
+                "SELECT id_number, person_id FROM person WHERE {among}",
+                "id_number",
+                sorted(set(id_numbers.values())),
+            )
+        )
+    people: list[tuple[str, str]] = []
+    others: list[tuple[Any, str]] = []
+    for proposal, kind, entity, at in rows:
+        person = (entity or held.get(id_numbers.get(proposal, ""))) if kind == "person" else None
+        if person is not None:
+            people.append((person, proposal))
+        else:
+            others.append((at, proposal))
+    people.sort()
     chunks: list[list[str]] = []
     current: list[str] = []
-    for n, (entity, proposal) in enumerate(stored):
-        if len(current) >= CHUNK and entity != stored[n - 1][0]:
+    for n, (person, proposal) in enumerate(people):
+        if len(current) >= CHUNK and person != people[n - 1][0]:
             chunks.append(current)
             current = []
         current.append(proposal)
     chunks += [current] if current else []
-    return chunks + [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
+    queued = [proposal for _, proposal in sorted(others)]
+    return chunks + [queued[i : i + CHUNK] for i in range(0, len(queued), CHUNK)]
 
 
 def _approved_among(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
-    """These proposals where still approved, in queue order: read by primary key, the state
+    """Those of these proposals that are still approved, in queue order: read by primary key, the state
     tested here (SQLite would walk the queue's index of every approved proposal for each slice)."""
     columns = list(PROPOSAL.columns)
     names = ", ".join(f'"{c.name}"' for c in columns)
@@ -313,32 +344,71 @@ def promote_approved(
     fingerprint = rules.fingerprint()  # recorded on every promotion row, hashed once per run
     with job_lock(events, "promote"):
         report.keys_refreshed += refresh_pending_keys(master, rules)
-        with events.connect() as conn:
-            plan = _chunk_plan(conn)
+        plan = _chunk_plan(events, master)
         total, done = sum(map(len, plan)), 0
         promoted: list[tuple[str, int]] = []  # in master, not yet marked in the event store
-        while True:
-            if promoted and not plan:  # marked before the queue is read for what was approved since
+        try:
+            while True:
+                if promoted and not plan:  # marked before the queue is read for what was approved since
+                    marking, promoted = promoted, []
+                    _mark_promoted(events, marking)
+                planned = bool(plan)
+                with events.connect() as conn:
+                    approved = _approved_among(conn, plan.pop(0)) if planned else _approved(conn)
+                    if not approved:
+                        if planned:
+                            continue
+                        return report
+                    checks = _checks(conn, [p["proposal_id"] for p in approved])
+                    dates = _event_dates(conn, [p["event_id"] for p in approved])
+                aside = _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
+                if aside:
+                    _set_aside(events, aside, {p["proposal_id"]: p for p in approved})
+                promoted += [
+                    (p["proposal_id"], p["event_id"]) for p in approved if p["proposal_id"] not in aside
+                ]
+                report.keys_refreshed += refresh_pending_keys(master, rules)
+                done += len(approved)
+                total = max(total, done)  # proposals approved during the run are promoted by it too
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:
+            # What master holds is marked before the error goes up: a chunk that fails on every
+            # run holds back none of the chunks before it.
+            if promoted:
                 _mark_promoted(events, promoted)
-                promoted = []
-            planned = bool(plan)
-            with events.connect() as conn:
-                approved = _approved_among(conn, plan.pop(0)) if planned else _approved(conn)
-                if not approved:
-                    if planned:
-                        continue
-                    return report
-                checks = _checks(conn, [p["proposal_id"] for p in approved])
-                dates = _event_dates(conn, [p["event_id"] for p in approved])
-            aside = _promote_chunk(master, rules, report, approved, checks, dates, fingerprint)
-            if aside:
-                _set_aside(events, aside, {p["proposal_id"]: p for p in approved})
-            promoted += [(p["proposal_id"], p["event_id"]) for p in approved if p["proposal_id"] not in aside]
-            report.keys_refreshed += refresh_pending_keys(master, rules)
-            done += len(approved)
-            total = max(total, done)  # proposals approved during the run are promoted by it too
-            if progress is not None:
-                progress(done, total)
+            raise
+
+
+def mark_held(events: Engine, master: Engine, proposal_ids: Sequence[str]) -> int:
+    """Complete a stopped run's marking for these proposals: approved -> promoted for those whose
+    promotion master holds (a run killed before its marking). A correction calls it under the
+    promote job lock before it reads their state. Returns how many were marked."""
+    with events.connect() as conn:
+        approved = [
+            (p, e)
+            for p, e, state in fetch_among(
+                conn,
+                "SELECT proposal_id, event_id, state FROM proposal WHERE {among}",
+                "proposal_id",
+                list(proposal_ids),
+            )
+            if state == ProposalState.approved.value
+        ]
+    if not approved:
+        return 0
+    with master.connect() as conn:
+        held = set(
+            r[0]
+            for r in fetch_among(
+                conn,
+                "SELECT proposal_id FROM promotion WHERE {among}",
+                "proposal_id",
+                [p for p, _ in approved],
+            )
+        )
+    _mark_promoted(events, [(p, e) for p, e in approved if p in held])
+    return len(held)
 
 
 def _rekey(conn: Connection, rules: Rulebook, work: Chunk) -> int | None:

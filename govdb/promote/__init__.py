@@ -372,11 +372,15 @@ def promote_approved(
                 total = max(total, done)  # proposals approved during the run are promoted by it too
                 if progress is not None:
                     progress(done, total)
-        except BaseException:
+        except Exception as error:
             # What master holds is marked before the error goes up: a chunk that fails on every
-            # run holds back none of the chunks before it.
+            # run holds back none of the chunks before it. (Stopped by Ctrl-C, the run stops at
+            # once: the next run marks them.) A failed marking is noted on the error, not raised.
             if promoted:
-                _mark_promoted(events, promoted)
+                try:
+                    _mark_promoted(events, promoted)
+                except Exception as marking:
+                    error.add_note(f"marking what master holds in the event store failed too: {marking}")
             raise
 
 

@@ -109,9 +109,9 @@ def test_a_late_new_person_proposal_does_not_overwrite_a_later_update_of_that_pe
 def test_a_revert_after_a_killed_run_is_not_undone_by_the_next_run(
     db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run killed on its third chunk with the event store out of reach (nothing marked: master is
-    ahead); the data bureau reverts a promotion master holds, which first completes its marking;
-    the next promote leaves it reverted, in master and in the event store."""
+    """A run stopped by Ctrl-C on its third chunk (nothing marked: master is ahead); the data
+    bureau reverts a promotion master holds, which first completes its marking; the next promote
+    leaves it reverted, in master and in the event store."""
     _approved_county(db, tmp_path)
     monkeypatch.setattr(govdb.promote, "CHUNK", 4)
     original, marking = govdb.promote._promote_chunk, govdb.promote._mark_promoted
@@ -128,7 +128,7 @@ def test_a_revert_after_a_killed_run_is_not_undone_by_the_next_run(
 
     monkeypatch.setattr(govdb.promote, "_promote_chunk", killed)
     monkeypatch.setattr(govdb.promote, "_mark_promoted", unreachable)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(KeyboardInterrupt):  # stopped at once: nothing marked
         db.promote()
     monkeypatch.setattr(govdb.promote, "_promote_chunk", original)
     monkeypatch.setattr(govdb.promote, "_mark_promoted", marking)
@@ -197,3 +197,27 @@ def test_a_chunk_failing_every_run_does_not_keep_the_rest_unmarked(
     with db.events.connect() as conn:
         states = dict(conn.execute(text("SELECT proposal_id, state FROM proposal")).all())
     assert held and {states[p] for p in held} == {"promoted"}
+
+
+def test_a_chunk_failure_is_raised_as_itself_when_marking_fails_too(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _approved_county(db, tmp_path)
+    monkeypatch.setattr(govdb.promote, "CHUNK", 4)
+    original = govdb.promote._promote_chunk
+    calls: list[int] = []
+
+    def second_fails(*args: Any) -> dict[str, str]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the chunk's own failure")
+        return original(*args)
+
+    def unreachable(*args: Any) -> None:
+        raise ConnectionError("the event store went away")
+
+    monkeypatch.setattr(govdb.promote, "_promote_chunk", second_fails)
+    monkeypatch.setattr(govdb.promote, "_mark_promoted", unreachable)
+    with pytest.raises(RuntimeError, match="own failure") as raised:
+        db.promote()
+    assert any("event store went away" in note for note in raised.value.__notes__)

@@ -476,10 +476,9 @@ def split_person(
             where = locate(conn, "person", person_id)
         check_reach(who, where.division_code, "person")
         with events.connect() as conn:
-            named = conn.execute(
-                select(PROPOSAL.c.proposal_id).where(PROPOSAL.c.event_id.in_(wanted))
-            ).scalars()
-            held = list(named)
+            held = list(
+                conn.execute(select(PROPOSAL.c.proposal_id).where(PROPOSAL.c.event_id.in_(wanted))).scalars()
+            )
         mark_held(events, master, held)  # a promote stopped before marking them: completed first
         with events.connect() as conn:
             proposals = conn.execute(

@@ -402,7 +402,7 @@ def mark_held(events: Engine, master: Engine, proposal_ids: Sequence[str]) -> in
     if not approved:
         return 0
     with master.connect() as conn:
-        held = set(
+        held = {
             r[0]
             for r in fetch_among(
                 conn,
@@ -410,7 +410,7 @@ def mark_held(events: Engine, master: Engine, proposal_ids: Sequence[str]) -> in
                 "proposal_id",
                 [p for p, _ in approved],
             )
-        )
+        }
     _mark_promoted(events, [(p, e) for p, e in approved if p in held])
     return len(held)
 

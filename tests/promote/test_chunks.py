@@ -5,12 +5,13 @@ store is completed by the next, and the next run finds nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 import govdb.promote
 from govdb import Actor, GovDB
@@ -109,7 +110,11 @@ def _approved_county(db: GovDB, tmp_path: Path, people: int = 60, moved_twice: i
     write_csv(tmp_path / "twice.csv", HALL_HEADER, rows, "utf-8")
     for name in ("hall.csv", "twice.csv") if rows else ("hall.csv",):
         db.ingest(
-            tmp_path / name, source="hall", service_code="hall.resident_registration", key_column="受理编号"
+            tmp_path / name,
+            source="hall",
+            service_code="hall.resident_registration",
+            key_column="受理编号",
+            occurred_at_column="办理时间",
         )
     db.process(today=TODAY)
     _approve(db, lambda p: True)
@@ -236,3 +241,40 @@ def test_a_run_plans_chunks_of_neighbouring_entities_each_entity_in_one_chunk(
     assert [phones[p] for p in register.slice(20, 3).get_column("id_number")] == [
         f"1390000000{n}" for n in range(3)
     ]
+
+
+def test_a_time_no_ingest_writes_holds_back_only_the_chunk_of_its_event(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A time that cannot be read (a hand edit) fails the chunk holding its event; every chunk
+    before it lands, each value from its own event's day."""
+    if db.events.dialect.name != "sqlite":
+        pytest.skip("a time stored as text no ingest writes: SQLite's")
+    queue = _approved_county(db, tmp_path, people=30)
+    monkeypatch.setattr(govdb.promote, "CHUNK", 3)
+    plan = govdb.promote._chunk_plan(db.events, db.master)
+    with db.events.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE event SET occurred_at = 'garbage' "
+                "WHERE event_id = (SELECT event_id FROM proposal WHERE proposal_id = :p)"
+            ),
+            {"p": plan[-1][-1]},
+        )
+    with pytest.raises(ValueError, match="garbage"):
+        db.promote()
+    applied, states = _stores(db)
+    assert applied == len(queue) - len(plan[-1])
+    assert sum(states[p] == "promoted" for p in queue) == applied
+    # Each landed value holds from its event's own day, read chunk by chunk, never from today.
+    with db.events.connect() as conn:
+        event_of = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.event_id)).all())
+        days = govdb.promote._event_dates(conn, [event_of[p] for chunk in plan[:-1] for p in chunk])
+    with db.master.connect() as conn:
+        lineage = conn.execute(
+            select(FieldHistory.proposal_id, FieldHistory.valid_from).where(
+                FieldHistory.proposal_id.is_not(None)
+            )
+        ).all()
+    assert lineage and dt.date.today() not in {valid_from for _, valid_from in lineage}
+    assert all(valid_from == min(days[event_of[p]], dt.date.today()) for p, valid_from in lineage)

@@ -25,7 +25,7 @@ from typing import Any
 PHASES = ("_chunk_plan", "_approved", "_approved_among", "_checks", "_event_dates", "_promote_chunk")
 PHASES += ("_mark_promoted", "refresh_pending_keys", "_rekey", "attach_places")
 # Not `apply`: it runs once per proposal, and reading /proc twice per call cost more than the
-# survivorship it timed (88 s of a 626 s run, where a sampling profiler found 21 s).
+# survivorship it timed (88 s of a 626 s run, where a sampling profiler found 23 s).
 CHUNK_PHASES = ("read", "read_current", "write")
 WRITES = ("history_frame", "update_many", "insert_frame", "record_changes", "insert_rows")
 

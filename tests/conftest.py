@@ -91,3 +91,13 @@ def neighbour_transport(db: GovDB) -> Actor:
                            department="transport"))  # fmt: skip
             ms.commit()
     return Actor("chen", unit)
+
+
+def wal_frames(database: Path) -> tuple[int, int]:
+    """(frames in a SQLite store's log, frames copied into the store), read from its wal-index
+    without touching the store: the header's mxFrame at byte 16, the checkpoint's nBackfill at
+    byte 96, in the machine's byte order."""
+    import struct
+
+    shm = Path(f"{database}-shm").read_bytes()
+    return struct.unpack_from("=I", shm, 16)[0], struct.unpack_from("=I", shm, 96)[0]

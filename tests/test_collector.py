@@ -27,10 +27,10 @@ def test_a_job_raises_the_thresholds_and_puts_back_the_ones_it_found_even_on_err
 
 
 def test_an_application_s_higher_thresholds_are_never_lowered() -> None:
-    gc.set_threshold(100_000, 5, 500)
+    gc.set_threshold(2_000_000, 5, 500)
     with bulk_collection():
-        assert gc.get_threshold() == (100_000, 20, 500)
-    assert gc.get_threshold() == (100_000, 5, 500)
+        assert gc.get_threshold() == (2_000_000, 20, 500)
+    assert gc.get_threshold() == (2_000_000, 5, 500)
 
 
 def test_overlapping_jobs_in_threads_restore_once_the_last_one_ends() -> None:

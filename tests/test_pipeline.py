@@ -87,7 +87,7 @@ def test_promotion_completes_after_a_crash_between_the_two_stores(
     original = govdb.promote._mark_promoted
     calls = {"n": 0}
 
-    def crash(events, ids):  # type: ignore[no-untyped-def]
+    def crash(events, master, ids):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         raise RuntimeError("power cut after the master commit")
 

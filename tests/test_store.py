@@ -17,6 +17,8 @@ from govdb.store.engine import WAL_AUTOCHECKPOINT_PAGES, WAL_FILE_LIMIT_BYTES, W
 from govdb.store.events import EventModel
 from govdb.store.master import MasterModel
 
+from .conftest import wal_frames
+
 
 def test_migrations_build_the_schema_the_models_declare(db: GovDB) -> None:
     for engine, metadata, store in (
@@ -537,6 +539,73 @@ def test_a_store_a_newer_govdb_migrated_is_refused_with_what_to_do(db: GovDB, tm
     result = CliRunner().invoke(app, ["promote", "--home", str(home)])
     assert result.exit_code != 0 and "newer govdb" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_bulk_commit_leaves_the_log_to_the_checkpointer_only_while_one_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promote chunk's commit of tens of thousands of pages would copy the log into the store
+    itself, on the job's thread; with a checkpointer running it leaves that to it and wakes it, so
+    the next commit of another connection (a window's audited read) does not do it instead. The
+    connection goes back to the pool with SQLite's own mark on (after a failure too). Without a
+    checkpointer, the mark stays."""
+    import sqlalchemy as sa
+
+    import govdb.store.engine as engine_module
+    import govdb.store.locks as locks_module
+    from govdb.errors import StoreError
+    from govdb.store.engine import WAL_ASIDE_PAGES, background_checkpointer
+    from govdb.store.locks import writing
+
+    monkeypatch.setattr(WalCheckpointer, "INTERVAL", 3600.0)  # the thread copies only when woken
+    monkeypatch.setattr(engine_module, "WAL_AUTOCHECKPOINT_PAGES", 100)
+    monkeypatch.setattr(locks_module, "WAL_AUTOCHECKPOINT_PAGES", 100)
+    fill = sa.text(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+        "INSERT INTO t SELECT printf('%.9000c', 'x') FROM n"
+    )  # about 170 pages of 16 KiB: past the mark of 100
+
+    def mark(conn: sa.Connection) -> int:
+        return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() or 0)
+
+    alone = make_engine(f"sqlite:///{tmp_path / 'alone.sqlite'}")
+    assert background_checkpointer(alone) is None
+    with writing(alone, checkpoint_aside=True) as conn:
+        assert mark(conn) == 100
+        conn.execute(sa.text("CREATE TABLE t (x TEXT)"))
+        conn.execute(fill)
+    frames, copied = wal_frames(tmp_path / "alone.sqlite")
+    assert frames >= 100 and copied == frames  # its own commit copied the log
+    alone.dispose()
+
+    gov = GovDB.open(tmp_path / "home")
+    master = Path(str(gov.master.url.database))
+    try:
+        assert background_checkpointer(gov.master) is gov._checkpointers[0]
+        with monkeypatch.context() as asleep:
+            asleep.setattr(WalCheckpointer, "wake", lambda self: None)
+            with writing(gov.master, checkpoint_aside=True) as conn:
+                assert mark(conn) == WAL_ASIDE_PAGES
+                conn.execute(sa.text("CREATE TABLE t (x TEXT)"))
+                conn.execute(fill)
+            frames, copied = wal_frames(master)
+            assert frames >= 100 and copied < frames  # the commit left it
+        with writing(gov.master, checkpoint_aside=True) as conn:
+            conn.execute(fill)
+        deadline = time.monotonic() + 10  # woken, the thread copies it: its next tick is an hour off
+        while (now := wal_frames(master))[1] < now[0] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert now[0] > frames and now[1] == now[0], now
+        with (
+            pytest.raises(StoreError, match="no such table"),
+            writing(gov.master, checkpoint_aside=True) as c,
+        ):
+            c.execute(sa.text("INSERT INTO missing VALUES (1)"))
+        with gov.master.connect() as conn:
+            assert mark(conn) == 100  # put back, after a failure too
+    finally:
+        gov.close()
+    assert background_checkpointer(gov.master) is None
 
 
 def test_no_checkpointer_creates_a_store_or_runs_for_postgresql(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from govdb.promote.storable import missing_entity, unstorable
 from govdb.promote.survivorship import Chunk, PromoteReport, lineage_source
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, driver_mappings, driver_rows, fetch_among, id_chunks, result_processor
+from govdb.store.engine import sync_log
 from govdb.store.events import Decision, Event, Proposal, Task
 from govdb.store.locks import job_lock, writing, xact_lock
 from govdb.store.master import Promotion
@@ -49,9 +50,12 @@ __all__ = ["PromoteReport", "lineage_source", "mark_held", "promote_approved", "
 # dirtied most of their pages once, so fewer, larger chunks wrote fewer pages. A 1M county's
 # promote took 298 s at 20,000 (peak 1.2 GB), 260 s at 60,000, 232 s with the cache at 512 MiB
 # (peak 2.7 GB); 100,000 gained nothing more. Chunks of neighbouring entities (`_chunk_plan`)
-# read and wrote less than half of that (benchmarks/RESULTS.md, issue 10).
+# read and wrote less than half of that (benchmarks/RESULTS.md, issue 10). Such a chunk changes
+# about 43,000 pages (700 MB): at 512 MiB SQLite spilled them to the log before the commit and read
+# them back. At 1 GiB: 0.94 of the time, the peak 550 MB higher (2.9 GB); chunks of 30,000 at
+# 512 MiB were slower than 60,000 (RESULTS, 5 December).
 CHUNK = 60_000
-CACHE_MIB = 512
+CACHE_MIB = 1024
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
 TASK = Task.__table__  # type: ignore[attr-defined]
 DECISION = Decision.__table__  # type: ignore[attr-defined]
@@ -286,10 +290,14 @@ def _mapping(payload: Any) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {"_payload": payload}
 
 
-def _mark_promoted(events: Engine, promoted: list[tuple[str, int]]) -> None:
+def _mark_promoted(events: Engine, master: Engine, promoted: list[tuple[str, int]]) -> None:
     """The event store's half: approved -> promoted for these proposals (id, event id) and their
     events, in id order, a transaction for each CHUNK of them (each touches its own stretch of
-    the proposal and event tables)."""
+    the proposal and event tables). Master's commits are made durable first: a power cut must
+    never leave the event store saying promoted for a chunk master lost."""
+    if not promoted:
+        return
+    sync_log(master)
     promoted = sorted(promoted)
     for start in range(0, len(promoted), CHUNK):
         batch = promoted[start : start + CHUNK]
@@ -351,7 +359,7 @@ def promote_approved(
             while True:
                 if promoted and not plan:  # marked before the queue is read for what was approved since
                     marking, promoted = promoted, []
-                    _mark_promoted(events, marking)
+                    _mark_promoted(events, master, marking)
                 planned = bool(plan)
                 with events.connect() as conn:
                     approved = _approved_among(conn, plan.pop(0)) if planned else _approved(conn)
@@ -378,7 +386,7 @@ def promote_approved(
             # once: the next run marks them.) A failed marking is noted on the error, not raised.
             if promoted:
                 try:
-                    _mark_promoted(events, promoted)
+                    _mark_promoted(events, master, promoted)
                 except Exception as marking:
                     error.add_note(f"marking what master holds in the event store failed too: {marking}")
             raise
@@ -411,7 +419,7 @@ def mark_held(events: Engine, master: Engine, proposal_ids: Sequence[str]) -> in
                 [p for p, _ in approved],
             )
         }
-    _mark_promoted(events, [(p, e) for p, e in approved if p in held])
+    _mark_promoted(events, master, [(p, e) for p, e in approved if p in held])
     return len(held)
 
 
@@ -452,7 +460,7 @@ def _promote_chunk(
     Returns the proposals set aside, id -> why: a value master cannot store, found in Python
     before anything is written, so no statement of the transaction carries it."""
     today = dt.date.today()
-    with writing(master, cache_mib=CACHE_MIB) as conn:
+    with writing(master, cache_mib=CACHE_MIB, checkpoint_aside=True) as conn:
         # First, before people are read: a load or a correction re-keying people waits for the
         # whole chunk (and a load's new people are then seen here, never inserted twice).
         xact_lock(conn, "link_keys")

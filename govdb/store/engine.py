@@ -191,6 +191,13 @@ SQLITE_CACHE_KIB = 65536
 # The log's size (pages) at which a commit checkpoints it itself, SQLite's safety net behind the
 # checkpointer's thread: 1,000 by default, which a window's audited reads reached every 140th read.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
+# The mark while a bulk commit leaves the copy to the checkpointer's thread (`writing`'s
+# `checkpoint_aside`): a promote chunk of neighbouring people commits about 46,000 pages, which the
+# thread copies before the next chunk starts the log again. A chunk of the queue's tail (new people,
+# certificates) changes pages all over master: the thread fell behind, the log was never started
+# again and grew to 4.3 GB. Past this mark (1 GiB of 16 KiB pages) the commit copies it itself,
+# unless the thread is at it: the log peaked at 2.3 GB in the same run (benchmarks/RESULTS.md).
+WAL_ASIDE_PAGES = 65_536
 # What is left of the log's file when the log starts again: SQLite keeps it at its largest.
 WAL_FILE_LIMIT_BYTES = 64 * 1024 * 1024
 SQLITE_BUSY_SECONDS = 60  # how long a writer waits for another (ingests of one source queue up)
@@ -244,6 +251,9 @@ if hasattr(os, "register_at_fork"):
     )
 
 
+_CHECKPOINTERS: weakref.WeakSet[WalCheckpointer] = weakref.WeakSet()
+
+
 class WalCheckpointer:
     """Copies a SQLite store's write-ahead log into its database file in a thread of its own.
 
@@ -262,8 +272,10 @@ class WalCheckpointer:
 
     def __init__(self, database: str) -> None:
         self.database = database
+        _CHECKPOINTERS.add(self)
         self.last: tuple[int, int, int] | None = None  # (busy, frames in the log, frames copied)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="govdb-wal-checkpoint", daemon=True)
         self._thread.start()
 
@@ -282,7 +294,11 @@ class WalCheckpointer:
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
-            while not self._stop.wait(self.INTERVAL):
+            while True:
+                self._wake.wait(self.INTERVAL)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
                 try:
                     with _IN_SQLITE:
                         if conn is None:  # mode=rw: never creates a store the engine has not
@@ -304,10 +320,51 @@ class WalCheckpointer:
                 with _IN_SQLITE:
                     conn.close()
 
+    def wake(self) -> None:
+        """Copy the log now, not at the next tick: a bulk commit that left it here (`writing`'s
+        `checkpoint_aside`) would otherwise leave it to the next commit of any connection still at
+        SQLite's usual mark, a window's audited read among them."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+
+
+def sync_log(engine: Engine) -> None:
+    """Make what this SQLite store has committed survive a power cut before another store records
+    that it happened. With synchronous=NORMAL a commit does not sync the log; a checkpoint does,
+    but a checkpoint copies nothing, and so syncs nothing, while a reader holds the log where it
+    is, and a bulk commit may leave it to the checkpointer's thread (`writing`'s
+    `checkpoint_aside`). So the log's file is synced itself: every committed frame is in it, and
+    none leaves it before the store's file is synced. PostgreSQL's commits are durable already."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or in_process_memory(engine):
+        return
+    try:
+        log = os.open(f"{database}-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        return  # no log: the last connection to close copied it into the store and synced it
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the SQLite store's log {database}-wal to sync it: {exc}; "
+            "check that this process can read the store's folder"
+        ) from exc
+    try:
+        os.fsync(log)
+    finally:
+        os.close(log)
+
+
+def background_checkpointer(engine: Engine) -> WalCheckpointer | None:
+    """The running checkpointer's thread copying this store's log, if any (a bulk job's commit may
+    then leave the copy to it instead of doing it on its own thread)."""
+    database = engine.url.database
+    if not database:
+        return None
+    return next((c for c in list(_CHECKPOINTERS) if c.database == database and c.running), None)
 
 
 def checkpoint_in_background(owner: object, *engines: Engine) -> list[WalCheckpointer]:

@@ -18,6 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "govdb"
 LAYERS: dict[str, int] = {
     "govdb.base": 0,  # the clock, Actor and ResolvedActor: shared by every stage
     "govdb.errors": 1,
+    # A second interpreter for a bulk job's other core (process's linking, promote's planning):
+    # it raises govdb's errors, so it sits above them.
+    "govdb.base.second_process": 2,
     "govdb.readers": 2,  # file reading (delimited, JSON Lines, Excel, Parquet) for every file stage
     "govdb.rulebook": 3,  # rules as data, and the declared vocabulary of building blocks
     "govdb.standards": 3,  # data elements (peer of rulebook: neither knows the other)

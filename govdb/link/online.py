@@ -277,13 +277,36 @@ def rekey_people(conn: Connection, rules: MatchingRules, people: pl.DataFrame) -
     Returns the key rows written, or None, writing nothing, when master's keys follow other rules
     or another county (then `refresh_link_keys` re-keys everyone, or refuses, as it decides).
     The caller takes `xact_lock(conn, "link_keys")` before it reads or writes people."""
+    if people.height == 0:
+        return 0 if link_keys_current(conn, rules) else None
+    prepared = rekey_prepared(conn, rules, people)
+    if prepared is None:
+        return None
+    added, features, gone, _ = prepared
+    return write_keys(conn, added, features, gone=gone, replace=True)
+
+
+# Keys to add, features, keys to delete, and the people who held keys when they were read.
+Rekeying = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, set[str]]
+
+
+def rekey_prepared(conn: Connection, rules: MatchingRules, people: pl.DataFrame) -> Rekeying | None:
+    """`rekey_people`'s reads and work for one or more people, nothing written: the keys their
+    rows give them that master lacks, their features, the stored keys their rows no longer give,
+    and who of them held keys; or None when master's keys follow other rules or another county."""
     if not link_keys_current(conn, rules):  # the check a bulk load's keys make (LoadKeys)
         return None
-    if people.height == 0:
-        return 0
     old = stored_keys(conn, people.get_column("person_id").to_list())
     keys, features = prepare_keys(rules, people, served_county(conn))
-    return write_keys(conn, keys, features, old=old, replace=True)
+    added, gone = key_changes(keys, old)
+    return added, features, gone, set(old.get_column("person_id").unique().to_list())
+
+
+def key_changes(keys: pl.DataFrame, old: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The keys (key, person_id) of `keys` that `old` lacks, in their order, and those of `old`
+    that `keys` lacks: what to add and delete to make the stored `old` into `keys`."""
+    on = ["key", "person_id"]
+    return keys.join(old, on=on, how="anti"), old.join(keys, on=on, how="anti")
 
 
 def prepare_keys(
@@ -319,20 +342,21 @@ def write_keys(
     features: pl.DataFrame,
     *,
     old: pl.DataFrame | None = None,
+    gone: pl.DataFrame | None = None,
     replace: bool = True,
 ) -> int:
     """Write what `prepare_keys` computed; `old` holds the people's stored keys (only the
-    difference is written), `replace` deletes their stored features first. Returns the key rows
+    difference is written), or `gone` the stored keys to delete (`keys` then holds only those to
+    add: `key_changes`); `replace` deletes their stored features first. Returns the key rows
     written."""
     table = LinkKey.__table__  # type: ignore[attr-defined]
     if old is not None:
-        gone = old.join(keys, on=["key", "person_id"], how="anti")
-        if gone.height:
-            conn.execute(
-                delete(table).where(table.c.key == bindparam("k"), table.c.person_id == bindparam("p")),
-                [{"k": k, "p": p} for k, p in gone.iter_rows()],
-            )
-        keys = keys.join(old, on=["key", "person_id"], how="anti")
+        keys, gone = key_changes(keys, old)
+    if gone is not None and gone.height:
+        conn.execute(
+            delete(table).where(table.c.key == bindparam("k"), table.c.person_id == bindparam("p")),
+            [{"k": k, "p": p} for k, p in gone.iter_rows()],
+        )
     with indexes_deferred(conn, table, keys.height):
         insert_frame(conn, table, keys)
     _store_features(conn, features, replace=replace)

@@ -6,39 +6,27 @@ promote and were slower). The linking process holds every person's features itse
 store, refreshed from the change feed before each chunk, as `FeatureCache` does in process) and
 links chunk N+1 while the caller plans chunk N.
 
-It is started with pipes as an isolated interpreter given this process's module path
-(`child_command`), not through multiprocessing: a spawned multiprocessing child imports the
-caller's main script again, and a script without a `__main__` guard would run its work twice.
-Messages are pickles between the two processes of one run, never read from anywhere else. The
-linking process exits when its input closes (the caller stopped, however it stopped), and
-ignores the terminal's Ctrl-C, which the caller handles.
+It runs as a `SecondProcess` (govdb.base.second_process): an isolated interpreter spoken to in
+pickles over pipes, which exits when its input closes.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
-import pickle
 import queue
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import IO, Any, Self
+from typing import Any
 
 import polars as pl
 from sqlalchemy import Engine
 
-from govdb.errors import ConfigError, GovdbError, StoreError
+from govdb.base import second_process
+from govdb.base.second_process import SecondProcess, sendable, wanted
+from govdb.errors import GovdbError
 from govdb.link.model import LinkModel
 from govdb.rulebook.models import MatchingRules
 from govdb.store.engine import in_process_memory
 
-STDERR_KEPT = 4000  # characters of the linking process's own error output kept for a message
 # How long the caller waits for a linking process that answers nothing before it takes it as hung
 # and stops it: a chunk of 50,000 events against a million people links in under two minutes
 # even on a loaded machine. GOVDB_LINK_TIMEOUT (seconds) sets it.
@@ -47,19 +35,7 @@ SILENCE_SECONDS = 1800.0
 
 def silence_limit() -> float:
     """The seconds a linking process may answer nothing (GOVDB_LINK_TIMEOUT, else SILENCE_SECONDS)."""
-    said = os.environ.get("GOVDB_LINK_TIMEOUT", "").strip()
-    if not said:
-        return SILENCE_SECONDS
-    try:
-        seconds = float(said)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise ConfigError(
-            f"GOVDB_LINK_TIMEOUT={said[:40]!r} is not a number of seconds; set it to how long a "
-            f"linking process may answer nothing, e.g. {SILENCE_SECONDS:.0f}, or unset it"
-        )
-    return seconds
+    return second_process.silence_limit("GOVDB_LINK_TIMEOUT", SILENCE_SECONDS, "a linking process")
 
 
 class LinkWorkerError(GovdbError):
@@ -73,48 +49,22 @@ def _stopped(detail: str) -> LinkWorkerError:
     )
 
 
-class LinkWorker:
+class LinkWorker(SecondProcess):
     """Chunks linked in a second process, in the order submitted (`submit`, then `collect`)."""
 
     def __init__(self, master: Engine, rules: MatchingRules, address_hint: str | None) -> None:
-        try:
-            self._child = subprocess.Popen(
-                child_command(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except (OSError, ValueError) as exc:  # no such interpreter, no processes left, ...
-            raise LinkWorkerError(
-                f"the linking process of this run could not be started ({type(exc).__name__}: {exc}); "
-                "GOVDB_LINK_PROCESS=0 links in one process"
-            ) from None
-        assert self._child.stdin and self._child.stdout and self._child.stderr
-        self._replies: queue.Queue[Any] = queue.Queue()
-        self._stderr: collections.deque[str] = collections.deque(maxlen=50)
+        super().__init__("govdb.link.worker", _stopped, silence_limit, "GOVDB_LINK_TIMEOUT")
         self._outstanding = 0
         self._linked: collections.deque[tuple[pl.DataFrame, pl.DataFrame | None]] = collections.deque()
         self._model: LinkModel | None = None
         self._model_asked = False
-        threading.Thread(
-            target=_read_pickles, args=(self._child.stdout, self._replies.put), daemon=True
-        ).start()
-        threading.Thread(
-            target=_read_lines, args=(self._child.stderr, self._stderr.append), daemon=True
-        ).start()
         # The URL (a password in it) goes through the pipe, never on the command line.
-        try:
-            self._send(("start", master.url.render_as_string(hide_password=False), rules, address_hint))
-        except BaseException:
-            self._child.kill()
-            self._child.wait()
-            raise
+        self._start(("start", master.url.render_as_string(hide_password=False), rules, address_hint))
 
     @staticmethod
     def wanted() -> bool:
         """Unless the deployment says `GOVDB_LINK_PROCESS=0` (a host that cannot start one)."""
-        said = os.environ.get("GOVDB_LINK_PROCESS", "1").strip().lower()
-        return said not in ("0", "false", "no", "off")
+        return wanted("GOVDB_LINK_PROCESS")
 
     @staticmethod
     def can_open(master: Engine) -> bool:
@@ -157,103 +107,15 @@ class LinkWorker:
         return links, people
 
     def _reply(self, expected: str) -> Any:
-        """The next reply, of kind `expected`; chunks linked meanwhile are kept for `collect`. A
-        process that answers nothing for `silence_limit()` seconds is stopped as hung."""
-        limit = silence_limit()
-        heard = time.monotonic()
-        while True:
-            try:
-                reply = self._replies.get(timeout=min(1.0, limit))
-            except queue.Empty:
-                if self._child.poll() is not None and self._replies.empty():
-                    reply = None
-                elif time.monotonic() - heard >= limit:
-                    self._child.kill()
-                    self._child.wait()
-                    raise _stopped(
-                        f"answered nothing for {limit:g} s and was stopped as hung "
-                        "(GOVDB_LINK_TIMEOUT sets how long to wait)"
-                    ) from None
-                else:
-                    continue
-            heard = time.monotonic()
-            if reply is not None and reply[0] == "linked" and expected != "linked":
-                self._linked.append((reply[1], reply[2]))
-                continue
-            break
-        if reply is None:  # its output closed: it exited or was killed
-            code = self._child.wait()
-            said = "".join(self._stderr).strip()[-STDERR_KEPT:]  # a traceback's last lines say why
-            raise _stopped(f"stopped (exit status {code})" + (f": {said}" if said else ""))
-        kind, *rest = reply
-        if kind == "error":
-            raise rest[0]
-        if kind != expected:
-            raise _stopped(f"answered {kind!r} where {expected!r} was due")
-        return rest[0] if len(rest) == 1 else rest
-
-    def _send(self, message: tuple[Any, ...]) -> None:
-        try:
-            pickle.dump(message, self._child.stdin, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[arg-type]
-            self._child.stdin.flush()  # type: ignore[union-attr]
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # the run stops: half sent
-            raise _stopped(f"could not be sent its {message[0]!r} ({type(exc).__name__}: {exc})") from None
-        except (BrokenPipeError, OSError):
-            code = self._child.wait()
-            while (reply := self._replies.get()) is not None:  # it may have said why first
-                if reply[0] == "error":
-                    raise reply[1] from None
-            raise _stopped(f"stopped (exit status {code})") from None
-
-    def close(self) -> None:
-        """Let the linking process finish and exit; killed if it does not within a few seconds."""
-        try:
-            if self._child.stdin is not None:
-                self._child.stdin.close()
-            self._child.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self._child.kill()
-            self._child.wait()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        if error is not None:  # its work is not wanted: stop it now
-            self._child.kill()
-        self.close()
+        """The next reply, of kind `expected`; chunks linked meanwhile are kept for `collect`."""
+        while (reply := self._next())[0] == "linked" and expected != "linked":
+            self._linked.append((reply[1], reply[2]))
+        return self._expect(reply, expected)
 
 
 def child_command() -> list[str]:
-    """How the linking process is started: isolated (`-I`: no PYTHON* variables, no user site, not
-    the current folder), with this process's module path made absolute, so it imports what this
-    process would, from where this one would. An empty entry (the current folder, which changes)
-    is left out; the folder of the govdb running here goes last if it is not on the path already."""
-    # Relative folders as they resolve now; other entries (an editable install's path hook) as they are.
-    paths = [os.path.abspath(p) if not os.path.isabs(p) and os.path.isdir(p) else p for p in sys.path if p]
-    root = str(Path(__file__).resolve().parents[2])  # the folder holding govdb/link/worker.py
-    if root not in paths:
-        paths.append(root)
-    prelude = f"import sys; sys.path[:] = {paths!r}; from govdb.link import worker; worker.main()"
-    return [sys.executable, "-I", "-c", prelude]
-
-
-def _read_pickles(stream: IO[bytes], put: Callable[[Any], None]) -> None:
-    """Every message on `stream`, then None when it closes."""
-    try:
-        while True:
-            put(pickle.load(stream))
-    except (EOFError, OSError):
-        pass
-    except Exception as exc:  # a message that does not unpickle here: the run cannot go on
-        put(("error", _stopped(f"sent what could not be read ({type(exc).__name__}: {exc})")))
-    finally:
-        put(None)
-
-
-def _read_lines(stream: IO[bytes], put: Callable[[str], None]) -> None:
-    for line in stream:
-        put(line.decode("utf-8", "replace"))
+    """How the linking process is started (`second_process.child_command`)."""
+    return second_process.child_command("govdb.link.worker")
 
 
 def _serve(requests: queue.Queue[Any], reply: Callable[[tuple[Any, ...]], None]) -> None:
@@ -315,44 +177,12 @@ def _serve(requests: queue.Queue[Any], reply: Callable[[tuple[Any, ...]], None])
                     )
                 reply(("linked", links, people))
         except Exception as exc:  # handed to the caller, which raises it
-            reply(("error", _sendable(exc)))
+            reply(("error", sendable(exc, _stopped)))
             return  # the caller stops at this error; nothing after it is wanted
 
 
-def _sendable(exc: Exception) -> GovdbError:
-    """The error as the caller can raise it: itself if it is a govdb error that survives pickling."""
-    if isinstance(exc, GovdbError):
-        try:
-            copy = pickle.loads(pickle.dumps(exc))
-            if isinstance(copy, GovdbError):
-                return copy
-        except Exception:  # an error whose arguments do not pickle
-            pass
-        return StoreError(str(exc)) if isinstance(exc, StoreError) else GovdbError(str(exc))
-    return _stopped(f"failed: {type(exc).__name__}: {exc}")
-
-
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides what Ctrl-C stops
-    requests: queue.Queue[Any] = queue.Queue()
-    threading.Thread(target=_read_pickles, args=(sys.stdin.buffer, requests.put), daemon=True).start()
-    out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but replies on the reply pipe
-
-    def reply(message: tuple[Any, ...]) -> None:
-        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-
-    status = 1
-    try:
-        with contextlib.suppress(BrokenPipeError):  # the caller is gone
-            _serve(requests, reply)
-        status = 0
-    finally:
-        sys.stderr.flush()
-        # Not the interpreter's shutdown: the reading thread is blocked in stdin, whose lock
-        # shutdown would wait for (a fatal error). Every reply was flushed.
-        os._exit(status)
+    second_process.child_main(_serve, _stopped)
 
 
 if __name__ == "__main__":  # `python -m govdb.link.worker`: the module's own classes, not __main__'s

@@ -54,6 +54,7 @@ class PromoteReport:
     conflicts: int = 0
     completed_after_crash: int = 0
     keys_refreshed: int = 0  # people whose blocking keys were rewritten
+    worked_beside: int = 0  # chunks worked out by the planning process, written as worked out
     promoted_ids: list[str] = field(default_factory=list)
     person_ids: list[str] = field(default_factory=list)  # people created or changed
     # Approved proposals with a value master cannot store (a NUL, ...), moved to `unpromotable`
@@ -61,6 +62,17 @@ class PromoteReport:
     set_aside: int = 0
     set_aside_ids: list[str] = field(default_factory=list)
     set_aside_reasons: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: PromoteReport) -> None:
+        """Count in what `other` (one chunk's report) counted."""
+        for name, value in vars(other).items():
+            mine = getattr(self, name)
+            if isinstance(mine, dict):
+                mine.update(value)
+            elif isinstance(mine, list):
+                mine.extend(value)
+            else:
+                setattr(self, name, mine + value)
 
 
 def lineage_source(proposal: dict[str, Any]) -> str:
@@ -106,11 +118,57 @@ class Chunk(EntityWork):
         self.new_credentials: dict[str, dict[str, Any]] = {}
         self.changed_credentials: set[str] = set()
         self.history: list[dict[str, Any]] = []
-        self.closes: list[dict[str, Any]] = []
+        self.closes: list[tuple[dt.date, int]] = []  # (valid to, lineage row id)
         self.conflicts: list[dict[str, Any]] = []
         self.promotions: list[dict[str, Any]] = []
+        # Once sealed (`seal`): what `write` writes.
+        self.history_table: pl.DataFrame | None = None
+        self.promotion_table: pl.DataFrame | None = None
+        self.person_updates: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+        self.credential_updates: list[tuple[str, dict[str, Any]]] = []
         self.now = utcnow()
         self._init_entities()
+
+    def seal(self) -> None:
+        """Worked out: what `write` writes, as frames and row tuples, and nothing kept that it
+        does not need (the rulebook, the report, master's rows as read, the current lineage). A
+        chunk worked out in promote's planning process crosses to the writing one as that: rows
+        of dicts cost more to pickle and unpickle than the chunk took to work out."""
+        self.history_table = history_frame(self.history) if self.history else None
+        # Only the columns that changed, people grouped by them: an UPDATE naming a column
+        # rewrites that column's index entries even when the value is the same (a new phone
+        # would move the person in the ID number, birth date and division indexes too).
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for pid, names in self.changed_people.items():
+            groups.setdefault(tuple(c for c in PERSON_COLUMNS if c in names), []).append(pid)
+        self.person_updates = [
+            (changed, [(*(self.people[pid][c] for c in changed), pid) for pid in sorted(pids)])
+            for changed, pids in sorted(groups.items())
+        ]
+        self.credential_updates = [
+            (c["credential_id"], c["attributes"])
+            for c in self.credentials.values()
+            if c["credential_id"] in self.changed_credentials
+        ]
+        self.promotion_table = pl.DataFrame(
+            {
+                "proposal_id": [p["proposal_id"] for p in self.promotions],
+                "entity_kind": [p["entity_kind"] for p in self.promotions],
+                "entity_id": [p["entity_id"] for p in self.promotions],
+                "changes": [json.dumps(p["changes"], ensure_ascii=False) for p in self.promotions],
+                "keys_refreshed": [p["keys_refreshed"] for p in self.promotions],
+            },
+            schema={
+                "proposal_id": pl.String,
+                "entity_kind": pl.String,
+                "entity_id": pl.String,
+                "changes": pl.String,
+                "keys_refreshed": pl.Boolean,
+            },
+        )
+        self.history, self.current, self.promotions, self.people = [], {}, [], {}
+        self.by_id_number, self.credentials = {}, {}
+        self.rules = self.survivorship = self.report = None  # type: ignore[assignment]
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -146,18 +204,44 @@ class Chunk(EntityWork):
         entities = [("person", pid) for pid in self.people] + [
             ("credential", c["credential_id"]) for c in self.credentials.values()
         ]
-        for kind in ("person", "credential"):
-            self.read_current(conn, kind, sorted(e for k, e in entities if k == kind))
+        self.read_current(conn, "person", sorted(self.people), self._fields_changed(proposals))
+        self.read_current(conn, "credential", sorted(e for k, e in entities if k == "credential"))
         self._read_entities(conn, proposals)
 
-    def read_current(self, conn: Connection, kind: str, ids: list[str]) -> None:
-        """The current lineage row (source, valid from) of every field of these entities."""
+    def _fields_changed(self, proposals: list[dict[str, Any]]) -> list[str]:
+        """The people's fields some proposal gives a value other than master's. No other field's
+        current lineage is needed: a field the chunk sets on someone master holds is first set
+        to a value other than master's (a county's chunk reads a third of the rows it did)."""
+        fields: set[str] = set()
+        for p in proposals:
+            if p["entity_kind"] != "person":
+                continue
+            person = self.people.get(p["entity_id"]) if p["entity_id"] else None
+            if person is None:
+                held = self.by_id_number.get(p["payload"].get("id_number") or "")
+                person = self.people.get(held) if held else None
+            if person is not None:
+                fields.update(
+                    k
+                    for k, v in p["payload"].items()
+                    if k in PERSON_COLUMNS and _text(person.get(k)) != _text(v)
+                )
+        return sorted(fields)
+
+    def read_current(
+        self, conn: Connection, kind: str, ids: list[str], fields: list[str] | None = None
+    ) -> None:
+        """The current lineage row (source, valid from) of every field of these entities (or of
+        these `fields`)."""
+        if fields is not None and not fields:
+            return
+        among_fields = f" AND field IN ({', '.join('?' * len(fields))})" if fields else ""
         statement = (
             f"SELECT id, entity_id, field, source, valid_from FROM {HISTORY.name} "
-            "WHERE entity_kind = ? AND valid_to IS NULL AND {among}"
+            f"WHERE entity_kind = ? AND valid_to IS NULL{among_fields} AND {{among}}"
         )
         day = result_processor(conn, HISTORY.c.valid_from) or (lambda v: v)
-        rows = fetch_among(conn, statement, "entity_id", ids, (kind,))
+        rows = fetch_among(conn, statement, "entity_id", ids, (kind, *(fields or ())))
         for row_id, entity_id, name, source, valid_from in sorted(rows):  # in id order: the last wins
             self.current[(kind, entity_id, name)] = _Current(source, day(valid_from), row_id)
 
@@ -252,7 +336,7 @@ class Chunk(EntityWork):
                 current.row["valid_to"] = valid_from
                 current.row["closed_at"] = self.now
             elif current.id is not None:
-                self.closes.append({"k_id": current.id, "v_valid_to": valid_from})
+                self.closes.append((valid_from, current.id))
         row = self._history(proposal, kind, entity_id, name, value, valid_from, checks)
         self.current[key] = _Current(row["source"], valid_from, row=row)
         return True
@@ -369,6 +453,9 @@ class Chunk(EntityWork):
         )
 
     def write(self, conn: Connection) -> None:
+        """Write what the chunk worked out in the caller's master transaction."""
+        if self.promotion_table is None:
+            self.seal()
         self._write_entities(conn)
         if self.new_people:
             insert_rows(
@@ -376,19 +463,13 @@ class Chunk(EntityWork):
                 PERSON,
                 [{**r, "created_at": self.now, "updated_at": self.now} for r in self.new_people.values()],
             )
-        # Only the columns that changed, people grouped by them: an UPDATE naming a column
-        # rewrites that column's index entries even when the value is the same (a new phone
-        # would move the person in the ID number, birth date and division indexes too).
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for pid, names in self.changed_people.items():
-            groups.setdefault(tuple(c for c in PERSON_COLUMNS if c in names), []).append(pid)
-        for changed, pids in sorted(groups.items()):
+        for changed, rows in self.person_updates:
             update_many(
                 conn,
                 PERSON,
                 [*changed, "updated_at"],
                 ["person_id"],
-                [(*(self.people[pid][c] for c in changed), self.now, pid) for pid in sorted(pids)],
+                [(*r[:-1], self.now, r[-1]) for r in rows],
             )
         if self.closes:
             closed = update_many(
@@ -396,7 +477,7 @@ class Chunk(EntityWork):
                 HISTORY,
                 ["valid_to", "closed_at"],
                 ["id"],
-                [(c["v_valid_to"], self.now, c["k_id"]) for c in self.closes],
+                [(valid_to, self.now, row_id) for valid_to, row_id in self.closes],
                 where={"valid_to": None},
             )
             if closed != len(self.closes):
@@ -404,46 +485,27 @@ class Chunk(EntityWork):
                     f"{len(self.closes) - closed} current lineage row(s) changed while promoting; "
                     "nothing was written, run `govdb promote` again"
                 )
-        if self.history:
-            history = history_frame(self.history)
-            insert_frame(conn, HISTORY, history, {"recorded_at": self.now})
-            record_changes(conn, self._feed(history), self.now)
+        if self.history_table is not None:
+            insert_frame(conn, HISTORY, self.history_table, {"recorded_at": self.now})
+            record_changes(conn, self._feed(self.history_table), self.now)
         if self.conflicts:
             insert_rows(conn, CONFLICT, self.conflicts)
         if self.new_credentials:
             insert_rows(conn, CREDENTIAL, list(self.new_credentials.values()))
-        if self.changed_credentials:
+        if self.credential_updates:
             conn.execute(
                 update(CREDENTIAL)
                 .where(CREDENTIAL.c.credential_id == bindparam("k_id"))
                 .values(attributes=bindparam("v_attributes")),
-                [
-                    {"k_id": c["credential_id"], "v_attributes": c["attributes"]}
-                    for c in self.credentials.values()
-                    if c["credential_id"] in self.changed_credentials
-                ],
+                [{"k_id": i, "v_attributes": attributes} for i, attributes in self.credential_updates],
             )
-        insert_frame(
-            conn,
-            PROMOTION,
-            pl.DataFrame(
-                {
-                    "proposal_id": [p["proposal_id"] for p in self.promotions],
-                    "entity_kind": [p["entity_kind"] for p in self.promotions],
-                    "entity_id": [p["entity_id"] for p in self.promotions],
-                    "changes": [json.dumps(p["changes"], ensure_ascii=False) for p in self.promotions],
-                    "keys_refreshed": [p["keys_refreshed"] for p in self.promotions],
-                },
-                schema={
-                    "proposal_id": pl.String,
-                    "entity_kind": pl.String,
-                    "entity_id": pl.String,
-                    "changes": pl.String,
-                    "keys_refreshed": pl.Boolean,
-                },
-            ),
-            {"applied_at": self.now, "rules_fingerprint": self.fingerprint},
-        )
+        if self.promotion_table is not None:  # sealed above
+            insert_frame(
+                conn,
+                PROMOTION,
+                self.promotion_table,
+                {"applied_at": self.now, "rules_fingerprint": self.fingerprint},
+            )
 
 
 def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

@@ -81,6 +81,33 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def snapshot(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connection]:
+    """A transaction for reads only that sees the store as it was at one moment: its first read
+    on SQLite (a deferred BEGIN), its start on PostgreSQL (REPEATABLE READ, READ ONLY). For work
+    done beside a writer and checked against what it read before it is written. `cache_mib`:
+    SQLite's page cache for it, as for `writing`."""
+    with store_errors(engine), engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
+            return
+        driver = conn.connection.driver_connection
+        cache_mib = cache_mib if driver is not None else None
+        if cache_mib and driver is not None:
+            driver.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
+        try:
+            with conn.begin():
+                conn.exec_driver_sql("BEGIN")
+                yield conn
+        finally:
+            if cache_mib and driver is not None:  # the pages beyond the usual cache are freed
+                with suppress(conn.dialect.loaded_dbapi.Error):
+                    driver.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+
 def xact_lock(conn: Connection, name: str) -> None:
     """Serialize the rest of this transaction with others taking the same lock (PostgreSQL: an
     advisory lock released at commit; SQLite: `writing` already holds the one write lock)."""

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from govdb import Actor, GovDB
 from govdb.demo import make_hall_events, make_people
-from govdb.promote import _checks, _checks_in_python
+from govdb.promote.reads import _checks_in_python, check_chains
 from govdb.store.events import Proposal
 from govdb.store.master import FieldHistory
 
@@ -72,7 +72,7 @@ def _canonical(value: Any) -> str:
 
 
 def _built(conn: Any, ids: list[str]) -> dict[str, str]:
-    return {p: _canonical(json.loads(c)) for p, c in _checks(conn, ids).items()}
+    return {p: _canonical(json.loads(c)) for p, c in check_chains(conn, ids).items()}
 
 
 def test_check_chains_say_what_the_decisions_say_however_they_were_stored(db: GovDB, tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_check_chains_say_what_the_decisions_say_however_they_were_stored(db: Go
     assert len(ids) > 10
     with db.events.begin() as conn:
         assert _built(conn, ids) == _reference(conn, ids)
-        chains = {p: json.loads(c) for p, c in _checks(conn, ids).items()}
+        chains = {p: json.loads(c) for p, c in check_chains(conn, ids).items()}
         assert any(c["amendments"] == {"name": "王芳"} for chain in chains.values() for c in chain)
         assert all(c["at"].endswith("+00:00") for chain in chains.values() for c in chain)
         if conn.dialect.name == "sqlite":
@@ -103,7 +103,7 @@ def test_check_chains_say_what_the_decisions_say_however_they_were_stored(db: Go
                     text(f"UPDATE decision SET {column} = :v WHERE id = :id"), {"v": value, "id": row_id}
                 )
             assert _built(conn, ids) == _reference(conn, ids)
-            chains = {p: json.loads(c) for p, c in _checks(conn, ids).items()}
+            chains = {p: json.loads(c) for p, c in check_chains(conn, ids).items()}
             values = [c for chain in chains.values() for c in chain]
             assert {"2026-11-20T08:00:00+00:00", "2026-11-20T08:00:01+00:00"} <= {c["at"] for c in values}
             assert any(
@@ -118,7 +118,7 @@ def test_check_chains_say_what_the_decisions_say_however_they_were_stored(db: Go
                     {"v": impossible, "id": rows[-1]},
                 )
                 with pytest.raises(ValueError):
-                    _checks(conn, ids)
+                    check_chains(conn, ids)
 
 
 def test_a_promoted_value_keeps_its_proposals_chain(db: GovDB, tmp_path: Path) -> None:

@@ -132,19 +132,43 @@ class SecondProcess:
         return rest[0] if len(rest) == 1 else rest
 
     def _send(self, message: tuple[Any, ...]) -> None:
+        """Send a message; a process that takes none of it for the silence limit (stopped or
+        frozen while the pipe is full) is stopped as hung, as one that answers nothing is."""
         try:
-            pickle.dump(message, self._child.stdin, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[arg-type]
-            self._child.stdin.flush()  # type: ignore[union-attr]
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # the run stops: half sent
+            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise self._stopped_error(
                 f"could not be sent its {message[0]!r} ({type(exc).__name__}: {exc})"
             ) from None
-        except (BrokenPipeError, OSError):
+        failed: list[BaseException] = []
+        sent = threading.Event()
+
+        def write() -> None:
+            try:
+                self._child.stdin.write(payload)  # type: ignore[union-attr]
+                self._child.stdin.flush()  # type: ignore[union-attr]
+            except BaseException as exc:  # handed to the caller below
+                failed.append(exc)
+            finally:
+                sent.set()
+
+        threading.Thread(target=write, daemon=True).start()
+        limit = self._silence()
+        if not sent.wait(limit):
+            self._child.kill()
+            self._child.wait()
+            raise self._stopped_error(
+                f"took nothing it was sent for {limit:g} s and was stopped as hung "
+                f"({self._setting} sets how long to wait)"
+            )
+        if failed and isinstance(failed[0], OSError):  # a broken pipe: it exited
             code = self._child.wait()
             while (reply := self._replies.get()) is not None:  # it may have said why first
                 if reply[0] == "error":
                     raise reply[1] from None
             raise self._stopped_error(f"stopped (exit status {code})") from None
+        if failed:
+            raise failed[0]
 
     def close(self) -> None:
         """Let the second process finish and exit; killed if it does not within a few seconds."""

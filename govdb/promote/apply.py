@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Connection, select
 
+from govdb.base.clock import utcnow
 from govdb.link.online import Rekeying, link_keys_current, rekey_prepared, write_keys
 from govdb.link.reads import MASTER_COLUMNS
 from govdb.promote.entities import attach_places
@@ -29,10 +30,11 @@ from govdb.promote.storable import missing_entity, unstorable
 from govdb.promote.survivorship import Chunk, PromoteReport
 from govdb.rulebook.loader import Rulebook
 from govdb.store.bulk import among, driver_fetch, fetch_among, id_chunks
-from govdb.store.master import MasterChange, Promotion
+from govdb.store.master import LinkKeyRules, MasterChange, Promotion
 
 PROMOTION = Promotion.__table__  # type: ignore[attr-defined]
 CHANGE = MasterChange.__table__  # type: ignore[attr-defined]
+KEYED = LinkKeyRules.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -46,8 +48,9 @@ class ChunkWork:
     work: Chunk | None = None  # None: nothing to write
     keys: Rekeying | None = None  # None: master's keys follow other rules (left for a later refresh)
     keys_current: bool = False
+    keyed: tuple[Any, ...] = ()  # master's record of its keys (rules, county hint, when keyed)
     head: int = 0  # the change feed's head when master was read
-    read: set[tuple[str, str]] = field(default_factory=set)  # the entities read (kind, id)
+    read: set[tuple[str, str]] = field(default_factory=set)  # the entities read or sought (kind, id)
     new_numbers: list[str] = field(default_factory=list)  # ID numbers of the people it creates
     new_credentials: list[tuple[str, str]] = field(default_factory=list)  # (kind, number) it creates
     new_entities: bool = False  # it creates enterprises or places
@@ -56,7 +59,12 @@ class ChunkWork:
     def still_holds(self, conn: Connection, rules: Rulebook) -> bool:
         """Whether master, as this writing transaction sees it, is still what this work was worked
         out from (the module's docstring says what is checked and why)."""
-        if link_keys_current(conn, rules.matching["person"]) != self.keys_current:
+        # Keys written again since (other rules, another county's hint, or the same again)
+        # would not be what this work's key changes were worked out against.
+        if (
+            _keyed(conn) != self.keyed
+            or link_keys_current(conn, rules.matching["person"]) != self.keys_current
+        ):
             return False
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         since = f"SELECT entity_kind, entity_id FROM {CHANGE.name} WHERE seq > {mark}"
@@ -74,6 +82,16 @@ class ChunkWork:
             return False
         # Keys written since for people who had none (a refresh of the keyless after a load).
         return not fetch_among(conn, "SELECT person_id FROM linkkey WHERE {among}", "person_id", self.keyless)
+
+
+def _keyed(conn: Connection) -> tuple[Any, ...]:
+    """Master's record of the rules, county hint and time its people's keys were written with."""
+    row = conn.execute(
+        select(KEYED.c.fingerprint, KEYED.c.address_hint, KEYED.c.keyed_at).where(
+            KEYED.c.entity_kind == "person"
+        )
+    ).first()
+    return tuple(row) if row is not None else ()
 
 
 def feed_head(conn: Connection) -> int:
@@ -108,14 +126,26 @@ def work_out(
     report.completed_after_crash += len(already)
     aside = {p["proposal_id"]: why for p in fresh if (why := unstorable(p)) is not None}
     fresh = _without(fresh, aside, report)
-    keys_current = link_keys_current(conn, rules.matching["person"])
+    keys_current, keyed = link_keys_current(conn, rules.matching["person"]), _keyed(conn)
     if not fresh:
         return ChunkWork(
-            proposals, aside, _payloads(approved, aside), report, keys_current=keys_current, head=head
+            proposals,
+            aside,
+            _payloads(approved, aside),
+            report,
+            keys_current=keys_current,
+            keyed=keyed,
+            head=head,
         )
     work = Chunk(rules, report, fingerprint)
     work.read(conn, fresh)
-    read = {("person", p) for p in work.people}
+    # What it read, and what its proposals name that master did not hold (a person reverted, then
+    # loaded again under the same id, must not stay set aside). A credential's proposal names its
+    # holder.
+    read = {
+        ("person" if p["entity_kind"] == "credential" else p["entity_kind"], p["entity_id"]) for p in fresh
+    }
+    read |= {("person", p) for p in work.people}
     read |= {("credential", c["credential_id"]) for c in work.credentials.values()}
     read |= {(kind, e) for kind, entities in work.entities.items() for e in entities}
     # Against master as this transaction reads it: a person reverted since approval.
@@ -130,6 +160,7 @@ def work_out(
             _payloads(approved, aside),
             report,
             keys_current=keys_current,
+            keyed=keyed,
             head=head,
             read=read,
         )
@@ -173,15 +204,16 @@ def work_out(
         aside,
         _payloads(approved, aside),
         report,
-        work,
-        keys,
-        keys_current,
-        head,
-        read,
-        created,
-        credentials,
-        entities,
-        keyless,
+        work=work,
+        keys=keys,
+        keys_current=keys_current,
+        keyed=keyed,
+        head=head,
+        read=read,
+        new_numbers=created,
+        new_credentials=credentials,
+        new_entities=entities,
+        keyless=keyless,
     )
 
 
@@ -195,6 +227,7 @@ def write_out(conn: Connection, worked: ChunkWork) -> None:
     work = worked.work
     if work is None:
         return
+    work.stamp(utcnow())
     if worked.keys is not None:
         added, features, gone, _ = worked.keys
         write_keys(conn, added, features, gone=gone, replace=True)

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from govdb.base import second_process
-from govdb.base.second_process import SecondProcess, sendable, silence_limit, wanted
+from govdb.base.second_process import SecondProcess, silence_limit, wanted
 from govdb.errors import GovdbError
 from govdb.promote.apply import ChunkWork
 from govdb.promote.reads import ChunkRead
@@ -117,8 +117,8 @@ def _serve(requests: queue.Queue[Any], reply: Callable[[tuple[Any, ...]], None])
                     del read, worked  # not held while the next chunk is worked out
                 else:
                     raise GovdbError(f"promote's planning process was sent {kind!r}")
-            except Exception as exc:  # handed to the caller, which raises it
-                reply(("error", sendable(exc, _stopped)))
+            except Exception as exc:  # handed to the caller, which raises it, saying where it failed
+                reply(("error", _stopped(f"failed: {type(exc).__name__}: {exc}")))
                 return  # the caller stops at this error; nothing after it is wanted
     for engine in stores or ():
         engine.dispose()

@@ -170,6 +170,18 @@ class Chunk(EntityWork):
         self.by_id_number, self.credentials = {}, {}
         self.rules = self.survivorship = self.report = None  # type: ignore[assignment]
 
+    def stamp(self, now: dt.datetime) -> None:
+        """Record time is when the chunk is written, not when it was worked out: a chunk worked
+        out ahead is written after the chunks before it, and its rows must not say otherwise."""
+        self.now = now
+        if self.history_table is not None:
+            closed = pl.col("closed_at")
+            self.history_table = self.history_table.with_columns(
+                pl.when(closed.is_null()).then(closed).otherwise(pl.lit(now, pl.Datetime("us", "UTC")))
+            )
+        for row in (*self.conflicts, *self.new_credentials.values()):
+            row["created_at"] = now
+
     # --- reads ---------------------------------------------------------------------------
 
     def read(self, conn: Connection, proposals: list[dict[str, Any]]) -> None:

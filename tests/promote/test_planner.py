@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, text
 
 import govdb.promote
-from govdb import GovDB
+from govdb import Actor, GovDB
 from govdb.base.clock import utcnow
 from govdb.correct._writes import feed, supersede
 from govdb.demo import CDPF_HEADER, make_people, write_csv
@@ -33,6 +33,7 @@ from govdb.store.master import FieldHistory, Person, Promotion
 
 from ..conftest import TODAY, open_backend
 from .test_chunks import _approve, _approved_county, _completed_by_the_next_run, _queue, _stores
+from .test_order_and_recovery import _hall
 
 
 class _Counted(ChunkPlanner):
@@ -100,9 +101,18 @@ def test_the_next_chunk_is_worked_out_in_a_second_process_and_master_ends_the_sa
     plan = govdb.promote._chunk_plan(db.events, db.master)
     monkeypatch.setattr(govdb.promote, "ChunkPlanner", _Counted)
     _Counted.made.clear()
+    original = govdb.promote._promote_chunk
+
+    def first_late(*args: Any) -> Any:  # the next chunks are worked out before the first is
+        if args[7] is None:
+            time.sleep(1.5)
+        return original(*args)
+
+    monkeypatch.setattr(govdb.promote, "_promote_chunk", first_late)
 
     report = db.promote()
 
+    monkeypatch.setattr(govdb.promote, "_promote_chunk", original)
     (planner,) = _Counted.made
     # Every chunk after the first was sent there, each before the chunk before it was written,
     # worked out there and written as worked out.
@@ -113,6 +123,21 @@ def test_the_next_chunk_is_worked_out_in_a_second_process_and_master_ends_the_sa
     applied, states = _stores(db)
     assert applied == len(queue) and {states[p] for p in queue} == {"promoted"}
     with_planner = _master(db)
+    # Record time follows the order chunks were written in, not the order they were worked out
+    # in (the first chunk is worked out here, after the planning process began the next ones).
+    with db.master.connect() as conn:
+        recorded = (
+            conn.execute(
+                select(FieldHistory.recorded_at)
+                .where(FieldHistory.proposal_id.is_not(None))
+                .order_by(FieldHistory.id)
+            )
+            .scalars()
+            .all()
+        )
+        applied_at = conn.execute(select(Promotion.applied_at).order_by(Promotion.applied_at)).scalars().all()
+    assert recorded == sorted(recorded) and set(recorded) <= set(applied_at)
+    assert len(set(applied_at)) == len(plan)  # one time per chunk, each when it was written
 
     # The same county again, worked out in this process alone.
     monkeypatch.setenv("GOVDB_PROMOTE_PROCESS", "0")
@@ -310,6 +335,20 @@ def _worked(db: GovDB, ids: list[str]) -> ChunkWork:
         return work_out(conn, db.rules, *read, db.rules.fingerprint(), TODAY)
 
 
+def _cdpf(db: GovDB, path: Path, holder: dict[str, Any], number: str) -> None:
+    """A disability certificate for `holder`, from the federation's file, processed."""
+    row = ["CDPF1", holder["name"], holder["id_number"], number, "肢体", "一级", f"{TODAY:%Y-%m-%d}"]
+    write_csv(path, CDPF_HEADER, [row], "utf-8-sig")
+    db.ingest(
+        path,
+        source="cdpf",
+        service_code="cdpf.disability_certificate",
+        key_column="记录编号",
+        occurred_at_column="办证日期",
+    )
+    db.process(today=TODAY)
+
+
 def _holds(db: GovDB, worked: ChunkWork) -> bool:
     with writing(db.master) as conn:
         return worked.still_holds(conn, db.rules)
@@ -353,20 +392,7 @@ def test_work_does_not_hold_once_a_credential_it_creates_is_there(db: GovDB, tmp
     db.load_people(register, source="public_security")
     holder = register.row(0, named=True)
     number = holder["id_number"] + "11"
-    write_csv(
-        tmp_path / "c.csv",
-        CDPF_HEADER,
-        [["CDPF1", holder["name"], holder["id_number"], number, "肢体", "一级", f"{TODAY:%Y-%m-%d}"]],
-        "utf-8-sig",
-    )
-    db.ingest(
-        tmp_path / "c.csv",
-        source="cdpf",
-        service_code="cdpf.disability_certificate",
-        key_column="记录编号",
-        occurred_at_column="办证日期",
-    )
-    db.process(today=TODAY)
+    _cdpf(db, tmp_path / "c.csv", holder, number)
     _approve(db)
     with db.events.connect() as conn:
         queue = _queue(conn, "approved")
@@ -381,4 +407,62 @@ def test_work_does_not_hold_once_a_credential_it_creates_is_there(db: GovDB, tmp
             ),
             {"p": person, "n": number},
         )
+    assert not _holds(db, worked)
+
+
+def test_work_does_not_hold_once_a_person_it_found_gone_is_loaded_again(db: GovDB, tmp_path: Path) -> None:
+    """A certificate claim on a person whose registration was reverted is set aside by the work
+    (nobody to hold it); the register loaded again meanwhile, with that person's id, puts them
+    back: the feed names them, so the claim is worked out again and promoted, as in one process."""
+    register = make_people(20, seed=5, today=TODAY)
+    db.load_people(register.slice(1), source="public_security")
+    newcomer = register.row(0, named=True)
+    _hall(db, tmp_path / "reg.csv", "R1", newcomer, "13700000001", f"{TODAY:%Y-%m-%d} 09:00")
+    _approve(db)
+    assert db.promote().people_created == 1
+    with db.master.connect() as conn:
+        person, registration = conn.execute(
+            text("SELECT entity_id, proposal_id FROM promotion WHERE entity_kind = 'person'")
+        ).one()
+    number = newcomer["id_number"] + "11"
+    _cdpf(db, tmp_path / "c.csv", newcomer, number)
+    _approve(db)
+    with db.events.connect() as conn:
+        (claim,) = _queue(conn, "approved")
+    db.revert(registration, actor=Actor("sun", "department:data_bureau:440605"), reason="wrong person")
+    worked = _worked(db, [claim])
+    assert list(worked.aside) == [claim] and _holds(db, worked)
+    row = {k: newcomer[k] for k in ("id_number", "name", "gender", "birth_date", "phone", "address")}
+    db.load_people(
+        pl.DataFrame([{**row, "division_code": newcomer["division_code"], "person_id": person}]),
+        source="public_security",
+    )
+    assert not _holds(db, worked)
+
+
+def test_a_planning_process_that_takes_nothing_it_is_sent_is_stopped_as_hung(
+    tmp_path: Path, rules: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frozen while the pipe is full, it would block the writer's send for ever: the send waits
+    the silence limit too."""
+    monkeypatch.setenv("GOVDB_PROMOTE_TIMEOUT", "1.5")
+    with GovDB.open(tmp_path / "home", rules=rules) as db:
+        planner = ChunkPlanner(db.events, db.master, rules, rules.fingerprint())
+        with planner:
+            os.kill(planner._child.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            many = [f"{n:036d}" for n in range(100_000)]  # megabytes: more than a pipe holds
+            with pytest.raises(PromotePlannerError, match=r"took nothing it was sent for 1.5 s"):
+                planner.submit(many, TODAY)
+            assert 1.4 < time.monotonic() - started < 60
+        assert planner._child.poll() is not None
+
+
+def test_work_does_not_hold_once_master_s_keys_are_written_again(db: GovDB, tmp_path: Path) -> None:
+    """Serving a second county between planning and writing keys everyone again without a county
+    hint: the work's key changes were worked out against the keys as they were."""
+    queue = _approved_county(db, tmp_path)
+    worked = _worked(db, queue)
+    assert worked.keys is not None and _holds(db, worked)
+    db.serve_district("440604")  # 禅城区 too
     assert not _holds(db, worked)

@@ -127,16 +127,15 @@ def work_out(
     aside = {p["proposal_id"]: why for p in fresh if (why := unstorable(p)) is not None}
     fresh = _without(fresh, aside, report)
     keys_current, keyed = link_keys_current(conn, rules.matching["person"]), _keyed(conn)
-    if not fresh:
+
+    def nothing_to_write(read: set[tuple[str, str]]) -> ChunkWork:
+        payloads = _payloads(approved, aside)
         return ChunkWork(
-            proposals,
-            aside,
-            _payloads(approved, aside),
-            report,
-            keys_current=keys_current,
-            keyed=keyed,
-            head=head,
+            proposals, aside, payloads, report, keys_current=keys_current, keyed=keyed, head=head, read=read
         )
+
+    if not fresh:
+        return nothing_to_write(set())
     work = Chunk(rules, report, fingerprint)
     work.read(conn, fresh)
     # What it read, and what its proposals name that master did not hold (a person reverted, then
@@ -154,16 +153,7 @@ def work_out(
     aside |= gone
     fresh = _without(fresh, gone, report)
     if not fresh:
-        return ChunkWork(
-            proposals,
-            aside,
-            _payloads(approved, aside),
-            report,
-            keys_current=keys_current,
-            keyed=keyed,
-            head=head,
-            read=read,
-        )
+        return nothing_to_write(read)
 
     # A value holds from its event's date, never from a date still to come (a mistyped 2099
     # would otherwise outrank every real change after it). The chunk is applied in valid-time

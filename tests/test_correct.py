@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from govdb import AccessDeniedError, Actor, GovDB, JurisdictionError, NotFoundError
 from govdb.demo import COUNTY, make_people
 from govdb.errors import StateError
-from govdb.link.online import prepare_keys
+from govdb.link.keys import prepare_keys
 from govdb.link.reads import read_people
 from govdb.store.events import Event, Proposal
 from govdb.store.master import Conflict, FieldHistory, Issuance, Person, Promotion, served_county

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, func, select, text
 
 from govdb import GovDB
 from govdb.demo import make_people
-from govdb.link.online import refresh_link_keys
+from govdb.link.keys import refresh_link_keys
 from govdb.link.reads import read_features
 from govdb.load import bulk_load_people, new_person_ids
 from govdb.store.master import BulkLoad, FieldHistory, LinkFeatures, LinkKey, MasterChange, Person
@@ -128,7 +128,7 @@ def test_keys_prepared_in_slices_are_those_prepared_at_once(
     """A load prepares its people's keys a slice at a time (its memory); keys and features must
     be those of all the people at once, in the primary keys' order, whatever order they came in."""
     from govdb.link import loadkeys
-    from govdb.link.online import prepare_keys
+    from govdb.link.keys import prepare_keys
 
     register = make_people(50, seed=35, today=TODAY)
     people = register.with_columns(new_person_ids(register.height)).reverse()  # not in id order

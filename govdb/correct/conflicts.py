@@ -25,7 +25,7 @@ from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import local_today, utcnow
 from govdb.correct._writes import Where, actor_text, entity_table, feed, locate, supersede
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
-from govdb.link.online import refresh_link_keys, rekey_people
+from govdb.link.keys import refresh_link_keys, rekey_people
 from govdb.link.reads import read_people
 from govdb.rulebook.loader import Rulebook
 from govdb.store.locks import job_lock, writing, xact_lock

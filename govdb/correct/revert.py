@@ -33,7 +33,7 @@ from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import utcnow
 from govdb.correct._writes import HISTORY, actor_text, entity_table, feed, locate, set_entity_field
 from govdb.errors import AccessDeniedError, NotFoundError, StateError
-from govdb.link.online import refresh_link_keys, rekey_people
+from govdb.link.keys import refresh_link_keys, rekey_people
 from govdb.link.reads import read_people
 from govdb.promote import mark_held
 from govdb.rulebook.loader import Rulebook

@@ -16,20 +16,14 @@ from typing import TypeVar
 import polars as pl
 from sqlalchemy import Connection, Engine, func, select
 
-from govdb.link.online import (
-    ensure_link_keys,
-    link_keys_current,
-    prepare_keys,
-    refresh_link_keys,
-    write_keys,
-)
+from govdb.link.keys import ensure_link_keys, link_keys_current, prepare_keys, refresh_link_keys, write_keys
 from govdb.link.reads import MASTER_COLUMNS
 from govdb.rulebook.models import MatchingRules
 from govdb.store.locks import xact_lock
 from govdb.store.master import LinkFeatures, Person, served_county
 
 T = TypeVar("T")
-Prepared = tuple[pl.DataFrame, pl.DataFrame]  # keys, features (online.prepare_keys)
+Prepared = tuple[pl.DataFrame, pl.DataFrame]  # keys, features (keys.prepare_keys)
 PREPARE_SLICE = 250_000  # people prepared at once
 
 

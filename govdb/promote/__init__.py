@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from govdb.base.clock import utcnow
 from govdb.base.collector import bulk_collection
-from govdb.link.online import refresh_link_keys
+from govdb.link.keys import refresh_link_keys
 from govdb.promote.apply import ChunkWork, work_out, write_out
 from govdb.promote.planner import ChunkPlanner
 from govdb.promote.reads import ChunkRead, check_chains, event_dates, read_chunk

@@ -23,7 +23,7 @@ import polars as pl
 from sqlalchemy import Connection, select
 
 from govdb.base.clock import utcnow
-from govdb.link.online import Rekeying, link_keys_current, rekey_prepared, write_keys
+from govdb.link.keys import Rekeying, link_keys_current, rekey_prepared, write_keys
 from govdb.link.reads import MASTER_COLUMNS
 from govdb.promote.entities import attach_places
 from govdb.promote.storable import missing_entity, unstorable

@@ -46,8 +46,9 @@ class Person(MasterModel, table=True):
 
 class LinkKey(MasterModel, table=True):
     """A blocking key of a master person ("surname_pinyin+birth_date=zhang|1990-01-02"), indexed so
-    one incoming record finds its candidates without scanning master (see govdb.link.online).
-    Clustered by its primary key on SQLite (master_0011): two B-trees per key, not three."""
+    one incoming record finds its candidates without scanning master (written by govdb.link.keys,
+    read by govdb.link.online). Clustered by its primary key on SQLite (master_0011): two B-trees
+    per key, not three."""
 
     __table_args__ = {"sqlite_with_rowid": False}
 

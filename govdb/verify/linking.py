@@ -13,8 +13,9 @@ import polars as pl
 from sqlalchemy import Connection, Engine, select
 
 from govdb.link.features import PERSON_FIELDS
+from govdb.link.keys import ensure_link_keys
 from govdb.link.model import LinkModel
-from govdb.link.online import LINK_COLUMNS, LinkResult, ensure_link_keys, link_against_master, linked_frames
+from govdb.link.online import LINK_COLUMNS, LinkResult, link_against_master, linked_frames
 from govdb.link.reads import FeatureCache, read_people
 from govdb.link.worker import LinkWorker
 from govdb.rulebook.loader import Rulebook

@@ -26,8 +26,9 @@ from sqlmodel import Session
 from govdb import validate as validate_stage
 from govdb.base.clock import utcnow
 from govdb.base.collector import bulk_collection
+from govdb.link.keys import ensure_link_keys
 from govdb.link.model import LinkModel
-from govdb.link.online import LinkResult, ensure_link_keys
+from govdb.link.online import LinkResult
 from govdb.link.reads import FeatureCache
 from govdb.link.worker import LinkWorker
 from govdb.rulebook.loader import Rulebook

@@ -18,7 +18,7 @@ from govdb.demo import make_people
 from govdb.errors import RulesChangedError
 from govdb.link import link_frames, read_people
 from govdb.link.blocking import rule_name
-from govdb.link.online import ensure_link_keys, key_rules_fingerprint, key_unrecorded_store, link_keys_current
+from govdb.link.keys import ensure_link_keys, key_rules_fingerprint, key_unrecorded_store, link_keys_current
 from govdb.link.reads import feature_rows, person_rows, read_features
 from govdb.link.stored import default_model
 from govdb.rulebook import Rulebook

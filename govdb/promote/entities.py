@@ -11,11 +11,11 @@ enterprises reference the master building at their standardized address (`attach
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from govdb.base.ids import ClusteredIds
 from govdb.store.bulk import among, id_chunks, insert_rows
 from govdb.store.master import Enterprise, Person, Place
 
@@ -55,11 +55,12 @@ def place_key(row: dict[str, Any]) -> tuple[str, str, str]:
 
 class EntityWork:
     """Enterprise and place state of a promotion chunk; `Chunk` supplies `_set`, `_conflict`,
-    `current`, `rules`, `report` and `now`."""
+    `current`, `rules`, `report`, `now` and `new_id`."""
 
     if TYPE_CHECKING:
         report: PromoteReport
         now: dt.datetime
+        new_id: ClusteredIds
         current: dict[tuple[str, str, str], _Current]
         rules: Any
 
@@ -137,7 +138,7 @@ class EntityWork:
             entity_id = self.by_place.get(place_key(payload))
             compare_only = entity_id is not None
         if entity_id is None:
-            entity_id = ("E" if kind == "enterprise" else "L") + uuid.uuid4().hex[:15].upper()
+            entity_id = self.new_id("E" if kind == "enterprise" else "L")
             row = {key: entity_id, **dict.fromkeys(columns), **payload}
             self._entity_row(kind, row)
             self.new_entities[kind][entity_id] = row

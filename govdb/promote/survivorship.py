@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ import polars as pl
 from sqlalchemy import Connection, bindparam, select, update
 
 from govdb.base.clock import utcnow
+from govdb.base.ids import ClusteredIds
 from govdb.errors import StateError
 from govdb.promote.entities import EntityWork
 from govdb.rulebook.loader import Rulebook
@@ -127,6 +127,7 @@ class Chunk(EntityWork):
         self.person_updates: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
         self.credential_updates: list[tuple[str, dict[str, Any]]] = []
         self.now = utcnow()
+        self.new_id = ClusteredIds()  # the ids of what it creates, together in master's indexes
         self._init_entities()
 
     def seal(self) -> None:
@@ -366,7 +367,7 @@ class Chunk(EntityWork):
         if person_id is None and payload.get("id_number"):
             person_id = self.by_id_number.get(payload["id_number"])
         if person_id is None:
-            person_id = f"P{uuid.uuid4().hex[:15].upper()}"
+            person_id = self.new_id("P")
             row = {"person_id": person_id, **dict.fromkeys(PERSON_COLUMNS)}
             row.update({k: _to_column(k, v) for k, v in payload.items()})
             self._person_row(row)
@@ -411,7 +412,7 @@ class Chunk(EntityWork):
         existing = self.credentials.get(key)
         if existing is None:
             existing = {
-                "credential_id": f"C{uuid.uuid4().hex[:15].upper()}",
+                "credential_id": self.new_id("C"),
                 "person_id": proposal["entity_id"] or "",
                 "kind": payload["kind"],
                 "number": payload["number"],

@@ -26,6 +26,7 @@ from sqlmodel import Session
 from govdb.access.guard import Attempt, AuditContext, Outcome, guarded_read
 from govdb.base.actors import Actor, ResolvedActor
 from govdb.base.clock import utcnow
+from govdb.base.ids import ClusteredIds
 from govdb.errors import AccessDeniedError, JurisdictionError, NotFoundError, StateError
 from govdb.rulebook.loader import Rulebook
 from govdb.rulebook.models import ProgrammeRules, blocks_of
@@ -198,6 +199,7 @@ def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) 
                 }
             ],
         )
+        new_id = ClusteredIds()  # the cards' ids together in the credential table's index
         for r in mine:
             checks = [
                 {
@@ -209,7 +211,7 @@ def record_issued_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) 
                     "issuance_id": r["issuance_id"],
                 }
             ]
-            credential_id = f"C{uuid.uuid4().hex[:15].upper()}"
+            credential_id = new_id("C")
             number = f"{r['cycle'].replace('-', '').upper()}-{r['issuance_id']:010d}"
             attributes = {"programme": r["programme"], "cycle": r["cycle"], "issuance_id": r["issuance_id"]}
             credentials.append(

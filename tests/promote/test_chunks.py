@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -246,6 +247,44 @@ def test_a_run_plans_chunks_of_neighbouring_entities_each_entity_in_one_chunk(
     assert [phones[p] for p in register.slice(20, 3).get_column("id_number")] == [
         f"1390000000{n}" for n in range(3)
     ]
+
+
+def test_the_people_a_chunk_creates_get_ids_in_one_stretch_in_the_order_created(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New people's ids ascend from a stretch drawn for their chunk, so their rows, features and
+    lineage sit together in master's indexes; another chunk draws another stretch."""
+    queue = _approved_county(db, tmp_path)
+    with db.events.connect() as conn:
+        new = conn.execute(
+            select(func.count()).where(PROPOSAL.c.proposal_id.in_(queue), PROPOSAL.c.entity_id.is_(None))
+        ).scalar_one()
+    monkeypatch.setattr(govdb.promote, "CHUNK", new // 2)  # the newcomers in two chunks or more
+    db.promote()
+    loaded = make_people(60, seed=5, today=TODAY).slice(10).get_column("id_number").to_list()
+    with db.master.connect() as conn:
+        ids = list(conn.execute(select(Person.person_id).where(Person.id_number.not_in(loaded))).scalars())
+    assert len(ids) >= 4 and all(re.fullmatch(r"P[0-9A-F]{15}", i) for i in ids)
+    stretches: dict[str, list[int]] = {}
+    for i in ids:
+        stretches.setdefault(i[:10], []).append(int(i[10:], 16))
+    assert 2 <= len(stretches) <= len(ids) // 2  # each chunk's newcomers share one stretch
+    for counted in stretches.values():
+        assert sorted(counted) == list(range(min(counted), min(counted) + len(counted)))
+
+
+def test_clustered_ids_ascend_within_a_stretch_and_draw_another_when_it_is_used_up() -> None:
+    from govdb.base.ids import ClusteredIds
+
+    ids = ClusteredIds()
+    drawn = [ids("P") for _ in range(1000)]
+    assert drawn == sorted(drawn) and len(set(drawn)) == 1000
+    assert {d[:10] for d in drawn} == {drawn[0][:10]}
+    assert ClusteredIds()("P")[:10] != drawn[0][:10]  # another job, another stretch (odds 2**-36)
+    ids._count = 1 << 24  # the stretch used up
+    after = ids("E")
+    assert re.fullmatch(r"E[0-9A-F]{15}", after) and after[1:10] != drawn[0][1:10]
+    assert int(after[10:], 16) == 0
 
 
 def test_a_time_no_ingest_writes_holds_back_only_the_chunk_of_its_event(

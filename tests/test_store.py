@@ -919,6 +919,41 @@ def test_a_bulk_insert_binds_times_of_the_frame_as_text_in_every_slice(
     assert got == at
 
 
+def test_a_bulk_insert_stores_a_categorical_column_as_its_text(db: GovDB) -> None:
+    """Promote's lineage frames hold each proposal's check chain once (categorical): every store
+    gets the text of each row's value, as from a plain string column."""
+    import datetime as dt
+
+    import polars as pl
+    from sqlalchemy import select, text
+
+    from govdb.store import bulk
+    from govdb.store.events import Quarantine
+
+    table = Quarantine.__table__  # type: ignore[attr-defined]
+    chains = [f'[{{"level": "村", "n": {i % 3}}}]' for i in range(10)]
+    rows = pl.DataFrame(
+        {
+            "line": list(range(10)),
+            "file_sha256": pl.Series(["a" * 64] * 10, dtype=pl.Categorical),
+            "raw_text": pl.Series(chains, dtype=pl.Categorical),
+            "reason": ["r"] * 10,
+        }
+    )
+    with db.events.begin() as conn:
+        constants = {
+            "batch_id": "b1",
+            "source_system": "hall",
+            "received_at": dt.datetime(2026, 12, 5, tzinfo=dt.UTC),
+        }
+        bulk.insert_frame(conn, table, rows, constants)
+    with db.events.connect() as conn:
+        got = conn.execute(select(table.c.raw_text, table.c.file_sha256).order_by(table.c.line)).all()
+        if conn.dialect.name == "sqlite":
+            assert conn.execute(text("SELECT DISTINCT typeof(raw_text) FROM quarantine")).all() == [("text",)]
+    assert got == [(c, "a" * 64) for c in chains]
+
+
 def test_job_locks_belong_to_one_store_not_to_the_whole_postgres_database(db: GovDB, tmp_path: Path) -> None:
     """PostgreSQL's advisory locks are the database's: a second store in another schema of it
     takes its own `promote` and `link_keys` locks at once, while a second connection to the same

@@ -53,9 +53,12 @@ __all__ = ["PromoteReport", "lineage_source", "mark_held", "promote_approved", "
 # read and wrote less than half of that (benchmarks/RESULTS.md, issue 10). Such a chunk changes
 # about 43,000 pages (700 MB): at 512 MiB SQLite spilled them to the log before the commit and read
 # them back. At 1 GiB: 0.94 of the time, the peak 550 MB higher (2.9 GB); chunks of 30,000 at
-# 512 MiB were slower than 60,000 (RESULTS, 5 December).
+# 512 MiB were slower than 60,000 (RESULTS, 5 December). Since a chunk's newcomers take ids from
+# one stretch (base.ids.ClusteredIds) their chunks change far fewer pages, and the writing
+# process waits for the planning one on chunks of people: 512 MiB took the same time as 1 GiB,
+# with this process's peak 520 MB lower, the run's under 4 GB (RESULTS, 5 December, evening).
 CHUNK = 60_000
-CACHE_MIB = 1024
+CACHE_MIB = 512
 # Chunks the planning process works out ahead of the one being written (govdb.promote.planner).
 LOOKAHEAD = 2
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]

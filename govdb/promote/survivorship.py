@@ -523,7 +523,11 @@ class Chunk(EntityWork):
 
 def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Lineage rows as one frame for a bulk insert; each row's check chain is its proposal's JSON
-    text (`promote._checks`), shared, and its event ids are integers, written as json.dumps would."""
+    text (`promote._checks`), shared, and its event ids are integers, written as json.dumps would.
+
+    What each of a proposal's rows repeats (its check chain, id, events, source) is categorical:
+    held and pickled once per proposal, not once per field. A newcomer's chain was two thirds of
+    a chunk of newcomers crossing from the planning process (470 MB pickled for 60,000)."""
 
     def day(value: dt.date | None) -> str | None:
         return value.isoformat() if value is not None else None
@@ -544,20 +548,9 @@ def history_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
         },
         schema={
             "closed_at": pl.Datetime("us", "UTC"),
-            **{
-                c: pl.String
-                for c in (
-                    "entity_kind",
-                    "entity_id",
-                    "field",
-                    "value",
-                    "valid_from",
-                    "valid_to",
-                    "source",
-                    "proposal_id",
-                    "event_ids",
-                    "checks",
-                )
-            },
+            **dict.fromkeys(
+                ("entity_kind", "entity_id", "field", "value", "valid_from", "valid_to"), pl.String
+            ),
+            **dict.fromkeys(("source", "proposal_id", "event_ids", "checks"), pl.Categorical),
         },
     ).sort("entity_kind", "entity_id", "field", maintain_order=True)  # as the feed numbers them

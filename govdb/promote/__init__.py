@@ -54,7 +54,7 @@ __all__ = ["PromoteReport", "lineage_source", "mark_held", "promote_approved", "
 # about 43,000 pages (700 MB): at 512 MiB SQLite spilled them to the log before the commit and read
 # them back. At 1 GiB: 0.94 of the time, the peak 550 MB higher (2.9 GB); chunks of 30,000 at
 # 512 MiB were slower than 60,000 (RESULTS, 5 December). Since a chunk's newcomers take ids from
-# one stretch (base.ids.ClusteredIds) their chunks change far fewer pages, and the writing
+# one run (base.ids.ClusteredIds) their chunks change far fewer pages, and the writing
 # process waits for the planning one on chunks of people: 512 MiB took the same time as 1 GiB,
 # with this process's peak 520 MB lower, the run's under 4 GB (RESULTS, 5 December, evening).
 CHUNK = 60_000
@@ -84,7 +84,8 @@ def _chunk_plan(events: Engine, master: Engine) -> list[list[str]]:
 
     A load writes people, their features and their lineage in person id order, and master indexes
     them by it: a chunk of the queue touched nearly every page of those tables and indexes, a
-    chunk of neighbours a stretch of them (people promote creates are appended, at random ids)."""
+    chunk of neighbours a stretch of them (the people a chunk creates go in at one place, their
+    ids consecutive)."""
     with events.connect() as conn:
         rows = driver_rows(
             conn,

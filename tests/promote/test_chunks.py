@@ -249,11 +249,11 @@ def test_a_run_plans_chunks_of_neighbouring_entities_each_entity_in_one_chunk(
     ]
 
 
-def test_the_people_a_chunk_creates_get_ids_in_one_stretch_in_the_order_created(
+def test_the_people_a_chunk_creates_get_consecutive_ids_in_the_order_created(
     db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """New people's ids ascend from a stretch drawn for their chunk, so their rows, features and
-    lineage sit together in master's indexes; another chunk draws another stretch."""
+    """New people's ids count up from a start drawn for their chunk, so their rows, features and
+    lineage sit together in master's indexes; another chunk draws another start."""
     queue = _approved_county(db, tmp_path)
     with db.events.connect() as conn:
         new = conn.execute(
@@ -265,26 +265,28 @@ def test_the_people_a_chunk_creates_get_ids_in_one_stretch_in_the_order_created(
     with db.master.connect() as conn:
         ids = list(conn.execute(select(Person.person_id).where(Person.id_number.not_in(loaded))).scalars())
     assert len(ids) >= 4 and all(re.fullmatch(r"P[0-9A-F]{15}", i) for i in ids)
-    stretches: dict[str, list[int]] = {}
-    for i in ids:
-        stretches.setdefault(i[:10], []).append(int(i[10:], 16))
-    assert 2 <= len(stretches) <= len(ids) // 2  # each chunk's newcomers share one stretch
-    for counted in stretches.values():
-        assert sorted(counted) == list(range(min(counted), min(counted) + len(counted)))
+    runs: list[list[int]] = []  # the ids as numbers, in runs of consecutive ones
+    for value in sorted(int(i[1:], 16) for i in ids):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    assert 2 <= len(runs) <= len(ids) // 2  # each chunk's newcomers in one run (random ids: one each)
 
 
-def test_clustered_ids_ascend_within_a_stretch_and_draw_another_when_it_is_used_up() -> None:
+def test_clustered_ids_count_up_from_a_random_start_and_draw_another_when_the_span_is_used_up() -> None:
     from govdb.base.ids import ClusteredIds
 
     ids = ClusteredIds()
-    drawn = [ids("P") for _ in range(1000)]
-    assert drawn == sorted(drawn) and len(set(drawn)) == 1000
-    assert {d[:10] for d in drawn} == {drawn[0][:10]}
-    assert ClusteredIds()("P")[:10] != drawn[0][:10]  # another job, another stretch (odds 2**-36)
-    ids._count = 1 << 24  # the stretch used up
+    drawn = [int(ids("P")[1:], 16) for _ in range(1000)]
+    assert drawn == list(range(drawn[0], drawn[0] + 1000))
+    # A job of one id is one random id: 60 random bits, none stuck (a card delivered alone).
+    alone = [int(ClusteredIds()("C")[1:], 16) for _ in range(2000)]
+    assert len(set(alone)) == 2000 and all(v < 1 << 60 for v in alone)
+    assert {i for i in range(60) if len({v >> i & 1 for v in alone}) == 1} == set()
+    ids._count = ClusteredIds.SPAN  # the span used up: another start
     after = ids("E")
-    assert re.fullmatch(r"E[0-9A-F]{15}", after) and after[1:10] != drawn[0][1:10]
-    assert int(after[10:], 16) == 0
+    assert re.fullmatch(r"E[0-9A-F]{15}", after) and int(after[1:], 16) != drawn[0] + ClusteredIds.SPAN
 
 
 def test_a_time_no_ingest_writes_holds_back_only_the_chunk_of_its_event(

@@ -56,7 +56,7 @@ __all__ = ["PromoteReport", "lineage_source", "mark_held", "promote_approved", "
 # 512 MiB were slower than 60,000 (RESULTS, 5 December). Since a chunk's newcomers take ids from
 # one run (base.ids.ClusteredIds) their chunks change far fewer pages, and the writing
 # process waits for the planning one on chunks of people: 512 MiB took the same time as 1 GiB,
-# with this process's peak 520 MB lower, the run's under 4 GB (RESULTS, 5 December, evening).
+# with this process's peak 520 MB lower, the run's under 4 GB (RESULTS, 5 December, late morning).
 CHUNK = 60_000
 CACHE_MIB = 512
 # Chunks the planning process works out ahead of the one being written (govdb.promote.planner).

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from govdb.base.ids import ClusteredIds
 from govdb.store.bulk import among, id_chunks, insert_rows
 from govdb.store.master import Enterprise, Person, Place
 
 if TYPE_CHECKING:
+    from govdb.base.ids import ClusteredIds
     from govdb.promote.survivorship import PromoteReport, _Current
 
 ENTERPRISE = Enterprise.__table__  # type: ignore[attr-defined]

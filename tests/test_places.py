@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from sqlalchemy import Connection, text, update
 from sqlmodel import Session, col, select
 
 from govdb import Actor, GovDB
+from govdb.promote.entities import attach_places
 from govdb.standards.ids import make_id
 from govdb.standards.uscc import make_uscc
 from govdb.store.events import Proposal
@@ -103,6 +105,23 @@ def test_a_building_from_a_hall_file_is_referenced_by_people_and_enterprises(
         enterprise = ms.exec(select(Enterprise)).one()
         assert len(ms.exec(select(Place)).all()) == 1
     assert enterprise.place_id == place.place_id
+    # Attaching again rewrites no row whose building is already its place (PostgreSQL would
+    # write a new version of it and an entry in each of its indexes), and counts only changes.
+    with db.master.begin() as conn:
+        version = _row_version(conn, person.person_id)
+        assert attach_places(conn, [person.person_id], [enterprise.enterprise_id], [ADDRESS]) == 0
+        assert _row_version(conn, person.person_id) == version
+        conn.execute(update(Person.__table__).values(place_id=None))  # type: ignore[attr-defined]
+        assert attach_places(conn, [person.person_id], [], []) == 1
+    with Session(db.master) as ms:
+        assert ms.exec(select(Person)).one().place_id == place.place_id
+
+
+def _row_version(conn: Connection, person_id: str) -> object:
+    """PostgreSQL: the transaction that wrote the row's current version (SQLite: nothing to see)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return conn.execute(text("SELECT xmin::text FROM person WHERE person_id = :p"), {"p": person_id}).scalar()
 
 
 def test_a_road_is_named_and_renamed_by_the_street_and_civil_affairs(db: GovDB, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.sql.sqltypes import AutoString
 
 from govdb.api import GovDB
-from govdb.store.bulk import insert_rows, update_many
+from govdb.store.bulk import delete_many, insert_rows, update_many
 from govdb.store.states import TaskState, move
 
 WHEN = dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.UTC)
@@ -113,6 +113,26 @@ def test_update_many_with_a_key_twice_counts_each_statement_alike(db: GovDB, scr
         changed = update_many(conn, scratch, ["state"], ["id"], [("c", 1), ("d", "1")])
     assert changed == 2
     assert _rows(db, scratch)[0][2] == "d"
+
+
+def test_delete_many_deletes_exactly_the_rows_of_its_keys_on_both_backends(db: GovDB, scratch: Table) -> None:
+    """Composite keys, a key given twice, a key that names no row, a fraction where an integer key
+    goes and a key longer than its column: each row named is deleted once, nothing else is, and
+    the count is the rows deleted (PostgreSQL: one statement over arrays; SQLite: executemany)."""
+    with db.events.begin() as conn:
+        rows = [(i, r) for i in (1, 2, 3) for r in (0, 1)]
+        insert_rows(conn, scratch, [{"id": i, "round": r, "state": "open", "note": None, "day": None,
+                                     "at": None, "label": f"L{i}{r}"} for i, r in rows])  # fmt: skip
+    with db.events.begin() as conn:
+        deleted = delete_many(
+            conn, scratch, ("id", "round"), [(1, 0), (3, 1), (3, 1), (9, 9), (2.5, 0), ("2", 1)]
+        )
+    assert deleted == 3
+    assert [(r[0], r[1]) for r in _rows(db, scratch)] == [(1, 1), (2, 0), (3, 0)]
+    with db.events.begin() as conn:
+        assert delete_many(conn, scratch, ("label",), [("L11-longer",), ("L20",)]) == 1
+        assert delete_many(conn, scratch, ("label",), []) == 0
+    assert [(r[0], r[1]) for r in _rows(db, scratch)] == [(1, 1), (3, 0)]
 
 
 def test_a_refused_row_fails_the_whole_batch_as_sqlalchemy_raises(db: GovDB, scratch: Table) -> None:

@@ -24,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from govdb.base.clock import utcnow
 from govdb.base.collector import bulk_collection
+from govdb.errors import StateError
 from govdb.link.keys import refresh_link_keys
 from govdb.promote.apply import ChunkWork, work_out, write_out
 from govdb.promote.planner import ChunkPlanner
@@ -61,6 +63,10 @@ CHUNK = 60_000
 CACHE_MIB = 512
 # Chunks the planning process works out ahead of the one being written (govdb.promote.planner).
 LOOKAHEAD = 2
+# PostgreSQL: the marking's transactions run this many at once. The event store's UPDATE of a
+# chunk's 60,000 events kept one server process busy, on the CPU, for 2-4 s, and nothing else ran
+# then: a county's marking took 42-45 s with the second core idle (benchmarks/RESULTS.md).
+MARKERS = 2
 PROPOSAL = Proposal.__table__  # type: ignore[attr-defined]
 EVENT = Event.__table__  # type: ignore[attr-defined]
 PROMOTION = Promotion.__table__  # type: ignore[attr-defined]
@@ -172,29 +178,70 @@ def _mapping(payload: Any) -> dict[str, Any]:
 def _mark_promoted(events: Engine, master: Engine, promoted: list[tuple[str, int]]) -> None:
     """The event store's half: approved -> promoted for these proposals (id, event id) and their
     events, in id order, a transaction for each CHUNK of them (each touches its own stretch of
-    the proposal and event tables). Master's commits are made durable first: a power cut must
-    never leave the event store saying promoted for a chunk master lost."""
+    the proposal and event tables); an event is moved by the first of them that names it (its
+    proposals may straddle two). Master's commits are made durable first: a power cut must never
+    leave the event store saying promoted for a chunk master lost. On PostgreSQL, MARKERS
+    transactions at once: they touch different rows, and one keeps a single server process busy."""
     if not promoted:
         return
     sync_log(master)
     promoted = sorted(promoted)
+    batches: list[tuple[list[str], list[int]]] = []
+    seen: set[int] = set()
     for start in range(0, len(promoted), CHUNK):
         batch = promoted[start : start + CHUNK]
-        now = utcnow()
-        with writing(events) as conn:
-            _from_approved(
-                conn, ProposalState.promoted, [{"proposal_id": p} for p, _ in batch], {"updated_at": now}
+        named = sorted({e for _, e in batch} - seen)
+        seen.update(named)
+        batches.append(([p for p, _ in batch], named))
+    if events.dialect.name != "postgresql" or len(batches) < 2:
+        for proposal_ids, event_ids in batches:
+            _mark_batch(events, proposal_ids, event_ids)
+        return
+    pool = ThreadPoolExecutor(MARKERS, thread_name_prefix="govdb-promote-mark")
+    marking = [pool.submit(_mark_batch, events, *batch) for batch in batches]
+    try:
+        for marked in marking:
+            marked.result()  # the first failure goes up; the commits of the others stand
+    except BaseException as error:
+        # Stopped (Ctrl-C) or failed: the transactions under way finish, none is started.
+        pool.shutdown(cancel_futures=True)
+        for other in marking:
+            if not other.cancelled() and (failed := other.exception()) is not None and failed is not error:
+                error.add_note(f"another of the marking's transactions failed too: {failed}")
+        raise
+    finally:
+        pool.shutdown()
+
+
+def _mark_batch(events: Engine, proposal_ids: list[str], event_ids: list[int]) -> None:
+    """One transaction of the marking: these proposals approved -> promoted (every one of them),
+    and these events proposed -> promoted. An event already promoted is left as it is: its other
+    proposal was marked by an earlier transaction, of this run or of one stopped after it."""
+    with writing(events) as conn:
+        _from_approved(
+            conn, ProposalState.promoted, [{"proposal_id": p} for p in proposal_ids], {"updated_at": utcnow()}
+        )
+        moved = move(
+            conn,
+            EVENT,
+            "status",
+            EventStatus,
+            EventStatus.proposed,
+            EventStatus.promoted,
+            [{"event_id": e} for e in event_ids],
+            key=("event_id",),
+            expect_all=False,
+        )
+        if moved < len(event_ids):
+            status = dict(
+                fetch_among(conn, "SELECT event_id, status FROM event WHERE {among}", "event_id", event_ids)
             )
-            move(
-                conn,
-                EVENT,
-                "status",
-                EventStatus,
-                EventStatus.proposed,
-                EventStatus.promoted,
-                [{"event_id": e} for e in sorted({e for _, e in batch})],
-                key=("event_id",),
-            )
+            stuck = [(e, status.get(e)) for e in event_ids if status.get(e) != EventStatus.promoted.value]
+            if stuck:
+                raise StateError(
+                    f"{len(stuck)} of {len(event_ids)} event row(s) were neither 'proposed' nor 'promoted' "
+                    f"(event id and status: {stuck[:3]}); nothing was changed: look again and retry"
+                )
 
 
 def refresh_pending_keys(master: Engine, rules: Rulebook) -> int:

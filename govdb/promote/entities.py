@@ -208,7 +208,9 @@ def attach_places(
 ) -> int:
     """Set `place_id` of these people and enterprises, and of everyone at these (new building)
     addresses, to the master building at their standardized address (null when there is none):
-    one correlated UPDATE per table and chunk. Returns the rows updated."""
+    one correlated UPDATE per table and chunk, of the rows whose building differs (most changes
+    leave it as it was: rewriting the row anyway cost PostgreSQL a new version of it and an entry
+    in each of its indexes). Returns the rows whose place changed."""
     updated = 0
     for table, key, ids in ((PERSON, "person_id", person_ids), (ENTERPRISE, "enterprise_id", enterprise_ids)):
         building = (
@@ -219,6 +221,8 @@ def attach_places(
         for column, values in ((table.c[key], ids), (table.c.address, addresses)):
             for chunk in id_chunks(conn, sorted(set(values))):
                 updated += conn.execute(
-                    update(table).where(among(conn, column, chunk)).values(place_id=building)
+                    update(table)
+                    .where(among(conn, column, chunk), table.c.place_id.is_distinct_from(building))
+                    .values(place_id=building)
                 ).rowcount
     return updated

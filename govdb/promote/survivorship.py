@@ -50,7 +50,7 @@ class PromoteReport:
     credentials: int = 0
     enterprises_created: int = 0
     places_created: int = 0
-    places_referenced: int = 0  # people and enterprises whose place_id was (re)set
+    places_referenced: int = 0  # people and enterprises whose place_id changed
     conflicts: int = 0
     completed_after_crash: int = 0
     keys_refreshed: int = 0  # people whose blocking keys were rewritten

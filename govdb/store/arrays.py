@@ -159,6 +159,22 @@ def update_from_arrays(
     return changed
 
 
+def delete_from_arrays(
+    cursor: Any, conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> int:
+    """`DELETE FROM table USING unnest(...) WHERE <keys> = ...`: the rows with these keys, one
+    statement per ARRAY_ROWS rows; the rows deleted. A key given twice deletes its row once."""
+    tests = " AND ".join(f'"{table.name}"."{k}" = v.c{i}' for i, k in enumerate(keys))
+    statement = f'DELETE FROM "{table.name}" USING {_unnest(conn, table, keys)} WHERE {tests}'
+    integers = _integers(conn, table, keys)
+    rows = _matchable(rows, [i for i, integer in enumerate(integers) if integer])
+    deleted = 0
+    for start in range(0, len(rows), ARRAY_ROWS):
+        cursor.execute(statement, tuple(_arrays(rows[start : start + ARRAY_ROWS], integers)))
+        deleted += int(cursor.rowcount)
+    return deleted
+
+
 def insert_statement(conn: Connection, table: Table, columns: Sequence[str]) -> str:
     """`INSERT INTO table (<columns>) SELECT FROM unnest(...)`; its parameters are `insert_params`."""
     names = ", ".join(f'"{c}"' for c in columns)

@@ -375,3 +375,52 @@ def test_master_s_log_is_synced_before_the_event_store_says_promoted(
     assert report.promoted == len(queue) > 0
     assert at_marking and master_log in at_marking[0], at_marking
     assert marks and set(marks) == {engine_module.WAL_ASIDE_PAGES}
+
+
+def test_the_marking_moves_an_event_once_when_its_proposals_fall_in_two_of_its_transactions(
+    db: GovDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event store is marked a CHUNK of proposals per transaction (on PostgreSQL several at
+    once); an event whose two proposals land in two of them is moved by the first. A run stopped
+    between the two leaves the event promoted and the second proposal approved: the next run
+    marks the proposal and leaves the event as it is."""
+    queue = _approved_county(db, tmp_path)
+    with db.events.begin() as conn:
+        rows = conn.execute(
+            select(PROPOSAL.c.proposal_id, PROPOSAL.c.event_id, PROPOSAL.c.change).where(
+                PROPOSAL.c.proposal_id.in_(queue)
+            )
+        ).all()
+        first = next(r for r in rows if r.change == "new_person")
+        second = next(r for r in rows if r.change == "update_person")
+        # Two of the queue's proposals made about one event (a registration and a change).
+        conn.execute(
+            PROPOSAL.update()
+            .where(PROPOSAL.c.proposal_id == second.proposal_id)
+            .values(event_id=first.event_id)
+        )
+    monkeypatch.setattr(govdb.promote, "CHUNK", 1)  # every proposal marked in a transaction of its own
+    original = govdb.promote._mark_batch
+
+    def second_fails(events: Any, proposal_ids: list[str], event_ids: list[int]) -> None:
+        if second.proposal_id in proposal_ids:
+            raise RuntimeError("the event store went away")
+        original(events, proposal_ids, event_ids)
+
+    # A run stopped after the event was moved with its first proposal, before its second was marked.
+    monkeypatch.setattr(govdb.promote, "_mark_batch", second_fails)
+    with pytest.raises(RuntimeError, match="went away"):
+        db.promote()
+    applied, states = _stores(db)
+    assert (states[first.proposal_id], states[second.proposal_id]) == ("promoted", "approved")
+    unmarked = sum(states[p] == "approved" for p in queue)
+    monkeypatch.setattr(govdb.promote, "_mark_batch", original)
+
+    report = db.promote()  # the next run marks the second proposal; its event stays promoted
+
+    assert applied == len(queue) and report.promoted == 0 and report.completed_after_crash == unmarked
+    with db.events.connect() as conn:
+        states = dict(conn.execute(select(PROPOSAL.c.proposal_id, PROPOSAL.c.state)).all())
+        status = conn.execute(text("SELECT status FROM event WHERE event_id = :e"), {"e": first.event_id})
+        assert status.scalar_one() == "promoted"
+    assert {states[p] for p in queue} == {"promoted"}

@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.sql.sqltypes import AutoString
 
 from govdb.api import GovDB
-from govdb.store.bulk import delete_many, insert_rows, update_many
+from govdb.store.bulk import insert_rows, update_many
 from govdb.store.states import TaskState, move
+from govdb.store.updates import delete_many
 
 WHEN = dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.UTC)
 

@@ -25,9 +25,10 @@ from govdb.link.blocking import key_string, rule_name
 from govdb.link.features import prepare
 from govdb.link.reads import read_people, stored_keys
 from govdb.rulebook.models import MatchingRules
-from govdb.store.bulk import among, delete_many, driver_fetch, indexes_deferred, insert_frame
+from govdb.store.bulk import among, driver_fetch, indexes_deferred, insert_frame
 from govdb.store.locks import writing, xact_lock
 from govdb.store.master import Division, LinkFeatures, LinkKey, LinkKeyRules, Person, served_county
+from govdb.store.updates import delete_many
 
 CHUNK = 5000  # people per statement deleting features
 

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from govdb.store.arrays import delete_from_arrays, insert_from_arrays, update_from_arrays
+from govdb.store.arrays import insert_from_arrays, update_from_arrays
 
 COPY_CHUNK = 50_000
 BIND_ROWS = 100_000  # rows turned into Python values at once
@@ -241,23 +241,6 @@ def update_many(
         statement = statement.replace("?", "%s")
     with driver_cursor(conn, statement) as cursor:
         cursor.executemany(statement, [[*r, *fixed] for r in params])
-        return int(cursor.rowcount)
-
-
-def delete_many(conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
-    """`DELETE FROM table WHERE <keys>` for each row of key values, in the caller's transaction;
-    the rows deleted. PostgreSQL gets one statement over arrays (`arrays.delete_from_arrays`),
-    SQLite one executemany. Values are bound as SQLAlchemy binds them."""
-    params = bound_values(conn, table, keys, rows)
-    if not params:
-        return 0
-    if conn.dialect.name == "postgresql":
-        with driver_cursor(conn, f'DELETE FROM "{table.name}"') as cursor:
-            return delete_from_arrays(cursor, conn, table, keys, params)
-    tests = " AND ".join(f'"{c}" = ?' for c in keys)
-    statement = f'DELETE FROM "{table.name}" WHERE {tests}'
-    with driver_cursor(conn, statement) as cursor:
-        cursor.executemany(statement, params)
         return int(cursor.rowcount)
 
 

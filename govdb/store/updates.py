@@ -1,5 +1,6 @@
 """Set-based conditional UPDATEs of many rows: `update_rows` writes a whole frame, each row's
-columns where its key matches and the expected state still holds, and returns how many changed.
+columns where its key matches and the expected state still holds, and returns how many changed;
+`delete_many` deletes rows by their keys.
 
 SQLite gets one executemany through the driver (constants as literals), or, when only the key
 varies, one UPDATE over `json_each` of the keys as a JSON array; PostgreSQL one statement over
@@ -11,14 +12,14 @@ never the other way round.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Connection, Integer, String, Table, TypeDecorator
 from sqlalchemy.exc import DBAPIError
 
-from govdb.store.arrays import update_from_arrays
+from govdb.store.arrays import delete_from_arrays, update_from_arrays
 from govdb.store.bulk import (
     Constant,
     _bind_rows,
@@ -26,6 +27,7 @@ from govdb.store.bulk import (
     _sqlite_bindable,
     _sqlite_literal,
     _utf8,
+    bound_values,
     driver_cursor,
 )
 
@@ -159,3 +161,20 @@ def _driver_executemany(conn: Connection, statement: str, frame: pl.DataFrame) -
         return int(cursor.rowcount)
     finally:
         cursor.close()
+
+
+def delete_many(conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """`DELETE FROM table WHERE <keys>` for each row of key values, in the caller's transaction;
+    the rows deleted. PostgreSQL gets one statement over arrays (`arrays.delete_from_arrays`),
+    SQLite one executemany. Values are bound as SQLAlchemy binds them."""
+    params = bound_values(conn, table, keys, rows)
+    if not params:
+        return 0
+    if conn.dialect.name == "postgresql":
+        with driver_cursor(conn, f'DELETE FROM "{table.name}"') as cursor:
+            return delete_from_arrays(cursor, conn, table, keys, params)
+    tests = " AND ".join(f'"{c}" = ?' for c in keys)
+    statement = f'DELETE FROM "{table.name}" WHERE {tests}'
+    with driver_cursor(conn, statement) as cursor:
+        cursor.executemany(statement, params)
+        return int(cursor.rowcount)
